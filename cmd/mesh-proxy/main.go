@@ -1,0 +1,38 @@
+// Command mesh-proxy is the meshctl sidecar proxy.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/meshctl/meshctl/internal/version"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := newRootCommand().ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "Error:", err)
+		os.Exit(1)
+	}
+}
+
+func newRootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "mesh-proxy",
+		Short: "mesh-proxy is the meshctl sidecar proxy",
+		Long: `mesh-proxy runs beside an application container. It takes over the pod's
+traffic, speaks mutual TLS to other meshed pods, and reports metrics and a live
+request stream on its admin port (4191).`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(version.Command("mesh-proxy"))
+	return root
+}

@@ -1,0 +1,185 @@
+package localcluster
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+)
+
+// certLifetime is long enough for any test run; Up makes new keys every time.
+const certLifetime = 30 * 24 * time.Hour
+
+// clientCert is a client certificate the control plane accepts, and the
+// kubeconfig written for it.
+type clientCert struct {
+	name   string // file and kubeconfig name
+	user   string // certificate CN: the Kubernetes user name
+	groups []string
+}
+
+var clientCerts = []clientCert{
+	{"admin", "meshctl-admin", []string{"system:masters"}},
+	{"apiserver-kubelet-client", "kube-apiserver-kubelet-client", []string{"system:masters"}},
+	{"controller-manager", "system:kube-controller-manager", nil},
+	{"scheduler", "system:kube-scheduler", nil},
+	{"kubelet", "system:node:" + NodeName, []string{"system:nodes"}},
+	{"kube-proxy", "system:kube-proxy", nil},
+}
+
+// writePKI creates the cluster CA, the API server's serving certificate, every
+// component's client certificate and kubeconfig, and the service-account keys.
+func writePKI(p paths) error {
+	for _, d := range []string{filepath.Dir(p.pki("x")), filepath.Dir(p.kubeconfig("x"))} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return fmt.Errorf("create %s: %w", d, err)
+		}
+	}
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return fmt.Errorf("generate CA key: %w", err)
+	}
+	caTmpl := &x509.Certificate{
+		Subject:               pkix.Name{CommonName: "meshctl-local-cluster-ca"},
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+	}
+	caDER, err := sign(caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return fmt.Errorf("sign CA: %w", err)
+	}
+	caCert, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return fmt.Errorf("parse CA: %w", err)
+	}
+	if err := writeCertAndKey(p.pki("ca"), caDER, caKey); err != nil {
+		return err
+	}
+
+	serving := &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "kube-apiserver"},
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames: []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+			"kubernetes.default.svc." + ClusterDomain},
+		IPAddresses: []net.IP{net.ParseIP(NodeIP), net.ParseIP(APIServiceIP), net.IPv4(127, 0, 0, 1)},
+	}
+	if err := issue(p.pki("apiserver"), serving, caCert, caKey); err != nil {
+		return err
+	}
+	server := fmt.Sprintf("https://%s:%d", NodeIP, apiPort)
+	for _, c := range clientCerts {
+		tmpl := &x509.Certificate{
+			Subject:     pkix.Name{CommonName: c.user, Organization: c.groups},
+			KeyUsage:    x509.KeyUsageDigitalSignature,
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		}
+		if err := issue(p.pki(c.name), tmpl, caCert, caKey); err != nil {
+			return err
+		}
+		if err := writeKubeconfig(p.kubeconfig(c.name), server, p.pki("ca.crt"), p.pki(c.name+".crt"), p.pki(c.name+".key"), c.name); err != nil {
+			return err
+		}
+	}
+
+	saKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return fmt.Errorf("generate service-account key: %w", err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(saKey)
+	if err != nil {
+		return fmt.Errorf("encode service-account key: %w", err)
+	}
+	pubDER, err := x509.MarshalPKIXPublicKey(&saKey.PublicKey)
+	if err != nil {
+		return fmt.Errorf("encode service-account public key: %w", err)
+	}
+	if err := writePEM(p.pki("sa.key"), "EC PRIVATE KEY", keyDER, 0o600); err != nil {
+		return err
+	}
+	return writePEM(p.pki("sa.pub"), "PUBLIC KEY", pubDER, 0o644)
+}
+
+// issue signs tmpl with the CA and writes base.crt and base.key.
+func issue(base string, tmpl, ca *x509.Certificate, caKey crypto.Signer) error {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return fmt.Errorf("generate key for %s: %w", base, err)
+	}
+	der, err := sign(tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return fmt.Errorf("sign %s: %w", base, err)
+	}
+	return writeCertAndKey(base, der, key)
+}
+
+// sign fills in serial number and validity, then signs.
+func sign(tmpl, parent *x509.Certificate, pub crypto.PublicKey, signer crypto.Signer) ([]byte, error) {
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return nil, err
+	}
+	tmpl.SerialNumber = serial
+	tmpl.NotBefore = time.Now().Add(-time.Hour)
+	tmpl.NotAfter = time.Now().Add(certLifetime)
+	return x509.CreateCertificate(rand.Reader, tmpl, parent, pub, signer)
+}
+
+func writeCertAndKey(base string, certDER []byte, key *ecdsa.PrivateKey) error {
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return fmt.Errorf("encode key %s: %w", base, err)
+	}
+	if err := writePEM(base+".crt", "CERTIFICATE", certDER, 0o644); err != nil {
+		return err
+	}
+	return writePEM(base+".key", "EC PRIVATE KEY", keyDER, 0o600)
+}
+
+func writePEM(path, typ string, der []byte, mode os.FileMode) error {
+	data := pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
+	if err := os.WriteFile(path, data, mode); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// writeKubeconfig writes a kubeconfig with the certificates embedded, so it
+// can be copied anywhere.
+func writeKubeconfig(path, server, caFile, certFile, keyFile, user string) error {
+	ca, err := os.ReadFile(caFile)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", caFile, err)
+	}
+	cert, err := os.ReadFile(certFile)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", certFile, err)
+	}
+	key, err := os.ReadFile(keyFile)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", keyFile, err)
+	}
+	const name = "meshctl-local"
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters[name] = &clientcmdapi.Cluster{Server: server, CertificateAuthorityData: ca}
+	kc.AuthInfos[user] = &clientcmdapi.AuthInfo{ClientCertificateData: cert, ClientKeyData: key}
+	kc.Contexts[name] = &clientcmdapi.Context{Cluster: name, AuthInfo: user, Namespace: "default"}
+	kc.CurrentContext = name
+	if err := clientcmd.WriteToFile(*kc, path); err != nil {
+		return fmt.Errorf("write kubeconfig %s: %w", path, err)
+	}
+	return nil
+}

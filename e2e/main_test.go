@@ -1,0 +1,53 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/meshctl/meshctl/e2e/localcluster"
+)
+
+// cluster is the cluster every test runs against, set up by TestMain.
+var cluster struct {
+	cfg    *rest.Config
+	client kubernetes.Interface
+	local  localcluster.Config
+}
+
+// TestMain refuses to run the suite against an unhealthy cluster, and says
+// why with the end of every component's log.
+func TestMain(m *testing.M) {
+	repo, err := filepath.Abs("..")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		os.Exit(2)
+	}
+	cluster.local = localcluster.Config{RepoDir: repo}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	err = localcluster.Healthy(ctx, cluster.local)
+	cancel()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: the local cluster is not healthy: %v\n(start it with `make cluster-up`)\n\n%s",
+			err, localcluster.Diagnose(cluster.local, 40))
+		os.Exit(2)
+	}
+	cluster.cfg, err = clientcmd.BuildConfigFromFlags("", cluster.local.Kubeconfig())
+	if err == nil {
+		cluster.client, err = kubernetes.NewForConfig(cluster.cfg)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: load kubeconfig:", err)
+		os.Exit(2)
+	}
+	os.Exit(m.Run())
+}
