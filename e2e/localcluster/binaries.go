@@ -23,8 +23,11 @@ type binDirs struct {
 	coredns    string
 }
 
-// kubectl returns the path of the cached kubectl.
-func (b binDirs) kubectl() string { return filepath.Join(b.kube, "kubectl") }
+// Kubectl returns the path of the cached kubectl (built by Up).
+func (c Config) Kubectl() string {
+	c, _ = c.withDefaults()
+	return filepath.Join(cachedBinDirs(c).kube, "kubectl")
+}
 
 // ctr returns the path of the cached ctr.
 func (b binDirs) ctr() string { return filepath.Join(b.containerd, "ctr") }

@@ -77,7 +77,7 @@ func Up(ctx context.Context, cfg Config) error {
 			if err != nil {
 				return err
 			}
-			cfg.Log.Info("started", "component", n, "pid", id.pid)
+			cfg.Log.Info("started", "name", n, "pid", id.pid)
 		}
 		return nil
 	}
@@ -283,7 +283,7 @@ func Down(ctx context.Context, cfg Config) error {
 		if err != nil {
 			return fmt.Errorf("stop %s: %w", name, err)
 		}
-		cfg.Log.Info("stopped", "component", name, "pid", id.pid, "killed", killed)
+		cfg.Log.Info("stopped", "name", name, "pid", id.pid, "killed", killed)
 	}
 	for name, id := range running {
 		if !slices.Contains(stopOrder, name) {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"os/signal"
 	"syscall"
 
@@ -25,6 +26,7 @@ Commands:
   load FILE...    import image tarballs into the cluster's containerd
   status          exit 0 if the cluster is up and healthy, 1 if not
   kubeconfig      print the path of the cluster's kubeconfig
+  kubectl ARGS... run the cached kubectl against the cluster
 `
 
 func main() {
@@ -73,6 +75,10 @@ func run(ctx context.Context, args []string) error {
 		}
 		fmt.Println("the local cluster is up; kubeconfig:", cfg.Kubeconfig())
 		return nil
+	case "kubectl":
+		kubectl := exec.CommandContext(ctx, cfg.Kubectl(), append([]string{"--kubeconfig", cfg.Kubeconfig()}, rest...)...)
+		kubectl.Stdin, kubectl.Stdout, kubectl.Stderr = os.Stdin, os.Stdout, os.Stderr
+		return kubectl.Run()
 	case "kubeconfig":
 		fmt.Println(cfg.Kubeconfig())
 		return nil
