@@ -41,13 +41,32 @@ func TestMain(m *testing.M) {
 			err, localcluster.Diagnose(cluster.local, 40))
 		os.Exit(2)
 	}
-	cluster.cfg, err = clientcmd.BuildConfigFromFlags("", cluster.local.Kubeconfig())
-	if err == nil {
-		cluster.client, err = kubernetes.NewForConfig(cluster.cfg)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: load kubeconfig:", err)
+	if err := connect(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
 		os.Exit(2)
 	}
 	os.Exit(m.Run())
+}
+
+// connect (re)makes the clients from the cluster's kubeconfig; a cluster that
+// was started again has new certificates.
+func connect() error {
+	cfg, err := clientcmd.BuildConfigFromFlags("", cluster.local.Kubeconfig())
+	if err != nil {
+		return fmt.Errorf("load kubeconfig: %w", err)
+	}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("kubernetes client: %w", err)
+	}
+	cluster.cfg, cluster.client = cfg, client
+	return nil
+}
+
+// longTest skips t unless E2E_LONG=1: scenarios too slow for CI.
+func longTest(t *testing.T) {
+	t.Helper()
+	if os.Getenv("E2E_LONG") != "1" {
+		t.Skip("slow scenario: runs only with E2E_LONG=1")
+	}
 }

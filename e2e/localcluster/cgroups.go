@@ -171,3 +171,20 @@ func fileExists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
 }
+
+// Crash kills every process of the cluster at once with SIGKILL, as a power
+// cut or a killed session would, leaving all its state behind. Tests use it
+// to show that Up recovers.
+func Crash() (int, error) {
+	roots, err := clusterCgroups()
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, pid := range cgroupPIDs(roots) {
+		if pid != os.Getpid() && syscall.Kill(pid, syscall.SIGKILL) == nil {
+			n++
+		}
+	}
+	return n, nil
+}

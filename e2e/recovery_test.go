@@ -1,0 +1,51 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/meshctl/meshctl/e2e/localcluster"
+)
+
+// TestClusterComesBackAfterEveryProcessIsKilled kills every process of the
+// cluster with SIGKILL (daemons, shims, containers), then runs Up, which must
+// clean what was left behind and bring a working cluster back; the smoke test
+// then passes again. Slow (a full restart), so E2E_LONG only.
+func TestClusterComesBackAfterEveryProcessIsKilled(t *testing.T) {
+	longTest(t)
+	n, err := localcluster.Crash()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n < 7 {
+		t.Fatalf("killed %d processes; the cluster has at least 7 daemons", n)
+	}
+	ctx := context.Background()
+	cfg := cluster.local
+	cfg.Log = slog.New(slog.NewTextHandler(t.Output(), nil))
+	eventually(t, "the crashed cluster to be reported unhealthy", 30*time.Second, func(ctx context.Context) error {
+		if localcluster.Healthy(ctx, cfg) == nil {
+			return errors.New("still healthy")
+		}
+		return nil
+	})
+	start := time.Now()
+	if err := localcluster.Up(ctx, cfg); err != nil {
+		t.Fatalf("Up after a crash: %v", err)
+	}
+	t.Logf("Up after a crash took %s", time.Since(start).Round(time.Second))
+	if err := connect(); err != nil {
+		t.Fatal(err)
+	}
+	images, _ := filepath.Glob(filepath.Join(cfg.RepoDir, "bin", "images", "*.tar"))
+	if err := localcluster.LoadImages(ctx, cfg, images); err != nil {
+		t.Fatal(err)
+	}
+	TestClusterServesPodsDNSServicesAndAPI(t)
+}
