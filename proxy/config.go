@@ -1,0 +1,127 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/meshctl/meshctl/proxy/endpoints"
+)
+
+// The fixed ports of a meshed pod (../shared/DESIGN.md).
+const (
+	InboundPort  = 4143
+	OutboundPort = 4140
+	AdminPort    = 4191
+	// ProxyUID is the user the proxy runs as; the redirect rules exclude it.
+	ProxyUID = 2102
+)
+
+// DefaultOpaquePorts are server-speaks-first protocols, where detection
+// would only add delay: SMTP, MySQL, Galera, PostgreSQL, Redis,
+// Elasticsearch transport and memcached.
+var DefaultOpaquePorts = []uint16{25, 587, 3306, 4444, 5432, 6379, 9300, 11211}
+
+// SideConfig configures one direction's listener.
+type SideConfig struct {
+	// Listen is the address to accept on, e.g. "127.0.0.1:4140". Required.
+	Listen string
+	// Upstream, when set, is where every connection goes (explicit mode).
+	// When empty, each connection goes to its original destination (redirect
+	// mode): as it is for outbound, to 127.0.0.1 on the same port for inbound.
+	Upstream string
+}
+
+// Config configures the proxy. Fields left zero take the defaults given.
+type Config struct {
+	// Admin is the admin server's address (/live, /ready, /metrics). Default: ":4191".
+	Admin string
+	// Outbound is the listener for traffic leaving the pod; nil means none.
+	Outbound *SideConfig
+	// Inbound is the listener for traffic into the pod; nil means none.
+	Inbound *SideConfig
+	// Endpoints maps outbound destinations to endpoint sets; nil forwards
+	// every connection to its destination as it is.
+	Endpoints *endpoints.Table
+	// DetectTimeout is how long detection waits for a client's first bytes
+	// before calling the connection opaque. Default: 1s.
+	DetectTimeout time.Duration
+	// OpaquePorts skip detection (server-speaks-first protocols). Default:
+	// DefaultOpaquePorts. An empty, non-nil slice means none.
+	OpaquePorts []uint16
+	// DrainTimeout bounds the graceful drain on shutdown: in-flight requests
+	// and connections get this long to finish. Default: 30s.
+	DrainTimeout time.Duration
+	// MaxHeaderBytes bounds a request's headers (HTTP/1 and HTTP/2). Default: 64 KiB.
+	MaxHeaderBytes int
+	// ReadHeaderTimeout bounds how long a client may take to send a request's
+	// headers (slowloris). Default: 10s.
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout closes client connections idle this long. Default: 90s.
+	IdleTimeout time.Duration
+	// MaxConcurrentStreams bounds the HTTP/2 streams a client may open at once
+	// on one connection. Default: 250.
+	MaxConcurrentStreams uint32
+	// Log receives the proxy's logs. Default: discard.
+	Log *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.Admin == "" {
+		c.Admin = fmt.Sprintf(":%d", AdminPort)
+	}
+	if c.DetectTimeout == 0 {
+		c.DetectTimeout = time.Second
+	}
+	if c.OpaquePorts == nil {
+		c.OpaquePorts = DefaultOpaquePorts
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = 30 * time.Second
+	}
+	if c.MaxHeaderBytes == 0 {
+		c.MaxHeaderBytes = 64 << 10
+	}
+	if c.ReadHeaderTimeout == 0 {
+		c.ReadHeaderTimeout = 10 * time.Second
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = 90 * time.Second
+	}
+	if c.MaxConcurrentStreams == 0 {
+		c.MaxConcurrentStreams = 250
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Validate reports configuration the proxy cannot run with.
+func (c Config) Validate() error {
+	if c.Outbound == nil && c.Inbound == nil {
+		return errors.New("nothing to proxy: configure an outbound or an inbound listener")
+	}
+	for name, s := range map[string]*SideConfig{"outbound": c.Outbound, "inbound": c.Inbound} {
+		if s == nil {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(s.Listen); err != nil {
+			return fmt.Errorf("%s listen address %q: %w", name, s.Listen, err)
+		}
+		if s.Upstream != "" {
+			if _, _, err := net.SplitHostPort(s.Upstream); err != nil {
+				return fmt.Errorf("%s upstream %q: %w", name, s.Upstream, err)
+			}
+		}
+	}
+	if _, _, err := net.SplitHostPort(c.withDefaults().Admin); err != nil {
+		return fmt.Errorf("admin address %q: %w", c.Admin, err)
+	}
+	if c.DetectTimeout < 0 || c.DrainTimeout < 0 || c.ReadHeaderTimeout < 0 || c.IdleTimeout < 0 {
+		return errors.New("timeouts must not be negative")
+	}
+	return nil
+}

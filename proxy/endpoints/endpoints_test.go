@@ -1,0 +1,47 @@
+package endpoints
+
+import (
+	"net/netip"
+	"testing"
+)
+
+func TestTableMapsDestinationsAndPassesOthersThrough(t *testing.T) {
+	tab, err := Parse([]byte(`{"10.96.0.12:80": ["10.244.0.7:8080", "10.244.0.9:8080"]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := tab.Lookup(netip.MustParseAddrPort("10.96.0.12:80"))
+	seen := map[string]int{}
+	for range 10 {
+		seen[set.Pick()]++
+	}
+	if seen["10.244.0.7:8080"] != 5 || seen["10.244.0.9:8080"] != 5 {
+		t.Errorf("round robin picked %v, want 5 each", seen)
+	}
+	if got := tab.Lookup(netip.MustParseAddrPort("10.1.2.3:443")).Pick(); got != "10.1.2.3:443" {
+		t.Errorf("unknown destination picked %s, want itself", got)
+	}
+}
+
+func TestParseRejectsBadTables(t *testing.T) {
+	for _, in := range []string{`[]`, `{"nonsense": ["1.2.3.4:5"]}`, `{"1.2.3.4:80": []}`, `{"1.2.3.4:80": ["no-port"]}`} {
+		if _, err := Parse([]byte(in)); err == nil {
+			t.Errorf("Parse(%s) = nil error", in)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(`{"10.96.0.12:80": ["10.244.0.7:8080"]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		tab, err := Parse(b)
+		if err != nil {
+			return
+		}
+		for dst, s := range tab.sets {
+			if s.Pick() == "" || !dst.IsValid() {
+				t.Fatalf("bad entry %v", dst)
+			}
+		}
+	})
+}

@@ -1,0 +1,212 @@
+// Package metrics defines the proxy's Prometheus metrics and cheap handles
+// for recording them on the hot path: a connection resolves its label values
+// once, a request only adds the authority and the response status.
+package metrics
+
+import (
+	"strconv"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// LatencyBucketsMs are the fixed latency histogram buckets, in milliseconds
+// (../shared/DESIGN.md).
+var LatencyBucketsMs = []float64{1, 2, 3, 4, 5, 10, 20, 30, 40, 50, 100, 200, 300, 400, 500, 1000, 2000, 3000, 4000, 5000, 10000}
+
+// Directions of traffic.
+const (
+	Inbound  = "inbound"
+	Outbound = "outbound"
+)
+
+// Classifications of a response.
+const (
+	Success = "success"
+	Failure = "failure"
+)
+
+var connLabelNames = []string{"direction", "tls", "client_id", "server_id", "dst_workload"}
+
+// Metrics holds the proxy's metric families in their own registry.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	requests    *prometheus.CounterVec
+	responses   *prometheus.CounterVec
+	latency     *prometheus.HistogramVec
+	tcpOpen     *prometheus.CounterVec
+	tcpClose    *prometheus.CounterVec
+	tcpOpenNow  *prometheus.GaugeVec
+	tcpRead     *prometheus.CounterVec
+	tcpWrite    *prometheus.CounterVec
+	protoErrors *prometheus.CounterVec
+}
+
+// New creates the metric families and registers them, with the Go runtime
+// and process collectors, in a new registry.
+func New() *Metrics {
+	reqLabels := append(append([]string{}, connLabelNames...), "authority")
+	rspLabels := append(append([]string{}, reqLabels...), "status_code", "classification")
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "request_total", Help: "HTTP requests received.",
+		}, reqLabels),
+		responses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "response_total", Help: "HTTP responses completed, by status and classification (failure: 5xx, a non-zero grpc-status, or a broken stream).",
+		}, rspLabels),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "response_latency_ms", Help: "Time from a request's arrival to its response headers, in milliseconds.",
+			Buckets: LatencyBucketsMs,
+		}, rspLabels),
+		tcpOpen: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tcp_open_total", Help: "Connections accepted.",
+		}, connLabelNames),
+		tcpClose: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tcp_close_total", Help: "Connections closed.",
+		}, connLabelNames),
+		tcpOpenNow: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tcp_open_connections", Help: "Connections open now.",
+		}, connLabelNames),
+		tcpRead: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tcp_read_bytes_total", Help: "Bytes received from clients.",
+		}, connLabelNames),
+		tcpWrite: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tcp_write_bytes_total", Help: "Bytes sent to clients.",
+		}, connLabelNames),
+		protoErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "protocol_error_total", Help: "Malformed or abusive client input rejected, by protocol and error.",
+		}, []string{"direction", "protocol", "error"}),
+	}
+	m.reg.MustRegister(m.requests, m.responses, m.latency, m.tcpOpen, m.tcpClose, m.tcpOpenNow,
+		m.tcpRead, m.tcpWrite, m.protoErrors,
+		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	return m
+}
+
+// Registry returns the registry to serve and to add more collectors to.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// ProtocolError counts one rejected piece of client input.
+func (m *Metrics) ProtocolError(direction, protocol, kind string) {
+	m.protoErrors.WithLabelValues(direction, protocol, kind).Inc()
+}
+
+// ConnLabels are the label values fixed for a connection's lifetime.
+type ConnLabels struct {
+	Direction   string
+	TLS         bool
+	ClientID    string // the client's SPIFFE ID, when it proved one
+	ServerID    string // the server's SPIFFE ID, when it proved one
+	DstWorkload string // the destination's workload, when discovery knows it
+}
+
+func (l ConnLabels) values() []string {
+	return []string{l.Direction, strconv.FormatBool(l.TLS), l.ClientID, l.ServerID, l.DstWorkload}
+}
+
+// Conn records one connection's metrics.
+type Conn struct {
+	m      *Metrics
+	labels []string
+	read   prometheus.Counter
+	write  prometheus.Counter
+	open   prometheus.Gauge
+	close  prometheus.Counter
+
+	// mu guards the per-authority request handles, cached because most
+	// connections carry requests for one authority.
+	mu    sync.Mutex
+	last  string
+	route *Route
+}
+
+// Open counts a new connection and returns its handle.
+func (m *Metrics) Open(l ConnLabels) *Conn {
+	v := l.values()
+	c := &Conn{
+		m: m, labels: v,
+		read: m.tcpRead.WithLabelValues(v...), write: m.tcpWrite.WithLabelValues(v...),
+		open: m.tcpOpenNow.WithLabelValues(v...), close: m.tcpClose.WithLabelValues(v...),
+	}
+	m.tcpOpen.WithLabelValues(v...).Inc()
+	c.open.Inc()
+	return c
+}
+
+// Read counts bytes received from the client.
+func (c *Conn) Read(n int) { c.read.Add(float64(n)) }
+
+// Write counts bytes sent to the client.
+func (c *Conn) Write(n int) { c.write.Add(float64(n)) }
+
+// Close counts the connection's end. Call it once.
+func (c *Conn) Close() {
+	c.open.Dec()
+	c.close.Inc()
+}
+
+// Route returns the request handles for an authority on this connection.
+func (c *Conn) Route(authority string) *Route {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.route != nil && c.last == authority {
+		return c.route
+	}
+	labels := append(append(make([]string, 0, len(c.labels)+3), c.labels...), authority)
+	c.last = authority
+	c.route = &Route{m: c.m, labels: labels, requests: c.m.requests.WithLabelValues(labels...)}
+	return c.route
+}
+
+// Route records the requests to one authority over one connection.
+type Route struct {
+	m        *Metrics
+	labels   []string // connection labels + authority
+	requests prometheus.Counter
+
+	// mu guards responses, the handles of the statuses seen so far.
+	mu        sync.Mutex
+	responses map[responseKey]responseHandles
+}
+
+type responseKey struct {
+	status int
+	class  string
+}
+
+type responseHandles struct {
+	count   prometheus.Counter
+	latency prometheus.Observer
+}
+
+// Request counts a request.
+func (r *Route) Request() { r.requests.Inc() }
+
+// Response counts a completed response and its latency (to the response headers).
+func (r *Route) Response(status int, class string, latencyMs float64) {
+	key := responseKey{status, class}
+	r.mu.Lock()
+	h, ok := r.responses[key]
+	if !ok {
+		labels := append(append(make([]string, 0, len(r.labels)+2), r.labels...), statusText(status), class)
+		h = responseHandles{count: r.m.responses.WithLabelValues(labels...), latency: r.m.latency.WithLabelValues(labels...)}
+		if r.responses == nil {
+			r.responses = map[responseKey]responseHandles{}
+		}
+		r.responses[key] = h
+	}
+	r.mu.Unlock()
+	h.count.Inc()
+	h.latency.Observe(latencyMs)
+}
+
+// statusText is the label value of a status code; 0 means no response (the
+// request failed before one).
+func statusText(status int) string {
+	if status == 0 {
+		return ""
+	}
+	return strconv.Itoa(status)
+}

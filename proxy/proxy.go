@@ -1,0 +1,180 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/meshctl/meshctl/proxy/admin"
+	"github.com/meshctl/meshctl/proxy/httpproxy"
+	"github.com/meshctl/meshctl/proxy/metrics"
+)
+
+// Proxy is a running mesh-proxy: its listeners, admin server and metrics.
+type Proxy struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics.Metrics
+	http    *httpproxy.Proxy
+	opaque  map[uint16]bool
+	sides   []*side
+
+	adminLn  net.Listener
+	adminSrv *http.Server
+	ready    atomic.Bool
+}
+
+// New checks the configuration and returns a proxy that is not yet listening.
+func New(cfg Config) (*Proxy, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	p := &Proxy{
+		cfg:     cfg,
+		log:     cfg.Log.With("component", "proxy"),
+		metrics: metrics.New(),
+		opaque:  map[uint16]bool{},
+	}
+	p.http = httpproxy.New(httpproxy.Config{Log: p.log})
+	for _, port := range cfg.OpaquePorts {
+		p.opaque[port] = true
+	}
+	if cfg.Outbound != nil {
+		p.sides = append(p.sides, newSide(p, metrics.Outbound, *cfg.Outbound))
+	}
+	if cfg.Inbound != nil {
+		p.sides = append(p.sides, newSide(p, metrics.Inbound, *cfg.Inbound))
+	}
+	return p, nil
+}
+
+// Metrics returns the proxy's metrics.
+func (p *Proxy) Metrics() *metrics.Metrics { return p.metrics }
+
+// Listen binds every listener, so that a caller knows the proxy accepts
+// connections before Serve runs. Serve calls it when it was not called.
+func (p *Proxy) Listen() error {
+	if p.adminLn != nil {
+		return nil
+	}
+	for _, s := range p.sides {
+		if err := s.listen(); err != nil {
+			p.closeListeners()
+			return err
+		}
+	}
+	ln, err := net.Listen("tcp", p.cfg.Admin)
+	if err != nil {
+		p.closeListeners()
+		return fmt.Errorf("admin listener: %w", err)
+	}
+	p.adminLn = ln
+	p.adminSrv = &http.Server{
+		Handler:           admin.Handler(admin.Config{Gatherer: p.metrics.Registry(), Ready: p.ready.Load}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	return nil
+}
+
+func (p *Proxy) closeListeners() {
+	for _, s := range p.sides {
+		if s.ln != nil {
+			s.ln.Close()
+		}
+	}
+}
+
+// Addr returns the bound address of a listener: "inbound", "outbound" or
+// "admin". It is nil before Listen.
+func (p *Proxy) Addr(name string) net.Addr {
+	if name == "admin" && p.adminLn != nil {
+		return p.adminLn.Addr()
+	}
+	for _, s := range p.sides {
+		if s.name == name && s.ln != nil {
+			return s.ln.Addr()
+		}
+	}
+	return nil
+}
+
+// Run listens and serves until ctx is cancelled, then drains: it stops
+// accepting, lets in-flight requests and connections finish for up to
+// DrainTimeout, and closes what is left.
+func (p *Proxy) Run(ctx context.Context) error {
+	if err := p.Listen(); err != nil {
+		return err
+	}
+	errc := make(chan error, len(p.sides)+1)
+	go func() {
+		if err := p.adminSrv.Serve(p.adminLn); !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("admin server: %w", err)
+		}
+	}()
+	served := make(chan struct{}, len(p.sides))
+	for _, s := range p.sides {
+		go func() {
+			if err := s.serve(); err != nil {
+				errc <- err
+			}
+			served <- struct{}{}
+		}()
+		p.log.Info("listening", "direction", s.name, "addr", s.ln.Addr().String(), "upstream", s.cfg.Upstream)
+	}
+	p.ready.Store(true)
+	p.log.Info("ready", "admin", p.adminLn.Addr().String())
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	p.ready.Store(false)
+	p.drain()
+	for range p.sides {
+		<-served
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = p.adminSrv.Shutdown(shutdown)
+	p.http.CloseIdleConnections()
+	return runErr
+}
+
+// drain stops accepting and waits for open connections, up to DrainTimeout.
+func (p *Proxy) drain() {
+	start := time.Now()
+	p.log.Info("draining", "timeout", p.cfg.DrainTimeout)
+	p.closeListeners()
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.DrainTimeout)
+	defer cancel()
+	for _, s := range p.sides {
+		// Closes idle HTTP/1 connections, waits for busy ones, and sends
+		// HTTP/2 clients a GOAWAY.
+		_ = s.h1.Shutdown(ctx)
+	}
+	done := make(chan struct{})
+	go func() {
+		for _, s := range p.sides {
+			s.wg.Wait()
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+		p.log.Info("drained", "took", time.Since(start).Round(time.Millisecond))
+	case <-ctx.Done():
+		n := 0
+		for _, s := range p.sides {
+			n += s.closeAll()
+		}
+		<-done
+		p.log.Warn("drain timed out; closed the connections left", "count", n)
+	}
+}

@@ -1,0 +1,225 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/net/http2"
+
+	"github.com/meshctl/meshctl/proxy/detect"
+	"github.com/meshctl/meshctl/proxy/endpoints"
+	"github.com/meshctl/meshctl/proxy/httpproxy"
+	"github.com/meshctl/meshctl/proxy/metrics"
+	"github.com/meshctl/meshctl/proxy/origdst"
+	"github.com/meshctl/meshctl/proxy/tcpproxy"
+)
+
+// side is one direction's listener: it accepts connections, finds where they
+// go, detects their protocol and hands them to the matching server.
+type side struct {
+	name string // metrics.Inbound or metrics.Outbound
+	cfg  SideConfig
+	p    *Proxy
+	log  *slog.Logger
+
+	ln       net.Listener
+	fixed    *endpoints.Set // the explicit upstream, if any
+	fixedDst netip.AddrPort // its address, when it is an IP
+	h1ln     *chanListener
+	h1       *http.Server
+	h2       *http2.Server
+
+	// mu guards conns, the connections accepted and not yet closed.
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+	wg    sync.WaitGroup // one per tracked connection
+}
+
+func newSide(p *Proxy, name string, cfg SideConfig) *side {
+	s := &side{name: name, cfg: cfg, p: p, log: p.log.With("direction", name), conns: map[net.Conn]struct{}{}}
+	if cfg.Upstream != "" {
+		s.fixed = endpoints.NewSet(cfg.Upstream)
+		s.fixedDst, _ = netip.ParseAddrPort(cfg.Upstream)
+	}
+	return s
+}
+
+// listen binds the listener and prepares the servers.
+func (s *side) listen() error {
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("%s listener: %w", s.name, err)
+	}
+	s.ln = ln
+	s.h1ln = newChanListener(ln.Addr())
+	pc := s.p.cfg
+	s.h1 = &http.Server{
+		Handler:           s.p.http,
+		ReadHeaderTimeout: pc.ReadHeaderTimeout,
+		IdleTimeout:       pc.IdleTimeout,
+		MaxHeaderBytes:    pc.MaxHeaderBytes,
+		ConnState:         s.connState,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if sc, ok := c.(*serverConn); ok {
+				return httpproxy.WithConnInfo(ctx, sc.info)
+			}
+			return ctx
+		},
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	s.h2 = &http2.Server{
+		MaxConcurrentStreams: pc.MaxConcurrentStreams,
+		MaxReadFrameSize:     1 << 20,
+		IdleTimeout:          pc.IdleTimeout,
+		CountError: func(errType string) {
+			s.p.metrics.ProtocolError(s.name, "h2", errType)
+		},
+	}
+	if err := http2.ConfigureServer(s.h1, s.h2); err != nil {
+		return fmt.Errorf("%s HTTP/2 server: %w", s.name, err)
+	}
+	return nil
+}
+
+// serve runs the accept loop and the HTTP/1 server until the listener closes.
+func (s *side) serve() error {
+	errc := make(chan error, 1)
+	go func() { errc <- s.h1.Serve(s.h1ln) }()
+	var tempDelay time.Duration
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				<-errc
+				return nil
+			}
+			// Out of file descriptors and the like: back off, keep serving.
+			tempDelay = min(max(2*tempDelay, 5*time.Millisecond), time.Second)
+			s.log.Warn("accept failed", "error", err, "retry_in", tempDelay)
+			time.Sleep(tempDelay)
+			continue
+		}
+		tempDelay = 0
+		s.track(c)
+		go s.handle(c.(*net.TCPConn))
+	}
+}
+
+func (s *side) track(c net.Conn) {
+	s.mu.Lock()
+	s.conns[c] = struct{}{}
+	s.mu.Unlock()
+	s.wg.Add(1)
+}
+
+// release forgets a closed connection; it is called once per tracked connection.
+func (s *side) release(c net.Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+// closeAll closes every connection still open (the end of a drain).
+func (s *side) closeAll() int {
+	s.mu.Lock()
+	conns := make([]net.Conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+	return len(conns)
+}
+
+// destination returns where a connection goes and the port it was meant for.
+func (s *side) destination(c *net.TCPConn) (*endpoints.Set, uint16, error) {
+	if s.fixed != nil {
+		port := s.fixedDst.Port()
+		if !s.fixedDst.IsValid() {
+			_, p, _ := net.SplitHostPort(s.cfg.Upstream)
+			n, _ := strconv.ParseUint(p, 10, 16)
+			port = uint16(n)
+		}
+		return s.fixed, port, nil
+	}
+	dst, err := origdst.Get(c)
+	if err != nil {
+		return nil, 0, err
+	}
+	if s.name == metrics.Inbound {
+		return endpoints.NewSet(net.JoinHostPort("127.0.0.1", strconv.Itoa(int(dst.Port())))), dst.Port(), nil
+	}
+	return s.p.cfg.Endpoints.Lookup(dst), dst.Port(), nil
+}
+
+// handle serves one accepted connection.
+func (s *side) handle(c *net.TCPConn) {
+	mc := s.p.metrics.Open(metrics.ConnLabels{Direction: s.name})
+	sc := &serverConn{Conn: c, side: s, metrics: mc}
+	dst, port, err := s.destination(c)
+	if err != nil {
+		s.log.Debug("no destination; closing", "client", c.RemoteAddr(), "error", err)
+		sc.Close()
+		return
+	}
+	sc.info = &httpproxy.ConnInfo{Upstream: dst, Metrics: mc}
+	proto := detect.Opaque
+	var peeked []byte
+	if !s.p.opaque[port] {
+		buf := peekBuffers.Get().(*[]byte)
+		proto, peeked, err = detect.Detect(c, s.p.cfg.DetectTimeout, *buf)
+		*buf = peeked
+		sc.peekBuf, sc.peeked = buf, peeked
+		if err != nil {
+			s.log.Debug("detection failed", "client", c.RemoteAddr(), "error", err)
+			sc.releasePeek()
+			sc.Close()
+			return
+		}
+	}
+	switch proto {
+	case detect.HTTP1:
+		if !s.h1ln.push(sc) {
+			sc.Close() // shutting down
+		}
+	case detect.HTTP2:
+		s.h2.ServeConn(sc, &http2.ServeConnOpts{
+			Context:    httpproxy.WithConnInfo(context.Background(), sc.info),
+			BaseConfig: s.h1,
+			Handler:    s.p.http,
+		})
+		sc.Close()
+	default:
+		s.pipe(sc, c, dst.Pick(), peeked)
+	}
+}
+
+// pipe forwards an opaque connection (including TLS that is not ours) byte for byte.
+func (s *side) pipe(sc *serverConn, c *net.TCPConn, addr string, peeked []byte) {
+	defer sc.Close()
+	defer sc.releasePeek()
+	d := net.Dialer{Timeout: 5 * time.Second}
+	up, err := d.Dial("tcp", addr)
+	if err != nil {
+		s.log.Debug("opaque upstream unreachable", "upstream", addr, "error", err)
+		return
+	}
+	// Pipe the raw sockets so the kernel splices; count the bytes afterwards.
+	n, m, err := tcpproxy.Pipe(c, up, peeked)
+	sc.metrics.Read(int(n))
+	sc.metrics.Write(int(m))
+	if err != nil {
+		s.log.Debug("opaque connection ended with an error", "upstream", addr, "error", err)
+	}
+}
