@@ -2,8 +2,9 @@ package proxy
 
 import (
 	"bytes"
+	"errors"
 	"net"
-	"net/http"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -18,8 +19,9 @@ var peekBuffers = sync.Pool{New: func() any { b := make([]byte, 0, detect.MaxPee
 
 // serverConn is an accepted client connection handed to an HTTP server. It
 // replays the bytes detection read, counts bytes in metrics, notices the
-// error replies net/http writes itself for malformed requests, and releases
-// the connection from its listener's tracking when closed.
+// error replies net/http writes itself for malformed HTTP/1 requests and the
+// requests that never arrive whole, and releases the connection from its
+// listener's tracking when closed.
 type serverConn struct {
 	net.Conn
 	side    *side
@@ -30,12 +32,27 @@ type serverConn struct {
 	peeked  []byte
 	peekBuf *[]byte
 
-	// state is the http.ConnState the HTTP/1 server last reported.
-	state atomic.Int32
-	// replied is set once net/http answered a malformed request itself.
-	replied   atomic.Bool
+	// handling counts the requests of this connection being handled now;
+	// pending counts bytes read while none was (a request arriving). Both
+	// matter only for HTTP/1.
+	handling atomic.Int32
+	pending  atomic.Int64
+	// headerTimeout is set when the header read deadline expired with part of
+	// a request read (a slowloris client); counted at Close. Every other way
+	// a request's headers end early, net/http answers with a 400 itself.
+	headerTimeout atomic.Bool
+
 	closeOnce sync.Once
 }
+
+// RequestStarted is called when a request's headers have arrived whole.
+func (c *serverConn) RequestStarted() {
+	c.handling.Add(1)
+	c.pending.Store(0)
+}
+
+// RequestFinished is called when a request's handler returns.
+func (c *serverConn) RequestFinished() { c.handling.Add(-1) }
 
 func (c *serverConn) Read(b []byte) (int, error) {
 	if len(c.peeked) > 0 {
@@ -44,14 +61,24 @@ func (c *serverConn) Read(b []byte) (int, error) {
 		if len(c.peeked) == 0 {
 			c.releasePeek()
 		}
-		c.metrics.Read(n)
+		c.read(n)
 		return n, nil
 	}
 	n, err := c.Conn.Read(b)
-	if n > 0 {
-		c.metrics.Read(n)
+	c.read(n)
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) && c.handling.Load() == 0 && c.pending.Swap(0) > 0 {
+		c.headerTimeout.Store(true)
 	}
 	return n, err
+}
+
+func (c *serverConn) read(n int) {
+	if n > 0 {
+		c.metrics.Read(n)
+		if c.handling.Load() == 0 {
+			c.pending.Add(int64(n))
+		}
+	}
 }
 
 func (c *serverConn) releasePeek() {
@@ -62,22 +89,36 @@ func (c *serverConn) releasePeek() {
 	}
 }
 
-// errorReplyPrefix starts the replies net/http writes straight to the
-// connection, outside any handler, for requests it cannot parse (400, 431, 501).
-var errorReplyPrefix = []byte("HTTP/1.1 ")
+// errorReplyHeaders follow the status line of the replies net/http writes
+// straight to the connection, outside any handler, for requests it cannot
+// parse (400, 431, 501). Proxied responses never look like this: net/http
+// writes their headers sorted, with a Date.
+const errorReplyHeaders = "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"
 
 func (c *serverConn) Write(b []byte) (int, error) {
-	if http.ConnState(c.state.Load()) != http.StateActive && bytes.HasPrefix(b, errorReplyPrefix) && len(b) >= 12 {
-		if code, err := strconv.Atoi(string(b[9:12])); err == nil && code >= 400 {
-			c.replied.Store(true)
-			c.side.p.metrics.ProtocolError(c.side.name, "http1", strconv.Itoa(code))
-		}
+	if code, ok := errorReply(b); ok {
+		c.pending.Store(0)
+		c.metrics.ProtocolError("http1", strconv.Itoa(code))
 	}
 	n, err := c.Conn.Write(b)
 	if n > 0 {
 		c.metrics.Write(n)
 	}
 	return n, err
+}
+
+// errorReply recognises net/http's own error replies and returns their status.
+func errorReply(b []byte) (int, bool) {
+	const prefix = "HTTP/1.1 "
+	if len(b) < len(prefix)+3 || string(b[:len(prefix)]) != prefix || (b[len(prefix)] != '4' && b[len(prefix)] != '5') {
+		return 0, false
+	}
+	eol := bytes.IndexByte(b, '\n')
+	if eol < 0 || !bytes.HasPrefix(b[eol-1:], []byte(errorReplyHeaders)) {
+		return 0, false
+	}
+	code, err := strconv.Atoi(string(b[len(prefix) : len(prefix)+3]))
+	return code, err == nil
 }
 
 // CloseWrite lets a hijacked (upgraded) connection be half-closed.
@@ -91,25 +132,13 @@ func (c *serverConn) CloseWrite() error {
 func (c *serverConn) Close() error {
 	err := c.Conn.Close()
 	c.closeOnce.Do(func() {
+		if c.headerTimeout.Load() {
+			c.metrics.ProtocolError("http1", "header_timeout")
+		}
 		c.metrics.Close()
 		c.side.release(c)
 	})
 	return err
-}
-
-// connState follows the HTTP/1 server's view of each connection. A connection
-// that closes before its first request was ever read whole, without net/http
-// having answered it, sent an incomplete request: a slowloris client that hit
-// the header timeout, or one that hung up mid-headers.
-func (s *side) connState(nc net.Conn, state http.ConnState) {
-	c, ok := nc.(*serverConn)
-	if !ok {
-		return
-	}
-	prev := http.ConnState(c.state.Swap(int32(state)))
-	if state == http.StateClosed && prev == http.StateNew && !c.replied.Load() {
-		s.p.metrics.ProtocolError(s.name, "http1", "incomplete_request")
-	}
 }
 
 // chanListener is a net.Listener whose connections are handed over by the

@@ -143,7 +143,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	shutdown, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	_ = p.adminSrv.Shutdown(shutdown)
-	p.http.CloseIdleConnections()
+	p.http.Close()
 	return runErr
 }
 

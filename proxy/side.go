@@ -66,7 +66,6 @@ func (s *side) listen() error {
 		ReadHeaderTimeout: pc.ReadHeaderTimeout,
 		IdleTimeout:       pc.IdleTimeout,
 		MaxHeaderBytes:    pc.MaxHeaderBytes,
-		ConnState:         s.connState,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			if sc, ok := c.(*serverConn); ok {
 				return httpproxy.WithConnInfo(ctx, sc.info)
@@ -190,6 +189,7 @@ func (s *side) handle(c *net.TCPConn) {
 	}
 	switch proto {
 	case detect.HTTP1:
+		sc.info.Hooks = sc
 		if !s.h1ln.push(sc) {
 			sc.Close() // shutting down
 		}

@@ -1,4 +1,5 @@
-// Command mesh-proxy is the meshctl sidecar proxy.
+// Command mesh-proxy is the meshctl sidecar proxy: `mesh-proxy run` proxies,
+// `mesh-proxy init` installs the pod's redirect rules.
 package main
 
 import (
@@ -29,10 +30,13 @@ func newRootCommand() *cobra.Command {
 		Short: "mesh-proxy is the meshctl sidecar proxy",
 		Long: `mesh-proxy runs beside an application container. It takes over the pod's
 traffic, speaks mutual TLS to other meshed pods, and reports metrics and a live
-request stream on its admin port (4191).`,
+request stream on its admin port (4191).
+
+Every flag can also be set with an environment variable: MESH_PROXY_ and the
+flag's name in capitals with underscores (--drain-timeout: MESH_PROXY_DRAIN_TIMEOUT).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(version.Command("mesh-proxy"))
+	root.AddCommand(newRunCommand(), newInitCommand(), version.Command("mesh-proxy"))
 	return root
 }

@@ -15,6 +15,15 @@ type ConnInfo struct {
 	Upstream *endpoints.Set
 	// Metrics records the connection's requests.
 	Metrics *metrics.Conn
+	// Hooks, when set, hear when each request's handling starts and ends.
+	Hooks RequestHooks
+}
+
+// RequestHooks follow the requests of an HTTP/1 connection, so the connection
+// can tell bytes of a request being read from bytes of one being handled.
+type RequestHooks interface {
+	RequestStarted()
+	RequestFinished()
 }
 
 type connInfoKey struct{}

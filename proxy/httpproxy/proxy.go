@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -49,21 +50,26 @@ func (c Config) withDefaults() Config {
 // Proxy is an http.Handler that forwards each request to the upstream of the
 // connection it arrived on (see ConnInfo).
 type Proxy struct {
-	log *slog.Logger
-	rp  *httputil.ReverseProxy
-	h1  *http.Transport
-	h2c *http2.Transport
+	log       *slog.Logger
+	upstreams *upstreamConns
+	rp        *httputil.ReverseProxy
+	h1        *http.Transport
+	h2c       *http2.Transport
 }
 
 // New returns a Proxy.
 func New(cfg Config) *Proxy {
 	cfg = cfg.withDefaults()
-	dialer := &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}
+	upstreams := &upstreamConns{
+		dialer: &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second},
+		conns:  map[*upstreamConn]struct{}{},
+	}
 	p := &Proxy{
-		log: cfg.Log,
+		log:       cfg.Log,
+		upstreams: upstreams,
 		h1: &http.Transport{
 			Proxy:                 nil, // never an environment proxy: the sidecar is the proxy
-			DialContext:           dialer.DialContext,
+			DialContext:           upstreams.dial,
 			MaxIdleConns:          0,
 			MaxIdleConnsPerHost:   cfg.MaxIdleConnsPerHost,
 			IdleConnTimeout:       cfg.IdleConnTimeout,
@@ -74,7 +80,7 @@ func New(cfg Config) *Proxy {
 		h2c: &http2.Transport{
 			AllowHTTP: true,
 			DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-				return dialer.DialContext(ctx, network, addr)
+				return upstreams.dial(ctx, network, addr)
 			},
 			DisableCompression: true,
 			ReadIdleTimeout:    30 * time.Second,
@@ -114,10 +120,12 @@ func (p *Proxy) RoundTrip(r *http.Request) (*http.Response, error) {
 	return p.h1.RoundTrip(r)
 }
 
-// CloseIdleConnections closes upstream connections not in use.
-func (p *Proxy) CloseIdleConnections() {
+// Close closes every upstream connection, in use or not. Call it once no
+// request is being served any more.
+func (p *Proxy) Close() {
 	p.h1.CloseIdleConnections()
 	p.h2c.CloseIdleConnections()
+	p.upstreams.closeAll()
 }
 
 // ServeHTTP forwards r and records its metrics.
@@ -130,6 +138,21 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	route := info.Metrics.Route(r.Host)
 	route.Request()
 	rec := &recorder{ResponseWriter: w, start: time.Now()}
+	if info.Hooks != nil {
+		info.Hooks.RequestStarted()
+		defer info.Hooks.RequestFinished()
+	}
+	if r.ProtoMajor == 1 {
+		// net/http cancels an HTTP/1 request's context when the client's side
+		// of the connection reads EOF, which is also what a client that
+		// half-closes after its request looks like; it still wants the answer.
+		// A client that is really gone shows when its answer cannot be written.
+		r = r.WithContext(context.WithoutCancel(r.Context()))
+	}
+	if r.Body != nil && r.Body != http.NoBody {
+		rec.body = &bodyReader{ReadCloser: r.Body}
+		r.Body = rec.body
+	}
 	defer func() {
 		v := recover()
 		class := classify(rec.status, rec.Header())
@@ -147,6 +170,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // errorHandler answers requests the upstream did not: 504 when connecting or
 // waiting timed out, 502 otherwise.
 func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	if rec, ok := w.(*recorder); ok && rec.body != nil && rec.body.err != nil && !errors.Is(rec.body.err, io.EOF) {
+		// The client stopped sending its body midway: its fault, not the upstream's.
+		if info := ConnInfoFrom(r.Context()); info != nil {
+			info.Metrics.ProtocolError(protocolName(r), "incomplete_body")
+		}
+		http.Error(w, "meshctl proxy: incomplete request body", http.StatusBadRequest)
+		return
+	}
 	status := http.StatusBadGateway
 	var nerr net.Error
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &nerr) && nerr.Timeout()) {
@@ -160,6 +191,13 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 	w.Header().Set("meshctl-proxy-error", http.StatusText(status))
 	w.WriteHeader(status)
 	_, _ = w.Write([]byte("meshctl proxy: " + http.StatusText(status) + "\n"))
+}
+
+func protocolName(r *http.Request) string {
+	if r.ProtoMajor == 2 {
+		return "h2"
+	}
+	return "http1"
 }
 
 // classify calls a response a failure when it is a 5xx or carries a non-zero
@@ -184,6 +222,21 @@ type recorder struct {
 	start   time.Time
 	status  int
 	latency time.Duration
+	body    *bodyReader
+}
+
+// bodyReader remembers why reading a request body stopped.
+type bodyReader struct {
+	io.ReadCloser
+	err error
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil {
+		b.err = err
+	}
+	return n, err
 }
 
 func (r *recorder) WriteHeader(code int) {

@@ -147,6 +147,11 @@ func (c *Conn) Close() {
 	c.close.Inc()
 }
 
+// ProtocolError counts rejected client input on this connection.
+func (c *Conn) ProtocolError(protocol, kind string) {
+	c.m.ProtocolError(c.labels[0], protocol, kind)
+}
+
 // Route returns the request handles for an authority on this connection.
 func (c *Conn) Route(authority string) *Route {
 	c.mu.Lock()

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"testing"
+	"time"
 )
 
 func listen(t *testing.T) net.Listener {
@@ -37,7 +38,9 @@ func proxied(t *testing.T, peeked []byte, upstream func(net.Conn)) (net.Conn, ch
 		}
 		u, err := net.Dial("tcp", upLn.Addr().String())
 		if err != nil {
+			// An upstream that resets at once can fail the dial itself.
 			c.Close()
+			done <- [2]int64{}
 			return
 		}
 		up, down, _ := Pipe(c, u, peeked)
@@ -105,8 +108,16 @@ func TestPipeEndsWhenUpstreamResets(t *testing.T) {
 	})
 	client.Write([]byte("x"))
 	buf := make([]byte, 1)
+	client.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := client.Read(buf); err == nil {
 		t.Error("client read succeeded after the upstream reset")
 	}
-	<-done
+	// Depending on timing the proxy saw the reset or an EOF; after an EOF it
+	// waits for the client to finish too, as half-close requires.
+	client.Close()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Pipe did not end after both sides were gone")
+	}
 }

@@ -1,0 +1,163 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/meshctl/meshctl/proxy"
+	"github.com/meshctl/meshctl/proxy/endpoints"
+)
+
+type runOptions struct {
+	admin            string
+	outboundListen   string
+	outboundUpstream string
+	inboundListen    string
+	inboundUpstream  string
+	endpointsFile    string
+	detectTimeout    time.Duration
+	opaquePorts      string
+	drainTimeout     time.Duration
+	maxHeaderBytes   int
+	readHeader       time.Duration
+	idle             time.Duration
+	maxStreams       uint32
+	logLevel         string
+	logFormat        string
+}
+
+func newRunCommand() *cobra.Command {
+	o := runOptions{}
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Proxy traffic",
+		Long: `Proxy a pod's traffic, or, in explicit mode, traffic from a listen address to an upstream.
+
+Without --outbound-listen or --inbound-listen it runs as in a pod: outbound on
+127.0.0.1:4140 and inbound on 0.0.0.0:4143, each connection going to the
+original destination the redirect rules (mesh-proxy init) recorded. With them,
+it runs in explicit mode, for tests and benchmarks:
+
+  mesh-proxy run --admin 127.0.0.1:4191 \
+    --outbound-listen 127.0.0.1:8000 --outbound-upstream 10.0.0.5:8080
+
+It drains on SIGTERM: it stops accepting, lets requests in flight finish for up
+to --drain-timeout, then exits.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := flagsFromEnv(cmd.Flags()); err != nil {
+				return err
+			}
+			cfg, err := o.config()
+			if err != nil {
+				return err
+			}
+			p, err := proxy.New(cfg)
+			if err != nil {
+				return err
+			}
+			return p.Run(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.admin, "admin", fmt.Sprintf("0.0.0.0:%d", proxy.AdminPort), "admin server address (/live, /ready, /metrics)")
+	f.StringVar(&o.outboundListen, "outbound-listen", "", "explicit mode: accept outbound traffic on ADDR")
+	f.StringVar(&o.outboundUpstream, "outbound-upstream", "", "explicit mode: send outbound traffic to HOST:PORT")
+	f.StringVar(&o.inboundListen, "inbound-listen", "", "explicit mode: accept inbound traffic on ADDR")
+	f.StringVar(&o.inboundUpstream, "inbound-upstream", "", "explicit mode: send inbound traffic to HOST:PORT")
+	f.StringVar(&o.endpointsFile, "endpoints-file", "", `JSON file mapping outbound destinations to endpoints: {"10.96.0.12:80": ["10.244.0.7:8080"]}`)
+	f.DurationVar(&o.detectTimeout, "detect-timeout", time.Second, "how long to wait for a client's first bytes before treating the connection as opaque TCP")
+	f.StringVar(&o.opaquePorts, "opaque-ports", joinPorts(proxy.DefaultOpaquePorts), "ports proxied as opaque TCP without detection (server-speaks-first protocols)")
+	f.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "how long in-flight requests get to finish on shutdown")
+	f.IntVar(&o.maxHeaderBytes, "max-header-bytes", 64<<10, "largest request header block accepted (431 above)")
+	f.DurationVar(&o.readHeader, "read-header-timeout", 10*time.Second, "time a client gets to send a request's headers")
+	f.DurationVar(&o.idle, "idle-timeout", 90*time.Second, "idle client connections are closed after this")
+	f.Uint32Var(&o.maxStreams, "max-concurrent-streams", 250, "HTTP/2 streams a client may have open at once per connection")
+	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&o.logFormat, "log-format", "json", "json or text")
+	return cmd
+}
+
+func (o runOptions) config() (proxy.Config, error) {
+	log, err := newLogger(o.logLevel, o.logFormat)
+	if err != nil {
+		return proxy.Config{}, err
+	}
+	cfg := proxy.Config{
+		Admin:                o.admin,
+		DetectTimeout:        o.detectTimeout,
+		DrainTimeout:         o.drainTimeout,
+		MaxHeaderBytes:       o.maxHeaderBytes,
+		ReadHeaderTimeout:    o.readHeader,
+		IdleTimeout:          o.idle,
+		MaxConcurrentStreams: o.maxStreams,
+		Log:                  log,
+	}
+	if cfg.OpaquePorts, err = parsePortList(o.opaquePorts); err != nil {
+		return cfg, fmt.Errorf("--opaque-ports: %w", err)
+	}
+	if o.outboundUpstream != "" && o.outboundListen == "" || o.inboundUpstream != "" && o.inboundListen == "" {
+		return cfg, fmt.Errorf("an --*-upstream needs its --*-listen")
+	}
+	if o.outboundListen == "" && o.inboundListen == "" {
+		cfg.Outbound = &proxy.SideConfig{Listen: fmt.Sprintf("127.0.0.1:%d", proxy.OutboundPort)}
+		cfg.Inbound = &proxy.SideConfig{Listen: fmt.Sprintf("0.0.0.0:%d", proxy.InboundPort)}
+	}
+	if o.outboundListen != "" {
+		cfg.Outbound = &proxy.SideConfig{Listen: o.outboundListen, Upstream: o.outboundUpstream}
+	}
+	if o.inboundListen != "" {
+		cfg.Inbound = &proxy.SideConfig{Listen: o.inboundListen, Upstream: o.inboundUpstream}
+	}
+	if o.endpointsFile != "" {
+		if cfg.Endpoints, err = endpoints.Load(o.endpointsFile); err != nil {
+			return cfg, err
+		}
+	}
+	return cfg, cfg.Validate()
+}
+
+func newLogger(level, format string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want json or text", format)
+}
+
+func parsePortList(s string) ([]uint16, error) {
+	out := []uint16{}
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		n, err := strconv.ParseUint(part, 10, 16)
+		if err != nil || n == 0 {
+			return nil, fmt.Errorf("port %q: want a number from 1 to 65535", part)
+		}
+		out = append(out, uint16(n))
+	}
+	return out, nil
+}
+
+func joinPorts(ports []uint16) string {
+	s := make([]string, len(ports))
+	for i, p := range ports {
+		s[i] = strconv.Itoa(int(p))
+	}
+	return strings.Join(s, ",")
+}
