@@ -11,7 +11,7 @@ STATICCHECK := $(TOOLS_BIN)/staticcheck-$(STATICCHECK_VERSION)
 LDFLAGS := -s -w -X github.com/meshctl/meshctl/internal/version.Version=$(VERSION)
 E2E_TIMEOUT ?= 45m
 
-.PHONY: all build test lint images cluster-up cluster-down cluster-load cluster-status e2e demo bench clean FORCE
+.PHONY: all build test fuzz lint images cluster-up cluster-down cluster-load cluster-status e2e demo bench clean FORCE
 
 all: build
 
@@ -19,9 +19,21 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/meshctl ./cmd/mesh-proxy ./cmd/mesh-controller
 
-## test: unit and integration tests (no cluster needed)
+## test: unit and integration tests with the race detector (no cluster needed; root for the network-namespace tests)
 test:
-	$(GO) test -count=1 ./...
+	$(GO) test -race -count=1 ./...
+
+FUZZTIME ?= 10s
+FUZZ_TARGETS := ./proxy/detect:FuzzClassify ./proxy:FuzzHTTP1Request ./proxy:FuzzErrorReply \
+	./proxy/endpoints:FuzzParse ./proxy/redirect:FuzzParsePorts ./e2e/localcluster:FuzzParseMountInfo
+
+## fuzz: run every fuzz target briefly (FUZZTIME each, default 10s)
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$pkg $$fn"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	done
 
 ## lint: go vet and staticcheck (installed from the Go module proxy on first use)
 lint: $(STATICCHECK)

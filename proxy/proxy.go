@@ -157,7 +157,7 @@ func (p *Proxy) drain() {
 	for _, s := range p.sides {
 		// Closes idle HTTP/1 connections, waits for busy ones, and sends
 		// HTTP/2 clients a GOAWAY.
-		_ = s.h1.Shutdown(ctx)
+		_ = s.http.Shutdown(ctx)
 	}
 	done := make(chan struct{})
 	go func() {

@@ -12,8 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/net/http2"
-
 	"github.com/meshctl/meshctl/proxy/detect"
 	"github.com/meshctl/meshctl/proxy/endpoints"
 	"github.com/meshctl/meshctl/proxy/httpproxy"
@@ -33,9 +31,8 @@ type side struct {
 	ln       net.Listener
 	fixed    *endpoints.Set // the explicit upstream, if any
 	fixedDst netip.AddrPort // its address, when it is an IP
-	h1ln     *chanListener
-	h1       *http.Server
-	h2       *http2.Server
+	httpLn   *chanListener
+	http     *http.Server
 
 	// mu guards conns, the connections accepted and not yet closed.
 	mu    sync.Mutex
@@ -59,9 +56,15 @@ func (s *side) listen() error {
 		return fmt.Errorf("%s listener: %w", s.name, err)
 	}
 	s.ln = ln
-	s.h1ln = newChanListener(ln.Addr())
+	s.httpLn = newChanListener(ln.Addr())
 	pc := s.p.cfg
-	s.h1 = &http.Server{
+	// One server takes both HTTP/1 and prior-knowledge HTTP/2 connections
+	// (it recognises the h2c preface itself), so one Shutdown drains both.
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	s.http = &http.Server{
+		Protocols:         &protocols,
 		Handler:           s.p.http,
 		ReadHeaderTimeout: pc.ReadHeaderTimeout,
 		IdleTimeout:       pc.IdleTimeout,
@@ -73,17 +76,13 @@ func (s *side) listen() error {
 			return ctx
 		},
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-	}
-	s.h2 = &http2.Server{
-		MaxConcurrentStreams: pc.MaxConcurrentStreams,
-		MaxReadFrameSize:     1 << 20,
-		IdleTimeout:          pc.IdleTimeout,
-		CountError: func(errType string) {
-			s.p.metrics.ProtocolError(s.name, "h2", errType)
+		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams: int(pc.MaxConcurrentStreams),
+			MaxReadFrameSize:     1 << 20,
+			CountError: func(errType string) {
+				s.p.metrics.ProtocolError(s.name, "h2", errType)
+			},
 		},
-	}
-	if err := http2.ConfigureServer(s.h1, s.h2); err != nil {
-		return fmt.Errorf("%s HTTP/2 server: %w", s.name, err)
 	}
 	return nil
 }
@@ -91,7 +90,7 @@ func (s *side) listen() error {
 // serve runs the accept loop and the HTTP/1 server until the listener closes.
 func (s *side) serve() error {
 	errc := make(chan error, 1)
-	go func() { errc <- s.h1.Serve(s.h1ln) }()
+	go func() { errc <- s.http.Serve(s.httpLn) }()
 	var tempDelay time.Duration
 	for {
 		c, err := s.ln.Accept()
@@ -188,18 +187,13 @@ func (s *side) handle(c *net.TCPConn) {
 		}
 	}
 	switch proto {
-	case detect.HTTP1:
-		sc.info.Hooks = sc
-		if !s.h1ln.push(sc) {
+	case detect.HTTP1, detect.HTTP2:
+		if proto == detect.HTTP1 {
+			sc.info.Hooks = sc
+		}
+		if !s.httpLn.push(sc) {
 			sc.Close() // shutting down
 		}
-	case detect.HTTP2:
-		s.h2.ServeConn(sc, &http2.ServeConnOpts{
-			Context:    httpproxy.WithConnInfo(context.Background(), sc.info),
-			BaseConfig: s.h1,
-			Handler:    s.p.http,
-		})
-		sc.Close()
 	default:
 		s.pipe(sc, c, dst.Pick(), peeked)
 	}

@@ -134,13 +134,15 @@ func TestStopProcessEscalatesToKillWhenTermIsIgnored(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); _ = cmd.Wait() })
 	// Wait until the trap is set.
-	if _, err := bufio.NewReader(out).ReadString('\n'); err != nil {
-		t.Fatal(err)
+	_, readErr := bufio.NewReader(out).ReadString('\n')
+	waited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(waited) }()
+	t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); <-waited })
+	if readErr != nil {
+		t.Fatal(readErr)
 	}
 	start, _ := startTime(cmd.Process.Pid)
-	go func() { _ = cmd.Wait() }()
 	killed, err := stopProcess(procIdentity{cmd.Process.Pid, start}, 200*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)

@@ -7,13 +7,18 @@
 package netnstest
 
 import (
+	"bufio"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
+	"os/exec"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -187,4 +192,52 @@ func onNewThread(fn func() error) error {
 		errc <- err
 	}()
 	return <-errc
+}
+
+// Command returns a command that runs inside the namespace (through
+// nsenter, from util-linux) as the given user; uid 0 keeps root.
+func (n *NS) Command(uid int, name string, args ...string) *exec.Cmd {
+	nsArgs := []string{fmt.Sprintf("--net=/proc/%d/fd/%d", os.Getpid(), n.FD())}
+	if uid != 0 {
+		nsArgs = append(nsArgs, fmt.Sprintf("--setuid=%d", uid), fmt.Sprintf("--setgid=%d", uid))
+	}
+	nsArgs = append(append(nsArgs, "--", name), args...)
+	return exec.Command("nsenter", nsArgs...)
+}
+
+// HTTPGet makes one HTTP/1.1 GET from inside the namespace and returns the
+// body of a 200 response. (An http.Client would dial from whatever thread
+// its transport runs on, outside the namespace.)
+func (n *NS) HTTPGet(url string) (string, error) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	host := req.URL.Host
+	if req.URL.Port() == "" {
+		host = net.JoinHostPort(host, "80")
+	}
+	c, err := n.Dial(host)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	req.Close = true
+	if err := req.Write(c); err != nil {
+		return "", err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return string(body), fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return string(body), nil
 }

@@ -2,7 +2,6 @@ package httpproxy
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -13,8 +12,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	"golang.org/x/net/http2"
 
 	"github.com/meshctl/meshctl/proxy/metrics"
 )
@@ -54,7 +51,7 @@ type Proxy struct {
 	upstreams *upstreamConns
 	rp        *httputil.ReverseProxy
 	h1        *http.Transport
-	h2c       *http2.Transport
+	h2c       *http.Transport
 }
 
 // New returns a Proxy.
@@ -77,14 +74,16 @@ func New(cfg Config) *Proxy {
 			DisableCompression:    true, // pass bodies through as the application sent them
 			ForceAttemptHTTP2:     false,
 		},
-		h2c: &http2.Transport{
-			AllowHTTP: true,
-			DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-				return upstreams.dial(ctx, network, addr)
-			},
+		h2c: &http.Transport{
+			Proxy:              nil,
+			Protocols:          unencryptedHTTP2(),
+			DialContext:        upstreams.dial,
+			IdleConnTimeout:    cfg.IdleConnTimeout,
 			DisableCompression: true,
-			ReadIdleTimeout:    30 * time.Second,
-			PingTimeout:        10 * time.Second,
+			HTTP2: &http.HTTP2Config{
+				SendPingTimeout: 30 * time.Second,
+				PingTimeout:     10 * time.Second,
+			},
 		},
 	}
 	p.rp = &httputil.ReverseProxy{
@@ -95,6 +94,13 @@ func New(cfg Config) *Proxy {
 		ErrorLog:     slog.NewLogLogger(cfg.Log.Handler(), slog.LevelDebug),
 	}
 	return p
+}
+
+// unencryptedHTTP2 selects prior-knowledge HTTP/2 over plain TCP.
+func unencryptedHTTP2() *http.Protocols {
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	return &p
 }
 
 // forwardedHeaders are left as the client sent them: a sidecar is not a hop
