@@ -1,0 +1,175 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// proxyImage is the sidecar image, loaded by `make cluster-load`.
+const proxyImage = "meshctl/proxy:dev"
+
+// withHandMadeSidecar adds the proxy to a pod template the way the injector
+// will: `mesh-proxy init` as an init container with NET_ADMIN, and `mesh-proxy
+// run` as a native sidecar running as UID 2102, ready once /ready answers.
+func withHandMadeSidecar(spec *corev1.PodSpec) {
+	always := corev1.ContainerRestartPolicyAlways
+	root, proxyUID := int64(0), int64(2102)
+	nonRoot := false
+	spec.InitContainers = append(spec.InitContainers,
+		corev1.Container{
+			Name: "mesh-init", Image: proxyImage, ImagePullPolicy: corev1.PullNever,
+			Args: []string{"init"},
+			SecurityContext: &corev1.SecurityContext{
+				RunAsUser: &root, RunAsNonRoot: &nonRoot,
+				Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN"}, Drop: []corev1.Capability{"ALL"}},
+			},
+		},
+		corev1.Container{
+			Name: "mesh-proxy", Image: proxyImage, ImagePullPolicy: corev1.PullNever,
+			Args:            []string{"run", "--log-level", "debug"},
+			RestartPolicy:   &always,
+			SecurityContext: &corev1.SecurityContext{RunAsUser: &proxyUID},
+			Ports:           []corev1.ContainerPort{{Name: "mesh-admin", ContainerPort: 4191}},
+			StartupProbe: &corev1.Probe{
+				ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromInt32(4191)}},
+				PeriodSeconds: 1, FailureThreshold: 30,
+			},
+		},
+	)
+}
+
+// proxyMetrics reads a pod's proxy metrics through the API server's
+// pods/proxy subresource, as meshctl stat will.
+func proxyMetrics(ctx context.Context, ns, pod string) (map[string]float64, error) {
+	raw, err := cluster.client.CoreV1().Pods(ns).ProxyGet("http", pod, "4191", "/metrics", nil).DoRaw(ctx)
+	if err != nil {
+		return nil, err
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(strings.NewReader(string(raw)))
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]float64{}
+	for name, f := range fams {
+		for _, m := range f.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, l.GetName()+"="+l.GetValue())
+			}
+			key := name + "{" + strings.Join(labels, ",") + "}"
+			switch {
+			case m.Counter != nil:
+				out[key] = m.Counter.GetValue()
+			case m.Gauge != nil:
+				out[key] = m.Gauge.GetValue()
+			}
+		}
+	}
+	return out, nil
+}
+
+// sumMatching adds the samples whose key contains every fragment.
+func sumMatching(samples map[string]float64, fragments ...string) float64 {
+	total := 0.0
+	for k, v := range samples {
+		ok := true
+		for _, f := range fragments {
+			if !strings.Contains(k, f) {
+				ok = false
+			}
+		}
+		if ok {
+			total += v
+		}
+	}
+	return total
+}
+
+// TestProxySidecarCarriesPodTraffic meshes a server and a client by hand
+// (init container and sidecar) and checks that the client's requests cross
+// its outbound proxy and the server's inbound proxy, which count them.
+func TestProxySidecarCarriesPodTraffic(t *testing.T) {
+	ns := newNamespace(t, "proxy")
+	ctx := context.Background()
+	web := webDeployment("web", 2)
+	withHandMadeSidecar(&web.Spec.Template.Spec)
+	if _, err := cluster.client.AppsV1().Deployments(ns).Create(ctx, web, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cluster.client.CoreV1().Services(ns).Create(ctx, serviceFor("web"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	host := fmt.Sprintf("web.%s.svc.cluster.local", ns)
+	one := int32(1)
+	client := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "client"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &one,
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "client"}},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "client"}},
+				Spec: corev1.PodSpec{
+					TerminationGracePeriodSeconds: new(int64),
+					Containers: []corev1.Container{{
+						Name: "load", Image: testappImage, ImagePullPolicy: corev1.PullNever,
+						Args: []string{"load", "--url", "http://" + host + "/", "--rps", "20", "--report", "2s"},
+					}},
+				},
+			},
+		},
+	}
+	withHandMadeSidecar(&client.Spec.Template.Spec)
+	if _, err := cluster.client.AppsV1().Deployments(ns).Create(ctx, client, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, ns, "web", 3*time.Minute)
+	waitReady(t, ns, "client", 3*time.Minute)
+
+	podNames := func(app string) []string {
+		pods, err := cluster.client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + app})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, p := range pods.Items {
+			names = append(names, p.Name)
+		}
+		return names
+	}
+	clientPod := podNames("client")[0]
+	eventually(t, "the client's outbound proxy to carry 40 requests", time.Minute, func(ctx context.Context) error {
+		m, err := proxyMetrics(ctx, ns, clientPod)
+		if err != nil {
+			return err
+		}
+		ok := sumMatching(m, "response_total{", "direction=outbound", "authority="+host, "status_code=200", "classification=success")
+		if ok < 40 {
+			return fmt.Errorf("%v successful outbound responses to %s", ok, host)
+		}
+		return nil
+	})
+	inbound := 0.0
+	for _, pod := range podNames("web") {
+		m, err := proxyMetrics(ctx, ns, pod)
+		if err != nil {
+			t.Fatalf("metrics of %s: %v", pod, err)
+		}
+		inbound += sumMatching(m, "request_total{", "direction=inbound", "authority="+host)
+	}
+	if inbound < 40 {
+		t.Errorf("the servers' inbound proxies counted %v requests for %s, want at least 40", inbound, host)
+	}
+}
