@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -120,8 +121,9 @@ func TestBadHTTP1InputGetsProtocolErrorsAndIsCounted(t *testing.T) {
 }
 
 // TestBadHTTP2InputGetsGoAwayOrResetAndIsCounted sends a frame on stream 0
-// that only belongs on a stream (a connection error: GOAWAY) and request
-// headers without a :path (a stream error: RST_STREAM).
+// that only belongs on a stream (a connection error: GOAWAY), request
+// headers without a :path (a stream error: RST_STREAM) and oversized headers
+// (431).
 func TestBadHTTP2InputGetsGoAwayOrResetAndIsCounted(t *testing.T) {
 	leakCheck(t)
 	p := badInputProxy(t)
@@ -148,6 +150,31 @@ func TestBadHTTP2InputGetsGoAwayOrResetAndIsCounted(t *testing.T) {
 		t.Error("no GOAWAY for DATA on stream 0")
 	} else if ga := f.(*http2.GoAwayFrame); ga.ErrCode != http2.ErrCodeProtocol {
 		t.Errorf("GOAWAY code %v, want PROTOCOL_ERROR", ga.ErrCode)
+	}
+	c.Close()
+
+	// Oversized headers: 431, like HTTP/1. (A single header value larger than
+	// the whole limit is a COMPRESSION_ERROR for the connection instead.)
+	c, fr = h2Conn(t, p.outbound())
+	hb.Reset()
+	enc = hpack.NewEncoder(&hb) // a new connection has a new compression context
+	for _, f := range [][2]string{{":method", "GET"}, {":scheme", "http"}, {":authority", "x"}, {":path", "/"}} {
+		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	for i := range 40 {
+		enc.WriteField(hpack.HeaderField{Name: fmt.Sprintf("x-h%d", i), Value: strings.Repeat("a", 200)})
+	}
+	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndHeaders: true, EndStream: true})
+	var status string
+	dec := hpack.NewDecoder(4096, func(f hpack.HeaderField) {
+		if f.Name == ":status" {
+			status = f.Value
+		}
+	})
+	if f := readUntil(t, fr, func(f http2.Frame) bool { _, ok := f.(*http2.HeadersFrame); return ok }); f == nil {
+		t.Error("no response to oversized headers")
+	} else if dec.Write(f.(*http2.HeadersFrame).HeaderBlockFragment()); status != "431" {
+		t.Errorf("oversized headers over h2: status %q, want 431", status)
 	}
 	c.Close()
 

@@ -171,10 +171,17 @@ func TestHopByHopHeadersStopAtTheProxy(t *testing.T) {
 	}
 }
 
-// TestHTTP1LargeDownloadIsNotBufferedWhole: the upstream writes 1 MiB and
-// waits until the client has it before writing more. A proxy that buffered
-// whole bodies would deadlock here.
-func TestHTTP1LargeBodiesAreNotBufferedWhole(t *testing.T) {
+// TestLargeBodiesAreNotBufferedWhole: the upstream writes 1 MiB and waits
+// until the client has it before writing more, and the client does the same
+// when uploading. A proxy that buffered whole bodies would deadlock; over
+// HTTP/2 this also exercises flow control on both hops.
+func TestLargeBodiesAreNotBufferedWhole(t *testing.T) {
+	for name, client := range map[string]func() *http.Client{"HTTP/1": h1Client, "HTTP/2": h2cClient} {
+		t.Run(name, func(t *testing.T) { testLargeBodies(t, client()) })
+	}
+}
+
+func testLargeBodies(t *testing.T, client *http.Client) {
 	const chunk = 1 << 20
 	clientHasFirst := make(chan struct{})
 	upstreamHasFirst := make(chan struct{})
@@ -200,7 +207,7 @@ func TestHTTP1LargeBodiesAreNotBufferedWhole(t *testing.T) {
 	}))
 	p := outboundTo(t, up)
 
-	resp, err := h1Client().Get("http://" + p.outbound() + "/download")
+	resp, err := client.Get("http://" + p.outbound() + "/download")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +233,7 @@ func TestHTTP1LargeBodiesAreNotBufferedWhole(t *testing.T) {
 		pw.Write(bytes.Repeat([]byte("d"), 16*chunk))
 		pw.Close()
 	}()
-	resp, err = h1Client().Post("http://"+p.outbound()+"/upload", "application/octet-stream", pr)
+	resp, err = client.Post("http://"+p.outbound()+"/upload", "application/octet-stream", pr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -265,3 +265,30 @@ func TestMeshProxyLinksNeitherClientGoNorTheCA(t *testing.T) {
 		}
 	}
 }
+
+// TestIdleClientConnectionsAreClosed: keep-alive connections that carry no
+// request for IdleTimeout are closed, so idle clients cannot pin memory.
+func TestIdleClientConnectionsAreClosed(t *testing.T) {
+	up := backend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	p := startProxy(t, Config{Outbound: &SideConfig{Listen: "127.0.0.1:0", Upstream: up}, IdleTimeout: 200 * time.Millisecond})
+	c, err := net.Dial("tcp", p.outbound())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	start := time.Now()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Errorf("idle connection: read %v, want EOF from the proxy closing it", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("idle connection closed after %s, want about 200ms", took)
+	}
+}
