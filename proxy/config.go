@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"time"
 
+	"github.com/meshctl/meshctl/identity/spiffeid"
+	"github.com/meshctl/meshctl/internal/certs"
 	"github.com/meshctl/meshctl/proxy/endpoints"
 )
 
@@ -32,6 +35,9 @@ type SideConfig struct {
 	// When empty, each connection goes to its original destination (redirect
 	// mode): as it is for outbound, to 127.0.0.1 on the same port for inbound.
 	Upstream string
+	// UpstreamIdentity, with Upstream, makes the upstream a meshed peer that
+	// must prove this SPIFFE ID over mutual TLS.
+	UpstreamIdentity spiffeid.ID
 }
 
 // Config configures the proxy. Fields left zero take the defaults given.
@@ -45,6 +51,17 @@ type Config struct {
 	// Endpoints maps outbound destinations to endpoint sets; nil forwards
 	// every connection to its destination as it is.
 	Endpoints *endpoints.Table
+	// Identity is the proxy's workload certificate. Without it the proxy
+	// neither accepts nor makes meshed connections.
+	Identity certs.Source
+	// TLSHandshakeTimeout bounds an inbound meshed handshake. Default: 10s.
+	TLSHandshakeTimeout time.Duration
+	// RequireTLSPorts are inbound ports that accept only meshed clients:
+	// plaintext HTTP gets 403, other plaintext is closed.
+	RequireTLSPorts []uint16
+	// AdminAllow are the networks, besides loopback, that may use /identity
+	// and /tap: the node's own addresses.
+	AdminAllow []netip.Prefix
 	// DetectTimeout is how long detection waits for a client's first bytes
 	// before calling the connection opaque. Default: 1s.
 	DetectTimeout time.Duration
@@ -77,6 +94,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.OpaquePorts == nil {
 		c.OpaquePorts = DefaultOpaquePorts
+	}
+	if c.TLSHandshakeTimeout == 0 {
+		c.TLSHandshakeTimeout = 10 * time.Second
 	}
 	if c.DrainTimeout == 0 {
 		c.DrainTimeout = 30 * time.Second
@@ -114,6 +134,14 @@ func (c Config) Validate() error {
 		if s.Upstream != "" {
 			if _, _, err := net.SplitHostPort(s.Upstream); err != nil {
 				return fmt.Errorf("%s upstream %q: %w", name, s.Upstream, err)
+			}
+		}
+		if s.UpstreamIdentity != (spiffeid.ID{}) {
+			if s.Upstream == "" {
+				return fmt.Errorf("%s upstream identity needs an upstream", name)
+			}
+			if c.Identity == nil {
+				return fmt.Errorf("%s upstream identity needs the proxy's own certificate", name)
 			}
 		}
 	}

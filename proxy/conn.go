@@ -11,6 +11,7 @@ import (
 
 	"github.com/meshctl/meshctl/proxy/detect"
 	"github.com/meshctl/meshctl/proxy/httpproxy"
+	"github.com/meshctl/meshctl/proxy/meshtls"
 	"github.com/meshctl/meshctl/proxy/metrics"
 )
 
@@ -31,6 +32,9 @@ type serverConn struct {
 	// peeked and peekBuf are touched only by the reader (one goroutine at a time).
 	peeked  []byte
 	peekBuf *[]byte
+	// early counts bytes read before metrics were opened (during a TLS
+	// handshake, when the labels are not known yet).
+	early int
 
 	// handling counts the requests of this connection being handled now;
 	// pending counts bytes read while none was (a request arriving). Both
@@ -72,7 +76,22 @@ func (c *serverConn) Read(b []byte) (int, error) {
 	return n, err
 }
 
+// open sets the connection's labels and request info once they are known,
+// and counts it open. It is called once, before the connection is served.
+func (c *serverConn) open(labels metrics.ConnLabels, info *httpproxy.ConnInfo) {
+	c.metrics = c.side.p.metrics.Open(labels)
+	c.metrics.Read(c.early)
+	info.Metrics = c.metrics
+	c.info = info
+}
+
+func (c *serverConn) connInfo() *httpproxy.ConnInfo { return c.info }
+
 func (c *serverConn) read(n int) {
+	if n > 0 && c.metrics == nil {
+		c.early += n
+		return
+	}
 	if n > 0 {
 		c.metrics.Read(n)
 		if c.handling.Load() == 0 {
@@ -101,7 +120,7 @@ func (c *serverConn) Write(b []byte) (int, error) {
 		c.metrics.ProtocolError("http1", strconv.Itoa(code))
 	}
 	n, err := c.Conn.Write(b)
-	if n > 0 {
+	if n > 0 && c.metrics != nil {
 		c.metrics.Write(n)
 	}
 	return n, err
@@ -135,9 +154,27 @@ func (c *serverConn) Close() error {
 		if c.headerTimeout.Load() {
 			c.metrics.ProtocolError("http1", "header_timeout")
 		}
-		c.metrics.Close()
+		if c.metrics != nil {
+			c.metrics.Close()
+		}
 		c.side.release(c)
 	})
+	return err
+}
+
+// meshedConn is the decrypted stream of a meshed connection, handed to the
+// HTTP server as plaintext (it speaks prior-knowledge HTTP/2, as the ALPN
+// agreed). Closing it closes the TLS connection and the accepted socket.
+type meshedConn struct {
+	meshtls.Plain
+	sc *serverConn
+}
+
+func (c *meshedConn) connInfo() *httpproxy.ConnInfo { return c.sc.info }
+
+func (c *meshedConn) Close() error {
+	err := c.Plain.Close()
+	c.sc.Close()
 	return err
 }
 

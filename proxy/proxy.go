@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,17 +13,23 @@ import (
 
 	"github.com/meshctl/meshctl/proxy/admin"
 	"github.com/meshctl/meshctl/proxy/httpproxy"
+	"github.com/meshctl/meshctl/proxy/meshtls"
 	"github.com/meshctl/meshctl/proxy/metrics"
+	"github.com/meshctl/meshctl/proxy/tap"
 )
 
 // Proxy is a running mesh-proxy: its listeners, admin server and metrics.
 type Proxy struct {
-	cfg     Config
-	log     *slog.Logger
-	metrics *metrics.Metrics
-	http    *httpproxy.Proxy
-	opaque  map[uint16]bool
-	sides   []*side
+	cfg        Config
+	log        *slog.Logger
+	metrics    *metrics.Metrics
+	http       *httpproxy.Proxy
+	tap        *tap.Hub
+	mesh       *meshtls.Dialer
+	serverTLS  *tls.Config
+	opaque     map[uint16]bool
+	requireTLS map[uint16]bool
+	sides      []*side
 
 	adminLn  net.Listener
 	adminSrv *http.Server
@@ -36,14 +43,25 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	cfg = cfg.withDefaults()
 	p := &Proxy{
-		cfg:     cfg,
-		log:     cfg.Log.With("component", "proxy"),
-		metrics: metrics.New(),
-		opaque:  map[uint16]bool{},
+		cfg:        cfg,
+		log:        cfg.Log.With("component", "proxy"),
+		metrics:    metrics.New(),
+		tap:        tap.NewHub(),
+		opaque:     map[uint16]bool{},
+		requireTLS: map[uint16]bool{},
 	}
-	p.http = httpproxy.New(httpproxy.Config{Log: p.log})
+	p.http = httpproxy.New(httpproxy.Config{Log: p.log, Identity: cfg.Identity, Tap: p.tap})
+	if cfg.Identity != nil {
+		d := &net.Dialer{Timeout: 5 * time.Second}
+		p.mesh = &meshtls.Dialer{Source: cfg.Identity, Net: d.DialContext, Sessions: tls.NewLRUClientSessionCache(64)}
+		p.serverTLS = meshtls.ServerConfig(cfg.Identity)
+		p.metrics.WatchCertificate(func() time.Time { return cfg.Identity.Bundle().Leaf().NotAfter })
+	}
 	for _, port := range cfg.OpaquePorts {
 		p.opaque[port] = true
+	}
+	for _, port := range cfg.RequireTLSPorts {
+		p.requireTLS[port] = true
 	}
 	if cfg.Outbound != nil {
 		p.sides = append(p.sides, newSide(p, metrics.Outbound, *cfg.Outbound))
@@ -76,7 +94,10 @@ func (p *Proxy) Listen() error {
 	}
 	p.adminLn = ln
 	p.adminSrv = &http.Server{
-		Handler:           admin.Handler(admin.Config{Gatherer: p.metrics.Registry(), Ready: p.ready.Load}),
+		Handler: admin.Handler(admin.Config{
+			Gatherer: p.metrics.Registry(), Ready: p.ready.Load,
+			Identity: p.cfg.Identity, Tap: p.tap, Allow: p.cfg.AdminAllow,
+		}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	return nil

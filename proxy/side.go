@@ -2,19 +2,23 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
 
+	"github.com/meshctl/meshctl/identity/spiffeid"
 	"github.com/meshctl/meshctl/proxy/detect"
 	"github.com/meshctl/meshctl/proxy/endpoints"
 	"github.com/meshctl/meshctl/proxy/httpproxy"
+	"github.com/meshctl/meshctl/proxy/meshtls"
 	"github.com/meshctl/meshctl/proxy/metrics"
 	"github.com/meshctl/meshctl/proxy/origdst"
 	"github.com/meshctl/meshctl/proxy/tcpproxy"
@@ -43,7 +47,7 @@ type side struct {
 func newSide(p *Proxy, name string, cfg SideConfig) *side {
 	s := &side{name: name, cfg: cfg, p: p, log: p.log.With("direction", name), conns: map[net.Conn]struct{}{}}
 	if cfg.Upstream != "" {
-		s.fixed = endpoints.NewSet(cfg.Upstream)
+		s.fixed = endpoints.NewSet(endpoints.Endpoint{Addr: cfg.Upstream, Identity: cfg.UpstreamIdentity})
 		s.fixedDst, _ = netip.ParseAddrPort(cfg.Upstream)
 	}
 	return s
@@ -70,8 +74,8 @@ func (s *side) listen() error {
 		IdleTimeout:       pc.IdleTimeout,
 		MaxHeaderBytes:    pc.MaxHeaderBytes,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			if sc, ok := c.(*serverConn); ok {
-				return httpproxy.WithConnInfo(ctx, sc.info)
+			if ic, ok := c.(interface{ connInfo() *httpproxy.ConnInfo }); ok {
+				return httpproxy.WithConnInfo(ctx, ic.connInfo())
 			}
 			return ctx
 		},
@@ -156,22 +160,20 @@ func (s *side) destination(c *net.TCPConn) (*endpoints.Set, uint16, error) {
 		return nil, 0, err
 	}
 	if s.name == metrics.Inbound {
-		return endpoints.NewSet(net.JoinHostPort("127.0.0.1", strconv.Itoa(int(dst.Port())))), dst.Port(), nil
+		return endpoints.Plain(net.JoinHostPort("127.0.0.1", strconv.Itoa(int(dst.Port())))), dst.Port(), nil
 	}
 	return s.p.cfg.Endpoints.Lookup(dst), dst.Port(), nil
 }
 
 // handle serves one accepted connection.
 func (s *side) handle(c *net.TCPConn) {
-	mc := s.p.metrics.Open(metrics.ConnLabels{Direction: s.name})
-	sc := &serverConn{Conn: c, side: s, metrics: mc}
+	sc := &serverConn{Conn: c, side: s}
 	dst, port, err := s.destination(c)
 	if err != nil {
 		s.log.Debug("no destination; closing", "client", c.RemoteAddr(), "error", err)
-		sc.Close()
+		s.finish(sc, metrics.ConnLabels{Direction: s.name})
 		return
 	}
-	sc.info = &httpproxy.ConnInfo{Upstream: dst, Metrics: mc}
 	proto := detect.Opaque
 	var peeked []byte
 	if !s.p.opaque[port] {
@@ -181,11 +183,30 @@ func (s *side) handle(c *net.TCPConn) {
 		sc.peekBuf, sc.peeked = buf, peeked
 		if err != nil {
 			s.log.Debug("detection failed", "client", c.RemoteAddr(), "error", err)
-			sc.releasePeek()
-			sc.Close()
+			s.finish(sc, metrics.ConnLabels{Direction: s.name})
 			return
 		}
 	}
+	if s.name == metrics.Inbound && proto == detect.TLS && s.p.cfg.Identity != nil {
+		if protos, err := detect.ClientHelloALPN(peeked); err == nil && slices.ContainsFunc(protos, meshtls.IsMeshALPN) {
+			s.serveMeshed(sc, dst)
+			return
+		}
+	}
+	labels := metrics.ConnLabels{Direction: s.name}
+	info := &httpproxy.ConnInfo{Direction: s.name, Upstream: dst}
+	if id := dst.Identity(); s.name == metrics.Outbound && id != (spiffeid.ID{}) {
+		labels.TLS, labels.ServerID, info.ServerID = true, id.String(), id.String()
+	}
+	if s.name == metrics.Inbound && s.p.requireTLS[port] {
+		s.p.metrics.TLSError(s.name, "plaintext_refused")
+		if proto != detect.HTTP1 && proto != detect.HTTP2 {
+			s.finish(sc, labels)
+			return
+		}
+		info.Refuse = "this port accepts only mutual TLS from meshed clients"
+	}
+	sc.open(labels, info)
 	switch proto {
 	case detect.HTTP1, detect.HTTP2:
 		if proto == detect.HTTP1 {
@@ -199,21 +220,87 @@ func (s *side) handle(c *net.TCPConn) {
 	}
 }
 
-// pipe forwards an opaque connection (including TLS that is not ours) byte for byte.
-func (s *side) pipe(sc *serverConn, c *net.TCPConn, addr string, peeked []byte) {
-	defer sc.Close()
-	defer sc.releasePeek()
-	d := net.Dialer{Timeout: 5 * time.Second}
-	up, err := d.Dial("tcp", addr)
+// finish closes a connection that is not served, counting it.
+func (s *side) finish(sc *serverConn, labels metrics.ConnLabels) {
+	sc.releasePeek()
+	sc.open(labels, &httpproxy.ConnInfo{Direction: s.name})
+	sc.Close()
+}
+
+// serveMeshed terminates the mutual TLS of a connection from another proxy
+// and serves what it carries: HTTP/2 requests, or one opaque stream, for the
+// application on the connection's destination.
+func (s *side) serveMeshed(sc *serverConn, dst *endpoints.Set) {
+	tc := tls.Server(sc, s.p.serverTLS)
+	ctx, cancel := context.WithTimeout(context.Background(), s.p.cfg.TLSHandshakeTimeout)
+	err := tc.HandshakeContext(ctx)
+	cancel()
 	if err != nil {
-		s.log.Debug("opaque upstream unreachable", "upstream", addr, "error", err)
+		reason := meshtls.Reason(err)
+		if errors.Is(err, context.DeadlineExceeded) {
+			reason = "handshake_timeout"
+		}
+		s.p.metrics.TLSError(s.name, reason)
+		s.log.Debug("meshed handshake failed", "client", sc.RemoteAddr(), "reason", reason, "error", err)
+		s.finish(sc, metrics.ConnLabels{Direction: s.name, TLS: true})
 		return
 	}
-	// Pipe the raw sockets so the kernel splices; count the bytes afterwards.
+	cs := tc.ConnectionState()
+	peer, err := meshtls.PeerID(cs)
+	if err != nil { // verified in the handshake; cannot happen
+		s.finish(sc, metrics.ConnLabels{Direction: s.name, TLS: true})
+		return
+	}
+	info := &httpproxy.ConnInfo{Direction: s.name, Upstream: dst, ClientID: peer.String()}
+	sc.open(metrics.ConnLabels{Direction: s.name, TLS: true, ClientID: peer.String()}, info)
+	if cs.NegotiatedProtocol == meshtls.ALPNOpaque {
+		defer sc.Close()
+		up, err := net.DialTimeout("tcp", dst.Pick().Addr, 5*time.Second)
+		if err != nil {
+			tc.Close()
+			s.log.Debug("application unreachable", "upstream", dst.Pick().Addr, "error", err)
+			return
+		}
+		if _, _, err := tcpproxy.Pipe(meshtls.Plain{Conn: tc}, up, nil); err != nil {
+			s.log.Debug("meshed opaque stream ended with an error", "error", err)
+		}
+		return
+	}
+	if !s.httpLn.push(&meshedConn{Plain: meshtls.Plain{Conn: tc}, sc: sc}) {
+		tc.Close()
+	}
+}
+
+// pipe forwards an opaque connection (including TLS that is not ours) byte
+// for byte; to a meshed endpoint, inside mutual TLS.
+func (s *side) pipe(sc *serverConn, c *net.TCPConn, ep endpoints.Endpoint, peeked []byte) {
+	defer sc.Close()
+	defer sc.releasePeek()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	var up net.Conn
+	var err error
+	if ep.Meshed() {
+		var tc *tls.Conn
+		tc, err = s.p.mesh.Dial(ctx, ep.Addr, ep.Identity, meshtls.ALPNOpaque)
+		if err != nil {
+			sc.metrics.TLSError(meshtls.Reason(err))
+		} else {
+			up = meshtls.Plain{Conn: tc}
+		}
+	} else {
+		var d net.Dialer
+		up, err = d.DialContext(ctx, "tcp", ep.Addr)
+	}
+	cancel()
+	if err != nil {
+		s.log.Debug("opaque upstream unreachable", "upstream", ep.Addr, "error", err)
+		return
+	}
+	// Pipe the raw client socket so the kernel can splice; count afterwards.
 	n, m, err := tcpproxy.Pipe(c, up, peeked)
 	sc.metrics.Read(int(n))
 	sc.metrics.Write(int(m))
 	if err != nil {
-		s.log.Debug("opaque connection ended with an error", "upstream", addr, "error", err)
+		s.log.Debug("opaque connection ended with an error", "upstream", ep.Addr, "error", err)
 	}
 }

@@ -1,12 +1,24 @@
 // Package admin serves the proxy's admin endpoints on port 4191: /live,
-// /ready and /metrics (Prometheus text). Later parts add /identity and /tap.
+// /ready, /metrics (Prometheus text), /identity (the workload certificate)
+// and /tap (a live JSON-lines request stream). /identity and /tap answer only
+// loopback and the node's own addresses, where the API server's pods/proxy
+// and the kubelet come from, never other pods.
 package admin
 
 import (
+	"encoding/hex"
+	"encoding/json"
+	"net"
 	"net/http"
+	"net/netip"
+	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/meshctl/meshctl/internal/certs"
+	"github.com/meshctl/meshctl/proxy/tap"
 )
 
 // Config configures the admin handler.
@@ -16,10 +28,23 @@ type Config struct {
 	// Ready reports whether the proxy can serve; /ready answers 503 until it
 	// does. Default: always ready.
 	Ready func() bool
+	// Identity is the workload certificate /identity describes; nil means the
+	// proxy has none (404).
+	Identity certs.Source
+	// Tap is the hub /tap subscribes to; nil disables /tap.
+	Tap *tap.Hub
+	// Allow are the networks, besides loopback, that may use /identity and
+	// /tap: the node's addresses.
+	Allow []netip.Prefix
+	// DefaultTapRPS is a tap's event limit unless ?max_rps= says otherwise. Default: 1000.
+	DefaultTapRPS int
 }
 
 // Handler returns the admin endpoints.
 func Handler(cfg Config) http.Handler {
+	if cfg.DefaultTapRPS == 0 {
+		cfg.DefaultTapRPS = 1000
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /live", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("live\n"))
@@ -32,5 +57,124 @@ func Handler(cfg Config) http.Handler {
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
+	mux.Handle("GET /identity", nodeOnly(cfg.Allow, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		serveIdentity(w, cfg.Identity)
+	})))
+	mux.Handle("GET /tap", nodeOnly(cfg.Allow, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		serveTap(w, r, cfg.Tap, cfg.DefaultTapRPS)
+	})))
 	return mux
+}
+
+// nodeOnly refuses clients outside loopback and allow.
+func nodeOnly(allow []netip.Prefix, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, err := net.SplitHostPort(r.RemoteAddr)
+		addr, perr := netip.ParseAddr(host)
+		if err != nil || perr != nil {
+			http.Error(w, "forbidden", http.StatusForbidden)
+			return
+		}
+		addr = addr.Unmap()
+		ok := addr.IsLoopback()
+		for _, p := range allow {
+			ok = ok || p.Contains(addr)
+		}
+		if !ok {
+			http.Error(w, "forbidden: only the node may use this endpoint", http.StatusForbidden)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// IdentityInfo is the JSON /identity answers.
+type IdentityInfo struct {
+	SPIFFEID              string    `json:"spiffe_id"`
+	Serial                string    `json:"serial"`
+	IssuerFingerprint     string    `json:"issuer_fingerprint"`
+	NotBefore             time.Time `json:"not_before"`
+	NotAfter              time.Time `json:"not_after"`
+	TrustRootFingerprints []string  `json:"trust_root_fingerprints"`
+}
+
+func serveIdentity(w http.ResponseWriter, src certs.Source) {
+	if src == nil {
+		http.Error(w, "this proxy has no identity", http.StatusNotFound)
+		return
+	}
+	b := src.Bundle()
+	leaf := b.Leaf()
+	info := IdentityInfo{
+		SPIFFEID:  b.ID.String(),
+		Serial:    hex.EncodeToString(leaf.SerialNumber.Bytes()),
+		NotBefore: leaf.NotBefore.UTC(),
+		NotAfter:  leaf.NotAfter.UTC(),
+	}
+	if issuer := b.Issuer(); issuer != nil {
+		info.IssuerFingerprint = certs.Fingerprint(issuer)
+	}
+	for _, r := range b.RootCerts {
+		info.TrustRootFingerprints = append(info.TrustRootFingerprints, certs.Fingerprint(r))
+	}
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(info)
+}
+
+func serveTap(w http.ResponseWriter, r *http.Request, hub *tap.Hub, defaultRPS int) {
+	if hub == nil {
+		http.Error(w, "tap is disabled", http.StatusNotFound)
+		return
+	}
+	q := r.URL.Query()
+	maxRPS := defaultRPS
+	if v := q.Get("max_rps"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			http.Error(w, "max_rps must be a positive integer", http.StatusBadRequest)
+			return
+		}
+		maxRPS = n
+	}
+	t := hub.Subscribe(tap.Filter{Authority: q.Get("authority"), PathPrefix: q.Get("path"), Method: q.Get("method")}, maxRPS)
+	defer hub.Unsubscribe(t)
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	_ = rc.Flush()
+	enc := json.NewEncoder(w)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case e := <-t.Events():
+			if err := enc.Encode(e); err != nil {
+				return
+			}
+			// Send what is queued together, then flush once.
+			for drained := false; !drained; {
+				select {
+				case e := <-t.Events():
+					if err := enc.Encode(e); err != nil {
+						return
+					}
+				default:
+					drained = true
+				}
+			}
+		case <-tick.C:
+		}
+		if n := t.TakeDropped(); n > 0 {
+			if err := enc.Encode(tap.Event{Type: tap.Dropped, Time: time.Now().UTC(), Count: n}); err != nil {
+				return
+			}
+		}
+		if err := rc.Flush(); err != nil {
+			return
+		}
+	}
 }

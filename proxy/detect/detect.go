@@ -40,8 +40,9 @@ func (p Protocol) String() string {
 const Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 // MaxPeek is the most Detect reads before deciding: enough for an HTTP/1
-// request line with a long target, and for a whole TLS ClientHello record.
-const MaxPeek = 16 * 1024
+// request line with a long target, and for a whole TLS record (16 KiB of
+// payload and its 5-byte header), where the ClientHello's ALPN is.
+const MaxPeek = 16*1024 + 5
 
 // knownMethods decide HTTP/1 at once, from the first bytes.
 var knownMethods = [][]byte{
@@ -118,9 +119,10 @@ func isTokenChar(c byte) bool {
 	return bytes.IndexByte([]byte("!#$%&'*+-.^_`|~"), c) >= 0
 }
 
-// Detect reads from conn until Classify decides, the client stops sending
-// for timeout, or MaxPeek bytes arrived, and returns the protocol and the
-// bytes it read (which the caller must replay). buf is used for the bytes
+// Detect reads from conn until Classify decides (for TLS: until the first
+// record is complete, so its ClientHello can be read), the client stops
+// sending for timeout, or MaxPeek bytes arrived, and returns the protocol and
+// the bytes it read (which the caller must replay). buf is used for the bytes
 // when it is large enough. A client that sends nothing within timeout is
 // opaque (a server-speaks-first protocol); err is set only when reading failed
 // otherwise, and the connection is then unusable.
@@ -137,7 +139,16 @@ func Detect(conn net.Conn, timeout time.Duration, buf []byte) (Protocol, []byte,
 		n, err := conn.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if p, done := Classify(buf); done {
-			return p, buf, nil
+			if l, ok := TLSRecordLen(buf); p != TLS || ok && len(buf) >= l {
+				return p, buf, nil
+			}
+			if err == nil {
+				continue // the rest of the first TLS record
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				err = nil
+			}
+			return p, buf, err
 		}
 		if len(buf) == cap(buf) {
 			p, _ := Classify(buf)

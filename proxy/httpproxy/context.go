@@ -10,11 +10,20 @@ import (
 // ConnInfo is what the proxy knows about the client connection a request
 // arrived on; the listener puts it in every request's context.
 type ConnInfo struct {
+	// Direction is metrics.Inbound or metrics.Outbound.
+	Direction string
 	// Upstream is where requests on this connection go; each request picks
 	// one of its endpoints.
 	Upstream *endpoints.Set
 	// Metrics records the connection's requests.
 	Metrics *metrics.Conn
+	// ClientID is the SPIFFE ID the client proved (inbound, meshed), or "".
+	ClientID string
+	// ServerID is the SPIFFE ID the destination must prove (outbound, meshed), or "".
+	ServerID string
+	// Refuse, when set, answers every request 403 with this reason (a
+	// plaintext request on a port that requires mutual TLS).
+	Refuse string
 	// Hooks, when set, hear when each request's handling starts and ends.
 	Hooks RequestHooks
 }
@@ -37,4 +46,16 @@ func WithConnInfo(ctx context.Context, info *ConnInfo) context.Context {
 func ConnInfoFrom(ctx context.Context) *ConnInfo {
 	info, _ := ctx.Value(connInfoKey{}).(*ConnInfo)
 	return info
+}
+
+type endpointKey struct{}
+
+// withEndpoint records the endpoint a request was sent to, for the dialers.
+func withEndpoint(ctx context.Context, ep endpoints.Endpoint) context.Context {
+	return context.WithValue(ctx, endpointKey{}, ep)
+}
+
+func endpointFrom(ctx context.Context) (endpoints.Endpoint, bool) {
+	ep, ok := ctx.Value(endpointKey{}).(endpoints.Endpoint)
+	return ep, ok
 }

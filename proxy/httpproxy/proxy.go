@@ -2,25 +2,35 @@ package httpproxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
-	"io"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/meshctl/meshctl/internal/certs"
+	"github.com/meshctl/meshctl/proxy/meshtls"
 	"github.com/meshctl/meshctl/proxy/metrics"
+	"github.com/meshctl/meshctl/proxy/tap"
 )
 
-// Config configures a Proxy. The zero value works.
+// Config configures a Proxy. The zero value works (without meshed upstreams).
 type Config struct {
 	// Log receives errors talking to upstreams. Default: discard.
 	Log *slog.Logger
-	// DialTimeout bounds connecting to an upstream. Default: 5s.
+	// Identity is the certificate for meshed upstreams; nil means meshed
+	// endpoints cannot be reached (502).
+	Identity certs.Source
+	// Tap receives request events when someone is tapping; nil disables it.
+	Tap *tap.Hub
+	// DialTimeout bounds connecting to an upstream, TLS included. Default: 5s.
 	DialTimeout time.Duration
 	// IdleConnTimeout closes upstream connections idle this long. Default: 90s.
 	IdleConnTimeout time.Duration
@@ -44,14 +54,19 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Proxy is an http.Handler that forwards each request to the upstream of the
-// connection it arrived on (see ConnInfo).
+// Proxy is an http.Handler that forwards each request to an endpoint of the
+// connection's upstream: plaintext HTTP/1 or h2c to unmeshed endpoints,
+// multiplexed HTTP/2 over mutual TLS to meshed ones.
 type Proxy struct {
 	log       *slog.Logger
+	tap       *tap.Hub
 	upstreams *upstreamConns
 	rp        *httputil.ReverseProxy
-	h1        *http.Transport
-	h2c       *http.Transport
+
+	h1         *http.Transport // plaintext HTTP/1
+	h2c        *http.Transport // plaintext prior-knowledge HTTP/2
+	meshH2     *http.Transport // HTTP/2 over mTLS (ALPN meshctl/h2)
+	meshOpaque *http.Transport // one HTTP/1 exchange over its own mTLS stream (upgrades)
 }
 
 // New returns a Proxy.
@@ -61,30 +76,38 @@ func New(cfg Config) *Proxy {
 		dialer: &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second},
 		conns:  map[*upstreamConn]struct{}{},
 	}
-	p := &Proxy{
-		log:       cfg.Log,
-		upstreams: upstreams,
-		h1: &http.Transport{
-			Proxy:                 nil, // never an environment proxy: the sidecar is the proxy
-			DialContext:           upstreams.dial,
-			MaxIdleConns:          0,
-			MaxIdleConnsPerHost:   cfg.MaxIdleConnsPerHost,
-			IdleConnTimeout:       cfg.IdleConnTimeout,
-			ExpectContinueTimeout: time.Second,
-			DisableCompression:    true, // pass bodies through as the application sent them
-			ForceAttemptHTTP2:     false,
-		},
-		h2c: &http.Transport{
-			Proxy:              nil,
-			Protocols:          unencryptedHTTP2(),
-			DialContext:        upstreams.dial,
-			IdleConnTimeout:    cfg.IdleConnTimeout,
-			DisableCompression: true,
-			HTTP2: &http.HTTP2Config{
-				SendPingTimeout: 30 * time.Second,
-				PingTimeout:     10 * time.Second,
-			},
-		},
+	p := &Proxy{log: cfg.Log, tap: cfg.Tap, upstreams: upstreams}
+	var mesh *meshtls.Dialer
+	if cfg.Identity != nil {
+		mesh = &meshtls.Dialer{Source: cfg.Identity, Net: upstreams.dial, Sessions: tls.NewLRUClientSessionCache(256)}
+	}
+	http2Cfg := &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 10 * time.Second}
+	p.h1 = &http.Transport{
+		Proxy:                 nil, // never an environment proxy: the sidecar is the proxy
+		DialContext:           upstreams.dial,
+		MaxIdleConnsPerHost:   cfg.MaxIdleConnsPerHost,
+		IdleConnTimeout:       cfg.IdleConnTimeout,
+		ExpectContinueTimeout: time.Second,
+		DisableCompression:    true, // pass bodies through as the application sent them
+	}
+	p.h2c = &http.Transport{
+		Protocols:          unencryptedHTTP2(),
+		DialContext:        upstreams.dial,
+		IdleConnTimeout:    cfg.IdleConnTimeout,
+		DisableCompression: true,
+		HTTP2:              http2Cfg,
+	}
+	p.meshH2 = &http.Transport{
+		Protocols:          unencryptedHTTP2(),
+		DialContext:        meshDial(mesh, meshtls.ALPNHTTP2),
+		IdleConnTimeout:    cfg.IdleConnTimeout,
+		DisableCompression: true,
+		HTTP2:              http2Cfg,
+	}
+	p.meshOpaque = &http.Transport{
+		DialContext:        meshDial(mesh, meshtls.ALPNOpaque),
+		DisableKeepAlives:  true,
+		DisableCompression: true,
 	}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:      rewrite,
@@ -96,7 +119,26 @@ func New(cfg Config) *Proxy {
 	return p
 }
 
-// unencryptedHTTP2 selects prior-knowledge HTTP/2 over plain TCP.
+// meshDial dials the meshed endpoint a request was routed to; the TLS
+// stream is handed to net/http as plaintext that speaks what ALPN agreed.
+func meshDial(mesh *meshtls.Dialer, alpn string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, _, addr string) (net.Conn, error) {
+		ep, ok := endpointFrom(ctx)
+		if !ok || ep.Addr != addr {
+			return nil, fmt.Errorf("no meshed endpoint recorded for %s", addr)
+		}
+		tc, err := mesh.Dial(ctx, addr, ep.Identity, alpn)
+		if err != nil {
+			if info := ConnInfoFrom(ctx); info != nil {
+				info.Metrics.TLSError(meshtls.Reason(err))
+			}
+			return nil, err
+		}
+		return meshtls.Plain{Conn: tc}, nil
+	}
+}
+
+// unencryptedHTTP2 selects prior-knowledge HTTP/2 over a plaintext stream.
 func unencryptedHTTP2() *http.Protocols {
 	var p http.Protocols
 	p.SetUnencryptedHTTP2(true)
@@ -109,32 +151,49 @@ var forwardedHeaders = []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Hos
 
 func rewrite(r *httputil.ProxyRequest) {
 	info := ConnInfoFrom(r.In.Context())
+	ep := info.Upstream.Pick()
 	r.Out.URL.Scheme = "http"
-	r.Out.URL.Host = info.Upstream.Pick()
+	r.Out.URL.Host = ep.Addr
 	for _, h := range forwardedHeaders {
 		if v, ok := r.In.Header[h]; ok {
 			r.Out.Header[h] = v
 		}
 	}
+	r.Out = r.Out.WithContext(withEndpoint(r.Out.Context(), ep))
 }
 
-// RoundTrip sends HTTP/2 requests over h2c and the rest over HTTP/1.
+// RoundTrip sends a request the way its endpoint and protocol need.
 func (p *Proxy) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.ProtoMajor == 2 {
+	ep, _ := endpointFrom(r.Context())
+	origProto := r.Header.Get(meshtls.OrigProtoHeader)
+	r.Header.Del(meshtls.OrigProtoHeader)
+	switch {
+	case ep.Meshed() && r.Header.Get("Upgrade") != "":
+		// An upgraded connection is a byte stream of its own.
+		return p.meshOpaque.RoundTrip(r)
+	case ep.Meshed():
+		if r.ProtoMajor == 1 {
+			r.Header.Set(meshtls.OrigProtoHeader, "HTTP/1.1")
+		}
+		return p.meshH2.RoundTrip(r)
+	case r.ProtoMajor == 2 && origProto == "":
 		return p.h2c.RoundTrip(r)
+	default:
+		// HTTP/1 from the client, or HTTP/1 at the far end of the mesh.
+		return p.h1.RoundTrip(r)
 	}
-	return p.h1.RoundTrip(r)
 }
 
 // Close closes every upstream connection, in use or not. Call it once no
 // request is being served any more.
 func (p *Proxy) Close() {
-	p.h1.CloseIdleConnections()
-	p.h2c.CloseIdleConnections()
+	for _, t := range []*http.Transport{p.h1, p.h2c, p.meshH2, p.meshOpaque} {
+		t.CloseIdleConnections()
+	}
 	p.upstreams.closeAll()
 }
 
-// ServeHTTP forwards r and records its metrics.
+// ServeHTTP forwards r and records its metrics and tap events.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	info := ConnInfoFrom(r.Context())
 	if info == nil {
@@ -144,9 +203,28 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	route := info.Metrics.Route(r.Host)
 	route.Request()
 	rec := &recorder{ResponseWriter: w, start: time.Now()}
+	if p.tap != nil && p.tap.Active() {
+		rec.tapStart(p.tap, info, r)
+	}
 	if info.Hooks != nil {
 		info.Hooks.RequestStarted()
 		defer info.Hooks.RequestFinished()
+	}
+	defer func() {
+		v := recover()
+		class := classify(rec.status, rec.Header())
+		if v != nil {
+			class = metrics.Failure // the response was cut off mid-stream
+		}
+		route.Response(rec.status, class, rec.latencyMs())
+		rec.tapEnd()
+		if v != nil {
+			panic(v)
+		}
+	}()
+	if info.Refuse != "" {
+		http.Error(rec, "meshctl proxy: "+info.Refuse, http.StatusForbidden)
+		return
 	}
 	if r.ProtoMajor == 1 {
 		// net/http cancels an HTTP/1 request's context when the client's side
@@ -159,25 +237,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rec.body = &bodyReader{ReadCloser: r.Body}
 		r.Body = rec.body
 	}
-	defer func() {
-		v := recover()
-		class := classify(rec.status, rec.Header())
-		if v != nil {
-			class = metrics.Failure // the response was cut off mid-stream
-		}
-		route.Response(rec.status, class, rec.latencyMs())
-		if v != nil {
-			panic(v)
-		}
-	}()
 	p.rp.ServeHTTP(rec, r)
 }
 
-// errorHandler answers requests the upstream did not: 504 when connecting or
-// waiting timed out, 502 otherwise.
+// errorHandler answers requests the upstream did not: 400 when the client's
+// own body was cut short, 504 when connecting or waiting timed out, 502
+// otherwise (a meshed peer that failed to prove its identity included).
 func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
-	if rec, ok := w.(*recorder); ok && rec.body != nil && rec.body.err != nil && !errors.Is(rec.body.err, io.EOF) {
-		// The client stopped sending its body midway: its fault, not the upstream's.
+	if rec, ok := w.(*recorder); ok && rec.body != nil && rec.body.incomplete() {
 		if info := ConnInfoFrom(r.Context()); info != nil {
 			info.Metrics.ProtocolError(protocolName(r), "incomplete_body")
 		}
@@ -189,14 +256,19 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &nerr) && nerr.Timeout()) {
 		status = http.StatusGatewayTimeout
 	}
+	reason := http.StatusText(status)
+	var me *meshtls.Error
+	if errors.As(err, &me) {
+		reason = "meshed TLS " + strings.ReplaceAll(me.Reason, "_", " ")
+	}
 	if r.Context().Err() == nil {
 		p.log.Debug("upstream error", "method", r.Method, "host", r.Host, "path", r.URL.Path, "error", err,
 			"refused", errors.Is(err, syscall.ECONNREFUSED))
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("meshctl-proxy-error", http.StatusText(status))
+	w.Header().Set("meshctl-proxy-error", reason)
 	w.WriteHeader(status)
-	_, _ = w.Write([]byte("meshctl proxy: " + http.StatusText(status) + "\n"))
+	_, _ = w.Write([]byte("meshctl proxy: " + reason + "\n"))
 }
 
 func protocolName(r *http.Request) string {
@@ -212,72 +284,17 @@ func classify(status int, h http.Header) string {
 	if status == 0 || status >= 500 {
 		return metrics.Failure
 	}
-	gs := h.Get("Grpc-Status")
-	if gs == "" {
-		gs = h.Get(http.TrailerPrefix + "Grpc-Status")
-	}
-	if gs != "" && gs != "0" {
+	if gs := grpcStatus(h); gs != "" && gs != "0" {
 		return metrics.Failure
 	}
 	return metrics.Success
 }
 
-// recorder notes the status and the time of the response headers.
-type recorder struct {
-	http.ResponseWriter
-	start   time.Time
-	status  int
-	latency time.Duration
-	body    *bodyReader
-}
-
-// bodyReader remembers why reading a request body stopped.
-type bodyReader struct {
-	io.ReadCloser
-	err error
-}
-
-func (b *bodyReader) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	if err != nil {
-		b.err = err
+func grpcStatus(h http.Header) string {
+	if gs := h.Get("Grpc-Status"); gs != "" {
+		return gs
 	}
-	return n, err
-}
-
-func (r *recorder) WriteHeader(code int) {
-	if r.status == 0 || r.status < 200 && code >= 200 {
-		if code >= 200 || code == http.StatusSwitchingProtocols {
-			r.status = code
-			r.latency = time.Since(r.start)
-		}
-	}
-	r.ResponseWriter.WriteHeader(code)
-}
-
-func (r *recorder) Write(b []byte) (int, error) {
-	if r.status == 0 {
-		r.WriteHeader(http.StatusOK)
-	}
-	return r.ResponseWriter.Write(b)
-}
-
-// Unwrap lets http.ResponseController reach Flush, Hijack and full duplex.
-func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
-
-// Flush is implemented directly because ReverseProxy checks for it when streaming.
-func (r *recorder) Flush() {
-	if r.status == 0 {
-		r.WriteHeader(http.StatusOK)
-	}
-	_ = http.NewResponseController(r.ResponseWriter).Flush()
-}
-
-func (r *recorder) latencyMs() float64 {
-	if r.status == 0 {
-		return float64(time.Since(r.start).Microseconds()) / 1000
-	}
-	return float64(r.latency.Microseconds()) / 1000
+	return h.Get(http.TrailerPrefix + "Grpc-Status")
 }
 
 // bufferPool recycles the 32 KiB buffers bodies are copied through.

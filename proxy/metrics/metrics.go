@@ -6,6 +6,7 @@ package metrics
 import (
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -42,6 +43,7 @@ type Metrics struct {
 	tcpRead     *prometheus.CounterVec
 	tcpWrite    *prometheus.CounterVec
 	protoErrors *prometheus.CounterVec
+	tlsErrors   *prometheus.CounterVec
 }
 
 // New creates the metric families and registers them, with the Go runtime
@@ -79,9 +81,12 @@ func New() *Metrics {
 		protoErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "protocol_error_total", Help: "Malformed or abusive client input rejected, by protocol and error.",
 		}, []string{"direction", "protocol", "error"}),
+		tlsErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tls_error_total", Help: "Meshed connections that failed: handshakes (identity_mismatch, untrusted, expired, no_certificate, alpn, handshake, handshake_timeout) and plaintext refused on ports that require mutual TLS (plaintext_refused).",
+		}, []string{"direction", "reason"}),
 	}
 	m.reg.MustRegister(m.requests, m.responses, m.latency, m.tcpOpen, m.tcpClose, m.tcpOpenNow,
-		m.tcpRead, m.tcpWrite, m.protoErrors,
+		m.tcpRead, m.tcpWrite, m.protoErrors, m.tlsErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -92,6 +97,26 @@ func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 // ProtocolError counts one rejected piece of client input.
 func (m *Metrics) ProtocolError(direction, protocol, kind string) {
 	m.protoErrors.WithLabelValues(direction, protocol, kind).Inc()
+}
+
+// TLSError counts one failed meshed connection.
+func (m *Metrics) TLSError(direction, reason string) {
+	m.tlsErrors.WithLabelValues(direction, reason).Inc()
+}
+
+// WatchCertificate exports the expiry of the certificate notAfter returns
+// (zero when there is none) as identity_cert_expiration_timestamp_seconds.
+func (m *Metrics) WatchCertificate(notAfter func() time.Time) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "identity_cert_expiration_timestamp_seconds",
+		Help: "When the proxy's workload certificate expires (Unix time).",
+	}, func() float64 {
+		t := notAfter()
+		if t.IsZero() {
+			return 0
+		}
+		return float64(t.Unix())
+	}))
 }
 
 // ConnLabels are the label values fixed for a connection's lifetime.
@@ -147,6 +172,9 @@ func (c *Conn) Close() {
 	c.open.Dec()
 	c.close.Inc()
 }
+
+// TLSError counts a failed meshed connection made for this connection.
+func (c *Conn) TLSError(reason string) { c.m.TLSError(c.labels[0], reason) }
 
 // ProtocolError counts rejected client input on this connection.
 func (c *Conn) ProtocolError(protocol, kind string) {

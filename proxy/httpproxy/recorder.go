@@ -1,0 +1,102 @@
+package httpproxy
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/meshctl/meshctl/proxy/tap"
+)
+
+// recorder notes what a response was: its status, when its headers went,
+// how many body bytes followed; and tells a tap.
+type recorder struct {
+	http.ResponseWriter
+	start   time.Time
+	status  int
+	latency time.Duration
+	bytes   int64
+	body    *bodyReader
+
+	tap   *tap.Hub // nil unless this request is being tapped
+	tapID uint64
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
+		r.status = code
+		r.latency = time.Since(r.start)
+		if r.tap != nil {
+			r.tap.Publish(tap.Event{Type: tap.Headers, ID: r.tapID, Time: time.Now().UTC(), Status: code, LatencyMs: ms(r.latency)})
+		}
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.WriteHeader(http.StatusOK)
+	}
+	n, err := r.ResponseWriter.Write(b)
+	r.bytes += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach Flush, Hijack and full duplex.
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// Flush is implemented directly because ReverseProxy checks for it when streaming.
+func (r *recorder) Flush() {
+	if r.status == 0 {
+		r.WriteHeader(http.StatusOK)
+	}
+	_ = http.NewResponseController(r.ResponseWriter).Flush()
+}
+
+func (r *recorder) latencyMs() float64 {
+	if r.status == 0 {
+		return ms(time.Since(r.start))
+	}
+	return ms(r.latency)
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// tapStart publishes the request's start and arranges the rest.
+func (r *recorder) tapStart(hub *tap.Hub, info *ConnInfo, req *http.Request) {
+	r.tap, r.tapID = hub, hub.NextID()
+	hub.Publish(tap.Event{
+		Type: tap.Start, ID: r.tapID, Time: r.start.UTC(), Direction: info.Direction,
+		Method: req.Method, Authority: req.Host, Path: req.URL.Path,
+		ClientID: info.ClientID, ServerID: info.ServerID,
+	})
+}
+
+// tapEnd publishes the request's end, if it is being tapped.
+func (r *recorder) tapEnd() {
+	if r.tap == nil {
+		return
+	}
+	r.tap.Publish(tap.Event{
+		Type: tap.End, ID: r.tapID, Time: time.Now().UTC(), Status: r.status,
+		GRPCStatus: grpcStatus(r.Header()), LatencyMs: ms(time.Since(r.start)), Bytes: r.bytes,
+	})
+}
+
+// bodyReader remembers why reading a request body stopped.
+type bodyReader struct {
+	io.ReadCloser
+	err error
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil {
+		b.err = err
+	}
+	return n, err
+}
+
+// incomplete reports whether the client stopped sending its body midway.
+func (b *bodyReader) incomplete() bool { return b.err != nil && !errors.Is(b.err, io.EOF) }

@@ -1,0 +1,336 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+
+	"github.com/meshctl/meshctl/identity/spiffeid"
+	"github.com/meshctl/meshctl/internal/certs"
+	"github.com/meshctl/meshctl/internal/testpki"
+)
+
+const (
+	clientSPIFFE = "spiffe://cluster.local/ns/shop/sa/frontend"
+	serverSPIFFE = "spiffe://cluster.local/ns/shop/sa/backend"
+)
+
+// identityFiles writes a workload certificate and returns a Source reading it
+// (re-read every 50ms, so tests can rotate it).
+func identityFiles(t testing.TB, leaf *testpki.Leaf, roots ...*testpki.CA) (*certs.Files, testpki.Files) {
+	t.Helper()
+	dir := t.TempDir()
+	files := leaf.Write(t, dir, roots...)
+	src, err := certs.NewFiles(certs.FilesConfig{Cert: files.Cert, Key: files.Key, Roots: files.Roots, Interval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { src.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return src, files
+}
+
+// meshPair is a client proxy (outbound) and a server proxy (inbound) joined
+// by the meshed hop, in front of an application.
+type meshPair struct {
+	client, server *running
+	ca             *testpki.CA
+}
+
+// newMeshPair starts both proxies; expect is the identity the client requires.
+func newMeshPair(t *testing.T, app string, expect string, serverLeaf *testpki.Leaf, ca *testpki.CA, mutate ...func(*Config)) *meshPair {
+	t.Helper()
+	clientSrc, _ := identityFiles(t, ca.Issue(t, clientSPIFFE, -time.Minute, time.Hour), ca)
+	serverSrc, _ := identityFiles(t, serverLeaf, ca)
+	serverCfg := Config{Inbound: &SideConfig{Listen: "127.0.0.1:0", Upstream: app}, Identity: serverSrc}
+	for _, m := range mutate {
+		m(&serverCfg)
+	}
+	server := startProxy(t, serverCfg)
+	want, err := spiffeid.Parse(expect)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := startProxy(t, Config{
+		Outbound: &SideConfig{Listen: "127.0.0.1:0", Upstream: server.inbound(), UpstreamIdentity: want},
+		Identity: clientSrc,
+	})
+	return &meshPair{client: client, server: server, ca: ca}
+}
+
+// TestMeshedHopCarriesEveryProtocol: HTTP/1, HTTP/2, gRPC bidi, WebSocket
+// and opaque TCP cross the mutual-TLS hop between two proxies; the server's
+// proxy knows who the client is, and the application sees what its client sent.
+func TestMeshedHopCarriesEveryProtocol(t *testing.T) {
+	leakCheck(t)
+	app := backend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") == "websocket" {
+			c, err := websocket.Accept(w, r, nil)
+			if err != nil {
+				return
+			}
+			defer c.CloseNow()
+			typ, msg, err := c.Read(r.Context())
+			if err == nil {
+				c.Write(r.Context(), typ, append([]byte("ws:"), msg...))
+			}
+			c.Close(websocket.StatusNormalClosure, "")
+			return
+		}
+		fmt.Fprintf(w, "%s %s orig=%q", r.Proto, r.URL.Path, r.Header.Get("meshctl-orig-proto"))
+	}))
+	ca := testpki.NewRoot(t, "root")
+	m := newMeshPair(t, app, serverSPIFFE, ca.NewIssuer(t, "issuer").Issue(t, serverSPIFFE, -time.Minute, time.Hour), ca)
+
+	for name, tc := range map[string]struct {
+		client *http.Client
+		want   string
+	}{
+		"HTTP/1 stays HTTP/1 at the application": {h1Client(), `HTTP/1.1 /a orig=""`},
+		"HTTP/2 stays HTTP/2":                    {h2cClient(), `HTTP/2.0 /a orig=""`},
+	} {
+		resp, err := tc.client.Get("http://" + m.client.outbound() + "/a")
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if body := readAll(t, resp.Body); body != tc.want {
+			t.Errorf("%s: application saw %q, want %q", name, body, tc.want)
+		}
+		resp.Body.Close()
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "ws://"+m.client.outbound()+"/ws", nil)
+	if err != nil {
+		t.Fatalf("websocket: %v", err)
+	}
+	ws.Write(ctx, websocket.MessageText, []byte("hi"))
+	if _, got, err := ws.Read(ctx); err != nil || string(got) != "ws:hi" {
+		t.Errorf("websocket echo %q, %v", got, err)
+	}
+	ws.CloseNow()
+
+	fams := scrape(t, m.server)
+	in := map[string]string{"direction": "inbound", "tls": "true", "client_id": clientSPIFFE}
+	if v := metricValue(fams, "request_total", in); v != 2 {
+		t.Errorf("server proxy request_total{tls,client_id} = %v, want 2", v)
+	}
+	if v := metricValue(fams, "tcp_open_total", in); v < 2 {
+		t.Errorf("server proxy tcp_open_total{tls,client_id} = %v, want the HTTP/2 and the WebSocket connections", v)
+	}
+	out := map[string]string{"direction": "outbound", "tls": "true", "server_id": serverSPIFFE}
+	if v := metricValue(scrape(t, m.client), "request_total", out); v != 3 {
+		t.Errorf("client proxy request_total{tls,server_id} = %v, want 3", v)
+	}
+}
+
+// TestMeshedHopCarriesGRPCAndOpaqueTCP covers the rest: a gRPC bidi stream
+// and an opaque protocol with half-close.
+func TestMeshedHopCarriesGRPCAndOpaqueTCP(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	testgrpc.RegisterTestServiceServer(srv, grpcServer{})
+	go srv.Serve(ln)
+	defer srv.Stop()
+	ca := testpki.NewRoot(t, "root")
+	m := newMeshPair(t, ln.Addr().String(), serverSPIFFE, ca.Issue(t, serverSPIFFE, -time.Minute, time.Hour), ca)
+	cc, err := grpc.NewClient(m.client.outbound(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	bidi, err := testgrpc.NewTestServiceClient(cc).FullDuplexCall(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		msg := []byte(fmt.Sprint("m", i))
+		bidi.Send(&testgrpc.StreamingOutputCallRequest{Payload: &testgrpc.Payload{Body: msg}})
+		if got, err := bidi.Recv(); err != nil || string(got.GetPayload().GetBody()) != string(msg) {
+			t.Fatalf("bidi %d: %v, %v", i, got, err)
+		}
+	}
+	bidi.CloseSend()
+
+	// Opaque: a second pair whose application echoes after the client's half-close.
+	echo, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer echo.Close()
+	go func() {
+		c, err := echo.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		got, _ := io.ReadAll(c)
+		c.Write(append([]byte("echo:"), got...))
+	}()
+	m2 := newMeshPair(t, echo.Addr().String(), serverSPIFFE, ca.Issue(t, serverSPIFFE, -time.Minute, time.Hour), ca)
+	c, err := net.Dial("tcp", m2.client.outbound())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("\x00raw bytes"))
+	c.(*net.TCPConn).CloseWrite()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if got := readAll(t, c); got != "echo:\x00raw bytes" {
+		t.Errorf("opaque over the mesh: %q", got)
+	}
+}
+
+// TestMeshedHopRefusesTheWrongPeers: a server proving another identity, a
+// client certificate from another CA, an expired one: each fails with 502,
+// never plaintext, and is counted on the side that noticed.
+func TestMeshedHopRefusesTheWrongPeers(t *testing.T) {
+	leakCheck(t)
+	app := backend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "secret") }))
+	ca := testpki.NewRoot(t, "root")
+	get502 := func(t *testing.T, m *meshPair) {
+		t.Helper()
+		resp, err := h1Client().Get("http://" + m.client.outbound() + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := readAll(t, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadGateway || strings.Contains(body, "secret") {
+			t.Errorf("status %d body %q, want 502 without the application's answer", resp.StatusCode, body)
+		}
+	}
+	t.Run("server with another identity", func(t *testing.T) {
+		m := newMeshPair(t, app, "spiffe://cluster.local/ns/shop/sa/payments", ca.Issue(t, serverSPIFFE, -time.Minute, time.Hour), ca)
+		get502(t, m)
+		if v := metricValue(scrape(t, m.client), "tls_error_total", map[string]string{"direction": "outbound", "reason": "identity_mismatch"}); v != 1 {
+			t.Errorf("tls_error_total{identity_mismatch} = %v, want 1", v)
+		}
+	})
+	t.Run("client certificate from another CA", func(t *testing.T) {
+		other := testpki.NewRoot(t, "other")
+		clientSrc, _ := identityFiles(t, other.Issue(t, clientSPIFFE, -time.Minute, time.Hour), ca)
+		serverSrc, _ := identityFiles(t, ca.Issue(t, serverSPIFFE, -time.Minute, time.Hour), ca)
+		server := startProxy(t, Config{Inbound: &SideConfig{Listen: "127.0.0.1:0", Upstream: app}, Identity: serverSrc})
+		client := startProxy(t, Config{
+			Outbound: &SideConfig{Listen: "127.0.0.1:0", Upstream: server.inbound(), UpstreamIdentity: spiffeid.ID{TrustDomain: "cluster.local", Namespace: "shop", ServiceAccount: "backend"}},
+			Identity: clientSrc,
+		})
+		get502(t, &meshPair{client: client, server: server})
+		eventually(t, "the server to count the untrusted client", 5*time.Second, func() bool {
+			return metricValue(scrape(t, server), "tls_error_total", map[string]string{"direction": "inbound", "reason": "untrusted"}) == 1
+		})
+	})
+	t.Run("expired server certificate", func(t *testing.T) {
+		m := newMeshPair(t, app, serverSPIFFE, ca.Issue(t, serverSPIFFE, -2*time.Hour, -time.Hour), ca)
+		get502(t, m)
+		if v := metricValue(scrape(t, m.client), "tls_error_total", map[string]string{"direction": "outbound", "reason": "expired"}); v != 1 {
+			t.Errorf("tls_error_total{expired} = %v, want 1", v)
+		}
+	})
+}
+
+// TestPlaintextIsRefusedWhereMutualTLSIsRequired: on a port that requires
+// mutual TLS, plaintext HTTP gets 403 and plaintext TCP is closed; both counted.
+func TestPlaintextIsRefusedWhereMutualTLSIsRequired(t *testing.T) {
+	leakCheck(t)
+	app := backend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "secret") }))
+	ca := testpki.NewRoot(t, "root")
+	src, _ := identityFiles(t, ca.Issue(t, serverSPIFFE, -time.Minute, time.Hour), ca)
+	_, port, _ := net.SplitHostPort(app)
+	var p16 uint16
+	fmt.Sscan(port, &p16)
+	server := startProxy(t, Config{Inbound: &SideConfig{Listen: "127.0.0.1:0", Upstream: app}, Identity: src, RequireTLSPorts: []uint16{p16}, DetectTimeout: 100 * time.Millisecond})
+	resp, err := h1Client().Get("http://" + server.inbound() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := readAll(t, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || strings.Contains(body, "secret") {
+		t.Errorf("plaintext HTTP: %d %q, want 403", resp.StatusCode, body)
+	}
+	if got := rawExchange(t, server.inbound(), []byte("\x00opaque"), true); got != "" {
+		t.Errorf("plaintext TCP got %q, want the connection closed", got)
+	}
+	eventually(t, "both refusals counted", 5*time.Second, func() bool {
+		return metricValue(scrape(t, server), "tls_error_total", map[string]string{"reason": "plaintext_refused"}) == 2
+	})
+}
+
+// TestHandshakeThatNeverFinishesIsCutOff: a client that sends a mesh
+// ClientHello and then nothing is dropped after the handshake timeout.
+func TestHandshakeThatNeverFinishesIsCutOff(t *testing.T) {
+	leakCheck(t)
+	ca := testpki.NewRoot(t, "root")
+	src, _ := identityFiles(t, ca.Issue(t, serverSPIFFE, -time.Minute, time.Hour), ca)
+	server := startProxy(t, Config{Inbound: &SideConfig{Listen: "127.0.0.1:0", Upstream: "127.0.0.1:1"}, Identity: src, TLSHandshakeTimeout: 300 * time.Millisecond})
+	hello := meshClientHello(t)
+	start := time.Now()
+	if got := rawExchange(t, server.inbound(), hello, false); strings.Contains(got, "HTTP") {
+		t.Errorf("got %q", got)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("stalled handshake held for %s", took)
+	}
+	eventually(t, "the timeout counted", 5*time.Second, func() bool {
+		return metricValue(scrape(t, server), "tls_error_total", map[string]string{"direction": "inbound", "reason": "handshake_timeout"}) == 1
+	})
+}
+
+// meshClientHello captures the first record a meshed client sends.
+func meshClientHello(t *testing.T) []byte {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		tc := tls.Client(c, &tls.Config{NextProtos: []string{"meshctl/h2"}, InsecureSkipVerify: true})
+		tc.SetDeadline(time.Now().Add(2 * time.Second))
+		tc.Handshake()
+	}()
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 0, 16<<10)
+	for {
+		n, err := c.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if len(buf) >= 5 && len(buf) >= 5+int(buf[3])<<8+int(buf[4]) {
+			return buf
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+

@@ -1,0 +1,147 @@
+// Package tap streams the requests a proxy handles, live, to whoever asks on
+// the admin port's /tap: an event when a request starts, when its response
+// headers come, and when it ends. Tapping must never hurt traffic: publishing
+// never blocks, each tap has a bounded buffer and an event rate limit, and
+// what does not fit is dropped and counted in the stream.
+package tap
+
+import (
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Event types.
+const (
+	Start   = "start"
+	Headers = "headers"
+	End     = "end"
+	Dropped = "dropped"
+)
+
+// Event is one line of a tap stream.
+type Event struct {
+	Type      string    `json:"type"`
+	ID        uint64    `json:"id,omitempty"`
+	Time      time.Time `json:"ts"`
+	Direction string    `json:"direction,omitempty"`
+	Method    string    `json:"method,omitempty"`
+	Authority string    `json:"authority,omitempty"`
+	Path      string    `json:"path,omitempty"`
+	ClientID  string    `json:"client_id,omitempty"`
+	ServerID  string    `json:"server_id,omitempty"`
+	// Status is the HTTP status (headers, end); 0 when the request failed without one.
+	Status int `json:"status,omitempty"`
+	// GRPCStatus is the grpc-status a gRPC response ended with.
+	GRPCStatus string `json:"grpc_status,omitempty"`
+	// LatencyMs is the time to the response headers (headers) or to the end (end).
+	LatencyMs float64 `json:"latency_ms,omitempty"`
+	// Bytes is the response body size (end).
+	Bytes int64 `json:"bytes,omitempty"`
+	// Count is the number of events dropped since the last line (dropped).
+	Count uint64 `json:"count,omitempty"`
+}
+
+// Filter selects requests; empty fields match everything.
+type Filter struct {
+	Authority  string
+	PathPrefix string
+	Method     string
+}
+
+func (f Filter) match(e *Event) bool {
+	return (f.Authority == "" || f.Authority == e.Authority) &&
+		(f.Method == "" || strings.EqualFold(f.Method, e.Method)) &&
+		strings.HasPrefix(e.Path, f.PathPrefix)
+}
+
+// Tap is one subscriber.
+type Tap struct {
+	filter  Filter
+	limit   *rate.Limiter
+	events  chan Event
+	dropped atomic.Uint64
+	// ids are the requests this tap took the start of; later events of other
+	// requests are skipped so every request shows whole or not at all. Only
+	// Publish touches it, under the hub's lock.
+	ids map[uint64]struct{}
+}
+
+// Events delivers the tap's events.
+func (t *Tap) Events() <-chan Event { return t.events }
+
+// TakeDropped returns and resets the count of events dropped.
+func (t *Tap) TakeDropped() uint64 { return t.dropped.Swap(0) }
+
+// Hub fans request events out to taps.
+type Hub struct {
+	active atomic.Int32
+	nextID atomic.Uint64
+
+	// mu guards taps and each tap's ids.
+	mu   sync.Mutex
+	taps map[*Tap]struct{}
+}
+
+// NewHub returns a hub with no taps.
+func NewHub() *Hub { return &Hub{taps: map[*Tap]struct{}{}} }
+
+// Active reports whether anyone is tapping; when not, callers skip building events.
+func (h *Hub) Active() bool { return h.active.Load() > 0 }
+
+// NextID numbers a request.
+func (h *Hub) NextID() uint64 { return h.nextID.Add(1) }
+
+// Subscribe adds a tap taking up to maxRPS events a second (at least 1).
+func (h *Hub) Subscribe(f Filter, maxRPS int) *Tap {
+	maxRPS = max(maxRPS, 1)
+	t := &Tap{filter: f, limit: rate.NewLimiter(rate.Limit(maxRPS), maxRPS), events: make(chan Event, 256), ids: map[uint64]struct{}{}}
+	h.mu.Lock()
+	h.taps[t] = struct{}{}
+	h.mu.Unlock()
+	h.active.Add(1)
+	return t
+}
+
+// Unsubscribe removes a tap.
+func (h *Hub) Unsubscribe(t *Tap) {
+	h.mu.Lock()
+	if _, ok := h.taps[t]; ok {
+		delete(h.taps, t)
+		h.active.Add(-1)
+	}
+	h.mu.Unlock()
+}
+
+// Publish offers an event to every tap whose filter matches. Start events
+// carry the request's fields; Headers and End events need only ID and type
+// and reach the taps that took the start.
+func (h *Hub) Publish(e Event) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for t := range h.taps {
+		if e.Type == Start {
+			if !t.filter.match(&e) {
+				continue
+			}
+			if !t.limit.Allow() {
+				t.dropped.Add(1)
+				continue
+			}
+			t.ids[e.ID] = struct{}{}
+		} else if _, ok := t.ids[e.ID]; !ok {
+			continue
+		}
+		if e.Type == End {
+			delete(t.ids, e.ID)
+		}
+		select {
+		case t.events <- e:
+		default:
+			t.dropped.Add(1)
+		}
+	}
+}
