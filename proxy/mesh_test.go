@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -12,6 +14,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
@@ -19,6 +23,7 @@ import (
 	"github.com/meshctl/meshctl/identity/spiffeid"
 	"github.com/meshctl/meshctl/internal/certs"
 	"github.com/meshctl/meshctl/internal/testpki"
+	"github.com/meshctl/meshctl/proxy/meshtls"
 )
 
 const (
@@ -334,3 +339,66 @@ func meshClientHello(t *testing.T) []byte {
 	}
 }
 
+// TestMeshedClientOpeningThousandsOfStreamsIsRefusedBeyondTheLimit: a peer
+// with a valid certificate that ignores SETTINGS_MAX_CONCURRENT_STREAMS gets
+// streams refused (or the connection closed), is counted, and leaks nothing.
+func TestMeshedClientOpeningThousandsOfStreamsIsRefusedBeyondTheLimit(t *testing.T) {
+	leakCheck(t)
+	block := make(chan struct{})
+	app := backend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-block:
+		case <-r.Context().Done():
+		}
+	}))
+	ca := testpki.NewRoot(t, "root")
+	serverSrc, _ := identityFiles(t, ca.Issue(t, serverSPIFFE, -time.Minute, time.Hour), ca)
+	clientSrc, _ := identityFiles(t, ca.Issue(t, clientSPIFFE, -time.Minute, time.Hour), ca)
+	server := startProxy(t, Config{Inbound: &SideConfig{Listen: "127.0.0.1:0", Upstream: app}, Identity: serverSrc, MaxConcurrentStreams: 100, DrainTimeout: time.Second})
+	d := &meshtls.Dialer{Source: clientSrc, Net: (&net.Dialer{}).DialContext}
+	tc, err := d.Dial(context.Background(), server.inbound(), serverSrc.Bundle().ID, meshtls.ALPNHTTP2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	tc.Write([]byte(http2.ClientPreface))
+	fr := http2.NewFramer(tc, bufio.NewReader(tc))
+	fr.WriteSettings()
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for i := uint32(0); i < 2000; i++ {
+		hb.Reset()
+		for _, f := range [][2]string{{":method", "GET"}, {":scheme", "http"}, {":authority", "backend"}, {":path", "/"}} {
+			enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+		}
+		if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 2*i + 1, BlockFragment: hb.Bytes(), EndHeaders: true, EndStream: true}); err != nil {
+			break // the server may close the connection on us
+		}
+	}
+	refused := 0
+	tc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil || isGoAway(f) {
+			refused++
+			break
+		}
+		if rst, ok := f.(*http2.RSTStreamFrame); ok && rst.ErrCode == http2.ErrCodeRefusedStream {
+			refused++
+		}
+		if refused >= 1000 {
+			break
+		}
+	}
+	if refused == 0 {
+		t.Error("2000 concurrent streams over a limit of 100 were all accepted")
+	}
+	if v := metricValue(scrape(t, server), "protocol_error_total", map[string]string{"direction": "inbound", "protocol": "h2"}); v == 0 {
+		t.Error("the refused streams were not counted")
+	}
+	close(block)
+	tc.Close()
+	eventually(t, "the server proxy to close the connection", 5*time.Second, func() bool {
+		return metricValue(scrape(t, server), "tcp_open_connections", nil) == 0
+	})
+}

@@ -234,10 +234,11 @@ func (s *side) serveMeshed(sc *serverConn, dst *endpoints.Set) {
 	tc := tls.Server(sc, s.p.serverTLS)
 	ctx, cancel := context.WithTimeout(context.Background(), s.p.cfg.TLSHandshakeTimeout)
 	err := tc.HandshakeContext(ctx)
+	timedOut := ctx.Err() != nil
 	cancel()
 	if err != nil {
 		reason := meshtls.Reason(err)
-		if errors.Is(err, context.DeadlineExceeded) {
+		if timedOut {
 			reason = "handshake_timeout"
 		}
 		s.p.metrics.TLSError(s.name, reason)

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -10,12 +12,21 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/meshctl/meshctl/identity/spiffeid"
+	"github.com/meshctl/meshctl/internal/certs"
 	"github.com/meshctl/meshctl/proxy"
 	"github.com/meshctl/meshctl/proxy/endpoints"
 )
 
 type runOptions struct {
 	admin            string
+	adminAllow       string
+	certFile         string
+	keyFile          string
+	rootsFile        string
+	upstreamIdentity string
+	requireTLSPorts  string
+	handshake        time.Duration
 	outboundListen   string
 	outboundUpstream string
 	inboundListen    string
@@ -58,15 +69,52 @@ to --drain-timeout, then exits.`,
 			if err != nil {
 				return err
 			}
+			var files *certs.Files
+			if o.certFile != "" || o.keyFile != "" || o.rootsFile != "" {
+				files, err = certs.NewFiles(certs.FilesConfig{Cert: o.certFile, Key: o.keyFile, Roots: o.rootsFile, Log: cfg.Log})
+				if err != nil {
+					return err
+				}
+				cfg.Identity = files
+				if o.upstreamIdentity != "" {
+					id, err := spiffeid.Parse(o.upstreamIdentity)
+					if err != nil {
+						return fmt.Errorf("--upstream-identity: %w", err)
+					}
+					if cfg.Outbound == nil || cfg.Outbound.Upstream == "" {
+						return fmt.Errorf("--upstream-identity needs --outbound-upstream")
+					}
+					cfg.Outbound.UpstreamIdentity = id
+				}
+			} else if o.upstreamIdentity != "" {
+				return fmt.Errorf("--upstream-identity needs the proxy's own --cert, --key and --trust-roots")
+			}
 			p, err := proxy.New(cfg)
 			if err != nil {
 				return err
 			}
-			return p.Run(cmd.Context())
+			if files == nil {
+				return p.Run(cmd.Context())
+			}
+			ctx, cancel := context.WithCancel(cmd.Context())
+			defer cancel()
+			reloaded := make(chan error, 1)
+			go func() { reloaded <- files.Run(ctx) }()
+			err = p.Run(ctx)
+			cancel()
+			<-reloaded
+			return err
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.admin, "admin", fmt.Sprintf("0.0.0.0:%d", proxy.AdminPort), "admin server address (/live, /ready, /metrics)")
+	f.StringVar(&o.adminAllow, "admin-allow", "", "networks (CIDRs) besides loopback that may use /identity and /tap: the node's addresses")
+	f.StringVar(&o.certFile, "cert", "", "PEM workload certificate (with its chain), re-read when it changes")
+	f.StringVar(&o.keyFile, "key", "", "PEM private key of --cert")
+	f.StringVar(&o.rootsFile, "trust-roots", "", "PEM trust anchors meshed peers must chain to")
+	f.StringVar(&o.upstreamIdentity, "upstream-identity", "", "explicit mode: the SPIFFE ID the outbound upstream must prove; traffic to it goes over mutual TLS")
+	f.StringVar(&o.requireTLSPorts, "require-tls-ports", "", "inbound ports that accept only meshed (mutual TLS) clients")
+	f.DurationVar(&o.handshake, "tls-handshake-timeout", 10*time.Second, "time a meshed client gets to finish its TLS handshake")
 	f.StringVar(&o.outboundListen, "outbound-listen", "", "explicit mode: accept outbound traffic on ADDR")
 	f.StringVar(&o.outboundUpstream, "outbound-upstream", "", "explicit mode: send outbound traffic to HOST:PORT")
 	f.StringVar(&o.inboundListen, "inbound-listen", "", "explicit mode: accept inbound traffic on ADDR")
@@ -102,6 +150,25 @@ func (o runOptions) config() (proxy.Config, error) {
 	if cfg.OpaquePorts, err = parsePortList(o.opaquePorts); err != nil {
 		return cfg, fmt.Errorf("--opaque-ports: %w", err)
 	}
+	if cfg.RequireTLSPorts, err = parsePortList(o.requireTLSPorts); err != nil {
+		return cfg, fmt.Errorf("--require-tls-ports: %w", err)
+	}
+	cfg.TLSHandshakeTimeout = o.handshake
+	for _, s := range strings.Split(o.adminAllow, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			// A bare address (as the downward API gives the node's) means just it.
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				return cfg, fmt.Errorf("--admin-allow %q: %w", s, err)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		cfg.AdminAllow = append(cfg.AdminAllow, p)
+	}
 	if o.outboundUpstream != "" && o.outboundListen == "" || o.inboundUpstream != "" && o.inboundListen == "" {
 		return cfg, fmt.Errorf("an --*-upstream needs its --*-listen")
 	}
@@ -120,7 +187,7 @@ func (o runOptions) config() (proxy.Config, error) {
 			return cfg, err
 		}
 	}
-	return cfg, cfg.Validate()
+	return cfg, nil
 }
 
 func newLogger(level, format string) (*slog.Logger, error) {

@@ -127,9 +127,9 @@ func (n *NS) DialAs(uid int, addr string) (net.Conn, error) {
 	return c, err
 }
 
-// Link joins two namespaces with a veth pair and gives each end an address
-// (CIDR notation, e.g. "10.77.0.1/24").
-func Link(t testing.TB, a *NS, aAddr string, b *NS, bAddr string) {
+// Link joins two namespaces with a veth pair, gives each end an address
+// (CIDR notation, e.g. "10.77.0.1/24"), and returns the ends' interface names.
+func Link(t testing.TB, a *NS, aAddr string, b *NS, bAddr string) (aIf, bIf string) {
 	t.Helper()
 	suffix := make([]byte, 3)
 	_, _ = rand.Read(suffix)
@@ -167,6 +167,7 @@ func Link(t testing.TB, a *NS, aAddr string, b *NS, bAddr string) {
 			t.Fatalf("configure %s in %s: %v", end.name, end.ns.Name, err)
 		}
 	}
+	return aName, bName
 }
 
 // onNewThread runs fn on a fresh locked OS thread. If fn leaves the thread in

@@ -7,6 +7,7 @@ package detect
 import (
 	"bytes"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"time"
@@ -155,7 +156,10 @@ func Detect(conn net.Conn, timeout time.Duration, buf []byte) (Protocol, []byte,
 			return p, buf, nil
 		}
 		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
+			// A client that went quiet (a server-speaks-first protocol) or
+			// finished sending (half-closed after its data) is opaque; what it
+			// sent is forwarded.
+			if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, io.EOF) && len(buf) > 0 {
 				return Opaque, buf, nil
 			}
 			return Opaque, buf, err

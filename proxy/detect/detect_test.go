@@ -79,13 +79,21 @@ func TestDetectReadsUntilDecidedAndReturnsThePeekedBytes(t *testing.T) {
 	}
 }
 
-func TestDetectReportsPartialBytesOnEOF(t *testing.T) {
+// TestDetectForwardsWhatAHalfClosedClientSent: a client that sends a few
+// bytes and half-closes is opaque, and its bytes are kept; one that sends
+// nothing and closes is an error.
+func TestDetectForwardsWhatAHalfClosedClientSent(t *testing.T) {
 	client, server := tcpPair(t)
 	client.Write([]byte("GE"))
-	client.Close()
+	client.(*net.TCPConn).CloseWrite()
 	p, peeked, err := Detect(server, 5*time.Second, nil)
-	if p != Opaque || string(peeked) != "GE" || err == nil {
-		t.Errorf("Detect = %v, %q, %v; want opaque, \"GE\", EOF", p, peeked, err)
+	if p != Opaque || string(peeked) != "GE" || err != nil {
+		t.Errorf("Detect = %v, %q, %v; want opaque, \"GE\", no error", p, peeked, err)
+	}
+	client, server = tcpPair(t)
+	client.Close()
+	if _, peeked, err := Detect(server, 5*time.Second, nil); err == nil || len(peeked) != 0 {
+		t.Errorf("Detect on a silent close = %q, %v; want EOF", peeked, err)
 	}
 }
 
