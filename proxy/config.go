@@ -57,7 +57,8 @@ type Config struct {
 	// TLSHandshakeTimeout bounds an inbound meshed handshake. Default: 10s.
 	TLSHandshakeTimeout time.Duration
 	// RequireTLSPorts are inbound ports that accept only meshed clients:
-	// plaintext HTTP gets 403, other plaintext is closed.
+	// plaintext HTTP gets 403, other plaintext is closed. Clients on the node
+	// itself (AdminAllow: the kubelet's probes) are let through.
 	RequireTLSPorts []uint16
 	// AdminAllow are the networks, besides loopback, that may use /identity
 	// and /tap: the node's own addresses.

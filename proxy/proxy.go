@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -70,6 +71,27 @@ func New(cfg Config) (*Proxy, error) {
 		p.sides = append(p.sides, newSide(p, metrics.Inbound, *cfg.Inbound))
 	}
 	return p, nil
+}
+
+// fromNode reports whether a client connects from the node itself (the
+// AdminAllow networks): the kubelet's probes come from there, and are let
+// through in plaintext even where mutual TLS is required.
+func (p *Proxy) fromNode(addr net.Addr) bool {
+	ta, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return false
+	}
+	ip, ok := netip.AddrFromSlice(ta.IP)
+	if !ok {
+		return false
+	}
+	ip = ip.Unmap()
+	for _, n := range p.cfg.AdminAllow {
+		if n.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 // Metrics returns the proxy's metrics.

@@ -198,7 +198,7 @@ func (s *side) handle(c *net.TCPConn) {
 	if id := dst.Identity(); s.name == metrics.Outbound && id != (spiffeid.ID{}) {
 		labels.TLS, labels.ServerID, info.ServerID = true, id.String(), id.String()
 	}
-	if s.name == metrics.Inbound && s.p.requireTLS[port] {
+	if s.name == metrics.Inbound && s.p.requireTLS[port] && !s.p.fromNode(c.RemoteAddr()) {
 		s.p.metrics.TLSError(s.name, "plaintext_refused")
 		if proto != detect.HTTP1 && proto != detect.HTTP2 {
 			s.finish(sc, labels)

@@ -108,7 +108,7 @@ to --drain-timeout, then exits.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.admin, "admin", fmt.Sprintf("0.0.0.0:%d", proxy.AdminPort), "admin server address (/live, /ready, /metrics)")
-	f.StringVar(&o.adminAllow, "admin-allow", "", "networks (CIDRs) besides loopback that may use /identity and /tap: the node's addresses")
+	f.StringVar(&o.adminAllow, "admin-allow", "", "the node's addresses (CIDRs or IPs): besides loopback, only they may use /identity and /tap, and they may reach ports that require mutual TLS in plaintext (probes); in a pod, the default gateway is added")
 	f.StringVar(&o.certFile, "cert", "", "PEM workload certificate (with its chain), re-read when it changes")
 	f.StringVar(&o.keyFile, "key", "", "PEM private key of --cert")
 	f.StringVar(&o.rootsFile, "trust-roots", "", "PEM trust anchors meshed peers must chain to")
@@ -175,6 +175,12 @@ func (o runOptions) config() (proxy.Config, error) {
 	if o.outboundListen == "" && o.inboundListen == "" {
 		cfg.Outbound = &proxy.SideConfig{Listen: fmt.Sprintf("127.0.0.1:%d", proxy.OutboundPort)}
 		cfg.Inbound = &proxy.SideConfig{Listen: fmt.Sprintf("0.0.0.0:%d", proxy.InboundPort)}
+		// In a pod, the node reaches it from the pod network's gateway too.
+		if gw, err := defaultGateway(); err == nil {
+			cfg.AdminAllow = append(cfg.AdminAllow, netip.PrefixFrom(gw, 32))
+		} else {
+			log.Warn("no default gateway: only the addresses in --admin-allow count as the node", "error", err)
+		}
 	}
 	if o.outboundListen != "" {
 		cfg.Outbound = &proxy.SideConfig{Listen: o.outboundListen, Upstream: o.outboundUpstream}
