@@ -43,7 +43,7 @@ func identitySecret(t *testing.T, ns, name, sa string, ca *testpki.CA) string {
 	leaf := ca.Issue(t, fmt.Sprintf("spiffe://cluster.local/ns/%s/sa/%s", ns, sa), -time.Minute, 24*time.Hour)
 	_, err := cluster.client.CoreV1().Secrets(ns).Create(context.Background(), &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Data: map[string][]byte{"cert.pem": leaf.CertPEM(), "key.pem": leaf.KeyPEM(t), "roots.pem": testpki.CertPEM(ca.Cert)},
+		Data:       map[string][]byte{"cert.pem": leaf.CertPEM(), "key.pem": leaf.KeyPEM(t), "roots.pem": testpki.CertPEM(ca.Cert)},
 	}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
