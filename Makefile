@@ -11,7 +11,7 @@ STATICCHECK := $(TOOLS_BIN)/staticcheck-$(STATICCHECK_VERSION)
 LDFLAGS := -s -w -X github.com/meshctl/meshctl/internal/version.Version=$(VERSION)
 E2E_TIMEOUT ?= 45m
 
-.PHONY: all build test fuzz lint images cluster-up cluster-down cluster-load cluster-status e2e demo bench clean FORCE
+.PHONY: all build test test-deps fuzz lint images cluster-up cluster-down cluster-load cluster-status e2e demo bench clean FORCE
 
 all: build
 
@@ -20,12 +20,16 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/meshctl ./cmd/mesh-proxy ./cmd/mesh-controller
 
 ## test: unit and integration tests with the race detector (no cluster needed; root for the network-namespace tests)
-test:
+test: test-deps
 	$(GO) test -race -count=1 ./...
+
+# Tools the tests use that a fresh machine lacks: tcpdump captures the meshed hop.
+test-deps:
+	@command -v tcpdump >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends tcpdump; }
 
 FUZZTIME ?= 10s
 FUZZ_TARGETS := ./proxy/detect:FuzzClassify ./proxy:FuzzHTTP1Request ./proxy:FuzzErrorReply \
-	./proxy/endpoints:FuzzParse ./proxy/redirect:FuzzParsePorts ./e2e/localcluster:FuzzParseMountInfo
+	./proxy/endpoints:FuzzParse ./proxy/redirect:FuzzParsePorts ./internal/mountinfo:FuzzParse ./identity/spiffeid:FuzzParse ./proxy/detect:FuzzClientHelloALPN
 
 ## fuzz: run every fuzz target briefly (FUZZTIME each, default 10s)
 fuzz:

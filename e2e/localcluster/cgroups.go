@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"github.com/meshctl/meshctl/internal/mountinfo"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -26,14 +27,14 @@ const kubeletCgroupName = "kubepods"
 
 // cgroupMounts returns the mount points of every cgroup hierarchy (v1 and v2).
 func cgroupMounts() ([]string, error) {
-	mounts, err := readMountInfo()
+	mounts, err := mountinfo.Read()
 	if err != nil {
 		return nil, err
 	}
 	var out []string
 	for _, m := range mounts {
-		if m.fstype == "cgroup" || m.fstype == "cgroup2" {
-			out = append(out, m.point)
+		if m.FSType == "cgroup" || m.FSType == "cgroup2" {
+			out = append(out, m.Point)
 		}
 	}
 	return out, nil

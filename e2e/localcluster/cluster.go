@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/meshctl/meshctl/internal/mountinfo"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -227,11 +228,11 @@ func Traces(ctx context.Context, cfg Config) []string {
 	if cgs, _ := clusterCgroups(); len(cgs) > 0 {
 		out = append(out, fmt.Sprintf("cgroups %v (processes %v)", cgs, cgroupPIDs(cgs)))
 	}
-	if mounts, err := readMountInfo(); err == nil {
+	if mounts, err := mountinfo.Read(); err == nil {
 		for _, m := range mounts {
 			for _, d := range []string{cfg.StateDir, cfg.RunDir} {
-				if m.point == d || strings.HasPrefix(m.point, d+"/") {
-					out = append(out, "mount "+m.point)
+				if m.Point == d || strings.HasPrefix(m.Point, d+"/") {
+					out = append(out, "mount "+m.Point)
 				}
 			}
 		}
@@ -325,11 +326,11 @@ func Down(ctx context.Context, cfg Config) error {
 	}
 	// Never remove a directory tree that still has something mounted in it:
 	// RemoveAll would descend into the mount.
-	if mounts, err := readMountInfo(); err == nil {
+	if mounts, err := mountinfo.Read(); err == nil {
 		for _, m := range mounts {
 			for _, d := range []string{cfg.StateDir, cfg.RunDir} {
-				if m.point == d || strings.HasPrefix(m.point, d+"/") {
-					return fmt.Errorf("%s is still mounted; not removing %s", m.point, d)
+				if m.Point == d || strings.HasPrefix(m.Point, d+"/") {
+					return fmt.Errorf("%s is still mounted; not removing %s", m.Point, d)
 				}
 			}
 		}
