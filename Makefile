@@ -11,7 +11,7 @@ STATICCHECK := $(TOOLS_BIN)/staticcheck-$(STATICCHECK_VERSION)
 LDFLAGS := -s -w -X github.com/meshctl/meshctl/internal/version.Version=$(VERSION)
 E2E_TIMEOUT ?= 45m
 
-.PHONY: all build test test-deps fuzz lint images cluster-up cluster-down cluster-load cluster-status e2e demo bench clean FORCE
+.PHONY: all build test test-deps fuzz lint bench bench-go images cluster-up cluster-down cluster-load cluster-status e2e demo bench clean FORCE
 
 all: build
 
@@ -85,8 +85,14 @@ e2e: cluster-up cluster-load
 demo: cluster-up cluster-load bin/demo
 	bin/demo --kubeconfig .cluster/kubeconfig
 
-## bench: Go benchmarks of the hot paths
-bench:
+## bench: meshctl's two meshed hops against nginx and HAProxy (bench/RESULTS.md, then one JSON line); ~12 min
+bench: build
+	CGO_ENABLED=0 $(GO) build -o bin/bench-backend ./bench/cmd/backend
+	$(GO) build -o bin/meshbench ./bench/cmd/meshbench
+	bin/meshbench $(BENCH_FLAGS)
+
+## bench-go: the Go benchmarks of the hot paths (-benchmem)
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 clean:

@@ -1,0 +1,159 @@
+package harness
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+)
+
+// proxies are the setups compared with one another (direct is the baseline).
+var proxies = []string{"meshctl", "nginx", "haproxy"}
+
+// Summary is the one-line JSON `make bench` ends with: for each figure, the
+// better of the two runs.
+type Summary struct {
+	P50AddedMs   map[string]float64 `json:"p50_added_ms"`
+	P90AddedMs   map[string]float64 `json:"p90_added_ms"`
+	P99AddedMs   map[string]float64 `json:"p99_added_ms"`
+	RSSMB        map[string]float64 `json:"rss_mb"`
+	RPSPerCPUS   map[string]float64 `json:"rps_per_cpu_s"`
+	H2P50AddedMs map[string]float64 `json:"h2_p50_added_ms"`
+	TapP99Ratio  float64            `json:"tap_p99_ratio,omitempty"`
+	TapCPURatio  float64            `json:"tap_cpu_ratio,omitempty"`
+	IdleRSSMB10k float64            `json:"idle_10k_conns_rss_mb,omitempty"`
+}
+
+func round(v float64, places int) float64 {
+	p := math.Pow(10, float64(places))
+	return math.Round(v*p) / p
+}
+
+// Summarize picks, per setup and figure, the better of the runs.
+func (r *Report) Summarize() Summary {
+	s := Summary{
+		P50AddedMs: map[string]float64{}, P90AddedMs: map[string]float64{}, P99AddedMs: map[string]float64{},
+		RSSMB: map[string]float64{}, RPSPerCPUS: map[string]float64{}, H2P50AddedMs: map[string]float64{},
+	}
+	for _, name := range proxies {
+		first := true
+		for _, run := range r.Runs {
+			res, ok := run.Results[name]
+			base := run.Results["direct"]
+			if !ok || base == nil {
+				continue
+			}
+			better := func(m map[string]float64, v float64, lower bool) {
+				if cur, seen := m[name]; first || !seen || (lower && v < cur) || (!lower && v > cur) {
+					m[name] = v
+				}
+			}
+			better(s.P50AddedMs, round(res.H1.P50-base.H1.P50, 3), true)
+			better(s.P90AddedMs, round(res.H1.P90-base.H1.P90, 3), true)
+			better(s.P99AddedMs, round(res.H1.P99-base.H1.P99, 3), true)
+			better(s.H2P50AddedMs, round(res.H2.P50-base.H2.P50, 3), true)
+			better(s.RSSMB, round(maxOf(res.RSSMB), 1), true)
+			better(s.RPSPerCPUS, math.Round(res.RPSPerCPUSecond), false)
+			first = false
+		}
+	}
+	if r.Extras != nil {
+		s.TapP99Ratio, s.TapCPURatio = round(r.Extras.TapP99Ratio, 2), round(r.Extras.TapCPURatio, 2)
+		s.IdleRSSMB10k = round(r.Extras.IdleRSSMB, 1)
+	}
+	return s
+}
+
+func maxOf(v []float64) float64 {
+	m := 0.0
+	for _, x := range v {
+		m = math.Max(m, x)
+	}
+	return m
+}
+
+// JSON is the summary as one line.
+func (s Summary) JSON() string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+// Markdown renders the report for bench/RESULTS.md.
+func (r *Report) Markdown(command string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Proxy benchmark results\n\n")
+	fmt.Fprintf(&b, "- Date: %s\n- Machine: %s, %d CPUs, %s\n- Command: `%s`\n- Versions: %s\n\n",
+		r.Started.Format("2006-01-02 15:04 UTC"), cpuModel(), runtime.NumCPU(), kernel(), command, versions())
+	b.WriteString("Setup: load generator (our own, constant rate with latency measured from each request's intended\n" +
+		"start, so stalls are not hidden: no coordinated omission) on CPU 0; both proxy hops and the 1 KiB Go\n" +
+		"backend on CPU 1. Two hops with mutual TLS 1.3 between them (meshctl: HTTP/2 over mTLS; nginx and\n" +
+		"HAProxy: HTTP/1.1 keep-alive over mTLS). One worker/thread per proxy, GOMAXPROCS=1 for meshctl.\n" +
+		"Loads: (1) HTTP/1.1 at 1000 rps over 16 connections; (2) as fast as possible over 32 connections;\n" +
+		"(3) h2c at 1000 rps over 16 connections. Added latency = setup minus direct, same run.\n\n")
+	for i, run := range r.Runs {
+		fmt.Fprintf(&b, "## Run %d (order: %s)\n\n", i+1, strings.Join(run.Order, ", "))
+		b.WriteString("| setup | HTTP/1.1 p50 | p90 | p99 | p99.9 | added p50 | added p90 | added p99 | h2c p50 | added h2c p50 | max rps | rps per CPU-s per hop | peak RSS per hop (MB) | errors |\n")
+		b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		base := run.Results["direct"]
+		for _, name := range run.Order {
+			res := run.Results[name]
+			added := func(v, b float64) string {
+				if name == "direct" {
+					return "—"
+				}
+				return fmt.Sprintf("%+.3f", v-b)
+			}
+			rss := make([]string, len(res.RSSMB))
+			for j, v := range res.RSSMB {
+				rss[j] = fmt.Sprintf("%.1f", v)
+			}
+			perCPU := "—"
+			if res.RPSPerCPUSecond > 0 {
+				perCPU = fmt.Sprintf("%.0f", res.RPSPerCPUSecond)
+			}
+			fmt.Fprintf(&b, "| %s | %.3f | %.3f | %.3f | %.3f | %s | %s | %s | %.3f | %s | %.0f | %s | %s | %d |\n",
+				name, res.H1.P50, res.H1.P90, res.H1.P99, res.H1.P999,
+				added(res.H1.P50, base.H1.P50), added(res.H1.P90, base.H1.P90), added(res.H1.P99, base.H1.P99),
+				res.H2.P50, added(res.H2.P50, base.H2.P50), res.MaxRPS, perCPU, strings.Join(rss, " / "), res.H1.Errors+res.H2.Errors)
+		}
+		b.WriteString("\nLatencies in milliseconds.\n\n")
+	}
+	if ex := r.Extras; ex != nil {
+		b.WriteString("## meshctl extras\n\n")
+		fmt.Fprintf(&b, "- Tapping both hops at 1000 rps: p99 %.3f → %.3f ms (×%.2f), proxy CPU %.2f → %.2f s (×%.2f).\n",
+			ex.P99NoTap, ex.P99Tap, ex.TapP99Ratio, ex.CPUNoTap, ex.CPUTap, ex.TapCPURatio)
+		fmt.Fprintf(&b, "- %d idle keep-alive client connections on the outbound proxy: RSS %.1f MB (%.1f MB before opening them).\n\n",
+			ex.IdleConns, ex.IdleRSSMB, ex.IdleRSSBeforeMB)
+	}
+	s := r.Summarize()
+	fmt.Fprintf(&b, "## Best of the two runs\n\n```json\n%s\n```\n", s.JSON())
+	return b.String()
+}
+
+func cpuModel() string {
+	data, _ := os.ReadFile("/proc/cpuinfo")
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "model name"); ok {
+			return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+		}
+	}
+	return "unknown CPU"
+}
+
+func kernel() string {
+	out, _ := exec.Command("uname", "-r").Output()
+	return "Linux " + strings.TrimSpace(string(out))
+}
+
+func versions() string {
+	var v []string
+	for _, cmd := range [][]string{{"nginx", "-v"}, {"haproxy", "-v"}} {
+		out, _ := exec.Command(cmd[0], cmd[1:]...).CombinedOutput()
+		line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+		v = append(v, line)
+	}
+	return strings.Join(append(v, runtime.Version()), "; ")
+}
