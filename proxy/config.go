@@ -82,6 +82,8 @@ type Config struct {
 	// MaxConcurrentStreams bounds the HTTP/2 streams a client may open at once
 	// on one connection. Default: 250.
 	MaxConcurrentStreams uint32
+	// Pprof serves Go's profiles on the admin port under /debug/pprof/ (node only).
+	Pprof bool
 	// Log receives the proxy's logs. Default: discard.
 	Log *slog.Logger
 }

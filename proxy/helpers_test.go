@@ -68,6 +68,7 @@ func startProxy(t testing.TB, cfg Config) *running {
 	r := &running{p: p, cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- p.Run(ctx) }()
 	t.Cleanup(func() { r.stop(t) })
+	eventually(t, "the proxy to be ready", 10*time.Second, p.ready.Load)
 	return r
 }
 

@@ -118,7 +118,7 @@ func (p *Proxy) Listen() error {
 	p.adminSrv = &http.Server{
 		Handler: admin.Handler(admin.Config{
 			Gatherer: p.metrics.Registry(), Ready: p.ready.Load,
-			Identity: p.cfg.Identity, Tap: p.tap, Allow: p.cfg.AdminAllow,
+			Identity: p.cfg.Identity, Tap: p.tap, Allow: p.cfg.AdminAllow, Pprof: p.cfg.Pprof,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"slices"
 	"strconv"
 	"sync"
@@ -232,13 +233,14 @@ func (s *side) finish(sc *serverConn, labels metrics.ConnLabels) {
 // application on the connection's destination.
 func (s *side) serveMeshed(sc *serverConn, dst *endpoints.Set) {
 	tc := tls.Server(sc, s.p.serverTLS)
-	ctx, cancel := context.WithTimeout(context.Background(), s.p.cfg.TLSHandshakeTimeout)
-	err := tc.HandshakeContext(ctx)
-	timedOut := ctx.Err() != nil
-	cancel()
+	// A deadline rather than HandshakeContext: the latter closes the
+	// connection from another goroutine, racing this one's bookkeeping.
+	_ = sc.SetDeadline(time.Now().Add(s.p.cfg.TLSHandshakeTimeout))
+	err := tc.Handshake()
+	_ = sc.SetDeadline(time.Time{})
 	if err != nil {
 		reason := meshtls.Reason(err)
-		if timedOut {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
 			reason = "handshake_timeout"
 		}
 		s.p.metrics.TLSError(s.name, reason)

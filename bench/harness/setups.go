@@ -26,6 +26,8 @@ type environment struct {
 	pki      *pki
 	meshBin  string
 	proxyCPU int
+	// meshArgs are added to both mesh-proxy command lines.
+	meshArgs []string
 }
 
 var setups = []setup{
@@ -42,15 +44,15 @@ var setups = []setup{
 func startMeshctl(env *environment) ([]*proc, string, string, error) {
 	p := env.pki
 	goEnv := []string{"GOMAXPROCS=1"}
-	in, err := startPinned(env.dir, "meshctl-inbound", env.proxyCPU, goEnv, env.meshBin, "run", "--log-level", "warn",
+	in, err := startPinned(env.dir, "meshctl-inbound", env.proxyCPU, goEnv, append([]string{env.meshBin, "run", "--log-level", "warn",
 		"--admin", "127.0.0.1:14192", "--inbound-listen", "127.0.0.1:10002", "--inbound-upstream", backendAddr,
-		"--cert", p.ServerCert, "--key", p.ServerKey, "--trust-roots", p.CA)
+		"--cert", p.ServerCert, "--key", p.ServerKey, "--trust-roots", p.CA}, env.meshArgs...)...)
 	if err != nil {
 		return nil, "", "", err
 	}
-	out, err := startPinned(env.dir, "meshctl-outbound", env.proxyCPU, goEnv, env.meshBin, "run", "--log-level", "warn",
+	out, err := startPinned(env.dir, "meshctl-outbound", env.proxyCPU, goEnv, append([]string{env.meshBin, "run", "--log-level", "warn",
 		"--admin", "127.0.0.1:14191", "--outbound-listen", "127.0.0.1:10001", "--outbound-upstream", "127.0.0.1:10002",
-		"--upstream-identity", p.ServerSPIFFE, "--cert", p.ClientCert, "--key", p.ClientKey, "--trust-roots", p.CA)
+		"--upstream-identity", p.ServerSPIFFE, "--cert", p.ClientCert, "--key", p.ClientKey, "--trust-roots", p.CA}, env.meshArgs...)...)
 	if err != nil {
 		in.stop()
 		return nil, "", "", err
@@ -68,7 +70,7 @@ const nginxOutbound = `worker_processes 1;
 daemon off;
 pid %[1]s/nginx-outbound.pid;
 error_log stderr crit;
-events { worker_connections 20000; }
+events { worker_connections 8192; }
 http {
   access_log off;
   keepalive_requests 10000000;
@@ -97,7 +99,7 @@ const nginxInbound = `worker_processes 1;
 daemon off;
 pid %[1]s/nginx-inbound.pid;
 error_log stderr crit;
-events { worker_connections 20000; }
+events { worker_connections 8192; }
 http {
   access_log off;
   keepalive_requests 10000000;
@@ -151,7 +153,7 @@ func startNginx(env *environment) ([]*proc, string, string, error) {
 // next hop, no logging; the first instance speaks h2c on a second port.
 const haproxyOutbound = `global
   nbthread 1
-  maxconn 20000
+  maxconn 8000
 defaults
   mode http
   timeout connect 5s
@@ -169,7 +171,7 @@ backend hop
 
 const haproxyInbound = `global
   nbthread 1
-  maxconn 20000
+  maxconn 8000
 defaults
   mode http
   timeout connect 5s

@@ -39,6 +39,7 @@ type runOptions struct {
 	readHeader       time.Duration
 	idle             time.Duration
 	maxStreams       uint32
+	pprof            bool
 	logLevel         string
 	logFormat        string
 }
@@ -127,6 +128,7 @@ to --drain-timeout, then exits.`,
 	f.DurationVar(&o.readHeader, "read-header-timeout", 10*time.Second, "time a client gets to send a request's headers")
 	f.DurationVar(&o.idle, "idle-timeout", 90*time.Second, "idle client connections are closed after this")
 	f.Uint32Var(&o.maxStreams, "max-concurrent-streams", 250, "HTTP/2 streams a client may have open at once per connection")
+	f.BoolVar(&o.pprof, "debug-pprof", false, "serve Go profiles on the admin port under /debug/pprof/ (node only)")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "json", "json or text")
 	return cmd
@@ -145,6 +147,7 @@ func (o runOptions) config() (proxy.Config, error) {
 		ReadHeaderTimeout:    o.readHeader,
 		IdleTimeout:          o.idle,
 		MaxConcurrentStreams: o.maxStreams,
+		Pprof:                o.pprof,
 		Log:                  log,
 	}
 	if cfg.OpaquePorts, err = parsePortList(o.opaquePorts); err != nil {

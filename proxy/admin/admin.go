@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"strconv"
 	"time"
@@ -38,6 +39,8 @@ type Config struct {
 	Allow []netip.Prefix
 	// DefaultTapRPS is a tap's event limit unless ?max_rps= says otherwise. Default: 1000.
 	DefaultTapRPS int
+	// Pprof serves Go's profiles under /debug/pprof/ (node only).
+	Pprof bool
 }
 
 // Handler returns the admin endpoints.
@@ -63,6 +66,13 @@ func Handler(cfg Config) http.Handler {
 	mux.Handle("GET /tap", nodeOnly(cfg.Allow, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		serveTap(w, r, cfg.Tap, cfg.DefaultTapRPS)
 	})))
+	if cfg.Pprof {
+		mux.Handle("/debug/pprof/", nodeOnly(cfg.Allow, http.HandlerFunc(pprof.Index)))
+		mux.Handle("/debug/pprof/profile", nodeOnly(cfg.Allow, http.HandlerFunc(pprof.Profile)))
+		mux.Handle("/debug/pprof/heap", nodeOnly(cfg.Allow, pprof.Handler("heap")))
+		mux.Handle("/debug/pprof/allocs", nodeOnly(cfg.Allow, pprof.Handler("allocs")))
+		mux.Handle("/debug/pprof/goroutine", nodeOnly(cfg.Allow, pprof.Handler("goroutine")))
+	}
 	return mux
 }
 

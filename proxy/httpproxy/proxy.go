@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"os"
 	"strings"
 	"sync"
@@ -61,7 +60,6 @@ type Proxy struct {
 	log       *slog.Logger
 	tap       *tap.Hub
 	upstreams *upstreamConns
-	rp        *httputil.ReverseProxy
 
 	h1         *http.Transport // plaintext HTTP/1
 	h2c        *http.Transport // plaintext prior-knowledge HTTP/2
@@ -109,13 +107,6 @@ func New(cfg Config) *Proxy {
 		DisableKeepAlives:  true,
 		DisableCompression: true,
 	}
-	p.rp = &httputil.ReverseProxy{
-		Rewrite:      rewrite,
-		Transport:    p,
-		BufferPool:   bufferPool{},
-		ErrorHandler: p.errorHandler,
-		ErrorLog:     slog.NewLogLogger(cfg.Log.Handler(), slog.LevelDebug),
-	}
 	return p
 }
 
@@ -143,23 +134,6 @@ func unencryptedHTTP2() *http.Protocols {
 	var p http.Protocols
 	p.SetUnencryptedHTTP2(true)
 	return &p
-}
-
-// forwardedHeaders are left as the client sent them: a sidecar is not a hop
-// the application should see (ReverseProxy's Rewrite mode removes them).
-var forwardedHeaders = []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"}
-
-func rewrite(r *httputil.ProxyRequest) {
-	info := ConnInfoFrom(r.In.Context())
-	ep := info.Upstream.Pick()
-	r.Out.URL.Scheme = "http"
-	r.Out.URL.Host = ep.Addr
-	for _, h := range forwardedHeaders {
-		if v, ok := r.In.Header[h]; ok {
-			r.Out.Header[h] = v
-		}
-	}
-	r.Out = r.Out.WithContext(withEndpoint(r.Out.Context(), ep))
 }
 
 // RoundTrip sends a request the way its endpoint and protocol need.
@@ -226,18 +200,45 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(rec, "meshctl proxy: "+info.Refuse, http.StatusForbidden)
 		return
 	}
+	ctx := r.Context()
 	if r.ProtoMajor == 1 {
 		// net/http cancels an HTTP/1 request's context when the client's side
 		// of the connection reads EOF, which is also what a client that
 		// half-closes after its request looks like; it still wants the answer.
 		// A client that is really gone shows when its answer cannot be written.
-		r = r.WithContext(context.WithoutCancel(r.Context()))
+		ctx = context.WithoutCancel(ctx)
 	}
 	if r.Body != nil && r.Body != http.NoBody {
-		rec.body = &bodyReader{ReadCloser: r.Body}
-		r.Body = rec.body
+		// The transport closes a request body when it is done with it,
+		// possibly before the client sent it all (an early answer to a
+		// 100-continue request); closing the server's body then would wait to
+		// drain it. bodyReader only stops reading; net/http drains or closes
+		// the connection after the handler.
+		rec.body = &bodyReader{src: r.Body}
+		defer rec.body.Close()
 	}
-	p.rp.ServeHTTP(rec, r)
+	ep := info.Upstream.Pick()
+	out := outbound(withEndpoint(ctx, ep), r, ep.Addr)
+	if rec.body != nil && out.Body != nil {
+		// On the copy only: net/http inspects its own request's body after
+		// the handler, to drain it.
+		out.Body = rec.body
+	}
+	res, err := p.RoundTrip(out)
+	if err != nil {
+		p.errorHandler(rec, r, err)
+		return
+	}
+	if res.StatusCode == http.StatusSwitchingProtocols {
+		if err := switchProtocols(rec, out, res); err != nil {
+			p.log.Debug("upgrade failed", "host", r.Host, "error", err)
+			if rec.status == 0 {
+				p.errorHandler(rec, r, err)
+			}
+		}
+		return
+	}
+	copyResponse(rec, res)
 }
 
 // errorHandler answers requests the upstream did not: 400 when the client's
@@ -297,10 +298,5 @@ func grpcStatus(h http.Header) string {
 	return h.Get(http.TrailerPrefix + "Grpc-Status")
 }
 
-// bufferPool recycles the 32 KiB buffers bodies are copied through.
-type bufferPool struct{}
-
+// buffers recycle the 32 KiB buffers bodies are copied through.
 var buffers = sync.Pool{New: func() any { b := make([]byte, 32*1024); return &b }}
-
-func (bufferPool) Get() []byte  { return *(buffers.Get().(*[]byte)) }
-func (bufferPool) Put(b []byte) { buffers.Put(&b) }

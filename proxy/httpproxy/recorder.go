@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/meshctl/meshctl/proxy/tap"
@@ -24,6 +25,12 @@ type recorder struct {
 }
 
 func (r *recorder) WriteHeader(code int) {
+	r.noteStatus(code)
+	r.ResponseWriter.WriteHeader(code)
+}
+
+// noteStatus records the response's status when its headers go out.
+func (r *recorder) noteStatus(code int) {
 	if r.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
 		r.status = code
 		r.latency = time.Since(r.start)
@@ -31,7 +38,6 @@ func (r *recorder) WriteHeader(code int) {
 			r.tap.Publish(tap.Event{Type: tap.Headers, ID: r.tapID, Time: time.Now().UTC(), Status: code, LatencyMs: ms(r.latency)})
 		}
 	}
-	r.ResponseWriter.WriteHeader(code)
 }
 
 func (r *recorder) Write(b []byte) (int, error) {
@@ -46,7 +52,7 @@ func (r *recorder) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach Flush, Hijack and full duplex.
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
-// Flush is implemented directly because ReverseProxy checks for it when streaming.
+// Flush sends what was written so far.
 func (r *recorder) Flush() {
 	if r.status == 0 {
 		r.WriteHeader(http.StatusOK)
@@ -84,19 +90,34 @@ func (r *recorder) tapEnd() {
 	})
 }
 
-// bodyReader remembers why reading a request body stopped.
+// bodyReader is the request body handed to the upstream transport: it
+// remembers why reading stopped, and its Close only stops further reads.
 type bodyReader struct {
-	io.ReadCloser
-	err error
+	src    io.ReadCloser
+	err    error // only the transport's writer touches it, then the handler after RoundTrip
+	closed atomic.Bool
 }
 
+var errBodyClosed = errors.New("read of a request body after the proxy closed it")
+
 func (b *bodyReader) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
+	if b.closed.Load() {
+		return 0, errBodyClosed
+	}
+	n, err := b.src.Read(p)
 	if err != nil {
 		b.err = err
 	}
 	return n, err
 }
 
+// Close stops reading; the server's own body is left for net/http.
+func (b *bodyReader) Close() error {
+	b.closed.Store(true)
+	return nil
+}
+
 // incomplete reports whether the client stopped sending its body midway.
-func (b *bodyReader) incomplete() bool { return b.err != nil && !errors.Is(b.err, io.EOF) }
+func (b *bodyReader) incomplete() bool {
+	return b.err != nil && !errors.Is(b.err, io.EOF) && !errors.Is(b.err, errBodyClosed)
+}

@@ -29,7 +29,7 @@ func main() {
 
 func run(ctx context.Context) error {
 	var cfg harness.Config
-	var setups, results string
+	var setups, results, profile string
 	flag.StringVar(&cfg.MeshProxy, "mesh-proxy", "bin/mesh-proxy", "mesh-proxy binary")
 	flag.StringVar(&cfg.Backend, "backend", "bin/bench-backend", "backend binary")
 	flag.StringVar(&cfg.Dir, "dir", "", "working directory for configs and logs (default: a new temporary one)")
@@ -39,6 +39,7 @@ func run(ctx context.Context) error {
 	flag.StringVar(&setups, "setups", "", "comma-separated setups to run (meshctl,nginx,haproxy); empty: all")
 	flag.BoolVar(&cfg.Extras, "extras", true, "also measure the cost of tapping and of 10,000 idle connections")
 	flag.StringVar(&results, "results", "bench/RESULTS.md", "where to write the results table ('' for nowhere)")
+	flag.StringVar(&profile, "profile", "", "instead of the benchmark, save CPU profiles of meshctl's two hops at full load in this directory")
 	flag.Parse()
 	if setups != "" {
 		cfg.Setups = strings.Split(setups, ",")
@@ -50,6 +51,13 @@ func run(ctx context.Context) error {
 			return err
 		}
 		cfg.Dir = dir
+	}
+	if profile != "" {
+		if err := harness.Profile(ctx, cfg, profile, 15); err != nil {
+			return fmt.Errorf("%w (process logs in %s)", err, cfg.Dir)
+		}
+		cfg.Log.Info("wrote profiles", "dir", profile)
+		return nil
 	}
 	if err := harness.EnsurePackages(ctx, cfg.Log); err != nil {
 		return err
