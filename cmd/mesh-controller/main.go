@@ -33,6 +33,6 @@ destinations are, and injects the proxy into pods that ask for it.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(version.Command("mesh-controller"))
+	root.AddCommand(newRunCommand(), version.Command("mesh-controller"))
 	return root
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	identity "github.com/meshctl/meshctl/identity/client"
 	"github.com/meshctl/meshctl/identity/spiffeid"
 	"github.com/meshctl/meshctl/internal/certs"
 	"github.com/meshctl/meshctl/proxy"
@@ -26,6 +27,12 @@ type runOptions struct {
 	rootsFile        string
 	upstreamIdentity string
 	requireTLSPorts  string
+	identityAddr     string
+	controllerID     string
+	tokenFile        string
+	trustDomain      string
+	namespace        string
+	serviceAccount   string
 	handshake        time.Duration
 	outboundListen   string
 	outboundUpstream string
@@ -70,6 +77,9 @@ to --drain-timeout, then exits.`,
 			if err != nil {
 				return err
 			}
+			if o.identityAddr != "" {
+				return o.runWithIdentityService(cmd.Context(), cfg)
+			}
 			var files *certs.Files
 			if o.certFile != "" || o.keyFile != "" || o.rootsFile != "" {
 				files, err = certs.NewFiles(certs.FilesConfig{Cert: o.certFile, Key: o.keyFile, Roots: o.rootsFile, Log: cfg.Log})
@@ -113,6 +123,12 @@ to --drain-timeout, then exits.`,
 	f.StringVar(&o.certFile, "cert", "", "PEM workload certificate (with its chain), re-read when it changes")
 	f.StringVar(&o.keyFile, "key", "", "PEM private key of --cert")
 	f.StringVar(&o.rootsFile, "trust-roots", "", "PEM trust anchors meshed peers must chain to")
+	f.StringVar(&o.identityAddr, "identity-addr", "", "the controller's control API (host:port): get and renew the workload certificate from it instead of --cert/--key")
+	f.StringVar(&o.controllerID, "identity-controller-id", "", "SPIFFE ID the controller must prove (default spiffe://<trust-domain>/ns/meshctl/sa/mesh-controller)")
+	f.StringVar(&o.tokenFile, "identity-token-file", "/var/run/secrets/meshctl.io/identity/token", "projected ServiceAccount token (audience identity.meshctl.io)")
+	f.StringVar(&o.trustDomain, "trust-domain", "cluster.local", "the mesh's trust domain")
+	f.StringVar(&o.namespace, "namespace", "", "the pod's namespace (for its SPIFFE ID)")
+	f.StringVar(&o.serviceAccount, "service-account", "", "the pod's ServiceAccount (for its SPIFFE ID)")
 	f.StringVar(&o.upstreamIdentity, "upstream-identity", "", "explicit mode: the SPIFFE ID the outbound upstream must prove; traffic to it goes over mutual TLS")
 	f.StringVar(&o.requireTLSPorts, "require-tls-ports", "", "inbound ports that accept only meshed (mutual TLS) clients")
 	f.DurationVar(&o.handshake, "tls-handshake-timeout", 10*time.Second, "time a meshed client gets to finish its TLS handshake")
@@ -236,4 +252,52 @@ func joinPorts(ports []uint16) string {
 		s[i] = strconv.Itoa(int(p))
 	}
 	return strings.Join(s, ",")
+}
+
+// runWithIdentityService gets the workload certificate from the controller,
+// reports ready only once it has one, and keeps it renewed while proxying.
+func (o runOptions) runWithIdentityService(ctx context.Context, cfg proxy.Config) error {
+	if o.certFile != "" || o.keyFile != "" {
+		return fmt.Errorf("use either --identity-addr or --cert/--key, not both")
+	}
+	if o.rootsFile == "" {
+		return fmt.Errorf("--identity-addr needs --trust-roots (the trust bundle file)")
+	}
+	id, err := spiffeid.New(o.trustDomain, o.namespace, o.serviceAccount)
+	if err != nil {
+		return fmt.Errorf("the workload's identity (--namespace, --service-account): %w", err)
+	}
+	controllerID, err := spiffeid.New(o.trustDomain, "meshctl", "mesh-controller")
+	if o.controllerID != "" {
+		controllerID, err = spiffeid.Parse(o.controllerID)
+	}
+	if err != nil {
+		return fmt.Errorf("--identity-controller-id: %w", err)
+	}
+	client, err := identity.New(identity.Config{
+		Addr: o.identityAddr, ControllerID: controllerID, ID: id,
+		TokenFile: o.tokenFile, RootsFile: o.rootsFile, Log: cfg.Log.With("component", "identity"),
+	})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- client.Run(ctx) }()
+	cfg.Log.Info("waiting for the workload certificate", "spiffe_id", id.String(), "controller", o.identityAddr)
+	select {
+	case <-client.Ready():
+	case <-ctx.Done():
+		<-done
+		return nil
+	}
+	cfg.Identity = client
+	p, err := proxy.New(cfg)
+	if err == nil {
+		err = p.Run(ctx)
+	}
+	cancel()
+	<-done
+	return err
 }

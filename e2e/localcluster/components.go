@@ -155,7 +155,9 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.tracing.processor
 
 // kubeletConfig carries the settings this VM needs: cgroup v1 with the
 // cgroupfs driver (PID 1 is not systemd), low eviction thresholds because the
-// root filesystem's stats are not found, and no swap check.
+// root filesystem's stats are not found, and no swap check. ConfigMap and
+// Secret volumes are resynced every 10 s (default 1 min) so that rotation
+// tests see trust-bundle changes quickly.
 func kubeletConfig(p paths) string {
 	return fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -181,6 +183,7 @@ podCIDR: %[6]s
 podLogsDir: %[7]s
 resolvConf: /etc/resolv.conf
 failSwapOn: false
+syncFrequency: 10s
 serializeImagePulls: false
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/meshctl/meshctl/controller"
+)
+
+func newRunCommand() *cobra.Command {
+	var (
+		kubeconfig, logLevel, logFormat string
+		cfg                             controller.Config
+	)
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run the control plane",
+		Long: `Run the control plane. It reads the issuer (Secret mesh-issuer: tls.crt, tls.key)
+and the trust bundle (ConfigMap mesh-trust-roots: roots.pem) from its namespace,
+follows changes to both, and serves the control API (HTTP/2 over TLS) with a
+certificate it issues itself for spiffe://<trust-domain>/ns/<namespace>/sa/mesh-controller.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := newLogger(logLevel, logFormat)
+			if err != nil {
+				return err
+			}
+			restCfg, err := loadKubeconfig(kubeconfig)
+			if err != nil {
+				return err
+			}
+			cfg.Client, err = kubernetes.NewForConfig(restCfg)
+			if err != nil {
+				return err
+			}
+			cfg.Log = log
+			c, err := controller.New(cfg)
+			if err != nil {
+				return err
+			}
+			return c.Run(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig to use outside a cluster (default: the in-cluster ServiceAccount)")
+	f.StringVar(&cfg.Namespace, "namespace", "meshctl", "the control plane's namespace")
+	f.StringVar(&cfg.TrustDomain, "trust-domain", "cluster.local", "the mesh's trust domain")
+	f.StringVar(&cfg.ControlAddr, "control-addr", fmt.Sprintf(":%d", controller.ControlPort), "control API address")
+	f.StringVar(&cfg.AdminAddr, "admin-addr", fmt.Sprintf(":%d", controller.AdminPort), "admin address (/live, /ready, /metrics)")
+	f.DurationVar(&cfg.LeafLifetime, "leaf-lifetime", 24*time.Hour, "lifetime of workload certificates")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&logFormat, "log-format", "json", "json or text")
+	return cmd
+}
+
+func loadKubeconfig(path string) (*rest.Config, error) {
+	if path == "" {
+		cfg, err := rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("not in a cluster and no --kubeconfig: %w", err)
+		}
+		return cfg, nil
+	}
+	return clientcmd.BuildConfigFromFlags("", path)
+}
+
+func newLogger(level, format string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want json or text", format)
+}

@@ -1,0 +1,88 @@
+package controller
+
+import (
+	"errors"
+	"log/slog"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/meshctl/meshctl/identity/spiffeid"
+)
+
+// Names of the objects the control plane reads (../shared/DESIGN.md).
+const (
+	// IssuerSecret holds the issuer's certificate (tls.crt) and key (tls.key).
+	IssuerSecret = "mesh-issuer"
+	// TrustRootsConfigMap holds the trust bundle (roots.pem).
+	TrustRootsConfigMap = "mesh-trust-roots"
+	// RootsKey is the trust bundle's key in TrustRootsConfigMap.
+	RootsKey = "roots.pem"
+	// ServiceAccount the controller runs as; its SPIFFE ID names the control API.
+	ServiceAccount = "mesh-controller"
+	// ControlPort serves the control API (HTTP/2 over TLS).
+	ControlPort = 8443
+	// AdminPort serves /live, /ready and /metrics.
+	AdminPort = 9990
+)
+
+// Config configures mesh-controller.
+type Config struct {
+	// Client talks to the Kubernetes API. Required.
+	Client kubernetes.Interface
+	// Namespace the control plane lives in. Default: meshctl.
+	Namespace string
+	// TrustDomain of the mesh. Default: cluster.local.
+	TrustDomain string
+	// ControlAddr is the control API's address. Default: ":8443".
+	ControlAddr string
+	// AdminAddr is the admin server's address. Default: ":9990".
+	AdminAddr string
+	// LeafLifetime is the lifetime of workload certificates. Default: 24h.
+	LeafLifetime time.Duration
+	// Log receives the controller's logs. Default: discard.
+	Log *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.Namespace == "" {
+		c.Namespace = "meshctl"
+	}
+	if c.TrustDomain == "" {
+		c.TrustDomain = "cluster.local"
+	}
+	if c.ControlAddr == "" {
+		c.ControlAddr = ":8443"
+	}
+	if c.AdminAddr == "" {
+		c.AdminAddr = ":9990"
+	}
+	if c.LeafLifetime == 0 {
+		c.LeafLifetime = 24 * time.Hour
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Validate reports configuration the controller cannot run with.
+func (c Config) Validate() error {
+	if c.Client == nil {
+		return errors.New("a Kubernetes client is required")
+	}
+	c = c.withDefaults()
+	if _, err := spiffeid.New(c.TrustDomain, c.Namespace, ServiceAccount); err != nil {
+		return err
+	}
+	if c.LeafLifetime < time.Minute {
+		return errors.New("the leaf lifetime must be at least a minute")
+	}
+	return nil
+}
+
+// ID is the SPIFFE ID the controller serves the control API as.
+func (c Config) ID() spiffeid.ID {
+	c = c.withDefaults()
+	return spiffeid.ID{TrustDomain: c.TrustDomain, Namespace: c.Namespace, ServiceAccount: ServiceAccount}
+}

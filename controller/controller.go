@@ -1,0 +1,228 @@
+package controller
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/client-go/informers"
+
+	"github.com/meshctl/meshctl/controller/identitysvc"
+	"github.com/meshctl/meshctl/internal/api"
+	"github.com/meshctl/meshctl/internal/certs"
+)
+
+// Controller is a running mesh-controller.
+type Controller struct {
+	cfg   Config
+	log   *slog.Logger
+	trust *trust
+	reg   *prometheus.Registry
+	key   crypto.Signer
+	own   atomic.Pointer[tls.Certificate]
+	ready atomic.Bool
+	// ControlAddr and AdminAddr are set once listening (tests use port 0).
+	controlLn, adminLn net.Listener
+	listening          chan struct{}
+}
+
+// New checks the configuration.
+func New(cfg Config) (*Controller, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	c := &Controller{cfg: cfg, log: cfg.Log.With("component", "controller"), reg: prometheus.NewRegistry(), key: key, listening: make(chan struct{})}
+	c.trust = &trust{ns: cfg.Namespace, changed: make(chan struct{}, 1), log: func(msg string, args ...any) { c.log.Info(msg, args...) }}
+	c.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return c, nil
+}
+
+// Addrs returns the control API's and the admin server's addresses once listening.
+func (c *Controller) Addrs(ctx context.Context) (control, admin string, err error) {
+	select {
+	case <-c.listening:
+		return c.controlLn.Addr().String(), c.adminLn.Addr().String(), nil
+	case <-ctx.Done():
+		return "", "", ctx.Err()
+	}
+}
+
+// Run serves until ctx ends, then shuts down within a few seconds.
+func (c *Controller) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	factory := informers.NewSharedInformerFactoryWithOptions(c.cfg.Client, 10*time.Minute, informers.WithNamespace(c.cfg.Namespace))
+	defer factory.Shutdown()
+	startCtx, startCancel := context.WithTimeout(ctx, 2*time.Minute)
+	err := c.trust.watch(startCtx, factory)
+	startCancel()
+	if err != nil {
+		return err
+	}
+	svc, err := identitysvc.New(identitysvc.Config{
+		CA: c.trust.ca.Load(), Reviewer: identitysvc.TokenReviewer{Client: c.cfg.Client},
+		TrustDomain: c.cfg.TrustDomain, TrustRoots: c.trust.Roots, Lifetime: c.cfg.LeafLifetime,
+		Registerer: c.reg, Log: c.log.With("service", "identity"),
+	})
+	if err != nil {
+		return err
+	}
+	if err := c.renewOwn(); err != nil {
+		return fmt.Errorf("issue the controller's own certificate: %w", err)
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle(api.CertificatePath, svc)
+	mux.Handle("/v1/", requireClientCert(http.NotFoundHandler()))
+	control := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, TLSConfig: c.serverTLS(),
+		ErrorLog: slog.NewLogLogger(c.log.Handler(), slog.LevelDebug)}
+	admin := &http.Server{Handler: c.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	if c.controlLn, err = net.Listen("tcp", c.cfg.ControlAddr); err != nil {
+		return fmt.Errorf("control API listener: %w", err)
+	}
+	if c.adminLn, err = net.Listen("tcp", c.cfg.AdminAddr); err != nil {
+		c.controlLn.Close()
+		return fmt.Errorf("admin listener: %w", err)
+	}
+	close(c.listening)
+	errc := make(chan error, 3)
+	go func() { errc <- ignoreClosed(control.ServeTLS(c.controlLn, "", "")) }()
+	go func() { errc <- ignoreClosed(admin.Serve(c.adminLn)) }()
+	go func() { errc <- c.keepOwnCertificate(ctx) }()
+	c.ready.Store(true)
+	c.log.Info("serving", "control", c.controlLn.Addr().String(), "admin", c.adminLn.Addr().String(), "spiffe_id", c.cfg.ID().String())
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	c.ready.Store(false)
+	cancel()
+	shutdown, done := context.WithTimeout(context.Background(), 5*time.Second)
+	defer done()
+	runErr = errors.Join(runErr, control.Shutdown(shutdown), admin.Shutdown(shutdown))
+	return runErr
+}
+
+func ignoreClosed(err error) error {
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// renewOwn issues the controller's serving certificate from the current issuer.
+func (c *Controller) renewOwn() error {
+	csrDER, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{URIs: []*url.URL{c.cfg.ID().URL()}}, c.key)
+	if err != nil {
+		return err
+	}
+	csr, err := x509.ParseCertificateRequest(csrDER)
+	if err != nil {
+		return err
+	}
+	chain, err := c.trust.ca.Load().Sign(csr, c.cfg.ID(), c.cfg.LeafLifetime)
+	if err != nil {
+		return err
+	}
+	cert := &tls.Certificate{PrivateKey: c.key, Leaf: chain[0]}
+	for _, ch := range chain {
+		cert.Certificate = append(cert.Certificate, ch.Raw)
+	}
+	c.own.Store(cert)
+	return nil
+}
+
+// keepOwnCertificate renews the serving certificate at 70% of its life, and
+// at once when the issuer or the bundle changes.
+func (c *Controller) keepOwnCertificate(ctx context.Context) error {
+	for {
+		leaf := c.own.Load().Leaf
+		life := leaf.NotAfter.Sub(leaf.NotBefore)
+		t := time.NewTimer(time.Until(leaf.NotBefore.Add(life * 7 / 10)))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		case <-c.trust.changed:
+			t.Stop()
+		}
+		if err := c.renewOwn(); err != nil {
+			c.log.Error("could not renew the controller's certificate", "error", err)
+			continue
+		}
+		c.log.Info("controller certificate renewed", "issuer", c.own.Load().Leaf.Issuer.CommonName)
+	}
+}
+
+// serverTLS serves the control API: TLS 1.3, the controller's own
+// certificate, and client certificates requested (required per path) and
+// checked against the current trust bundle.
+func (c *Controller) serverTLS() *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return c.own.Load(), nil
+		},
+		ClientAuth: tls.RequestClientCert,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return nil
+			}
+			raw := make([][]byte, len(cs.PeerCertificates))
+			for i, pc := range cs.PeerCertificates {
+				raw[i] = pc.Raw
+			}
+			_, err := certs.VerifyChain(raw, c.trust.roots.Load(), time.Now())
+			return err
+		},
+	}
+}
+
+// requireClientCert lets through only callers that presented a (verified)
+// workload certificate.
+func requireClientCert(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+			http.Error(w, `{"error":"a workload client certificate is required","reason":"no_client_certificate"}`, http.StatusUnauthorized)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (c *Controller) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /live", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("live\n")) })
+	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, _ *http.Request) {
+		if !c.ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(c.reg, promhttp.HandlerOpts{}))
+	return mux
+}

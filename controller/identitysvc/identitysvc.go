@@ -1,0 +1,210 @@
+// Package identitysvc issues workload certificates on the control API: a
+// proxy sends a certificate request and its projected ServiceAccount token;
+// the service has the Kubernetes API server review the token (TokenReview,
+// audience identity.meshctl.io), derives the SPIFFE ID from the
+// ServiceAccount the token belongs to, and signs only a request for exactly
+// that ID.
+package identitysvc
+
+import (
+	"context"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+
+	"github.com/meshctl/meshctl/identity/ca"
+	"github.com/meshctl/meshctl/identity/spiffeid"
+	"github.com/meshctl/meshctl/internal/api"
+)
+
+// Reviewer asks the API server who a token belongs to.
+type Reviewer interface {
+	// Review returns the authenticated user name, e.g.
+	// "system:serviceaccount:demo:web", or an error when the token is not
+	// valid for the audience.
+	Review(ctx context.Context, token, audience string) (string, error)
+}
+
+// Config configures the service.
+type Config struct {
+	// CA signs the certificates. Required.
+	CA *ca.CA
+	// Reviewer checks tokens. Required.
+	Reviewer Reviewer
+	// TrustDomain of the IDs issued. Default: cluster.local.
+	TrustDomain string
+	// TrustRoots returns the current trust bundle (PEM), sent with every certificate. Required.
+	TrustRoots func() []byte
+	// Lifetime of the certificates. Default: 24h.
+	Lifetime time.Duration
+	// RatePerSecond and Burst limit issuance per ServiceAccount. Defaults: 5/s, 20.
+	RatePerSecond float64
+	Burst         int
+	// Registerer receives the service's counters; nil means none.
+	Registerer prometheus.Registerer
+	// Log receives every issuance and refusal. Default: discard.
+	Log *slog.Logger
+}
+
+// Service is the issuance endpoint.
+type Service struct {
+	cfg      Config
+	limiters *lru.Cache[string, *rate.Limiter]
+	issued   prometheus.Counter
+	refused  *prometheus.CounterVec
+	latency  prometheus.Histogram
+}
+
+// New returns the service.
+func New(cfg Config) (*Service, error) {
+	if cfg.CA == nil || cfg.Reviewer == nil || cfg.TrustRoots == nil {
+		return nil, errors.New("identity service: a CA, a token reviewer and the trust roots are required")
+	}
+	if cfg.TrustDomain == "" {
+		cfg.TrustDomain = "cluster.local"
+	}
+	if cfg.Lifetime == 0 {
+		cfg.Lifetime = ca.DefaultLeafLifetime
+	}
+	if cfg.RatePerSecond == 0 {
+		cfg.RatePerSecond = 5
+	}
+	if cfg.Burst == 0 {
+		cfg.Burst = 20
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	limiters, err := lru.New[string, *rate.Limiter](10000)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{
+		cfg: cfg, limiters: limiters,
+		issued: prometheus.NewCounter(prometheus.CounterOpts{Name: "identity_certificates_issued_total", Help: "Workload certificates issued."}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "identity_certificates_refused_total", Help: "Certificate requests refused, by reason.",
+		}, []string{"reason"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "identity_issuance_latency_ms", Help: "Time to review the token and sign, in milliseconds.",
+			Buckets: []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000},
+		}),
+	}
+	if cfg.Registerer != nil {
+		if err := errors.Join(cfg.Registerer.Register(s.issued), cfg.Registerer.Register(s.refused), cfg.Registerer.Register(s.latency)); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// ServeHTTP answers POST /v1/certificate.
+func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	if r.Method != http.MethodPost {
+		s.fail(w, http.StatusMethodNotAllowed, "method", "use POST")
+		return
+	}
+	var req api.CertificateRequest
+	body, err := io.ReadAll(io.LimitReader(r.Body, api.MaxCSRBytes+8<<10))
+	if err != nil {
+		s.fail(w, http.StatusBadRequest, "bad_request", "read request: "+err.Error())
+		return
+	}
+	if len(body) > api.MaxCSRBytes+4<<10 {
+		s.fail(w, http.StatusRequestEntityTooLarge, "too_large", "the request is too large")
+		return
+	}
+	if err := json.Unmarshal(body, &req); err != nil {
+		s.fail(w, http.StatusBadRequest, "bad_request", "decode request: "+err.Error())
+		return
+	}
+	csr, err := ParseCSR(req.CSR)
+	if err != nil {
+		s.fail(w, http.StatusBadRequest, "bad_csr", err.Error())
+		return
+	}
+	if req.Token == "" {
+		s.fail(w, http.StatusUnauthorized, "no_token", "a ServiceAccount token is required")
+		return
+	}
+	user, err := s.cfg.Reviewer.Review(r.Context(), req.Token, api.TokenAudience)
+	if err != nil {
+		s.fail(w, http.StatusUnauthorized, "token_invalid", "the token was not accepted: "+err.Error())
+		return
+	}
+	id, err := s.idOf(user)
+	if err != nil {
+		s.fail(w, http.StatusForbidden, "not_a_service_account", err.Error())
+		return
+	}
+	if !s.limiter(id.String()).Allow() {
+		w.Header().Set("Retry-After", "1")
+		s.fail(w, http.StatusTooManyRequests, "rate_limited", "too many requests for "+id.String())
+		return
+	}
+	chain, err := s.cfg.CA.Sign(csr, id, s.cfg.Lifetime)
+	if err != nil {
+		var ce *ca.CSRError
+		if errors.As(err, &ce) {
+			status := http.StatusBadRequest
+			if ce.Reason == "wrong_id" {
+				status = http.StatusForbidden
+			}
+			s.fail(w, status, ce.Reason, err.Error())
+			return
+		}
+		s.cfg.Log.Error("signing failed", "spiffe_id", id.String(), "error", err)
+		s.fail(w, http.StatusInternalServerError, "sign", "signing failed")
+		return
+	}
+	var out strings.Builder
+	for _, c := range chain {
+		_ = pem.Encode(&out, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+	}
+	s.issued.Inc()
+	s.latency.Observe(float64(time.Since(start).Microseconds()) / 1000)
+	s.cfg.Log.Info("certificate issued", "spiffe_id", id.String(), "serial", chain[0].SerialNumber.Text(16),
+		"not_after", chain[0].NotAfter, "issuer", chain[0].Issuer.CommonName)
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(api.CertificateResponse{Certificate: out.String(), TrustRoots: string(s.cfg.TrustRoots())})
+}
+
+// idOf maps "system:serviceaccount:<ns>:<sa>" to its SPIFFE ID.
+func (s *Service) idOf(user string) (spiffeid.ID, error) {
+	rest, ok := strings.CutPrefix(user, "system:serviceaccount:")
+	ns, sa, ok2 := strings.Cut(rest, ":")
+	if !ok || !ok2 {
+		return spiffeid.ID{}, fmt.Errorf("the token belongs to %q, not a ServiceAccount", user)
+	}
+	return spiffeid.New(s.cfg.TrustDomain, ns, sa)
+}
+
+func (s *Service) limiter(key string) *rate.Limiter {
+	if l, ok := s.limiters.Get(key); ok {
+		return l
+	}
+	l := rate.NewLimiter(rate.Limit(s.cfg.RatePerSecond), s.cfg.Burst)
+	if prev, ok, _ := s.limiters.PeekOrAdd(key, l); ok {
+		return prev
+	}
+	return l
+}
+
+func (s *Service) fail(w http.ResponseWriter, status int, reason, msg string) {
+	s.refused.WithLabelValues(reason).Inc()
+	s.cfg.Log.Warn("certificate request refused", "reason", reason, "error", msg)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(api.Error{Error: msg, Reason: reason})
+}

@@ -1,0 +1,288 @@
+// Package client is the proxy's side of identity: it makes a private key in
+// memory, proves the workload's ServiceAccount to mesh-controller with a
+// projected token, gets a certificate for the workload's SPIFFE ID, renews it
+// at 70% of its lifetime (with jittered backoff when the controller cannot
+// be reached, while the current certificate keeps serving), and follows
+// changes of the trust bundle. It implements certs.Source. It links neither
+// client-go nor the CA.
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	mrand "math/rand/v2"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/meshctl/meshctl/identity/spiffeid"
+	"github.com/meshctl/meshctl/internal/api"
+	"github.com/meshctl/meshctl/internal/certs"
+)
+
+// Config configures the client.
+type Config struct {
+	// Addr is the controller's control API, host:port. Required.
+	Addr string
+	// ControllerID is the SPIFFE ID the controller must prove. Required.
+	ControllerID spiffeid.ID
+	// ID is this workload's SPIFFE ID (from its namespace and ServiceAccount). Required.
+	ID spiffeid.ID
+	// TokenFile holds the projected ServiceAccount token (re-read for every
+	// request: the kubelet refreshes it). Required.
+	TokenFile string
+	// RootsFile holds the trust bundle (PEM, one or more anchors), re-read when
+	// it changes. Required.
+	RootsFile string
+	// RenewAt is the fraction of a certificate's lifetime after which it is
+	// renewed. Default: 0.7.
+	RenewAt float64
+	// Poll is how often RootsFile is checked. Default: 5s.
+	Poll time.Duration
+	// Log receives issuance and renewal events. Default: discard.
+	Log *slog.Logger
+}
+
+// Client keeps a workload certificate current.
+type Client struct {
+	cfg     Config
+	key     crypto.Signer
+	current atomic.Pointer[certs.Bundle]
+	ready   chan struct{}
+	http    *http.Client
+	trust   atomic.Pointer[x509.CertPool] // verifies the controller
+	// roots is the trust bundle file's last contents; only Run touches it.
+	roots []byte
+}
+
+// New makes the workload's key; nothing is requested until Run.
+func New(cfg Config) (*Client, error) {
+	if cfg.Addr == "" || cfg.TokenFile == "" || cfg.RootsFile == "" {
+		return nil, errors.New("identity: the controller address, token file and trust roots file are required")
+	}
+	if err := cfg.ID.Validate(); err != nil {
+		return nil, fmt.Errorf("identity: workload ID: %w", err)
+	}
+	if err := cfg.ControllerID.Validate(); err != nil {
+		return nil, fmt.Errorf("identity: controller ID: %w", err)
+	}
+	if cfg.RenewAt == 0 {
+		cfg.RenewAt = 0.7
+	}
+	if cfg.Poll == 0 {
+		cfg.Poll = 5 * time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("identity: generate key: %w", err)
+	}
+	c := &Client{cfg: cfg, key: key, ready: make(chan struct{})}
+	c.http = c.newHTTPClient()
+	return c, nil
+}
+
+// Bundle returns the current certificate; nil until Ready.
+func (c *Client) Bundle() *certs.Bundle { return c.current.Load() }
+
+// Ready is closed once the first certificate is in place.
+func (c *Client) Ready() <-chan struct{} { return c.ready }
+
+// Run obtains a certificate, then keeps it renewed and the trust bundle
+// current until ctx ends.
+func (c *Client) Run(ctx context.Context) error {
+	backoff := time.Second
+	renew := time.NewTimer(0)
+	defer renew.Stop()
+	poll := time.NewTicker(c.cfg.Poll)
+	defer poll.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-poll.C:
+			if err := c.refreshRoots(); err != nil {
+				c.cfg.Log.Warn("trust bundle changed but is not usable; keeping the current one", "error", err)
+			}
+			continue
+		case <-renew.C:
+		}
+		b, err := c.obtain(ctx)
+		if err != nil {
+			wait := backoff/2 + mrand.N(backoff) // jitter: between half and 1.5 times
+			if cur := c.Bundle(); cur != nil {
+				// Never wait past the end of the current certificate's life.
+				wait = min(wait, max(time.Until(cur.Leaf().NotAfter)/4, time.Second))
+			}
+			c.cfg.Log.Warn("could not get a certificate; retrying", "error", err, "retry_in", wait.Round(time.Millisecond))
+			backoff = min(2*backoff, time.Minute)
+			renew.Reset(wait)
+			continue
+		}
+		backoff = time.Second
+		c.current.Store(b)
+		leaf := b.Leaf()
+		life := leaf.NotAfter.Sub(leaf.NotBefore)
+		next := time.Until(leaf.NotBefore.Add(time.Duration(float64(life) * c.cfg.RenewAt)))
+		next += time.Duration(mrand.Int64N(int64(life/50) + 1)) // spread renewals of pods started together
+		c.cfg.Log.Info("certificate issued", "spiffe_id", b.ID.String(), "serial", leaf.SerialNumber.Text(16),
+			"not_after", leaf.NotAfter, "renew_in", next.Round(time.Second))
+		select {
+		case <-c.ready:
+		default:
+			close(c.ready)
+		}
+		renew.Reset(max(next, time.Second))
+	}
+}
+
+// refreshRoots swaps in a new trust bundle when the file changed.
+func (c *Client) refreshRoots() error {
+	data, err := os.ReadFile(c.cfg.RootsFile)
+	if err != nil {
+		return err
+	}
+	if bytes.Equal(data, c.roots) {
+		return nil
+	}
+	pool, rootCerts, err := certs.ParseRoots(data)
+	if err != nil {
+		return err
+	}
+	c.roots = data
+	c.trust.Store(pool)
+	if cur := c.Bundle(); cur != nil {
+		next := *cur
+		next.Roots, next.RootCerts = pool, rootCerts
+		c.current.Store(&next)
+		c.cfg.Log.Info("trust bundle updated", "roots", len(rootCerts))
+	}
+	return nil
+}
+
+// obtain asks the controller for a certificate.
+func (c *Client) obtain(ctx context.Context) (*certs.Bundle, error) {
+	rootsPEM, err := os.ReadFile(c.cfg.RootsFile)
+	if err != nil {
+		return nil, fmt.Errorf("read trust roots: %w", err)
+	}
+	pool, rootCerts, err := certs.ParseRoots(rootsPEM)
+	if err != nil {
+		return nil, err
+	}
+	c.roots = rootsPEM
+	c.trust.Store(pool)
+	token, err := os.ReadFile(c.cfg.TokenFile)
+	if err != nil {
+		return nil, fmt.Errorf("read token: %w", err)
+	}
+	csrDER, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{URIs: []*url.URL{c.cfg.ID.URL()}}, c.key)
+	if err != nil {
+		return nil, fmt.Errorf("make certificate request: %w", err)
+	}
+	body, err := json.Marshal(api.CertificateRequest{
+		CSR:   string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER})),
+		Token: strings.TrimSpace(string(token)),
+	})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+c.cfg.Addr+api.CertificatePath, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("reach the controller: %w", err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("read the controller's answer: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e api.Error
+		if json.Unmarshal(data, &e) == nil && e.Error != "" {
+			return nil, fmt.Errorf("the controller refused (%s): %s", resp.Status, e.Error)
+		}
+		return nil, fmt.Errorf("the controller answered %s", resp.Status)
+	}
+	var cr api.CertificateResponse
+	if err := json.Unmarshal(data, &cr); err != nil {
+		return nil, fmt.Errorf("decode the controller's answer: %w", err)
+	}
+	var chain [][]byte
+	for rest := []byte(cr.Certificate); ; {
+		var block *pem.Block
+		if block, rest = pem.Decode(rest); block == nil {
+			break
+		}
+		chain = append(chain, block.Bytes)
+	}
+	if len(chain) == 0 {
+		return nil, errors.New("the controller's answer holds no certificate")
+	}
+	leaf, err := x509.ParseCertificate(chain[0])
+	if err != nil {
+		return nil, fmt.Errorf("parse the certificate: %w", err)
+	}
+	if id, err := spiffeid.FromCertificate(leaf); err != nil || id != c.cfg.ID {
+		return nil, fmt.Errorf("the controller issued a certificate for %v, not %s", id, c.cfg.ID)
+	}
+	return &certs.Bundle{
+		Certificate: &tls.Certificate{Certificate: chain, PrivateKey: c.key, Leaf: leaf},
+		ID:          c.cfg.ID, Roots: pool, RootCerts: rootCerts,
+	}, nil
+}
+
+// newHTTPClient talks HTTP/2 over TLS to the controller, which must prove
+// its SPIFFE ID against the current trust bundle.
+func (c *Client) newHTTPClient() *http.Client {
+	tlsCfg := &tls.Config{
+		MinVersion:         tls.VersionTLS13,
+		InsecureSkipVerify: true, // verified below, by SPIFFE ID against the trust bundle
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			raw := make([][]byte, len(cs.PeerCertificates))
+			for i, pc := range cs.PeerCertificates {
+				raw[i] = pc.Raw
+			}
+			id, err := certs.VerifyChain(raw, c.trust.Load(), time.Now())
+			if err != nil {
+				return fmt.Errorf("the controller's certificate: %w", err)
+			}
+			if id != c.cfg.ControllerID {
+				return fmt.Errorf("the controller is %s, expected %s", id, c.cfg.ControllerID)
+			}
+			return nil
+		},
+		// Later calls present the workload certificate (every /v1/ call but
+		// issuance requires one).
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			if b := c.Bundle(); b != nil {
+				return b.Certificate, nil
+			}
+			return &tls.Certificate{}, nil
+		},
+	}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg, ForceAttemptHTTP2: true, Proxy: nil}}
+}
