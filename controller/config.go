@@ -24,6 +24,11 @@ const (
 	ControlPort = 8443
 	// AdminPort serves /live, /ready and /metrics.
 	AdminPort = 9990
+	// ClientQPS and ClientBurst bound the controller's requests to the API
+	// server: every certificate issuance is a TokenReview, and a rollout of
+	// many pods asks at once (client-go's default, 5/s, would queue them).
+	ClientQPS   = 100
+	ClientBurst = 200
 )
 
 // Config configures mesh-controller.

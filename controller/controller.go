@@ -73,10 +73,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	defer cancel()
 	factory := informers.NewSharedInformerFactoryWithOptions(c.cfg.Client, 10*time.Minute, informers.WithNamespace(c.cfg.Namespace))
 	defer factory.Shutdown()
-	startCtx, startCancel := context.WithTimeout(ctx, 2*time.Minute)
-	err := c.trust.watch(startCtx, factory)
-	startCancel()
-	if err != nil {
+	if err := c.trust.watch(ctx, factory, 2*time.Minute); err != nil {
 		return err
 	}
 	svc, err := identitysvc.New(identitysvc.Config{

@@ -34,9 +34,9 @@ type trust struct {
 	changed chan struct{}
 }
 
-// watch starts informers on the two objects and waits for the first valid
-// issuer and bundle.
-func (t *trust) watch(ctx context.Context, factory informers.SharedInformerFactory) error {
+// watch starts informers on the two objects, which run until ctx ends, and
+// waits up to startTimeout for the first valid issuer and bundle.
+func (t *trust) watch(ctx context.Context, factory informers.SharedInformerFactory, startTimeout time.Duration) error {
 	secrets := factory.Core().V1().Secrets().Informer()
 	cms := factory.Core().V1().ConfigMaps().Informer()
 	onCM := func(obj any) {
@@ -56,6 +56,8 @@ func (t *trust) watch(ctx context.Context, factory informers.SharedInformerFacto
 		return err
 	}
 	factory.Start(ctx.Done())
+	ctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
 	if !cache.WaitForCacheSync(ctx.Done(), secrets.HasSynced, cms.HasSynced) {
 		return errors.New("the Secret and ConfigMap caches did not sync")
 	}

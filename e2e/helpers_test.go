@@ -55,6 +55,17 @@ func dumpNamespace(t *testing.T, ns string) {
 			for _, cs := range p.Status.ContainerStatuses {
 				t.Logf("  container %s: ready %v restarts %d state %+v", cs.Name, cs.Ready, cs.RestartCount, cs.State)
 			}
+			var names []string
+			for _, c := range append(p.Spec.InitContainers, p.Spec.Containers...) {
+				names = append(names, c.Name)
+			}
+			tail := int64(15)
+			for _, c := range names {
+				logs, err := cluster.client.CoreV1().Pods(ns).GetLogs(p.Name, &corev1.PodLogOptions{Container: c, TailLines: &tail}).DoRaw(ctx)
+				if err == nil && len(logs) > 0 {
+					t.Logf("  logs of %s/%s:\n%s", p.Name, c, logs)
+				}
+			}
 		}
 	}
 	events, err := cluster.client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{})

@@ -31,7 +31,10 @@ import (
 	authv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
+	"github.com/meshctl/meshctl/controller"
 	"github.com/meshctl/meshctl/controller/identitysvc"
 	"github.com/meshctl/meshctl/identity/ca"
 	"github.com/meshctl/meshctl/identity/spiffeid"
@@ -61,8 +64,16 @@ func TestIdentityIssuanceAgainstTheRealAPIServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The controller's client is configured for bursts of reviews (see
+	// cmd/mesh-controller); the default 5 requests/s would dominate here.
+	reviewCfg := rest.CopyConfig(cluster.cfg)
+	reviewCfg.QPS, reviewCfg.Burst = controller.ClientQPS, controller.ClientBurst
+	reviewClient, err := kubernetes.NewForConfig(reviewCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	svc, err := identitysvc.New(identitysvc.Config{
-		CA: authority, Reviewer: identitysvc.TokenReviewer{Client: cluster.client},
+		CA: authority, Reviewer: identitysvc.TokenReviewer{Client: reviewClient},
 		TrustRoots: func() []byte { return anchor.CertPEM() }, Burst: 1000, RatePerSecond: 1000,
 	})
 	if err != nil {

@@ -36,6 +36,7 @@ certificate it issues itself for spiffe://<trust-domain>/ns/<namespace>/sa/mesh-
 			if err != nil {
 				return err
 			}
+			restCfg.QPS, restCfg.Burst = controller.ClientQPS, controller.ClientBurst
 			cfg.Client, err = kubernetes.NewForConfig(restCfg)
 			if err != nil {
 				return err
