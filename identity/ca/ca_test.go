@@ -73,7 +73,7 @@ func TestIssuedCertificateCarriesOnlyTheSPIFFEIDAndChainsToTheAnchor(t *testing.
 	if len(leaf.URIs) != 1 || leaf.URIs[0].String() != web.String() || len(leaf.DNSNames)+len(leaf.IPAddresses)+len(leaf.EmailAddresses) != 0 {
 		t.Errorf("leaf names: URIs %v DNS %v IP %v", leaf.URIs, leaf.DNSNames, leaf.IPAddresses)
 	}
-	if leaf.IsCA || leaf.NotAfter.Sub(time.Now()) > DefaultLeafLifetime || leaf.NotBefore.After(time.Now()) {
+	if leaf.IsCA || time.Until(leaf.NotAfter) > DefaultLeafLifetime || leaf.NotBefore.After(time.Now()) {
 		t.Errorf("leaf CA=%v lifetime %v..%v", leaf.IsCA, leaf.NotBefore, leaf.NotAfter)
 	}
 	roots := x509.NewCertPool()

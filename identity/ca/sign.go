@@ -26,7 +26,9 @@ type CSRError struct {
 	Err    error
 }
 
-func (e *CSRError) Error() string { return "certificate request refused (" + e.Reason + "): " + e.Err.Error() }
+func (e *CSRError) Error() string {
+	return "certificate request refused (" + e.Reason + "): " + e.Err.Error()
+}
 func (e *CSRError) Unwrap() error { return e.Err }
 
 func refuse(reason, format string, args ...any) error {
