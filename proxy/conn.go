@@ -9,14 +9,14 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/meshctl/meshctl/proxy/detect"
 	"github.com/meshctl/meshctl/proxy/httpproxy"
 	"github.com/meshctl/meshctl/proxy/meshtls"
 	"github.com/meshctl/meshctl/proxy/metrics"
 )
 
-// peekBuffers recycle the buffers detection reads a connection's first bytes into.
-var peekBuffers = sync.Pool{New: func() any { b := make([]byte, 0, detect.MaxPeek); return &b }}
+// peekBuffers recycle the buffers detection reads a connection's first bytes
+// into: small ones, which detection grows when a decision needs more bytes.
+var peekBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 // serverConn is an accepted client connection handed to an HTTP server. It
 // replays the bytes detection read, counts bytes in metrics, notices the

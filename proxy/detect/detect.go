@@ -123,13 +123,14 @@ func isTokenChar(c byte) bool {
 // Detect reads from conn until Classify decides (for TLS: until the first
 // record is complete, so its ClientHello can be read), the client stops
 // sending for timeout, or MaxPeek bytes arrived, and returns the protocol and
-// the bytes it read (which the caller must replay). buf is used for the bytes
-// when it is large enough. A client that sends nothing within timeout is
+// the bytes it read (which the caller must replay). The bytes go into buf,
+// which grows (up to MaxPeek) only when a decision needs more: most need a
+// few bytes, so a small buffer serves most connections. A client that sends nothing within timeout is
 // opaque (a server-speaks-first protocol); err is set only when reading failed
 // otherwise, and the connection is then unusable.
 func Detect(conn net.Conn, timeout time.Duration, buf []byte) (Protocol, []byte, error) {
-	if cap(buf) < MaxPeek {
-		buf = make([]byte, 0, MaxPeek)
+	if cap(buf) == 0 {
+		buf = make([]byte, 0, 512)
 	}
 	buf = buf[:0]
 	if err := conn.SetReadDeadline(time.Now().Add(timeout)); err != nil {
@@ -137,6 +138,15 @@ func Detect(conn net.Conn, timeout time.Duration, buf []byte) (Protocol, []byte,
 	}
 	defer conn.SetReadDeadline(time.Time{})
 	for {
+		if len(buf) == cap(buf) {
+			if cap(buf) >= MaxPeek {
+				p, _ := Classify(buf)
+				return p, buf, nil
+			}
+			grown := make([]byte, len(buf), min(4*cap(buf), MaxPeek))
+			copy(grown, buf)
+			buf = grown
+		}
 		n, err := conn.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if p, done := Classify(buf); done {
@@ -150,10 +160,6 @@ func Detect(conn net.Conn, timeout time.Duration, buf []byte) (Protocol, []byte,
 				err = nil
 			}
 			return p, buf, err
-		}
-		if len(buf) == cap(buf) {
-			p, _ := Classify(buf)
-			return p, buf, nil
 		}
 		if err != nil {
 			// A client that went quiet (a server-speaks-first protocol) or

@@ -141,3 +141,16 @@ func tcpPair(t *testing.T) (client, server net.Conn) {
 	t.Cleanup(func() { server.Close() })
 	return client, server
 }
+
+// TestDetectGrowsItsBufferForALargeTLSRecord: the first buffer is small; a
+// ClientHello record larger than it is still read whole.
+func TestDetectGrowsItsBufferForALargeTLSRecord(t *testing.T) {
+	client, server := tcpPair(t)
+	defer client.Close()
+	record := append([]byte{0x16, 0x03, 0x01, 0x07, 0xd0}, bytes.Repeat([]byte{1}, 2000)...)
+	go client.Write(record)
+	p, peeked, err := Detect(server, 5*time.Second, make([]byte, 0, 64))
+	if err != nil || p != TLS || !bytes.Equal(peeked, record) {
+		t.Errorf("Detect = %v, %d bytes, %v; want TLS with the whole %d-byte record", p, len(peeked), err, len(record))
+	}
+}
