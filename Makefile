@@ -29,7 +29,7 @@ test-deps:
 
 FUZZTIME ?= 10s
 FUZZ_TARGETS := ./proxy/detect:FuzzClassify ./proxy:FuzzHTTP1Request ./proxy:FuzzErrorReply \
-	./proxy/endpoints:FuzzParse ./proxy/redirect:FuzzParsePorts ./internal/mountinfo:FuzzParse ./identity/spiffeid:FuzzParse ./proxy/detect:FuzzClientHelloALPN ./controller/identitysvc:FuzzParseCSR
+	./proxy/endpoints:FuzzParse ./internal/portspec:FuzzParsePorts ./internal/mountinfo:FuzzParse ./identity/spiffeid:FuzzParse ./proxy/detect:FuzzClientHelloALPN ./controller/identitysvc:FuzzParseCSR ./controller/injector:FuzzWebhook
 
 ## fuzz: run every fuzz target briefly (FUZZTIME each, default 10s)
 fuzz:

@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/meshctl/meshctl/internal/portspec"
 	"github.com/meshctl/meshctl/proxy"
 	"github.com/meshctl/meshctl/proxy/redirect"
 )
@@ -74,13 +75,13 @@ is safe. It needs CAP_NET_ADMIN.`,
 func (o initOptions) config() (redirect.Config, error) {
 	cfg := redirect.Config{ProxyUID: o.proxyUID, InboundPort: o.inboundPort, OutboundPort: o.outboundPort, AdminPort: o.adminPort}
 	var err error
-	if cfg.SkipInboundPorts, err = redirect.ParsePorts(o.skipInbound); err != nil {
+	if cfg.SkipInboundPorts, err = portspec.ParsePorts(o.skipInbound); err != nil {
 		return cfg, fmt.Errorf("--skip-inbound-ports: %w", err)
 	}
-	if cfg.SkipOutboundPorts, err = redirect.ParsePorts(o.skipOutbound); err != nil {
+	if cfg.SkipOutboundPorts, err = portspec.ParsePorts(o.skipOutbound); err != nil {
 		return cfg, fmt.Errorf("--skip-outbound-ports: %w", err)
 	}
-	if cfg.SkipOutboundNets, err = redirect.ParseNets(o.skipSubnets); err != nil {
+	if cfg.SkipOutboundNets, err = portspec.ParseNets(o.skipSubnets); err != nil {
 		return cfg, fmt.Errorf("--skip-outbound-subnets: %w", err)
 	}
 	return cfg, nil

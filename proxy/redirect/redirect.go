@@ -12,77 +12,21 @@ package redirect
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net/netip"
-	"strconv"
-	"strings"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
+
+	"github.com/meshctl/meshctl/internal/portspec"
 )
 
 // TableName is the nftables table the rules live in.
 const TableName = "meshctl"
 
 // PortRange is an inclusive range of TCP ports.
-type PortRange struct{ From, To uint16 }
-
-// ParsePorts reads a comma-separated list of ports and ranges: "22,8000-8080".
-func ParsePorts(s string) ([]PortRange, error) {
-	var out []PortRange
-	for _, part := range strings.Split(s, ",") {
-		part = strings.TrimSpace(part)
-		if part == "" {
-			continue
-		}
-		lo, hi, isRange := strings.Cut(part, "-")
-		from, err := parsePort(lo)
-		if err != nil {
-			return nil, fmt.Errorf("port %q: %w", part, err)
-		}
-		to := from
-		if isRange {
-			if to, err = parsePort(hi); err != nil {
-				return nil, fmt.Errorf("port range %q: %w", part, err)
-			}
-			if to < from {
-				return nil, fmt.Errorf("port range %q is backwards", part)
-			}
-		}
-		out = append(out, PortRange{from, to})
-	}
-	return out, nil
-}
-
-func parsePort(s string) (uint16, error) {
-	n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 16)
-	if err != nil || n == 0 {
-		return 0, errors.New("want a number from 1 to 65535")
-	}
-	return uint16(n), nil
-}
-
-// ParseNets reads a comma-separated list of IPv4 CIDRs.
-func ParseNets(s string) ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for _, part := range strings.Split(s, ",") {
-		part = strings.TrimSpace(part)
-		if part == "" {
-			continue
-		}
-		p, err := netip.ParsePrefix(part)
-		if err != nil {
-			return nil, fmt.Errorf("subnet %q: %w", part, err)
-		}
-		if !p.Addr().Is4() {
-			return nil, fmt.Errorf("subnet %q: only IPv4 is redirected", part)
-		}
-		out = append(out, p.Masked())
-	}
-	return out, nil
-}
+type PortRange = portspec.PortRange
 
 // Config says what to redirect. The zero value is the standard pod setup.
 type Config struct {
@@ -138,7 +82,7 @@ func Apply(cfg Config, opts ...nftables.ConnOption) error {
 		Name: "prerouting", Table: table, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityNATDest,
 	})
-	inboundSkips := append([]PortRange{{cfg.InboundPort, cfg.InboundPort}, {cfg.AdminPort, cfg.AdminPort}}, cfg.SkipInboundPorts...)
+	inboundSkips := append([]PortRange{{From: cfg.InboundPort, To: cfg.InboundPort}, {From: cfg.AdminPort, To: cfg.AdminPort}}, cfg.SkipInboundPorts...)
 	for _, exprs := range inboundRules(cfg, inboundSkips) {
 		conn.AddRule(&nftables.Rule{Table: table, Chain: pre, Exprs: exprs})
 	}
