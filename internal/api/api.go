@@ -9,6 +9,10 @@ const (
 	// answered with CertificateResponse). It is the only path that does not
 	// require a client certificate.
 	CertificatePath = "/v1/certificate"
+	// DestinationsPath streams a destination's endpoints (GET
+	// ?target=<host:port>, answered with JSON lines of Destination, a full
+	// snapshot each time something changes). It requires a client certificate.
+	DestinationsPath = "/v1/destinations"
 )
 
 // TokenAudience is the audience of the projected ServiceAccount token a
@@ -39,4 +43,38 @@ type Error struct {
 	Error string `json:"error"`
 	// Reason is a short machine-readable cause (e.g. "wrong_id", "token_invalid").
 	Reason string `json:"reason,omitempty"`
+}
+
+// Destination is where traffic for a target (a Service name and port, a
+// ClusterIP and port, or a pod IP and port) goes.
+type Destination struct {
+	// Known is false for targets outside the cluster: the proxy forwards
+	// those as they are, unmeshed.
+	Known bool `json:"known"`
+	// Service is "<name>.<namespace>" when the target is a Service.
+	Service string `json:"service,omitempty"`
+	// Endpoints are the ready endpoints (empty: none is ready).
+	Endpoints []Endpoint `json:"endpoints"`
+	// Annotations are the Service's traffic-policy annotations
+	// (*.meshctl.io), carried as they are until a feature reads them.
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// Endpoint is one place a destination's traffic may go.
+type Endpoint struct {
+	// Addr is podIP:targetPort.
+	Addr string `json:"addr"`
+	// Identity is the SPIFFE ID a meshed endpoint proves; empty when the
+	// endpoint is not meshed (plaintext).
+	Identity string `json:"identity,omitempty"`
+	// Workload names the endpoint's workload (its owner).
+	Workload string `json:"workload,omitempty"`
+	// Zone is the endpoint's topology zone, if known.
+	Zone string `json:"zone,omitempty"`
+	// Weight is the endpoint's relative share of requests (default 1).
+	Weight int `json:"weight,omitempty"`
+	// HTTP2 says the application speaks HTTP/2 on this port (appProtocol).
+	HTTP2 bool `json:"http2,omitempty"`
+	// Opaque says the port is configured opaque (config.meshctl.io/opaque-ports).
+	Opaque bool `json:"opaque,omitempty"`
 }

@@ -1,0 +1,419 @@
+// Package destination tells proxies where their destinations are: it
+// follows Services, EndpointSlices and Pods with client-go informers and
+// answers, for a target (a Service name and port, a ClusterIP and port, or a
+// pod IP and port), the ready endpoints with what the proxy needs to reach
+// each one (meshed or not, its SPIFFE ID, workload, zone), then streams a new
+// snapshot whenever one of them changes.
+package destination
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	listerscorev1 "k8s.io/client-go/listers/core/v1"
+	listersdiscoveryv1 "k8s.io/client-go/listers/discovery/v1"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/meshctl/meshctl/internal/api"
+)
+
+const (
+	clusterIPIndex = "clusterIP"
+	podIPIndex     = "podIP"
+	// proxyLabel marks meshed pods (the injector sets it).
+	proxyLabel    = "meshctl.io/proxy-version"
+	workloadLabel = "meshctl.io/workload"
+	opaquePorts   = "config.meshctl.io/opaque-ports"
+)
+
+// Watcher answers destination lookups from informer caches.
+type Watcher struct {
+	trustDomain   string
+	clusterDomain string
+	services      cache.SharedIndexInformer
+	slices        cache.SharedIndexInformer
+	pods          cache.SharedIndexInformer
+	serviceLister listerscorev1.ServiceLister
+	sliceLister   listersdiscoveryv1.EndpointSliceLister
+
+	// mu guards subs: per Service key ("ns/name") or pod IP, the waiters to
+	// wake when it may have changed.
+	mu   sync.Mutex
+	subs map[string]map[chan struct{}]struct{}
+}
+
+// New registers the informers the watcher needs on factory; start the
+// factory and wait for Synced before serving.
+func New(factory informers.SharedInformerFactory, trustDomain, clusterDomain string) (*Watcher, error) {
+	w := &Watcher{
+		trustDomain: trustDomain, clusterDomain: clusterDomain,
+		services: factory.Core().V1().Services().Informer(),
+		slices:   factory.Discovery().V1().EndpointSlices().Informer(),
+		pods:     factory.Core().V1().Pods().Informer(),
+		subs:     map[string]map[chan struct{}]struct{}{},
+	}
+	w.serviceLister = factory.Core().V1().Services().Lister()
+	w.sliceLister = factory.Discovery().V1().EndpointSlices().Lister()
+	if err := w.services.AddIndexers(cache.Indexers{clusterIPIndex: func(obj any) ([]string, error) {
+		s, ok := obj.(*corev1.Service)
+		if !ok {
+			return nil, nil
+		}
+		var ips []string
+		for _, ip := range s.Spec.ClusterIPs {
+			if ip != "" && ip != corev1.ClusterIPNone {
+				ips = append(ips, ip)
+			}
+		}
+		return ips, nil
+	}}); err != nil {
+		return nil, err
+	}
+	if err := w.pods.AddIndexers(cache.Indexers{podIPIndex: func(obj any) ([]string, error) {
+		p, ok := obj.(*corev1.Pod)
+		if !ok || p.Spec.HostNetwork {
+			return nil, nil
+		}
+		var ips []string
+		for _, ip := range p.Status.PodIPs {
+			ips = append(ips, ip.IP)
+		}
+		return ips, nil
+	}}); err != nil {
+		return nil, err
+	}
+	notifyService := func(obj any) {
+		if s, ok := obj.(*corev1.Service); ok {
+			w.notify(s.Namespace + "/" + s.Name)
+		}
+	}
+	notifySlice := func(obj any) {
+		if s, ok := tombstone(obj).(*discoveryv1.EndpointSlice); ok {
+			w.notify(s.Namespace + "/" + s.Labels[discoveryv1.LabelServiceName])
+		}
+	}
+	notifyPod := func(obj any) {
+		p, ok := tombstone(obj).(*corev1.Pod)
+		if !ok {
+			return
+		}
+		for _, ip := range p.Status.PodIPs {
+			w.notify(ip.IP)
+		}
+		// A pod's meshed state or identity feeds every Service selecting it;
+		// the EndpointSlice change that usually follows covers most cases,
+		// and the periodic resync the rest.
+		w.notifyNamespace(p.Namespace)
+	}
+	for _, reg := range []struct {
+		inf cache.SharedIndexInformer
+		fn  func(any)
+	}{{w.services, notifyService}, {w.slices, notifySlice}, {w.pods, notifyPod}} {
+		fn := reg.fn
+		if _, err := reg.inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc: fn, UpdateFunc: func(_, n any) { fn(n) }, DeleteFunc: func(o any) { fn(tombstone(o)) },
+		}); err != nil {
+			return nil, err
+		}
+	}
+	return w, nil
+}
+
+func tombstone(obj any) any {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		return d.Obj
+	}
+	return obj
+}
+
+// Synced reports whether the caches are filled.
+func (w *Watcher) Synced() bool {
+	return w.services.HasSynced() && w.slices.HasSynced() && w.pods.HasSynced()
+}
+
+// subscribe registers interest in a key; the channel gets a signal when it may have changed.
+func (w *Watcher) subscribe(key string) (chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	w.mu.Lock()
+	if w.subs[key] == nil {
+		w.subs[key] = map[chan struct{}]struct{}{}
+	}
+	w.subs[key][ch] = struct{}{}
+	w.mu.Unlock()
+	return ch, func() {
+		w.mu.Lock()
+		delete(w.subs[key], ch)
+		if len(w.subs[key]) == 0 {
+			delete(w.subs, key)
+		}
+		w.mu.Unlock()
+	}
+}
+
+func (w *Watcher) notify(key string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for ch := range w.subs[key] {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (w *Watcher) notifyNamespace(ns string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for key, chans := range w.subs {
+		if strings.HasPrefix(key, ns+"/") {
+			for ch := range chans {
+				select {
+				case ch <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}
+}
+
+// target is a parsed lookup.
+type target struct {
+	service *corev1.Service // when the target is a Service
+	port    corev1.ServicePort
+	podIP   string // when the target is a pod
+	podPort int
+	key     string // what to subscribe to
+}
+
+// ErrBadTarget is a target that is not host:port.
+var ErrBadTarget = errors.New("the target must be host:port")
+
+// parse finds what a target names. A zero target (no service, no pod) is
+// outside the cluster.
+func (w *Watcher) parse(raw string) (target, error) {
+	host, portStr, err := net.SplitHostPort(raw)
+	if err != nil {
+		return target{}, fmt.Errorf("%w: %v", ErrBadTarget, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port < 1 || port > 65535 {
+		return target{}, fmt.Errorf("%w: bad port %q", ErrBadTarget, portStr)
+	}
+	var svc *corev1.Service
+	if ip, err := netip.ParseAddr(host); err == nil {
+		objs, _ := w.services.GetIndexer().ByIndex(clusterIPIndex, ip.String())
+		if len(objs) > 0 {
+			svc = objs[0].(*corev1.Service)
+		} else {
+			return target{podIP: ip.String(), podPort: port, key: ip.String()}, nil
+		}
+	} else {
+		name, ns, explicit, ok := w.serviceName(host)
+		if !ok {
+			return target{}, nil
+		}
+		if svc, err = w.serviceLister.Services(ns).Get(name); err != nil {
+			if explicit {
+				return target{key: ns + "/" + name}, nil // a cluster name: it may appear later
+			}
+			return target{}, nil // "a.b" that is no Service: a name outside the cluster
+		}
+	}
+	for _, p := range svc.Spec.Ports {
+		if int(p.Port) == port && (p.Protocol == "" || p.Protocol == corev1.ProtocolTCP) {
+			return target{service: svc, port: p, key: svc.Namespace + "/" + svc.Name}, nil
+		}
+	}
+	return target{key: svc.Namespace + "/" + svc.Name}, nil
+}
+
+// serviceName reads <name>.<ns>[.svc[.<cluster domain>]]; explicit says
+// the name had the .svc suffix, so it can only be a cluster name.
+func (w *Watcher) serviceName(host string) (name, ns string, explicit, ok bool) {
+	host = strings.TrimSuffix(host, ".")
+	host = strings.TrimSuffix(host, "."+w.clusterDomain)
+	host, explicit = strings.CutSuffix(host, ".svc")
+	parts := strings.Split(host, ".")
+	if len(parts) != 2 || parts[0] == "" || parts[1] == "" {
+		return "", "", false, false
+	}
+	return parts[0], parts[1], explicit, true
+}
+
+// Resolve answers a target now.
+func (w *Watcher) Resolve(raw string) (api.Destination, error) {
+	t, err := w.parse(raw)
+	if err != nil {
+		return api.Destination{}, err
+	}
+	return w.resolve(t), nil
+}
+
+func (w *Watcher) resolve(t target) api.Destination {
+	switch {
+	case t.service != nil:
+		return w.serviceDestination(t.service, t.port)
+	case t.podIP != "":
+		objs, _ := w.pods.GetIndexer().ByIndex(podIPIndex, t.podIP)
+		if len(objs) == 0 {
+			return api.Destination{Known: false}
+		}
+		pod := objs[0].(*corev1.Pod)
+		return api.Destination{Known: true, Endpoints: []api.Endpoint{w.endpoint(pod, t.podIP, t.podPort, "", false)}}
+	case t.key != "":
+		return api.Destination{Known: true, Endpoints: []api.Endpoint{}} // a Service with no such port (yet)
+	}
+	return api.Destination{Known: false}
+}
+
+// serviceDestination lists a Service port's ready endpoints.
+func (w *Watcher) serviceDestination(svc *corev1.Service, port corev1.ServicePort) api.Destination {
+	d := api.Destination{Known: true, Service: svc.Name + "." + svc.Namespace, Endpoints: []api.Endpoint{}, Annotations: meshAnnotations(svc.Annotations)}
+	slices, err := w.sliceLister.EndpointSlices(svc.Namespace).List(labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: svc.Name}))
+	if err != nil {
+		return d
+	}
+	h2 := port.AppProtocol != nil && (*port.AppProtocol == "kubernetes.io/h2c" || *port.AppProtocol == "h2c")
+	seen := map[string]bool{}
+	for _, s := range slices {
+		if s.AddressType != discoveryv1.AddressTypeIPv4 && s.AddressType != discoveryv1.AddressTypeIPv6 {
+			continue
+		}
+		targetPort := -1
+		for _, p := range s.Ports {
+			if p.Name != nil && *p.Name == port.Name && p.Port != nil {
+				targetPort = int(*p.Port)
+			}
+		}
+		if targetPort < 0 {
+			continue
+		}
+		for _, e := range s.Endpoints {
+			if e.Conditions.Ready != nil && !*e.Conditions.Ready {
+				continue
+			}
+			zone := ""
+			if e.Zone != nil {
+				zone = *e.Zone
+			}
+			for _, addr := range e.Addresses {
+				if seen[addr] {
+					continue
+				}
+				seen[addr] = true
+				var pod *corev1.Pod
+				if e.TargetRef != nil && e.TargetRef.Kind == "Pod" {
+					if obj, ok, _ := w.pods.GetIndexer().GetByKey(svc.Namespace + "/" + e.TargetRef.Name); ok {
+						pod = obj.(*corev1.Pod)
+					}
+				}
+				d.Endpoints = append(d.Endpoints, w.endpoint(pod, addr, targetPort, zone, h2))
+			}
+		}
+	}
+	slicesSortEndpoints(d.Endpoints)
+	return d
+}
+
+// endpoint describes one address; pod may be nil (an endpoint not backed by a pod).
+func (w *Watcher) endpoint(pod *corev1.Pod, addr string, port int, zone string, h2 bool) api.Endpoint {
+	e := api.Endpoint{Addr: net.JoinHostPort(addr, strconv.Itoa(port)), Zone: zone, Weight: 1, HTTP2: h2}
+	if pod == nil {
+		return e
+	}
+	if _, meshed := pod.Labels[proxyLabel]; meshed {
+		sa := pod.Spec.ServiceAccountName
+		if sa == "" {
+			sa = "default"
+		}
+		e.Identity = "spiffe://" + w.trustDomain + "/ns/" + pod.Namespace + "/sa/" + sa
+	}
+	e.Workload = pod.Labels[workloadLabel]
+	for _, p := range strings.Split(pod.Annotations[opaquePorts], ",") {
+		if strings.TrimSpace(p) == strconv.Itoa(port) {
+			e.Opaque = true
+		}
+	}
+	return e
+}
+
+func slicesSortEndpoints(eps []api.Endpoint) {
+	slices.SortFunc(eps, func(a, b api.Endpoint) int { return strings.Compare(a.Addr, b.Addr) })
+}
+
+// meshAnnotations keeps a Service's *.meshctl.io annotations.
+func meshAnnotations(a map[string]string) map[string]string {
+	var out map[string]string
+	for k, v := range a {
+		if strings.Contains(k, ".meshctl.io/") || strings.HasPrefix(k, "meshctl.io/") {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// Watch calls send with the target's destination now and after every
+// change, until ctx ends or send fails. Unchanged snapshots are not resent.
+func (w *Watcher) Watch(ctx context.Context, raw string, send func(api.Destination) error) error {
+	t, err := w.parse(raw)
+	if err != nil {
+		return err
+	}
+	key := t.key
+	if key == "" {
+		return send(w.resolve(t)) // outside the cluster: nothing to follow
+	}
+	ch, unsubscribe := w.subscribe(key)
+	defer unsubscribe()
+	var last api.Destination
+	first := true
+	for {
+		// A Service may appear or change its ports: parse again each time.
+		if t2, err := w.parse(raw); err == nil {
+			t = t2
+		}
+		d := w.resolve(t)
+		if first || !equal(d, last) {
+			if err := send(d); err != nil {
+				return err
+			}
+			last, first = d, false
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ch:
+		}
+	}
+}
+
+func equal(a, b api.Destination) bool {
+	if a.Known != b.Known || a.Service != b.Service || len(a.Endpoints) != len(b.Endpoints) || len(a.Annotations) != len(b.Annotations) {
+		return false
+	}
+	for i := range a.Endpoints {
+		if a.Endpoints[i] != b.Endpoints[i] {
+			return false
+		}
+	}
+	for k, v := range a.Annotations {
+		if b.Annotations[k] != v {
+			return false
+		}
+	}
+	return true
+}
