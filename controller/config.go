@@ -2,11 +2,13 @@ package controller
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/meshctl/meshctl/controller/injector"
 	"github.com/meshctl/meshctl/identity/spiffeid"
 )
 
@@ -24,6 +26,10 @@ const (
 	ControlPort = 8443
 	// AdminPort serves /live, /ready and /metrics.
 	AdminPort = 9990
+	// ServiceName is the Service in front of the control API and the webhook.
+	ServiceName = "mesh-controller"
+	// WebhookPort serves the proxy injector (the Service maps 443 to it).
+	WebhookPort = 9443
 	// ClientQPS and ClientBurst bound the controller's requests to the API
 	// server: every certificate issuance is a TokenReview, and a rollout of
 	// many pods asks at once (client-go's default, 5/s, would queue them).
@@ -43,6 +49,14 @@ type Config struct {
 	ControlAddr string
 	// AdminAddr is the admin server's address. Default: ":9990".
 	AdminAddr string
+	// WebhookAddr serves the proxy injector (HTTPS, the certificate from the
+	// Secret mesh-webhook-tls). Default: ":9443".
+	WebhookAddr string
+	// Injector configures injection; the webhook is served only when
+	// Injector.ProxyImage is set.
+	Injector injector.Config
+	// ClusterDomain is the cluster's DNS domain. Default: cluster.local.
+	ClusterDomain string
 	// LeafLifetime is the lifetime of workload certificates. Default: 24h.
 	LeafLifetime time.Duration
 	// Log receives the controller's logs. Default: discard.
@@ -62,6 +76,24 @@ func (c Config) withDefaults() Config {
 	if c.AdminAddr == "" {
 		c.AdminAddr = ":9990"
 	}
+	if c.WebhookAddr == "" {
+		c.WebhookAddr = fmt.Sprintf(":%d", WebhookPort)
+	}
+	if c.ClusterDomain == "" {
+		c.ClusterDomain = "cluster.local"
+	}
+	if c.Injector.TrustDomain == "" {
+		c.Injector.TrustDomain = c.TrustDomain
+	}
+	if c.Injector.ControlPlaneNamespace == "" {
+		c.Injector.ControlPlaneNamespace = c.Namespace
+	}
+	if c.Injector.ControllerAddr == "" {
+		c.Injector.ControllerAddr = fmt.Sprintf("%s.%s.svc.%s:%d", ServiceName, c.Namespace, c.ClusterDomain, ControlPort)
+	}
+	if c.Injector.TrustRootsConfigMap == "" {
+		c.Injector.TrustRootsConfigMap = TrustRootsConfigMap
+	}
 	if c.LeafLifetime == 0 {
 		c.LeafLifetime = 24 * time.Hour
 	}
@@ -79,6 +111,11 @@ func (c Config) Validate() error {
 	c = c.withDefaults()
 	if _, err := spiffeid.New(c.TrustDomain, c.Namespace, ServiceAccount); err != nil {
 		return err
+	}
+	if c.Injector.ProxyImage != "" {
+		if err := c.Injector.Validate(); err != nil {
+			return err
+		}
 	}
 	if c.LeafLifetime < time.Minute {
 		return errors.New("the leaf lifetime must be at least a minute")

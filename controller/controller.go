@@ -21,8 +21,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"k8s.io/client-go/informers"
+	"k8s.io/client-go/tools/cache"
 
+	"github.com/meshctl/meshctl/controller/destination"
 	"github.com/meshctl/meshctl/controller/identitysvc"
+	"github.com/meshctl/meshctl/controller/injector"
+	"github.com/meshctl/meshctl/controller/trustbundle"
 	"github.com/meshctl/meshctl/internal/api"
 	"github.com/meshctl/meshctl/internal/certs"
 )
@@ -37,7 +41,7 @@ type Controller struct {
 	own   atomic.Pointer[tls.Certificate]
 	ready atomic.Bool
 	// ControlAddr and AdminAddr are set once listening (tests use port 0).
-	controlLn, adminLn net.Listener
+	controlLn, adminLn, webhookLn net.Listener
 	listening          chan struct{}
 }
 
@@ -67,15 +71,58 @@ func (c *Controller) Addrs(ctx context.Context) (control, admin string, err erro
 	}
 }
 
+// WebhookAddr returns the webhook's address once listening ("" without a webhook).
+func (c *Controller) WebhookAddr(ctx context.Context) (string, error) {
+	select {
+	case <-c.listening:
+		if c.webhookLn == nil {
+			return "", nil
+		}
+		return c.webhookLn.Addr().String(), nil
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+}
+
 // Run serves until ctx ends, then shuts down within a few seconds.
 func (c *Controller) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	factory := informers.NewSharedInformerFactoryWithOptions(c.cfg.Client, 10*time.Minute, informers.WithNamespace(c.cfg.Namespace))
-	defer factory.Shutdown()
-	if err := c.trust.watch(ctx, factory, 2*time.Minute); err != nil {
+	// The control plane's own Secrets and ConfigMaps.
+	own := informers.NewSharedInformerFactoryWithOptions(c.cfg.Client, 10*time.Minute, informers.WithNamespace(c.cfg.Namespace))
+	defer own.Shutdown()
+	hook := &webhookCert{log: c.log.With("component", "webhook")}
+	if err := hook.watch(own); err != nil {
 		return err
 	}
+	if err := c.trust.watch(ctx, own, 2*time.Minute); err != nil {
+		return err
+	}
+	// Services, EndpointSlices, Pods and Namespaces everywhere, slimmed.
+	cluster := informers.NewSharedInformerFactoryWithOptions(c.cfg.Client, 10*time.Minute, informers.WithTransform(slim))
+	defer cluster.Shutdown()
+	dest, err := destination.New(cluster, c.cfg.TrustDomain, c.cfg.ClusterDomain)
+	if err != nil {
+		return err
+	}
+	namespaces := cluster.Core().V1().Namespaces()
+	nsInformer := namespaces.Informer()
+	// The trust bundle's copies in meshed namespaces.
+	copies := trustbundle.NewFactory(c.cfg.Client, TrustRootsConfigMap, 10*time.Minute)
+	defer copies.Shutdown()
+	copier, err := trustbundle.New(c.cfg.Client, copies, c.cfg.Namespace, TrustRootsConfigMap, c.log.With("component", "trust-bundle-copies"))
+	if err != nil {
+		return err
+	}
+	cluster.Start(ctx.Done())
+	copies.Start(ctx.Done())
+	syncCtx, syncDone := context.WithTimeout(ctx, 2*time.Minute)
+	synced := cache.WaitForCacheSync(syncCtx.Done(), dest.Synced, nsInformer.HasSynced, copier.Synced)
+	syncDone()
+	if !synced {
+		return errors.New("the Service, EndpointSlice, Pod, Namespace and ConfigMap caches did not sync (is the controller allowed to list and watch them?)")
+	}
+
 	svc, err := identitysvc.New(identitysvc.Config{
 		CA: c.trust.ca.Load(), Reviewer: identitysvc.TokenReviewer{Client: c.cfg.Client},
 		TrustDomain: c.cfg.TrustDomain, TrustRoots: c.trust.Roots, Lifetime: c.cfg.LeafLifetime,
@@ -90,10 +137,14 @@ func (c *Controller) Run(ctx context.Context) error {
 
 	mux := http.NewServeMux()
 	mux.Handle(api.CertificatePath, svc)
+	mux.Handle(api.DestinationsPath, requireClientCert(dest))
 	mux.Handle("/v1/", requireClientCert(http.NotFoundHandler()))
-	control := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, TLSConfig: c.serverTLS(),
+	// Streams end with ctx: Shutdown does not wait for them.
+	base := func(net.Listener) context.Context { return ctx }
+	control := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, TLSConfig: c.serverTLS(), BaseContext: base,
 		ErrorLog: slog.NewLogLogger(c.log.Handler(), slog.LevelDebug)}
 	admin := &http.Server{Handler: c.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	servers := []*http.Server{control, admin}
 	if c.controlLn, err = net.Listen("tcp", c.cfg.ControlAddr); err != nil {
 		return fmt.Errorf("control API listener: %w", err)
 	}
@@ -101,13 +152,39 @@ func (c *Controller) Run(ctx context.Context) error {
 		c.controlLn.Close()
 		return fmt.Errorf("admin listener: %w", err)
 	}
+	errc := make(chan error, 5)
+	if c.cfg.Injector.ProxyImage != "" {
+		wh := &injector.Webhook{
+			Config: c.cfg.Injector,
+			NamespaceAnnotations: func(_ context.Context, name string) (map[string]string, error) {
+				ns, err := namespaces.Lister().Get(name)
+				if err != nil {
+					return nil, err
+				}
+				return ns.Annotations, nil
+			},
+			BeforeInject: copier.Ensure,
+			Log:          c.log.With("component", "injector"),
+		}
+		webhook := hook.server(wh, c.log)
+		webhookLn, err := net.Listen("tcp", c.cfg.WebhookAddr)
+		if err != nil {
+			c.controlLn.Close()
+			c.adminLn.Close()
+			return fmt.Errorf("webhook listener: %w", err)
+		}
+		c.webhookLn = webhookLn
+		servers = append(servers, webhook)
+		go func() { errc <- ignoreClosed(webhook.ServeTLS(webhookLn, "", "")) }()
+	}
 	close(c.listening)
-	errc := make(chan error, 3)
 	go func() { errc <- ignoreClosed(control.ServeTLS(c.controlLn, "", "")) }()
 	go func() { errc <- ignoreClosed(admin.Serve(c.adminLn)) }()
 	go func() { errc <- c.keepOwnCertificate(ctx) }()
+	go func() { errc <- copier.Run(ctx) }()
 	c.ready.Store(true)
-	c.log.Info("serving", "control", c.controlLn.Addr().String(), "admin", c.adminLn.Addr().String(), "spiffe_id", c.cfg.ID().String())
+	c.log.Info("serving", "control", c.controlLn.Addr().String(), "admin", c.adminLn.Addr().String(),
+		"webhook", c.cfg.Injector.ProxyImage != "", "spiffe_id", c.cfg.ID().String())
 
 	var runErr error
 	select {
@@ -118,7 +195,9 @@ func (c *Controller) Run(ctx context.Context) error {
 	cancel()
 	shutdown, done := context.WithTimeout(context.Background(), 5*time.Second)
 	defer done()
-	runErr = errors.Join(runErr, control.Shutdown(shutdown), admin.Shutdown(shutdown))
+	for _, s := range servers {
+		runErr = errors.Join(runErr, s.Shutdown(shutdown))
+	}
 	return runErr
 }
 

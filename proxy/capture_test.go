@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
@@ -23,6 +22,7 @@ import (
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 
 	"github.com/meshctl/meshctl/internal/netnstest"
+	"github.com/meshctl/meshctl/internal/pcap"
 	"github.com/meshctl/meshctl/internal/testpki"
 	"github.com/meshctl/meshctl/proxy/detect"
 )
@@ -181,7 +181,14 @@ func TestMeshedHopBetweenPodsIsEncrypted(t *testing.T) {
 
 	dump.Process.Signal(syscall.SIGINT)
 	dump.Wait()
-	streams := readPcapStreams(t, capture)
+	captured, err := os.ReadFile(capture)
+	if err != nil {
+		t.Fatal(err)
+	}
+	streams, err := pcap.Streams(captured)
+	if err != nil {
+		t.Fatal(err)
+	}
 	alpns := map[string]int{}
 	for flow, data := range streams {
 		if bytes.Contains(data, []byte(sentinel)) || bytes.Contains(data, []byte("HTTP/1.1")) || bytes.Contains(data, []byte(detect.Preface)) {
@@ -263,48 +270,3 @@ func h2cOnly() *http.Protocols {
 	return &p
 }
 
-// readPcapStreams reads a classic pcap file of Ethernet/IPv4/TCP packets and
-// returns each direction's payload bytes in capture order, keyed "src → dst".
-func readPcapStreams(t *testing.T, path string) map[string][]byte {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(data) < 24 {
-		t.Fatalf("capture too short (%d bytes)", len(data))
-	}
-	order := binary.ByteOrder(binary.LittleEndian)
-	switch binary.LittleEndian.Uint32(data) {
-	case 0xa1b2c3d4, 0xa1b23c4d:
-	default:
-		order = binary.BigEndian
-	}
-	if lt := order.Uint32(data[20:24]); lt != 1 {
-		t.Fatalf("capture link type %d, want Ethernet", lt)
-	}
-	streams := map[string][]byte{}
-	for off := 24; off+16 <= len(data); {
-		capLen := int(order.Uint32(data[off+8 : off+12]))
-		pkt := data[off+16 : min(off+16+capLen, len(data))]
-		off += 16 + capLen
-		if len(pkt) < 14+20 || binary.BigEndian.Uint16(pkt[12:14]) != 0x0800 {
-			continue
-		}
-		ip := pkt[14:]
-		ihl := int(ip[0]&0x0f) * 4
-		if ip[9] != 6 || len(ip) < ihl+20 {
-			continue
-		}
-		total := int(binary.BigEndian.Uint16(ip[2:4]))
-		tcp := ip[ihl:min(total, len(ip))]
-		doff := int(tcp[12]>>4) * 4
-		if len(tcp) < doff {
-			continue
-		}
-		src := fmt.Sprintf("%d.%d.%d.%d:%d", ip[12], ip[13], ip[14], ip[15], binary.BigEndian.Uint16(tcp[0:2]))
-		dst := fmt.Sprintf("%d.%d.%d.%d:%d", ip[16], ip[17], ip[18], ip[19], binary.BigEndian.Uint16(tcp[2:4]))
-		streams[src+" → "+dst] = append(streams[src+" → "+dst], tcp[doff:]...)
-	}
-	return streams
-}

@@ -48,9 +48,10 @@ type Config struct {
 	Outbound *SideConfig
 	// Inbound is the listener for traffic into the pod; nil means none.
 	Inbound *SideConfig
-	// Endpoints maps outbound destinations to endpoint sets; nil forwards
-	// every connection to its destination as it is.
-	Endpoints *endpoints.Table
+	// Endpoints resolves outbound destinations to endpoint sets (the
+	// discovery client, or a static Table); nil forwards every connection to
+	// its destination as it is.
+	Endpoints endpoints.Resolver
 	// Identity is the proxy's workload certificate. Without it the proxy
 	// neither accepts nor makes meshed connections.
 	Identity certs.Source
@@ -115,6 +116,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxConcurrentStreams == 0 {
 		c.MaxConcurrentStreams = 250
+	}
+	if c.Endpoints == nil {
+		c.Endpoints = (*endpoints.Table)(nil)
 	}
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)

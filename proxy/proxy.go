@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/meshctl/meshctl/proxy/admin"
+	"github.com/meshctl/meshctl/proxy/endpoints"
 	"github.com/meshctl/meshctl/proxy/httpproxy"
 	"github.com/meshctl/meshctl/proxy/meshtls"
 	"github.com/meshctl/meshctl/proxy/metrics"
@@ -119,8 +120,17 @@ func (p *Proxy) Listen() error {
 		Handler: admin.Handler(admin.Config{
 			Gatherer: p.metrics.Registry(), Ready: p.ready.Load,
 			Identity: p.cfg.Identity, Tap: p.tap, Allow: p.cfg.AdminAllow, Pprof: p.cfg.Pprof,
+			Destinations: lister(p.cfg.Endpoints),
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
+	}
+	return nil
+}
+
+// lister returns r's list of destinations, if it keeps one.
+func lister(r endpoints.Resolver) endpoints.Lister {
+	if l, ok := r.(endpoints.Lister); ok {
+		return l
 	}
 	return nil
 }

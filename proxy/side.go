@@ -163,7 +163,7 @@ func (s *side) destination(c *net.TCPConn) (*endpoints.Set, uint16, error) {
 	if s.name == metrics.Inbound {
 		return endpoints.Plain(net.JoinHostPort("127.0.0.1", strconv.Itoa(int(dst.Port())))), dst.Port(), nil
 	}
-	return s.p.cfg.Endpoints.Lookup(dst), dst.Port(), nil
+	return s.p.cfg.Endpoints.Resolve(context.Background(), dst), dst.Port(), nil
 }
 
 // handle serves one accepted connection.
@@ -177,7 +177,7 @@ func (s *side) handle(c *net.TCPConn) {
 	}
 	proto := detect.Opaque
 	var peeked []byte
-	if !s.p.opaque[port] {
+	if !s.p.opaque[port] && !dst.Opaque() {
 		buf := peekBuffers.Get().(*[]byte)
 		proto, peeked, err = detect.Detect(c, s.p.cfg.DetectTimeout, *buf)
 		*buf = peeked
@@ -217,7 +217,14 @@ func (s *side) handle(c *net.TCPConn) {
 			sc.Close() // shutting down
 		}
 	default:
-		s.pipe(sc, c, dst.Pick(), peeked)
+		ep, ok := dst.Pick()
+		if !ok {
+			s.log.Debug("no ready endpoints; closing", "client", c.RemoteAddr())
+			sc.releasePeek()
+			sc.Close()
+			return
+		}
+		s.pipe(sc, c, ep, peeked)
 	}
 }
 
@@ -258,10 +265,11 @@ func (s *side) serveMeshed(sc *serverConn, dst *endpoints.Set) {
 	sc.open(metrics.ConnLabels{Direction: s.name, TLS: true, ClientID: peer.String()}, info)
 	if cs.NegotiatedProtocol == meshtls.ALPNOpaque {
 		defer sc.Close()
-		up, err := net.DialTimeout("tcp", dst.Pick().Addr, 5*time.Second)
+		ep, _ := dst.Pick() // inbound: the application, always one endpoint
+		up, err := net.DialTimeout("tcp", ep.Addr, 5*time.Second)
 		if err != nil {
 			tc.Close()
-			s.log.Debug("application unreachable", "upstream", dst.Pick().Addr, "error", err)
+			s.log.Debug("application unreachable", "upstream", ep.Addr, "error", err)
 			return
 		}
 		if _, _, err := tcpproxy.Pipe(meshtls.Plain{Conn: tc}, up, nil); err != nil {

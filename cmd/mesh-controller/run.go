@@ -12,6 +12,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/meshctl/meshctl/controller"
+	"github.com/meshctl/meshctl/internal/version"
 )
 
 func newRunCommand() *cobra.Command {
@@ -25,7 +26,14 @@ func newRunCommand() *cobra.Command {
 		Long: `Run the control plane. It reads the issuer (Secret mesh-issuer: tls.crt, tls.key)
 and the trust bundle (ConfigMap mesh-trust-roots: roots.pem) from its namespace,
 follows changes to both, and serves the control API (HTTP/2 over TLS) with a
-certificate it issues itself for spiffe://<trust-domain>/ns/<namespace>/sa/mesh-controller.`,
+certificate it issues itself for spiffe://<trust-domain>/ns/<namespace>/sa/mesh-controller:
+certificate issuance (POST /v1/certificate) and destination streams
+(GET /v1/destinations?target=host:port) for proxies.
+
+With --proxy-image (the default), it also serves the proxy-injector webhook
+(POST /inject on --webhook-addr) with the certificate in Secret
+mesh-webhook-tls (tls.crt, tls.key), reloaded when the Secret changes; and it
+keeps a copy of the trust bundle in every namespace it meshes pods in.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := newLogger(logLevel, logFormat)
@@ -55,6 +63,11 @@ certificate it issues itself for spiffe://<trust-domain>/ns/<namespace>/sa/mesh-
 	f.StringVar(&cfg.TrustDomain, "trust-domain", "cluster.local", "the mesh's trust domain")
 	f.StringVar(&cfg.ControlAddr, "control-addr", fmt.Sprintf(":%d", controller.ControlPort), "control API address")
 	f.StringVar(&cfg.AdminAddr, "admin-addr", fmt.Sprintf(":%d", controller.AdminPort), "admin address (/live, /ready, /metrics)")
+	f.StringVar(&cfg.WebhookAddr, "webhook-addr", fmt.Sprintf(":%d", controller.WebhookPort), "proxy-injector webhook address (HTTPS)")
+	f.StringVar(&cfg.ClusterDomain, "cluster-domain", "cluster.local", "the cluster's DNS domain")
+	f.StringVar(&cfg.Injector.ProxyImage, "proxy-image", "meshctl/proxy:"+version.Version, "the proxy image to inject (empty: no webhook)")
+	f.StringVar(&cfg.Injector.ProxyVersion, "proxy-version", version.Version, "the injected proxy's version (label meshctl.io/proxy-version)")
+	f.StringVar(&cfg.Injector.ImagePullPolicy, "proxy-image-pull-policy", "IfNotPresent", "pull policy of the injected proxy image: Always, IfNotPresent or Never")
 	f.DurationVar(&cfg.LeafLifetime, "leaf-lifetime", 24*time.Hour, "lifetime of workload certificates")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "json", "json or text")

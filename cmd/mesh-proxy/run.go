@@ -16,6 +16,7 @@ import (
 	"github.com/meshctl/meshctl/identity/spiffeid"
 	"github.com/meshctl/meshctl/internal/certs"
 	"github.com/meshctl/meshctl/proxy"
+	"github.com/meshctl/meshctl/proxy/discovery"
 	"github.com/meshctl/meshctl/proxy/endpoints"
 )
 
@@ -39,6 +40,7 @@ type runOptions struct {
 	inboundListen    string
 	inboundUpstream  string
 	endpointsFile    string
+	discovery        bool
 	detectTimeout    time.Duration
 	opaquePorts      string
 	drainTimeout     time.Duration
@@ -137,6 +139,7 @@ to --drain-timeout, then exits.`,
 	f.StringVar(&o.inboundListen, "inbound-listen", "", "explicit mode: accept inbound traffic on ADDR")
 	f.StringVar(&o.inboundUpstream, "inbound-upstream", "", "explicit mode: send inbound traffic to HOST:PORT")
 	f.StringVar(&o.endpointsFile, "endpoints-file", "", `JSON file mapping outbound destinations to endpoints: {"10.96.0.12:80": ["10.244.0.7:8080"]}`)
+	f.BoolVar(&o.discovery, "discovery", true, "with --identity-addr: find outbound destinations' endpoints and identities through the controller's destination service (unless --endpoints-file)")
 	f.DurationVar(&o.detectTimeout, "detect-timeout", time.Second, "how long to wait for a client's first bytes before treating the connection as opaque TCP")
 	f.StringVar(&o.opaquePorts, "opaque-ports", joinPorts(proxy.DefaultOpaquePorts), "ports proxied as opaque TCP without detection (server-speaks-first protocols)")
 	f.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "how long in-flight requests get to finish on shutdown")
@@ -283,7 +286,7 @@ func (o runOptions) runWithIdentityService(ctx context.Context, cfg proxy.Config
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	done := make(chan error, 1)
+	done := make(chan error, 2)
 	go func() { done <- client.Run(ctx) }()
 	cfg.Log.Info("waiting for the workload certificate", "spiffe_id", id.String(), "controller", o.identityAddr)
 	select {
@@ -293,11 +296,28 @@ func (o runOptions) runWithIdentityService(ctx context.Context, cfg proxy.Config
 		return nil
 	}
 	cfg.Identity = client
+	workers := 1
+	if o.discovery && o.endpointsFile == "" {
+		dc, err := discovery.New(discovery.Config{
+			Addr: o.identityAddr, ControllerID: controllerID, Identity: client,
+			Log: cfg.Log.With("component", "discovery"),
+		})
+		if err != nil {
+			cancel()
+			<-done
+			return err
+		}
+		cfg.Endpoints = dc
+		workers++
+		go func() { done <- dc.Run(ctx) }()
+	}
 	p, err := proxy.New(cfg)
 	if err == nil {
 		err = p.Run(ctx)
 	}
 	cancel()
-	<-done
+	for range workers {
+		<-done
+	}
 	return err
 }

@@ -374,8 +374,12 @@ func (w *Watcher) Watch(ctx context.Context, raw string, send func(api.Destinati
 		return err
 	}
 	key := t.key
-	if key == "" {
-		return send(w.resolve(t)) // outside the cluster: nothing to follow
+	if key == "" { // outside the cluster: nothing to follow, but the stream stays
+		if err := send(w.resolve(t)); err != nil {
+			return err
+		}
+		<-ctx.Done()
+		return nil
 	}
 	ch, unsubscribe := w.subscribe(key)
 	defer unsubscribe()

@@ -96,6 +96,11 @@ func (c Config) Validate() error {
 		return errors.New("injector: the proxy image and version are required")
 	}
 	c = c.withDefaults()
+	switch c.ImagePullPolicy {
+	case "Always", "IfNotPresent", "Never":
+	default:
+		return fmt.Errorf("injector: image pull policy %q: want Always, IfNotPresent or Never", c.ImagePullPolicy)
+	}
 	for _, q := range []string{c.CPURequest, c.MemoryRequest, c.MemoryLimit} {
 		if _, err := resource.ParseQuantity(q); err != nil {
 			return fmt.Errorf("injector: default resource %q: %w", q, err)

@@ -107,7 +107,7 @@ func (h *Webhook) review(ctx context.Context, req *admissionv1.AdmissionRequest,
 		log.Debug("pod not injected", "namespace", req.Namespace, "pod", name, "reason", reason)
 		return allow
 	}
-	if h.BeforeInject != nil {
+	if h.BeforeInject != nil && (req.DryRun == nil || !*req.DryRun) { // sideEffects: NoneOnDryRun
 		if err := h.BeforeInject(ctx, req.Namespace); err != nil {
 			log.Warn("could not prepare the namespace; the pod waits for its trust bundle", "namespace", req.Namespace, "error", err)
 		}

@@ -1,6 +1,7 @@
 // Package admin serves the proxy's admin endpoints on port 4191: /live,
-// /ready, /metrics (Prometheus text), /identity (the workload certificate)
-// and /tap (a live JSON-lines request stream). /identity and /tap answer only
+// /ready, /metrics (Prometheus text), /identity (the workload certificate),
+// /tap (a live JSON-lines request stream) and /destinations (what discovery
+// follows). /identity, /tap and /destinations answer only
 // loopback and the node's own addresses, where the API server's pods/proxy
 // and the kubelet come from, never other pods.
 package admin
@@ -19,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/meshctl/meshctl/internal/certs"
+	"github.com/meshctl/meshctl/proxy/endpoints"
 	"github.com/meshctl/meshctl/proxy/tap"
 )
 
@@ -41,6 +43,16 @@ type Config struct {
 	DefaultTapRPS int
 	// Pprof serves Go's profiles under /debug/pprof/ (node only).
 	Pprof bool
+	// Destinations, when set, lists the outbound destinations the proxy
+	// follows and their endpoints, for /destinations (node only).
+	Destinations endpoints.Lister
+}
+
+// DestinationEndpoint is one endpoint in /destinations.
+type DestinationEndpoint struct {
+	Addr     string `json:"addr"`
+	Identity string `json:"identity,omitempty"`
+	Opaque   bool   `json:"opaque,omitempty"`
 }
 
 // Handler returns the admin endpoints.
@@ -63,6 +75,11 @@ func Handler(cfg Config) http.Handler {
 	mux.Handle("GET /identity", nodeOnly(cfg.Allow, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		serveIdentity(w, cfg.Identity)
 	})))
+	if cfg.Destinations != nil {
+		mux.Handle("GET /destinations", nodeOnly(cfg.Allow, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			serveDestinations(w, cfg.Destinations)
+		})))
+	}
 	mux.Handle("GET /tap", nodeOnly(cfg.Allow, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		serveTap(w, r, cfg.Tap, cfg.DefaultTapRPS)
 	})))
@@ -106,6 +123,25 @@ type IdentityInfo struct {
 	NotBefore             time.Time `json:"not_before"`
 	NotAfter              time.Time `json:"not_after"`
 	TrustRootFingerprints []string  `json:"trust_root_fingerprints"`
+}
+
+func serveDestinations(w http.ResponseWriter, l endpoints.Lister) {
+	out := map[string][]DestinationEndpoint{}
+	for dst, eps := range l.List() {
+		list := make([]DestinationEndpoint, 0, len(eps))
+		for _, e := range eps {
+			d := DestinationEndpoint{Addr: e.Addr, Opaque: e.Opaque}
+			if e.Meshed() {
+				d.Identity = e.Identity.String()
+			}
+			list = append(list, d)
+		}
+		out[dst] = list
+	}
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(out)
 }
 
 func serveIdentity(w http.ResponseWriter, src certs.Source) {

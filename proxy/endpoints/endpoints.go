@@ -1,17 +1,20 @@
 // Package endpoints decides where a connection's requests go: a destination
 // (the original destination of a redirected connection, or an explicit
 // upstream) maps to a set of endpoints, picked from per request. An endpoint
-// that is meshed names the SPIFFE ID it must prove. Until the control plane
-// streams discovery, the map comes from a static file, which stays the test seam.
+// that is meshed names the SPIFFE ID it must prove. A Resolver finds the set:
+// the discovery client (proxy/discovery) in a pod, a static Table from a file
+// in tests and explicit setups.
 package endpoints
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"sync/atomic"
 
 	"github.com/meshctl/meshctl/identity/spiffeid"
@@ -24,45 +27,86 @@ type Endpoint struct {
 	// Identity is the SPIFFE ID a meshed endpoint must prove; the zero ID
 	// means the endpoint is not meshed and gets plaintext.
 	Identity spiffeid.ID
+	// Opaque says the destination port carries no HTTP worth detecting
+	// (the server's config.meshctl.io/opaque-ports).
+	Opaque bool
 }
 
 // Meshed reports whether traffic to the endpoint goes over mutual TLS.
 func (e Endpoint) Meshed() bool { return e.Identity != (spiffeid.ID{}) }
 
-// Set is the endpoints of one destination, picked from round robin.
+// Set is the endpoints of one destination, picked from round robin. Its
+// endpoints may be replaced while connections use it (discovery updates);
+// every pick sees one consistent list.
 type Set struct {
-	eps  []Endpoint
+	eps  atomic.Pointer[[]Endpoint]
 	next atomic.Uint32
 }
 
-// NewSet returns a set of endpoints; it must not be empty.
+// NewSet returns a set of endpoints. An empty set answers no pick until
+// Update gives it endpoints.
 func NewSet(eps ...Endpoint) *Set {
-	return &Set{eps: append([]Endpoint(nil), eps...)}
+	s := &Set{}
+	s.Update(eps)
+	return s
 }
 
 // Plain returns a set of one unmeshed endpoint.
 func Plain(addr string) *Set { return NewSet(Endpoint{Addr: addr}) }
 
-// Pick returns the endpoint for the next request.
-func (s *Set) Pick() Endpoint {
-	if len(s.eps) == 1 {
-		return s.eps[0]
+// Update replaces the endpoints.
+func (s *Set) Update(eps []Endpoint) {
+	c := slices.Clone(eps)
+	s.eps.Store(&c)
+}
+
+// Pick returns the endpoint for the next request; false when there is none.
+func (s *Set) Pick() (Endpoint, bool) {
+	eps := *s.eps.Load()
+	switch len(eps) {
+	case 0:
+		return Endpoint{}, false
+	case 1:
+		return eps[0], true
 	}
-	return s.eps[int(s.next.Add(1)-1)%len(s.eps)]
+	return eps[int(s.next.Add(1)-1)%len(eps)], true
 }
 
 // Endpoints returns the endpoints.
-func (s *Set) Endpoints() []Endpoint { return append([]Endpoint(nil), s.eps...) }
+func (s *Set) Endpoints() []Endpoint { return slices.Clone(*s.eps.Load()) }
 
 // Identity returns the SPIFFE ID shared by every endpoint, or the zero ID.
 func (s *Set) Identity() spiffeid.ID {
-	id := s.eps[0].Identity
-	for _, e := range s.eps[1:] {
+	eps := *s.eps.Load()
+	if len(eps) == 0 {
+		return spiffeid.ID{}
+	}
+	id := eps[0].Identity
+	for _, e := range eps[1:] {
 		if e.Identity != id {
 			return spiffeid.ID{}
 		}
 	}
 	return id
+}
+
+// Opaque reports whether the destination's port is opaque.
+func (s *Set) Opaque() bool {
+	eps := *s.eps.Load()
+	return len(eps) > 0 && eps[0].Opaque
+}
+
+// Resolver finds the endpoints of an outbound destination (an original
+// destination address). It never fails: what it cannot resolve goes to the
+// destination as it is.
+type Resolver interface {
+	Resolve(ctx context.Context, dst netip.AddrPort) *Set
+}
+
+// Lister is a Resolver that can tell what it currently follows: each
+// destination ("ip:port") and its endpoints (the admin's /destinations).
+type Lister interface {
+	List() map[string][]Endpoint
 }
 
 // Table maps destinations to their endpoint sets. Destinations not in the
@@ -71,8 +115,8 @@ type Table struct {
 	sets map[netip.AddrPort]*Set
 }
 
-// Lookup returns the endpoints of a destination.
-func (t *Table) Lookup(dst netip.AddrPort) *Set {
+// Resolve returns the endpoints of a destination.
+func (t *Table) Resolve(_ context.Context, dst netip.AddrPort) *Set {
 	if t != nil {
 		if s, ok := t.sets[dst]; ok {
 			return s

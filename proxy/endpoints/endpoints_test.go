@@ -1,8 +1,11 @@
 package endpoints
 
 import (
+	"context"
 	"net/netip"
 	"testing"
+
+	"github.com/meshctl/meshctl/identity/spiffeid"
 )
 
 func TestTableMapsDestinationsAndPassesOthersThrough(t *testing.T) {
@@ -10,10 +13,10 @@ func TestTableMapsDestinationsAndPassesOthersThrough(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	set := tab.Lookup(netip.MustParseAddrPort("10.96.0.12:80"))
+	set := tab.Resolve(context.Background(), netip.MustParseAddrPort("10.96.0.12:80"))
 	seen := map[string]int{}
 	for range 10 {
-		ep := set.Pick()
+		ep, _ := set.Pick()
 		seen[ep.Addr]++
 		if ep.Meshed() != (ep.Addr == "10.244.0.9:8080") {
 			t.Errorf("endpoint %s meshed = %v", ep.Addr, ep.Meshed())
@@ -22,8 +25,8 @@ func TestTableMapsDestinationsAndPassesOthersThrough(t *testing.T) {
 	if seen["10.244.0.7:8080"] != 5 || seen["10.244.0.9:8080"] != 5 {
 		t.Errorf("round robin picked %v, want 5 each", seen)
 	}
-	if got := tab.Lookup(netip.MustParseAddrPort("10.1.2.3:443")).Pick(); got.Addr != "10.1.2.3:443" || got.Meshed() {
-		t.Errorf("unknown destination picked %s, want itself", got)
+	if got, _ := tab.Resolve(context.Background(), netip.MustParseAddrPort("10.1.2.3:443")).Pick(); got.Addr != "10.1.2.3:443" || got.Meshed() {
+		t.Errorf("unknown destination picked %+v, want itself", got)
 	}
 }
 
@@ -43,9 +46,35 @@ func FuzzParse(f *testing.F) {
 			return
 		}
 		for dst, s := range tab.sets {
-			if s.Pick().Addr == "" || !dst.IsValid() {
+			if ep, ok := s.Pick(); !ok || ep.Addr == "" || !dst.IsValid() {
 				t.Fatalf("bad entry %v", dst)
 			}
 		}
 	})
+}
+
+func TestSetUpdatesWhileInUse(t *testing.T) {
+	s := NewSet()
+	if _, ok := s.Pick(); ok {
+		t.Fatal("an empty set picked an endpoint")
+	}
+	s.Update([]Endpoint{{Addr: "10.0.0.1:80", Opaque: true}, {Addr: "10.0.0.2:80", Opaque: true}})
+	if !s.Opaque() {
+		t.Error("Opaque() = false for opaque endpoints")
+	}
+	seen := map[string]bool{}
+	for range 4 {
+		ep, ok := s.Pick()
+		if !ok {
+			t.Fatal("no pick after Update")
+		}
+		seen[ep.Addr] = true
+	}
+	if len(seen) != 2 {
+		t.Errorf("picked %v, want both endpoints", seen)
+	}
+	s.Update(nil)
+	if _, ok := s.Pick(); ok || s.Identity() != (spiffeid.ID{}) {
+		t.Error("a set emptied by Update still picks")
+	}
 }

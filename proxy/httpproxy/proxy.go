@@ -217,7 +217,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rec.body = &bodyReader{src: r.Body}
 		defer rec.body.Close()
 	}
-	ep := info.Upstream.Pick()
+	ep, ok := info.Upstream.Pick()
+	if !ok {
+		rec.Header().Set("meshctl-proxy-error", "no endpoints")
+		http.Error(rec, "meshctl proxy: the destination has no ready endpoints", http.StatusServiceUnavailable)
+		return
+	}
 	out := outbound(withEndpoint(ctx, ep), r, ep.Addr)
 	if rec.body != nil && out.Body != nil {
 		// On the copy only: net/http inspects its own request's body after

@@ -1,0 +1,293 @@
+// Package discovery is the proxy's side of the destination service: for each
+// outbound destination it sees, it subscribes to the controller's
+// /v1/destinations stream over mutual TLS (HTTP/2, one connection for all
+// subscriptions) and keeps an endpoints.Set up to date with what the
+// controller says. Subscriptions live in a bounded LRU cache. When the
+// controller is unreachable, sets keep what they last knew and the stream
+// reconnects with backoff; a destination never heard of goes to its
+// original address, unmeshed.
+package discovery
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"golang.org/x/net/http2"
+
+	"github.com/meshctl/meshctl/identity/spiffeid"
+	"github.com/meshctl/meshctl/internal/api"
+	"github.com/meshctl/meshctl/internal/certs"
+	"github.com/meshctl/meshctl/proxy/endpoints"
+	"github.com/meshctl/meshctl/proxy/meshtls"
+)
+
+// Config configures a Client.
+type Config struct {
+	// Addr is the controller's control API, host:port. Required.
+	Addr string
+	// ControllerID is the SPIFFE ID the controller must prove. Required.
+	ControllerID spiffeid.ID
+	// Identity is the workload certificate presented to the controller. Required.
+	Identity certs.Source
+	// FirstAnswer bounds how long the first connection to a new destination
+	// waits for the controller before going to the destination as it is.
+	// Default: 1s.
+	FirstAnswer time.Duration
+	// CacheSize bounds the destinations followed at once; the least recently
+	// used one is dropped beyond it. Default: 500.
+	CacheSize int
+	// MaxBackoff bounds the wait between reconnections. Default: 10s.
+	MaxBackoff time.Duration
+	// Log receives the client's logs. Default: discard.
+	Log *slog.Logger
+}
+
+// Client resolves destinations through the controller. It implements
+// endpoints.Resolver.
+type Client struct {
+	cfg  Config
+	http *http.Client
+	ctx  context.Context // ends with Run; every subscription's parent
+	stop context.CancelFunc
+	wg   sync.WaitGroup // subscriptions
+	// down is set while the controller cannot be reached, so that new
+	// destinations do not each wait FirstAnswer for nothing.
+	down atomic.Bool
+
+	mu    sync.Mutex // guards cache (Get and Add together)
+	cache *lru.Cache[netip.AddrPort, *subscription]
+}
+
+// subscription follows one destination.
+type subscription struct {
+	dst       netip.AddrPort
+	set       *endpoints.Set
+	answered  chan struct{} // closed at the first answer
+	answerOne sync.Once
+	cancel    context.CancelFunc
+}
+
+// New checks the configuration. Call Run to keep the subscriptions going.
+func New(cfg Config) (*Client, error) {
+	if cfg.Addr == "" || cfg.Identity == nil || cfg.ControllerID == (spiffeid.ID{}) {
+		return nil, errors.New("discovery: Addr, ControllerID and Identity are required")
+	}
+	if cfg.FirstAnswer == 0 {
+		cfg.FirstAnswer = time.Second
+	}
+	if cfg.CacheSize == 0 {
+		cfg.CacheSize = 500
+	}
+	if cfg.MaxBackoff == 0 {
+		cfg.MaxBackoff = 10 * time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	c := &Client{cfg: cfg}
+	c.ctx, c.stop = context.WithCancel(context.Background())
+	cache, err := lru.NewWithEvict(cfg.CacheSize, func(_ netip.AddrPort, s *subscription) { s.cancel() })
+	if err != nil {
+		return nil, err
+	}
+	c.cache = cache
+	c.http = &http.Client{Transport: &http2.Transport{
+		TLSClientConfig: meshtls.ClientConfig(cfg.Identity, cfg.ControllerID, "h2", tls.NewLRUClientSessionCache(4)),
+		// A controller that vanished without closing its connections (its
+		// pod killed) is noticed by pings, not by the kernel.
+		ReadIdleTimeout: 15 * time.Second,
+		PingTimeout:     5 * time.Second,
+	}}
+	return c, nil
+}
+
+// Run keeps the subscriptions going until ctx ends, then stops them all.
+func (c *Client) Run(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+	case <-c.ctx.Done():
+	}
+	c.stop()
+	c.wg.Wait()
+	c.http.CloseIdleConnections()
+	return nil
+}
+
+// Resolve returns the endpoints of dst, subscribing to it on first use. The
+// first call for a destination waits up to FirstAnswer (or until ctx ends)
+// for the controller; until it answers, the set holds dst itself.
+func (c *Client) Resolve(ctx context.Context, dst netip.AddrPort) *endpoints.Set {
+	dst = netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())
+	c.mu.Lock()
+	sub, ok := c.cache.Get(dst)
+	if !ok {
+		if c.ctx.Err() != nil { // stopped
+			c.mu.Unlock()
+			return endpoints.Plain(dst.String())
+		}
+		sub = c.subscribe(dst)
+		c.cache.Add(dst, sub)
+	}
+	c.mu.Unlock()
+	select {
+	case <-sub.answered:
+		return sub.set
+	default:
+	}
+	if c.down.Load() {
+		return sub.set
+	}
+	t := time.NewTimer(c.cfg.FirstAnswer)
+	defer t.Stop()
+	select {
+	case <-sub.answered:
+	case <-t.C:
+		c.cfg.Log.Debug("no answer from the controller in time; forwarding as is", "destination", dst)
+	case <-ctx.Done():
+	}
+	return sub.set
+}
+
+// List returns the destinations followed and their endpoints.
+func (c *Client) List() map[string][]endpoints.Endpoint {
+	c.mu.Lock()
+	subs := c.cache.Values()
+	c.mu.Unlock()
+	out := make(map[string][]endpoints.Endpoint, len(subs))
+	for _, s := range subs {
+		out[s.dst.String()] = s.set.Endpoints()
+	}
+	return out
+}
+
+// subscribe starts following dst.
+func (c *Client) subscribe(dst netip.AddrPort) *subscription {
+	ctx, cancel := context.WithCancel(c.ctx)
+	sub := &subscription{dst: dst, set: endpoints.Plain(dst.String()), answered: make(chan struct{}), cancel: cancel}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.follow(ctx, sub)
+	}()
+	return sub
+}
+
+// follow keeps a stream open for sub, reconnecting with jittered
+// exponential backoff; the set keeps its endpoints in between.
+func (c *Client) follow(ctx context.Context, sub *subscription) {
+	const minBackoff = 100 * time.Millisecond
+	backoff := minBackoff
+	for {
+		answered, err := c.stream(ctx, sub)
+		if ctx.Err() != nil {
+			return
+		}
+		var perm *permanentError
+		if errors.As(err, &perm) {
+			c.cfg.Log.Warn("the controller refused the destination; forwarding as is", "destination", sub.dst, "error", err)
+			sub.set.Update([]endpoints.Endpoint{{Addr: sub.dst.String()}})
+			sub.answer()
+			return
+		}
+		if answered {
+			backoff = minBackoff
+		} else {
+			c.down.Store(true)
+		}
+		c.cfg.Log.Debug("destination stream ended; reconnecting", "destination", sub.dst, "error", err, "in", backoff)
+		wait := backoff/2 + rand.N(backoff/2+1)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		backoff = min(2*backoff, c.cfg.MaxBackoff)
+	}
+}
+
+// permanentError is an answer that retrying will not change.
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+
+// stream reads one destination stream until it ends; answered says whether
+// it delivered anything.
+func (c *Client) stream(ctx context.Context, sub *subscription) (answered bool, err error) {
+	u := url.URL{Scheme: "https", Host: c.cfg.Addr, Path: api.DestinationsPath, RawQuery: url.Values{"target": {sub.dst.String()}}.Encode()}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return false, &permanentError{err}
+	}
+	res, err := c.http.Do(req)
+	if err != nil {
+		return false, err
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		var e api.Error
+		_ = json.NewDecoder(io.LimitReader(res.Body, 4096)).Decode(&e)
+		err := fmt.Errorf("controller answered %s: %s", res.Status, e.Error)
+		if res.StatusCode == http.StatusBadRequest {
+			return false, &permanentError{err}
+		}
+		return false, err
+	}
+	dec := json.NewDecoder(res.Body)
+	for {
+		var d api.Destination
+		if err := dec.Decode(&d); err != nil {
+			return answered, err
+		}
+		eps := Translate(sub.dst, d, c.cfg.Log)
+		sub.set.Update(eps)
+		answered = true
+		c.down.Store(false)
+		sub.answer()
+		c.cfg.Log.Debug("destination updated", "destination", sub.dst, "service", d.Service, "endpoints", len(eps))
+	}
+}
+
+func (s *subscription) answer() { s.answerOne.Do(func() { close(s.answered) }) }
+
+// Translate turns the controller's answer for dst into endpoints. An
+// unknown destination is dst itself, unmeshed. An endpoint whose identity
+// does not parse is left out rather than reached in plaintext.
+func Translate(dst netip.AddrPort, d api.Destination, log *slog.Logger) []endpoints.Endpoint {
+	if !d.Known {
+		return []endpoints.Endpoint{{Addr: dst.String()}}
+	}
+	eps := make([]endpoints.Endpoint, 0, len(d.Endpoints))
+	for _, e := range d.Endpoints {
+		if _, err := netip.ParseAddrPort(e.Addr); err != nil {
+			log.Warn("the controller sent a bad endpoint address; skipping it", "destination", dst, "addr", e.Addr)
+			continue
+		}
+		ep := endpoints.Endpoint{Addr: e.Addr, Opaque: e.Opaque}
+		if e.Identity != "" {
+			id, err := spiffeid.Parse(e.Identity)
+			if err != nil {
+				log.Warn("the controller sent a bad identity; skipping the endpoint", "destination", dst, "addr", e.Addr, "error", err)
+				continue
+			}
+			ep.Identity = id
+		}
+		eps = append(eps, ep) // weights wait for the weighted balancer
+
+	}
+	return eps
+}

@@ -1,0 +1,393 @@
+package discovery
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/meshctl/meshctl/identity/spiffeid"
+	"github.com/meshctl/meshctl/internal/api"
+	"github.com/meshctl/meshctl/internal/certs"
+	"github.com/meshctl/meshctl/internal/testpki"
+	"github.com/meshctl/meshctl/proxy/endpoints"
+)
+
+const (
+	controllerID = "spiffe://cluster.local/ns/meshctl/sa/mesh-controller"
+	workloadID   = "spiffe://cluster.local/ns/demo/sa/client"
+	webID        = "spiffe://cluster.local/ns/demo/sa/web"
+)
+
+type source struct{ b *certs.Bundle }
+
+func (s source) Bundle() *certs.Bundle { return s.b }
+
+func bundle(t *testing.T, root, issuer *testpki.CA, id string) *certs.Bundle {
+	t.Helper()
+	leaf := issuer.Issue(t, id, -time.Minute, time.Hour)
+	b, err := certs.NewBundle(leaf.CertPEM(), leaf.KeyPEM(t), testpki.CertPEM(root.Cert))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// fakeController serves /v1/destinations from a table the test changes.
+type fakeController struct {
+	srv *httptest.Server
+
+	mu      sync.Mutex
+	dests   map[string]api.Destination
+	changed chan struct{} // closed and replaced on every change
+	callers []string      // the client certificates' SPIFFE IDs
+}
+
+func newFakeController(t *testing.T, b *certs.Bundle) *fakeController {
+	t.Helper()
+	fc := &fakeController{dests: map[string]api.Destination{}, changed: make(chan struct{})}
+	fc.srv = httptest.NewUnstartedServer(http.HandlerFunc(fc.serve))
+	fc.srv.EnableHTTP2 = true
+	fc.srv.TLS = &tls.Config{
+		Certificates: []tls.Certificate{*b.Certificate},
+		ClientAuth:   tls.RequireAnyClientCert,
+	}
+	fc.srv.StartTLS()
+	t.Cleanup(fc.srv.Close)
+	return fc
+}
+
+func (fc *fakeController) set(target string, d api.Destination) {
+	fc.mu.Lock()
+	fc.dests[target] = d
+	close(fc.changed)
+	fc.changed = make(chan struct{})
+	fc.mu.Unlock()
+}
+
+func (fc *fakeController) serve(w http.ResponseWriter, r *http.Request) {
+	target := r.URL.Query().Get("target")
+	if _, err := netip.ParseAddrPort(target); err != nil || r.URL.Path != api.DestinationsPath {
+		w.WriteHeader(http.StatusBadRequest)
+		_ = json.NewEncoder(w).Encode(api.Error{Error: "bad target", Reason: "bad_target"})
+		return
+	}
+	id, _ := spiffeid.FromCertificate(r.TLS.PeerCertificates[0])
+	fc.mu.Lock()
+	fc.callers = append(fc.callers, id.String())
+	fc.mu.Unlock()
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	enc := json.NewEncoder(w)
+	for {
+		fc.mu.Lock()
+		d, ok := fc.dests[target]
+		changed := fc.changed
+		fc.mu.Unlock()
+		if !ok {
+			d = api.Destination{Known: false}
+		}
+		if enc.Encode(d) != nil {
+			return
+		}
+		w.(http.Flusher).Flush()
+		select {
+		case <-changed:
+		case <-r.Context().Done():
+			return
+		}
+	}
+}
+
+type fixture struct {
+	root, issuer *testpki.CA
+	workload     *certs.Bundle
+	controller   *fakeController
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	root := testpki.NewRoot(t, "root")
+	issuer := root.NewIssuer(t, "issuer")
+	return &fixture{
+		root: root, issuer: issuer,
+		workload:   bundle(t, root, issuer, workloadID),
+		controller: newFakeController(t, bundle(t, root, issuer, controllerID)),
+	}
+}
+
+func (f *fixture) client(t *testing.T, addr string, mod func(*Config)) *Client {
+	t.Helper()
+	cfg := Config{
+		Addr: addr, ControllerID: mustID(t, controllerID), Identity: source{f.workload},
+		MaxBackoff: 200 * time.Millisecond, Log: slog.New(slog.DiscardHandler),
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- c.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	return c
+}
+
+func addrs(s *endpoints.Set) []string {
+	var out []string
+	for _, e := range s.Endpoints() {
+		out = append(out, e.Addr)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// eventually waits for cond, failing after a deadline.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestResolveFollowsTheControllersUpdates(t *testing.T) {
+	f := newFixture(t)
+	svc := netip.MustParseAddrPort("10.96.0.20:80")
+	f.controller.set(svc.String(), api.Destination{Known: true, Service: "web.demo", Endpoints: []api.Endpoint{
+		{Addr: "10.244.0.7:8080", Identity: webID}, {Addr: "10.244.0.8:8080", Identity: webID},
+	}})
+	c := f.client(t, f.controller.srv.Listener.Addr().String(), nil)
+
+	set := c.Resolve(context.Background(), svc)
+	if got := addrs(set); !slices.Equal(got, []string{"10.244.0.7:8080", "10.244.0.8:8080"}) {
+		t.Fatalf("first resolve = %v, want the two web endpoints", got)
+	}
+	if set.Identity().String() != webID {
+		t.Errorf("identity = %v, want %s", set.Identity(), webID)
+	}
+	if c.Resolve(context.Background(), svc) != set {
+		t.Error("a second resolve made a new set instead of using the cached one")
+	}
+
+	// Scale to one endpoint: the same set follows.
+	f.controller.set(svc.String(), api.Destination{Known: true, Service: "web.demo", Endpoints: []api.Endpoint{
+		{Addr: "10.244.0.9:8080", Identity: webID},
+	}})
+	eventually(t, "the update", func() bool { return slices.Equal(addrs(set), []string{"10.244.0.9:8080"}) })
+
+	// Scale to zero: no endpoint to pick.
+	f.controller.set(svc.String(), api.Destination{Known: true, Service: "web.demo"})
+	eventually(t, "the empty update", func() bool { _, ok := set.Pick(); return !ok })
+
+	f.controller.mu.Lock()
+	defer f.controller.mu.Unlock()
+	if len(f.controller.callers) == 0 || f.controller.callers[0] != workloadID {
+		t.Errorf("the controller saw callers %v, want the workload's certificate %s", f.controller.callers, workloadID)
+	}
+}
+
+func TestUnknownDestinationsGoAsTheyAre(t *testing.T) {
+	f := newFixture(t)
+	c := f.client(t, f.controller.srv.Listener.Addr().String(), nil)
+	dst := netip.MustParseAddrPort("93.184.216.34:443")
+	ep, ok := c.Resolve(context.Background(), dst).Pick()
+	if !ok || ep.Addr != dst.String() || ep.Meshed() {
+		t.Errorf("unknown destination resolved to %+v, want itself unmeshed", ep)
+	}
+}
+
+func TestKeepsWhatItKnewWhileTheControllerIsAway(t *testing.T) {
+	f := newFixture(t)
+	svc := netip.MustParseAddrPort("10.96.0.21:80")
+	f.controller.set(svc.String(), api.Destination{Known: true, Endpoints: []api.Endpoint{{Addr: "10.244.0.7:8080", Identity: webID}}})
+
+	// A forwarder in front of the controller lets the test cut connections
+	// and bring the controller back with new state.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fwd := newForwarder(t, ln, f.controller.srv.Listener.Addr().String())
+	c := f.client(t, ln.Addr().String(), nil)
+	set := c.Resolve(context.Background(), svc)
+	if got := addrs(set); !slices.Equal(got, []string{"10.244.0.7:8080"}) {
+		t.Fatalf("resolve = %v", got)
+	}
+
+	fwd.pause(true) // the controller is unreachable; connections cut
+	eventually(t, "the client to notice", c.down.Load)
+	if got := addrs(set); !slices.Equal(got, []string{"10.244.0.7:8080"}) {
+		t.Fatalf("while the controller is away the set became %v, want what it knew", got)
+	}
+	// A new destination does not wait for an answer that cannot come.
+	start := time.Now()
+	other := c.Resolve(context.Background(), netip.MustParseAddrPort("10.96.0.22:80"))
+	if ep, _ := other.Pick(); ep.Addr != "10.96.0.22:80" {
+		t.Errorf("a new destination while away resolved to %s, want itself", ep.Addr)
+	}
+	if d := time.Since(start); d > 900*time.Millisecond {
+		t.Errorf("resolving while the controller is away took %v; it should not wait for it", d)
+	}
+
+	// Meanwhile the endpoints changed; the reconnected stream brings a full snapshot.
+	f.controller.set(svc.String(), api.Destination{Known: true, Endpoints: []api.Endpoint{{Addr: "10.244.0.30:8080", Identity: webID}}})
+	fwd.pause(false)
+	eventually(t, "the snapshot after reconnecting", func() bool { return slices.Equal(addrs(set), []string{"10.244.0.30:8080"}) })
+}
+
+func TestRefusesAControllerWithTheWrongIdentity(t *testing.T) {
+	f := newFixture(t)
+	impostor := newFakeController(t, bundle(t, f.root, f.issuer, "spiffe://cluster.local/ns/demo/sa/impostor"))
+	svc := netip.MustParseAddrPort("10.96.0.23:80")
+	impostor.set(svc.String(), api.Destination{Known: true, Endpoints: []api.Endpoint{{Addr: "10.244.6.6:80"}}})
+	c := f.client(t, impostor.srv.Listener.Addr().String(), func(c *Config) { c.FirstAnswer = 200 * time.Millisecond })
+	ep, _ := c.Resolve(context.Background(), svc).Pick()
+	if ep.Addr != svc.String() {
+		t.Errorf("resolved through an impostor to %s, want the destination itself", ep.Addr)
+	}
+}
+
+func TestEvictionStopsTheSubscription(t *testing.T) {
+	f := newFixture(t)
+	c := f.client(t, f.controller.srv.Listener.Addr().String(), func(c *Config) { c.CacheSize = 2 })
+	for i := range 5 {
+		c.Resolve(context.Background(), netip.AddrPortFrom(netip.MustParseAddr("10.96.1.1"), uint16(80+i)))
+	}
+	if n := c.cache.Len(); n != 2 {
+		t.Errorf("cache holds %d destinations, want 2", n)
+	}
+	// Run's end waits for every subscription: a leaked one would hang the cleanup.
+}
+
+func TestTranslate(t *testing.T) {
+	dst := netip.MustParseAddrPort("10.96.0.20:80")
+	log := slog.New(slog.DiscardHandler)
+	got := Translate(dst, api.Destination{Known: true, Endpoints: []api.Endpoint{
+		{Addr: "10.244.0.7:8080", Identity: webID, Opaque: true},
+		{Addr: "10.244.0.8:8080"},
+		{Addr: "10.244.0.9:8080", Identity: "spiffe://nope/with space"},
+		{Addr: "not-an-address"},
+	}}, log)
+	want := []endpoints.Endpoint{
+		{Addr: "10.244.0.7:8080", Identity: mustID(t, webID), Opaque: true},
+		{Addr: "10.244.0.8:8080"},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("Translate = %+v, want %+v", got, want)
+	}
+	if got := Translate(dst, api.Destination{Known: false}, log); !slices.Equal(got, []endpoints.Endpoint{{Addr: dst.String()}}) {
+		t.Errorf("Translate(unknown) = %+v, want the destination itself", got)
+	}
+	if got := Translate(dst, api.Destination{Known: true}, log); len(got) != 0 {
+		t.Errorf("Translate(no endpoints) = %+v, want none", got)
+	}
+}
+
+func mustID(t *testing.T, s string) spiffeid.ID {
+	t.Helper()
+	id, err := spiffeid.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// forwarder relays TCP connections to a target; paused, it cuts every
+// connection and refuses new ones, as an unreachable controller would.
+type forwarder struct {
+	target string
+
+	mu     sync.Mutex
+	paused bool
+	conns  map[net.Conn]struct{}
+}
+
+func newForwarder(t *testing.T, ln net.Listener, target string) *forwarder {
+	t.Helper()
+	f := &forwarder{target: target, conns: map[net.Conn]struct{}{}}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		ln.Close()
+		f.pause(true)
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				f.relay(c)
+			}()
+		}
+	}()
+	return f
+}
+
+func (f *forwarder) track(cs ...net.Conn) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.paused {
+		return false
+	}
+	for _, c := range cs {
+		f.conns[c] = struct{}{}
+	}
+	return true
+}
+
+func (f *forwarder) relay(c net.Conn) {
+	defer c.Close()
+	up, err := net.Dial("tcp", f.target)
+	if err != nil {
+		return
+	}
+	defer up.Close()
+	if !f.track(c, up) {
+		return
+	}
+	done := make(chan struct{}, 2)
+	go func() { _, _ = io.Copy(up, c); done <- struct{}{} }()
+	go func() { _, _ = io.Copy(c, up); done <- struct{}{} }()
+	<-done
+	c.Close()
+	up.Close()
+	<-done
+}
+
+func (f *forwarder) pause(p bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.paused = p
+	if p {
+		for c := range f.conns {
+			c.Close()
+		}
+		clear(f.conns)
+	}
+}
