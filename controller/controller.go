@@ -42,7 +42,7 @@ type Controller struct {
 	ready atomic.Bool
 	// ControlAddr and AdminAddr are set once listening (tests use port 0).
 	controlLn, adminLn, webhookLn net.Listener
-	listening          chan struct{}
+	listening                     chan struct{}
 }
 
 // New checks the configuration.

@@ -269,4 +269,3 @@ func h2cOnly() *http.Protocols {
 	p.SetUnencryptedHTTP2(true)
 	return &p
 }
-
