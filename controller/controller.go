@@ -114,6 +114,11 @@ func (c *Controller) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	for name, inf := range map[string]cache.SharedIndexInformer{
+		"services": dest.Services(), "endpointslices": dest.EndpointSlices(), "pods": dest.Pods(), "namespaces": nsInformer,
+	} {
+		c.countObjects(name, inf)
+	}
 	cluster.Start(ctx.Done())
 	copies.Start(ctx.Done())
 	syncCtx, syncDone := context.WithTimeout(ctx, 2*time.Minute)
@@ -199,6 +204,18 @@ func (c *Controller) Run(ctx context.Context) error {
 		runErr = errors.Join(runErr, s.Shutdown(shutdown))
 	}
 	return runErr
+}
+
+// countObjects exports how many objects an informer caches, which is what
+// the controller's memory grows with.
+func (c *Controller) countObjects(resource string, inf cache.SharedIndexInformer) {
+	g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "controller_cached_objects", Help: "Objects in the controller's informer caches.",
+		ConstLabels: prometheus.Labels{"resource": resource},
+	}, func() float64 { return float64(len(inf.GetStore().ListKeys())) })
+	if err := c.reg.Register(g); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
+		c.log.Warn("cache metric not registered", "resource", resource, "error", err)
+	}
 }
 
 func ignoreClosed(err error) error {

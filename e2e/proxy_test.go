@@ -53,7 +53,12 @@ func withHandMadeSidecar(spec *corev1.PodSpec) {
 // proxyMetrics reads a pod's proxy metrics through the API server's
 // pods/proxy subresource, as meshctl stat will.
 func proxyMetrics(ctx context.Context, ns, pod string) (map[string]float64, error) {
-	raw, err := cluster.client.CoreV1().Pods(ns).ProxyGet("http", pod, "4191", "/metrics", nil).DoRaw(ctx)
+	return podMetrics(ctx, ns, pod, "4191")
+}
+
+// podMetrics reads the Prometheus metrics a pod serves on port.
+func podMetrics(ctx context.Context, ns, pod, port string) (map[string]float64, error) {
+	raw, err := cluster.client.CoreV1().Pods(ns).ProxyGet("http", pod, port, "/metrics", nil).DoRaw(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -27,7 +27,11 @@ import (
 // applyTemplate renders manifests from e2e/testdata and applies them.
 func applyTemplate(t *testing.T, name string, data any) {
 	t.Helper()
-	tmpl, err := template.ParseFiles(filepath.Join("testdata", "identity", "workloads.yaml"), filepath.Join("testdata", "identity", "client.yaml"), filepath.Join("testdata", "identity", "controller.yaml"))
+	files, err := filepath.Glob(filepath.Join("testdata", "*", "*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl, err := template.ParseFiles(files...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +53,7 @@ func applyTemplate(t *testing.T, name string, data any) {
 }
 
 // putTrust writes the issuer Secret and the trust bundle to the control
-// plane's namespace, and the bundle to the workloads' namespace.
+// plane's namespace, and the bundle to the workloads' namespace (if any).
 func putTrust(t *testing.T, appNS string, issuer *ca.KeyPair, anchors ...*ca.KeyPair) {
 	t.Helper()
 	ctx := context.Background()
@@ -80,6 +84,9 @@ func putTrust(t *testing.T, appNS string, issuer *ca.KeyPair, anchors ...*ca.Key
 		return
 	}
 	for _, ns := range []string{"meshctl", appNS} {
+		if ns == "" {
+			continue
+		}
 		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "mesh-trust-roots", Namespace: ns}, Data: map[string]string{"roots.pem": string(roots)}}
 		if _, err := cluster.client.CoreV1().ConfigMaps(ns).Update(ctx, cm, metav1.UpdateOptions{}); apierrors.IsNotFound(err) {
 			if _, err := cluster.client.CoreV1().ConfigMaps(ns).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
@@ -143,23 +150,9 @@ func TestMeshedPodsGetCertificatesAndSurviveRotations(t *testing.T) {
 	ctx := context.Background()
 	anchor1 := mustCA(t)(ca.NewTrustAnchor("cluster.local", 24*time.Hour))
 	issuer1 := mustCA(t)(ca.NewIssuer(anchor1, "cluster.local", 12*time.Hour))
-	applyTemplate(t, "controller.yaml", map[string]string{"LeafLifetime": "90s"})
-	t.Cleanup(func() {
-		if t.Failed() {
-			dumpNamespace(t, "meshctl")
-		}
-		_ = cluster.client.CoreV1().Namespaces().Delete(context.Background(), "meshctl", metav1.DeleteOptions{})
-		_ = cluster.client.RbacV1().ClusterRoleBindings().Delete(context.Background(), "meshctl-controller-auth-delegator", metav1.DeleteOptions{})
-		eventually(t, "the meshctl namespace to go", 2*time.Minute, func(ctx context.Context) error {
-			if _, err := cluster.client.CoreV1().Namespaces().Get(ctx, "meshctl", metav1.GetOptions{}); err == nil {
-				return fmt.Errorf("still there")
-			}
-			return nil
-		})
-	})
+	deployControlPlane(t, "90s", issuer1, anchor1)
 	ns := newNamespace(t, "ident-mesh")
-	putTrust(t, ns, issuer1, anchor1)
-	waitReady(t, "meshctl", "mesh-controller", 2*time.Minute)
+	putTrust(t, ns, nil, anchor1)
 
 	applyTemplate(t, "workloads.yaml", map[string]string{"Namespace": ns})
 	waitReady(t, ns, "web", 3*time.Minute)

@@ -137,6 +137,15 @@ func tombstone(obj any) any {
 	return obj
 }
 
+// Services returns the Service informer.
+func (w *Watcher) Services() cache.SharedIndexInformer { return w.services }
+
+// EndpointSlices returns the EndpointSlice informer.
+func (w *Watcher) EndpointSlices() cache.SharedIndexInformer { return w.slices }
+
+// Pods returns the Pod informer.
+func (w *Watcher) Pods() cache.SharedIndexInformer { return w.pods }
+
 // Synced reports whether the caches are filled.
 func (w *Watcher) Synced() bool {
 	return w.services.HasSynced() && w.slices.HasSynced() && w.pods.HasSynced()

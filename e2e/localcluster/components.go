@@ -33,6 +33,10 @@ func components(p paths, bins binDirs) []component {
 			"--listen-peer-urls=http://127.0.0.1:2380",
 			"--initial-advertise-peer-urls=http://127.0.0.1:2380",
 			"--initial-cluster=meshctl=http://127.0.0.1:2380",
+			// The API server serves consistent lists and watches from its
+			// cache once etcd says the cache is current; without progress
+			// notifications a quiet resource waits (and times out) for that.
+			"--experimental-watch-progress-notify-interval=5s",
 		}},
 		{name: "kube-apiserver", path: filepath.Join(bins.kube, "kube-apiserver"), args: []string{
 			fmt.Sprintf("--etcd-servers=http://127.0.0.1:%d", etcdPort),

@@ -1,0 +1,82 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/meshctl/meshctl/identity/ca"
+)
+
+// TestControllerMemoryWithManyEndpoints measures the controller's memory
+// before and after 100 Services with 1,000 endpoints appear (EndpointSlices
+// made by hand: no pods needed). It reports; it asserts only that the
+// controller saw them all.
+func TestControllerMemoryWithManyEndpoints(t *testing.T) {
+	ctx := context.Background()
+	anchor := mustCA(t)(ca.NewTrustAnchor("cluster.local", 24*time.Hour))
+	issuer := mustCA(t)(ca.NewIssuer(anchor, "cluster.local", 12*time.Hour))
+	deployControlPlane(t, "24h", issuer, anchor)
+	ctrl := podsOf(t, "meshctl", "app=mesh-controller")[0]
+	read := func() map[string]float64 {
+		t.Helper()
+		var m map[string]float64
+		eventually(t, "the controller's metrics", time.Minute, func(ctx context.Context) (err error) {
+			m, err = podMetrics(ctx, "meshctl", ctrl, "9990")
+			return err
+		})
+		return m
+	}
+	cached := func(m map[string]float64, resource string) float64 {
+		return sumMatching(m, "controller_cached_objects{", "resource="+resource)
+	}
+	before := read()
+
+	ns := newNamespace(t, "scale")
+	const services, perService = 100, 10
+	for i := range services {
+		name := fmt.Sprintf("svc-%03d", i)
+		if _, err := cluster.client.CoreV1().Services(ns).Create(ctx, &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80}}},
+		}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		slice := &discoveryv1.EndpointSlice{
+			ObjectMeta:  metav1.ObjectMeta{Name: name, Labels: map[string]string{discoveryv1.LabelServiceName: name}},
+			AddressType: discoveryv1.AddressTypeIPv4,
+			Ports:       []discoveryv1.EndpointPort{{Name: ptrTo("http"), Port: ptrTo(int32(8080))}},
+		}
+		for j := range perService {
+			slice.Endpoints = append(slice.Endpoints, discoveryv1.Endpoint{
+				Addresses:  []string{fmt.Sprintf("10.250.%d.%d", i, j+1)},
+				Conditions: discoveryv1.EndpointConditions{Ready: ptrTo(true)},
+			})
+		}
+		if _, err := cluster.client.DiscoveryV1().EndpointSlices(ns).Create(ctx, slice, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var after map[string]float64
+	eventually(t, "the controller to cache the new EndpointSlices", 2*time.Minute, func(context.Context) error {
+		after = read()
+		if got := cached(after, "endpointslices") - cached(before, "endpointslices"); got < services {
+			return fmt.Errorf("%v new EndpointSlices cached", got)
+		}
+		return nil
+	})
+	mb := func(m map[string]float64, name string) float64 { return sumMatching(m, name+"{") / (1 << 20) }
+	t.Logf("controller with %v Services, %v EndpointSlices, %v pods cached: RSS %.1f MB → %.1f MB, heap in use %.1f MB → %.1f MB (before → after %d Services / %d endpoints)",
+		cached(after, "services"), cached(after, "endpointslices"), cached(after, "pods"),
+		mb(before, "process_resident_memory_bytes"), mb(after, "process_resident_memory_bytes"),
+		mb(before, "go_memstats_heap_inuse_bytes"), mb(after, "go_memstats_heap_inuse_bytes"), services, services*perService)
+}
+
+func ptrTo[T any](v T) *T { return &v }
