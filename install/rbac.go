@@ -1,0 +1,55 @@
+package install
+
+import (
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/meshctl/meshctl/controller"
+)
+
+// rbac is the controller's least privilege: TokenReviews (through
+// system:auth-delegator); its own namespace's Secrets and ConfigMaps, read
+// only; Services, EndpointSlices, Pods and Namespaces everywhere, read only;
+// and the trust-bundle copies (create ConfigMaps, update only those named
+// mesh-trust-roots).
+func (v Values) rbac() []runtime.Object {
+	subject := []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: controller.ServiceAccount, Namespace: v.Namespace}}
+	readOnly := []string{"get", "list", "watch"}
+	return []runtime.Object{
+		&rbacv1.ClusterRole{
+			TypeMeta:   typeMeta("rbac.authorization.k8s.io/v1", "ClusterRole"),
+			ObjectMeta: v.meta("", ClusterRoleName, nil),
+			Rules: []rbacv1.PolicyRule{
+				{APIGroups: []string{""}, Resources: []string{"services", "pods", "namespaces"}, Verbs: []string{"list", "watch"}},
+				{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: []string{"list", "watch"}},
+				{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"list", "watch", "create"}},
+				{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{controller.TrustRootsConfigMap}, Verbs: []string{"update"}},
+			},
+		},
+		&rbacv1.ClusterRoleBinding{
+			TypeMeta:   typeMeta("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
+			ObjectMeta: v.meta("", ClusterRoleName, nil),
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: ClusterRoleName},
+			Subjects:   subject,
+		},
+		&rbacv1.ClusterRoleBinding{
+			TypeMeta:   typeMeta("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
+			ObjectMeta: v.meta("", AuthDelegatorBinding, nil),
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:auth-delegator"},
+			Subjects:   subject,
+		},
+		&rbacv1.Role{
+			TypeMeta:   typeMeta("rbac.authorization.k8s.io/v1", "Role"),
+			ObjectMeta: v.meta(v.Namespace, controller.ServiceAccount, nil),
+			Rules: []rbacv1.PolicyRule{
+				{APIGroups: []string{""}, Resources: []string{"secrets", "configmaps"}, Verbs: readOnly},
+			},
+		},
+		&rbacv1.RoleBinding{
+			TypeMeta:   typeMeta("rbac.authorization.k8s.io/v1", "RoleBinding"),
+			ObjectMeta: v.meta(v.Namespace, controller.ServiceAccount, nil),
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: controller.ServiceAccount},
+			Subjects:   subject,
+		},
+	}
+}

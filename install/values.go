@@ -1,0 +1,133 @@
+package install
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/meshctl/meshctl/internal/version"
+)
+
+// Labels every installed object carries; uninstall finds them by PartOfLabel.
+const (
+	PartOfLabel  = "app.kubernetes.io/part-of"
+	PartOfValue  = "meshctl"
+	NameLabel    = "app.kubernetes.io/name"
+	VersionLabel = "app.kubernetes.io/version"
+	// WebhookName names the MutatingWebhookConfiguration.
+	WebhookName = "meshctl-proxy-injector"
+	// ClusterRoleName names the controller's ClusterRole and its binding.
+	ClusterRoleName = "meshctl-controller"
+	// AuthDelegatorBinding lets the controller create TokenReviews.
+	AuthDelegatorBinding = "meshctl-controller-auth-delegator"
+)
+
+// Values are what the control plane is rendered from. The zero value plus
+// Identity and Webhook renders a working install.
+type Values struct {
+	// Namespace of the control plane. Default: meshctl.
+	Namespace string
+	// TrustDomain of the mesh. Default: cluster.local.
+	TrustDomain string
+	// ClusterDomain is the cluster's DNS domain. Default: cluster.local.
+	ClusterDomain string
+	// Registry prefixes the image names (<registry>/controller,
+	// <registry>/proxy). Default: meshctl.
+	Registry string
+	// ImageTag of both images. Default: this binary's version.
+	ImageTag string
+	// ImagePullPolicy of both images. Default: IfNotPresent.
+	ImagePullPolicy string
+	// HA runs 3 controller replicas, spread over nodes when possible, with a
+	// PodDisruptionBudget.
+	HA bool
+	// LeafLifetime is the lifetime of workload certificates. Default: 24h.
+	LeafLifetime time.Duration
+	// LogLevel of the controller. Default: info.
+	LogLevel string
+	// Identity is the mesh's trust: required.
+	Identity Identity
+	// Webhook is the injector's serving certificate: required.
+	Webhook Webhook
+}
+
+// Identity holds the trust bundle and the issuer, PEM-encoded.
+type Identity struct {
+	// TrustRootsPEM are the trust anchors (one or more certificates).
+	TrustRootsPEM []byte
+	// IssuerCertPEM and IssuerKeyPEM are the issuer the controller signs with.
+	IssuerCertPEM, IssuerKeyPEM []byte
+}
+
+// Webhook holds the injector's certificate, PEM-encoded.
+type Webhook struct {
+	// CABundle goes in the MutatingWebhookConfiguration.
+	CABundle []byte
+	// CertPEM (with its chain) and KeyPEM are served by the controller.
+	CertPEM, KeyPEM []byte
+}
+
+func (v Values) withDefaults() Values {
+	if v.Namespace == "" {
+		v.Namespace = "meshctl"
+	}
+	if v.TrustDomain == "" {
+		v.TrustDomain = "cluster.local"
+	}
+	if v.ClusterDomain == "" {
+		v.ClusterDomain = "cluster.local"
+	}
+	if v.Registry == "" {
+		v.Registry = "meshctl"
+	}
+	if v.ImageTag == "" {
+		v.ImageTag = version.Version
+	}
+	if v.ImagePullPolicy == "" {
+		v.ImagePullPolicy = "IfNotPresent"
+	}
+	if v.LeafLifetime == 0 {
+		v.LeafLifetime = 24 * time.Hour
+	}
+	if v.LogLevel == "" {
+		v.LogLevel = "info"
+	}
+	return v
+}
+
+// Validate reports values that cannot be rendered.
+func (v Values) Validate() error {
+	v = v.withDefaults()
+	if len(v.Identity.TrustRootsPEM) == 0 || len(v.Identity.IssuerCertPEM) == 0 || len(v.Identity.IssuerKeyPEM) == 0 {
+		return errors.New("install: the trust roots and the issuer's certificate and key are required")
+	}
+	if len(v.Webhook.CABundle) == 0 || len(v.Webhook.CertPEM) == 0 || len(v.Webhook.KeyPEM) == 0 {
+		return errors.New("install: the webhook's CA bundle, certificate and key are required")
+	}
+	switch v.ImagePullPolicy {
+	case "Always", "IfNotPresent", "Never":
+	default:
+		return fmt.Errorf("install: image pull policy %q: want Always, IfNotPresent or Never", v.ImagePullPolicy)
+	}
+	switch v.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("install: log level %q: want debug, info, warn or error", v.LogLevel)
+	}
+	if v.LeafLifetime < time.Minute {
+		return fmt.Errorf("install: a leaf lifetime of %v is too short (at least 1m)", v.LeafLifetime)
+	}
+	return nil
+}
+
+// ControllerImage is the controller's image reference.
+func (v Values) ControllerImage() string {
+	v = v.withDefaults()
+	return v.Registry + "/controller:" + v.ImageTag
+}
+
+// ProxyImage is the proxy's image reference.
+func (v Values) ProxyImage() string {
+	v = v.withDefaults()
+	return v.Registry + "/proxy:" + v.ImageTag
+}
