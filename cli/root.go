@@ -2,8 +2,6 @@ package cli
 
 import (
 	"github.com/spf13/cobra"
-
-	"github.com/meshctl/meshctl/internal/version"
 )
 
 // NewRootCommand returns the meshctl command tree.
@@ -19,6 +17,6 @@ what they see; meshctl reads it straight from them, with no Prometheus to run.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(version.Command("meshctl"))
+	root.AddCommand(newInstallCommand(), newUninstallCommand(), newVersionCommand())
 	return root
 }

@@ -24,7 +24,7 @@ func TestControllerMemoryWithManyEndpoints(t *testing.T) {
 	anchor := mustCA(t)(ca.NewTrustAnchor("cluster.local", 24*time.Hour))
 	issuer := mustCA(t)(ca.NewIssuer(anchor, "cluster.local", 12*time.Hour))
 	deployControlPlane(t, "24h", issuer, anchor)
-	ctrl := podsOf(t, "meshctl", "app=mesh-controller")[0]
+	ctrl := podsOf(t, "meshctl", controllerSelector)[0]
 	read := func() map[string]float64 {
 		t.Helper()
 		var m map[string]float64

@@ -3,82 +3,65 @@
 package e2e
 
 import (
-	"context"
-	"encoding/base64"
-	"fmt"
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
-	"time"
-
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshctl/meshctl/identity/ca"
-	"github.com/meshctl/meshctl/install/webhookcert"
 )
 
-// deployControlPlane deploys mesh-controller by hand (until `meshctl
-// install` renders it) with the given issuer and trust anchors, the webhook's
-// certificate and configuration, waits for it to be ready, and removes all of
-// it when the test ends.
+// controllerSelector finds the controller's pods.
+const controllerSelector = "app.kubernetes.io/name=mesh-controller"
+
+// meshctl runs the CLI built by `make build` against the local cluster and
+// returns its standard output; the test fails if it fails, unless mayFail.
+func meshctl(t *testing.T, mayFail bool, args ...string) (string, error) {
+	t.Helper()
+	bin := filepath.Join(cluster.local.RepoDir, "bin", "meshctl")
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("%s: build it first (make build): %v", bin, err)
+	}
+	cmd := exec.Command(bin, append(args, "--kubeconfig", cluster.local.Kubeconfig())...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if err != nil && !mayFail {
+		t.Fatalf("meshctl %s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
+	}
+	t.Logf("meshctl %s:\n%s%s", strings.Join(args, " "), stderr.String(), stdout.String())
+	return stdout.String(), err
+}
+
+// deployControlPlane installs the control plane with `meshctl install`,
+// bringing the given issuer and trust anchors, and uninstalls it with
+// `meshctl uninstall` when the test ends.
 func deployControlPlane(t *testing.T, leafLifetime string, issuer *ca.KeyPair, anchors ...*ca.KeyPair) {
 	t.Helper()
-	ctx := context.Background()
-	hook, err := webhookcert.Generate("mesh-controller", "meshctl", 24*time.Hour)
+	dir := t.TempDir()
+	var roots []byte
+	for _, a := range anchors {
+		roots = append(roots, a.CertPEM()...)
+	}
+	key, err := issuer.KeyPEM()
 	if err != nil {
 		t.Fatal(err)
+	}
+	for name, data := range map[string][]byte{"roots.pem": roots, "issuer.pem": issuer.CertPEM(), "issuer-key.pem": key} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
 			dumpNamespace(t, "meshctl")
 		}
-		ctx := context.Background()
-		_ = cluster.client.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(ctx, "meshctl-proxy-injector", metav1.DeleteOptions{})
-		_ = cluster.client.CoreV1().Namespaces().Delete(ctx, "meshctl", metav1.DeleteOptions{})
-		for _, crb := range []string{"meshctl-controller-auth-delegator", "meshctl-controller"} {
-			_ = cluster.client.RbacV1().ClusterRoleBindings().Delete(ctx, crb, metav1.DeleteOptions{})
-		}
-		_ = cluster.client.RbacV1().ClusterRoles().Delete(ctx, "meshctl-controller", metav1.DeleteOptions{})
-		eventually(t, "the meshctl namespace to go", 2*time.Minute, func(ctx context.Context) error {
-			if _, err := cluster.client.CoreV1().Namespaces().Get(ctx, "meshctl", metav1.GetOptions{}); err == nil {
-				return fmt.Errorf("still there")
-			}
-			return nil
-		})
+		meshctl(t, false, "uninstall")
 	})
-	applyTemplate(t, "controller.yaml", map[string]string{"LeafLifetime": leafLifetime})
-	if _, err := cluster.client.CoreV1().Secrets("meshctl").Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: webhookcert.SecretName},
-		Type:       corev1.SecretTypeTLS,
-		Data:       map[string][]byte{corev1.TLSCertKey: hook.CertPEM, corev1.TLSPrivateKeyKey: hook.KeyPEM, "ca.crt": hook.CABundle},
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	applyTemplate(t, "webhook.yaml", map[string]string{"CABundle": base64.StdEncoding.EncodeToString(hook.CABundle)})
-	putTrust(t, "", issuer, anchors...)
-	waitReady(t, "meshctl", "mesh-controller", 2*time.Minute)
-	waitInjector(t)
-}
-
-// waitInjector waits until the API server reaches the webhook: a Ready
-// controller is not enough (kube-proxy programs the new Service a moment
-// later), and with failurePolicy Ignore pods created before that would
-// silently start without a proxy. A dry-run pod asking for the proxy shows it.
-func waitInjector(t *testing.T) {
-	t.Helper()
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{GenerateName: "injector-probe-", Annotations: map[string]string{"meshctl.io/inject": "enabled"}},
-		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "main", Image: testappImage}}},
-	}
-	eventually(t, "the API server to reach the injector", time.Minute, func(ctx context.Context) error {
-		got, err := cluster.client.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
-		if err != nil {
-			return err
-		}
-		for _, c := range got.Spec.InitContainers {
-			if c.Name == "mesh-proxy" {
-				return nil
-			}
-		}
-		return fmt.Errorf("a dry-run pod was not injected")
-	})
+	meshctl(t, false, "install", "--image-pull-policy", "Never", "--identity-issuance-lifetime", leafLifetime,
+		"--identity-trust-anchors-file", filepath.Join(dir, "roots.pem"),
+		"--identity-issuer-certificate-file", filepath.Join(dir, "issuer.pem"),
+		"--identity-issuer-key-file", filepath.Join(dir, "issuer-key.pem"))
 }

@@ -216,13 +216,13 @@ func TestInjectedPodsAreMeshed(t *testing.T) {
 
 	// The controller dies; traffic goes on, and discovery comes back with the new one.
 	base = len(reports())
-	ctrl := podsOf(t, "meshctl", "app=mesh-controller")
+	ctrl := podsOf(t, "meshctl", controllerSelector)
 	zero := int64(0)
 	if err := cluster.client.CoreV1().Pods("meshctl").Delete(ctx, ctrl[0], metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "a new controller", 2*time.Minute, func(context.Context) error {
-		now := podsOf(t, "meshctl", "app=mesh-controller")
+		now := podsOf(t, "meshctl", controllerSelector)
 		if len(now) != 1 || now[0] == ctrl[0] {
 			return fmt.Errorf("controller pods %v", now)
 		}

@@ -26,7 +26,7 @@ func Render(v Values) ([]runtime.Object, error) {
 	if err := v.Validate(); err != nil {
 		return nil, err
 	}
-	v = v.withDefaults()
+	v = v.WithDefaults()
 	objs := []runtime.Object{
 		&corev1.Namespace{
 			TypeMeta:   typeMeta("v1", "Namespace"),

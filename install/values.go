@@ -67,7 +67,8 @@ type Webhook struct {
 	CertPEM, KeyPEM []byte
 }
 
-func (v Values) withDefaults() Values {
+// WithDefaults fills in every default.
+func (v Values) WithDefaults() Values {
 	if v.Namespace == "" {
 		v.Namespace = "meshctl"
 	}
@@ -97,13 +98,19 @@ func (v Values) withDefaults() Values {
 
 // Validate reports values that cannot be rendered.
 func (v Values) Validate() error {
-	v = v.withDefaults()
 	if len(v.Identity.TrustRootsPEM) == 0 || len(v.Identity.IssuerCertPEM) == 0 || len(v.Identity.IssuerKeyPEM) == 0 {
 		return errors.New("install: the trust roots and the issuer's certificate and key are required")
 	}
 	if len(v.Webhook.CABundle) == 0 || len(v.Webhook.CertPEM) == 0 || len(v.Webhook.KeyPEM) == 0 {
 		return errors.New("install: the webhook's CA bundle, certificate and key are required")
 	}
+	return v.ValidateSettings()
+}
+
+// ValidateSettings checks everything but the certificates (which callers
+// may fill in later).
+func (v Values) ValidateSettings() error {
+	v = v.WithDefaults()
 	switch v.ImagePullPolicy {
 	case "Always", "IfNotPresent", "Never":
 	default:
@@ -122,12 +129,12 @@ func (v Values) Validate() error {
 
 // ControllerImage is the controller's image reference.
 func (v Values) ControllerImage() string {
-	v = v.withDefaults()
+	v = v.WithDefaults()
 	return v.Registry + "/controller:" + v.ImageTag
 }
 
 // ProxyImage is the proxy's image reference.
 func (v Values) ProxyImage() string {
-	v = v.withDefaults()
+	v = v.WithDefaults()
 	return v.Registry + "/proxy:" + v.ImageTag
 }

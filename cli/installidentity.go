@@ -1,0 +1,198 @@
+package cli
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/meshctl/meshctl/controller"
+	"github.com/meshctl/meshctl/identity/ca"
+	"github.com/meshctl/meshctl/install"
+	"github.com/meshctl/meshctl/install/webhookcert"
+	"github.com/meshctl/meshctl/internal/certs"
+)
+
+// Lifetimes of what install generates.
+const (
+	anchorLifetime  = 10 * 365 * 24 * time.Hour
+	issuerLifetime  = 365 * 24 * time.Hour
+	webhookLifetime = 365 * 24 * time.Hour
+	// renewBefore: a generated certificate this close to expiry is replaced.
+	renewBefore = 30 * 24 * time.Hour
+)
+
+// identityFiles are the --identity-* flags: the user's own trust.
+type identityFiles struct {
+	anchors, issuerCert, issuerKey string
+}
+
+func (f identityFiles) given() bool {
+	return f.anchors != "" || f.issuerCert != "" || f.issuerKey != ""
+}
+
+// load reads and checks the user's trust anchors and issuer: the key
+// matches, the issuer is a CA chaining to an anchor, nothing has expired.
+func (f identityFiles) load() (install.Identity, error) {
+	if f.anchors == "" || f.issuerCert == "" || f.issuerKey == "" {
+		return install.Identity{}, errors.New("--identity-trust-anchors-file, --identity-issuer-certificate-file and --identity-issuer-key-file go together: give all three")
+	}
+	read := func(flag, path string) ([]byte, error) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", flag, err)
+		}
+		return b, nil
+	}
+	roots, err := read("--identity-trust-anchors-file", f.anchors)
+	if err != nil {
+		return install.Identity{}, err
+	}
+	certPEM, err := read("--identity-issuer-certificate-file", f.issuerCert)
+	if err != nil {
+		return install.Identity{}, err
+	}
+	keyPEM, err := read("--identity-issuer-key-file", f.issuerKey)
+	if err != nil {
+		return install.Identity{}, err
+	}
+	if err := checkIdentity(roots, certPEM, keyPEM); err != nil {
+		return install.Identity{}, fmt.Errorf("the identity files: %w", err)
+	}
+	return install.Identity{TrustRootsPEM: roots, IssuerCertPEM: certPEM, IssuerKeyPEM: keyPEM}, nil
+}
+
+// checkIdentity validates a trust bundle and an issuer together.
+func checkIdentity(rootsPEM, certPEM, keyPEM []byte) error {
+	_, anchors, err := certs.ParseRoots(rootsPEM)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	for _, a := range anchors {
+		if now.After(a.NotAfter) {
+			return fmt.Errorf("trust anchor %q expired at %s", a.Subject.CommonName, a.NotAfter.UTC().Format(time.RFC3339))
+		}
+	}
+	kp, err := ca.ParseKeyPair(certPEM, keyPEM)
+	if err != nil {
+		return fmt.Errorf("issuer: %w", err)
+	}
+	return ca.ValidateIssuer(kp, anchors, 0)
+}
+
+// existingIdentity returns the cluster's current trust and issuer when they
+// are valid, so that installing again changes nothing.
+func existingIdentity(ctx context.Context, client kubernetes.Interface, ns string) (install.Identity, bool, error) {
+	sec, err := client.CoreV1().Secrets(ns).Get(ctx, controller.IssuerSecret, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return install.Identity{}, false, nil
+	}
+	if err != nil {
+		return install.Identity{}, false, fmt.Errorf("read the issuer Secret %s/%s: %w", ns, controller.IssuerSecret, err)
+	}
+	cm, err := client.CoreV1().ConfigMaps(ns).Get(ctx, controller.TrustRootsConfigMap, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return install.Identity{}, false, nil
+	}
+	if err != nil {
+		return install.Identity{}, false, fmt.Errorf("read the trust roots %s/%s: %w", ns, controller.TrustRootsConfigMap, err)
+	}
+	id := install.Identity{
+		TrustRootsPEM: []byte(cm.Data[controller.RootsKey]),
+		IssuerCertPEM: sec.Data[corev1.TLSCertKey], IssuerKeyPEM: sec.Data[corev1.TLSPrivateKeyKey],
+	}
+	if err := checkIdentity(id.TrustRootsPEM, id.IssuerCertPEM, id.IssuerKeyPEM); err != nil {
+		return id, false, fmt.Errorf("the installed identity is not usable (%w); rotate it (meshctl identity rotate-issuer) or give your own with --identity-*-file", err)
+	}
+	return id, true, nil
+}
+
+// newIdentity makes a trust anchor and an issuer, and keeps the anchor
+// (certificate and key) in keyFile, 0600, never in the cluster.
+func newIdentity(trustDomain, keyFile string) (install.Identity, error) {
+	if _, err := os.Stat(keyFile); err == nil {
+		return install.Identity{}, fmt.Errorf("%s already exists: it may hold the key of another mesh's trust anchor; move it away or choose another path with --trust-anchor-file", keyFile)
+	}
+	anchor, err := ca.NewTrustAnchor(trustDomain, anchorLifetime)
+	if err != nil {
+		return install.Identity{}, err
+	}
+	issuer, err := ca.NewIssuer(anchor, trustDomain, issuerLifetime)
+	if err != nil {
+		return install.Identity{}, err
+	}
+	anchorKey, err := anchor.KeyPEM()
+	if err != nil {
+		return install.Identity{}, err
+	}
+	issuerKey, err := issuer.KeyPEM()
+	if err != nil {
+		return install.Identity{}, err
+	}
+	if err := os.MkdirAll(filepath.Dir(keyFile), 0o700); err != nil {
+		return install.Identity{}, fmt.Errorf("keep the trust anchor: %w", err)
+	}
+	data := append(anchor.CertPEM(), anchorKey...)
+	if err := os.WriteFile(keyFile, data, 0o600); err != nil {
+		return install.Identity{}, fmt.Errorf("keep the trust anchor: %w", err)
+	}
+	return install.Identity{TrustRootsPEM: anchor.CertPEM(), IssuerCertPEM: issuer.CertPEM(), IssuerKeyPEM: issuerKey}, nil
+}
+
+// defaultAnchorFile is where a generated trust anchor is kept:
+// ~/.meshctl/<kubeconfig context>/trust-anchor.pem.
+func defaultAnchorFile(contextName string) string {
+	home, err := os.UserHomeDir()
+	if err != nil {
+		home = "."
+	}
+	if contextName == "" {
+		contextName = "default"
+	}
+	safe := strings.Map(func(r rune) rune {
+		if r == '/' || r == '\\' || r == ':' || r == ' ' {
+			return '_'
+		}
+		return r
+	}, contextName)
+	return filepath.Join(home, ".meshctl", safe, "trust-anchor.pem")
+}
+
+// existingWebhook returns the cluster's webhook certificate when it is
+// still good for a while and names the Service.
+func existingWebhook(ctx context.Context, client kubernetes.Interface, ns string) (install.Webhook, bool) {
+	sec, err := client.CoreV1().Secrets(ns).Get(ctx, webhookcert.SecretName, metav1.GetOptions{})
+	if err != nil {
+		return install.Webhook{}, false
+	}
+	w := install.Webhook{CABundle: sec.Data["ca.crt"], CertPEM: sec.Data[corev1.TLSCertKey], KeyPEM: sec.Data[corev1.TLSPrivateKeyKey]}
+	block, _ := pem.Decode(w.CertPEM)
+	if block == nil || len(w.CABundle) == 0 || len(w.KeyPEM) == 0 {
+		return install.Webhook{}, false
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil || time.Until(cert.NotAfter) < renewBefore || cert.VerifyHostname(webhookcert.DNSNames(controller.ServiceName, ns)[0]) != nil {
+		return install.Webhook{}, false
+	}
+	return w, true
+}
+
+// newWebhook makes the webhook's CA and serving certificate.
+func newWebhook(ns string) (install.Webhook, error) {
+	b, err := webhookcert.Generate(controller.ServiceName, ns, webhookLifetime)
+	if err != nil {
+		return install.Webhook{}, err
+	}
+	return install.Webhook{CABundle: b.CABundle, CertPEM: b.CertPEM, KeyPEM: b.KeyPEM}, nil
+}

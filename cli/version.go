@@ -1,0 +1,62 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/meshctl/meshctl/controller"
+	"github.com/meshctl/meshctl/install"
+	"github.com/meshctl/meshctl/internal/version"
+)
+
+type versionOptions struct {
+	kube       kubeOptions
+	namespace  string
+	clientOnly bool
+}
+
+func newVersionCommand() *cobra.Command {
+	o := &versionOptions{}
+	cmd := &cobra.Command{
+		Use:   "version",
+		Short: "Print the client's and the control plane's versions",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runVersion(cmd.Context(), o, cmd.OutOrStdout())
+		},
+	}
+	o.kube.addFlags(cmd.Flags())
+	cmd.Flags().StringVar(&o.namespace, "control-plane-namespace", "meshctl", "namespace of the control plane")
+	cmd.Flags().BoolVar(&o.clientOnly, "client", false, "print only the client's version")
+	return cmd
+}
+
+func runVersion(ctx context.Context, o *versionOptions, stdout io.Writer) error {
+	fmt.Fprintf(stdout, "Client version: %s\n", version.Version)
+	if o.clientOnly {
+		return nil
+	}
+	fmt.Fprintf(stdout, "Control plane version: %s\n", controlPlaneVersion(ctx, &o.kube, o.namespace))
+	return nil
+}
+
+// controlPlaneVersion reads the controller Deployment's version label, or
+// says why it cannot.
+func controlPlaneVersion(ctx context.Context, kube *kubeOptions, ns string) string {
+	_, client, err := kube.client()
+	if err != nil {
+		return "unavailable (" + err.Error() + ")"
+	}
+	d, err := client.AppsV1().Deployments(ns).Get(ctx, controller.ServiceName, metav1.GetOptions{})
+	if err != nil {
+		return "unavailable (" + err.Error() + ")"
+	}
+	if v := d.Labels[install.VersionLabel]; v != "" {
+		return v
+	}
+	return "unknown (the Deployment has no " + install.VersionLabel + " label)"
+}
