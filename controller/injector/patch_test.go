@@ -10,6 +10,8 @@ import (
 
 	jsonpatch "gomodules.xyz/jsonpatch/v2"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -113,5 +115,36 @@ func TestPatchIsIdempotentAndLeavesTheInputAlone(t *testing.T) {
 	}
 	if !strings.Contains(reason, "already") {
 		t.Errorf("reason %q", reason)
+	}
+}
+
+func TestUnpatchReversesPatch(t *testing.T) {
+	orig := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Labels: map[string]string{"app": "web"},
+			Annotations: map[string]string{InjectAnnotation: "enabled", OpaquePorts: "5432", "keep": "me"}},
+		Spec: corev1.PodSpec{
+			InitContainers: []corev1.Container{{Name: "migrate", Image: "migrate:1"}},
+			Containers:     []corev1.Container{{Name: "web", Image: "web:1"}},
+			Volumes:        []corev1.Volume{{Name: "data"}},
+		},
+	}
+	patched, reason, err := Patch(orig, "shop", nil, Config{ProxyImage: "meshctl/proxy:dev", ProxyVersion: "dev"})
+	if err != nil || patched == nil {
+		t.Fatalf("Patch = %v, %q, %v", patched, reason, err)
+	}
+	if !HasProxy(patched) || HasProxy(orig) {
+		t.Fatal("HasProxy is wrong")
+	}
+	if !Unpatch(patched) {
+		t.Fatal("Unpatch changed nothing")
+	}
+	want := orig.DeepCopy()
+	delete(want.Annotations, InjectAnnotation)
+	delete(want.Annotations, OpaquePorts)
+	if !equality.Semantic.DeepEqual(patched, want) {
+		t.Errorf("Unpatch(Patch(pod)) = %+v, want %+v", patched, want)
+	}
+	if Unpatch(patched) {
+		t.Error("a second Unpatch changed something")
 	}
 }

@@ -104,6 +104,12 @@ func (h *Webhook) review(ctx context.Context, req *admissionv1.AdmissionRequest,
 		return refuse("meshctl: " + err.Error())
 	}
 	if patched == nil {
+		if HasProxy(&pod) && h.BeforeInject != nil && (req.DryRun == nil || !*req.DryRun) {
+			// Injected by hand (meshctl inject --manual): it needs the trust bundle too.
+			if err := h.BeforeInject(ctx, req.Namespace); err != nil {
+				log.Warn("could not prepare the namespace; the pod waits for its trust bundle", "namespace", req.Namespace, "error", err)
+			}
+		}
 		log.Debug("pod not injected", "namespace", req.Namespace, "pod", name, "reason", reason)
 		return allow
 	}
