@@ -1,0 +1,109 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/meshctl/meshctl/cli/healthcheck"
+	"github.com/meshctl/meshctl/internal/version"
+)
+
+type checkOptions struct {
+	kube      kubeOptions
+	controlNS string
+	pre       bool
+	proxy     bool
+	wait      time.Duration
+	output    string
+}
+
+func (o *checkOptions) validate() error {
+	if o.output != "table" && o.output != "json" {
+		return fmt.Errorf("-o %q: want table or json", o.output)
+	}
+	if o.pre && o.proxy {
+		return errors.New("--pre and --proxy do not go together: there are no proxies before install")
+	}
+	if o.wait < 0 {
+		return errors.New("--wait must not be negative")
+	}
+	return nil
+}
+
+// errChecksFailed makes the exit status non-zero once the report is printed.
+var errChecksFailed = errors.New("some checks failed")
+
+func newCheckCommand() *cobra.Command {
+	o := &checkOptions{}
+	cmd := &cobra.Command{
+		Use:   "check",
+		Short: "Check that the mesh works, and say what to do when it does not",
+		Long: `Run grouped checks and print each as ✔ (passed), ‼ (warning) or × (failed), with a
+hint under every failure. The exit status is 0 only when nothing failed.
+
+  meshctl check --pre        before install: the cluster can run the mesh, you may install it
+  meshctl check              the control plane: pods, control API, webhook, identity, versions
+  meshctl check --proxy      and every meshed pod's proxy (-n to one namespace)
+
+--wait retries failing checks until the time is up; -o json is for scripts.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.validate(); err != nil {
+				return err
+			}
+			return runCheck(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	f := cmd.Flags()
+	o.kube.addFlags(f)
+	o.kube.addNamespaceFlag(f, "with --proxy: check only this namespace's pods (default: all namespaces)")
+	f.StringVar(&o.controlNS, "control-plane-namespace", "meshctl", "namespace of the control plane")
+	f.BoolVar(&o.pre, "pre", false, "check the cluster before installing")
+	f.BoolVar(&o.proxy, "proxy", false, "also check every meshed pod's proxy")
+	f.DurationVar(&o.wait, "wait", 0, "retry failing checks for up to this long, e.g. 2m")
+	f.StringVarP(&o.output, "output", "o", "table", "table or json")
+	return cmd
+}
+
+func runCheck(ctx context.Context, o *checkOptions, stdout, stderr io.Writer) error {
+	cfg, client, err := o.kube.client()
+	if err != nil {
+		return err
+	}
+	env := &healthcheck.Env{
+		Config: cfg, Client: client, Namespace: o.controlNS, ProxyNamespace: o.kube.namespace,
+		Version: version.Version, Now: time.Now(),
+	}
+	cats := []healthcheck.Category{healthcheck.KubernetesAPI()}
+	switch {
+	case o.pre:
+		cats = append(cats, healthcheck.PreInstall())
+	default:
+		cats = append(cats, healthcheck.ControlPlane(), healthcheck.Identity())
+		if o.proxy {
+			cats = append(cats, healthcheck.Proxies())
+		}
+	}
+	opts := healthcheck.Options{Wait: o.wait}
+	if o.output == "table" {
+		opts.Progress = stderr
+	}
+	results := healthcheck.Run(ctx, env, cats, opts)
+	if o.output == "json" {
+		err = healthcheck.WriteJSON(stdout, results)
+	} else {
+		err = healthcheck.WriteTable(stdout, results)
+	}
+	if err != nil {
+		return err
+	}
+	if !healthcheck.Passed(results) {
+		return errChecksFailed
+	}
+	return nil
+}

@@ -1,0 +1,194 @@
+// Package healthcheck is `meshctl check`: small checks grouped in
+// categories, each with a hint for when it fails, retried until a deadline
+// when asked, and printed as a table or JSON. Each category lives in its own
+// file.
+package healthcheck
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+)
+
+// Status is a check's outcome.
+type Status string
+
+// The outcomes: a warning does not fail `meshctl check`; an error does.
+const (
+	OK      Status = "ok"
+	Warning Status = "warning"
+	Error   Status = "error"
+	Skipped Status = "skipped"
+)
+
+// Env is what checks read.
+type Env struct {
+	// Config and Client reach the cluster.
+	Config *rest.Config
+	Client kubernetes.Interface
+	// Namespace is the control plane's.
+	Namespace string
+	// ProxyNamespace limits --proxy checks ("" means every namespace).
+	ProxyNamespace string
+	// Version is the CLI's.
+	Version string
+	// Now is the time certificates are judged at.
+	Now time.Time
+}
+
+// Check is one thing to verify.
+type Check struct {
+	// Name says what is verified, as a statement ("control plane pods are ready").
+	Name string
+	// Hint says what to do when it fails.
+	Hint string
+	// Fatal stops the remaining checks when this one fails (nothing after it can work).
+	Fatal bool
+	// Run verifies: nil is success; a *Warn is a warning; any other error a failure.
+	Run func(ctx context.Context, env *Env) error
+}
+
+// Warn is a warning, not a failure.
+type Warn struct{ Msg string }
+
+func (w *Warn) Error() string { return w.Msg }
+
+// Warnf makes a warning.
+func Warnf(format string, args ...any) error { return &Warn{Msg: fmt.Sprintf(format, args...)} }
+
+// Category groups checks.
+type Category struct {
+	Name   string
+	Checks []Check
+}
+
+// Result is a check's outcome, as printed.
+type Result struct {
+	Category string `json:"category"`
+	Name     string `json:"name"`
+	Status   Status `json:"result"`
+	Detail   string `json:"detail,omitempty"`
+	Hint     string `json:"hint,omitempty"`
+}
+
+// Options configure Run.
+type Options struct {
+	// Wait retries failing checks until this much time has passed since the start.
+	Wait time.Duration
+	// RetryEvery is the pause between retries. Default: 2s.
+	RetryEvery time.Duration
+	// Progress, when set, receives a line whenever a check is retried.
+	Progress io.Writer
+}
+
+// Run runs the categories in order and returns every result.
+func Run(ctx context.Context, env *Env, cats []Category, opts Options) []Result {
+	if opts.RetryEvery == 0 {
+		opts.RetryEvery = 2 * time.Second
+	}
+	deadline := time.Now().Add(opts.Wait)
+	var results []Result
+	stopped := ""
+	for _, cat := range cats {
+		for _, c := range cat.Checks {
+			r := Result{Category: cat.Name, Name: c.Name}
+			if stopped != "" {
+				r.Status, r.Detail = Skipped, "not run: "+stopped
+				results = append(results, r)
+				continue
+			}
+			err := runOne(ctx, env, c)
+			for err != nil && !isWarn(err) && time.Now().Before(deadline) && ctx.Err() == nil {
+				if opts.Progress != nil {
+					fmt.Fprintf(opts.Progress, "  waiting: %s: %v\n", c.Name, err)
+				}
+				select {
+				case <-ctx.Done():
+				case <-time.After(opts.RetryEvery):
+				}
+				err = runOne(ctx, env, c)
+			}
+			switch {
+			case err == nil:
+				r.Status = OK
+			case isWarn(err):
+				r.Status, r.Detail, r.Hint = Warning, err.Error(), c.Hint
+			default:
+				r.Status, r.Detail, r.Hint = Error, err.Error(), c.Hint
+				if c.Fatal {
+					stopped = c.Name + " failed"
+				}
+			}
+			results = append(results, r)
+		}
+	}
+	return results
+}
+
+func runOne(ctx context.Context, env *Env, c Check) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return c.Run(ctx, env)
+}
+
+func isWarn(err error) bool {
+	_, ok := err.(*Warn)
+	return ok
+}
+
+// Passed reports whether no check failed (warnings and skips aside).
+func Passed(results []Result) bool {
+	for _, r := range results {
+		if r.Status == Error {
+			return false
+		}
+	}
+	return true
+}
+
+var symbols = map[Status]string{OK: "✔", Warning: "‼", Error: "×", Skipped: "-"}
+
+// WriteTable prints the results grouped by category, with hints under failures.
+func WriteTable(w io.Writer, results []Result) error {
+	var b strings.Builder
+	cat := ""
+	for _, r := range results {
+		if r.Category != cat {
+			if cat != "" {
+				b.WriteString("\n")
+			}
+			cat = r.Category
+			b.WriteString(cat + "\n" + strings.Repeat("-", len(cat)) + "\n")
+		}
+		fmt.Fprintf(&b, "%s %s\n", symbols[r.Status], r.Name)
+		if r.Detail != "" {
+			fmt.Fprintf(&b, "    %s\n", r.Detail)
+		}
+		if r.Hint != "" {
+			fmt.Fprintf(&b, "    hint: %s\n", r.Hint)
+		}
+	}
+	status := "✔"
+	if !Passed(results) {
+		status = "×"
+	}
+	fmt.Fprintf(&b, "\nStatus check results are %s\n", status)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// WriteJSON prints the results for scripts.
+func WriteJSON(w io.Writer, results []Result) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(struct {
+		Success bool     `json:"success"`
+		Checks  []Result `json:"checks"`
+	}{Passed(results), results})
+}

@@ -1,0 +1,105 @@
+package healthcheck
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+func sampleCategories(flaky *int) []Category {
+	return []Category{
+		{Name: "first", Checks: []Check{
+			{Name: "passes", Run: func(context.Context, *Env) error { return nil }},
+			{Name: "warns", Hint: "renew it", Run: func(context.Context, *Env) error { return Warnf("expires in 10 days") }},
+			{Name: "passes on the third try", Hint: "wait", Run: func(context.Context, *Env) error {
+				*flaky++
+				if *flaky < 3 {
+					return errors.New("not yet")
+				}
+				return nil
+			}},
+		}},
+		{Name: "second", Checks: []Check{
+			{Name: "fails", Hint: "fix it", Fatal: true, Run: func(context.Context, *Env) error { return errors.New("it is broken") }},
+			{Name: "never runs", Run: func(context.Context, *Env) error { panic("ran after a fatal failure") }},
+		}},
+	}
+}
+
+func TestRunRetriesWarnsAndStopsAfterAFatalFailure(t *testing.T) {
+	tries := 0
+	results := Run(context.Background(), &Env{}, sampleCategories(&tries), Options{Wait: 300 * time.Millisecond, RetryEvery: time.Millisecond})
+	want := []Status{OK, Warning, OK, Error, Skipped}
+	if len(results) != len(want) {
+		t.Fatalf("%d results, want %d", len(results), len(want))
+	}
+	for i, r := range results {
+		if r.Status != want[i] {
+			t.Errorf("%s: %s, want %s", r.Name, r.Status, want[i])
+		}
+	}
+	if tries != 3 {
+		t.Errorf("the flaky check ran %d times, want 3", tries)
+	}
+	if Passed(results) {
+		t.Error("Passed with a failure")
+	}
+
+	tries = 0
+	noWait := Run(context.Background(), &Env{}, sampleCategories(&tries)[:1], Options{})
+	if noWait[2].Status != Error || tries != 1 {
+		t.Errorf("without --wait the flaky check was %s after %d tries, want error after 1", noWait[2].Status, tries)
+	}
+}
+
+func TestOutputFormatsMatchGolden(t *testing.T) {
+	tries := 0
+	results := Run(context.Background(), &Env{}, sampleCategories(&tries), Options{Wait: 100 * time.Millisecond, RetryEvery: time.Millisecond})
+	for name, write := range map[string]func(*bytes.Buffer) error{
+		"table": func(b *bytes.Buffer) error { return WriteTable(b, results) },
+		"json":  func(b *bytes.Buffer) error { return WriteJSON(b, results) },
+	} {
+		var b bytes.Buffer
+		if err := write(&b); err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join("testdata", name+".golden")
+		if *update {
+			os.WriteFile(path, b.Bytes(), 0o644)
+		}
+		want, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(b.Bytes(), want) {
+			t.Errorf("%s output differs from %s (-update to accept):\n%s", name, path, b.String())
+		}
+	}
+}
+
+func TestExpiryWarnsAndFails(t *testing.T) {
+	now := time.Now()
+	for name, tc := range map[string]struct {
+		notAfter time.Duration
+		want     Status
+	}{"valid": {365 * 24 * time.Hour, OK}, "soon": {10 * 24 * time.Hour, Warning}, "expired": {-time.Hour, Error}} {
+		c := testCert(t, now.Add(-time.Hour), now.Add(tc.notAfter))
+		err := expiry(now, c)
+		got := OK
+		if isWarn(err) {
+			got = Warning
+		} else if err != nil {
+			got = Error
+		}
+		if got != tc.want {
+			t.Errorf("%s: %s (%v), want %s", name, got, err, tc.want)
+		}
+	}
+}
