@@ -23,6 +23,7 @@ import (
 	"github.com/meshctl/meshctl/identity/spiffeid"
 	"github.com/meshctl/meshctl/internal/certs"
 	"github.com/meshctl/meshctl/internal/testpki"
+	"github.com/meshctl/meshctl/proxy/endpoints"
 	"github.com/meshctl/meshctl/proxy/meshtls"
 )
 
@@ -401,4 +402,41 @@ func TestMeshedClientOpeningThousandsOfStreamsIsRefusedBeyondTheLimit(t *testing
 	eventually(t, "the server proxy to close the connection", 5*time.Second, func() bool {
 		return metricValue(scrape(t, server), "tcp_open_connections", nil) == 0
 	})
+}
+
+// TestRequestMetricsNameTheEndpointEachRequestWentTo: discovery may turn a
+// destination meshed under a live keep-alive connection; each request's
+// metrics say where it went (tls, server_id), not what the connection first saw.
+func TestRequestMetricsNameTheEndpointEachRequestWentTo(t *testing.T) {
+	app := backend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") }))
+	ca := testpki.NewRoot(t, "root")
+	m := newMeshPair(t, app, serverSPIFFE, ca.Issue(t, serverSPIFFE, -time.Minute, time.Hour), ca)
+	set := m.client.p.sides[0].fixed
+	meshed := set.Endpoints()
+	set.Update([]endpoints.Endpoint{{Addr: app}}) // not meshed yet: straight to the app
+
+	client := h1Client()
+	get := func() {
+		t.Helper()
+		res, err := client.Get("http://" + m.client.outbound() + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if body := readAll(t, res.Body); body != "ok" {
+			t.Fatalf("body %q", body)
+		}
+		res.Body.Close()
+	}
+	get()
+	set.Update(meshed) // the server became meshed
+	get()
+	fams := scrape(t, m.client)
+	plain := metricValue(fams, "response_total", map[string]string{"direction": "outbound", "tls": "false", "server_id": ""})
+	mtls := metricValue(fams, "response_total", map[string]string{"direction": "outbound", "tls": "true", "server_id": serverSPIFFE})
+	if plain != 1 || mtls != 1 {
+		t.Errorf("response_total: %v plaintext, %v meshed; want 1 and 1", plain, mtls)
+	}
+	if opened := metricValue(fams, "tcp_open_total", map[string]string{"direction": "outbound"}); opened != 1 {
+		t.Errorf("%v client connections, want the one keep-alive connection", opened)
+	}
 }

@@ -174,7 +174,15 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "meshctl: request without a connection", http.StatusInternalServerError)
 		return
 	}
-	route := info.Metrics.Route(r.Host)
+	// Outbound, each request may go to another endpoint (discovery changes
+	// the set under a live connection): its metrics name the one it went to.
+	ep, picked := info.Upstream.Pick()
+	var route *metrics.Route
+	if picked && info.Direction == metrics.Outbound {
+		route = info.Metrics.RouteTo(r.Host, ep.Identity)
+	} else {
+		route = info.Metrics.Route(r.Host)
+	}
 	route.Request()
 	rec := &recorder{ResponseWriter: w, start: time.Now()}
 	if p.tap != nil && p.tap.Active() {
@@ -217,8 +225,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rec.body = &bodyReader{src: r.Body}
 		defer rec.body.Close()
 	}
-	ep, ok := info.Upstream.Pick()
-	if !ok {
+	if !picked {
 		rec.Header().Set("meshctl-proxy-error", "no endpoints")
 		http.Error(rec, "meshctl proxy: the destination has no ready endpoints", http.StatusServiceUnavailable)
 		return

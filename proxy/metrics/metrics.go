@@ -10,6 +10,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/meshctl/meshctl/identity/spiffeid"
 )
 
 // LatencyBucketsMs are the fixed latency histogram buckets, in milliseconds
@@ -143,9 +145,17 @@ type Conn struct {
 
 	// mu guards the per-authority request handles, cached because most
 	// connections carry requests for one authority.
-	mu    sync.Mutex
-	last  string
-	route *Route
+	mu     sync.Mutex
+	last   string
+	route  *Route
+	lastTo routeTo
+	to     *Route
+}
+
+// routeTo keys the outbound per-endpoint handles.
+type routeTo struct {
+	authority string
+	server    spiffeid.ID
 }
 
 // Open counts a new connection and returns its handle.
@@ -192,6 +202,29 @@ func (c *Conn) Route(authority string) *Route {
 	c.last = authority
 	c.route = &Route{m: c.m, labels: labels, requests: c.m.requests.WithLabelValues(labels...)}
 	return c.route
+}
+
+// RouteTo returns the request handles for an authority on this outbound
+// connection, labelled with the endpoint the request went to: tls and
+// server_id say whether it was meshed and who the server had to prove.
+func (c *Conn) RouteTo(authority string, server spiffeid.ID) *Route {
+	key := routeTo{authority, server}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.to != nil && c.lastTo == key {
+		return c.to
+	}
+	labels := append(make([]string, 0, len(c.labels)+3), c.labels...)
+	meshed := server != (spiffeid.ID{})
+	labels[1] = strconv.FormatBool(meshed)
+	labels[3] = ""
+	if meshed {
+		labels[3] = server.String()
+	}
+	labels = append(labels, authority)
+	c.lastTo = key
+	c.to = &Route{m: c.m, labels: labels, requests: c.m.requests.WithLabelValues(labels...)}
+	return c.to
 }
 
 // Route records the requests to one authority over one connection.

@@ -1,0 +1,198 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/meshctl/meshctl/install/webhookcert"
+)
+
+// installedState is what a second `meshctl install` must leave byte-identical.
+func installedState(t *testing.T) string {
+	t.Helper()
+	ctx := context.Background()
+	var b strings.Builder
+	for _, name := range []string{"mesh-issuer", "mesh-webhook-tls"} {
+		s, err := cluster.client.CoreV1().Secrets("meshctl").Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []string{"tls.crt", "tls.key", "ca.crt"} {
+			b.Write(s.Data[k])
+		}
+	}
+	cm, err := cluster.client.CoreV1().ConfigMaps("meshctl").Get(ctx, "mesh-trust-roots", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.WriteString(cm.Data["roots.pem"])
+	hook, err := cluster.client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, "meshctl-proxy-injector", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Write(hook.Webhooks[0].ClientConfig.CABundle)
+	return b.String()
+}
+
+// checkFails runs meshctl check, which must fail with the given check
+// marked × and its hint shown.
+func checkFails(t *testing.T, check, hint string, args ...string) {
+	t.Helper()
+	out, err := meshctl(t, true, append([]string{"check"}, args...)...)
+	if err == nil {
+		t.Errorf("meshctl check passed; want %q to fail", check)
+	}
+	i := strings.Index(out, "× "+check)
+	if i < 0 || !strings.Contains(out[i:], "hint: "+hint) {
+		t.Errorf("meshctl check did not fail %q with hint %q:\n%s", check, hint, out)
+	}
+}
+
+// TestMeshctlInstallsChecksInjectsAndUninstalls is the CLI-first path: check
+// --pre, install (twice: nothing changes), check, inject a running app through
+// kubectl, check --proxy, break things on purpose and see the matching check
+// fail with its hint, and uninstall leaving nothing behind.
+func TestMeshctlInstallsChecksInjectsAndUninstalls(t *testing.T) {
+	ctx := context.Background()
+	meshctl(t, false, "check", "--pre")
+	anchorFile := filepath.Join(t.TempDir(), "trust-anchor.pem")
+	uninstalled := false
+	t.Cleanup(func() {
+		if !uninstalled {
+			if t.Failed() {
+				dumpNamespace(t, "meshctl")
+			}
+			meshctl(t, true, "uninstall")
+		}
+	})
+	install := []string{"install", "--image-pull-policy", "Never", "--trust-anchor-file", anchorFile}
+	meshctl(t, false, install...)
+	before := installedState(t)
+	meshctl(t, false, install...)
+	if installedState(t) != before {
+		t.Error("a second meshctl install changed the issuer, the trust roots or the webhook certificate")
+	}
+	meshctl(t, false, "check")
+
+	// A running, unmeshed app, meshed with kubectl and meshctl inject.
+	ns := newNamespace(t, "demo")
+	applyTemplate(t, "meshed.yaml", map[string]string{"Namespace": ns})
+	applyTemplate(t, "meshed-client.yaml", map[string]string{"Namespace": ns})
+	waitReady(t, ns, "web", 3*time.Minute)
+	waitReady(t, ns, "client", 3*time.Minute)
+	kubectl := cluster.local.Kubectl() + " --kubeconfig " + cluster.local.Kubeconfig()
+	pipeline := fmt.Sprintf("%s get deploy -n %s -o yaml | %s inject - | %s apply -f -",
+		kubectl, ns, filepath.Join(cluster.local.RepoDir, "bin", "meshctl"), kubectl)
+	if out, err := exec.Command("sh", "-c", pipeline).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", pipeline, err, out)
+	} else {
+		t.Logf("%s:\n%s", pipeline, out)
+	}
+	eventually(t, "every pod of the app to be re-created with the proxy", 3*time.Minute, func(ctx context.Context) error {
+		pods, err := cluster.client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		meshed := 0
+		for _, p := range pods.Items {
+			if p.DeletionTimestamp != nil || p.Labels["app"] == "" {
+				continue
+			}
+			if p.Labels["meshctl.io/proxy-version"] == "" {
+				return fmt.Errorf("pod %s has no proxy yet", p.Name)
+			}
+			meshed++
+		}
+		if meshed != 4 {
+			return fmt.Errorf("%d meshed pods, want 4", meshed)
+		}
+		return nil
+	})
+	waitReady(t, ns, "web", 3*time.Minute)
+	waitReady(t, ns, "client", 3*time.Minute)
+	clientPod := podsOf(t, ns, "app=client")[0]
+	webID := fmt.Sprintf("spiffe://cluster.local/ns/%s/sa/web", ns)
+	eventually(t, "meshed requests from the client", time.Minute, func(ctx context.Context) error {
+		m, err := proxyMetrics(ctx, ns, clientPod)
+		if err != nil {
+			return err
+		}
+		if n := sumMatching(m, "response_total{", "direction=outbound", "tls=true", "server_id="+webID, "status_code=200"); n < 10 {
+			return fmt.Errorf("%v meshed responses", n)
+		}
+		return nil
+	})
+	meshctl(t, false, "check", "--proxy", "-n", ns, "--wait", "1m")
+
+	// Break things on purpose: each shows as its check, with its hint.
+	scale(t, "meshctl", "mesh-controller", 0)
+	eventually(t, "the controller to stop", time.Minute, func(context.Context) error {
+		if n := len(podsOf(t, "meshctl", controllerSelector)); n != 0 {
+			return fmt.Errorf("%d controller pods", n)
+		}
+		return nil
+	})
+	checkFails(t, "controller pods are ready", "see why: kubectl -n meshctl describe pods")
+	scale(t, "meshctl", "mesh-controller", 1)
+	meshctl(t, false, "check", "--wait", "2m")
+
+	issuer, err := cluster.client.CoreV1().Secrets("meshctl").Get(ctx, "mesh-issuer", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cluster.client.CoreV1().Secrets("meshctl").Delete(ctx, "mesh-issuer", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	checkFails(t, "the issuer chains to a trust anchor", "put an issuer signed by a trust anchor in place")
+	issuer.ResourceVersion, issuer.UID = "", ""
+	if _, err := cluster.client.CoreV1().Secrets("meshctl").Create(ctx, issuer, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	wrong, err := webhookCAFromElsewhere()
+	if err != nil {
+		t.Fatal(err)
+	}
+	patch := fmt.Sprintf(`[{"op": "replace", "path": "/webhooks/0/clientConfig/caBundle", "value": %q}]`, wrong)
+	if _, err := cluster.client.AdmissionregistrationV1().MutatingWebhookConfigurations().Patch(ctx, "meshctl-proxy-injector", types.JSONPatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	checkFails(t, "the proxy injector is reachable with a valid certificate", "re-create the webhook's certificate and CA bundle: meshctl install")
+	meshctl(t, false, install...) // puts the right CA bundle back
+	meshctl(t, false, "check", "--wait", "1m")
+
+	// Uninstall leaves nothing behind.
+	meshctl(t, false, "uninstall")
+	uninstalled = true
+	sel := metav1.ListOptions{LabelSelector: "app.kubernetes.io/part-of=meshctl"}
+	crs, _ := cluster.client.RbacV1().ClusterRoles().List(ctx, sel)
+	crbs, _ := cluster.client.RbacV1().ClusterRoleBindings().List(ctx, sel)
+	hooks, _ := cluster.client.AdmissionregistrationV1().MutatingWebhookConfigurations().List(ctx, sel)
+	copies, _ := cluster.client.CoreV1().ConfigMaps("").List(ctx, metav1.ListOptions{LabelSelector: "meshctl.io/trust-roots-copy=true"})
+	_, nsErr := cluster.client.CoreV1().Namespaces().Get(ctx, "meshctl", metav1.GetOptions{})
+	if len(crs.Items)+len(crbs.Items)+len(hooks.Items)+len(copies.Items) != 0 || nsErr == nil {
+		t.Errorf("uninstall left %d ClusterRoles, %d ClusterRoleBindings, %d webhook configurations, %d trust-bundle copies, namespace meshctl: %v",
+			len(crs.Items), len(crbs.Items), len(hooks.Items), len(copies.Items), nsErr == nil)
+	}
+}
+
+// webhookCAFromElsewhere is a valid CA bundle (base64, as the API wants it
+// in a JSON patch) that did not sign the webhook's certificate.
+func webhookCAFromElsewhere() (string, error) {
+	other, err := webhookcert.Generate("mesh-controller", "meshctl", time.Hour)
+	if err != nil {
+		return "", err
+	}
+	return base64.StdEncoding.EncodeToString(other.CABundle), nil
+}
