@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/meshctl/meshctl/internal/certs"
 	"github.com/meshctl/meshctl/proxy/admin"
 	"github.com/meshctl/meshctl/proxy/endpoints"
 	"github.com/meshctl/meshctl/proxy/httpproxy"
@@ -120,9 +121,17 @@ func (p *Proxy) Listen() error {
 		Handler: admin.Handler(admin.Config{
 			Gatherer: p.metrics.Registry(), Ready: p.ready.Load,
 			Identity: p.cfg.Identity, Tap: p.tap, Allow: p.cfg.AdminAllow, Pprof: p.cfg.Pprof,
-			Destinations: lister(p.cfg.Endpoints),
+			Destinations: lister(p.cfg.Endpoints), Renew: renewer(p.cfg.Identity),
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
+	}
+	return nil
+}
+
+// renewer returns the identity's early renewal, if it has one.
+func renewer(src certs.Source) func() {
+	if r, ok := src.(interface{ RenewNow() }); ok {
+		return r.RenewNow
 	}
 	return nil
 }

@@ -64,8 +64,10 @@ type Client struct {
 	key     crypto.Signer
 	current atomic.Pointer[certs.Bundle]
 	ready   chan struct{}
-	http    *http.Client
-	trust   atomic.Pointer[x509.CertPool] // verifies the controller
+	// renewNow wakes Run for an early renewal (buffered: one pending ask is enough).
+	renewNow chan struct{}
+	http     *http.Client
+	trust    atomic.Pointer[x509.CertPool] // verifies the controller
 	// roots is the trust bundle file's last contents; only Run touches it.
 	roots []byte
 }
@@ -94,13 +96,23 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("identity: generate key: %w", err)
 	}
-	c := &Client{cfg: cfg, key: key, ready: make(chan struct{})}
+	c := &Client{cfg: cfg, key: key, ready: make(chan struct{}), renewNow: make(chan struct{}, 1)}
 	c.http = c.newHTTPClient()
 	return c, nil
 }
 
 // Bundle returns the current certificate; nil until Ready.
 func (c *Client) Bundle() *certs.Bundle { return c.current.Load() }
+
+// RenewNow asks Run to get a new certificate now rather than at 70 % of
+// the current one's life (after an issuer rotation: `meshctl identity
+// rotate-issuer` asks every proxy through its admin port).
+func (c *Client) RenewNow() {
+	select {
+	case c.renewNow <- struct{}{}:
+	default:
+	}
+}
 
 // Ready is closed once the first certificate is in place.
 func (c *Client) Ready() <-chan struct{} { return c.ready }
@@ -123,6 +135,8 @@ func (c *Client) Run(ctx context.Context) error {
 			}
 			continue
 		case <-renew.C:
+		case <-c.renewNow:
+			c.cfg.Log.Info("renewing the certificate now, as asked")
 		}
 		b, err := c.obtain(ctx)
 		if err != nil {

@@ -43,6 +43,10 @@ type Config struct {
 	DefaultTapRPS int
 	// Pprof serves Go's profiles under /debug/pprof/ (node only).
 	Pprof bool
+	// Renew, when set, asks for a new workload certificate now (POST
+	// /renew, node only): `meshctl identity rotate-issuer` moves proxies to
+	// a new issuer with it.
+	Renew func()
 	// Destinations, when set, lists the outbound destinations the proxy
 	// follows and their endpoints, for /destinations (node only).
 	Destinations endpoints.Lister
@@ -75,6 +79,13 @@ func Handler(cfg Config) http.Handler {
 	mux.Handle("GET /identity", nodeOnly(cfg.Allow, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		serveIdentity(w, cfg.Identity)
 	})))
+	if cfg.Renew != nil {
+		mux.Handle("POST /renew", nodeOnly(cfg.Allow, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			cfg.Renew()
+			w.WriteHeader(http.StatusAccepted)
+			_, _ = w.Write([]byte("renewing\n"))
+		})))
+	}
 	if cfg.Destinations != nil {
 		mux.Handle("GET /destinations", nodeOnly(cfg.Allow, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			serveDestinations(w, cfg.Destinations)

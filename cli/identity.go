@@ -1,0 +1,328 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/meshctl/meshctl/cli/healthcheck"
+	"github.com/meshctl/meshctl/controller"
+	"github.com/meshctl/meshctl/identity/ca"
+	"github.com/meshctl/meshctl/internal/certs"
+	"github.com/meshctl/meshctl/internal/version"
+)
+
+type rotateOptions struct {
+	kube       kubeOptions
+	namespace  string
+	anchorFile string
+	timeout    time.Duration
+}
+
+func newIdentityCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "identity",
+		Short: "Rotate the mesh's issuer and trust anchor",
+		Long: `Rotate the certificates the mesh's identities hang from, with no failed request:
+
+  meshctl identity rotate-issuer         a new issuer, signed by the trust anchor you keep
+  meshctl identity rotate-trust-anchor   a new trust anchor, in stages
+
+Both need the trust anchor's key, kept by meshctl install in
+~/.meshctl/<context>/trust-anchor.pem (or --trust-anchor-file).`,
+	}
+	cmd.AddCommand(newRotateIssuerCommand(), newRotateTrustAnchorCommand())
+	return cmd
+}
+
+func (o *rotateOptions) addFlags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	o.kube.addFlags(f)
+	f.StringVar(&o.namespace, "control-plane-namespace", "meshctl", "namespace of the control plane")
+	f.StringVar(&o.anchorFile, "trust-anchor-file", "", "the trust anchor's certificate and key (default ~/.meshctl/<context>/trust-anchor.pem)")
+	f.DurationVar(&o.timeout, "timeout", 10*time.Minute, "how long each stage may wait for the proxies")
+}
+
+func (o *rotateOptions) file() string {
+	if o.anchorFile != "" {
+		return o.anchorFile
+	}
+	return defaultAnchorFile(o.kube.contextName())
+}
+
+func newRotateIssuerCommand() *cobra.Command {
+	o := &rotateOptions{}
+	cmd := &cobra.Command{
+		Use:   "rotate-issuer",
+		Short: "Put a new issuer in place and move every proxy to it",
+		Long: `Sign a new issuer with the trust anchor kept locally, put it in the Secret
+meshctl/mesh-issuer, ask every meshed proxy to renew its certificate from it,
+wait until all have, and check the mesh. Proxies keep serving throughout: the
+old and new certificates chain to the same trust anchor.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runRotateIssuer(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	o.addFlags(cmd)
+	return cmd
+}
+
+func runRotateIssuer(ctx context.Context, o *rotateOptions, stdout, stderr io.Writer) error {
+	_, client, err := o.kube.client()
+	if err != nil {
+		return err
+	}
+	anchor, err := loadAnchor(o.file())
+	if err != nil {
+		return err
+	}
+	roots, err := clusterRoots(ctx, client, o.namespace)
+	if err != nil {
+		return err
+	}
+	if !slices.ContainsFunc(roots, anchor.Cert.Equal) {
+		return fmt.Errorf("the trust anchor in %s is not one of the cluster's trust anchors (ConfigMap %s/%s): wrong file or wrong cluster", o.file(), o.namespace, controller.TrustRootsConfigMap)
+	}
+	start := time.Now()
+	fmt.Fprintln(stderr, "[1/2] signing a new issuer and putting it in place")
+	issuer, err := putNewIssuer(ctx, client, o.namespace, anchor, roots)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stderr, "[2/2] moving every proxy to the new issuer")
+	if err := o.waitProxies(ctx, client, "on the new issuer", onIssuer(issuer), true, stderr); err != nil {
+		return err
+	}
+	return finish(ctx, client, o.namespace, fmt.Sprintf("issuer rotated in %s", time.Since(start).Round(time.Second)), stdout)
+}
+
+func newRotateTrustAnchorCommand() *cobra.Command {
+	o := &rotateOptions{}
+	cmd := &cobra.Command{
+		Use:   "rotate-trust-anchor",
+		Short: "Replace the trust anchor, in stages, with no failed request",
+		Long: `Make a new trust anchor (its key goes to the trust anchor file; the previous
+file is kept beside it as <file>.previous) and move the mesh to it in stages,
+each waiting for every proxy:
+
+  1. add the new anchor to the trust bundle       every proxy trusts both
+  2. sign a new issuer with it; proxies renew      every proxy is on the new issuer
+  3. remove the old anchor from the bundle        every proxy trusts only the new one
+
+then check the mesh. If it is interrupted, the mesh keeps working; finish with
+rotate-issuer (if stage 2 did not complete) and by hand for stage 3.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runRotateTrustAnchor(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	o.addFlags(cmd)
+	return cmd
+}
+
+func runRotateTrustAnchor(ctx context.Context, o *rotateOptions, stdout, stderr io.Writer) error {
+	_, client, err := o.kube.client()
+	if err != nil {
+		return err
+	}
+	roots, err := clusterRoots(ctx, client, o.namespace)
+	if err != nil {
+		return err
+	}
+	td := trustDomain(ctx, client, o.namespace)
+	start := time.Now()
+	anchor, err := ca.NewTrustAnchor(td, anchorLifetime)
+	if err != nil {
+		return err
+	}
+	if err := keepAnchor(o.file(), anchor); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "A new trust anchor was made; its key is in %s (the previous one in %s.previous).\n", o.file(), o.file())
+
+	fmt.Fprintln(stderr, "[1/3] adding the new trust anchor to the trust bundle")
+	if err := putRoots(ctx, client, o.namespace, append(roots, anchor.Cert)); err != nil {
+		return err
+	}
+	newFP := certs.Fingerprint(anchor.Cert)
+	if err := o.waitProxies(ctx, client, "trust the new anchor", func(id proxyIdentity) bool {
+		return slices.Contains(id.Roots, newFP)
+	}, false, stderr); err != nil {
+		return err
+	}
+	fmt.Fprintln(stderr, "[2/3] signing a new issuer with the new anchor; proxies renew")
+	issuer, err := putNewIssuer(ctx, client, o.namespace, anchor, append(roots, anchor.Cert))
+	if err != nil {
+		return err
+	}
+	if err := o.waitProxies(ctx, client, "on the new issuer", onIssuer(issuer), true, stderr); err != nil {
+		return err
+	}
+	fmt.Fprintln(stderr, "[3/3] removing the old trust anchors from the trust bundle")
+	if err := putRoots(ctx, client, o.namespace, []*x509.Certificate{anchor.Cert}); err != nil {
+		return err
+	}
+	if err := o.waitProxies(ctx, client, "trust only the new anchor", func(id proxyIdentity) bool {
+		return len(id.Roots) == 1 && id.Roots[0] == newFP
+	}, false, stderr); err != nil {
+		return err
+	}
+	return finish(ctx, client, o.namespace, fmt.Sprintf("trust anchor rotated in %s", time.Since(start).Round(time.Second)), stdout)
+}
+
+func (o *rotateOptions) waitProxies(ctx context.Context, client kubernetes.Interface, what string, done func(proxyIdentity) bool, renew bool, progress io.Writer) error {
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	if err := waitProxies(ctx, client, what, done, renew, progress); err != nil {
+		return fmt.Errorf("not every proxy is %s after %s (%w); the mesh keeps working, run the command again or see meshctl check --proxy", what, o.timeout, err)
+	}
+	return nil
+}
+
+func onIssuer(issuer *ca.KeyPair) func(proxyIdentity) bool {
+	fp := certs.Fingerprint(issuer.Cert)
+	return func(id proxyIdentity) bool { return id.IssuerFingerprint == fp }
+}
+
+// finish checks the mesh and prints the outcome.
+func finish(ctx context.Context, client kubernetes.Interface, ns, summary string, stdout io.Writer) error {
+	env := &healthcheck.Env{Client: client, Namespace: ns, Version: version.Version, Now: time.Now()}
+	results := healthcheck.Run(ctx, env, []healthcheck.Category{healthcheck.Identity(), healthcheck.Proxies()}, healthcheck.Options{Wait: time.Minute})
+	if err := healthcheck.WriteTable(stdout, results); err != nil {
+		return err
+	}
+	if !healthcheck.Passed(results) {
+		return errChecksFailed
+	}
+	fmt.Fprintln(stdout, "✔ "+summary)
+	return nil
+}
+
+// loadAnchor reads the trust anchor's certificate and key from one PEM file.
+func loadAnchor(path string) (*ca.KeyPair, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("the trust anchor file (kept by meshctl install; --trust-anchor-file): %w", err)
+	}
+	var certPEM, keyPEM []byte
+	for rest := data; ; {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		if block.Type == "CERTIFICATE" && certPEM == nil {
+			certPEM = pem.EncodeToMemory(block)
+		} else if strings.Contains(block.Type, "PRIVATE KEY") && keyPEM == nil {
+			keyPEM = pem.EncodeToMemory(block)
+		}
+	}
+	if certPEM == nil || keyPEM == nil {
+		return nil, fmt.Errorf("%s must hold the trust anchor's certificate and private key (PEM)", path)
+	}
+	kp, err := ca.ParseKeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if !kp.Cert.IsCA {
+		return nil, fmt.Errorf("%s: the certificate is not a CA", path)
+	}
+	return kp, nil
+}
+
+// keepAnchor writes a new anchor's certificate and key (0600), keeping the
+// previous file beside it.
+func keepAnchor(path string, anchor *ca.KeyPair) error {
+	key, err := anchor.KeyPEM()
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(path); err == nil {
+		if err := os.Rename(path, path+".previous"); err != nil {
+			return fmt.Errorf("keep the previous trust anchor: %w", err)
+		}
+	}
+	if err := os.WriteFile(path, append(anchor.CertPEM(), key...), 0o600); err != nil {
+		return fmt.Errorf("keep the new trust anchor: %w", err)
+	}
+	return nil
+}
+
+func clusterRoots(ctx context.Context, client kubernetes.Interface, ns string) ([]*x509.Certificate, error) {
+	cm, err := client.CoreV1().ConfigMaps(ns).Get(ctx, controller.TrustRootsConfigMap, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("read the trust bundle (is meshctl installed?): %w", err)
+	}
+	_, roots, err := certs.ParseRoots([]byte(cm.Data[controller.RootsKey]))
+	return roots, err
+}
+
+func putRoots(ctx context.Context, client kubernetes.Interface, ns string, roots []*x509.Certificate) error {
+	cm, err := client.CoreV1().ConfigMaps(ns).Get(ctx, controller.TrustRootsConfigMap, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	var b bytes.Buffer
+	for _, r := range roots {
+		_ = pem.Encode(&b, &pem.Block{Type: "CERTIFICATE", Bytes: r.Raw})
+	}
+	upd := cm.DeepCopy()
+	upd.Data = map[string]string{controller.RootsKey: b.String()}
+	if _, err := client.CoreV1().ConfigMaps(ns).Update(ctx, upd, metav1.UpdateOptions{FieldManager: fieldManager}); err != nil {
+		return fmt.Errorf("update the trust bundle: %w", err)
+	}
+	return nil
+}
+
+// putNewIssuer signs a new issuer and stores it in the issuer Secret.
+func putNewIssuer(ctx context.Context, client kubernetes.Interface, ns string, anchor *ca.KeyPair, roots []*x509.Certificate) (*ca.KeyPair, error) {
+	issuer, err := ca.NewIssuer(anchor, trustDomain(ctx, client, ns), issuerLifetime)
+	if err != nil {
+		return nil, err
+	}
+	if err := ca.ValidateIssuer(issuer, roots, 0); err != nil {
+		return nil, fmt.Errorf("the new issuer: %w", err)
+	}
+	key, err := issuer.KeyPEM()
+	if err != nil {
+		return nil, err
+	}
+	sec, err := client.CoreV1().Secrets(ns).Get(ctx, controller.IssuerSecret, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("read the issuer Secret: %w", err)
+	}
+	upd := sec.DeepCopy()
+	upd.Data = map[string][]byte{corev1.TLSCertKey: issuer.CertPEM(), corev1.TLSPrivateKeyKey: key}
+	if _, err := client.CoreV1().Secrets(ns).Update(ctx, upd, metav1.UpdateOptions{FieldManager: fieldManager}); err != nil {
+		return nil, fmt.Errorf("update the issuer Secret: %w", err)
+	}
+	return issuer, nil
+}
+
+// trustDomain reads the controller's --trust-domain (default cluster.local).
+func trustDomain(ctx context.Context, client kubernetes.Interface, ns string) string {
+	d, err := client.AppsV1().Deployments(ns).Get(ctx, controller.ServiceName, metav1.GetOptions{})
+	if err == nil {
+		for _, c := range d.Spec.Template.Spec.Containers {
+			for _, a := range c.Args {
+				if td, ok := strings.CutPrefix(a, "--trust-domain="); ok {
+					return td
+				}
+			}
+		}
+	}
+	return "cluster.local"
+}
