@@ -343,6 +343,10 @@ func Down(ctx context.Context, cfg Config) error {
 	if err := os.Remove(cfg.Kubeconfig()); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove kubeconfig: %w", err)
 	}
+	// The demo's mesh keeps its trust anchor here; it belongs to this cluster.
+	if err := os.Remove(cfg.TrustAnchorFile()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove the demo's trust anchor: %w", err)
+	}
 	if left := Traces(ctx, cfg); len(left) > 0 {
 		return fmt.Errorf("still on the machine after stopping: %s", strings.Join(left, "; "))
 	}

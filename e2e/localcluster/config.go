@@ -151,6 +151,13 @@ func (p paths) kubeconfig(name string) string {
 	return filepath.Join(p.cfg.StateDir, "kubeconfig", name+".kubeconfig")
 }
 
+// TrustAnchorFile is where the demo keeps its mesh's trust anchor (removed
+// with the cluster).
+func (c Config) TrustAnchorFile() string {
+	c, _ = c.withDefaults()
+	return filepath.Join(c.OutDir, "trust-anchor.pem")
+}
+
 // Kubeconfig is the administrator kubeconfig that Up writes for users and tests.
 func (c Config) Kubeconfig() string {
 	c, _ = c.withDefaults()

@@ -1,6 +1,7 @@
-// Command demo puts the demo application on the local cluster and shows it
-// working: `make demo` runs it after bringing the cluster up and loading the
-// images. It prints the pods and what the load generator sees.
+// Command demo installs the mesh and a meshed demo application on the local
+// cluster and shows it working: `make demo` runs it after bringing the
+// cluster up and loading the images. It prints the pods, what the load
+// generator sees, and `meshctl check`.
 package main
 
 import (
@@ -13,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -33,8 +35,10 @@ var manifests []byte
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	kubeconfig := flag.String("kubeconfig", ".cluster/kubeconfig", "kubeconfig of the cluster")
+	meshctl := flag.String("meshctl", "bin/meshctl", "the meshctl binary")
+	anchor := flag.String("trust-anchor-file", ".cluster/trust-anchor.pem", "where meshctl install keeps the mesh's trust anchor")
 	flag.Parse()
-	err := run(ctx, *kubeconfig, os.Stdout)
+	err := run(ctx, *kubeconfig, cli{bin: *meshctl, kubeconfig: *kubeconfig}, *anchor, os.Stdout)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
@@ -42,7 +46,20 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, kubeconfig string, out io.Writer) error {
+// cli runs meshctl against the cluster.
+type cli struct{ bin, kubeconfig string }
+
+func (c cli) run(ctx context.Context, out io.Writer, args ...string) error {
+	fmt.Fprintf(out, "==> meshctl %s\n", strings.Join(args, " "))
+	cmd := exec.CommandContext(ctx, c.bin, append(args, "--kubeconfig", c.kubeconfig)...)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("meshctl %s: %w", strings.Join(args, " "), err)
+	}
+	return nil
+}
+
+func run(ctx context.Context, kubeconfig string, meshctl cli, anchorFile string, out io.Writer) error {
 	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
 		return fmt.Errorf("load kubeconfig: %w", err)
@@ -59,12 +76,15 @@ func run(ctx context.Context, kubeconfig string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(out, "==> deploying the demo app (namespace demo)")
+	if err := meshctl.run(ctx, out, "install", "--image-pull-policy", "Never", "--trust-anchor-file", anchorFile); err != nil {
+		return err
+	}
+	fmt.Fprintln(out, "==> deploying the demo app, meshed (namespace demo)")
 	if err := applier.Apply(ctx, objs); err != nil {
 		return err
 	}
 	fmt.Fprintln(out, "==> waiting for its pods to be ready")
-	if err := waitPodsReady(ctx, cs, "demo", 4, 2*time.Minute); err != nil {
+	if err := waitPodsReady(ctx, cs, "demo", 8, 3*time.Minute); err != nil {
 		return err
 	}
 	pods, err := cs.CoreV1().Pods("demo").List(ctx, metav1.ListOptions{})
@@ -72,10 +92,17 @@ func run(ctx context.Context, kubeconfig string, out io.Writer) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "POD\tIP\tNODE\tPHASE")
+	fmt.Fprintln(tw, "POD\tIP\tPHASE\tPROXY")
 	var loadPod string
 	for _, p := range pods.Items {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.Name, p.Status.PodIP, p.Spec.NodeName, p.Status.Phase)
+		if p.DeletionTimestamp != nil {
+			continue
+		}
+		proxy := "-"
+		if v := p.Labels["meshctl.io/proxy-version"]; v != "" {
+			proxy = v
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.Name, p.Status.PodIP, p.Status.Phase, proxy)
 		if p.Labels["app"] == "load" && p.DeletionTimestamp == nil {
 			loadPod = p.Name
 		}
@@ -89,9 +116,10 @@ func run(ctx context.Context, kubeconfig string, out io.Writer) error {
 		return err
 	}
 	fmt.Fprintln(out, line)
-	fmt.Fprintln(out, `Without a mesh, kube-proxy balances connections, not requests: one keep-alive
-client sends everything to one replica. (Next: meshctl install and inject.)`)
-	return nil
+	fmt.Fprintln(out, `The proxies balance requests, not connections: the one keep-alive client
+reaches every web replica, and every hop (load → web → api over HTTP/1,
+web → greeter over gRPC) is mutual TLS between the pods' proxies.`)
+	return meshctl.run(ctx, out, "check", "--proxy", "-n", "demo", "--wait", "2m")
 }
 
 // waitPodsReady waits until n pods of the namespace are Running and Ready.
@@ -121,24 +149,30 @@ func waitPodsReady(ctx context.Context, cs kubernetes.Interface, ns string, n in
 	}
 }
 
-// waitLoadReport returns the first summary line the load generator prints.
+// waitLoadReport returns a summary line the load generator printed after
+// the call: one covering only time when every pod was ready.
 func waitLoadReport(ctx context.Context, cs kubernetes.Interface, pod string, timeout time.Duration) (string, error) {
 	if pod == "" {
 		return "", errors.New("no load generator pod")
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	before := -1
 	for {
 		logs, err := cs.CoreV1().Pods("demo").GetLogs(pod, &corev1.PodLogOptions{}).DoRaw(ctx)
 		if err == nil {
 			s := bufio.NewScanner(bytes.NewReader(logs))
 			var last string
+			n := 0
 			for s.Scan() {
 				if strings.HasPrefix(s.Text(), "{") {
 					last = s.Text()
+					n++
 				}
 			}
-			if last != "" {
+			if before < 0 {
+				before = n // the reports so far may cover start-up
+			} else if n >= before+2 {
 				return last, nil
 			}
 		}

@@ -24,7 +24,7 @@ import (
 )
 
 const usage = `usage:
-  testapp serve [--listen :8080]
+  testapp serve [--listen :8080] [--grpc-listen :9090] [--call URL] [--call-grpc HOST:PORT]
   testapp check [--resolve NAME] [--get URL --requests N] [--apiserver]
   testapp load --url URL [--rps 10] [--report 5s]
 `
@@ -48,10 +48,29 @@ func run(ctx context.Context, args []string) error {
 	case "serve":
 		fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 		listen := fs.String("listen", ":8080", "address to serve HTTP on")
+		grpcListen := fs.String("grpc-listen", "", "also serve the gRPC health service on this address")
+		call := fs.String("call", "", "GET this URL for every request served (a frontend)")
+		callGRPC := fs.String("call-grpc", "", "make a gRPC health check to this address for every request served")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
-		return serve(ctx, *listen, slog.New(slog.NewJSONHandler(os.Stderr, nil)))
+		log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+		down, closeDown, err := newDownstream(*call, *callGRPC)
+		if err != nil {
+			return err
+		}
+		defer closeDown()
+		if *grpcListen == "" {
+			return serve(ctx, *listen, down, log)
+		}
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		errc := make(chan error, 2)
+		go func() { errc <- serveGRPC(ctx, *grpcListen, log) }()
+		go func() { errc <- serve(ctx, *listen, down, log) }()
+		first := <-errc
+		cancel() // one ended: end the other
+		return errors.Join(first, <-errc)
 	case "check":
 		fs := flag.NewFlagSet("check", flag.ContinueOnError)
 		var c checks
@@ -94,13 +113,17 @@ type reply struct {
 	Proto  string `json:"proto"`
 }
 
-func serve(ctx context.Context, addr string, log *slog.Logger) error {
+func serve(ctx context.Context, addr string, down *downstream, log *slog.Logger) error {
 	host, _ := os.Hostname()
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if err := down.call(r.Context()); err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(reply{Pod: host, Path: r.URL.Path, Method: r.Method, Proto: r.Proto})
 	})
