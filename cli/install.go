@@ -120,8 +120,13 @@ func runInstall(ctx context.Context, o *installOptions, stdout, stderr io.Writer
 	default:
 		found := false
 		if connErr == nil {
-			if v.Identity, found, err = existingIdentity(ctx, client, v.Namespace); err != nil {
+			v.Identity, found, err = existingIdentity(ctx, client, v.Namespace)
+			switch {
+			case err != nil && !printOnly:
 				return err
+			case err != nil:
+				fmt.Fprintf(stderr, "Note: could not read the cluster's identity (%v); printing a new one.\n", err)
+				found = false
 			}
 		}
 		if !found {

@@ -172,6 +172,17 @@ func TestMeshctlInstallsChecksInjectsAndUninstalls(t *testing.T) {
 	meshctl(t, false, install...) // puts the right CA bundle back
 	meshctl(t, false, "check", "--wait", "1m")
 
+	// Upgrade in place to the HA layout: 3 replicas and a disruption budget.
+	meshctl(t, false, append(install, "--ha")...)
+	d, err := cluster.client.AppsV1().Deployments("meshctl").Get(ctx, "mesh-controller", metav1.GetOptions{})
+	if err != nil || d.Status.ReadyReplicas != 3 {
+		t.Errorf("after install --ha: %v ready replicas (%v), want 3", d.Status.ReadyReplicas, err)
+	}
+	if _, err := cluster.client.PolicyV1().PodDisruptionBudgets("meshctl").Get(ctx, "mesh-controller", metav1.GetOptions{}); err != nil {
+		t.Errorf("install --ha made no PodDisruptionBudget: %v", err)
+	}
+	meshctl(t, false, "check", "--proxy", "-n", ns, "--wait", "1m")
+
 	// Uninstall leaves nothing behind.
 	meshctl(t, false, "uninstall")
 	uninstalled = true

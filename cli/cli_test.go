@@ -1,0 +1,180 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshctl/meshctl/identity/ca"
+	"github.com/meshctl/meshctl/internal/kubeapply"
+)
+
+// run drives the command tree as a user would, without a terminal.
+func run(t *testing.T, stdin string, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	cmd := NewRootCommand()
+	var out, errOut bytes.Buffer
+	cmd.SetArgs(args)
+	cmd.SetIn(strings.NewReader(stdin))
+	cmd.SetOut(&out)
+	cmd.SetErr(&errOut)
+	err = cmd.ExecuteContext(context.Background())
+	return out.String(), errOut.String(), err
+}
+
+// nowhere is a kubeconfig that points at no cluster.
+func nowhere(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	os.WriteFile(path, []byte(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+`), 0o600)
+	return path
+}
+
+func TestInstallDryRunPrintsWithoutACluster(t *testing.T) {
+	anchor := filepath.Join(t.TempDir(), "anchor.pem")
+	out, stderr, err := run(t, "", "install", "--dry-run", "--kubeconfig", nowhere(t), "--trust-anchor-file", anchor)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	objs, err := kubeapply.Decode([]byte(out))
+	if err != nil || len(objs) != 13 {
+		t.Fatalf("printed %d objects (%v), want 13", len(objs), err)
+	}
+	if info, err := os.Stat(anchor); err != nil || info.Mode().Perm() != 0o600 {
+		t.Errorf("the trust anchor file: %v, %v; want it written 0600", info, err)
+	}
+	if !strings.Contains(stderr, anchor) {
+		t.Errorf("stderr does not say where the trust anchor key is:\n%s", stderr)
+	}
+	// The anchor file is never overwritten.
+	if _, _, err := run(t, "", "install", "--dry-run", "--kubeconfig", nowhere(t), "--trust-anchor-file", anchor); err == nil || !strings.Contains(err.Error(), "already exists") {
+		t.Errorf("a second generation over the same file: %v", err)
+	}
+
+	out, _, err = run(t, "", "install", "-o", "json", "--ha", "--kubeconfig", nowhere(t), "--trust-anchor-file", filepath.Join(t.TempDir(), "a.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list struct {
+		Kind  string           `json:"kind"`
+		Items []map[string]any `json:"items"`
+	}
+	if err := json.Unmarshal([]byte(out), &list); err != nil || list.Kind != "List" || len(list.Items) != 14 {
+		t.Errorf("-o json --ha: a %s of %d items (%v), want a List of 14 (with the PodDisruptionBudget)", list.Kind, len(list.Items), err)
+	}
+}
+
+func TestInstallRefusesBadIdentityFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, data []byte) string {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, data, 0o600)
+		return p
+	}
+	anchor, err := ca.NewTrustAnchor("cluster.local", 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuer, err := ca.NewIssuer(anchor, "cluster.local", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := ca.NewTrustAnchor("cluster.local", 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuerKey, _ := issuer.KeyPEM()
+	otherKey, _ := other.KeyPEM()
+	roots := write("roots.pem", anchor.CertPEM())
+	otherRoots := write("other-roots.pem", other.CertPEM())
+	cert := write("issuer.pem", issuer.CertPEM())
+	key := write("issuer-key.pem", issuerKey)
+	wrongKey := write("wrong-key.pem", otherKey)
+	for name, tc := range map[string]struct {
+		args []string
+		want string
+	}{
+		"only one file":   {[]string{"--identity-trust-anchors-file", roots}, "go together"},
+		"missing file":    {[]string{"--identity-trust-anchors-file", roots, "--identity-issuer-certificate-file", filepath.Join(dir, "nope"), "--identity-issuer-key-file", key}, "no such file"},
+		"mismatched key":  {[]string{"--identity-trust-anchors-file", roots, "--identity-issuer-certificate-file", cert, "--identity-issuer-key-file", wrongKey}, "does not match"},
+		"another anchor":  {[]string{"--identity-trust-anchors-file", otherRoots, "--identity-issuer-certificate-file", cert, "--identity-issuer-key-file", key}, "does not chain"},
+		"bad output":      {[]string{"-o", "xml"}, "want yaml or json"},
+		"bad pull policy": {[]string{"--image-pull-policy", "Sometimes"}, "pull policy"},
+	} {
+		_, _, err := run(t, "", append([]string{"install", "--dry-run", "--kubeconfig", nowhere(t), "--trust-anchor-file", filepath.Join(t.TempDir(), "a.pem")}, tc.args...)...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want one mentioning %q", name, err, tc.want)
+		}
+	}
+	// A good set is accepted and used as it is.
+	out, _, err := run(t, "", "install", "--dry-run", "--kubeconfig", nowhere(t),
+		"--identity-trust-anchors-file", roots, "--identity-issuer-certificate-file", cert, "--identity-issuer-key-file", key)
+	if err != nil || !strings.Contains(out, "mesh-issuer") {
+		t.Errorf("a valid identity was refused: %v", err)
+	}
+}
+
+func TestInjectAndUninjectThroughTheCommandLine(t *testing.T) {
+	in := "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  template:\n    spec:\n      containers: [{name: web, image: web:1}]\n"
+	out, stderr, err := run(t, in, "inject", "-", "--proxy-memory-limit", "256Mi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "meshctl.io/inject: enabled") || !strings.Contains(out, "config.meshctl.io/proxy-memory-limit: 256Mi") {
+		t.Errorf("inject output:\n%s", out)
+	}
+	if !strings.Contains(stderr, "deployment/web annotated") || !strings.Contains(stderr, "1 of 1") {
+		t.Errorf("inject report:\n%s", stderr)
+	}
+	back, _, err := run(t, out, "uninject", "-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(back, "meshctl.io") {
+		t.Errorf("uninject left meshctl annotations:\n%s", back)
+	}
+	if _, _, err := run(t, "", "inject"); err == nil {
+		t.Error("inject with no input succeeded")
+	}
+	if _, _, err := run(t, "", "inject", "-", "--proxy-log-level", "loud"); err != nil {
+		t.Logf("(empty input with a bad flag: %v)", err)
+	}
+}
+
+func TestCommandsExplainBadUse(t *testing.T) {
+	for name, tc := range map[string]struct {
+		args []string
+		want string
+	}{
+		"check output":    {[]string{"check", "-o", "xml"}, "want table or json"},
+		"check pre+proxy": {[]string{"check", "--pre", "--proxy"}, "do not go together"},
+		"no cluster":      {[]string{"check", "--kubeconfig", "/nonexistent/kubeconfig"}, "no such file"},
+		"rotate no file":  {[]string{"identity", "rotate-issuer", "--kubeconfig", "KUBE", "--trust-anchor-file", "/nonexistent.pem"}, "trust anchor file"},
+	} {
+		args := tc.args
+		for i, a := range args {
+			if a == "KUBE" {
+				args[i] = nowhere(t)
+			}
+		}
+		_, _, err := run(t, "", args...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want one mentioning %q", name, err, tc.want)
+		}
+	}
+	out, _, err := run(t, "", "version", "--client")
+	if err != nil || !strings.HasPrefix(out, "Client version: ") {
+		t.Errorf("version --client: %q %v", out, err)
+	}
+}
