@@ -174,9 +174,10 @@ func TestMeshctlInstallsChecksInjectsAndUninstalls(t *testing.T) {
 
 	// Upgrade in place to the HA layout: 3 replicas and a disruption budget.
 	meshctl(t, false, append(install, "--ha")...)
-	d, err := cluster.client.AppsV1().Deployments("meshctl").Get(ctx, "mesh-controller", metav1.GetOptions{})
-	if err != nil || d.Status.ReadyReplicas != 3 {
-		t.Errorf("after install --ha: %v ready replicas (%v), want 3", d.Status.ReadyReplicas, err)
+	if d, err := cluster.client.AppsV1().Deployments("meshctl").Get(ctx, "mesh-controller", metav1.GetOptions{}); err != nil {
+		t.Error(err)
+	} else if d.Status.ReadyReplicas != 3 {
+		t.Errorf("after install --ha: %d ready replicas, want 3", d.Status.ReadyReplicas)
 	}
 	if _, err := cluster.client.PolicyV1().PodDisruptionBudgets("meshctl").Get(ctx, "mesh-controller", metav1.GetOptions{}); err != nil {
 		t.Errorf("install --ha made no PodDisruptionBudget: %v", err)
