@@ -413,6 +413,7 @@ func TestRequestMetricsNameTheEndpointEachRequestWentTo(t *testing.T) {
 	m := newMeshPair(t, app, serverSPIFFE, ca.Issue(t, serverSPIFFE, -time.Minute, time.Hour), ca)
 	set := m.client.p.sides[0].fixed
 	meshed := set.Endpoints()
+	meshed[0].Workload = "backend"
 	set.Update([]endpoints.Endpoint{{Addr: app}}) // not meshed yet: straight to the app
 
 	client := h1Client()
@@ -432,7 +433,7 @@ func TestRequestMetricsNameTheEndpointEachRequestWentTo(t *testing.T) {
 	get()
 	fams := scrape(t, m.client)
 	plain := metricValue(fams, "response_total", map[string]string{"direction": "outbound", "tls": "false", "server_id": ""})
-	mtls := metricValue(fams, "response_total", map[string]string{"direction": "outbound", "tls": "true", "server_id": serverSPIFFE})
+	mtls := metricValue(fams, "response_total", map[string]string{"direction": "outbound", "tls": "true", "server_id": serverSPIFFE, "dst_workload": "backend"})
 	if plain != 1 || mtls != 1 {
 		t.Errorf("response_total: %v plaintext, %v meshed; want 1 and 1", plain, mtls)
 	}

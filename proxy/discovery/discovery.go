@@ -277,7 +277,7 @@ func Translate(dst netip.AddrPort, d api.Destination, log *slog.Logger) []endpoi
 			log.Warn("the controller sent a bad endpoint address; skipping it", "destination", dst, "addr", e.Addr)
 			continue
 		}
-		ep := endpoints.Endpoint{Addr: e.Addr, Opaque: e.Opaque}
+		ep := endpoints.Endpoint{Addr: e.Addr, Opaque: e.Opaque, Workload: e.Workload}
 		if e.Identity != "" {
 			id, err := spiffeid.Parse(e.Identity)
 			if err != nil {

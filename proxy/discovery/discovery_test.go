@@ -283,13 +283,13 @@ func TestTranslate(t *testing.T) {
 	dst := netip.MustParseAddrPort("10.96.0.20:80")
 	log := slog.New(slog.DiscardHandler)
 	got := Translate(dst, api.Destination{Known: true, Endpoints: []api.Endpoint{
-		{Addr: "10.244.0.7:8080", Identity: webID, Opaque: true},
+		{Addr: "10.244.0.7:8080", Identity: webID, Opaque: true, Workload: "web"},
 		{Addr: "10.244.0.8:8080"},
 		{Addr: "10.244.0.9:8080", Identity: "spiffe://nope/with space"},
 		{Addr: "not-an-address"},
 	}}, log)
 	want := []endpoints.Endpoint{
-		{Addr: "10.244.0.7:8080", Identity: mustID(t, webID), Opaque: true},
+		{Addr: "10.244.0.7:8080", Identity: mustID(t, webID), Opaque: true, Workload: "web"},
 		{Addr: "10.244.0.8:8080"},
 	}
 	if !slices.Equal(got, want) {

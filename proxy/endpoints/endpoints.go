@@ -30,6 +30,9 @@ type Endpoint struct {
 	// Opaque says the destination port carries no HTTP worth detecting
 	// (the server's config.meshctl.io/opaque-ports).
 	Opaque bool
+	// Workload names the endpoint's workload, when discovery knows it
+	// (the dst_workload label of the requests sent to it).
+	Workload string
 }
 
 // Meshed reports whether traffic to the endpoint goes over mutual TLS.

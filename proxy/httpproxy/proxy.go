@@ -179,7 +179,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ep, picked := info.Upstream.Pick()
 	var route *metrics.Route
 	if picked && info.Direction == metrics.Outbound {
-		route = info.Metrics.RouteTo(r.Host, ep.Identity)
+		route = info.Metrics.RouteTo(r.Host, ep.Identity, ep.Workload)
 	} else {
 		route = info.Metrics.Route(r.Host)
 	}

@@ -156,6 +156,7 @@ type Conn struct {
 type routeTo struct {
 	authority string
 	server    spiffeid.ID
+	workload  string
 }
 
 // Open counts a new connection and returns its handle.
@@ -206,9 +207,10 @@ func (c *Conn) Route(authority string) *Route {
 
 // RouteTo returns the request handles for an authority on this outbound
 // connection, labelled with the endpoint the request went to: tls and
-// server_id say whether it was meshed and who the server had to prove.
-func (c *Conn) RouteTo(authority string, server spiffeid.ID) *Route {
-	key := routeTo{authority, server}
+// server_id say whether it was meshed and who the server had to prove,
+// dst_workload which workload it belongs to (when discovery knows).
+func (c *Conn) RouteTo(authority string, server spiffeid.ID, workload string) *Route {
+	key := routeTo{authority, server, workload}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.to != nil && c.lastTo == key {
@@ -220,6 +222,9 @@ func (c *Conn) RouteTo(authority string, server spiffeid.ID) *Route {
 	labels[3] = ""
 	if meshed {
 		labels[3] = server.String()
+	}
+	if workload != "" {
+		labels[4] = workload
 	}
 	labels = append(labels, authority)
 	c.lastTo = key
