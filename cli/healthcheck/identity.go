@@ -65,10 +65,10 @@ func readAnchors(ctx context.Context, env *Env) ([]*x509.Certificate, error) {
 	}
 	anchors, err := parseCerts([]byte(cm.Data["roots.pem"]))
 	if err != nil {
-		return nil, fmt.Errorf("ConfigMap %s: %w", trustRoots, err)
+		return nil, fmt.Errorf("the ConfigMap %s: %w", trustRoots, err)
 	}
 	if len(anchors) == 0 {
-		return nil, fmt.Errorf("ConfigMap %s holds no certificate", trustRoots)
+		return nil, fmt.Errorf("the ConfigMap %s holds no certificate", trustRoots)
 	}
 	return anchors, nil
 }
@@ -80,7 +80,7 @@ func readIssuer(ctx context.Context, env *Env) (*ca.KeyPair, error) {
 	}
 	kp, err := ca.ParseKeyPair(sec.Data[corev1.TLSCertKey], sec.Data[corev1.TLSPrivateKeyKey])
 	if err != nil {
-		return nil, fmt.Errorf("Secret %s: %w", issuerSecret, err)
+		return nil, fmt.Errorf("the Secret %s: %w", issuerSecret, err)
 	}
 	return kp, nil
 }
