@@ -1,0 +1,257 @@
+package proxystats
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Pod is one pod of a resource, with its proxy's samples (nil when it has
+// no proxy or could not be read).
+type Pod struct {
+	Namespace, Name string
+	// Workload is the pod's meshctl.io/workload label.
+	Workload string
+	// Meshed says the pod has a proxy.
+	Meshed bool
+	// Start and End are the samples at the window's ends.
+	Start, End *Sample
+	// Err says why the pod's proxy could not be read.
+	Err error
+}
+
+// Resource is a row's subject: a Deployment, a Service, a Namespace, a Pod.
+type Resource struct {
+	Kind, Namespace, Name string
+	Pods                  []*Pod
+}
+
+// Row is what `meshctl stat` prints for one resource.
+type Row struct {
+	Namespace string  `json:"namespace"`
+	Kind      string  `json:"kind"`
+	Name      string  `json:"name"`
+	Meshed    int     `json:"meshed"`
+	Pods      int     `json:"pods"`
+	Requests  float64 `json:"requests"`
+	Successes float64 `json:"successes"`
+	// SuccessRate is 0..1, NaN (null in JSON) without requests.
+	SuccessRate float64 `json:"-"`
+	RPS         float64 `json:"rps"`
+	// P50, P95 and P99 are histogram bucket upper bounds in ms (NaN: no data).
+	P50, P95, P99 float64   `json:"-"`
+	TCPConns      float64   `json:"tcp_connections"`
+	Bounds        []float64 `json:"-"`
+	Errors        []string  `json:"errors,omitempty"`
+}
+
+// MarshalJSON writes NaN as null.
+func (r Row) MarshalJSON() ([]byte, error) {
+	type plain Row
+	num := func(v float64) *float64 {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return nil
+		}
+		return &v
+	}
+	return json.Marshal(struct {
+		plain
+		SuccessRate *float64 `json:"success_rate"`
+		P50         *float64 `json:"latency_p50_ms"`
+		P95         *float64 `json:"latency_p95_ms"`
+		P99         *float64 `json:"latency_p99_ms"`
+	}{plain(r), num(r.SuccessRate), num(r.P50), num(r.P95), num(r.P99)})
+}
+
+// Filter selects the series a row counts.
+type Filter func(Series) bool
+
+// Inbound counts what the resource's pods served.
+func Inbound(s Series) bool { return s.Direction == "inbound" }
+
+// Stat computes a row per resource over a window.
+func Stat(resources []Resource, window time.Duration, keep Filter) []Row {
+	rows := make([]Row, 0, len(resources))
+	for _, res := range resources {
+		row := Row{Namespace: res.Namespace, Kind: res.Kind, Name: res.Name, Pods: len(res.Pods), SuccessRate: math.NaN()}
+		var hist Histogram
+		for _, p := range res.Pods {
+			if p.Meshed {
+				row.Meshed++
+			}
+			if p.Err != nil {
+				row.Errors = append(row.Errors, fmt.Sprintf("pod %s/%s: %v", p.Namespace, p.Name, p.Err))
+				continue
+			}
+			if p.End == nil {
+				continue
+			}
+			d := Delta(p.Start, p.End)
+			for s, n := range d.Responses {
+				if !keep(s) {
+					continue
+				}
+				row.Requests += n
+				if s.Success {
+					row.Successes += n
+				}
+			}
+			for s, h := range d.Latency {
+				if keep(s) {
+					hist = add(hist, h)
+				}
+			}
+			row.TCPConns += p.End.OpenConns["inbound"]
+		}
+		if row.Requests > 0 {
+			row.SuccessRate = row.Successes / row.Requests
+		}
+		if window > 0 {
+			row.RPS = row.Requests / window.Seconds()
+		}
+		row.P50, row.P95, row.P99 = hist.Quantile(0.5), hist.Quantile(0.95), hist.Quantile(0.99)
+		row.Bounds = hist.Bounds
+		rows = append(rows, row)
+	}
+	sort.SliceStable(rows, func(i, j int) bool {
+		if rows[i].Namespace != rows[j].Namespace {
+			return rows[i].Namespace < rows[j].Namespace
+		}
+		return rows[i].Name < rows[j].Name
+	})
+	return rows
+}
+
+// WriteTable prints rows as `meshctl stat` does; wide adds the namespace
+// and the request count.
+func WriteTable(w io.Writer, rows []Row, wide bool) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 3, ' ', 0)
+	head := "NAME\tMESHED\tSUCCESS\tRPS\tLATENCY_P50\tLATENCY_P95\tLATENCY_P99\tTCP_CONN"
+	if wide {
+		head = "NAMESPACE\t" + head + "\tREQUESTS"
+	}
+	fmt.Fprintln(tw, head)
+	for _, r := range rows {
+		success := "-"
+		if !math.IsNaN(r.SuccessRate) {
+			success = fmt.Sprintf("%.2f%%", 100*r.SuccessRate)
+		}
+		line := fmt.Sprintf("%s\t%d/%d\t%s\t%.1f\t%s\t%s\t%s\t%.0f", r.Name, r.Meshed, r.Pods, success, r.RPS,
+			FormatMs(r.P50, r.Bounds), FormatMs(r.P95, r.Bounds), FormatMs(r.P99, r.Bounds), r.TCPConns)
+		if wide {
+			line = r.Namespace + "\t" + line + fmt.Sprintf("\t%.0f", r.Requests)
+		}
+		fmt.Fprintln(tw, line)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, r := range rows {
+		for _, e := range r.Errors {
+			if _, err := fmt.Fprintln(w, "warning: "+e); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// WriteJSON prints rows for scripts.
+func WriteJSON(w io.Writer, rows []Row) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(rows)
+}
+
+// Edge is who talks to whom.
+type Edge struct {
+	SrcNamespace string `json:"src_namespace"`
+	Src          string `json:"src"`
+	DstNamespace string `json:"dst_namespace"`
+	Dst          string `json:"dst"`
+	// Secured says every request on the edge went over mutual TLS with the
+	// server's identity checked (the client's own is its proxy's).
+	Secured  bool    `json:"secured"`
+	Requests float64 `json:"requests"`
+}
+
+// Edges lists the edges out of the resources' pods, from their outbound
+// metrics (cumulative: every edge seen since the proxies started).
+func Edges(resources []Resource) []Edge {
+	type key struct{ srcNS, src, dstNS, dst string }
+	agg := map[key]*Edge{}
+	for _, res := range resources {
+		for _, p := range res.Pods {
+			if p.End == nil || !p.Meshed {
+				continue
+			}
+			for s, n := range p.End.Responses {
+				if s.Direction != "outbound" || noEndpoint(s) {
+					continue
+				}
+				dst, dstNS := s.DstWorkload, namespaceOf(s)
+				if dst == "" {
+					dst = s.Authority
+				}
+				k := key{p.Namespace, res.Name, dstNS, dst}
+				e := agg[k]
+				if e == nil {
+					e = &Edge{SrcNamespace: k.srcNS, Src: k.src, DstNamespace: k.dstNS, Dst: k.dst, Secured: true}
+					agg[k] = e
+				}
+				e.Requests += n
+				if !s.TLS || s.ServerID == "" {
+					e.Secured = false
+				}
+			}
+		}
+	}
+	out := make([]Edge, 0, len(agg))
+	for _, e := range agg {
+		out = append(out, *e)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		return a.SrcNamespace+"/"+a.Src+">"+a.DstNamespace+"/"+a.Dst < b.SrcNamespace+"/"+b.Src+">"+b.DstNamespace+"/"+b.Dst
+	})
+	return out
+}
+
+// noEndpoint is the proxy's own 503 for a destination with no ready
+// endpoint: the request never left the pod, so it makes no edge.
+func noEndpoint(s Series) bool {
+	return !s.TLS && s.ServerID == "" && s.DstWorkload == "" && s.Status == "503"
+}
+
+// namespaceOf finds a destination's namespace: from the server's SPIFFE ID,
+// else from a Service authority (name.ns[.svc...][:port]).
+func namespaceOf(s Series) string {
+	if _, rest, ok := strings.Cut(s.ServerID, "/ns/"); ok {
+		ns, _, _ := strings.Cut(rest, "/")
+		return ns
+	}
+	host, _, _ := strings.Cut(s.Authority, ":")
+	if parts := strings.Split(host, "."); len(parts) >= 2 {
+		return parts[1]
+	}
+	return ""
+}
+
+// WriteEdges prints edges as `meshctl edges` does.
+func WriteEdges(w io.Writer, edges []Edge) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 3, ' ', 0)
+	fmt.Fprintln(tw, "SRC\tDST\tSRC_NS\tDST_NS\tSECURED")
+	for _, e := range edges {
+		secured := "×"
+		if e.Secured {
+			secured = "✔"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Src, e.Dst, e.SrcNamespace, e.DstNamespace, secured)
+	}
+	return tw.Flush()
+}

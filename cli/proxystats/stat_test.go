@@ -1,0 +1,172 @@
+package proxystats
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+// exposition writes a proxy's metrics: ok and failed inbound responses, and
+// their latencies spread over the buckets as given (upper bound → count).
+func exposition(started float64, ok, failed float64, latency map[float64]float64, outbound string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds %v\n", started)
+	b.WriteString("# TYPE response_total counter\n")
+	in := `direction="inbound",tls="true",client_id="spiffe://cluster.local/ns/demo/sa/load",server_id="",dst_workload="",authority="web"`
+	fmt.Fprintf(&b, "response_total{%s,status_code=\"200\",classification=\"success\"} %v\n", in, ok)
+	fmt.Fprintf(&b, "response_total{%s,status_code=\"500\",classification=\"failure\"} %v\n", in, failed)
+	if outbound != "" {
+		fmt.Fprintf(&b, "response_total{%s} 7\n", outbound)
+	}
+	b.WriteString("# TYPE response_latency_ms histogram\n")
+	cum := 0.0
+	for _, le := range []float64{1, 5, 10, 50, 100} {
+		cum += latency[le]
+		fmt.Fprintf(&b, "response_latency_ms_bucket{%s,status_code=\"200\",classification=\"success\",le=\"%v\"} %v\n", in, le, cum)
+	}
+	cum += latency[math.Inf(1)]
+	fmt.Fprintf(&b, "response_latency_ms_bucket{%s,status_code=\"200\",classification=\"success\",le=\"+Inf\"} %v\n", in, cum)
+	fmt.Fprintf(&b, "response_latency_ms_sum{%s,status_code=\"200\",classification=\"success\"} 0\n", in)
+	fmt.Fprintf(&b, "response_latency_ms_count{%s,status_code=\"200\",classification=\"success\"} %v\n", in, cum)
+	b.WriteString("# TYPE tcp_open_connections gauge\n")
+	b.WriteString(`tcp_open_connections{direction="inbound",tls="true",client_id="",server_id="",dst_workload=""} 2` + "\n")
+	return b.String()
+}
+
+func parse(t *testing.T, text string) *Sample {
+	t.Helper()
+	s, err := Parse(strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestQuantileIsTheBucketHoldingTheValue(t *testing.T) {
+	h := Histogram{Bounds: []float64{1, 5, 10, math.Inf(1)}, Counts: []float64{10, 60, 99, 100}}
+	for q, want := range map[float64]float64{0.05: 1, 0.1: 1, 0.5: 5, 0.6: 5, 0.95: 10, 0.99: 10, 0.995: math.Inf(1)} {
+		if got := h.Quantile(q); got != want {
+			t.Errorf("Quantile(%v) = %v, want %v", q, got, want)
+		}
+	}
+	if !math.IsNaN((Histogram{}).Quantile(0.5)) {
+		t.Error("an empty histogram has a quantile")
+	}
+}
+
+func TestDeltaCountsFromZeroAfterARestart(t *testing.T) {
+	start := parse(t, exposition(100, 1000, 10, map[float64]float64{5: 1010}, ""))
+	end := parse(t, exposition(100, 1900, 20, map[float64]float64{5: 1910}, ""))
+	d := Delta(start, end)
+	var ok, failed float64
+	for s, n := range d.Responses {
+		if s.Success {
+			ok += n
+		} else {
+			failed += n
+		}
+	}
+	if ok != 900 || failed != 10 {
+		t.Errorf("delta: %v ok, %v failed; want 900 and 10", ok, failed)
+	}
+	// The proxy restarted in between: its counters start again from zero.
+	restartedEnd := parse(t, exposition(200, 300, 3, map[float64]float64{5: 303}, ""))
+	d = Delta(start, restartedEnd)
+	ok = 0
+	for s, n := range d.Responses {
+		if s.Success {
+			ok += n
+		}
+	}
+	if ok != 300 {
+		t.Errorf("after a restart: %v ok, want the 300 since the restart", ok)
+	}
+	// A counter going backwards without a start time is a restart too.
+	start.Started, restartedEnd.Started = 0, 0
+	if d := Delta(start, restartedEnd); d != restartedEnd {
+		t.Error("a counter that went backwards was not taken as a restart")
+	}
+}
+
+func TestStatRowsMatchGolden(t *testing.T) {
+	window := 10 * time.Second
+	web := Resource{Kind: "deployment", Namespace: "demo", Name: "web", Pods: []*Pod{
+		{Namespace: "demo", Name: "web-1", Meshed: true,
+			Start: parse(t, exposition(1, 100, 0, map[float64]float64{1: 50, 5: 50}, "")),
+			End:   parse(t, exposition(1, 590, 10, map[float64]float64{1: 300, 5: 280, 10: 18, 50: 2}, ""))},
+		{Namespace: "demo", Name: "web-2", Meshed: true,
+			Start: parse(t, exposition(1, 0, 0, nil, "")),
+			End:   parse(t, exposition(1, 400, 0, map[float64]float64{1: 150, 5: 240, 100: 10}, ""))},
+		{Namespace: "demo", Name: "web-3", Meshed: true, Err: errors.New("the proxy is gone")},
+	}}
+	idle := Resource{Kind: "deployment", Namespace: "demo", Name: "batch", Pods: []*Pod{{Namespace: "demo", Name: "batch-1"}}}
+	rows := Stat([]Resource{web, idle}, window, Inbound)
+	w := rows[1]
+	if w.Requests != 900 || w.Successes != 890 || w.RPS != 90 || w.Meshed != 3 || w.Pods != 3 {
+		t.Errorf("web: %+v", w)
+	}
+	var b bytes.Buffer
+	if err := WriteTable(&b, rows, false); err != nil {
+		t.Fatal(err)
+	}
+	b.WriteString("---\n")
+	if err := WriteJSON(&b, rows); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "stat", b.Bytes())
+}
+
+func TestEdgesFromOutboundMetrics(t *testing.T) {
+	secured := `direction="outbound",tls="true",client_id="",server_id="spiffe://cluster.local/ns/demo/sa/api",dst_workload="api",authority="api.demo.svc.cluster.local",status_code="200",classification="success"`
+	plain := `direction="outbound",tls="false",client_id="",server_id="",dst_workload="",authority="legacy.other:8080",status_code="200",classification="success"`
+	web := Resource{Kind: "deployment", Namespace: "demo", Name: "web", Pods: []*Pod{
+		{Namespace: "demo", Name: "web-1", Meshed: true, End: parse(t, exposition(1, 1, 0, nil, secured))},
+		{Namespace: "demo", Name: "web-2", Meshed: true, End: parse(t, exposition(1, 1, 0, nil, plain))},
+		// The proxy's own 503 while a destination had no endpoint: no edge.
+		{Namespace: "demo", Name: "web-3", Meshed: true, End: parse(t, exposition(1, 1, 0, nil,
+			`direction="outbound",tls="false",client_id="",server_id="",dst_workload="",authority="starting.demo",status_code="503",classification="failure"`))},
+	}}
+	var b bytes.Buffer
+	if err := WriteEdges(&b, Edges([]Resource{web})); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "edges", b.Bytes())
+}
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name+".golden")
+	if *update {
+		os.WriteFile(path, got, 0o644)
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs (-update to accept):\n%s", path, got)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add(exposition(1, 10, 1, map[float64]float64{5: 11}, ""))
+	f.Fuzz(func(t *testing.T, text string) {
+		s, err := Parse(strings.NewReader(text))
+		if err != nil {
+			return
+		}
+		for _, h := range s.Latency {
+			_ = h.Quantile(0.99)
+		}
+		_ = Delta(s, s)
+	})
+}

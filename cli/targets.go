@@ -1,0 +1,245 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/meshctl/meshctl/cli/proxystats"
+	"github.com/meshctl/meshctl/controller/injector"
+)
+
+// resourceKind normalizes kubectl's names for the kinds stat, edges and top take.
+func resourceKind(s string) (string, error) {
+	switch strings.ToLower(s) {
+	case "deploy", "deployment", "deployments":
+		return "deployment", nil
+	case "po", "pod", "pods":
+		return "pod", nil
+	case "ns", "namespace", "namespaces":
+		return "namespace", nil
+	case "svc", "service", "services":
+		return "service", nil
+	}
+	return "", fmt.Errorf("unknown resource type %q: want deploy, pod, ns or svc", s)
+}
+
+// parseTarget reads "TYPE [NAME]" or "TYPE/NAME".
+func parseTarget(args []string) (kind, name string, err error) {
+	if len(args) == 0 || len(args) > 2 {
+		return "", "", fmt.Errorf("give a resource type and optionally a name: deploy [NAME], pod/NAME, ns, svc")
+	}
+	t := args[0]
+	if k, n, ok := strings.Cut(t, "/"); ok {
+		if len(args) == 2 {
+			return "", "", fmt.Errorf("give either TYPE/NAME or TYPE NAME")
+		}
+		t, name = k, n
+	} else if len(args) == 2 {
+		name = args[1]
+	}
+	kind, err = resourceKind(t)
+	return kind, name, err
+}
+
+// resolveResources finds the resources (one when named) and their pods.
+// ns "" means every namespace.
+func resolveResources(ctx context.Context, client kubernetes.Interface, ns, kind, name string) ([]proxystats.Resource, error) {
+	var out []proxystats.Resource
+	podsFor := func(namespace string, sel labels.Selector) ([]*proxystats.Pod, error) {
+		list, err := client.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+		if err != nil {
+			return nil, err
+		}
+		var pods []*proxystats.Pod
+		for i := range list.Items {
+			p := &list.Items[i]
+			if p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning {
+				continue
+			}
+			_, meshed := p.Labels[injector.VersionLabel]
+			pods = append(pods, &proxystats.Pod{Namespace: p.Namespace, Name: p.Name, Workload: p.Labels[injector.WorkloadLabel], Meshed: meshed})
+		}
+		return pods, nil
+	}
+	notFound := func(err error) error {
+		if apierrors.IsNotFound(err) {
+			where := ns
+			if where == "" {
+				where = "any namespace"
+			}
+			return fmt.Errorf("%s %q not found in %s", kind, name, where)
+		}
+		return err
+	}
+	switch kind {
+	case "deployment":
+		var items []metav1.Object
+		selectors := map[string]labels.Selector{}
+		if name != "" {
+			d, err := client.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return nil, notFound(err)
+			}
+			sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+			if err != nil {
+				return nil, err
+			}
+			items, selectors[d.Namespace+"/"+d.Name] = append(items, d), sel
+		} else {
+			list, err := client.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{})
+			if err != nil {
+				return nil, err
+			}
+			for i := range list.Items {
+				d := &list.Items[i]
+				sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+				if err != nil {
+					return nil, err
+				}
+				items, selectors[d.Namespace+"/"+d.Name] = append(items, d), sel
+			}
+		}
+		for _, d := range items {
+			pods, err := podsFor(d.GetNamespace(), selectors[d.GetNamespace()+"/"+d.GetName()])
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, proxystats.Resource{Kind: kind, Namespace: d.GetNamespace(), Name: d.GetName(), Pods: pods})
+		}
+	case "service":
+		var svcs []corev1.Service
+		if name != "" {
+			s, err := client.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return nil, notFound(err)
+			}
+			svcs = append(svcs, *s)
+		} else {
+			list, err := client.CoreV1().Services(ns).List(ctx, metav1.ListOptions{})
+			if err != nil {
+				return nil, err
+			}
+			svcs = list.Items
+		}
+		for _, s := range svcs {
+			var pods []*proxystats.Pod
+			if len(s.Spec.Selector) > 0 {
+				var err error
+				if pods, err = podsFor(s.Namespace, labels.SelectorFromSet(s.Spec.Selector)); err != nil {
+					return nil, err
+				}
+			}
+			out = append(out, proxystats.Resource{Kind: kind, Namespace: s.Namespace, Name: s.Name, Pods: pods})
+		}
+	case "namespace":
+		var names []string
+		if name != "" {
+			if _, err := client.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{}); err != nil {
+				return nil, notFound(err)
+			}
+			names = []string{name}
+		} else if ns != "" {
+			names = []string{ns}
+		} else {
+			list, err := client.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+			if err != nil {
+				return nil, err
+			}
+			for _, n := range list.Items {
+				names = append(names, n.Name)
+			}
+		}
+		for _, n := range names {
+			pods, err := podsFor(n, labels.Everything())
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, proxystats.Resource{Kind: kind, Namespace: n, Name: n, Pods: pods})
+		}
+	case "pod":
+		var pods []corev1.Pod
+		if name != "" {
+			p, err := client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return nil, notFound(err)
+			}
+			pods = append(pods, *p)
+		} else {
+			list, err := client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+			if err != nil {
+				return nil, err
+			}
+			pods = list.Items
+		}
+		for _, p := range pods {
+			if p.DeletionTimestamp != nil {
+				continue
+			}
+			_, meshed := p.Labels[injector.VersionLabel]
+			out = append(out, proxystats.Resource{Kind: kind, Namespace: p.Namespace, Name: p.Name, Pods: []*proxystats.Pod{{
+				Namespace: p.Namespace, Name: p.Name, Workload: p.Labels[injector.WorkloadLabel], Meshed: meshed,
+			}}})
+		}
+	}
+	return out, nil
+}
+
+// scrapeConcurrency bounds the proxies read at once.
+const scrapeConcurrency = 16
+
+// scrape reads every meshed pod's metrics, at most scrapeConcurrency at a
+// time; a pod that cannot be read gets an error naming the cause, the
+// others are read regardless.
+func scrape(ctx context.Context, client kubernetes.Interface, resources []proxystats.Resource, end bool) {
+	sem := make(chan struct{}, scrapeConcurrency)
+	var wg sync.WaitGroup
+	for _, res := range resources {
+		for _, p := range res.Pods {
+			if !p.Meshed {
+				continue
+			}
+			wg.Add(1)
+			sem <- struct{}{}
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				raw, err := client.CoreV1().Pods(p.Namespace).ProxyGet("http", p.Name, proxyAdminPort, "/metrics", nil).DoRaw(ctx)
+				if err != nil {
+					p.Err = explainProxyError(err)
+					return
+				}
+				s, err := proxystats.Parse(bytes.NewReader(raw))
+				if err != nil {
+					p.Err = err
+					return
+				}
+				if end {
+					p.End = s
+				} else {
+					p.Start = s
+				}
+			}()
+		}
+	}
+	wg.Wait()
+}
+
+// explainProxyError says what to do about a failed pods/proxy call.
+func explainProxyError(err error) error {
+	switch {
+	case apierrors.IsForbidden(err):
+		return fmt.Errorf("you may not use pods/proxy here (RBAC: get on pods/proxy): %w", err)
+	case apierrors.IsNotFound(err):
+		return fmt.Errorf("the pod is gone: %w", err)
+	}
+	return fmt.Errorf("its proxy did not answer: %w", err)
+}
