@@ -34,16 +34,18 @@ type rotateOptions struct {
 func newIdentityCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "identity",
-		Short: "Rotate the mesh's issuer and trust anchor",
-		Long: `Rotate the certificates the mesh's identities hang from, with no failed request:
+		Short: "Show proxies' certificates; rotate the mesh's issuer and trust anchor",
+		Long: `Show a proxy's certificate, and rotate the certificates the mesh's identities
+hang from, with no failed request:
 
+  meshctl identity show pod/NAME         the certificate a pod's proxy holds now
   meshctl identity rotate-issuer         a new issuer, signed by the trust anchor you keep
   meshctl identity rotate-trust-anchor   a new trust anchor, in stages
 
 Both need the trust anchor's key, kept by meshctl install in
 ~/.meshctl/<context>/trust-anchor.pem (or --trust-anchor-file).`,
 	}
-	cmd.AddCommand(newRotateIssuerCommand(), newRotateTrustAnchorCommand())
+	cmd.AddCommand(newIdentityShowCommand(), newRotateIssuerCommand(), newRotateTrustAnchorCommand())
 	return cmd
 }
 

@@ -21,9 +21,16 @@ const proxyAdminPort = "4191"
 // proxyIdentity is a proxy's /identity.
 type proxyIdentity struct {
 	SPIFFEID          string    `json:"spiffe_id"`
+	Serial            string    `json:"serial"`
 	IssuerFingerprint string    `json:"issuer_fingerprint"`
+	NotBefore         time.Time `json:"not_before"`
 	NotAfter          time.Time `json:"not_after"`
 	Roots             []string  `json:"trust_root_fingerprints"`
+}
+
+// hasProxy says whether a pod's init containers include the proxy.
+func hasProxy(cs []corev1.Container) bool {
+	return slices.ContainsFunc(cs, func(c corev1.Container) bool { return c.Name == injector.ProxyContainerName })
 }
 
 // meshedPods lists the running pods that have a proxy, in every namespace.

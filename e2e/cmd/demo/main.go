@@ -1,7 +1,7 @@
 // Command demo installs the mesh and a meshed demo application on the local
 // cluster and shows it working: `make demo` runs it after bringing the
 // cluster up and loading the images. It prints the pods, what the load
-// generator sees, and `meshctl check`.
+// generator sees, `meshctl check`, `meshctl stat` and `meshctl edges`.
 package main
 
 import (
@@ -119,7 +119,13 @@ func run(ctx context.Context, kubeconfig string, meshctl cli, anchorFile string,
 	fmt.Fprintln(out, `The proxies balance requests, not connections: the one keep-alive client
 reaches every web replica, and every hop (load → web → api over HTTP/1,
 web → greeter over gRPC) is mutual TLS between the pods' proxies.`)
-	return meshctl.run(ctx, out, "check", "--proxy", "-n", "demo", "--wait", "2m")
+	if err := meshctl.run(ctx, out, "check", "--proxy", "-n", "demo", "--wait", "2m"); err != nil {
+		return err
+	}
+	if err := meshctl.run(ctx, out, "stat", "deploy", "-n", "demo", "-t", "10s"); err != nil {
+		return err
+	}
+	return meshctl.run(ctx, out, "edges", "deploy", "-n", "demo")
 }
 
 // waitPodsReady waits until n pods of the namespace are Running and Ready.
