@@ -29,9 +29,14 @@ type trust struct {
 	roots    atomic.Pointer[x509.CertPool]
 	anchors  atomic.Pointer[[]*x509.Certificate]
 
-	// mu serialises reloads; changed wakes whoever re-issues the controller's own certificate.
+	// mu serialises reloads and guards pendingIssuer; changed wakes whoever
+	// re-issues the controller's own certificate.
 	mu      sync.Mutex
 	changed chan struct{}
+	// pendingIssuer is the last issuer Secret seen, kept to judge it again
+	// when the trust bundle changes: the two are updated separately, and an
+	// issuer for new roots may arrive before the roots.
+	pendingIssuer *corev1.Secret
 }
 
 // watch starts informers on the two objects, which run until ctx ends, and
@@ -84,12 +89,22 @@ func (t *trust) loadRoots(cm *corev1.ConfigMap) {
 	t.roots.Store(pool)
 	t.anchors.Store(&anchors)
 	t.log("trust bundle loaded", "roots", len(anchors))
+	if t.pendingIssuer != nil {
+		t.loadIssuerLocked(t.pendingIssuer)
+	}
 	t.notify()
 }
 
 func (t *trust) loadIssuer(s *corev1.Secret) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.pendingIssuer = s
+	t.loadIssuerLocked(s)
+}
+
+// loadIssuerLocked puts the Secret's issuer in place if it is valid for the
+// current trust bundle. t.mu is held.
+func (t *trust) loadIssuerLocked(s *corev1.Secret) {
 	kp, err := ca.ParseKeyPair(s.Data[corev1.TLSCertKey], s.Data[corev1.TLSPrivateKeyKey])
 	if err == nil {
 		if anchors := t.anchors.Load(); anchors != nil {

@@ -38,17 +38,19 @@ func Render(v Values) ([]runtime.Object, error) {
 		},
 	}
 	objs = append(objs, v.rbac()...)
+	// The trust bundle before the issuer: a controller following both
+	// validates a new issuer against the roots it has.
 	objs = append(objs,
+		&corev1.ConfigMap{
+			TypeMeta:   typeMeta("v1", "ConfigMap"),
+			ObjectMeta: v.meta(v.Namespace, controller.TrustRootsConfigMap, nil),
+			Data:       map[string]string{controller.RootsKey: string(v.Identity.TrustRootsPEM)},
+		},
 		&corev1.Secret{
 			TypeMeta:   typeMeta("v1", "Secret"),
 			ObjectMeta: v.meta(v.Namespace, controller.IssuerSecret, nil),
 			Type:       corev1.SecretTypeTLS,
 			Data:       map[string][]byte{corev1.TLSCertKey: v.Identity.IssuerCertPEM, corev1.TLSPrivateKeyKey: v.Identity.IssuerKeyPEM},
-		},
-		&corev1.ConfigMap{
-			TypeMeta:   typeMeta("v1", "ConfigMap"),
-			ObjectMeta: v.meta(v.Namespace, controller.TrustRootsConfigMap, nil),
-			Data:       map[string]string{controller.RootsKey: string(v.Identity.TrustRootsPEM)},
 		},
 		&corev1.Secret{
 			TypeMeta:   typeMeta("v1", "Secret"),

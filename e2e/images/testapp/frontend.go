@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -47,9 +48,42 @@ func serveGRPC(ctx context.Context, addr string, log *slog.Logger) error {
 
 // downstream is what a frontend calls for each request it serves.
 type downstream struct {
-	http   *http.Client
-	url    string
-	health healthpb.HealthClient
+	http      *http.Client
+	url       string
+	health    healthpb.HealthClient
+	behaviour *behaviour
+}
+
+// behaviour makes a server slow or failing in known proportions, so that
+// tests can compare what they measure with the truth.
+type behaviour struct {
+	failEvery, slowEvery int
+	delay, slowDelay     time.Duration
+	served               atomic.Int64
+}
+
+// apply waits as configured and returns the status to answer.
+func (b *behaviour) apply(ctx context.Context) int {
+	if b == nil {
+		return http.StatusOK
+	}
+	n := b.served.Add(1)
+	wait := b.delay
+	if b.slowEvery > 0 && n%int64(b.slowEvery) == 0 {
+		wait = b.slowDelay
+	}
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+	}
+	if b.failEvery > 0 && n%int64(b.failEvery) == 0 {
+		return http.StatusInternalServerError
+	}
+	return http.StatusOK
 }
 
 func newDownstream(url, grpcAddr string) (*downstream, func(), error) {

@@ -16,6 +16,16 @@ type loader struct {
 	url   string
 	rps   float64
 	every time.Duration
+	count int // stop after this many requests (0: never)
+}
+
+// finalReport is the last line when --count is given: everything sent.
+type finalReport struct {
+	Final    bool    `json:"final"`
+	Requests int     `json:"requests"`
+	Errors   int     `json:"errors"`
+	P50ms    float64 `json:"p50_ms"`
+	P99ms    float64 `json:"p99_ms"`
 }
 
 // loadReport is one summary line.
@@ -38,7 +48,8 @@ func (l loader) run(ctx context.Context, out io.Writer) error {
 	defer report.Stop()
 	enc := json.NewEncoder(out)
 	cur := loadReport{Backends: map[string]int{}}
-	var lat []time.Duration
+	var lat, all []time.Duration
+	final := finalReport{Final: true}
 	for {
 		select {
 		case <-ctx.Done():
@@ -52,15 +63,43 @@ func (l loader) run(ctx context.Context, out io.Writer) error {
 		case <-tick.C:
 			start := time.Now()
 			pod, err := getPod(ctx, client, l.url)
+			took := time.Since(start)
 			cur.Requests++
+			final.Requests++
+			if l.count > 0 {
+				all = append(all, took)
+			}
 			if err != nil {
 				cur.Errors++
-				continue
+				final.Errors++
+			} else {
+				lat = append(lat, took)
+				cur.Backends[pod]++
 			}
-			lat = append(lat, time.Since(start))
-			cur.Backends[pod]++
+			if l.count > 0 && final.Requests >= l.count {
+				cur.P50ms, cur.MaxMs = summarize(lat)
+				if err := enc.Encode(cur); err != nil {
+					return err
+				}
+				final.P50ms, final.P99ms = quantileMs(all, 0.5), quantileMs(all, 0.99)
+				return enc.Encode(final)
+			}
 		}
 	}
+}
+
+// quantileMs returns the q quantile of the latencies in milliseconds.
+func quantileMs(lat []time.Duration, q float64) float64 {
+	if len(lat) == 0 {
+		return 0
+	}
+	sorted := slices.Clone(lat)
+	slices.Sort(sorted)
+	i := int(q * float64(len(sorted)))
+	if i >= len(sorted) {
+		i = len(sorted) - 1
+	}
+	return float64(sorted[i].Microseconds()) / 1000
 }
 
 // summarize returns the median and maximum in milliseconds.

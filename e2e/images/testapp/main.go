@@ -25,8 +25,9 @@ import (
 
 const usage = `usage:
   testapp serve [--listen :8080] [--grpc-listen :9090] [--call URL] [--call-grpc HOST:PORT]
+                [--fail-every N] [--delay D] [--slow-every N --slow-delay D]
   testapp check [--resolve NAME] [--get URL --requests N] [--apiserver]
-  testapp load --url URL [--rps 10] [--report 5s]
+  testapp load --url URL [--rps 10] [--report 5s] [--count N]
 `
 
 func main() {
@@ -51,6 +52,11 @@ func run(ctx context.Context, args []string) error {
 		grpcListen := fs.String("grpc-listen", "", "also serve the gRPC health service on this address")
 		call := fs.String("call", "", "GET this URL for every request served (a frontend)")
 		callGRPC := fs.String("call-grpc", "", "make a gRPC health check to this address for every request served")
+		var b behaviour
+		fs.IntVar(&b.failEvery, "fail-every", 0, "answer 500 to every Nth request (0: never)")
+		fs.DurationVar(&b.delay, "delay", 0, "wait this long before answering")
+		fs.IntVar(&b.slowEvery, "slow-every", 0, "wait --slow-delay instead for every Nth request")
+		fs.DurationVar(&b.slowDelay, "slow-delay", 0, "the slow requests' wait")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
@@ -60,6 +66,7 @@ func run(ctx context.Context, args []string) error {
 			return err
 		}
 		defer closeDown()
+		down.behaviour = &b
 		if *grpcListen == "" {
 			return serve(ctx, *listen, down, log)
 		}
@@ -95,6 +102,7 @@ func run(ctx context.Context, args []string) error {
 		fs.StringVar(&l.url, "url", "", "URL to GET (required)")
 		fs.Float64Var(&l.rps, "rps", 10, "requests per second, spread evenly")
 		fs.DurationVar(&l.every, "report", 5*time.Second, "how often to print a summary line")
+		fs.IntVar(&l.count, "count", 0, "stop after this many requests and print a final summary (0: run until stopped)")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
@@ -120,6 +128,10 @@ func serve(ctx context.Context, addr string, down *downstream, log *slog.Logger)
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if status := down.behaviour.apply(r.Context()); status != http.StatusOK {
+			http.Error(w, "failing on purpose", status)
+			return
+		}
 		if err := down.call(r.Context()); err != nil {
 			http.Error(w, err.Error(), http.StatusBadGateway)
 			return

@@ -1,0 +1,137 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/meshctl/meshctl/identity/ca"
+	"github.com/meshctl/meshctl/proxy/metrics"
+)
+
+// statRow is the part of `meshctl stat -o json` checked here.
+type statRow struct {
+	Name        string   `json:"name"`
+	Requests    float64  `json:"requests"`
+	SuccessRate *float64 `json:"success_rate"`
+	P50         *float64 `json:"latency_p50_ms"`
+	P99         *float64 `json:"latency_p99_ms"`
+}
+
+// bucketOf is the upper bound of the latency bucket holding v ms.
+func bucketOf(v float64) float64 {
+	for _, b := range metrics.LatencyBucketsMs {
+		if v <= b {
+			return b
+		}
+	}
+	return math.Inf(1)
+}
+
+// TestStatMatchesWhatTheLoadGeneratorSaw: a load generator that knows
+// exactly what it sent (1,000 requests, the server failing every 10th and
+// answering in 25 ms, every 50th in 150 ms) runs inside `meshctl stat`'s
+// window; stat's request count, success rate and percentiles must match.
+func TestStatMatchesWhatTheLoadGeneratorSaw(t *testing.T) {
+	ctx := context.Background()
+	anchor := mustCA(t)(ca.NewTrustAnchor("cluster.local", 24*time.Hour))
+	issuer := mustCA(t)(ca.NewIssuer(anchor, "cluster.local", 12*time.Hour))
+	deployControlPlane(t, "24h", issuer, anchor)
+	ns := newNamespace(t, "stat")
+	nsObj, err := cluster.client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nsObj.Annotations = map[string]string{"meshctl.io/inject": "enabled"}
+	if _, err := cluster.client.CoreV1().Namespaces().Update(ctx, nsObj, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	applyTemplate(t, "accuracy.yaml", map[string]string{"Namespace": ns})
+	waitReady(t, ns, "web", 3*time.Minute)
+
+	// meshctl stat starts measuring; once it has its first sample, the load runs.
+	bin := filepath.Join(cluster.local.RepoDir, "bin", "meshctl")
+	stat := exec.Command(bin, "stat", "deploy", "web", "-n", ns, "-t", "50s", "-o", "json", "--kubeconfig", cluster.local.Kubeconfig())
+	var statOut bytes.Buffer
+	stat.Stdout = &statOut
+	stderr, err := stat.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stat.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = stat.Process.Kill() })
+	line, err := bufio.NewReader(stderr).ReadString('\n')
+	if err != nil || !strings.Contains(line, "measuring") {
+		t.Fatalf("meshctl stat did not start measuring: %q %v", line, err)
+	}
+	applyTemplate(t, "accuracy-load.yaml", map[string]string{"Namespace": ns})
+	var final struct {
+		Final    bool    `json:"final"`
+		Requests int     `json:"requests"`
+		Errors   int     `json:"errors"`
+		P50      float64 `json:"p50_ms"`
+		P99      float64 `json:"p99_ms"`
+	}
+	eventually(t, "the load generator to finish", 2*time.Minute, func(ctx context.Context) error {
+		pods, err := cluster.client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "job-name=load"})
+		if err != nil || len(pods.Items) == 0 {
+			return fmt.Errorf("no load pod yet (%v)", err)
+		}
+		logs, err := cluster.client.CoreV1().Pods(ns).GetLogs(pods.Items[0].Name, &corev1.PodLogOptions{Container: "load"}).DoRaw(ctx)
+		if err != nil {
+			return err
+		}
+		s := bufio.NewScanner(bytes.NewReader(logs))
+		for s.Scan() {
+			if json.Unmarshal(s.Bytes(), &final) == nil && final.Final {
+				return nil
+			}
+		}
+		return fmt.Errorf("no final report yet")
+	})
+	if err := stat.Wait(); err != nil {
+		t.Fatalf("meshctl stat: %v\n%s", err, statOut.String())
+	}
+	var rows []statRow
+	if err := json.Unmarshal(statOut.Bytes(), &rows); err != nil || len(rows) != 1 {
+		t.Fatalf("meshctl stat -o json: %v\n%s", err, statOut.String())
+	}
+	got := rows[0]
+	trueRate := 1 - float64(final.Errors)/float64(final.Requests)
+	t.Logf("load generator: %d requests, %d failed (success %.2f%%), p50 %.1f ms, p99 %.1f ms", final.Requests, final.Errors, 100*trueRate, final.P50, final.P99)
+	t.Logf("meshctl stat:   %.0f requests, success %.2f%%, p50 ≤ %v ms, p99 ≤ %v ms", got.Requests, 100*deref(got.SuccessRate), deref(got.P50), deref(got.P99))
+	if math.Abs(got.Requests-float64(final.Requests)) > 0.02*float64(final.Requests) {
+		t.Errorf("stat counted %.0f requests, the load generator sent %d (more than 2%% apart)", got.Requests, final.Requests)
+	}
+	if got.SuccessRate == nil || math.Abs(*got.SuccessRate-trueRate) > 0.01 {
+		t.Errorf("stat's success rate %v, the truth %.4f (more than 1 point apart)", got.SuccessRate, trueRate)
+	}
+	if got.P50 == nil || *got.P50 != bucketOf(final.P50) {
+		t.Errorf("stat's p50 bucket %v, the true p50 %.1f ms is in the bucket up to %v", got.P50, final.P50, bucketOf(final.P50))
+	}
+	if got.P99 == nil || *got.P99 != bucketOf(final.P99) {
+		t.Errorf("stat's p99 bucket %v, the true p99 %.1f ms is in the bucket up to %v", got.P99, final.P99, bucketOf(final.P99))
+	}
+}
+
+func deref(p *float64) float64 {
+	if p == nil {
+		return math.NaN()
+	}
+	return *p
+}
