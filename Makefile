@@ -30,7 +30,7 @@ test-deps:
 FUZZTIME ?= 10s
 FUZZ_TARGETS := ./proxy/detect:FuzzClassify ./proxy:FuzzHTTP1Request ./proxy:FuzzErrorReply \
 	./proxy/endpoints:FuzzParse ./internal/portspec:FuzzParsePorts ./internal/mountinfo:FuzzParse ./identity/spiffeid:FuzzParse ./proxy/detect:FuzzClientHelloALPN ./controller/identitysvc:FuzzParseCSR ./controller/injector:FuzzWebhook \
-	./internal/pcap:FuzzStreams ./cli/manifests:FuzzTransform
+	./internal/pcap:FuzzStreams ./cli/manifests:FuzzTransform ./cli/proxystats:FuzzParse
 
 ## fuzz: run every fuzz target briefly (FUZZTIME each, default 10s)
 fuzz:

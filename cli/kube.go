@@ -65,6 +65,17 @@ func (k *kubeOptions) client() (*rest.Config, kubernetes.Interface, error) {
 	return cfg, c, nil
 }
 
+// streamClient returns a clientset for long streams (tap): no overall
+// request timeout, which would cut a stream after it.
+func (k *kubeOptions) streamClient() (kubernetes.Interface, error) {
+	cfg, err := k.restConfig()
+	if err != nil {
+		return nil, err
+	}
+	cfg.Timeout = 0
+	return kubernetes.NewForConfig(cfg)
+}
+
 // contextName is the kubeconfig context in use ("" when unknown).
 func (k *kubeOptions) contextName() string {
 	if k.context != "" {

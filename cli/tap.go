@@ -1,0 +1,214 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/meshctl/meshctl/cli/proxystats"
+	"github.com/meshctl/meshctl/cli/tapstream"
+)
+
+// maxTapPods bounds the streams one command follows.
+const maxTapPods = 200
+
+type tapOptions struct {
+	kube          kubeOptions
+	allNamespaces bool
+	to, path      string
+	method        string
+	maxRPS        int
+	output        string
+}
+
+func (o *tapOptions) addFlags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	o.kube.addFlags(f)
+	o.kube.addNamespaceFlag(f, "namespace of the target (default: the context's)")
+	f.BoolVarP(&o.allNamespaces, "all-namespaces", "A", false, "with ns: every namespace")
+	f.StringVar(&o.to, "to", "", "only requests to this authority (host[:port])")
+	f.StringVar(&o.path, "path", "", "only requests whose path starts with this")
+	f.StringVar(&o.method, "method", "", "only requests with this method")
+	f.IntVar(&o.maxRPS, "max-rps", 100, "at most this many requests a second from each proxy")
+}
+
+// tapPods resolves the target to the meshed pods to follow.
+func (o *tapOptions) tapPods(ctx context.Context, client kubernetes.Interface, args []string, stderr io.Writer) ([]tapstream.Pod, error) {
+	kind, name, err := parseTarget(args)
+	if err != nil {
+		return nil, err
+	}
+	ns := o.kube.defaultNamespace()
+	if o.allNamespaces {
+		ns = ""
+	}
+	resources, err := resolveResources(ctx, client, ns, kind, name)
+	if err != nil {
+		return nil, err
+	}
+	var pods []tapstream.Pod
+	unmeshed := 0
+	for _, r := range resources {
+		for _, p := range r.Pods {
+			if !p.Meshed {
+				unmeshed++
+				if kind == "pod" {
+					return nil, fmt.Errorf("pod %s/%s has no proxy (it is not meshed): nothing to tap", p.Namespace, p.Name)
+				}
+				continue
+			}
+			pods = append(pods, tapstream.Pod{Namespace: p.Namespace, Name: p.Name, Workload: workloadOf(r, p)})
+		}
+	}
+	if len(pods) == 0 {
+		return nil, fmt.Errorf("no meshed pod behind %s (%d without a proxy)", strings.Join(args, " "), unmeshed)
+	}
+	if len(pods) > maxTapPods {
+		fmt.Fprintf(stderr, "following the first %d of %d pods\n", maxTapPods, len(pods))
+		pods = pods[:maxTapPods]
+	}
+	return pods, nil
+}
+
+func workloadOf(r proxystats.Resource, p *proxystats.Pod) string {
+	if p.Workload != "" {
+		return p.Workload
+	}
+	return r.Name
+}
+
+// openTap opens a pod's /tap stream through the API server.
+func openTap(client kubernetes.Interface) tapstream.Opener {
+	return func(ctx context.Context, p tapstream.Pod, q url.Values) (io.ReadCloser, error) {
+		params := map[string]string{}
+		for k := range q {
+			params[k] = q.Get(k)
+		}
+		rc, err := client.CoreV1().Pods(p.Namespace).ProxyGet("http", p.Name, proxyAdminPort, "/tap", params).Stream(ctx)
+		if err != nil {
+			return nil, explainProxyError(err)
+		}
+		return rc, nil
+	}
+}
+
+func newTapCommand() *cobra.Command {
+	o := &tapOptions{}
+	cmd := &cobra.Command{
+		Use:   "tap TARGET",
+		Short: "Stream the requests of a workload's pods as they happen",
+		Long: `Stream every request the target's proxies handle, live, from their /tap
+(through the API server's pods/proxy, with your credentials): a "req" line when
+a request starts, "rsp" when its response headers come, "end" when it ends,
+with identities, authority, path, status, latency and bytes. -o json prints the
+events as they come. A pod that cannot be followed is named with the cause;
+the others keep streaming. Each proxy sends at most --max-rps requests a second
+and says how many it dropped beyond that.`,
+		Example: `  meshctl tap deploy/web -n demo
+  meshctl tap deploy web -n demo --path /api --method GET -o json`,
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.output != "" && o.output != "json" {
+				return fmt.Errorf("-o %q: want json (or nothing for lines)", o.output)
+			}
+			return runTap(cmd.Context(), o, args, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	o.addFlags(cmd)
+	cmd.Flags().StringVarP(&o.output, "output", "o", "", "json: one event per line, as JSON")
+	return cmd
+}
+
+func runTap(ctx context.Context, o *tapOptions, args []string, stdout, stderr io.Writer) error {
+	_, client, err := o.kube.client()
+	if err != nil {
+		return err
+	}
+	pods, err := o.tapPods(ctx, client, args, stderr)
+	if err != nil {
+		return err
+	}
+	streams, err := o.kube.streamClient()
+	if err != nil {
+		return err
+	}
+	events := make(chan tapstream.PodEvent, 256)
+	failed := 0
+	done := make(chan struct{})
+	go func() {
+		tapstream.Follow(ctx, pods, openTap(streams), tapstream.Filter{Authority: o.to, Path: o.path, Method: o.method, MaxRPS: o.maxRPS}, events,
+			func(p tapstream.Pod, err error) {
+				failed++
+				fmt.Fprintf(stderr, "pod %s/%s: %v\n", p.Namespace, p.Name, err)
+			}, func() { fmt.Fprintf(stderr, "tapping %d pods\n", len(pods)) })
+		close(done)
+	}()
+	for {
+		select {
+		case <-done:
+			if failed == len(pods) {
+				return fmt.Errorf("no pod could be tapped")
+			}
+			return nil
+		case e := <-events:
+			if o.output == "json" {
+				if err := writeJSONLine(stdout, e); err != nil {
+					return err
+				}
+				continue
+			}
+			if line := tapLine(e); line != "" {
+				if _, err := fmt.Fprintln(stdout, line); err != nil {
+					return err
+				}
+			}
+		}
+	}
+}
+
+// tapLine formats an event the way `meshctl tap` prints it.
+func tapLine(e tapstream.PodEvent) string {
+	id := fmt.Sprintf("%s:%d", e.Pod, e.ID)
+	switch e.Type {
+	case "start":
+		dir := "in"
+		if e.Direction == "outbound" {
+			dir = "out"
+		}
+		return fmt.Sprintf("req id=%s proxy=%s src=%s dst=%s :method=%s :authority=%s :path=%s",
+			id, dir, orDash(e.ClientID), orDash(e.ServerID), e.Method, e.Authority, e.Path)
+	case "headers":
+		return fmt.Sprintf("rsp id=%s :status=%d latency=%.1fms", id, e.Status, e.LatencyMs)
+	case "end":
+		line := fmt.Sprintf("end id=%s status=%d latency=%.1fms bytes=%d", id, e.Status, e.LatencyMs, e.Bytes)
+		if e.GRPCStatus != "" {
+			line += " grpc-status=" + e.GRPCStatus
+		}
+		return line
+	case "dropped":
+		return fmt.Sprintf("# %s dropped %d requests (over --max-rps)", e.Pod, e.Count)
+	}
+	return ""
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func writeJSONLine(w io.Writer, v any) error { return json.NewEncoder(w).Encode(v) }
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}

@@ -1,0 +1,129 @@
+// Package tapstream follows the proxies' /tap streams of many pods at once
+// (through the API server's pods/proxy, with the user's credentials), merges
+// their events, and aggregates them into the rows `meshctl top` shows. One
+// pod failing or vanishing mid-stream is reported and the others go on.
+package tapstream
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/url"
+	"sync"
+	"time"
+)
+
+// Event is one line of a proxy's /tap stream (see proxy/tap).
+type Event struct {
+	Type       string    `json:"type"`
+	ID         uint64    `json:"id,omitempty"`
+	Time       time.Time `json:"ts"`
+	Direction  string    `json:"direction,omitempty"`
+	Method     string    `json:"method,omitempty"`
+	Authority  string    `json:"authority,omitempty"`
+	Path       string    `json:"path,omitempty"`
+	ClientID   string    `json:"client_id,omitempty"`
+	ServerID   string    `json:"server_id,omitempty"`
+	Status     int       `json:"status,omitempty"`
+	GRPCStatus string    `json:"grpc_status,omitempty"`
+	LatencyMs  float64   `json:"latency_ms,omitempty"`
+	Bytes      int64     `json:"bytes,omitempty"`
+	Count      uint64    `json:"count,omitempty"`
+}
+
+// PodEvent is an event and the pod whose proxy saw it.
+type PodEvent struct {
+	Namespace, Pod, Workload string
+	Event
+}
+
+// Pod is a stream to follow.
+type Pod struct {
+	Namespace, Name, Workload string
+}
+
+// Opener opens a pod's /tap stream with the query given.
+type Opener func(ctx context.Context, p Pod, query url.Values) (io.ReadCloser, error)
+
+// Filter narrows what the proxies send.
+type Filter struct {
+	Authority, Path, Method string
+	MaxRPS                  int
+}
+
+func (f Filter) query() url.Values {
+	q := url.Values{}
+	if f.Authority != "" {
+		q.Set("authority", f.Authority)
+	}
+	if f.Path != "" {
+		q.Set("path", f.Path)
+	}
+	if f.Method != "" {
+		q.Set("method", f.Method)
+	}
+	if f.MaxRPS > 0 {
+		q.Set("max_rps", fmt.Sprint(f.MaxRPS))
+	}
+	return q
+}
+
+// Follow streams every pod's events into events until ctx ends, calling
+// failed (from any goroutine, serialized) for each pod whose stream could
+// not be opened or broke, and opened (if not nil) once every stream is open
+// or has failed to open. It returns when all streams have ended.
+func Follow(ctx context.Context, pods []Pod, open Opener, f Filter, events chan<- PodEvent, failed func(Pod, error), opened func()) {
+	var mu sync.Mutex
+	var opening sync.WaitGroup
+	opening.Add(len(pods))
+	if opened != nil {
+		go func() { opening.Wait(); opened() }()
+	}
+	report := func(p Pod, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		failed(p, err)
+	}
+	var wg sync.WaitGroup
+	for _, p := range pods {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rc, err := open(ctx, p, f.query())
+			opening.Done()
+			if err != nil {
+				if ctx.Err() == nil {
+					report(p, err)
+				}
+				return
+			}
+			defer rc.Close()
+			stop := context.AfterFunc(ctx, func() { rc.Close() })
+			defer stop()
+			s := bufio.NewScanner(rc)
+			s.Buffer(make([]byte, 64<<10), 1<<20)
+			for s.Scan() {
+				var e Event
+				if err := json.Unmarshal(s.Bytes(), &e); err != nil {
+					report(p, fmt.Errorf("a bad line in its tap stream: %w", err))
+					return
+				}
+				select {
+				case events <- PodEvent{Namespace: p.Namespace, Pod: p.Name, Workload: p.Workload, Event: e}:
+				case <-ctx.Done():
+					return
+				}
+			}
+			if ctx.Err() == nil {
+				err := s.Err()
+				if err == nil {
+					err = io.ErrUnexpectedEOF
+				}
+				report(p, fmt.Errorf("its tap stream ended: %w", err))
+			}
+		}()
+	}
+	wg.Wait()
+}

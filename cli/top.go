@@ -1,0 +1,128 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/meshctl/meshctl/cli/tapstream"
+)
+
+type topOptions struct {
+	tap      tapOptions
+	once     bool
+	duration time.Duration
+	output   string
+	sortBy   string
+}
+
+func newTopCommand() *cobra.Command {
+	o := &topOptions{}
+	cmd := &cobra.Command{
+		Use:   "top TARGET",
+		Short: "The requests a workload serves, aggregated live",
+		Long: `Aggregate the tap streams of every pod of the target (deploy/NAME, pod/NAME,
+ns/NAME) into a table refreshed every second: source, destination, method,
+path, count, best, worst and last latency, success rate, sorted by count.
+Counts are exact while no proxy reaches --max-rps; beyond it, rows are marked
+sampled and scaled by what the proxies report they dropped.
+
+When standard output is not a terminal, or with --once, it collects for
+--duration and prints once (-o table or json): what scripts and tests use.`,
+		Example: `  meshctl top deploy/web -n demo
+  meshctl top deploy/web -n demo --once --duration 10s -o json`,
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.output != "table" && o.output != "json" {
+				return fmt.Errorf("-o %q: want table or json", o.output)
+			}
+			if o.duration <= 0 {
+				return errors.New("--duration must be above zero")
+			}
+			return runTop(cmd.Context(), o, args, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	o.tap.addFlags(cmd)
+	f := cmd.Flags()
+	f.BoolVar(&o.once, "once", false, "collect for --duration, print once, and exit")
+	f.DurationVar(&o.duration, "duration", 10*time.Second, "with --once (or no terminal): how long to collect")
+	f.StringVarP(&o.output, "output", "o", "table", "with --once: table or json")
+	f.StringVar(&o.sortBy, "sort", "count", "count, best, worst, success or path")
+	return cmd
+}
+
+func runTop(ctx context.Context, o *topOptions, args []string, stdout, stderr io.Writer) error {
+	_, client, err := o.tap.kube.client()
+	if err != nil {
+		return err
+	}
+	pods, err := o.tap.tapPods(ctx, client, args, stderr)
+	if err != nil {
+		return err
+	}
+	streams, err := o.tap.kube.streamClient()
+	if err != nil {
+		return err
+	}
+	live := !o.once && isTerminal(stdout)
+	runCtx, cancel := context.WithCancel(ctx)
+	if !live {
+		runCtx, cancel = context.WithTimeout(ctx, o.duration)
+	}
+	defer cancel()
+	direction := "inbound"
+	if o.tap.to != "" {
+		direction = "outbound"
+	}
+	top := tapstream.NewTop(direction)
+	events := make(chan tapstream.PodEvent, 256)
+	done := make(chan struct{})
+	go func() {
+		tapstream.Follow(runCtx, pods, openTap(streams), tapstream.Filter{Authority: o.tap.to, Path: o.tap.path, Method: o.tap.method, MaxRPS: o.tap.maxRPS}, events,
+			func(p tapstream.Pod, err error) { fmt.Fprintf(stderr, "pod %s/%s: %v\n", p.Namespace, p.Name, err) },
+			func() {
+				if !live {
+					fmt.Fprintf(stderr, "collecting for %s from %d pods ...\n", o.duration, len(pods))
+				}
+			})
+		close(done)
+	}()
+	refresh := time.NewTicker(time.Second)
+	defer refresh.Stop()
+	for {
+		select {
+		case e := <-events:
+			top.Add(e)
+		case <-refresh.C:
+			if live {
+				// Clear the screen and draw the table again.
+				fmt.Fprint(stdout, "\x1b[H\x1b[2J")
+				fmt.Fprintf(stdout, "meshctl top %v — %d pods — Ctrl-C to quit\n\n", args, len(pods))
+				if err := tapstream.WriteTable(stdout, top.Rows(o.sortBy)); err != nil {
+					return err
+				}
+			}
+		case <-done:
+			for {
+				select {
+				case e := <-events:
+					top.Add(e)
+					continue
+				default:
+				}
+				break
+			}
+			if live {
+				return nil
+			}
+			if o.output == "json" {
+				return tapstream.WriteJSON(stdout, top.Rows(o.sortBy))
+			}
+			return tapstream.WriteTable(stdout, top.Rows(o.sortBy))
+		}
+	}
+}
