@@ -1,7 +1,7 @@
 // Package discovery is the proxy's side of the destination service: for each
 // outbound destination it sees, it subscribes to the controller's
-// /v1/destinations stream over mutual TLS (HTTP/2, one connection for all
-// subscriptions) and keeps an endpoints.Set up to date with what the
+// /v1/destinations stream over mutual TLS (HTTP/2 with net/http's built-in
+// implementation, one connection for all subscriptions) and keeps an endpoints.Set up to date with what the
 // controller says. Subscriptions live in a bounded LRU cache. When the
 // controller is unreachable, sets keep what they last knew and the stream
 // reconnects with backoff; a destination never heard of goes to its
@@ -25,7 +25,6 @@ import (
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
-	"golang.org/x/net/http2"
 
 	"github.com/meshctl/meshctl/identity/spiffeid"
 	"github.com/meshctl/meshctl/internal/api"
@@ -104,12 +103,14 @@ func New(cfg Config) (*Client, error) {
 		return nil, err
 	}
 	c.cache = cache
-	c.http = &http.Client{Transport: &http2.Transport{
+	protocols := new(http.Protocols)
+	protocols.SetHTTP2(true) // HTTP/2 only: every subscription on one connection
+	c.http = &http.Client{Transport: &http.Transport{
 		TLSClientConfig: meshtls.ClientConfig(cfg.Identity, cfg.ControllerID, "h2", tls.NewLRUClientSessionCache(4)),
+		Protocols:       protocols,
 		// A controller that vanished without closing its connections (its
 		// pod killed) is noticed by pings, not by the kernel.
-		ReadIdleTimeout: 15 * time.Second,
-		PingTimeout:     5 * time.Second,
+		HTTP2: &http.HTTP2Config{SendPingTimeout: 15 * time.Second, PingTimeout: 5 * time.Second},
 	}}
 	return c, nil
 }
