@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -31,8 +33,10 @@ path, count, best, worst and last latency, success rate, sorted by count.
 Counts are exact while no proxy reaches --max-rps; beyond it, rows are marked
 sampled and scaled by what the proxies report they dropped.
 
-When standard output is not a terminal, or with --once, it collects for
---duration and prints once (-o table or json): what scripts and tests use.`,
+On a terminal it runs full screen: keys c, b, w, s and p sort by count, best,
+worst, success rate and path; q quits. When standard output is not a terminal,
+or with --once, it collects for --duration and prints once (-o table or json):
+what scripts and tests use.`,
 		Example: `  meshctl top deploy/web -n demo
   meshctl top deploy/web -n demo --once --duration 10s -o json`,
 		Args: cobra.RangeArgs(1, 2),
@@ -69,55 +73,54 @@ func runTop(ctx context.Context, o *topOptions, args []string, stdout, stderr io
 		return err
 	}
 	live := !o.once && isTerminal(stdout)
-	runCtx, cancel := context.WithCancel(ctx)
-	if !live {
-		runCtx, cancel = context.WithTimeout(ctx, o.duration)
-	}
-	defer cancel()
 	direction := "inbound"
 	if o.tap.to != "" {
 		direction = "outbound"
 	}
 	top := tapstream.NewTop(direction)
+	filter := tapstream.Filter{Authority: o.tap.to, Path: o.tap.path, Method: o.tap.method, MaxRPS: o.tap.maxRPS}
+	if live {
+		follow := func(ctx context.Context, add func(tapstream.PodEvent), fail func(tapstream.Pod, error)) {
+			events := make(chan tapstream.PodEvent, 256)
+			done := make(chan struct{})
+			go func() {
+				tapstream.Follow(ctx, pods, openTap(streams), filter, events, fail, nil)
+				close(done)
+			}()
+			for {
+				select {
+				case e := <-events:
+					add(e)
+				case <-done:
+					return
+				}
+			}
+		}
+		title := fmt.Sprintf("meshctl top %s — %d pods", strings.Join(args, " "), len(pods))
+		return runLiveTop(ctx, title, o.sortBy, top, follow, os.Stdin, stdout)
+	}
+	runCtx, cancel := context.WithTimeout(ctx, o.duration)
+	defer cancel()
 	events := make(chan tapstream.PodEvent, 256)
 	done := make(chan struct{})
 	go func() {
-		tapstream.Follow(runCtx, pods, openTap(streams), tapstream.Filter{Authority: o.tap.to, Path: o.tap.path, Method: o.tap.method, MaxRPS: o.tap.maxRPS}, events,
+		tapstream.Follow(runCtx, pods, openTap(streams), filter, events,
 			func(p tapstream.Pod, err error) { fmt.Fprintf(stderr, "pod %s/%s: %v\n", p.Namespace, p.Name, err) },
-			func() {
-				if !live {
-					fmt.Fprintf(stderr, "collecting for %s from %d pods ...\n", o.duration, len(pods))
-				}
-			})
+			func() { fmt.Fprintf(stderr, "collecting for %s from %d pods ...\n", o.duration, len(pods)) })
 		close(done)
 	}()
-	refresh := time.NewTicker(time.Second)
-	defer refresh.Stop()
 	for {
 		select {
 		case e := <-events:
 			top.Add(e)
-		case <-refresh.C:
-			if live {
-				// Clear the screen and draw the table again.
-				fmt.Fprint(stdout, "\x1b[H\x1b[2J")
-				fmt.Fprintf(stdout, "meshctl top %v — %d pods — Ctrl-C to quit\n\n", args, len(pods))
-				if err := tapstream.WriteTable(stdout, top.Rows(o.sortBy)); err != nil {
-					return err
-				}
-			}
 		case <-done:
-			for {
+			for drained := false; !drained; {
 				select {
 				case e := <-events:
 					top.Add(e)
-					continue
 				default:
+					drained = true
 				}
-				break
-			}
-			if live {
-				return nil
 			}
 			if o.output == "json" {
 				return tapstream.WriteJSON(stdout, top.Rows(o.sortBy))

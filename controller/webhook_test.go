@@ -52,6 +52,12 @@ func TestWebhookServesTheSecretsCertificateAndFollowsIt(t *testing.T) {
 	defer factory.Shutdown()
 	defer cancel()
 	factory.WaitForCacheSync(ctx.Done())
+	// The cache is filled before its handlers have run: wait for the first load.
+	for deadline := time.Now().Add(5 * time.Second); hook.cert.Load() == nil; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the webhook certificate was never loaded")
+		}
+	}
 
 	srv := hook.server(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) }), slog.New(slog.DiscardHandler))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
