@@ -161,7 +161,7 @@ func runRotateTrustAnchor(ctx context.Context, o *rotateOptions, stdout, stderr 
 	}
 	newFP := certs.Fingerprint(anchor.Cert)
 	if err := o.waitProxies(ctx, client, "trust the new anchor", func(id proxyIdentity) bool {
-		return slices.Contains(id.Roots, newFP)
+		return slices.Contains(id.TrustRootFingerprints, newFP)
 	}, false, stderr); err != nil {
 		return err
 	}
@@ -178,7 +178,7 @@ func runRotateTrustAnchor(ctx context.Context, o *rotateOptions, stdout, stderr 
 		return err
 	}
 	if err := o.waitProxies(ctx, client, "trust only the new anchor", func(id proxyIdentity) bool {
-		return len(id.Roots) == 1 && id.Roots[0] == newFP
+		return len(id.TrustRootFingerprints) == 1 && id.TrustRootFingerprints[0] == newFP
 	}, false, stderr); err != nil {
 		return err
 	}

@@ -73,7 +73,7 @@ func runIdentityShow(ctx context.Context, o *identityShowOptions, name string, s
 	fmt.Fprintf(tw, "Issuer (SHA-256):\t%s\n", id.IssuerFingerprint)
 	fmt.Fprintf(tw, "Valid:\t%s → %s\n", id.NotBefore.UTC().Format(time.RFC3339), id.NotAfter.UTC().Format(time.RFC3339))
 	fmt.Fprintf(tw, "Remaining:\t%s\n", time.Until(id.NotAfter).Round(time.Second))
-	for i, r := range id.Roots {
+	for i, r := range id.TrustRootFingerprints {
 		label := ""
 		if i == 0 {
 			label = "Trust roots (SHA-256):"

@@ -13,20 +13,14 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/meshctl/meshctl/controller/injector"
+	"github.com/meshctl/meshctl/proxy/admin"
 )
 
 // proxyAdminPort is where every proxy serves /identity and /renew.
 const proxyAdminPort = "4191"
 
 // proxyIdentity is a proxy's /identity.
-type proxyIdentity struct {
-	SPIFFEID          string    `json:"spiffe_id"`
-	Serial            string    `json:"serial"`
-	IssuerFingerprint string    `json:"issuer_fingerprint"`
-	NotBefore         time.Time `json:"not_before"`
-	NotAfter          time.Time `json:"not_after"`
-	Roots             []string  `json:"trust_root_fingerprints"`
-}
+type proxyIdentity = admin.IdentityInfo
 
 // hasProxy says whether a pod's init containers include the proxy.
 func hasProxy(cs []corev1.Container) bool {

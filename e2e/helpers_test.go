@@ -42,6 +42,22 @@ func newNamespace(t *testing.T, prefix string) string {
 	return name
 }
 
+// meshedNamespace creates a namespace annotated for injection.
+func meshedNamespace(t *testing.T, prefix string) string {
+	t.Helper()
+	ns := newNamespace(t, prefix)
+	ctx := context.Background()
+	obj, err := cluster.client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj.Annotations = map[string]string{"meshctl.io/inject": "enabled"}
+	if _, err := cluster.client.CoreV1().Namespaces().Update(ctx, obj, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return ns
+}
+
 // dumpNamespace logs the pods, their states and the events of a namespace,
 // and the end of the cluster components' logs.
 func dumpNamespace(t *testing.T, ns string) {

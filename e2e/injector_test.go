@@ -106,15 +106,7 @@ func TestInjectedPodsAreMeshed(t *testing.T) {
 	issuer := mustCA(t)(ca.NewIssuer(anchor, "cluster.local", 12*time.Hour))
 	deployControlPlane(t, "24h", issuer, anchor)
 
-	ns := newNamespace(t, "inject")
-	nsObj, err := cluster.client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nsObj.Annotations = map[string]string{"meshctl.io/inject": "enabled"}
-	if _, err := cluster.client.CoreV1().Namespaces().Update(ctx, nsObj, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	ns := meshedNamespace(t, "inject")
 	capture := startCapture(t)
 	applyTemplate(t, "meshed.yaml", map[string]string{"Namespace": ns})
 	waitReady(t, ns, "web", 3*time.Minute)

@@ -11,7 +11,6 @@ import (
 	"text/template"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshctl/meshctl/identity/ca"
 	"github.com/meshctl/meshctl/internal/kubeapply"
@@ -61,15 +60,7 @@ func TestRotationsUnderLoadLoseNoRequest(t *testing.T) {
 		meshctl(t, true, "uninstall")
 	})
 	meshctl(t, false, "install", "--image-pull-policy", "Never", "--identity-issuance-lifetime", "90s", "--trust-anchor-file", anchorFile)
-	ns := newNamespace(t, "rotate")
-	nsObj, err := cluster.client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nsObj.Annotations = map[string]string{"meshctl.io/inject": "enabled"}
-	if _, err := cluster.client.CoreV1().Namespaces().Update(ctx, nsObj, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	ns := meshedNamespace(t, "rotate")
 	applyTemplate(t, "meshed.yaml", map[string]string{"Namespace": ns})
 	scale(t, ns, "web", 2)
 	waitReady(t, ns, "web", 3*time.Minute)

@@ -47,19 +47,10 @@ func bucketOf(v float64) float64 {
 // answering in 25 ms, every 50th in 150 ms) runs inside `meshctl stat`'s
 // window; stat's request count, success rate and percentiles must match.
 func TestStatMatchesWhatTheLoadGeneratorSaw(t *testing.T) {
-	ctx := context.Background()
 	anchor := mustCA(t)(ca.NewTrustAnchor("cluster.local", 24*time.Hour))
 	issuer := mustCA(t)(ca.NewIssuer(anchor, "cluster.local", 12*time.Hour))
 	deployControlPlane(t, "24h", issuer, anchor)
-	ns := newNamespace(t, "stat")
-	nsObj, err := cluster.client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nsObj.Annotations = map[string]string{"meshctl.io/inject": "enabled"}
-	if _, err := cluster.client.CoreV1().Namespaces().Update(ctx, nsObj, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	ns := meshedNamespace(t, "stat")
 	applyTemplate(t, "accuracy.yaml", map[string]string{"Namespace": ns})
 	waitReady(t, ns, "web", 3*time.Minute)
 

@@ -11,6 +11,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/meshctl/meshctl/proxy/admin"
 )
 
 // Proxies checks the meshed pods' proxies (meshctl check --proxy).
@@ -87,13 +89,6 @@ func proxyReady(p *corev1.Pod) bool {
 	return false
 }
 
-// proxyIdentity is the part of a proxy's /identity checked here.
-type proxyIdentity struct {
-	SPIFFEID          string    `json:"spiffe_id"`
-	IssuerFingerprint string    `json:"issuer_fingerprint"`
-	NotAfter          time.Time `json:"not_after"`
-}
-
 func proxyCertificates(ctx context.Context, env *Env) error {
 	issuer, err := readIssuer(ctx, env)
 	if err != nil {
@@ -112,7 +107,7 @@ func proxyCertificates(ctx context.Context, env *Env) error {
 			problems = append(problems, fmt.Sprintf("%s/%s: %v", p.Namespace, p.Name, err))
 			continue
 		}
-		var id proxyIdentity
+		var id admin.IdentityInfo
 		if err := json.Unmarshal(raw, &id); err != nil {
 			problems = append(problems, fmt.Sprintf("%s/%s: /identity: %v", p.Namespace, p.Name, err))
 			continue

@@ -12,26 +12,12 @@ import (
 	"io"
 	"net/url"
 	"sync"
-	"time"
+
+	"github.com/meshctl/meshctl/proxy/tap"
 )
 
-// Event is one line of a proxy's /tap stream (see proxy/tap).
-type Event struct {
-	Type       string    `json:"type"`
-	ID         uint64    `json:"id,omitempty"`
-	Time       time.Time `json:"ts"`
-	Direction  string    `json:"direction,omitempty"`
-	Method     string    `json:"method,omitempty"`
-	Authority  string    `json:"authority,omitempty"`
-	Path       string    `json:"path,omitempty"`
-	ClientID   string    `json:"client_id,omitempty"`
-	ServerID   string    `json:"server_id,omitempty"`
-	Status     int       `json:"status,omitempty"`
-	GRPCStatus string    `json:"grpc_status,omitempty"`
-	LatencyMs  float64   `json:"latency_ms,omitempty"`
-	Bytes      int64     `json:"bytes,omitempty"`
-	Count      uint64    `json:"count,omitempty"`
-}
+// Event is one line of a proxy's /tap stream.
+type Event = tap.Event
 
 // PodEvent is an event and the pod whose proxy saw it.
 type PodEvent struct {
