@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/meshctl/meshctl/e2e/localcluster"
 )
@@ -47,12 +48,16 @@ func meshedNamespace(t *testing.T, prefix string) string {
 	t.Helper()
 	ns := newNamespace(t, prefix)
 	ctx := context.Background()
-	obj, err := cluster.client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		obj, err := cluster.client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		obj.Annotations = map[string]string{"meshctl.io/inject": "enabled"}
+		_, err = cluster.client.CoreV1().Namespaces().Update(ctx, obj, metav1.UpdateOptions{})
+		return err
+	})
 	if err != nil {
-		t.Fatal(err)
-	}
-	obj.Annotations = map[string]string{"meshctl.io/inject": "enabled"}
-	if _, err := cluster.client.CoreV1().Namespaces().Update(ctx, obj, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return ns
