@@ -11,7 +11,6 @@ import (
 	"text/template"
 	"time"
 
-
 	"github.com/meshctl/meshctl/identity/ca"
 	"github.com/meshctl/meshctl/internal/kubeapply"
 )
