@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,6 +33,9 @@ func meshctl(t *testing.T, mayFail bool, args ...string) (string, error) {
 		t.Fatalf("meshctl %s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
 	}
 	t.Logf("meshctl %s:\n%s%s", strings.Join(args, " "), stderr.String(), stdout.String())
+	if err != nil {
+		err = fmt.Errorf("%w: %s", err, strings.TrimSpace(stderr.String()))
+	}
 	return stdout.String(), err
 }
 
