@@ -74,24 +74,9 @@ upper bound of the histogram bucket that holds them (≤ that many ms).
 }
 
 func runStat(ctx context.Context, o *statOptions, args []string, stdout, stderr io.Writer) error {
-	kind, name, err := parseTarget(args)
+	client, _, resources, err := resolveTarget(ctx, &o.kube, o.allNamespaces, args)
 	if err != nil {
 		return err
-	}
-	_, client, err := o.kube.client()
-	if err != nil {
-		return err
-	}
-	ns := o.kube.defaultNamespace()
-	if o.allNamespaces {
-		ns = ""
-	}
-	resources, err := resolveResources(ctx, client, ns, kind, name)
-	if err != nil {
-		return err
-	}
-	if len(resources) == 0 {
-		return fmt.Errorf("no %s found in %s", kind, nsOrAll(ns))
 	}
 	scrape(ctx, client, resources, false)
 	fmt.Fprintf(stderr, "measuring for %s ...\n", o.window)
@@ -125,13 +110,6 @@ func runStat(ctx context.Context, o *statOptions, args []string, stdout, stderr 
 	return proxystats.WriteTable(stdout, rows, o.output == "wide")
 }
 
-func nsOrAll(ns string) string {
-	if ns == "" {
-		return "any namespace"
-	}
-	return "namespace " + ns
-}
-
 type edgesOptions struct {
 	kube          kubeOptions
 	allNamespaces bool
@@ -153,19 +131,7 @@ server (pods/proxy); edges are what the proxies saw since they started.`,
 			if o.output != "table" && o.output != "json" {
 				return fmt.Errorf("-o %q: want table or json", o.output)
 			}
-			kind, name, err := parseTarget(args)
-			if err != nil {
-				return err
-			}
-			_, client, err := o.kube.client()
-			if err != nil {
-				return err
-			}
-			ns := o.kube.defaultNamespace()
-			if o.allNamespaces {
-				ns = ""
-			}
-			resources, err := resolveResources(cmd.Context(), client, ns, kind, name)
+			client, _, resources, err := resolveTarget(cmd.Context(), &o.kube, o.allNamespaces, args)
 			if err != nil {
 				return err
 			}

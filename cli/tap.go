@@ -41,16 +41,8 @@ func (o *tapOptions) addFlags(cmd *cobra.Command) {
 }
 
 // tapPods resolves the target to the meshed pods to follow.
-func (o *tapOptions) tapPods(ctx context.Context, client kubernetes.Interface, args []string, stderr io.Writer) ([]tapstream.Pod, error) {
-	kind, name, err := parseTarget(args)
-	if err != nil {
-		return nil, err
-	}
-	ns := o.kube.defaultNamespace()
-	if o.allNamespaces {
-		ns = ""
-	}
-	resources, err := resolveResources(ctx, client, ns, kind, name)
+func (o *tapOptions) tapPods(ctx context.Context, args []string, stderr io.Writer) ([]tapstream.Pod, error) {
+	_, kind, resources, err := resolveTarget(ctx, &o.kube, o.allNamespaces, args)
 	if err != nil {
 		return nil, err
 	}
@@ -128,11 +120,7 @@ and says how many it dropped beyond that.`,
 }
 
 func runTap(ctx context.Context, o *tapOptions, args []string, stdout, stderr io.Writer) error {
-	_, client, err := o.kube.client()
-	if err != nil {
-		return err
-	}
-	pods, err := o.tapPods(ctx, client, args, stderr)
+	pods, err := o.tapPods(ctx, args, stderr)
 	if err != nil {
 		return err
 	}

@@ -50,6 +50,38 @@ func parseTarget(args []string) (kind, name string, err error) {
 	return kind, name, err
 }
 
+// resolveTarget reads "TYPE [NAME]", connects, and finds the resources in
+// the namespace (-n, the context's) or in every namespace (-A).
+func resolveTarget(ctx context.Context, kube *kubeOptions, all bool, args []string) (kubernetes.Interface, string, []proxystats.Resource, error) {
+	kind, name, err := parseTarget(args)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	_, client, err := kube.client()
+	if err != nil {
+		return nil, "", nil, err
+	}
+	ns := kube.defaultNamespace()
+	if all {
+		ns = ""
+	}
+	resources, err := resolveResources(ctx, client, ns, kind, name)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	if len(resources) == 0 {
+		return nil, "", nil, fmt.Errorf("no %s found in %s", kind, nsOrAll(ns))
+	}
+	return client, kind, resources, nil
+}
+
+func nsOrAll(ns string) string {
+	if ns == "" {
+		return "any namespace"
+	}
+	return "namespace " + ns
+}
+
 // resolveResources finds the resources (one when named) and their pods.
 // ns "" means every namespace.
 func resolveResources(ctx context.Context, client kubernetes.Interface, ns, kind, name string) ([]proxystats.Resource, error) {

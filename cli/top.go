@@ -60,11 +60,7 @@ what scripts and tests use.`,
 }
 
 func runTop(ctx context.Context, o *topOptions, args []string, stdout, stderr io.Writer) error {
-	_, client, err := o.tap.kube.client()
-	if err != nil {
-		return err
-	}
-	pods, err := o.tap.tapPods(ctx, client, args, stderr)
+	pods, err := o.tap.tapPods(ctx, args, stderr)
 	if err != nil {
 		return err
 	}

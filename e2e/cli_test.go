@@ -122,17 +122,7 @@ func TestMeshctlInstallsChecksInjectsAndUninstalls(t *testing.T) {
 	waitReady(t, ns, "web", 3*time.Minute)
 	waitReady(t, ns, "client", 3*time.Minute)
 	clientPod := podsOf(t, ns, "app=client")[0]
-	webID := fmt.Sprintf("spiffe://cluster.local/ns/%s/sa/web", ns)
-	eventually(t, "meshed requests from the client", time.Minute, func(ctx context.Context) error {
-		m, err := proxyMetrics(ctx, ns, clientPod)
-		if err != nil {
-			return err
-		}
-		if n := sumMatching(m, "response_total{", "direction=outbound", "tls=true", "server_id="+webID, "status_code=200"); n < 10 {
-			return fmt.Errorf("%v meshed responses", n)
-		}
-		return nil
-	})
+	waitMeshedResponses(t, ns, clientPod, "web", 10)
 	meshctl(t, false, "check", "--proxy", "-n", ns, "--wait", "1m")
 
 	// Break things on purpose: each shows as its check, with its hint.

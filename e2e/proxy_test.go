@@ -178,3 +178,21 @@ func TestProxySidecarCarriesPodTraffic(t *testing.T) {
 		t.Errorf("the servers' inbound proxies counted %v requests for %s, want at least 40", inbound, host)
 	}
 }
+
+// waitMeshedResponses waits until a client pod's proxy has had at least n
+// successful responses over mutual TLS from the ServiceAccount serverSA of
+// the namespace.
+func waitMeshedResponses(t *testing.T, ns, clientPod, serverSA string, n float64) {
+	t.Helper()
+	serverID := fmt.Sprintf("spiffe://cluster.local/ns/%s/sa/%s", ns, serverSA)
+	eventually(t, "meshed requests from the client", time.Minute, func(ctx context.Context) error {
+		m, err := proxyMetrics(ctx, ns, clientPod)
+		if err != nil {
+			return err
+		}
+		if got := sumMatching(m, "response_total{", "direction=outbound", "tls=true", "server_id="+serverID, "status_code=200"); got < n {
+			return fmt.Errorf("%v meshed responses from %s", got, serverID)
+		}
+		return nil
+	})
+}

@@ -66,17 +66,7 @@ func TestRotationsUnderLoadLoseNoRequest(t *testing.T) {
 	applyTemplate(t, "meshed-client.yaml", map[string]string{"Namespace": ns, "RPS": "100"})
 	waitReady(t, ns, "client", 3*time.Minute)
 	clientPod := podsOf(t, ns, "app=client")[0]
-	webID := fmt.Sprintf("spiffe://cluster.local/ns/%s/sa/web", ns)
-	eventually(t, "meshed requests from the client", time.Minute, func(ctx context.Context) error {
-		m, err := proxyMetrics(ctx, ns, clientPod)
-		if err != nil {
-			return err
-		}
-		if n := sumMatching(m, "response_total{", "direction=outbound", "tls=true", "server_id="+webID, "status_code=200"); n < 100 {
-			return fmt.Errorf("%v meshed responses", n)
-		}
-		return nil
-	})
+	waitMeshedResponses(t, ns, clientPod, "web", 100)
 	r, err := loadReports(ctx, ns, clientPod)
 	if err != nil {
 		t.Fatal(err)

@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net/netip"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -15,6 +13,7 @@ import (
 	identity "github.com/meshctl/meshctl/identity/client"
 	"github.com/meshctl/meshctl/identity/spiffeid"
 	"github.com/meshctl/meshctl/internal/certs"
+	"github.com/meshctl/meshctl/internal/logging"
 	"github.com/meshctl/meshctl/proxy"
 	"github.com/meshctl/meshctl/proxy/discovery"
 	"github.com/meshctl/meshctl/proxy/endpoints"
@@ -154,7 +153,7 @@ to --drain-timeout, then exits.`,
 }
 
 func (o runOptions) config() (proxy.Config, error) {
-	log, err := newLogger(o.logLevel, o.logFormat)
+	log, err := logging.New(o.logLevel, o.logFormat)
 	if err != nil {
 		return proxy.Config{}, err
 	}
@@ -216,21 +215,6 @@ func (o runOptions) config() (proxy.Config, error) {
 		}
 	}
 	return cfg, nil
-}
-
-func newLogger(level, format string) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
-	}
-	opts := &slog.HandlerOptions{Level: l}
-	switch format {
-	case "json":
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
-	case "text":
-		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
-	}
-	return nil, fmt.Errorf("--log-format %q: want json or text", format)
 }
 
 func parsePortList(s string) ([]uint16, error) {
