@@ -80,6 +80,10 @@ type Config struct {
 	ReadHeaderTimeout time.Duration
 	// IdleTimeout closes client connections idle this long. Default: 90s.
 	IdleTimeout time.Duration
+	// QueueTimeout is how long an outbound request waits for an endpoint
+	// when none can take it (none ready, or all ejected for failing) before
+	// it fails with 503. Negative: fail at once. Default: 3s.
+	QueueTimeout time.Duration
 	// MaxConcurrentStreams bounds the HTTP/2 streams a client may open at once
 	// on one connection. Default: 250.
 	MaxConcurrentStreams uint32
@@ -101,6 +105,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.TLSHandshakeTimeout == 0 {
 		c.TLSHandshakeTimeout = 10 * time.Second
+	}
+	if c.QueueTimeout == 0 {
+		c.QueueTimeout = 3 * time.Second
 	}
 	if c.DrainTimeout == 0 {
 		c.DrainTimeout = 30 * time.Second

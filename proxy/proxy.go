@@ -53,7 +53,14 @@ func New(cfg Config) (*Proxy, error) {
 		opaque:     map[uint16]bool{},
 		requireTLS: map[uint16]bool{},
 	}
-	p.http = httpproxy.New(httpproxy.Config{Log: p.log, Identity: cfg.Identity, Tap: p.tap})
+	p.http = httpproxy.New(httpproxy.Config{Log: p.log, Identity: cfg.Identity, Tap: p.tap, QueueTimeout: cfg.QueueTimeout})
+	if sl, ok := cfg.Endpoints.(endpoints.SetLister); ok {
+		p.metrics.WatchEjected(func(yield func(string, int)) {
+			for _, s := range sl.Sets() {
+				yield(s.Name(), s.Ejected())
+			}
+		})
+	}
 	if cfg.Identity != nil {
 		d := &net.Dialer{Timeout: 5 * time.Second}
 		p.mesh = &meshtls.Dialer{Source: cfg.Identity, Net: d.DialContext, Sessions: tls.NewLRUClientSessionCache(64)}

@@ -48,7 +48,7 @@ type side struct {
 func newSide(p *Proxy, name string, cfg SideConfig) *side {
 	s := &side{name: name, cfg: cfg, p: p, log: p.log.With("direction", name), conns: map[net.Conn]struct{}{}}
 	if cfg.Upstream != "" {
-		s.fixed = endpoints.NewSet(endpoints.Endpoint{Addr: cfg.Upstream, Identity: cfg.UpstreamIdentity})
+		s.fixed = endpoints.Fixed(endpoints.Endpoint{Addr: cfg.Upstream, Identity: cfg.UpstreamIdentity})
 		s.fixedDst, _ = netip.ParseAddrPort(cfg.Upstream)
 	}
 	return s
@@ -217,14 +217,16 @@ func (s *side) handle(c *net.TCPConn) {
 			sc.Close() // shutting down
 		}
 	default:
-		ep, ok := dst.Pick()
-		if !ok {
-			s.log.Debug("no ready endpoints; closing", "client", c.RemoteAddr())
+		ctx, cancel := context.WithTimeout(context.Background(), s.p.cfg.QueueTimeout)
+		lease, err := dst.Acquire(ctx, endpoints.Queue{Timeout: s.p.cfg.QueueTimeout, Capacity: 1000})
+		cancel()
+		if err != nil {
+			s.log.Debug("no endpoint for the connection; closing", "client", c.RemoteAddr(), "error", err)
 			sc.releasePeek()
 			sc.Close()
 			return
 		}
-		s.pipe(sc, c, ep, peeked)
+		s.pipe(sc, c, lease, peeked)
 	}
 }
 
@@ -284,9 +286,10 @@ func (s *side) serveMeshed(sc *serverConn, dst *endpoints.Set) {
 
 // pipe forwards an opaque connection (including TLS that is not ours) byte
 // for byte; to a meshed endpoint, inside mutual TLS.
-func (s *side) pipe(sc *serverConn, c *net.TCPConn, ep endpoints.Endpoint, peeked []byte) {
+func (s *side) pipe(sc *serverConn, c *net.TCPConn, lease endpoints.Lease, peeked []byte) {
 	defer sc.Close()
 	defer sc.releasePeek()
+	ep := lease.Endpoint
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	var up net.Conn
 	var err error
@@ -304,9 +307,13 @@ func (s *side) pipe(sc *serverConn, c *net.TCPConn, ep endpoints.Endpoint, peeke
 	}
 	cancel()
 	if err != nil {
+		lease.ConnectFailed()
 		s.log.Debug("opaque upstream unreachable", "upstream", ep.Addr, "error", err)
 		return
 	}
+	// An opaque connection counts as pending on its endpoint while it lasts.
+	lease.Responded()
+	defer lease.Done(false)
 	// Pipe the raw client socket so the kernel can splice; count afterwards.
 	n, m, err := tcpproxy.Pipe(c, up, peeked)
 	sc.metrics.Read(int(n))

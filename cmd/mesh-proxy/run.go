@@ -43,6 +43,7 @@ type runOptions struct {
 	detectTimeout    time.Duration
 	opaquePorts      string
 	drainTimeout     time.Duration
+	queueTimeout     time.Duration
 	maxHeaderBytes   int
 	readHeader       time.Duration
 	idle             time.Duration
@@ -142,6 +143,7 @@ to --drain-timeout, then exits.`,
 	f.DurationVar(&o.detectTimeout, "detect-timeout", time.Second, "how long to wait for a client's first bytes before treating the connection as opaque TCP")
 	f.StringVar(&o.opaquePorts, "opaque-ports", joinPorts(proxy.DefaultOpaquePorts), "ports proxied as opaque TCP without detection (server-speaks-first protocols)")
 	f.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "how long in-flight requests get to finish on shutdown")
+	f.DurationVar(&o.queueTimeout, "queue-timeout", 3*time.Second, "how long an outbound request waits for an endpoint when none can take it (none ready, all failing) before failing with 503")
 	f.IntVar(&o.maxHeaderBytes, "max-header-bytes", 64<<10, "largest request header block accepted (431 above)")
 	f.DurationVar(&o.readHeader, "read-header-timeout", 10*time.Second, "time a client gets to send a request's headers")
 	f.DurationVar(&o.idle, "idle-timeout", 90*time.Second, "idle client connections are closed after this")
@@ -161,6 +163,7 @@ func (o runOptions) config() (proxy.Config, error) {
 		Admin:                o.admin,
 		DetectTimeout:        o.detectTimeout,
 		DrainTimeout:         o.drainTimeout,
+		QueueTimeout:         o.queueTimeout,
 		MaxHeaderBytes:       o.maxHeaderBytes,
 		ReadHeaderTimeout:    o.readHeader,
 		IdleTimeout:          o.idle,

@@ -30,6 +30,9 @@ const (
 	ProxyMemoryLimit   = configPrefix + "proxy-memory-limit"
 	// ProxyLogLevel is the proxy's log level.
 	ProxyLogLevel = configPrefix + "proxy-log-level"
+	// ProxyQueueTimeout is how long the proxy's outbound requests wait for an
+	// endpoint when none can take them, before failing with 503.
+	ProxyQueueTimeout = configPrefix + "proxy-queue-timeout"
 
 	// Names of what the injector adds.
 	InitContainerName  = "mesh-init"

@@ -3,6 +3,7 @@ package injector
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -76,6 +77,12 @@ func Patch(pod *corev1.Pod, namespace string, nsAnnotations map[string]string, c
 		default:
 			return nil, "", fmt.Errorf("annotation %s: %q is not debug, info, warn or error", ProxyLogLevel, v)
 		}
+	}
+	if v := a[ProxyQueueTimeout]; v != "" {
+		if d, err := time.ParseDuration(v); err != nil || d <= 0 {
+			return nil, "", fmt.Errorf("annotation %s: %q is not a positive duration such as 3s", ProxyQueueTimeout, v)
+		}
+		proxyArgs = append(proxyArgs, "--queue-timeout", v)
 	}
 	resources, err := proxyResources(a, cfg)
 	if err != nil {

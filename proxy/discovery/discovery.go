@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,6 +32,7 @@ import (
 	"github.com/meshctl/meshctl/internal/certs"
 	"github.com/meshctl/meshctl/proxy/endpoints"
 	"github.com/meshctl/meshctl/proxy/meshtls"
+	"github.com/meshctl/meshctl/proxy/servicepolicy"
 )
 
 // Config configures a Client.
@@ -199,7 +201,7 @@ func (c *Client) follow(ctx context.Context, sub *subscription) {
 		var perm *permanentError
 		if errors.As(err, &perm) {
 			c.cfg.Log.Warn("the controller refused the destination; forwarding as is", "destination", sub.dst, "error", err)
-			sub.set.Update([]endpoints.Endpoint{{Addr: sub.dst.String()}})
+			sub.set.Passthrough(sub.dst.String())
 			sub.answer()
 			return
 		}
@@ -254,8 +256,17 @@ func (c *Client) stream(ctx context.Context, sub *subscription) (answered bool, 
 		if err := dec.Decode(&d); err != nil {
 			return answered, err
 		}
-		eps := Translate(sub.dst, d, c.cfg.Log)
-		sub.set.Update(eps)
+		eps, known := Translate(sub.dst, d, c.cfg.Log)
+		if known {
+			sub.set.Update(eps)
+			pol, errs := servicepolicy.Parse(d.Annotations)
+			for _, err := range errs {
+				c.cfg.Log.Warn("ignoring a bad traffic-policy annotation", "service", d.Service, "error", err)
+			}
+			sub.set.SetPolicy(name(sub.dst, d), pol)
+		} else {
+			sub.set.Passthrough(sub.dst.String())
+		}
 		answered = true
 		c.down.Store(false)
 		sub.answer()
@@ -265,20 +276,42 @@ func (c *Client) stream(ctx context.Context, sub *subscription) (answered bool, 
 
 func (s *subscription) answer() { s.answerOne.Do(func() { close(s.answered) }) }
 
-// Translate turns the controller's answer for dst into endpoints. An
-// unknown destination is dst itself, unmeshed. An endpoint whose identity
-// does not parse is left out rather than reached in plaintext.
-func Translate(dst netip.AddrPort, d api.Destination, log *slog.Logger) []endpoints.Endpoint {
-	if !d.Known {
-		return []endpoints.Endpoint{{Addr: dst.String()}}
+// name is a destination's name in metrics: its Service and port when it is
+// one, else its address.
+func name(dst netip.AddrPort, d api.Destination) string {
+	if d.Service != "" {
+		return d.Service + ":" + strconv.Itoa(int(dst.Port()))
 	}
-	eps := make([]endpoints.Endpoint, 0, len(d.Endpoints))
+	return dst.String()
+}
+
+// Sets returns the sets of the destinations followed.
+func (c *Client) Sets() []*endpoints.Set {
+	c.mu.Lock()
+	subs := c.cache.Values()
+	c.mu.Unlock()
+	out := make([]*endpoints.Set, len(subs))
+	for i, s := range subs {
+		out[i] = s.set
+	}
+	return out
+}
+
+// Translate turns the controller's answer for dst into endpoints; known is
+// false for a destination outside the cluster, which is dst itself,
+// unmeshed. An endpoint whose identity does not parse is left out rather
+// than reached in plaintext.
+func Translate(dst netip.AddrPort, d api.Destination, log *slog.Logger) (eps []endpoints.Endpoint, known bool) {
+	if !d.Known {
+		return []endpoints.Endpoint{{Addr: dst.String()}}, false
+	}
+	eps = make([]endpoints.Endpoint, 0, len(d.Endpoints))
 	for _, e := range d.Endpoints {
 		if _, err := netip.ParseAddrPort(e.Addr); err != nil {
 			log.Warn("the controller sent a bad endpoint address; skipping it", "destination", dst, "addr", e.Addr)
 			continue
 		}
-		ep := endpoints.Endpoint{Addr: e.Addr, Opaque: e.Opaque, Workload: e.Workload}
+		ep := endpoints.Endpoint{Addr: e.Addr, Opaque: e.Opaque, Workload: e.Workload, Weight: e.Weight}
 		if e.Identity != "" {
 			id, err := spiffeid.Parse(e.Identity)
 			if err != nil {
@@ -287,8 +320,7 @@ func Translate(dst netip.AddrPort, d api.Destination, log *slog.Logger) []endpoi
 			}
 			ep.Identity = id
 		}
-		eps = append(eps, ep) // weights wait for the weighted balancer
-
+		eps = append(eps, ep)
 	}
-	return eps
+	return eps, true
 }

@@ -282,7 +282,7 @@ func TestEvictionStopsTheSubscription(t *testing.T) {
 func TestTranslate(t *testing.T) {
 	dst := netip.MustParseAddrPort("10.96.0.20:80")
 	log := slog.New(slog.DiscardHandler)
-	got := Translate(dst, api.Destination{Known: true, Endpoints: []api.Endpoint{
+	got, known := Translate(dst, api.Destination{Known: true, Endpoints: []api.Endpoint{
 		{Addr: "10.244.0.7:8080", Identity: webID, Opaque: true, Workload: "web"},
 		{Addr: "10.244.0.8:8080"},
 		{Addr: "10.244.0.9:8080", Identity: "spiffe://nope/with space"},
@@ -292,13 +292,13 @@ func TestTranslate(t *testing.T) {
 		{Addr: "10.244.0.7:8080", Identity: mustID(t, webID), Opaque: true, Workload: "web"},
 		{Addr: "10.244.0.8:8080"},
 	}
-	if !slices.Equal(got, want) {
-		t.Errorf("Translate = %+v, want %+v", got, want)
+	if !slices.Equal(got, want) || !known {
+		t.Errorf("Translate = %+v, %v, want %+v", got, known, want)
 	}
-	if got := Translate(dst, api.Destination{Known: false}, log); !slices.Equal(got, []endpoints.Endpoint{{Addr: dst.String()}}) {
+	if got, known := Translate(dst, api.Destination{Known: false}, log); known || !slices.Equal(got, []endpoints.Endpoint{{Addr: dst.String()}}) {
 		t.Errorf("Translate(unknown) = %+v, want the destination itself", got)
 	}
-	if got := Translate(dst, api.Destination{Known: true}, log); len(got) != 0 {
+	if got, _ := Translate(dst, api.Destination{Known: true}, log); len(got) != 0 {
 		t.Errorf("Translate(no endpoints) = %+v, want none", got)
 	}
 }

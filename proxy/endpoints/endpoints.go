@@ -15,9 +15,14 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/meshctl/meshctl/identity/spiffeid"
+	"github.com/meshctl/meshctl/proxy/balance"
+	"github.com/meshctl/meshctl/proxy/retry"
+	"github.com/meshctl/meshctl/proxy/servicepolicy"
 )
 
 // Endpoint is one place a request can go.
@@ -33,54 +38,146 @@ type Endpoint struct {
 	// Workload names the endpoint's workload, when discovery knows it
 	// (the dst_workload label of the requests sent to it).
 	Workload string
+	// Weight is the endpoint's relative share of requests (0 counts as 1).
+	Weight int
 }
 
 // Meshed reports whether traffic to the endpoint goes over mutual TLS.
 func (e Endpoint) Meshed() bool { return e.Identity != (spiffeid.ID{}) }
 
-// Set is the endpoints of one destination, picked from round robin. Its
-// endpoints may be replaced while connections use it (discovery updates);
-// every pick sees one consistent list.
+// Set is the endpoints of one destination. Its endpoints and policy may be
+// replaced while connections use it (discovery updates); every request sees
+// one consistent state. A balanced set (one that discovery filled) picks per
+// request with P2C over peak-EWMA latency and keeps each endpoint's health
+// across updates; a plain set is one address forwarded to as it is.
 type Set struct {
-	eps  atomic.Pointer[[]Endpoint]
-	next atomic.Uint32
+	st atomic.Pointer[state]
+
+	// mu serializes updates (they merge balancing state into a new state).
+	mu sync.Mutex
+	// waiting counts the requests queued for an endpoint to become available.
+	waiting atomic.Int64
 }
 
-// NewSet returns a set of endpoints. An empty set answers no pick until
-// Update gives it endpoints.
+// state is one immutable version of a set.
+type state struct {
+	eps      []Endpoint
+	bal      []*balance.Endpoint // per eps entry; nil for a plain set
+	name     string              // for metrics: the Service and port, or the address
+	policy   *servicepolicy.Policy
+	budget   *retry.Budget // nil unless the policy retries
+	changed  chan struct{} // closed when a newer state replaces this one
+	balanced bool
+}
+
+var noPolicy = &servicepolicy.Policy{}
+
+// NewSet returns a balanced set of endpoints. An empty set answers no
+// request until Update gives it endpoints.
 func NewSet(eps ...Endpoint) *Set {
 	s := &Set{}
 	s.Update(eps)
 	return s
 }
 
-// Plain returns a set of one unmeshed endpoint.
-func Plain(addr string) *Set { return NewSet(Endpoint{Addr: addr}) }
+// Plain returns a set of one unmeshed address, forwarded to as it is: no
+// balancing, no backoff (the original destination of a connection, the
+// application behind the inbound side).
+func Plain(addr string) *Set { return Fixed(Endpoint{Addr: addr}) }
 
-// Update replaces the endpoints.
+// Fixed returns a set of one endpoint forwarded to as it is (an explicit upstream).
+func Fixed(ep Endpoint) *Set {
+	s := &Set{}
+	s.st.Store(&state{eps: []Endpoint{ep}, name: ep.Addr, policy: noPolicy, changed: make(chan struct{})})
+	return s
+}
+
+// Update replaces the endpoints, keeping the balancing state of those that
+// stay, and makes the set balanced.
 func (s *Set) Update(eps []Endpoint) {
-	c := slices.Clone(eps)
-	s.eps.Store(&c)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.st.Load()
+	next := &state{eps: slices.Clone(eps), bal: make([]*balance.Endpoint, len(eps)), policy: noPolicy, changed: make(chan struct{}), balanced: true}
+	if old != nil {
+		next.name, next.policy, next.budget = old.name, old.policy, old.budget
+		for i, e := range eps {
+			if j := slices.IndexFunc(old.eps, func(o Endpoint) bool { return o.Addr == e.Addr }); j >= 0 && old.bal != nil {
+				next.bal[i] = old.bal[j]
+			}
+		}
+	}
+	for i, e := range eps {
+		if next.bal[i] == nil {
+			next.bal[i] = balance.NewEndpoint(0)
+		}
+		next.bal[i].SetWeight(e.Weight)
+	}
+	s.swap(old, next)
 }
 
-// Pick returns the endpoint for the next request; false when there is none.
-func (s *Set) Pick() (Endpoint, bool) {
-	eps := *s.eps.Load()
-	switch len(eps) {
-	case 0:
-		return Endpoint{}, false
-	case 1:
-		return eps[0], true
-	}
-	return eps[int(s.next.Add(1)-1)%len(eps)], true
+// Passthrough makes the set plain: every request goes to addr as it is (a
+// destination discovery does not know).
+func (s *Set) Passthrough(addr string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.st.Load()
+	next := &state{eps: []Endpoint{{Addr: addr}}, name: addr, policy: noPolicy, changed: make(chan struct{})}
+	s.swap(old, next)
 }
+
+// SetPolicy names the destination (for metrics) and sets its traffic
+// policy; the retry budget starts afresh only when its sizing changes.
+func (s *Set) SetPolicy(name string, p servicepolicy.Policy) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.st.Load()
+	next := *old
+	next.changed = make(chan struct{})
+	next.name, next.policy = name, &p
+	switch {
+	case !p.Retry.Enabled():
+		next.budget = nil
+	case old.budget == nil || old.budget.Config() != p.Retry.Budget.WithDefaults():
+		next.budget = retry.NewBudget(p.Retry.Budget, time.Now())
+	}
+	s.swap(old, &next)
+}
+
+// swap installs next and wakes the requests waiting on old. Callers hold mu.
+func (s *Set) swap(old, next *state) {
+	s.st.Store(next)
+	if old != nil {
+		close(old.changed)
+	}
+}
+
+// Name is the destination's name in metrics.
+func (s *Set) Name() string { return s.st.Load().name }
+
+// Policy returns the destination's traffic policy (never nil).
+func (s *Set) Policy() *servicepolicy.Policy { return s.st.Load().policy }
+
+// Budget returns the destination's retry budget, nil when it retries nothing.
+func (s *Set) Budget() *retry.Budget { return s.st.Load().budget }
 
 // Endpoints returns the endpoints.
-func (s *Set) Endpoints() []Endpoint { return slices.Clone(*s.eps.Load()) }
+func (s *Set) Endpoints() []Endpoint { return slices.Clone(s.st.Load().eps) }
+
+// Ejected counts the endpoints taken out for failing.
+func (s *Set) Ejected() int {
+	n := 0
+	for _, b := range s.st.Load().bal {
+		if b.Ejected() {
+			n++
+		}
+	}
+	return n
+}
 
 // Identity returns the SPIFFE ID shared by every endpoint, or the zero ID.
 func (s *Set) Identity() spiffeid.ID {
-	eps := *s.eps.Load()
+	eps := s.st.Load().eps
 	if len(eps) == 0 {
 		return spiffeid.ID{}
 	}
@@ -95,7 +192,7 @@ func (s *Set) Identity() spiffeid.ID {
 
 // Opaque reports whether the destination's port is opaque.
 func (s *Set) Opaque() bool {
-	eps := *s.eps.Load()
+	eps := s.st.Load().eps
 	return len(eps) > 0 && eps[0].Opaque
 }
 
@@ -112,10 +209,28 @@ type Lister interface {
 	List() map[string][]Endpoint
 }
 
+// SetLister is a Resolver that can hand out the sets it follows (for
+// metrics that look into them, such as the ejected endpoints).
+type SetLister interface {
+	Sets() []*Set
+}
+
 // Table maps destinations to their endpoint sets. Destinations not in the
 // table are forwarded to as they are.
 type Table struct {
 	sets map[netip.AddrPort]*Set
+}
+
+// Sets returns the table's sets.
+func (t *Table) Sets() []*Set {
+	if t == nil {
+		return nil
+	}
+	out := make([]*Set, 0, len(t.sets))
+	for _, s := range t.sets {
+		out = append(out, s)
+	}
+	return out
 }
 
 // Resolve returns the endpoints of a destination.
@@ -163,7 +278,9 @@ func Parse(data []byte) (*Table, error) {
 			}
 			eps = append(eps, ep)
 		}
-		t.sets[netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())] = NewSet(eps...)
+		set := NewSet(eps...)
+		set.SetPolicy(dst, servicepolicy.Policy{})
+		t.sets[netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())] = set
 	}
 	return t, nil
 }

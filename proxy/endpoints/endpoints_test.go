@@ -15,15 +15,15 @@ func TestTableMapsDestinationsAndPassesOthersThrough(t *testing.T) {
 	}
 	set := tab.Resolve(context.Background(), netip.MustParseAddrPort("10.96.0.12:80"))
 	seen := map[string]int{}
-	for range 10 {
+	for range 100 {
 		ep, _ := set.Pick()
 		seen[ep.Addr]++
 		if ep.Meshed() != (ep.Addr == "10.244.0.9:8080") {
 			t.Errorf("endpoint %s meshed = %v", ep.Addr, ep.Meshed())
 		}
 	}
-	if seen["10.244.0.7:8080"] != 5 || seen["10.244.0.9:8080"] != 5 {
-		t.Errorf("round robin picked %v, want 5 each", seen)
+	if seen["10.244.0.7:8080"] < 25 || seen["10.244.0.9:8080"] < 25 {
+		t.Errorf("picked %v, want both about evenly (nothing tells them apart)", seen)
 	}
 	if got, _ := tab.Resolve(context.Background(), netip.MustParseAddrPort("10.1.2.3:443")).Pick(); got.Addr != "10.1.2.3:443" || got.Meshed() {
 		t.Errorf("unknown destination picked %+v, want itself", got)
@@ -63,7 +63,7 @@ func TestSetUpdatesWhileInUse(t *testing.T) {
 		t.Error("Opaque() = false for opaque endpoints")
 	}
 	seen := map[string]bool{}
-	for range 4 {
+	for range 100 {
 		ep, ok := s.Pick()
 		if !ok {
 			t.Fatal("no pick after Update")

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/meshctl/meshctl/internal/certs"
+	"github.com/meshctl/meshctl/proxy/endpoints"
 	"github.com/meshctl/meshctl/proxy/meshtls"
 	"github.com/meshctl/meshctl/proxy/metrics"
 	"github.com/meshctl/meshctl/proxy/tap"
@@ -35,6 +36,12 @@ type Config struct {
 	IdleConnTimeout time.Duration
 	// MaxIdleConnsPerHost is the HTTP/1 keep-alive pool size per upstream. Default: 64.
 	MaxIdleConnsPerHost int
+	// QueueTimeout is how long a request waits for an endpoint when none can
+	// take it (none ready, all ejected) before it fails with 503. Default: 3s.
+	QueueTimeout time.Duration
+	// QueueCapacity bounds the requests waiting per destination; beyond it
+	// they fail with 503 at once. Default: 1000.
+	QueueCapacity int
 }
 
 func (c Config) withDefaults() Config {
@@ -50,6 +57,12 @@ func (c Config) withDefaults() Config {
 	if c.MaxIdleConnsPerHost == 0 {
 		c.MaxIdleConnsPerHost = 64
 	}
+	if c.QueueTimeout == 0 {
+		c.QueueTimeout = 3 * time.Second
+	}
+	if c.QueueCapacity == 0 {
+		c.QueueCapacity = 1000
+	}
 	return c
 }
 
@@ -60,6 +73,7 @@ type Proxy struct {
 	log       *slog.Logger
 	tap       *tap.Hub
 	upstreams *upstreamConns
+	queue     endpoints.Queue
 
 	h1         *http.Transport // plaintext HTTP/1
 	h2c        *http.Transport // plaintext prior-knowledge HTTP/2
@@ -74,7 +88,8 @@ func New(cfg Config) *Proxy {
 		dialer: &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second},
 		conns:  map[*upstreamConn]struct{}{},
 	}
-	p := &Proxy{log: cfg.Log, tap: cfg.Tap, upstreams: upstreams}
+	p := &Proxy{log: cfg.Log, tap: cfg.Tap, upstreams: upstreams,
+		queue: endpoints.Queue{Timeout: cfg.QueueTimeout, Capacity: cfg.QueueCapacity}}
 	var mesh *meshtls.Dialer
 	if cfg.Identity != nil {
 		mesh = &meshtls.Dialer{Source: cfg.Identity, Net: upstreams.dial, Sessions: tls.NewLRUClientSessionCache(256)}
@@ -123,7 +138,7 @@ func meshDial(mesh *meshtls.Dialer, alpn string) func(ctx context.Context, netwo
 			if info := ConnInfoFrom(ctx); info != nil {
 				info.Metrics.TLSError(meshtls.Reason(err))
 			}
-			return nil, err
+			return nil, &dialError{err}
 		}
 		return meshtls.Plain{Conn: tc}, nil
 	}
@@ -174,16 +189,6 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "meshctl: request without a connection", http.StatusInternalServerError)
 		return
 	}
-	// Outbound, each request may go to another endpoint (discovery changes
-	// the set under a live connection): its metrics name the one it went to.
-	ep, picked := info.Upstream.Pick()
-	var route *metrics.Route
-	if picked && info.Direction == metrics.Outbound {
-		route = info.Metrics.RouteTo(r.Host, ep.Identity, ep.Workload)
-	} else {
-		route = info.Metrics.Route(r.Host)
-	}
-	route.Request()
 	rec := &recorder{ResponseWriter: w, start: time.Now()}
 	if p.tap != nil && p.tap.Active() {
 		rec.tapStart(p.tap, info, r)
@@ -192,12 +197,24 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		info.Hooks.RequestStarted()
 		defer info.Hooks.RequestFinished()
 	}
+	// Outbound, each request may go to another endpoint (balancing, retries,
+	// discovery changing the set under a live connection): its metrics name
+	// the one its answer came from, once that is known.
+	var ep endpoints.Endpoint
+	var reached bool
 	defer func() {
 		v := recover()
 		class := classify(rec.status, rec.Header())
 		if v != nil {
 			class = metrics.Failure // the response was cut off mid-stream
 		}
+		var route *metrics.Route
+		if reached && info.Direction == metrics.Outbound {
+			route = info.Metrics.RouteTo(r.Host, ep.Identity, ep.Workload)
+		} else {
+			route = info.Metrics.Route(r.Host)
+		}
+		route.Request()
 		route.Response(rec.status, class, rec.latencyMs())
 		rec.tapEnd()
 		if v != nil {
@@ -225,32 +242,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rec.body = &bodyReader{src: r.Body}
 		defer rec.body.Close()
 	}
-	if !picked {
-		rec.Header().Set("meshctl-proxy-error", "no endpoints")
-		http.Error(rec, "meshctl proxy: the destination has no ready endpoints", http.StatusServiceUnavailable)
-		return
-	}
-	out := outbound(withEndpoint(ctx, ep), r, ep.Addr)
-	if rec.body != nil && out.Body != nil {
-		// On the copy only: net/http inspects its own request's body after
-		// the handler, to drain it.
-		out.Body = rec.body
-	}
-	res, err := p.RoundTrip(out)
-	if err != nil {
-		p.errorHandler(rec, r, err)
-		return
-	}
-	if res.StatusCode == http.StatusSwitchingProtocols {
-		if err := switchProtocols(rec, out, res); err != nil {
-			p.log.Debug("upgrade failed", "host", r.Host, "error", err)
-			if rec.status == 0 {
-				p.errorHandler(rec, r, err)
-			}
-		}
-		return
-	}
-	copyResponse(rec, res)
+	ep, reached = p.forward(ctx, rec, r, info)
 }
 
 // errorHandler answers requests the upstream did not: 400 when the client's

@@ -20,7 +20,7 @@ type upstreamConns struct {
 func (u *upstreamConns) dial(ctx context.Context, network, addr string) (net.Conn, error) {
 	c, err := u.dialer.DialContext(ctx, network, addr)
 	if err != nil {
-		return nil, err
+		return nil, &dialError{err}
 	}
 	uc := &upstreamConn{Conn: c, set: u}
 	u.mu.Lock()

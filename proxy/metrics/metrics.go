@@ -46,6 +46,10 @@ type Metrics struct {
 	tcpWrite    *prometheus.CounterVec
 	protoErrors *prometheus.CounterVec
 	tlsErrors   *prometheus.CounterVec
+	retries     *prometheus.CounterVec
+	exhausted   *prometheus.CounterVec
+	timeouts    *prometheus.CounterVec
+	unavailable *prometheus.CounterVec
 }
 
 // New creates the metric families and registers them, with the Go runtime
@@ -86,9 +90,21 @@ func New() *Metrics {
 		tlsErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tls_error_total", Help: "Meshed connections that failed: handshakes (identity_mismatch, untrusted, expired, no_certificate, alpn, handshake, handshake_timeout) and plaintext refused on ports that require mutual TLS (plaintext_refused).",
 		}, []string{"direction", "reason"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "retry_total", Help: "Requests sent again after a failed try, by destination (a Service and port).",
+		}, []string{"destination"}),
+		exhausted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "retry_budget_exhausted_total", Help: "Retries the destination's policy asked for and its retry budget refused.",
+		}, []string{"destination"}),
+		timeouts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "request_timeout_total", Help: "Requests (kind=request, answered 504 or DEADLINE_EXCEEDED) and tries (kind=try) that ran out of time.",
+		}, []string{"destination", "kind"}),
+		unavailable: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "balancer_unavailable_total", Help: "Requests answered 503 because no endpoint could take them in time (reason: no_endpoints, all_failing, queue_full).",
+		}, []string{"destination", "reason"}),
 	}
 	m.reg.MustRegister(m.requests, m.responses, m.latency, m.tcpOpen, m.tcpClose, m.tcpOpenNow,
-		m.tcpRead, m.tcpWrite, m.protoErrors, m.tlsErrors,
+		m.tcpRead, m.tcpWrite, m.protoErrors, m.tlsErrors, m.retries, m.exhausted, m.timeouts, m.unavailable,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -119,6 +135,30 @@ func (m *Metrics) WatchCertificate(notAfter func() time.Time) {
 		}
 		return float64(t.Unix())
 	}))
+}
+
+// WatchEjected exports, per destination, the endpoints taken out for
+// failing (balancer_ejected_endpoints), asking each time it is scraped.
+func (m *Metrics) WatchEjected(count func(yield func(destination string, ejected int))) {
+	m.reg.MustRegister(&ejectedCollector{count: count})
+}
+
+var ejectedDesc = prometheus.NewDesc("balancer_ejected_endpoints",
+	"Endpoints out of balancing for failing (failure accrual or failed connections), by destination.",
+	[]string{"destination"}, nil)
+
+type ejectedCollector struct {
+	count func(yield func(string, int))
+}
+
+func (c *ejectedCollector) Describe(ch chan<- *prometheus.Desc) { ch <- ejectedDesc }
+
+func (c *ejectedCollector) Collect(ch chan<- prometheus.Metric) {
+	seen := map[string]int{}
+	c.count(func(dst string, n int) { seen[dst] += n })
+	for dst, n := range seen {
+		ch <- prometheus.MustNewConstMetric(ejectedDesc, prometheus.GaugeValue, float64(n), dst)
+	}
 }
 
 // ConnLabels are the label values fixed for a connection's lifetime.
@@ -190,6 +230,24 @@ func (c *Conn) TLSError(reason string) { c.m.TLSError(c.labels[0], reason) }
 // ProtocolError counts rejected client input on this connection.
 func (c *Conn) ProtocolError(protocol, kind string) {
 	c.m.ProtocolError(c.labels[0], protocol, kind)
+}
+
+// Retry counts a request sent again to destination.
+func (c *Conn) Retry(destination string) { c.m.retries.WithLabelValues(destination).Inc() }
+
+// RetryBudgetExhausted counts a retry the budget refused.
+func (c *Conn) RetryBudgetExhausted(destination string) {
+	c.m.exhausted.WithLabelValues(destination).Inc()
+}
+
+// Timeout counts a request or a try (kind) that ran out of time.
+func (c *Conn) Timeout(destination, kind string) {
+	c.m.timeouts.WithLabelValues(destination, kind).Inc()
+}
+
+// Unavailable counts a request no endpoint could take, and why.
+func (c *Conn) Unavailable(destination, reason string) {
+	c.m.unavailable.WithLabelValues(destination, reason).Inc()
 }
 
 // Route returns the request handles for an authority on this connection.

@@ -1,0 +1,258 @@
+package httpproxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/meshctl/meshctl/proxy/endpoints"
+	"github.com/meshctl/meshctl/proxy/metrics"
+	"github.com/meshctl/meshctl/proxy/retry"
+)
+
+// dialError is a connection to an endpoint that could not be made: nothing
+// of the request was sent, so it is safe to send it elsewhere.
+type dialError struct{ err error }
+
+func (e *dialError) Error() string { return e.err.Error() }
+func (e *dialError) Unwrap() error { return e.err }
+
+// Kinds of timeout, in metrics.
+const (
+	timeoutRequest = "request"
+	timeoutTry     = "try"
+)
+
+// forward sends r to an endpoint of its destination, again to others as
+// the destination's policy allows (retries within a budget, a timeout per
+// try and for the whole request), and writes the final answer to rec. It
+// returns the endpoint the final answer came from, if one was reached.
+func (p *Proxy) forward(ctx context.Context, rec *recorder, r *http.Request, info *ConnInfo) (endpoints.Endpoint, bool) {
+	set := info.Upstream
+	pol := set.Policy()
+	if pol.RequestTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, pol.RequestTimeout)
+		defer cancel()
+	}
+	grpc := isGRPC(r.Header)
+	hasBody := rec.body != nil && r.ContentLength != 0
+	var budget *retry.Budget
+	var replay *replayBody
+	if pol.Retry.Enabled() && pol.Retry.Limit > 0 && ((grpc && pol.Retry.GRPC != 0) || pol.Retry.Method(r.Method)) {
+		if budget = set.Budget(); budget != nil {
+			budget.Deposit(time.Now())
+			if hasBody {
+				replay = newReplayBody(rec.body)
+			}
+		}
+	}
+	for try := 0; ; try++ {
+		lease, err := set.Acquire(ctx, p.queue)
+		if err != nil {
+			p.unavailable(ctx, rec, info, set, grpc, err)
+			return endpoints.Endpoint{}, false
+		}
+		tryCtx := newTry(ctx, pol.Retry.PerTryTimeout)
+		out := outbound(withEndpoint(tryCtx, lease.Endpoint), r, lease.Addr)
+		if try > 0 {
+			out.Header = r.Header.Clone() // the previous try's transport may still read its own
+		}
+		var body *tryBody
+		switch {
+		case replay != nil:
+			body = replay.try()
+			out.Body = body
+		case hasBody && out.Body != nil:
+			// On the copy only: net/http inspects its own request's body
+			// after the handler, to drain it.
+			out.Body = rec.body
+		}
+		res, err := p.RoundTrip(out)
+		timedOut := tryCtx.stop()
+		if timedOut && err == nil {
+			drain(res.Body) // too late: its context is cancelled
+			res, err = nil, context.DeadlineExceeded
+		}
+		var de *dialError
+		connectFailed := errors.As(err, &de)
+		switch {
+		case connectFailed:
+			lease.ConnectFailed()
+		case err != nil:
+			lease.Done(true)
+		default:
+			lease.Responded()
+		}
+		if timedOut {
+			info.Metrics.Timeout(set.Name(), timeoutTry)
+		}
+
+		// Send it again?
+		if budget != nil && try < pol.Retry.Limit && ctx.Err() == nil && (replay == nil || replay.replayable()) &&
+			retryable(pol.Retry, grpc, res, err, connectFailed, timedOut) {
+			if !budget.Withdraw(time.Now()) {
+				info.Metrics.RetryBudgetExhausted(set.Name())
+			} else if body == nil || body.released() {
+				if res != nil {
+					lease.Done(true)
+					drain(res.Body)
+				}
+				tryCtx.cancel()
+				info.Metrics.Retry(set.Name())
+				continue
+			}
+		}
+
+		if err != nil {
+			tryCtx.cancel()
+			switch {
+			case errors.Is(ctx.Err(), context.DeadlineExceeded):
+				info.Metrics.Timeout(set.Name(), timeoutRequest)
+				p.timeout(rec, grpc, "request timeout")
+			case timedOut:
+				p.timeout(rec, grpc, "try timeout")
+			default:
+				p.errorHandler(rec, r, err)
+			}
+			return lease.Endpoint, true
+		}
+		p.respond(rec, out, res, lease)
+		tryCtx.cancel()
+		return lease.Endpoint, true
+	}
+}
+
+// respond streams the final response to the client and tells the balancer
+// how it ended.
+func (p *Proxy) respond(rec *recorder, out *http.Request, res *http.Response, lease endpoints.Lease) {
+	ended := false
+	defer func() {
+		if !ended {
+			lease.Done(true) // the response broke off (copyResponse panics)
+		}
+	}()
+	if res.StatusCode == http.StatusSwitchingProtocols {
+		ended = true
+		lease.Done(false)
+		if err := switchProtocols(rec, out, res); err != nil {
+			p.log.Debug("upgrade failed", "host", out.Host, "error", err)
+			if rec.status == 0 {
+				p.errorHandler(rec, out, err)
+			}
+		}
+		return
+	}
+	copyResponse(rec, res)
+	ended = true
+	lease.Done(classify(rec.status, rec.Header()) == metrics.Failure)
+}
+
+// retryable reports whether a try's outcome is one the policy retries.
+func retryable(pol retry.Policy, grpc bool, res *http.Response, err error, connectFailed, timedOut bool) bool {
+	switch {
+	case connectFailed || timedOut:
+		return true // nothing was sent, or the try was given up on
+	case err != nil:
+		// The connection broke mid-request: as a 502 would be.
+		return pol.Status(http.StatusBadGateway) || pol.GRPCCode(grpcUnavailable)
+	case pol.Status(res.StatusCode):
+		return true
+	case grpc:
+		// Only a trailers-only answer says its status before its body.
+		code, err := strconv.Atoi(res.Header.Get("Grpc-Status"))
+		return err == nil && pol.GRPCCode(code)
+	}
+	return false
+}
+
+const (
+	grpcDeadlineExceeded = 4
+	grpcUnavailable      = 14
+)
+
+// isGRPC reports whether a request is a gRPC call.
+func isGRPC(h http.Header) bool {
+	return strings.HasPrefix(h.Get("Content-Type"), "application/grpc")
+}
+
+// drain discards what is left of a response that will not be used, so its
+// connection can be reused, within reason.
+func drain(body io.ReadCloser) {
+	_, _ = io.CopyN(io.Discard, body, 32<<10)
+	body.Close()
+}
+
+// unavailable answers a request no endpoint could take.
+func (p *Proxy) unavailable(ctx context.Context, rec *recorder, info *ConnInfo, set *endpoints.Set, grpc bool, err error) {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		info.Metrics.Timeout(set.Name(), timeoutRequest)
+		p.timeout(rec, grpc, "request timeout")
+		return
+	}
+	reason := "unavailable"
+	switch {
+	case errors.Is(err, endpoints.ErrNoEndpoints):
+		reason = "no_endpoints"
+	case errors.Is(err, endpoints.ErrAllFailing):
+		reason = "all_failing"
+	case errors.Is(err, endpoints.ErrQueueFull):
+		reason = "queue_full"
+	}
+	info.Metrics.Unavailable(set.Name(), reason)
+	if reason == "no_endpoints" {
+		rec.Header().Set("meshctl-proxy-error", "no endpoints")
+	} else {
+		rec.Header().Set("meshctl-proxy-error", strings.ReplaceAll(reason, "_", " "))
+	}
+	http.Error(rec, "meshctl proxy: "+err.Error(), http.StatusServiceUnavailable)
+}
+
+// timeout answers a request that ran out of time: 504, or for gRPC the
+// DEADLINE_EXCEEDED status its clients understand.
+func (p *Proxy) timeout(rec *recorder, grpc bool, what string) {
+	h := rec.Header()
+	h.Set("meshctl-proxy-error", what)
+	if grpc {
+		h.Set("Content-Type", "application/grpc")
+		h.Set("Grpc-Status", strconv.Itoa(grpcDeadlineExceeded))
+		h.Set("Grpc-Message", "meshctl proxy: "+what)
+		rec.WriteHeader(http.StatusOK)
+		return
+	}
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	rec.WriteHeader(http.StatusGatewayTimeout)
+	_, _ = rec.Write([]byte("meshctl proxy: " + what + "\n"))
+}
+
+// tryContext bounds one try until its response headers arrive.
+type tryContext struct {
+	context.Context
+	cancel context.CancelFunc
+	timer  *time.Timer
+	fired  atomic.Bool
+}
+
+func newTry(parent context.Context, timeout time.Duration) *tryContext {
+	t := &tryContext{}
+	t.Context, t.cancel = context.WithCancel(parent)
+	if timeout > 0 {
+		t.timer = time.AfterFunc(timeout, func() { t.fired.Store(true); t.cancel() })
+	}
+	return t
+}
+
+// stop ends the timeout (the headers arrived, or the try failed) and
+// reports whether it had expired.
+func (t *tryContext) stop() bool {
+	if t.timer == nil {
+		return false
+	}
+	t.timer.Stop()
+	return t.fired.Load()
+}
