@@ -50,6 +50,11 @@ func newSide(p *Proxy, name string, cfg SideConfig) *side {
 	if cfg.Upstream != "" {
 		s.fixed = endpoints.Fixed(endpoints.Endpoint{Addr: cfg.Upstream, Identity: cfg.UpstreamIdentity})
 		s.fixedDst, _ = netip.ParseAddrPort(cfg.Upstream)
+		// An explicit upstream the endpoints table maps (a Service address)
+		// is balanced over the table's endpoints, with its policy.
+		if t, ok := p.cfg.Endpoints.(*endpoints.Table); ok && name == metrics.Outbound && t.Has(s.fixedDst) && cfg.UpstreamIdentity == (spiffeid.ID{}) {
+			s.fixed = t.Resolve(context.Background(), s.fixedDst)
+		}
 	}
 	return s
 }
@@ -218,7 +223,7 @@ func (s *side) handle(c *net.TCPConn) {
 		}
 	default:
 		ctx, cancel := context.WithTimeout(context.Background(), s.p.cfg.QueueTimeout)
-		lease, err := dst.Acquire(ctx, endpoints.Queue{Timeout: s.p.cfg.QueueTimeout, Capacity: 1000})
+		lease, err := dst.Acquire(ctx, endpoints.Queue{Timeout: s.p.cfg.QueueTimeout, Capacity: 1000}, "")
 		cancel()
 		if err != nil {
 			s.log.Debug("no endpoint for the connection; closing", "client", c.RemoteAddr(), "error", err)

@@ -226,3 +226,23 @@ func TestAccrualOffNeverEjectsButConnectFailuresBackOff(t *testing.T) {
 		t.Fatal("not probed after its backoff")
 	}
 }
+
+func TestPickExceptAvoidsTheEndpointThatJustFailed(t *testing.T) {
+	eps := []*Endpoint{NewEndpoint(0), NewEndpoint(0), NewEndpoint(0)}
+	p := P2C{Rand: rand.New(rand.NewPCG(9, 9))}
+	for range 300 {
+		i := p.PickExcept(eps, 1, t0)
+		if i == 1 || i < 0 {
+			t.Fatalf("picked %d, avoiding 1", i)
+		}
+		eps[i].End(false, Accrual{}, t0)
+	}
+	// When nothing else can take it, the avoided one does.
+	eps[0].begin(t0)
+	eps[0].ConnectFailed(Backoff{Min: time.Hour}, t0)
+	eps[2].begin(t0)
+	eps[2].ConnectFailed(Backoff{Min: time.Hour}, t0)
+	if i := p.PickExcept(eps, 1, t0); i != 1 {
+		t.Errorf("picked %d, want the avoided endpoint, the only one left", i)
+	}
+}

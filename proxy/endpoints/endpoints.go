@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -233,6 +234,15 @@ func (t *Table) Sets() []*Set {
 	return out
 }
 
+// Has reports whether the table maps dst.
+func (t *Table) Has(dst netip.AddrPort) bool {
+	if t == nil {
+		return false
+	}
+	_, ok := t.sets[netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())]
+	return ok
+}
+
 // Resolve returns the endpoints of a destination.
 func (t *Table) Resolve(_ context.Context, dst netip.AddrPort) *Set {
 	if t != nil {
@@ -247,6 +257,11 @@ func (t *Table) Resolve(_ context.Context, dst netip.AddrPort) *Set {
 // of endpoints, each "host:port" or {"addr": "host:port", "identity": "spiffe://..."}:
 //
 //	{"10.96.0.12:80": ["10.244.0.7:8080", {"addr": "10.244.0.9:8080", "identity": "spiffe://cluster.local/ns/demo/sa/web"}]}
+//
+// or to an object with the list and the traffic-policy annotations a Service
+// would carry:
+//
+//	{"10.96.0.12:80": {"endpoints": ["10.244.0.7:8080"], "annotations": {"retry.meshctl.io/http": "5xx"}}}
 func Load(path string) (*Table, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -257,15 +272,32 @@ func Load(path string) (*Table, error) {
 
 // Parse decodes a table (see Load).
 func Parse(data []byte) (*Table, error) {
-	var raw map[string][]json.RawMessage
+	var raw map[string]json.RawMessage
 	if err := json.Unmarshal(data, &raw); err != nil {
 		return nil, fmt.Errorf("parse endpoints: %w", err)
 	}
 	t := &Table{sets: make(map[netip.AddrPort]*Set, len(raw))}
-	for dst, entries := range raw {
+	for dst, value := range raw {
 		ap, err := netip.ParseAddrPort(dst)
 		if err != nil {
 			return nil, fmt.Errorf("endpoints: destination %q: %w", dst, err)
+		}
+		var d struct {
+			Endpoints   []json.RawMessage `json:"endpoints"`
+			Annotations map[string]string `json:"annotations"`
+		}
+		if bytes.HasPrefix(bytes.TrimSpace(value), []byte("{")) {
+			err = json.Unmarshal(value, &d)
+		} else {
+			err = json.Unmarshal(value, &d.Endpoints)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("endpoints: destination %s: %w", dst, err)
+		}
+		entries := d.Endpoints
+		pol, errs := servicepolicy.Parse(d.Annotations)
+		if len(errs) > 0 {
+			return nil, fmt.Errorf("endpoints: destination %s: %w", dst, errors.Join(errs...))
 		}
 		if len(entries) == 0 {
 			return nil, fmt.Errorf("endpoints: destination %s has no endpoints", dst)
@@ -279,7 +311,7 @@ func Parse(data []byte) (*Table, error) {
 			eps = append(eps, ep)
 		}
 		set := NewSet(eps...)
-		set.SetPolicy(dst, servicepolicy.Policy{})
+		set.SetPolicy(dst, pol)
 		t.sets[netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())] = set
 	}
 	return t, nil

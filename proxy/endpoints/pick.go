@@ -3,6 +3,7 @@ package endpoints
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/meshctl/meshctl/proxy/balance"
@@ -46,11 +47,13 @@ type Lease struct {
 }
 
 // Acquire picks the endpoint for a request, waiting as q allows when none
-// can take it now. The error is ErrNoEndpoints, ErrAllFailing, ErrQueueFull
-// or the context's.
-func (s *Set) Acquire(ctx context.Context, q Queue) (Lease, error) {
+// can take it now. avoid, when not "", is the address of an endpoint to
+// pick only if no other can take the request (where a retried request just
+// failed). The error is ErrNoEndpoints, ErrAllFailing, ErrQueueFull or the
+// context's.
+func (s *Set) Acquire(ctx context.Context, q Queue, avoid string) (Lease, error) {
 	st := s.st.Load()
-	if l, ok := st.pick(); ok {
+	if l, ok := st.pick(avoid); ok {
 		return l, nil
 	}
 	if q.Timeout <= 0 {
@@ -75,18 +78,22 @@ func (s *Set) Acquire(ctx context.Context, q Queue) (Lease, error) {
 		case <-poll.C:
 		}
 		st = s.st.Load()
-		if l, ok := st.pick(); ok {
+		if l, ok := st.pick(avoid); ok {
 			return l, nil
 		}
 	}
 }
 
-func (st *state) pick() (Lease, bool) {
+func (st *state) pick(avoid string) (Lease, bool) {
 	if !st.balanced {
 		return Lease{Endpoint: st.eps[0]}, true
 	}
 	now := time.Now()
-	i := p2c.Pick(st.bal, now)
+	skip := -1
+	if avoid != "" {
+		skip = slices.IndexFunc(st.eps, func(e Endpoint) bool { return e.Addr == avoid })
+	}
+	i := p2c.PickExcept(st.bal, skip, now)
 	if i < 0 {
 		return Lease{}, false
 	}
@@ -136,7 +143,7 @@ func (l Lease) Cancel() {
 // Pick returns the endpoint a request would get now, without starting one
 // on it; false when none can take a request.
 func (s *Set) Pick() (Endpoint, bool) {
-	l, ok := s.st.Load().pick()
+	l, ok := s.st.Load().pick("")
 	if !ok {
 		return Endpoint{}, false
 	}

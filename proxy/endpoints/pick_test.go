@@ -17,7 +17,7 @@ func TestAcquireWaitsForEndpointsThenFailsFast(t *testing.T) {
 	// A request waiting on an empty set gets the endpoint that arrives.
 	got := make(chan error, 1)
 	go func() {
-		l, err := s.Acquire(context.Background(), q)
+		l, err := s.Acquire(context.Background(), q, "")
 		if err == nil && l.Addr != "10.0.0.1:80" {
 			err = errors.New("wrong endpoint " + l.Addr)
 		}
@@ -34,7 +34,7 @@ func TestAcquireWaitsForEndpointsThenFailsFast(t *testing.T) {
 	// Nothing arrives: the wait ends after the timeout with the cause.
 	s.Update(nil)
 	start := time.Now()
-	_, err := s.Acquire(context.Background(), Queue{Timeout: 50 * time.Millisecond, Capacity: 10})
+	_, err := s.Acquire(context.Background(), Queue{Timeout: 50 * time.Millisecond, Capacity: 10}, "")
 	if !errors.Is(err, ErrNoEndpoints) || time.Since(start) < 50*time.Millisecond {
 		t.Errorf("Acquire on an empty set: %v after %v, want ErrNoEndpoints after 50ms", err, time.Since(start))
 	}
@@ -43,12 +43,12 @@ func TestAcquireWaitsForEndpointsThenFailsFast(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 2 {
 		wg.Add(1)
-		go func() { defer wg.Done(); _, _ = s.Acquire(ctx, Queue{Timeout: time.Minute, Capacity: 2}) }()
+		go func() { defer wg.Done(); _, _ = s.Acquire(ctx, Queue{Timeout: time.Minute, Capacity: 2}, "") }()
 	}
 	for s.waiting.Load() < 2 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
-	if _, err := s.Acquire(ctx, Queue{Timeout: time.Minute, Capacity: 2}); !errors.Is(err, ErrQueueFull) {
+	if _, err := s.Acquire(ctx, Queue{Timeout: time.Minute, Capacity: 2}, ""); !errors.Is(err, ErrQueueFull) {
 		t.Errorf("third waiter: %v, want ErrQueueFull", err)
 	}
 	cancel()
@@ -59,7 +59,7 @@ func TestEjectedEndpointsStayOutAcrossUpdates(t *testing.T) {
 	s := NewSet(Endpoint{Addr: "10.0.0.1:80"}, Endpoint{Addr: "10.0.0.2:80"})
 	s.SetPolicy("web.demo:80", servicepolicy.Policy{Accrual: balance.Accrual{MaxFailures: 2, Backoff: balance.Backoff{Min: time.Hour}}})
 	for s.Ejected() == 0 {
-		l, err := s.Acquire(context.Background(), Queue{})
+		l, err := s.Acquire(context.Background(), Queue{}, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -72,7 +72,7 @@ func TestEjectedEndpointsStayOutAcrossUpdates(t *testing.T) {
 		t.Fatalf("after the update: %d ejected, name %q, policy %+v", s.Ejected(), s.Name(), s.Policy())
 	}
 	for range 50 {
-		l, err := s.Acquire(context.Background(), Queue{})
+		l, err := s.Acquire(context.Background(), Queue{}, "")
 		if err != nil || l.Addr == "10.0.0.1:80" {
 			t.Fatalf("picked %q (%v)", l.Addr, err)
 		}
@@ -80,7 +80,7 @@ func TestEjectedEndpointsStayOutAcrossUpdates(t *testing.T) {
 	}
 	// When only the failing one is left, requests fail with the cause.
 	s.Update([]Endpoint{{Addr: "10.0.0.1:80"}})
-	if _, err := s.Acquire(context.Background(), Queue{Timeout: 30 * time.Millisecond, Capacity: 1}); !errors.Is(err, ErrAllFailing) {
+	if _, err := s.Acquire(context.Background(), Queue{Timeout: 30 * time.Millisecond, Capacity: 1}, ""); !errors.Is(err, ErrAllFailing) {
 		t.Errorf("Acquire with every endpoint ejected: %v, want ErrAllFailing", err)
 	}
 }
@@ -88,7 +88,7 @@ func TestEjectedEndpointsStayOutAcrossUpdates(t *testing.T) {
 func TestPlainSetsNeverBackOff(t *testing.T) {
 	s := Plain("10.1.2.3:443")
 	for range 20 {
-		l, err := s.Acquire(context.Background(), Queue{})
+		l, err := s.Acquire(context.Background(), Queue{}, "")
 		if err != nil || l.Addr != "10.1.2.3:443" {
 			t.Fatalf("plain set: %+v %v", l, err)
 		}

@@ -52,8 +52,9 @@ func (p *Proxy) forward(ctx context.Context, rec *recorder, r *http.Request, inf
 			}
 		}
 	}
+	var failedOn string // where the last try failed: a retry goes elsewhere
 	for try := 0; ; try++ {
-		lease, err := set.Acquire(ctx, p.queue)
+		lease, err := set.Acquire(ctx, p.queue, failedOn)
 		if err != nil {
 			p.unavailable(ctx, rec, info, set, grpc, err)
 			return endpoints.Endpoint{}, false
@@ -85,6 +86,7 @@ func (p *Proxy) forward(ctx context.Context, rec *recorder, r *http.Request, inf
 		case connectFailed:
 			lease.ConnectFailed()
 		case err != nil:
+			lease.Responded() // the time it took to fail counts against it
 			lease.Done(true)
 		default:
 			lease.Responded()
@@ -105,6 +107,7 @@ func (p *Proxy) forward(ctx context.Context, rec *recorder, r *http.Request, inf
 				}
 				tryCtx.cancel()
 				info.Metrics.Retry(set.Name())
+				failedOn = lease.Addr
 				continue
 			}
 		}

@@ -35,32 +35,39 @@ func (c BudgetConfig) WithDefaults() BudgetConfig {
 
 const budgetSlots = 10
 
-// Budget is a retry budget: at any moment, the retries spent within the last
-// TTL are at most Ratio × the original requests of that window plus
-// MinPerSecond × the window's length (counted from the budget's start). Over
-// any stretch of time the retries are therefore bounded by Ratio × requests
-// + MinPerSecond × its duration. It is safe for concurrent use.
+// Budget is a retry budget: a retry spends a token; tokens are earned,
+// Ratio for each original request and MinPerSecond every second (a slot's
+// worth at the start of each tenth of the TTL, so a new budget can retry at
+// once), and expire TTL after they were earned, the oldest spent first.
+// Retries therefore never exceed Ratio × requests + MinPerSecond × the time
+// since the budget's start (rounded up to a tenth of the TTL), and a quiet
+// period cannot save up more than a TTL's worth. It is safe for concurrent use.
 type Budget struct {
 	cfg   BudgetConfig
 	width time.Duration // of a slot
 
-	// mu guards start and slots.
+	// mu guards everything below.
 	mu    sync.Mutex
 	start time.Time
 	slots [budgetSlots]slot
+	last  int64 // the newest slot begun; -1 before the first
 }
 
-// slot counts one TTL/budgetSlots of time.
+// slot holds the tokens earned in one TTL/budgetSlots of time.
 type slot struct {
-	index    int64 // which slot of time since start it counts
-	requests float64
-	retries  float64
+	index    int64 // which slot of time since start it is
+	reserve  float64
+	requests int
+	spent    float64
 }
 
-// NewBudget returns an empty budget starting at now.
+// tokens are the slot's unspent tokens.
+func (s *slot) tokens(ratio float64) float64 { return s.reserve + ratio*float64(s.requests) - s.spent }
+
+// NewBudget returns a budget starting at now.
 func NewBudget(cfg BudgetConfig, now time.Time) *Budget {
 	cfg = cfg.WithDefaults()
-	return &Budget{cfg: cfg, width: cfg.TTL / budgetSlots, start: now}
+	return &Budget{cfg: cfg, width: cfg.TTL / budgetSlots, start: now, last: -1}
 }
 
 // Config returns the budget's configuration, defaults filled in.
@@ -69,18 +76,29 @@ func (b *Budget) Config() BudgetConfig { return b.cfg }
 // Deposit records an original request at now.
 func (b *Budget) Deposit(now time.Time) {
 	b.mu.Lock()
-	b.slotAt(now).requests++
-	b.mu.Unlock()
+	defer b.mu.Unlock()
+	b.advance(now)
+	b.slots[b.last%budgetSlots].requests++
 }
 
 // Withdraw spends one retry at now if the budget allows it.
 func (b *Budget) Withdraw(now time.Time) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.available(now) < 1 {
+	b.advance(now)
+	if b.available() < 1-1e-9 { // tolerate rounding in the sums
 		return false
 	}
-	b.slotAt(now).retries++
+	need := 1.0
+	for i := b.last - budgetSlots + 1; i <= b.last && need > 0; i++ { // oldest first
+		if i < 0 {
+			continue
+		}
+		s := &b.slots[i%budgetSlots]
+		take := max(min(s.tokens(b.cfg.Ratio), need), 0)
+		s.spent += take
+		need -= take
+	}
 	return true
 }
 
@@ -88,40 +106,30 @@ func (b *Budget) Withdraw(now time.Time) bool {
 func (b *Budget) Available(now time.Time) float64 {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.available(now)
+	b.advance(now)
+	return b.available()
 }
 
-// index is the slot of time holding now.
-func (b *Budget) index(now time.Time) int64 {
-	d := now.Sub(b.start)
-	if d < 0 {
-		return 0
+// advance begins the slots up to now's, each with its reserve; slots that
+// fall out of the window take their unspent tokens with them.
+func (b *Budget) advance(now time.Time) {
+	cur := int64(0)
+	if d := now.Sub(b.start); d > 0 {
+		cur = int64(d / b.width)
 	}
-	return int64(d / b.width)
-}
-
-// slotAt returns now's slot, recycling the one that fell out of the window.
-func (b *Budget) slotAt(now time.Time) *slot {
-	i := b.index(now)
-	s := &b.slots[i%budgetSlots]
-	if s.index != i {
-		*s = slot{index: i}
+	reserve := b.cfg.MinPerSecond * b.width.Seconds()
+	for i := max(b.last+1, cur-budgetSlots+1); i <= cur; i++ {
+		b.slots[i%budgetSlots] = slot{index: i, reserve: reserve}
 	}
-	return s
+	b.last = max(b.last, cur)
 }
 
-func (b *Budget) available(now time.Time) float64 {
-	cur := b.index(now)
-	oldest := max(cur-budgetSlots+1, 0)
-	var requests, retries float64
-	for i := range b.slots {
-		s := &b.slots[i]
-		if s.index >= oldest && s.index <= cur {
-			requests += s.requests
-			retries += s.retries
+func (b *Budget) available() float64 {
+	var total float64
+	for _, s := range b.slots {
+		if s.index > b.last-budgetSlots && s.index <= b.last {
+			total += s.tokens(b.cfg.Ratio)
 		}
 	}
-	// The reserve accrues over the window's time, from the budget's start.
-	span := now.Sub(b.start.Add(time.Duration(oldest) * b.width))
-	return b.cfg.Ratio*requests + b.cfg.MinPerSecond*span.Seconds() - retries
+	return total
 }
