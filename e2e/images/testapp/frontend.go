@@ -1,6 +1,7 @@
 package main
 
 import (
+	"math/rand/v2"
 	"context"
 	"fmt"
 	"io"
@@ -59,7 +60,11 @@ type downstream struct {
 type behaviour struct {
 	failEvery, slowEvery int
 	delay, slowDelay     time.Duration
+	failRate             float64 // answer 500 to this fraction, at random
 	served               atomic.Int64
+	// failAll, switched at run time (POST /control?fail=true), answers 500
+	// to everything.
+	failAll atomic.Bool
 }
 
 // apply waits as configured and returns the status to answer.
@@ -80,7 +85,7 @@ func (b *behaviour) apply(ctx context.Context) int {
 			t.Stop()
 		}
 	}
-	if b.failEvery > 0 && n%int64(b.failEvery) == 0 {
+	if b.failEvery > 0 && n%int64(b.failEvery) == 0 || b.failAll.Load() || b.failRate > 0 && rand.Float64() < b.failRate {
 		return http.StatusInternalServerError
 	}
 	return http.StatusOK

@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -25,9 +26,10 @@ import (
 
 const usage = `usage:
   testapp serve [--listen :8080] [--grpc-listen :9090] [--call URL] [--call-grpc HOST:PORT]
-                [--fail-every N] [--delay D] [--slow-every N --slow-delay D]
+                [--fail-every N] [--fail-rate F] [--delay D] [--slow-every N --slow-delay D]
+                (POST /control?fail=true|false switches failing every request at run time)
   testapp check [--resolve NAME] [--get URL --requests N] [--apiserver]
-  testapp load --url URL [--rps 10] [--report 5s] [--count N]
+  testapp load --url URL [--rps 10] [--concurrency 1] [--report 5s] [--count N] [--timeout 5s] [--linger D]
 `
 
 func main() {
@@ -57,6 +59,7 @@ func run(ctx context.Context, args []string) error {
 		fs.DurationVar(&b.delay, "delay", 0, "wait this long before answering")
 		fs.IntVar(&b.slowEvery, "slow-every", 0, "wait --slow-delay instead for every Nth request")
 		fs.DurationVar(&b.slowDelay, "slow-delay", 0, "the slow requests' wait")
+		fs.Float64Var(&b.failRate, "fail-rate", 0, "answer 500 to this fraction of requests, at random (0..1)")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
@@ -103,6 +106,9 @@ func run(ctx context.Context, args []string) error {
 		fs.Float64Var(&l.rps, "rps", 10, "requests per second, spread evenly")
 		fs.DurationVar(&l.every, "report", 5*time.Second, "how often to print a summary line")
 		fs.IntVar(&l.count, "count", 0, "stop after this many requests and print a final summary (0: run until stopped)")
+		fs.IntVar(&l.concurrency, "concurrency", 1, "requests in flight at once (each worker keeps its own keep-alive connection)")
+		fs.DurationVar(&l.timeout, "timeout", 5*time.Second, "give up on a request after this long")
+		fs.DurationVar(&l.linger, "linger", 0, "after the final summary, stay up this long (so the pod's proxy can still be read)")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
@@ -126,6 +132,16 @@ func serve(ctx context.Context, addr string, down *downstream, log *slog.Logger)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("POST /control", func(w http.ResponseWriter, r *http.Request) {
+		fail, err := strconv.ParseBool(r.URL.Query().Get("fail"))
+		if err != nil {
+			http.Error(w, "fail=true or fail=false", http.StatusBadRequest)
+			return
+		}
+		down.behaviour.failAll.Store(fail)
+		log.Info("control", "fail", fail)
+		fmt.Fprintf(w, "fail=%v\n", fail)
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if status := down.behaviour.apply(r.Context()); status != http.StatusOK {

@@ -1,0 +1,331 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/meshctl/meshctl/identity/ca"
+)
+
+// resilienceServer is one Deployment of the resilience scenarios.
+type resilienceServer struct {
+	Replicas int
+	Service  string // the value of its "service" label, which Services select
+	Args     []string
+}
+
+// loadSummary is the final line of `testapp load --count`.
+type loadSummary struct {
+	Final     bool           `json:"final"`
+	Requests  int            `json:"requests"`
+	Errors    int            `json:"errors"`
+	P50ms     float64        `json:"p50_ms"`
+	P99ms     float64        `json:"p99_ms"`
+	MaxMs     float64        `json:"max_ms"`
+	Backends  map[string]int `json:"backends"`
+	Statuses  map[string]int `json:"statuses"`
+	DurationS float64        `json:"duration_s"`
+}
+
+func (s loadSummary) successRate() float64 {
+	return 1 - float64(s.Errors)/float64(s.Requests)
+}
+
+// load describes one run of the load generator as a Job.
+type load struct {
+	Namespace, Name, Service string
+	RPS, Count, Concurrency  int
+	Linger                   string
+}
+
+// startLoad starts the load generator and returns its pod's name.
+func startLoad(t *testing.T, l load) string {
+	t.Helper()
+	if l.Concurrency == 0 {
+		l.Concurrency = 1
+	}
+	if l.Linger == "" {
+		l.Linger = "0s"
+	}
+	applyTemplate(t, "resilience-load.yaml", l)
+	var pod string
+	eventually(t, "the load generator "+l.Name+" to run", 2*time.Minute, func(ctx context.Context) error {
+		pods, err := cluster.client.CoreV1().Pods(l.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "job-name=" + l.Name})
+		if err != nil || len(pods.Items) == 0 {
+			return fmt.Errorf("no pod yet (%v)", err)
+		}
+		p := pods.Items[0]
+		if p.Status.Phase != corev1.PodRunning && p.Status.Phase != corev1.PodSucceeded {
+			return fmt.Errorf("pod %s is %s", p.Name, p.Status.Phase)
+		}
+		pod = p.Name
+		return nil
+	})
+	return pod
+}
+
+// runLoad runs the load generator to its final summary.
+func runLoad(t *testing.T, l load, timeout time.Duration) (loadSummary, string) {
+	t.Helper()
+	pod := startLoad(t, l)
+	return waitFinal(t, l.Namespace, pod, timeout), pod
+}
+
+// waitFinal waits for a load generator's final summary.
+func waitFinal(t *testing.T, ns, pod string, timeout time.Duration) loadSummary {
+	t.Helper()
+	var final loadSummary
+	eventually(t, "the load generator "+pod+" to finish", timeout, func(ctx context.Context) error {
+		logs, err := cluster.client.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: "load"}).DoRaw(ctx)
+		if err != nil {
+			return err
+		}
+		s := bufio.NewScanner(bytes.NewReader(logs))
+		for s.Scan() {
+			if json.Unmarshal(s.Bytes(), &final) == nil && final.Final {
+				return nil
+			}
+		}
+		return fmt.Errorf("no final summary yet")
+	})
+	return final
+}
+
+// controlPod switches a testapp pod's failing on or off through the API
+// server's pods/proxy (its inbound proxy lets the node in).
+func controlPod(t *testing.T, ns, pod string, fail bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := cluster.client.CoreV1().RESTClient().Post().Namespace(ns).Resource("pods").Name(pod+":8080").
+		SubResource("proxy").Suffix("control").Param("fail", fmt.Sprint(fail)).DoRaw(ctx)
+	if err != nil {
+		t.Fatalf("switch %s to fail=%v: %v", pod, fail, err)
+	}
+}
+
+func deleteJob(ns, name string) {
+	bg := metav1.DeletePropagationBackground
+	_ = cluster.client.BatchV1().Jobs(ns).Delete(context.Background(), name, metav1.DeleteOptions{PropagationPolicy: &bg})
+}
+
+// TestResilienceOnTheCluster runs the resilience scenarios against meshed
+// servers whose Services ask for balancing, retries, budgets, timeouts and
+// failure accrual by annotation; the clients are plain load generators whose
+// proxies enforce it.
+func TestResilienceOnTheCluster(t *testing.T) {
+	anchor := mustCA(t)(ca.NewTrustAnchor("cluster.local", 24*time.Hour))
+	issuer := mustCA(t)(ca.NewIssuer(anchor, "cluster.local", 12*time.Hour))
+	deployControlPlane(t, "24h", issuer, anchor)
+	ns := meshedNamespace(t, "resilience")
+	servers := map[string]resilienceServer{
+		"fast":   {Replicas: 2, Service: "bal"},
+		"slow":   {Replicas: 1, Service: "bal", Args: []string{"--delay", "50ms"}},
+		"flaky":  {Replicas: 2, Service: "flaky", Args: []string{"--fail-rate", "0.2"}},
+		"down":   {Replicas: 1, Service: "down", Args: []string{"--fail-rate", "1"}},
+		"cb":     {Replicas: 3, Service: "cb"},
+		"sleepy": {Replicas: 1, Service: "sleepy", Args: []string{"--delay", "2s"}},
+		"steady": {Replicas: 3, Service: "steady"},
+	}
+	services := map[string]map[string]string{
+		"bal": {},
+		"flaky-retry": {"retry.meshctl.io/http": "5xx", "retry.meshctl.io/limit": "4", "retry.meshctl.io/budget-ratio": "0.3"},
+		"flaky":       {},
+		"down":        {"retry.meshctl.io/http": "5xx", "retry.meshctl.io/limit": "4"},
+		"cb": {"balancer.meshctl.io/failure-accrual": "consecutive",
+			"balancer.meshctl.io/failure-accrual-consecutive-max-penalty": "10s"},
+		"sleepy": {"timeout.meshctl.io/request": "500ms"},
+		"steady": {"retry.meshctl.io/http": "5xx", "retry.meshctl.io/limit": "3"},
+	}
+	selectors := map[string]string{"bal": "bal", "flaky-retry": "flaky", "flaky": "flaky", "down": "down", "cb": "cb", "sleepy": "sleepy", "steady": "steady"}
+	applyTemplate(t, "resilience-servers.yaml", map[string]any{"Namespace": ns, "Servers": servers, "Services": services, "Selectors": selectors})
+	for name := range servers {
+		waitReady(t, ns, name, 3*time.Minute)
+	}
+
+	t.Run("a slow replica gets less traffic", func(t *testing.T) {
+		final, _ := runLoad(t, load{Namespace: ns, Name: "load-balance", Service: "bal", Count: 3000}, 3*time.Minute)
+		var fast []int
+		slow := 0
+		for pod, n := range final.Backends {
+			if strings.HasPrefix(pod, "slow-") {
+				slow += n
+			} else {
+				fast = append(fast, n)
+			}
+		}
+		t.Logf("3,000 requests over one keep-alive connection: fast replicas %v, slow (+50 ms) %d; round robin: 1,000 each; %d errors, p50 %.1f ms",
+			fast, slow, final.Errors, final.P50ms)
+		if final.Errors > 0 || len(fast) != 2 || slow == 0 || fast[0] == 0 || fast[1] == 0 {
+			t.Fatalf("want every replica to get some and no errors: %+v", final)
+		}
+		if slow*3 >= fast[0] || slow*3 >= fast[1] {
+			t.Errorf("the slow replica got %d, not under a third of each fast one's %v", slow, fast)
+		}
+	})
+
+	t.Run("retries within a budget hide a 20% failure rate", func(t *testing.T) {
+		on, _ := runLoad(t, load{Namespace: ns, Name: "load-retry-on", Service: "flaky-retry", Count: 10000, Concurrency: 4}, 5*time.Minute)
+		off, _ := runLoad(t, load{Namespace: ns, Name: "load-retry-off", Service: "flaky", Count: 2000, Concurrency: 4}, 3*time.Minute)
+		t.Logf("retries on (5xx, limit 4, budget ratio 0.3): %d requests, %d failed: %.3f%% success, p99 %.1f ms",
+			on.Requests, on.Errors, 100*on.successRate(), on.P99ms)
+		t.Logf("retries off: %d requests, %d failed: %.2f%% success", off.Requests, off.Errors, 100*off.successRate())
+		if on.successRate() < 0.999 {
+			t.Errorf("with retries: %.3f%% success, want at least 99.9%%", 100*on.successRate())
+		}
+		if r := off.successRate(); r < 0.75 || r > 0.85 {
+			t.Errorf("without retries: %.2f%% success, want about 80%%", 100*r)
+		}
+	})
+
+	t.Run("the retry budget holds against a service failing everything", func(t *testing.T) {
+		const requests = 800
+		clientID := "client_id=spiffe://cluster.local/ns/" + ns + "/sa/default"
+		downPods := podsOf(t, ns, "app=down")
+		served := func() float64 {
+			total := 0.0
+			for _, p := range downPods {
+				m, err := proxyMetrics(context.Background(), ns, p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				total += sumMatching(m, "request_total{", "direction=inbound", clientID)
+			}
+			return total
+		}
+		before := served()
+		final, pod := runLoad(t, load{Namespace: ns, Name: "load-budget", Service: "down", RPS: 100, Count: requests, Linger: "120s"}, 3*time.Minute)
+		defer deleteJob(ns, "load-budget")
+		retries := served() - before - requests
+		m, err := proxyMetrics(context.Background(), ns, pod)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dst := "destination=down." + ns + ":80"
+		counted, refused := sumMatching(m, "retry_total{", dst), sumMatching(m, "retry_budget_exhausted_total{", dst)
+		// The budget starts when the client's proxy first resolves the
+		// Service, just before the first request: one second of reserve is
+		// added for that.
+		bound := 0.2*requests + 10*(math.Ceil(final.DurationS)+1)
+		t.Logf("%d requests in %.1f s to a service failing all: %.0f retries reached it (the client's proxy counted %.0f, and %.0f refused by the budget); bound 0.2 × %d + 10/s × %.0f s = %.0f; without a budget: %d",
+			final.Requests, final.DurationS, retries, counted, refused, requests, math.Ceil(final.DurationS)+1, bound, 4*requests)
+		if final.Errors != requests {
+			t.Errorf("%d of %d requests failed, want all", final.Errors, requests)
+		}
+		if retries > bound || retries <= 0 {
+			t.Errorf("%.0f retries, want some and at most %.0f", retries, bound)
+		}
+		if counted != retries || refused == 0 {
+			t.Errorf("client metrics: %.0f retries, %.0f refused; the servers saw %.0f retries", counted, refused, retries)
+		}
+	})
+
+	t.Run("a request timeout answers 504", func(t *testing.T) {
+		final, _ := runLoad(t, load{Namespace: ns, Name: "load-timeout", Service: "sleepy", RPS: 2, Count: 6}, 2*time.Minute)
+		t.Logf("2 s endpoint behind a 500 ms request timeout: statuses %v, latency p50 %.0f ms, max %.0f ms", final.Statuses, final.P50ms, final.MaxMs)
+		if final.Statuses["504"] != 6 {
+			t.Errorf("statuses %v, want 6 × 504", final.Statuses)
+		}
+		if final.P50ms < 450 || final.MaxMs > 1500 {
+			t.Errorf("504s after p50 %.0f ms, max %.0f ms: want about 500 ms", final.P50ms, final.MaxMs)
+		}
+	})
+
+	t.Run("failure accrual takes a failing replica out and readmits it", func(t *testing.T) {
+		pod := startLoad(t, load{Namespace: ns, Name: "load-cb", Service: "cb", RPS: 200, Count: 0, Concurrency: 2})
+		defer deleteJob(ns, "load-cb")
+		replicas := podsOf(t, ns, "app=cb")
+		reports := func(ctx context.Context) []loadReport {
+			r, err := loadReports(ctx, ns, pod)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return r
+		}
+		eventually(t, "traffic on every replica", time.Minute, func(ctx context.Context) error {
+			r := reports(ctx)
+			if len(r) < 3 {
+				return fmt.Errorf("%d reports", len(r))
+			}
+			return backendsSince(r, len(r)-1, len(replicas))
+		})
+		victim := replicas[0]
+		n0 := len(reports(context.Background()))
+		controlPod(t, ns, victim, true)
+		const window = 25 // seconds of reports after the first two
+		eventually(t, "the fault's reports", time.Minute, func(ctx context.Context) error {
+			if n := len(reports(ctx)); n < n0+2+window {
+				return fmt.Errorf("%d reports since the fault", n-n0)
+			}
+			return nil
+		})
+		m, err := proxyMetrics(context.Background(), ns, pod)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ejected := sumMatching(m, "balancer_ejected_endpoints{", "destination=cb."+ns+":80")
+		controlPod(t, ns, victim, false)
+		healed := time.Now()
+		r := reports(context.Background())
+		firstErrs, firstReqs := errorsSince(r[:n0+2], n0)
+		errs, reqs := errorsSince(r[:n0+2+window], n0+2)
+		rate := 1 - float64(errs)/float64(reqs)
+		victimHits := 0
+		for _, rep := range r[n0+2 : n0+2+window] {
+			victimHits += rep.Backends[victim]
+		}
+		t.Logf("one of 3 replicas failing everything: first 2 s %d of %d failed; the next %d s: %d of %d failed (%.3f%% success: the probes), %d successes from it; ejected gauge %v",
+			firstErrs, firstReqs, window, errs, reqs, 100*rate, victimHits, ejected)
+		if rate < 0.999 {
+			t.Errorf("success %.3f%% once the replica was out, want at least 99.9%%", 100*rate)
+		}
+		if ejected != 1 {
+			t.Errorf("balancer_ejected_endpoints = %v, want 1", ejected)
+		}
+		eventually(t, "the healed replica to be readmitted", time.Minute, func(ctx context.Context) error {
+			r := reports(ctx)
+			for _, rep := range r[n0+2+window:] {
+				if rep.Backends[victim] > 0 {
+					return nil
+				}
+			}
+			return fmt.Errorf("no answer from %s yet", victim)
+		})
+		t.Logf("readmitted %.0f s after healing", time.Since(healed).Seconds())
+	})
+
+	t.Run("killing a replica under 500 rps loses nothing with retries", func(t *testing.T) {
+		longTest(t)
+		pod := startLoad(t, load{Namespace: ns, Name: "load-kill", Service: "steady", RPS: 500, Count: 15000, Concurrency: 8})
+		eventually(t, "steady load", time.Minute, func(ctx context.Context) error {
+			r, err := loadReports(ctx, ns, pod)
+			if err != nil || len(r) < 5 {
+				return fmt.Errorf("%d reports (%v)", len(r), err)
+			}
+			return nil
+		})
+		victim := podsOf(t, ns, "app=steady")[0]
+		zero := int64(0)
+		if err := cluster.client.CoreV1().Pods(ns).Delete(context.Background(), victim, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
+			t.Fatal(err)
+		}
+		final := waitFinal(t, ns, pod, 3*time.Minute)
+		t.Logf("pod %s killed under load: %d requests, %d failed (%.3f%% success), statuses %v, p99 %.1f ms",
+			victim, final.Requests, final.Errors, 100*final.successRate(), final.Statuses, final.P99ms)
+		if final.successRate() < 0.999 {
+			t.Errorf("%.3f%% success, want at least 99.9%%", 100*final.successRate())
+		}
+	})
+}
