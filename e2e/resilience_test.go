@@ -8,7 +8,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math"
 	"strings"
 	"testing"
 	"time"
@@ -216,11 +215,10 @@ func TestResilienceOnTheCluster(t *testing.T) {
 		dst := "destination=down." + ns + ":80"
 		counted, refused := sumMatching(m, "retry_total{", dst), sumMatching(m, "retry_budget_exhausted_total{", dst)
 		// The budget starts when the client's proxy first resolves the
-		// Service, just before the first request: one second of reserve is
-		// added for that.
-		bound := 0.2*requests + 10*(math.Ceil(final.DurationS)+1)
-		t.Logf("%d requests in %.1f s to a service failing all: %.0f retries reached it (the client's proxy counted %.0f, and %.0f refused by the budget); bound 0.2 × %d + 10/s × %.0f s = %.0f; without a budget: %d",
-			final.Requests, final.DurationS, retries, counted, refused, requests, math.Ceil(final.DurationS)+1, bound, 4*requests)
+		// Service, after the load generator started its clock.
+		bound := 0.2*requests + 10*final.DurationS
+		t.Logf("%d requests in %.2f s to a service failing all: %.0f retries reached it (the client's proxy counted %.0f, and %.0f refused by the budget); bound 0.2 × %d + 10/s × %.2f s = %.1f; without a budget: %d",
+			final.Requests, final.DurationS, retries, counted, refused, requests, final.DurationS, bound, 4*requests)
 		if final.Errors != requests {
 			t.Errorf("%d of %d requests failed, want all", final.Errors, requests)
 		}

@@ -3,7 +3,6 @@ package proxy
 import (
 	"encoding/json"
 	"io"
-	"math"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -132,7 +131,7 @@ func TestRetryBudgetBoundsRetriesAgainstAFailingService(t *testing.T) {
 	}
 	elapsed := time.Since(start)
 	retries := down.hits.Load() - n
-	bound := 0.2*n + 5*math.Ceil(elapsed.Seconds()) // every second begun has its reserve
+	bound := 0.2*n + 5*elapsed.Seconds()
 	fams := scrape(t, r)
 	exhausted := metricValue(fams, "retry_budget_exhausted_total", nil)
 	t.Logf("%d requests in %v: %d retries (bound %.1f), %v refused by the budget", n, elapsed.Round(time.Millisecond), retries, bound, exhausted)
@@ -148,7 +147,8 @@ func TestNonIdempotentRequestsAreRetriedOnlyWhenAllowed(t *testing.T) {
 	bad := &counting{bodies: make(chan string, 100)}
 	bad.status.Store(503)
 	for _, allow := range []bool{false, true} {
-		ann := map[string]string{"retry.meshctl.io/http": "503", "retry.meshctl.io/limit": "3"}
+		// (A budget of 3 retries per request: a new budget has no reserve yet.)
+		ann := map[string]string{"retry.meshctl.io/http": "503", "retry.meshctl.io/limit": "3", "retry.meshctl.io/budget-ratio": "3"}
 		if allow {
 			ann["retry.meshctl.io/non-idempotent"] = "true"
 		}

@@ -36,12 +36,13 @@ func (c BudgetConfig) WithDefaults() BudgetConfig {
 const budgetSlots = 10
 
 // Budget is a retry budget: a retry spends a token; tokens are earned,
-// Ratio for each original request and MinPerSecond every second (a slot's
-// worth at the start of each tenth of the TTL, so a new budget can retry at
-// once), and expire TTL after they were earned, the oldest spent first.
-// Retries therefore never exceed Ratio × requests + MinPerSecond × the time
-// since the budget's start (rounded up to a tenth of the TTL), and a quiet
-// period cannot save up more than a TTL's worth. It is safe for concurrent use.
+// Ratio for each original request and MinPerSecond continuously over time,
+// and expire about TTL after they were earned (in tenths of the TTL), the
+// oldest spent first. Retries therefore never exceed Ratio × requests +
+// MinPerSecond × the time since the budget's start, and a quiet period cannot
+// save up more than a TTL's worth. (A new budget has nothing to spend until
+// its first tokens accrue: a tenth of a second at 10/s.) It is safe for
+// concurrent use.
 type Budget struct {
 	cfg   BudgetConfig
 	width time.Duration // of a slot
@@ -56,18 +57,26 @@ type Budget struct {
 // slot holds the tokens earned in one TTL/budgetSlots of time.
 type slot struct {
 	index    int64 // which slot of time since start it is
-	reserve  float64
 	requests int
 	spent    float64
 }
 
-// tokens are the slot's unspent tokens.
-func (s *slot) tokens(ratio float64) float64 { return s.reserve + ratio*float64(s.requests) - s.spent }
+// tokens are a slot's unspent tokens at now: its requests' share and the
+// reserve accrued during its time so far.
+func (b *Budget) tokens(s *slot, now time.Time) float64 {
+	elapsed := now.Sub(b.start.Add(time.Duration(s.index) * b.width))
+	elapsed = min(max(elapsed, 0), b.width)
+	return b.cfg.MinPerSecond*elapsed.Seconds() + b.cfg.Ratio*float64(s.requests) - s.spent
+}
 
 // NewBudget returns a budget starting at now.
 func NewBudget(cfg BudgetConfig, now time.Time) *Budget {
 	cfg = cfg.WithDefaults()
-	return &Budget{cfg: cfg, width: cfg.TTL / budgetSlots, start: now, last: -1}
+	b := &Budget{cfg: cfg, width: cfg.TTL / budgetSlots, start: now, last: -1}
+	for i := range b.slots {
+		b.slots[i].index = -1 // not begun
+	}
+	return b
 }
 
 // Config returns the budget's configuration, defaults filled in.
@@ -86,7 +95,7 @@ func (b *Budget) Withdraw(now time.Time) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.advance(now)
-	if b.available() < 1-1e-9 { // tolerate rounding in the sums
+	if b.available(now) < 1-1e-9 { // tolerate rounding in the sums
 		return false
 	}
 	need := 1.0
@@ -95,7 +104,10 @@ func (b *Budget) Withdraw(now time.Time) bool {
 			continue
 		}
 		s := &b.slots[i%budgetSlots]
-		take := max(min(s.tokens(b.cfg.Ratio), need), 0)
+		if s.index != i {
+			continue
+		}
+		take := max(min(b.tokens(s, now), need), 0)
 		s.spent += take
 		need -= take
 	}
@@ -107,28 +119,28 @@ func (b *Budget) Available(now time.Time) float64 {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.advance(now)
-	return b.available()
+	return b.available(now)
 }
 
-// advance begins the slots up to now's, each with its reserve; slots that
-// fall out of the window take their unspent tokens with them.
+// advance begins the slots up to now's; slots that fall out of the window
+// take their unspent tokens with them.
 func (b *Budget) advance(now time.Time) {
 	cur := int64(0)
 	if d := now.Sub(b.start); d > 0 {
 		cur = int64(d / b.width)
 	}
-	reserve := b.cfg.MinPerSecond * b.width.Seconds()
 	for i := max(b.last+1, cur-budgetSlots+1); i <= cur; i++ {
-		b.slots[i%budgetSlots] = slot{index: i, reserve: reserve}
+		b.slots[i%budgetSlots] = slot{index: i}
 	}
 	b.last = max(b.last, cur)
 }
 
-func (b *Budget) available() float64 {
+func (b *Budget) available(now time.Time) float64 {
 	var total float64
-	for _, s := range b.slots {
-		if s.index > b.last-budgetSlots && s.index <= b.last {
-			total += s.tokens(b.cfg.Ratio)
+	for i := range b.slots {
+		s := &b.slots[i]
+		if s.index >= 0 && s.index > b.last-budgetSlots && s.index <= b.last {
+			total += b.tokens(s, now)
 		}
 	}
 	return total

@@ -13,37 +13,42 @@ func TestBudgetArithmetic(t *testing.T) {
 	if got := b.Config(); got != DefaultBudget {
 		t.Fatalf("defaults %+v, want %+v", got, DefaultBudget)
 	}
-	// The reserve: 10 per second begun, at once.
-	if got := b.Available(t0); math.Abs(got-10) > 1e-9 {
-		t.Errorf("new: %v retries available, want 10", got)
+	// The reserve: 10 per second, accruing from the start.
+	if b.Withdraw(t0) {
+		t.Error("a new budget allowed a retry before earning one")
 	}
-	if got := b.Available(t0.Add(time.Second)); math.Abs(got-20) > 1e-9 {
-		t.Errorf("after 1s: %v retries available, want 20", got)
+	if got := b.Available(t0.Add(time.Second)); math.Abs(got-10) > 1e-9 {
+		t.Errorf("after 1s: %v retries available, want 10", got)
 	}
+	if !b.Withdraw(t0.Add(100 * time.Millisecond)) {
+		t.Error("no retry after 100ms of reserve")
+	}
+	b = NewBudget(BudgetConfig{}, t0)
 	// 100 requests earn 20 more.
 	for range 100 {
 		b.Deposit(t0.Add(time.Second))
 	}
 	now := t0.Add(time.Second)
-	if got := b.Available(now); math.Abs(got-40) > 1e-9 {
-		t.Errorf("after 100 requests: %v available, want 40", got)
+	if got := b.Available(now); math.Abs(got-30) > 1e-9 {
+		t.Errorf("after 100 requests: %v available, want 30", got)
 	}
 	spent := 0
 	for b.Withdraw(now) {
 		spent++
 	}
-	if spent != 40 {
-		t.Errorf("spent %d retries, want 40", spent)
+	if spent != 30 {
+		t.Errorf("spent %d retries, want 30", spent)
 	}
 	// The reserve keeps coming, a second's worth each second.
 	if got := b.Available(now.Add(2 * time.Second)); math.Abs(got-20) > 1e-9 {
 		t.Errorf("2s later: %v, want 20", got)
 	}
 	// After the TTL what was earned has expired unless it was reserve of the
-	// last ten seconds: saving up is bounded.
+	// window (the current tenth of the TTL and the nine before): saving up
+	// is bounded.
 	later := now.Add(30*time.Second + 500*time.Millisecond)
-	if got := b.Available(later); math.Abs(got-100) > 1e-9 {
-		t.Errorf("30.5s later: %v, want 100 (10/s over the 10s window)", got)
+	if got := b.Available(later); math.Abs(got-95) > 1e-9 {
+		t.Errorf("30.5s later: %v, want 95 (10/s over the 9.5s window)", got)
 	}
 }
 
@@ -66,10 +71,7 @@ func TestRetryBudgetStopsRetryStorm(t *testing.T) {
 					}
 				}
 			}
-			// The last request came just before 37 s; reserves are granted a
-			// tenth of the TTL at a time.
-			width := cfg.TTL.Seconds() / 10
-			bound := cfg.Ratio*float64(requests) + cfg.MinPerSecond*math.Ceil(seconds/width-1e-9)*width
+			bound := cfg.Ratio*float64(requests) + cfg.MinPerSecond*seconds
 			t.Logf("%+v at %d rps: %d requests, %d retries, bound %.0f", cfg, rps, requests, retries, bound)
 			if float64(retries) > bound {
 				t.Errorf("%+v at %d rps: %d retries, more than the bound %.0f", cfg, rps, retries, bound)
