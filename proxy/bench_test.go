@@ -2,9 +2,12 @@ package proxy
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"net/http"
 	"testing"
+
+	"github.com/meshctl/meshctl/proxy/endpoints"
 )
 
 // benchBackend answers every request with 1 KiB.
@@ -48,4 +51,32 @@ func BenchmarkDirectHTTP2(b *testing.B) {
 func BenchmarkProxiedHTTP2(b *testing.B) {
 	p := outboundTo(b, benchBackend(b))
 	benchGet(b, h2cClient(), "http://"+p.outbound()+"/")
+}
+
+// BenchmarkBalancedHTTP1 is ProxiedHTTP1 to a Service of three endpoints,
+// balanced per request (P2C over peak EWMA): its cost over ProxiedHTTP1 is
+// the balancer's.
+func BenchmarkBalancedHTTP1(b *testing.B) {
+	p := balancedBench(b, nil)
+	benchGet(b, h1Client(), "http://"+p.outbound()+"/")
+}
+
+// BenchmarkBalancedRetryableHTTP1 adds a retry policy (never used: nothing
+// fails) and a request timeout: the cost of the budget and the timers.
+func BenchmarkBalancedRetryableHTTP1(b *testing.B) {
+	p := balancedBench(b, map[string]string{"retry.meshctl.io/http": "5xx", "timeout.meshctl.io/request": "10s", "retry.meshctl.io/timeout": "5s"})
+	benchGet(b, h1Client(), "http://"+p.outbound()+"/")
+}
+
+func balancedBench(b *testing.B, annotations map[string]string) *running {
+	table, err := json.Marshal(map[string]any{serviceAddr: map[string]any{
+		"endpoints": []string{benchBackend(b), benchBackend(b), benchBackend(b)}, "annotations": annotations}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	tab, err := endpoints.Parse(table)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return startProxy(b, Config{Endpoints: tab, Outbound: &SideConfig{Listen: "127.0.0.1:0", Upstream: serviceAddr}})
 }

@@ -290,3 +290,29 @@ func closedPort(t *testing.T) string {
 	addr := backend(t, http.NotFoundHandler())
 	return addr[:strings.LastIndex(addr, ":")] + ":1"
 }
+
+func TestHTTP2CallsAreBalancedPerCallOnOneConnection(t *testing.T) {
+	backends := []*counting{{}, {}, {}}
+	r := balanced(t, nil, Config{}, backend(t, backends[0]), backend(t, backends[1]), backend(t, backends[2]))
+	c := h2cClient()
+	for range 300 {
+		if res, _ := get(t, c, r, "GET", ""); res.StatusCode != 200 || res.ProtoMajor != 2 {
+			t.Fatalf("status %d over HTTP/%d", res.StatusCode, res.ProtoMajor)
+		}
+	}
+	fams := scrape(t, r)
+	conns := metricValue(fams, "tcp_open_total", map[string]string{"direction": "outbound"})
+	var got []int64
+	for _, b := range backends {
+		got = append(got, b.hits.Load())
+	}
+	t.Logf("300 HTTP/2 calls over %v client connection(s): %v", conns, got)
+	if conns != 1 {
+		t.Fatalf("%v client connections, want the one", conns)
+	}
+	for i, n := range got {
+		if n < 30 {
+			t.Errorf("endpoint %d got %d of 300 calls on one connection: not balanced per call", i, n)
+		}
+	}
+}

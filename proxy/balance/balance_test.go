@@ -246,3 +246,15 @@ func TestPickExceptAvoidsTheEndpointThatJustFailed(t *testing.T) {
 		t.Errorf("picked %d, want the avoided endpoint, the only one left", i)
 	}
 }
+
+func BenchmarkPick(b *testing.B) {
+	eps := []*Endpoint{NewEndpoint(0), NewEndpoint(0), NewEndpoint(0), NewEndpoint(0), NewEndpoint(0)}
+	var p P2C
+	b.ReportAllocs()
+	for b.Loop() {
+		now := time.Now()
+		i := p.Pick(eps, now)
+		eps[i].Observe(time.Millisecond, now)
+		eps[i].End(false, Accrual{}, now)
+	}
+}

@@ -189,6 +189,19 @@ func TestResolveFollowsTheControllersUpdates(t *testing.T) {
 		t.Error("a second resolve made a new set instead of using the cached one")
 	}
 
+	if set.Name() != "web.demo:80" || set.Policy().Retry.Enabled() {
+		t.Errorf("name %q, policy %+v: want the Service's name and no policy", set.Name(), set.Policy())
+	}
+	// The Service's traffic-policy annotations become the set's policy; a
+	// bad value is left out (and logged), the rest kept.
+	f.controller.set(svc.String(), api.Destination{Known: true, Service: "web.demo", Endpoints: []api.Endpoint{
+		{Addr: "10.244.0.7:8080", Identity: webID}, {Addr: "10.244.0.8:8080", Identity: webID},
+	}, Annotations: map[string]string{"retry.meshctl.io/http": "5xx", "retry.meshctl.io/limit": "lots", "timeout.meshctl.io/request": "2s"}})
+	eventually(t, "the policy", func() bool { return set.Policy().Retry.Enabled() })
+	if p := set.Policy(); p.Retry.Limit != 1 || p.RequestTimeout != 2*time.Second || set.Budget() == nil {
+		t.Errorf("policy %+v, budget %v: want 5xx retried once, a 2s timeout, a budget", p, set.Budget())
+	}
+
 	// Scale to one endpoint: the same set follows.
 	f.controller.set(svc.String(), api.Destination{Known: true, Service: "web.demo", Endpoints: []api.Endpoint{
 		{Addr: "10.244.0.9:8080", Identity: webID},

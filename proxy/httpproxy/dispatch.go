@@ -60,7 +60,7 @@ func (p *Proxy) forward(ctx context.Context, rec *recorder, r *http.Request, inf
 			return endpoints.Endpoint{}, false
 		}
 		tryCtx := newTry(ctx, pol.Retry.PerTryTimeout)
-		out := outbound(withEndpoint(tryCtx, lease.Endpoint), r, lease.Addr)
+		out := outbound(withEndpoint(tryCtx.ctx(ctx), lease.Endpoint), r, lease.Addr)
 		if try > 0 {
 			out.Header = r.Header.Clone() // the previous try's transport may still read its own
 		}
@@ -233,19 +233,29 @@ func (p *Proxy) timeout(rec *recorder, grpc bool, what string) {
 	_, _ = rec.Write([]byte("meshctl proxy: " + what + "\n"))
 }
 
-// tryContext bounds one try until its response headers arrive.
+// tryContext bounds one try until its response headers arrive; nil when
+// tries have no timeout (then every method is a no-op).
 type tryContext struct {
 	context.Context
-	cancel context.CancelFunc
-	timer  *time.Timer
-	fired  atomic.Bool
+	cancelFn context.CancelFunc
+	timer    *time.Timer
+	fired    atomic.Bool
 }
 
 func newTry(parent context.Context, timeout time.Duration) *tryContext {
+	if timeout <= 0 {
+		return nil
+	}
 	t := &tryContext{}
-	t.Context, t.cancel = context.WithCancel(parent)
-	if timeout > 0 {
-		t.timer = time.AfterFunc(timeout, func() { t.fired.Store(true); t.cancel() })
+	t.Context, t.cancelFn = context.WithCancel(parent)
+	t.timer = time.AfterFunc(timeout, func() { t.fired.Store(true); t.cancelFn() })
+	return t
+}
+
+// ctx is the try's context: its own, or the request's when it has none.
+func (t *tryContext) ctx(request context.Context) context.Context {
+	if t == nil {
+		return request
 	}
 	return t
 }
@@ -253,9 +263,16 @@ func newTry(parent context.Context, timeout time.Duration) *tryContext {
 // stop ends the timeout (the headers arrived, or the try failed) and
 // reports whether it had expired.
 func (t *tryContext) stop() bool {
-	if t.timer == nil {
+	if t == nil {
 		return false
 	}
 	t.timer.Stop()
 	return t.fired.Load()
+}
+
+// cancel ends the try's context, once its response is done with.
+func (t *tryContext) cancel() {
+	if t != nil {
+		t.cancelFn()
+	}
 }

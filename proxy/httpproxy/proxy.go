@@ -199,9 +199,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// Outbound, each request may go to another endpoint (balancing, retries,
 	// discovery changing the set under a live connection): its metrics name
-	// the one its answer came from, once that is known.
-	var ep endpoints.Endpoint
-	var reached bool
+	// the one its answer came from, once that is known (rec.ep).
 	defer func() {
 		v := recover()
 		class := classify(rec.status, rec.Header())
@@ -209,8 +207,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			class = metrics.Failure // the response was cut off mid-stream
 		}
 		var route *metrics.Route
-		if reached && info.Direction == metrics.Outbound {
-			route = info.Metrics.RouteTo(r.Host, ep.Identity, ep.Workload)
+		if rec.reached && info.Direction == metrics.Outbound {
+			route = info.Metrics.RouteTo(r.Host, rec.ep.Identity, rec.ep.Workload)
 		} else {
 			route = info.Metrics.Route(r.Host)
 		}
@@ -242,7 +240,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rec.body = &bodyReader{src: r.Body}
 		defer rec.body.Close()
 	}
-	ep, reached = p.forward(ctx, rec, r, info)
+	rec.ep, rec.reached = p.forward(ctx, rec, r, info)
 }
 
 // errorHandler answers requests the upstream did not: 400 when the client's

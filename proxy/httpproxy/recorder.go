@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/meshctl/meshctl/proxy/endpoints"
 	"github.com/meshctl/meshctl/proxy/tap"
 )
 
@@ -22,6 +23,9 @@ type recorder struct {
 
 	tap   *tap.Hub // nil unless this request is being tapped
 	tapID uint64
+
+	ep      endpoints.Endpoint // where the answer came from, when reached
+	reached bool
 }
 
 func (r *recorder) WriteHeader(code int) {
