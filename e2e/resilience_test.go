@@ -139,7 +139,7 @@ func TestResilienceOnTheCluster(t *testing.T) {
 		"steady": {Replicas: 3, Service: "steady"},
 	}
 	services := map[string]map[string]string{
-		"bal": {},
+		"bal":         {},
 		"flaky-retry": {"retry.meshctl.io/http": "5xx", "retry.meshctl.io/limit": "4", "retry.meshctl.io/budget-ratio": "0.3"},
 		"flaky":       {},
 		"down":        {"retry.meshctl.io/http": "5xx", "retry.meshctl.io/limit": "4"},

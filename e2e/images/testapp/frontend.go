@@ -1,11 +1,11 @@
 package main
 
 import (
-	"math/rand/v2"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"sync/atomic"
