@@ -6,9 +6,11 @@ import (
 	"log/slog"
 	"time"
 
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/meshctl/meshctl/controller/injector"
+	"github.com/meshctl/meshctl/internal/policyapi"
 	"github.com/meshctl/meshctl/identity/spiffeid"
 )
 
@@ -41,6 +43,13 @@ const (
 type Config struct {
 	// Client talks to the Kubernetes API. Required.
 	Client kubernetes.Interface
+	// Dynamic reads custom resources (HTTPRoutes, AuthorizationPolicies);
+	// nil: none are read.
+	Dynamic dynamic.Interface
+	// DefaultInboundPolicy is the inbound policy of servers that no
+	// annotation or AuthorizationPolicy speaks for (policyapi.Default*).
+	// Default: all-unauthenticated.
+	DefaultInboundPolicy string
 	// Namespace the control plane lives in. Default: meshctl.
 	Namespace string
 	// TrustDomain of the mesh. Default: cluster.local.
@@ -97,6 +106,9 @@ func (c Config) withDefaults() Config {
 	if c.LeafLifetime == 0 {
 		c.LeafLifetime = 24 * time.Hour
 	}
+	if c.DefaultInboundPolicy == "" {
+		c.DefaultInboundPolicy = policyapi.DefaultAllUnauthenticated
+	}
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
@@ -111,6 +123,9 @@ func (c Config) Validate() error {
 	c = c.withDefaults()
 	if _, err := spiffeid.New(c.TrustDomain, c.Namespace, ServiceAccount); err != nil {
 		return err
+	}
+	if !policyapi.ValidDefault(c.DefaultInboundPolicy) {
+		return fmt.Errorf("default inbound policy %q: want all-unauthenticated, all-authenticated or deny", c.DefaultInboundPolicy)
 	}
 	if c.Injector.ProxyImage != "" {
 		if err := c.Injector.Validate(); err != nil {

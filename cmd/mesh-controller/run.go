@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -48,6 +49,10 @@ keeps a copy of the trust bundle in every namespace it meshes pods in.`,
 			if err != nil {
 				return err
 			}
+			cfg.Dynamic, err = dynamic.NewForConfig(restCfg)
+			if err != nil {
+				return err
+			}
 			cfg.Log = log
 			c, err := controller.New(cfg)
 			if err != nil {
@@ -67,6 +72,7 @@ keeps a copy of the trust bundle in every namespace it meshes pods in.`,
 	f.StringVar(&cfg.Injector.ProxyImage, "proxy-image", "meshctl/proxy:"+version.Version, "the proxy image to inject (empty: no webhook)")
 	f.StringVar(&cfg.Injector.ProxyVersion, "proxy-version", version.Version, "the injected proxy's version (label meshctl.io/proxy-version)")
 	f.StringVar(&cfg.Injector.ImagePullPolicy, "proxy-image-pull-policy", "IfNotPresent", "pull policy of the injected proxy image: Always, IfNotPresent or Never")
+	f.StringVar(&cfg.DefaultInboundPolicy, "default-inbound-policy", "all-unauthenticated", "inbound policy of servers no AuthorizationPolicy or annotation speaks for: all-unauthenticated, all-authenticated or deny")
 	f.DurationVar(&cfg.LeafLifetime, "leaf-lifetime", 24*time.Hour, "lifetime of workload certificates")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "json", "json or text")
