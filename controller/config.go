@@ -10,8 +10,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/meshctl/meshctl/controller/injector"
-	"github.com/meshctl/meshctl/internal/policyapi"
 	"github.com/meshctl/meshctl/identity/spiffeid"
+	"github.com/meshctl/meshctl/internal/policyapi"
 )
 
 // Names of the objects the control plane reads (../shared/DESIGN.md).
