@@ -20,16 +20,30 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/informers"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/meshctl/meshctl/controller/destination"
 	"github.com/meshctl/meshctl/controller/identitysvc"
+	"github.com/meshctl/meshctl/controller/inbound"
 	"github.com/meshctl/meshctl/controller/injector"
 	"github.com/meshctl/meshctl/controller/trustbundle"
 	"github.com/meshctl/meshctl/internal/api"
 	"github.com/meshctl/meshctl/internal/certs"
+	"github.com/meshctl/meshctl/internal/policyapi"
 )
+
+// nilDynamic lets a factory be made without a dynamic client; it is then
+// never started.
+func nilDynamic(d dynamic.Interface) dynamic.Interface {
+	if d == nil {
+		return dynamic.NewForConfigOrDie(&rest.Config{Host: "http://127.0.0.1:1"})
+	}
+	return d
+}
 
 // Controller is a running mesh-controller.
 type Controller struct {
@@ -114,6 +128,23 @@ func (c *Controller) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Custom resources: AuthorizationPolicies (and HTTPRoutes), when the
+	// controller can read them.
+	var policies cache.SharedIndexInformer
+	custom := dynamicinformer.NewDynamicSharedInformerFactory(nilDynamic(c.cfg.Dynamic), 10*time.Minute)
+	defer custom.Shutdown()
+	synced := []cache.InformerSynced{dest.Synced, nsInformer.HasSynced, copier.Synced}
+	if c.cfg.Dynamic != nil {
+		policies = custom.ForResource(policyapi.GroupVersionResource).Informer()
+		synced = append(synced, policies.HasSynced)
+	}
+	inboundPolicies, err := inbound.New(inbound.Config{
+		Pods: dest.Pods(), Namespaces: nsInformer, Policies: policies,
+		TrustDomain: c.cfg.TrustDomain, Default: c.cfg.DefaultInboundPolicy, Log: c.log.With("service", "inbound-policy"),
+	})
+	if err != nil {
+		return err
+	}
 	for name, inf := range map[string]cache.SharedIndexInformer{
 		"services": dest.Services(), "endpointslices": dest.EndpointSlices(), "pods": dest.Pods(), "namespaces": nsInformer,
 	} {
@@ -121,11 +152,14 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 	cluster.Start(ctx.Done())
 	copies.Start(ctx.Done())
+	if c.cfg.Dynamic != nil {
+		custom.Start(ctx.Done())
+	}
 	syncCtx, syncDone := context.WithTimeout(ctx, 2*time.Minute)
-	synced := cache.WaitForCacheSync(syncCtx.Done(), dest.Synced, nsInformer.HasSynced, copier.Synced)
+	ok := cache.WaitForCacheSync(syncCtx.Done(), synced...)
 	syncDone()
-	if !synced {
-		return errors.New("the Service, EndpointSlice, Pod, Namespace and ConfigMap caches did not sync (is the controller allowed to list and watch them?)")
+	if !ok {
+		return errors.New("the Service, EndpointSlice, Pod, Namespace, ConfigMap and AuthorizationPolicy caches did not sync (is the controller allowed to list and watch them, and are the CRDs installed?)")
 	}
 
 	svc, err := identitysvc.New(identitysvc.Config{
@@ -143,6 +177,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	mux := http.NewServeMux()
 	mux.Handle(api.CertificatePath, svc)
 	mux.Handle(api.DestinationsPath, requireClientCert(dest))
+	mux.Handle(api.InboundPolicyPath, inboundPolicies)
 	mux.Handle("/v1/", requireClientCert(http.NotFoundHandler()))
 	// Streams end with ctx: Shutdown does not wait for them.
 	base := func(net.Listener) context.Context { return ctx }

@@ -19,7 +19,8 @@ func slim(obj any) (any, error) {
 				Labels: o.Labels, Annotations: meshOnly(o.Annotations), OwnerReferences: o.OwnerReferences,
 				DeletionTimestamp: o.DeletionTimestamp,
 			},
-			Spec:   corev1.PodSpec{ServiceAccountName: o.Spec.ServiceAccountName, HostNetwork: o.Spec.HostNetwork, NodeName: o.Spec.NodeName},
+			Spec: corev1.PodSpec{ServiceAccountName: o.Spec.ServiceAccountName, HostNetwork: o.Spec.HostNetwork, NodeName: o.Spec.NodeName,
+				Containers: meshedContainers(o)},
 			Status: corev1.PodStatus{Phase: o.Status.Phase, PodIP: o.Status.PodIP, PodIPs: o.Status.PodIPs},
 		}, nil
 	case metav1.Object:
@@ -33,6 +34,31 @@ func slim(obj any) (any, error) {
 		}
 	}
 	return obj, nil
+}
+
+// meshedContainers keeps, for meshed pods, what inbound policy reads of
+// their containers: named ports and probe targets.
+func meshedContainers(p *corev1.Pod) []corev1.Container {
+	if _, meshed := p.Labels["meshctl.io/proxy-version"]; !meshed {
+		return nil
+	}
+	out := make([]corev1.Container, len(p.Spec.Containers))
+	for i, c := range p.Spec.Containers {
+		out[i] = corev1.Container{Name: c.Name, Ports: c.Ports,
+			ReadinessProbe: slimProbe(c.ReadinessProbe), LivenessProbe: slimProbe(c.LivenessProbe), StartupProbe: slimProbe(c.StartupProbe)}
+	}
+	return out
+}
+
+func slimProbe(p *corev1.Probe) *corev1.Probe {
+	if p == nil {
+		return nil
+	}
+	h := corev1.ProbeHandler{TCPSocket: p.TCPSocket, GRPC: p.GRPC}
+	if p.HTTPGet != nil {
+		h.HTTPGet = &corev1.HTTPGetAction{Path: p.HTTPGet.Path, Port: p.HTTPGet.Port}
+	}
+	return &corev1.Probe{ProbeHandler: h}
 }
 
 // meshOnly keeps the meshctl annotations.

@@ -13,7 +13,49 @@ const (
 	// ?target=<host:port>, answered with JSON lines of Destination, a full
 	// snapshot each time something changes). It requires a client certificate.
 	DestinationsPath = "/v1/destinations"
+	// InboundPolicyPath streams the calling proxy's own inbound policy (GET
+	// ?pod=<name>, answered with JSON lines of InboundPolicy, a full snapshot
+	// each time it changes). The pod must be in the namespace and run as the
+	// ServiceAccount of the caller's client certificate.
+	InboundPolicyPath = "/v1/inbound-policy"
 )
+
+// InboundPolicy is who may call a pod's servers (its ports) and how often.
+type InboundPolicy struct {
+	// Default is the policy of ports no rule covers: all-unauthenticated,
+	// all-authenticated or deny.
+	Default string `json:"default"`
+	// Rules allow clients to ports; a port some rule covers admits only the
+	// clients of its rules (and probes).
+	Rules []AuthorizationRule `json:"rules,omitempty"`
+	// Probes are the kubelet's probe ports and paths from the pod spec,
+	// always let in.
+	Probes []Probe `json:"probes,omitempty"`
+	// RateLimit caps the requests per second the pod accepts in all; 0: none.
+	RateLimit float64 `json:"rate_limit,omitempty"`
+	// RateLimitPerClient caps the requests per second of each client
+	// identity (unauthenticated clients share one); 0: none.
+	RateLimitPerClient float64 `json:"rate_limit_per_client,omitempty"`
+}
+
+// AuthorizationRule is one AuthorizationPolicy as it applies to a pod.
+type AuthorizationRule struct {
+	// Name is the policy's namespace/name.
+	Name string `json:"name"`
+	// Port is the container port it covers; 0: every port.
+	Port int `json:"port,omitempty"`
+	// PathPrefixes, when set, limit it to HTTP requests under one of them.
+	PathPrefixes []string `json:"path_prefixes,omitempty"`
+	// Identities are the SPIFFE IDs allowed; "*" is every meshed client.
+	Identities []string `json:"identities"`
+}
+
+// Probe is a kubelet probe: its port, and its path for HTTP probes ("":
+// any request or connection on the port).
+type Probe struct {
+	Port int    `json:"port"`
+	Path string `json:"path,omitempty"`
+}
 
 // TokenAudience is the audience of the projected ServiceAccount token a
 // proxy proves its identity with.

@@ -1,0 +1,131 @@
+package inbound
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/meshctl/meshctl/internal/api"
+	"github.com/meshctl/meshctl/internal/policyapi"
+)
+
+// Compute is pod's inbound policy, given its namespace's annotations, the
+// AuthorizationPolicies of its namespace and the cluster's default. Values
+// that cannot be used are reported in errs and left out.
+func Compute(pod *corev1.Pod, nsAnnotations map[string]string, policies []*policyapi.AuthorizationPolicy, trustDomain, clusterDefault string) (p api.InboundPolicy, errs []error) {
+	annotation := func(key string) (string, string) {
+		if v, ok := pod.Annotations[key]; ok {
+			return v, "pod"
+		}
+		if v, ok := nsAnnotations[key]; ok {
+			return v, "namespace"
+		}
+		return "", ""
+	}
+	p.Default = clusterDefault
+	if v, from := annotation(policyapi.DefaultPolicyAnnotation); from != "" {
+		if policyapi.ValidDefault(v) {
+			p.Default = v
+		} else {
+			errs = append(errs, fmt.Errorf("%s annotation %s: %q is not all-unauthenticated, all-authenticated or deny", from, policyapi.DefaultPolicyAnnotation, v))
+		}
+	}
+	for key, dst := range map[string]*float64{policyapi.RateLimitAnnotation: &p.RateLimit, policyapi.RateLimitPerClientAnnotation: &p.RateLimitPerClient} {
+		if v, from := annotation(key); from != "" {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil || f <= 0 {
+				errs = append(errs, fmt.Errorf("%s annotation %s: %q is not a number of requests per second above 0", from, key, v))
+				continue
+			}
+			*dst = f
+		}
+	}
+	for _, c := range pod.Spec.Containers {
+		for _, probe := range []*corev1.Probe{c.ReadinessProbe, c.LivenessProbe, c.StartupProbe} {
+			if pr, ok := probeOf(pod, probe); ok && !slices.Contains(p.Probes, pr) {
+				p.Probes = append(p.Probes, pr)
+			}
+		}
+	}
+	for _, ap := range policies {
+		if ap.Namespace != pod.Namespace {
+			continue
+		}
+		name := ap.Namespace + "/" + ap.Name
+		sel, err := metav1.LabelSelectorAsSelector(&ap.Spec.PodSelector)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("AuthorizationPolicy %s: podSelector: %w", name, err))
+			continue
+		}
+		if !sel.Matches(labels.Set(pod.Labels)) {
+			continue
+		}
+		rule := api.AuthorizationRule{Name: name, PathPrefixes: ap.Spec.PathPrefixes, Identities: []string{}}
+		if ap.Spec.Port != nil {
+			port, ok := containerPort(pod, *ap.Spec.Port)
+			if !ok {
+				errs = append(errs, fmt.Errorf("AuthorizationPolicy %s: pod %s has no port %s", name, pod.Name, ap.Spec.Port.String()))
+				continue
+			}
+			rule.Port = port
+		}
+		for _, from := range ap.Spec.From {
+			switch {
+			case from.SPIFFEID != "":
+				rule.Identities = append(rule.Identities, from.SPIFFEID)
+			case from.ServiceAccount != nil && from.ServiceAccount.Name != "":
+				ns := from.ServiceAccount.Namespace
+				if ns == "" {
+					ns = ap.Namespace
+				}
+				rule.Identities = append(rule.Identities, "spiffe://"+trustDomain+"/ns/"+ns+"/sa/"+from.ServiceAccount.Name)
+			}
+		}
+		p.Rules = append(p.Rules, rule)
+	}
+	slices.SortFunc(p.Rules, func(a, b api.AuthorizationRule) int { return strings.Compare(a.Name, b.Name) })
+	return p, errs
+}
+
+// probeOf is a probe's port and, for HTTP probes, path.
+func probeOf(pod *corev1.Pod, probe *corev1.Probe) (api.Probe, bool) {
+	if probe == nil {
+		return api.Probe{}, false
+	}
+	switch {
+	case probe.HTTPGet != nil:
+		port, ok := containerPort(pod, probe.HTTPGet.Port)
+		path := probe.HTTPGet.Path
+		if path == "" {
+			path = "/"
+		}
+		return api.Probe{Port: port, Path: path}, ok
+	case probe.TCPSocket != nil:
+		port, ok := containerPort(pod, probe.TCPSocket.Port)
+		return api.Probe{Port: port}, ok
+	case probe.GRPC != nil:
+		return api.Probe{Port: int(probe.GRPC.Port)}, true
+	}
+	return api.Probe{}, false
+}
+
+// containerPort resolves a port number or name against the pod's containers.
+func containerPort(pod *corev1.Pod, p intstr.IntOrString) (int, bool) {
+	if p.Type == intstr.Int {
+		return p.IntValue(), p.IntValue() > 0
+	}
+	for _, c := range pod.Spec.Containers {
+		for _, cp := range c.Ports {
+			if cp.Name == p.StrVal {
+				return int(cp.ContainerPort), true
+			}
+		}
+	}
+	return 0, false
+}
