@@ -5,13 +5,18 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/meshctl/meshctl/controller"
+	"github.com/meshctl/meshctl/internal/policyapi"
 )
+
+// GatewayAPIGroup is the Gateway API's group (HTTPRoute).
+const GatewayAPIGroup = "gateway.networking.k8s.io"
 
 // rbac is the controller's least privilege: TokenReviews (through
 // system:auth-delegator); its own namespace's Secrets and ConfigMaps, read
 // only; Services, EndpointSlices, Pods and Namespaces everywhere, read only;
-// and the trust-bundle copies (create ConfigMaps, update only those named
-// mesh-trust-roots).
+// HTTPRoutes (weighted splits) and AuthorizationPolicies everywhere, read
+// only; and the trust-bundle copies (create ConfigMaps, update only those
+// named mesh-trust-roots).
 func (v Values) rbac() []runtime.Object {
 	subject := []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: controller.ServiceAccount, Namespace: v.Namespace}}
 	readOnly := []string{"get", "list", "watch"}
@@ -24,6 +29,8 @@ func (v Values) rbac() []runtime.Object {
 				{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: []string{"list", "watch"}},
 				{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"list", "watch", "create"}},
 				{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{controller.TrustRootsConfigMap}, Verbs: []string{"update"}},
+				{APIGroups: []string{GatewayAPIGroup}, Resources: []string{"httproutes"}, Verbs: readOnly},
+				{APIGroups: []string{policyapi.Group}, Resources: []string{policyapi.Resource}, Verbs: readOnly},
 			},
 		},
 		&rbacv1.ClusterRoleBinding{

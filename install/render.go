@@ -20,14 +20,19 @@ import (
 )
 
 // Render returns the control plane's objects in the order they are applied:
-// namespace, identity and RBAC first, the webhook configuration last (so
-// that no pod is sent to a webhook that is not there yet).
+// the AuthorizationPolicy CRD first (install waits until it is established
+// before applying the rest: the controller watches it), then namespace,
+// identity and RBAC, the webhook configuration last (so that no pod is sent
+// to a webhook that is not there yet). The Gateway API CRDs are not among
+// them: they are shared with other tools, and install creates them only when
+// missing (package gatewayapi).
 func Render(v Values) ([]runtime.Object, error) {
 	if err := v.Validate(); err != nil {
 		return nil, err
 	}
 	v = v.WithDefaults()
 	objs := []runtime.Object{
+		v.authorizationPolicyCRD(),
 		&corev1.Namespace{
 			TypeMeta:   typeMeta("v1", "Namespace"),
 			ObjectMeta: v.meta("", v.Namespace, nil),
@@ -156,6 +161,7 @@ func (v Values) deployment() *appsv1.Deployment {
 							"--proxy-version=" + v.ImageTag,
 							"--proxy-image-pull-policy=" + v.ImagePullPolicy,
 							"--log-level=" + v.LogLevel,
+							"--default-inbound-policy=" + v.DefaultInboundPolicy,
 						},
 						Ports: []corev1.ContainerPort{
 							{Name: "control", ContainerPort: controller.ControlPort},
@@ -242,13 +248,18 @@ func YAML(objs []runtime.Object) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-// Unstructured converts objects for server-side apply.
+// Unstructured converts objects for server-side apply. Objects that are
+// already unstructured are copied, never changed.
 func Unstructured(objs []runtime.Object) ([]*unstructured.Unstructured, error) {
 	out := make([]*unstructured.Unstructured, 0, len(objs))
 	for _, o := range objs {
+		if u, ok := o.(*unstructured.Unstructured); ok {
+			out = append(out, u.DeepCopy())
+			continue
+		}
 		m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(o)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("convert %T: %w", o, err)
 		}
 		u := &unstructured.Unstructured{Object: m}
 		// Server-side apply refuses a creationTimestamp of null.

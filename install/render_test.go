@@ -79,11 +79,12 @@ func TestRenderMatchesGolden(t *testing.T) {
 
 func TestRenderRefusesBadValues(t *testing.T) {
 	for name, mod := range map[string]func(*Values){
-		"no identity":      func(v *Values) { v.Identity = Identity{} },
-		"no webhook":       func(v *Values) { v.Webhook.KeyPEM = nil },
-		"bad pull policy":  func(v *Values) { v.ImagePullPolicy = "Sometimes" },
-		"bad log level":    func(v *Values) { v.LogLevel = "loud" },
-		"too short a leaf": func(v *Values) { v.LeafLifetime = time.Second },
+		"no identity":        func(v *Values) { v.Identity = Identity{} },
+		"no webhook":         func(v *Values) { v.Webhook.KeyPEM = nil },
+		"bad pull policy":    func(v *Values) { v.ImagePullPolicy = "Sometimes" },
+		"bad log level":      func(v *Values) { v.LogLevel = "loud" },
+		"too short a leaf":   func(v *Values) { v.LeafLifetime = time.Second },
+		"bad inbound policy": func(v *Values) { v.DefaultInboundPolicy = "allow-all" },
 	} {
 		v := testValues()
 		mod(&v)

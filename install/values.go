@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/meshctl/meshctl/internal/policyapi"
 	"github.com/meshctl/meshctl/internal/version"
 )
 
@@ -45,6 +46,12 @@ type Values struct {
 	LeafLifetime time.Duration
 	// LogLevel of the controller. Default: info.
 	LogLevel string
+	// DefaultInboundPolicy is the policy of servers (pod ports) that no
+	// AuthorizationPolicy selects, unless the pod's or its namespace's
+	// policyapi.DefaultPolicyAnnotation says otherwise: one of
+	// all-unauthenticated, all-authenticated or deny (policyapi.Default*).
+	// Default: all-unauthenticated.
+	DefaultInboundPolicy string
 	// Identity is the mesh's trust: required.
 	Identity Identity
 	// Webhook is the injector's serving certificate: required.
@@ -93,6 +100,9 @@ func (v Values) WithDefaults() Values {
 	if v.LogLevel == "" {
 		v.LogLevel = "info"
 	}
+	if v.DefaultInboundPolicy == "" {
+		v.DefaultInboundPolicy = policyapi.DefaultAllUnauthenticated
+	}
 	return v
 }
 
@@ -120,6 +130,10 @@ func (v Values) ValidateSettings() error {
 	case "debug", "info", "warn", "error":
 	default:
 		return fmt.Errorf("install: log level %q: want debug, info, warn or error", v.LogLevel)
+	}
+	if !policyapi.ValidDefault(v.DefaultInboundPolicy) {
+		return fmt.Errorf("install: default inbound policy %q: want %s, %s or %s",
+			v.DefaultInboundPolicy, policyapi.DefaultAllUnauthenticated, policyapi.DefaultAllAuthenticated, policyapi.DefaultDeny)
 	}
 	if v.LeafLifetime < time.Minute {
 		return fmt.Errorf("install: a leaf lifetime of %v is too short (at least 1m)", v.LeafLifetime)
