@@ -109,6 +109,9 @@ func (c Config) withDefaults() Config {
 	if c.DefaultInboundPolicy == "" {
 		c.DefaultInboundPolicy = policyapi.DefaultAllUnauthenticated
 	}
+	if c.Injector.DefaultInboundPolicy == "" {
+		c.Injector.DefaultInboundPolicy = c.DefaultInboundPolicy
+	}
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/meshctl/meshctl/identity/spiffeid"
 	"github.com/meshctl/meshctl/internal/certs"
+	"github.com/meshctl/meshctl/proxy/authz"
 	"github.com/meshctl/meshctl/proxy/endpoints"
 )
 
@@ -80,6 +81,9 @@ type Config struct {
 	ReadHeaderTimeout time.Duration
 	// IdleTimeout closes client connections idle this long. Default: 90s.
 	IdleTimeout time.Duration
+	// InboundPolicy, when set, decides who may reach the application
+	// (authorization and rate limits); nil lets everyone in.
+	InboundPolicy *authz.Guard
 	// QueueTimeout is how long an outbound request waits for an endpoint
 	// when none can take it (none ready, or all ejected for failing) before
 	// it fails with 503. Negative: fail at once. Default: 3s.

@@ -53,7 +53,10 @@ func New(cfg Config) (*Proxy, error) {
 		opaque:     map[uint16]bool{},
 		requireTLS: map[uint16]bool{},
 	}
-	p.http = httpproxy.New(httpproxy.Config{Log: p.log, Identity: cfg.Identity, Tap: p.tap, QueueTimeout: cfg.QueueTimeout})
+	p.http = httpproxy.New(httpproxy.Config{Log: p.log, Identity: cfg.Identity, Tap: p.tap, QueueTimeout: cfg.QueueTimeout, Guard: cfg.InboundPolicy})
+	if cfg.InboundPolicy != nil {
+		cfg.InboundPolicy.CountWith(p.metrics.InboundDecision)
+	}
 	if sl, ok := cfg.Endpoints.(endpoints.SetLister); ok {
 		p.metrics.WatchEjected(func(yield func(string, int)) {
 			for _, s := range sl.Sets() {

@@ -195,12 +195,12 @@ func (s *side) handle(c *net.TCPConn) {
 	}
 	if s.name == metrics.Inbound && proto == detect.TLS && s.p.cfg.Identity != nil {
 		if protos, err := detect.ClientHelloALPN(peeked); err == nil && slices.ContainsFunc(protos, meshtls.IsMeshALPN) {
-			s.serveMeshed(sc, dst)
+			s.serveMeshed(sc, dst, port)
 			return
 		}
 	}
 	labels := metrics.ConnLabels{Direction: s.name}
-	info := &httpproxy.ConnInfo{Direction: s.name, Upstream: dst}
+	info := &httpproxy.ConnInfo{Direction: s.name, Upstream: dst, Port: port}
 	if id := dst.Identity(); s.name == metrics.Outbound && id != (spiffeid.ID{}) {
 		labels.TLS, labels.ServerID, info.ServerID = true, id.String(), id.String()
 	}
@@ -222,6 +222,11 @@ func (s *side) handle(c *net.TCPConn) {
 			sc.Close() // shutting down
 		}
 	default:
+		if !s.admit(port, "") {
+			sc.releasePeek()
+			sc.Close()
+			return
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), s.p.cfg.QueueTimeout)
 		lease, err := dst.Acquire(ctx, endpoints.Queue{Timeout: s.p.cfg.QueueTimeout, Capacity: 1000}, "")
 		cancel()
@@ -245,7 +250,7 @@ func (s *side) finish(sc *serverConn, labels metrics.ConnLabels) {
 // serveMeshed terminates the mutual TLS of a connection from another proxy
 // and serves what it carries: HTTP/2 requests, or one opaque stream, for the
 // application on the connection's destination.
-func (s *side) serveMeshed(sc *serverConn, dst *endpoints.Set) {
+func (s *side) serveMeshed(sc *serverConn, dst *endpoints.Set, port uint16) {
 	tc := tls.Server(sc, s.p.serverTLS)
 	// A deadline rather than HandshakeContext: the latter closes the
 	// connection from another goroutine, racing this one's bookkeeping.
@@ -268,10 +273,14 @@ func (s *side) serveMeshed(sc *serverConn, dst *endpoints.Set) {
 		s.finish(sc, metrics.ConnLabels{Direction: s.name, TLS: true})
 		return
 	}
-	info := &httpproxy.ConnInfo{Direction: s.name, Upstream: dst, ClientID: peer.String()}
+	info := &httpproxy.ConnInfo{Direction: s.name, Upstream: dst, ClientID: peer.String(), Port: port}
 	sc.open(metrics.ConnLabels{Direction: s.name, TLS: true, ClientID: peer.String()}, info)
 	if cs.NegotiatedProtocol == meshtls.ALPNOpaque {
 		defer sc.Close()
+		if !s.admit(port, peer.String()) {
+			tc.Close()
+			return
+		}
 		ep, _ := dst.Pick() // inbound: the application, always one endpoint
 		up, err := net.DialTimeout("tcp", ep.Addr, 5*time.Second)
 		if err != nil {
@@ -287,6 +296,20 @@ func (s *side) serveMeshed(sc *serverConn, dst *endpoints.Set) {
 	if !s.httpLn.push(&meshedConn{Plain: meshtls.Plain{Conn: tc}, sc: sc}) {
 		tc.Close()
 	}
+}
+
+// admit asks the inbound policy whether a connection that is not HTTP
+// (from clientID, "" when not meshed) may reach port; outbound, always.
+func (s *side) admit(port uint16, clientID string) bool {
+	g := s.p.cfg.InboundPolicy
+	if s.name != metrics.Inbound || g == nil {
+		return true
+	}
+	d := g.Admit(port, "", clientID, false)
+	if !d.Allowed() {
+		s.log.Debug("connection refused by inbound policy", "port", port, "client_id", clientID, "rule", d.Rule)
+	}
+	return d.Allowed()
 }
 
 // pipe forwards an opaque connection (including TLS that is not ours) byte

@@ -15,6 +15,7 @@ import (
 	"github.com/meshctl/meshctl/internal/certs"
 	"github.com/meshctl/meshctl/internal/logging"
 	"github.com/meshctl/meshctl/proxy"
+	"github.com/meshctl/meshctl/proxy/authz"
 	"github.com/meshctl/meshctl/proxy/discovery"
 	"github.com/meshctl/meshctl/proxy/endpoints"
 )
@@ -43,6 +44,8 @@ type runOptions struct {
 	detectTimeout    time.Duration
 	opaquePorts      string
 	drainTimeout     time.Duration
+	podName          string
+	defaultInbound   string
 	queueTimeout     time.Duration
 	maxHeaderBytes   int
 	readHeader       time.Duration
@@ -143,6 +146,8 @@ to --drain-timeout, then exits.`,
 	f.DurationVar(&o.detectTimeout, "detect-timeout", time.Second, "how long to wait for a client's first bytes before treating the connection as opaque TCP")
 	f.StringVar(&o.opaquePorts, "opaque-ports", joinPorts(proxy.DefaultOpaquePorts), "ports proxied as opaque TCP without detection (server-speaks-first protocols)")
 	f.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "how long in-flight requests get to finish on shutdown")
+	f.StringVar(&o.podName, "pod-name", "", "the pod's name: with --identity-addr, follow the pod's inbound policy (authorization, rate limits) from the controller")
+	f.StringVar(&o.defaultInbound, "default-inbound-policy", "", "inbound policy until the controller's arrives (all-unauthenticated, all-authenticated or deny); empty: let everyone in")
 	f.DurationVar(&o.queueTimeout, "queue-timeout", 3*time.Second, "how long an outbound request waits for an endpoint when none can take it (none ready, all failing) before failing with 503")
 	f.IntVar(&o.maxHeaderBytes, "max-header-bytes", 64<<10, "largest request header block accepted (431 above)")
 	f.DurationVar(&o.readHeader, "read-header-timeout", 10*time.Second, "time a client gets to send a request's headers")
@@ -170,6 +175,13 @@ func (o runOptions) config() (proxy.Config, error) {
 		MaxConcurrentStreams: o.maxStreams,
 		Pprof:                o.pprof,
 		Log:                  log,
+	}
+	switch o.defaultInbound {
+	case "":
+	case authz.AllUnauthenticated, authz.AllAuthenticated, authz.Deny:
+		cfg.InboundPolicy = authz.New(o.defaultInbound)
+	default:
+		return cfg, fmt.Errorf("--default-inbound-policy %q: want all-unauthenticated, all-authenticated or deny", o.defaultInbound)
 	}
 	if cfg.OpaquePorts, err = parsePortList(o.opaquePorts); err != nil {
 		return cfg, fmt.Errorf("--opaque-ports: %w", err)
@@ -284,19 +296,40 @@ func (o runOptions) runWithIdentityService(ctx context.Context, cfg proxy.Config
 	}
 	cfg.Identity = client
 	workers := 1
-	if o.discovery && o.endpointsFile == "" {
-		dc, err := discovery.New(discovery.Config{
+	if o.discovery && (o.endpointsFile == "" || o.podName != "") {
+		dcfg := discovery.Config{
 			Addr: o.identityAddr, ControllerID: controllerID, Identity: client,
 			Log: cfg.Log.With("component", "discovery"),
-		})
+		}
+		if o.podName != "" {
+			if cfg.InboundPolicy == nil {
+				cfg.InboundPolicy = authz.New(authz.AllUnauthenticated)
+			}
+			dcfg.Pod, dcfg.InboundPolicy = o.podName, cfg.InboundPolicy.Update
+		}
+		dc, err := discovery.New(dcfg)
 		if err != nil {
 			cancel()
 			<-done
 			return err
 		}
-		cfg.Endpoints = dc
+		if o.endpointsFile == "" {
+			cfg.Endpoints = dc
+		}
 		workers++
 		go func() { done <- dc.Run(ctx) }()
+		if o.podName != "" {
+			// Ready (and so the application started) only with the pod's
+			// own policy in force, within reason.
+			wait := time.NewTimer(15 * time.Second)
+			select {
+			case <-cfg.InboundPolicy.Ready():
+			case <-wait.C:
+				cfg.Log.Warn("no inbound policy from the controller yet; starting with the default", "default", cfg.InboundPolicy.Policy().Default)
+			case <-ctx.Done():
+			}
+			wait.Stop()
+		}
 	}
 	p, err := proxy.New(cfg)
 	if err == nil {

@@ -63,11 +63,18 @@ type Config struct {
 	TrustRootsConfigMap string
 	// Default resources of the proxy, overridable by annotation.
 	CPURequest, MemoryRequest, MemoryLimit string
+	// DefaultInboundPolicy is the cluster's default inbound policy, the
+	// proxy's until the controller sends the pod's own (the pod's or the
+	// namespace's annotation wins). Default: all-unauthenticated.
+	DefaultInboundPolicy string
 }
 
 func (c Config) withDefaults() Config {
 	if c.ImagePullPolicy == "" {
 		c.ImagePullPolicy = "IfNotPresent"
+	}
+	if c.DefaultInboundPolicy == "" {
+		c.DefaultInboundPolicy = "all-unauthenticated"
 	}
 	if c.ControllerAddr == "" {
 		c.ControllerAddr = "mesh-controller.meshctl.svc.cluster.local:8443"

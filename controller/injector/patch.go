@@ -115,6 +115,8 @@ func Patch(pod *corev1.Pod, namespace string, nsAnnotations map[string]string, c
 			fieldEnv("MESH_PROXY_NAMESPACE", "metadata.namespace"),
 			fieldEnv("MESH_PROXY_SERVICE_ACCOUNT", "spec.serviceAccountName"),
 			fieldEnv("MESH_PROXY_ADMIN_ALLOW", "status.hostIP"),
+			fieldEnv("MESH_PROXY_POD_NAME", "metadata.name"),
+			{Name: "MESH_PROXY_DEFAULT_INBOUND_POLICY", Value: defaultInbound(pod.Annotations, nsAnnotations, cfg.DefaultInboundPolicy)},
 			{Name: "MESH_PROXY_LOG_LEVEL", Value: logLevel},
 		},
 		Ports: []corev1.ContainerPort{{Name: "mesh-admin", ContainerPort: 4191}, {Name: "mesh-inbound", ContainerPort: 4143}},
@@ -228,4 +230,17 @@ func workloadName(pod *corev1.Pod) string {
 		return pod.Name
 	}
 	return strings.TrimSuffix(pod.GenerateName, "-")
+}
+
+// defaultInbound is the proxy's inbound policy until the controller's
+// arrives: the pod's annotation, else the namespace's, else the cluster's.
+// (The controller reports values it cannot use; here they are skipped.)
+func defaultInbound(pod, ns map[string]string, cluster string) string {
+	for _, a := range []map[string]string{pod, ns} {
+		switch v := a["config.meshctl.io/default-inbound-policy"]; v {
+		case "all-unauthenticated", "all-authenticated", "deny":
+			return v
+		}
+	}
+	return cluster
 }

@@ -54,6 +54,10 @@ type Config struct {
 	MaxBackoff time.Duration
 	// Log receives the client's logs. Default: discard.
 	Log *slog.Logger
+	// Pod and InboundPolicy, when both set, follow the pod's inbound policy
+	// (/v1/inbound-policy): every version is handed to InboundPolicy.
+	Pod           string
+	InboundPolicy func(api.InboundPolicy)
 }
 
 // Client resolves destinations through the controller. It implements
@@ -119,6 +123,13 @@ func New(cfg Config) (*Client, error) {
 
 // Run keeps the subscriptions going until ctx ends, then stops them all.
 func (c *Client) Run(ctx context.Context) error {
+	if c.cfg.Pod != "" && c.cfg.InboundPolicy != nil {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.followInboundPolicy(c.ctx)
+		}()
+	}
 	select {
 	case <-ctx.Done():
 	case <-c.ctx.Done():
@@ -271,6 +282,61 @@ func (c *Client) stream(ctx context.Context, sub *subscription) (answered bool, 
 		c.down.Store(false)
 		sub.answer()
 		c.cfg.Log.Debug("destination updated", "destination", sub.dst, "service", d.Service, "endpoints", len(eps))
+	}
+}
+
+// followInboundPolicy keeps the pod's inbound policy stream open,
+// reconnecting with jittered backoff; the last policy stays in force in
+// between.
+func (c *Client) followInboundPolicy(ctx context.Context) {
+	const minBackoff = 100 * time.Millisecond
+	backoff := minBackoff
+	u := url.URL{Scheme: "https", Host: c.cfg.Addr, Path: api.InboundPolicyPath, RawQuery: url.Values{"pod": {c.cfg.Pod}}.Encode()}
+	for {
+		answered, err := c.streamInboundPolicy(ctx, u.String())
+		if ctx.Err() != nil {
+			return
+		}
+		if answered {
+			backoff = minBackoff
+		}
+		c.cfg.Log.Debug("inbound policy stream ended; reconnecting", "error", err, "in", backoff)
+		t := time.NewTimer(backoff/2 + rand.N(backoff/2+1))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		backoff = min(2*backoff, c.cfg.MaxBackoff)
+	}
+}
+
+func (c *Client) streamInboundPolicy(ctx context.Context, u string) (answered bool, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return false, err
+	}
+	res, err := c.http.Do(req)
+	if err != nil {
+		return false, err
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		var e api.Error
+		_ = json.NewDecoder(io.LimitReader(res.Body, 4096)).Decode(&e)
+		c.cfg.Log.Warn("the controller refused the inbound policy", "status", res.Status, "error", e.Error)
+		return false, fmt.Errorf("controller answered %s: %s", res.Status, e.Error)
+	}
+	dec := json.NewDecoder(res.Body)
+	for {
+		var p api.InboundPolicy
+		if err := dec.Decode(&p); err != nil {
+			return answered, err
+		}
+		answered = true
+		c.cfg.InboundPolicy(p)
+		c.cfg.Log.Debug("inbound policy updated", "default", p.Default, "rules", len(p.Rules), "probes", len(p.Probes))
 	}
 }
 

@@ -12,6 +12,9 @@ import (
 type ConnInfo struct {
 	// Direction is metrics.Inbound or metrics.Outbound.
 	Direction string
+	// Port is the port the client meant to reach (inbound: the
+	// application's), for inbound policy.
+	Port uint16
 	// Upstream is where requests on this connection go; each request picks
 	// one of its endpoints.
 	Upstream *endpoints.Set

@@ -8,13 +8,16 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"math"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/meshctl/meshctl/internal/certs"
+	"github.com/meshctl/meshctl/proxy/authz"
 	"github.com/meshctl/meshctl/proxy/endpoints"
 	"github.com/meshctl/meshctl/proxy/meshtls"
 	"github.com/meshctl/meshctl/proxy/metrics"
@@ -42,6 +45,9 @@ type Config struct {
 	// QueueCapacity bounds the requests waiting per destination; beyond it
 	// they fail with 503 at once. Default: 1000.
 	QueueCapacity int
+	// Guard, when set, admits inbound requests (authorization, rate limits):
+	// 403 or 429 otherwise.
+	Guard *authz.Guard
 }
 
 func (c Config) withDefaults() Config {
@@ -74,6 +80,7 @@ type Proxy struct {
 	tap       *tap.Hub
 	upstreams *upstreamConns
 	queue     endpoints.Queue
+	guard     *authz.Guard
 
 	h1         *http.Transport // plaintext HTTP/1
 	h2c        *http.Transport // plaintext prior-knowledge HTTP/2
@@ -88,7 +95,7 @@ func New(cfg Config) *Proxy {
 		dialer: &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second},
 		conns:  map[*upstreamConn]struct{}{},
 	}
-	p := &Proxy{log: cfg.Log, tap: cfg.Tap, upstreams: upstreams,
+	p := &Proxy{log: cfg.Log, tap: cfg.Tap, upstreams: upstreams, guard: cfg.Guard,
 		queue: endpoints.Queue{Timeout: cfg.QueueTimeout, Capacity: cfg.QueueCapacity}}
 	var mesh *meshtls.Dialer
 	if cfg.Identity != nil {
@@ -223,6 +230,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(rec, "meshctl proxy: "+info.Refuse, http.StatusForbidden)
 		return
 	}
+	if p.guard != nil && info.Direction == metrics.Inbound {
+		if d := p.guard.Admit(info.Port, r.URL.Path, info.ClientID, true); !d.Allowed() {
+			refuse(rec, info, d)
+			return
+		}
+	}
 	ctx := r.Context()
 	if r.ProtoMajor == 1 {
 		// net/http cancels an HTTP/1 request's context when the client's side
@@ -241,6 +254,24 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer rec.body.Close()
 	}
 	rec.ep, rec.reached = p.forward(ctx, rec, r, info)
+}
+
+// refuse answers a request the inbound policy turned away: 403, or 429
+// with Retry-After.
+func refuse(rec *recorder, info *ConnInfo, d authz.Decision) {
+	h := rec.Header()
+	if d.Status == http.StatusTooManyRequests {
+		h.Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(d.RetryAfter.Seconds())))))
+		h.Set("meshctl-proxy-error", "rate limited")
+		http.Error(rec, "meshctl proxy: too many requests ("+d.Rule+")", d.Status)
+		return
+	}
+	who := info.ClientID
+	if who == "" {
+		who = "an unauthenticated client"
+	}
+	h.Set("meshctl-proxy-error", "unauthorized")
+	http.Error(rec, "meshctl proxy: "+who+" is not authorized here ("+d.Rule+")", d.Status)
 }
 
 // errorHandler answers requests the upstream did not: 400 when the client's

@@ -50,6 +50,7 @@ type Metrics struct {
 	exhausted   *prometheus.CounterVec
 	timeouts    *prometheus.CounterVec
 	unavailable *prometheus.CounterVec
+	decisions   *prometheus.CounterVec
 }
 
 // New creates the metric families and registers them, with the Go runtime
@@ -102,8 +103,11 @@ func New() *Metrics {
 		unavailable: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "balancer_unavailable_total", Help: "Requests answered 503 because no endpoint could take them in time (reason: no_endpoints, all_failing, queue_full).",
 		}, []string{"destination", "reason"}),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "inbound_policy_decisions_total", Help: "Inbound requests and connections let in (allow), refused with 403 or a closed connection (deny) or 429 (rate_limited), by the rule that decided: an AuthorizationPolicy, default:<policy>, probe, rate-limit, rate-limit-per-client.",
+		}, []string{"decision", "rule"}),
 	}
-	m.reg.MustRegister(m.requests, m.responses, m.latency, m.tcpOpen, m.tcpClose, m.tcpOpenNow,
+	m.reg.MustRegister(m.decisions, m.requests, m.responses, m.latency, m.tcpOpen, m.tcpClose, m.tcpOpenNow,
 		m.tcpRead, m.tcpWrite, m.protoErrors, m.tlsErrors, m.retries, m.exhausted, m.timeouts, m.unavailable,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -135,6 +139,11 @@ func (m *Metrics) WatchCertificate(notAfter func() time.Time) {
 		}
 		return float64(t.Unix())
 	}))
+}
+
+// InboundDecision counts an inbound policy decision.
+func (m *Metrics) InboundDecision(decision, rule string) {
+	m.decisions.WithLabelValues(decision, rule).Inc()
 }
 
 // WatchEjected exports, per destination, the endpoints taken out for

@@ -1,0 +1,200 @@
+package authz
+
+import (
+	"math"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"golang.org/x/time/rate"
+
+	"github.com/meshctl/meshctl/internal/api"
+)
+
+// Default inbound policies (the controller's names).
+const (
+	AllUnauthenticated = "all-unauthenticated"
+	AllAuthenticated   = "all-authenticated"
+	Deny               = "deny"
+)
+
+// Decision is what a Guard says of a request or connection.
+type Decision struct {
+	// Status is 0 to let it in, 403 when it is not authorized, 429 when it
+	// is over a rate limit.
+	Status int
+	// RetryAfter, with 429, is when to try again.
+	RetryAfter time.Duration
+	// Rule names what decided: an AuthorizationPolicy ("ns/name"),
+	// "default:<policy>", "probe" or "rate-limit".
+	Rule string
+}
+
+// Allowed reports whether the request may go on.
+func (d Decision) Allowed() bool { return d.Status == 0 }
+
+// Decisions, as counted.
+const (
+	Allowed     = "allow"
+	Denied      = "deny"
+	RateLimited = "rate_limited"
+)
+
+// Counter is told each decision (Allowed, Denied or RateLimited) and its rule.
+type Counter func(decision, rule string)
+
+// Guard holds a pod's inbound policy. It is safe for concurrent use.
+type Guard struct {
+	st    atomic.Pointer[state]
+	count atomic.Pointer[Counter]
+
+	// readyOnce closes ready at the first Update.
+	readyOnce sync.Once
+	ready     chan struct{}
+}
+
+// state is one version of the policy with its limiters.
+type state struct {
+	policy    api.InboundPolicy
+	total     *rate.Limiter // nil: no limit
+	perClient *lru.Cache[string, *rate.Limiter]
+}
+
+// New returns a guard applying the default policy def (one of the
+// constants) until the first Update.
+func New(def string) *Guard {
+	if def == "" {
+		def = AllUnauthenticated
+	}
+	g := &Guard{ready: make(chan struct{})}
+	g.st.Store(&state{policy: api.InboundPolicy{Default: def}})
+	g.CountWith(func(string, string) {})
+	return g
+}
+
+// CountWith makes the guard tell c each decision.
+func (g *Guard) CountWith(c Counter) { g.count.Store(&c) }
+
+// Ready is closed once the first policy arrived.
+func (g *Guard) Ready() <-chan struct{} { return g.ready }
+
+// Policy returns the policy in force.
+func (g *Guard) Policy() api.InboundPolicy { return g.st.Load().policy }
+
+// Update puts a new policy in force. Rate limiters whose rate is unchanged
+// keep their state.
+func (g *Guard) Update(p api.InboundPolicy) {
+	old := g.st.Load()
+	next := &state{policy: p}
+	if p.RateLimit > 0 {
+		if old.total != nil && float64(old.total.Limit()) == p.RateLimit {
+			next.total = old.total
+		} else {
+			next.total = newLimiter(p.RateLimit)
+		}
+	}
+	if p.RateLimitPerClient > 0 {
+		if old.perClient != nil && old.policy.RateLimitPerClient == p.RateLimitPerClient {
+			next.perClient = old.perClient
+		} else {
+			next.perClient, _ = lru.New[string, *rate.Limiter](4096)
+		}
+	}
+	g.st.Store(next)
+	g.readyOnce.Do(func() { close(g.ready) })
+}
+
+// newLimiter allows r requests a second, in bursts of up to a second's worth.
+func newLimiter(r float64) *rate.Limiter {
+	return rate.NewLimiter(rate.Limit(r), max(1, int(math.Ceil(r))))
+}
+
+// Admit decides on a request to port (path "" and http false for a
+// connection that is not HTTP) from clientID ("" when not meshed).
+func (g *Guard) Admit(port uint16, path, clientID string, http bool) Decision {
+	st := g.st.Load()
+	p := &st.policy
+	count := *g.count.Load()
+	for _, pr := range p.Probes {
+		if pr.Port == int(port) && (pr.Path == "" || (http && pr.Path == path)) {
+			count(Allowed, "probe")
+			return Decision{Rule: "probe"}
+		}
+	}
+	covered, allowed, rule := false, false, ""
+	for i := range p.Rules {
+		r := &p.Rules[i]
+		if r.Port != 0 && r.Port != int(port) {
+			continue
+		}
+		covered, rule = true, r.Name
+		if matchPath(r.PathPrefixes, path, http) && matchIdentity(r.Identities, clientID) {
+			allowed = true
+			break
+		}
+	}
+	if !covered {
+		rule = "default:" + p.Default
+		switch p.Default {
+		case AllUnauthenticated:
+			allowed = true
+		case AllAuthenticated:
+			allowed = clientID != ""
+		}
+	}
+	if !allowed {
+		count(Denied, rule)
+		return Decision{Status: 403, Rule: rule}
+	}
+	if st.total != nil && !st.total.Allow() {
+		count(RateLimited, "rate-limit")
+		return Decision{Status: 429, RetryAfter: retryAfter(st.total), Rule: "rate-limit"}
+	}
+	if st.perClient != nil {
+		l, ok := st.perClient.Get(clientID)
+		if !ok {
+			l = newLimiter(p.RateLimitPerClient)
+			st.perClient.Add(clientID, l)
+		}
+		if !l.Allow() {
+			count(RateLimited, "rate-limit-per-client")
+			return Decision{Status: 429, RetryAfter: retryAfter(l), Rule: "rate-limit-per-client"}
+		}
+	}
+	count(Allowed, rule)
+	return Decision{Rule: rule}
+}
+
+// retryAfter is the time one token takes to come back.
+func retryAfter(l *rate.Limiter) time.Duration {
+	return time.Duration(float64(time.Second) / float64(l.Limit()))
+}
+
+func matchPath(prefixes []string, path string, http bool) bool {
+	if len(prefixes) == 0 {
+		return true
+	}
+	if !http {
+		return false
+	}
+	for _, pre := range prefixes {
+		if strings.HasPrefix(path, pre) {
+			return true
+		}
+	}
+	return false
+}
+
+func matchIdentity(ids []string, client string) bool {
+	if client == "" {
+		return false
+	}
+	for _, id := range ids {
+		if id == "*" || id == client {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,98 @@
+package authz
+
+import (
+	"testing"
+
+	"github.com/meshctl/meshctl/internal/api"
+)
+
+const (
+	client   = "spiffe://cluster.local/ns/shop/sa/client"
+	intruder = "spiffe://cluster.local/ns/shop/sa/intruder"
+)
+
+func TestPolicyEvaluation(t *testing.T) {
+	g := New(Deny)
+	g.Update(api.InboundPolicy{
+		Default: Deny,
+		Rules: []api.AuthorizationRule{
+			{Name: "shop/web", Port: 8080, Identities: []string{client}},
+			{Name: "shop/admin", Port: 9000, PathPrefixes: []string{"/metrics"}, Identities: []string{"*"}},
+		},
+		Probes: []api.Probe{{Port: 8080, Path: "/healthz"}, {Port: 7000}},
+	})
+	for _, tc := range []struct {
+		name     string
+		port     uint16
+		path     string
+		clientID string
+		http     bool
+		want     int
+		rule     string
+	}{
+		{"allowed client", 8080, "/", client, true, 0, "shop/web"},
+		{"another identity on a covered port", 8080, "/", intruder, true, 403, "shop/web"},
+		{"plaintext on a covered port", 8080, "/", "", true, 403, "shop/web"},
+		{"probe path, plaintext", 8080, "/healthz", "", true, 0, "probe"},
+		{"probe path prefix is not the probe", 8080, "/healthz/x", "", true, 403, "shop/web"},
+		{"TCP probe port", 7000, "", "", false, 0, "probe"},
+		{"path prefix, any meshed client", 9000, "/metrics/x", intruder, true, 0, "shop/admin"},
+		{"outside the path prefix", 9000, "/debug", intruder, true, 403, "shop/admin"},
+		{"opaque connection on a path-limited port", 9000, "", client, false, 403, "shop/admin"},
+		{"uncovered port: the default", 5000, "/", client, true, 403, "default:deny"},
+	} {
+		d := g.Admit(tc.port, tc.path, tc.clientID, tc.http)
+		if d.Status != tc.want || d.Rule != tc.rule {
+			t.Errorf("%s: %+v, want status %d by %s", tc.name, d, tc.want, tc.rule)
+		}
+	}
+	for def, want := range map[string][2]int{AllUnauthenticated: {0, 0}, AllAuthenticated: {0, 403}, Deny: {403, 403}} {
+		g.Update(api.InboundPolicy{Default: def})
+		if got := [2]int{g.Admit(80, "/", client, true).Status, g.Admit(80, "/", "", true).Status}; got != want {
+			t.Errorf("default %s: meshed %d, plaintext %d; want %v", def, got[0], got[1], want)
+		}
+	}
+}
+
+func TestRateLimits(t *testing.T) {
+	var counted = map[string]int{}
+	g := New(AllUnauthenticated)
+	g.CountWith(func(decision, _ string) { counted[decision]++ })
+	g.Update(api.InboundPolicy{Default: AllUnauthenticated, RateLimit: 10, Probes: []api.Probe{{Port: 80, Path: "/ready"}}})
+	allowed := 0
+	for range 100 {
+		d := g.Admit(80, "/", client, true)
+		if d.Allowed() {
+			allowed++
+		} else if d.Status != 429 || d.RetryAfter <= 0 {
+			t.Fatalf("refused with %+v, want 429 and a Retry-After", d)
+		}
+	}
+	// A burst gets a second's worth; the rest waits.
+	if allowed < 10 || allowed > 11 {
+		t.Errorf("%d of 100 immediate requests allowed at 10/s, want 10", allowed)
+	}
+	if !g.Admit(80, "/ready", "", true).Allowed() {
+		t.Error("a probe was rate limited")
+	}
+	if counted[RateLimited] < 89 || counted[Allowed] < 11 {
+		t.Errorf("counted %v", counted)
+	}
+	// Per client: each identity has its own bucket; an unchanged rate keeps its state.
+	g.Update(api.InboundPolicy{Default: AllUnauthenticated, RateLimitPerClient: 5})
+	per := map[string]int{}
+	for range 20 {
+		for _, id := range []string{client, intruder, ""} {
+			if g.Admit(80, "/", id, true).Allowed() {
+				per[id]++
+			}
+		}
+	}
+	if per[client] != 5 || per[intruder] != 5 || per[""] != 5 {
+		t.Errorf("per-client allowances %v, want 5 each", per)
+	}
+	g.Update(api.InboundPolicy{Default: AllUnauthenticated, RateLimitPerClient: 5})
+	if g.Admit(80, "/", client, true).Allowed() {
+		t.Error("an update with the same rate refilled the client's bucket")
+	}
+}

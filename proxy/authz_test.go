@@ -1,0 +1,70 @@
+package proxy
+
+import (
+	"net"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/meshctl/meshctl/internal/api"
+	"github.com/meshctl/meshctl/proxy/authz"
+)
+
+func TestInboundPolicyRefusesAndRateLimits(t *testing.T) {
+	app := &counting{}
+	addr := backend(t, app)
+	_, portStr, _ := net.SplitHostPort(addr)
+	port, _ := strconv.Atoi(portStr)
+	g := authz.New(authz.Deny)
+	g.Update(api.InboundPolicy{Default: authz.Deny, Probes: []api.Probe{{Port: port, Path: "/ready"}}})
+	r := startProxy(t, Config{Inbound: &SideConfig{Listen: "127.0.0.1:0", Upstream: addr}, InboundPolicy: g})
+	c := h1Client()
+	status := func(path string) (int, http.Header) {
+		res, err := c.Get("http://" + r.inbound() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode, res.Header
+	}
+	if got, _ := status("/"); got != 403 {
+		t.Errorf("plaintext request under deny: %d, want 403", got)
+	}
+	if got, _ := status("/ready"); got != 200 {
+		t.Errorf("the probe path: %d, want 200", got)
+	}
+	if app.hits.Load() != 1 {
+		t.Errorf("the application saw %d requests, want only the probe", app.hits.Load())
+	}
+	// A TCP connection that is not HTTP is closed.
+	conn, err := net.Dial("tcp", r.inbound())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = conn.Write([]byte("\x00\x01binary"))
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := conn.Read(make([]byte, 10)); err == nil {
+		t.Errorf("a refused opaque connection read %d bytes", n)
+	}
+	conn.Close()
+
+	g.Update(api.InboundPolicy{Default: authz.AllUnauthenticated, RateLimit: 5})
+	codes := map[int]int{}
+	var retryAfter string
+	for range 20 {
+		code, h := status("/")
+		codes[code]++
+		if code == 429 {
+			retryAfter = h.Get("Retry-After")
+		}
+	}
+	if codes[200] < 5 || codes[200] > 6 || codes[429] < 14 || retryAfter != "1" {
+		t.Errorf("20 requests at a 5/s limit: %v, Retry-After %q; want 5 × 200, the rest 429 with Retry-After 1", codes, retryAfter)
+	}
+	fams := scrape(t, r)
+	if metricValue(fams, "inbound_policy_decisions_total", map[string]string{"decision": "deny"}) < 2 ||
+		metricValue(fams, "inbound_policy_decisions_total", map[string]string{"decision": "rate_limited"}) < 14 {
+		t.Error("decisions not counted")
+	}
+}
