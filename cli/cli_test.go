@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/meshctl/meshctl/identity/ca"
+	"github.com/meshctl/meshctl/install"
+	"github.com/meshctl/meshctl/install/gatewayapi"
 	"github.com/meshctl/meshctl/internal/kubeapply"
 )
 
@@ -48,8 +50,17 @@ func TestInstallDryRunPrintsWithoutACluster(t *testing.T) {
 		t.Fatalf("%v\n%s", err, stderr)
 	}
 	objs, err := kubeapply.Decode([]byte(out))
-	if err != nil || len(objs) != 13 {
-		t.Fatalf("printed %d objects (%v), want 13", len(objs), err)
+	if err != nil || len(objs) != 19 {
+		t.Fatalf("printed %d objects (%v), want 19", len(objs), err)
+	}
+	// The Gateway API CRDs, then meshctl's, then the rest.
+	for i, name := range append(gatewayapi.Names(), install.AuthorizationPolicyCRD) {
+		if objs[i].GetKind() != install.CRDKind || objs[i].GetName() != name {
+			t.Errorf("object %d is %s %s, want CRD %s", i, objs[i].GetKind(), objs[i].GetName(), name)
+		}
+	}
+	if !strings.Contains(out, "--default-inbound-policy=all-unauthenticated") {
+		t.Error("the controller does not get the default inbound policy")
 	}
 	if info, err := os.Stat(anchor); err != nil || info.Mode().Perm() != 0o600 {
 		t.Errorf("the trust anchor file: %v, %v; want it written 0600", info, err)
@@ -70,8 +81,13 @@ func TestInstallDryRunPrintsWithoutACluster(t *testing.T) {
 		Kind  string           `json:"kind"`
 		Items []map[string]any `json:"items"`
 	}
-	if err := json.Unmarshal([]byte(out), &list); err != nil || list.Kind != "List" || len(list.Items) != 14 {
-		t.Errorf("-o json --ha: a %s of %d items (%v), want a List of 14 (with the PodDisruptionBudget)", list.Kind, len(list.Items), err)
+	if err := json.Unmarshal([]byte(out), &list); err != nil || list.Kind != "List" || len(list.Items) != 20 {
+		t.Errorf("-o json --ha: a %s of %d items (%v), want a List of 20 (with the PodDisruptionBudget)", list.Kind, len(list.Items), err)
+	}
+
+	out, _, err = run(t, "", "install", "--dry-run", "--default-inbound-policy", "deny", "--kubeconfig", nowhere(t), "--trust-anchor-file", filepath.Join(t.TempDir(), "a.pem"))
+	if err != nil || !strings.Contains(out, "--default-inbound-policy=deny") {
+		t.Errorf("--default-inbound-policy deny: %v", err)
 	}
 }
 
@@ -111,6 +127,7 @@ func TestInstallRefusesBadIdentityFiles(t *testing.T) {
 		"another anchor":  {[]string{"--identity-trust-anchors-file", otherRoots, "--identity-issuer-certificate-file", cert, "--identity-issuer-key-file", key}, "does not chain"},
 		"bad output":      {[]string{"-o", "xml"}, "want yaml or json"},
 		"bad pull policy": {[]string{"--image-pull-policy", "Sometimes"}, "pull policy"},
+		"bad policy":      {[]string{"--default-inbound-policy", "allow"}, "want all-unauthenticated, all-authenticated or deny"},
 	} {
 		_, _, err := run(t, "", append([]string{"install", "--dry-run", "--kubeconfig", nowhere(t), "--trust-anchor-file", filepath.Join(t.TempDir(), "a.pem")}, tc.args...)...)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

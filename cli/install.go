@@ -9,12 +9,17 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 
 	"github.com/meshctl/meshctl/install"
+	"github.com/meshctl/meshctl/install/gatewayapi"
 	"github.com/meshctl/meshctl/internal/kubeapply"
+	"github.com/meshctl/meshctl/internal/policyapi"
 	"github.com/meshctl/meshctl/internal/version"
 )
 
@@ -41,6 +46,10 @@ func (o *installOptions) validate() error {
 	if o.timeout <= 0 {
 		return errors.New("--timeout must be above zero")
 	}
+	if !policyapi.ValidDefault(o.values.DefaultInboundPolicy) {
+		return fmt.Errorf("--default-inbound-policy %q: want %s, %s or %s", o.values.DefaultInboundPolicy,
+			policyapi.DefaultAllUnauthenticated, policyapi.DefaultAllAuthenticated, policyapi.DefaultDeny)
+	}
 	return nil
 }
 
@@ -51,7 +60,22 @@ func newInstallCommand() *cobra.Command {
 		Short: "Install the control plane, or upgrade it in place",
 		Long: `Install the meshctl control plane into the cluster: namespace meshctl, the
 mesh-controller Deployment and its least-privilege RBAC, its Services, the
-proxy injector's webhook (with its certificate), the trust roots and the issuer.
+proxy injector's webhook (with its certificate), the trust roots and the issuer,
+and the AuthorizationPolicy CRD (policy.meshctl.io/v1alpha1).
+
+It also creates the Gateway API CRDs (` + gatewayapi.Version + `, standard channel:
+GatewayClass, Gateway, HTTPRoute, GRPCRoute, ReferenceGrant) that the cluster
+lacks; meshctl reads HTTPRoutes for weighted splits. Gateway API CRDs that are
+already there are kept as they are, whatever their version: they may belong to
+other tools. The CRDs are established before anything else is applied.
+
+--default-inbound-policy is what a meshed pod lets in on a port that no
+AuthorizationPolicy selects:
+  all-unauthenticated  every client, meshed or not (the default)
+  all-authenticated    only meshed clients (mutual TLS, any identity of the mesh)
+  deny                 only what an AuthorizationPolicy allows
+A namespace or a pod (the pod's wins) overrides it with the annotation
+` + policyapi.DefaultPolicyAnnotation + `. Kubelet probes are always let in.
 
 With no --identity-* flags it makes a trust anchor and an issuer. The trust
 anchor's private key is never stored in the cluster: it is written, with the
@@ -64,9 +88,11 @@ upgrades the control plane in place.
 
 It applies the objects itself (server-side apply, field manager "meshctl") and,
 with --wait (the default), shows progress until the control plane is ready.
-With -o yaml|json or --dry-run it only prints them.`,
+With -o yaml|json or --dry-run it only prints them, the Gateway API CRDs first
+(all five: applying them with kubectl would replace a cluster's own).`,
 		Example: `  meshctl install
   meshctl install --ha --registry ghcr.io/example/meshctl --image-tag v1.2.0
+  meshctl install --default-inbound-policy all-authenticated
   meshctl install -o yaml > meshctl.yaml
   meshctl install --identity-trust-anchors-file ca.pem \
     --identity-issuer-certificate-file issuer.pem --identity-issuer-key-file issuer-key.pem`,
@@ -89,6 +115,8 @@ With -o yaml|json or --dry-run it only prints them.`,
 	f.BoolVar(&o.values.HA, "ha", false, "run 3 controller replicas spread over nodes, with a PodDisruptionBudget")
 	f.DurationVar(&o.values.LeafLifetime, "identity-issuance-lifetime", 24*time.Hour, "lifetime of workload certificates (proxies renew at 70 %)")
 	f.StringVar(&o.values.LogLevel, "controller-log-level", "info", "the controller's log level: debug, info, warn or error")
+	f.StringVar(&o.values.DefaultInboundPolicy, "default-inbound-policy", policyapi.DefaultAllUnauthenticated,
+		"what meshed pods let in on ports no AuthorizationPolicy selects: all-unauthenticated, all-authenticated or deny (annotation "+policyapi.DefaultPolicyAnnotation+" overrides it)")
 	f.StringVar(&o.identity.anchors, "identity-trust-anchors-file", "", "PEM trust anchors to use instead of generating one")
 	f.StringVar(&o.identity.issuerCert, "identity-issuer-certificate-file", "", "PEM issuer certificate, signed by one of the trust anchors")
 	f.StringVar(&o.identity.issuerKey, "identity-issuer-key-file", "", "PEM private key of the issuer")
@@ -154,7 +182,17 @@ func runInstall(ctx context.Context, o *installOptions, stdout, stderr io.Writer
 		return err
 	}
 	if printOnly {
-		return printObjects(stdout, objs, o.output)
+		// The Gateway API CRDs first, all of them: there is no cluster to
+		// ask which are missing.
+		gateway, err := gatewayapi.CRDs()
+		if err != nil {
+			return err
+		}
+		all := make([]runtime.Object, 0, len(gateway)+len(objs))
+		for _, c := range gateway {
+			all = append(all, c)
+		}
+		return printObjects(stdout, append(all, objs...), o.output)
 	}
 	return applyAndWait(ctx, cfg, client, objs, v, o, stdout, stderr)
 }
@@ -192,8 +230,13 @@ func applyAndWait(ctx context.Context, cfg *rest.Config, client kubernetes.Inter
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "Applying %d objects to namespace %s ...\n", len(us), v.Namespace)
-	if err := applier.Apply(ctx, us); err != nil {
+	crds := crdsFirst(us)
+	if err := applyCRDs(ctx, cfg, applier, crds, stderr); err != nil {
+		return fmt.Errorf("%w\nNothing else was applied; fix the cause and run meshctl install again (it is safe to repeat)", err)
+	}
+	others := us[len(crds):]
+	fmt.Fprintf(stderr, "Applying %d objects to namespace %s ...\n", len(others), v.Namespace)
+	if err := applier.Apply(ctx, others); err != nil {
 		return fmt.Errorf("%w\nNothing after that object was applied; fix the cause and run meshctl install again (it is safe to repeat)", err)
 	}
 	if !o.wait {
@@ -208,3 +251,50 @@ func applyAndWait(ctx context.Context, cfg *rest.Config, client kubernetes.Inter
 	fmt.Fprintf(stdout, "✔ meshctl %s control plane ready in namespace %s (%s)\n", v.ImageTag, v.Namespace, time.Since(start).Round(time.Second))
 	return nil
 }
+
+// crdsFirst returns the leading CRDs of objs (install.Render puts its CRDs
+// first).
+func crdsFirst(objs []*unstructured.Unstructured) []*unstructured.Unstructured {
+	n := 0
+	for n < len(objs) && objs[n].GetKind() == install.CRDKind {
+		n++
+	}
+	return objs[:n]
+}
+
+// applyCRDs creates the missing Gateway API CRDs, applies meshctl's own and
+// waits until all of those are established: the controller watches their
+// kinds from its start.
+func applyCRDs(ctx context.Context, cfg *rest.Config, applier *kubeapply.Applier, own []*unstructured.Unstructured, progress io.Writer) error {
+	meta, err := metadata.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("metadata client: %w", err)
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("dynamic client: %w", err)
+	}
+	existing, err := installedCRDs(ctx, meta)
+	if err != nil {
+		return err
+	}
+	created, err := ensureGatewayAPI(ctx, dyn, existing, progress)
+	if err != nil {
+		return err
+	}
+	wait := created
+	for _, c := range own {
+		fmt.Fprintf(progress, "Applying CRD %s\n", c.GetName())
+		wait = append(wait, c.GetName())
+	}
+	if err := applier.Apply(ctx, own); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, crdTimeout)
+	defer cancel()
+	return waitEstablished(ctx, dyn, wait, progress)
+}
+
+// crdTimeout bounds the wait for CRDs to be established (it takes the API
+// server about a second).
+const crdTimeout = time.Minute

@@ -5,16 +5,21 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
+	"strings"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 
 	"github.com/spf13/cobra"
 
 	"github.com/meshctl/meshctl/controller/trustbundle"
 	"github.com/meshctl/meshctl/install"
+	"github.com/meshctl/meshctl/install/gatewayapi"
 )
 
 type uninstallOptions struct {
@@ -31,7 +36,16 @@ func newUninstallCommand() *cobra.Command {
 		Short: "Remove the control plane and everything install created",
 		Long: `Remove the control plane: the proxy injector's webhook first (so that no new pod
 is sent to it), the controller's cluster-wide RBAC, the control plane's
-namespace, and the trust-bundle copies in meshed namespaces.
+namespace, and the trust-bundle copies in meshed namespaces; then (once the
+controller is gone) the AuthorizationPolicy CRD, and with it every
+AuthorizationPolicy in every namespace.
+
+The Gateway API CRDs (and so your HTTPRoutes) stay: other tools may share
+them. Remove them yourself if nothing else uses them:
+
+  kubectl delete crd gatewayclasses.gateway.networking.k8s.io \
+    gateways.gateway.networking.k8s.io httproutes.gateway.networking.k8s.io \
+    grpcroutes.gateway.networking.k8s.io referencegrants.gateway.networking.k8s.io
 
 Pods that are meshed keep their proxies until they are re-created; their
 traffic between each other stops being encrypted once their certificates
@@ -52,9 +66,13 @@ expire. To un-mesh workloads, remove the annotation and restart them:
 }
 
 func runUninstall(ctx context.Context, o *uninstallOptions, stdout, stderr io.Writer) error {
-	_, client, err := o.kube.client()
+	cfg, client, err := o.kube.client()
 	if err != nil {
 		return err
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("dynamic client: %w", err)
 	}
 	selector := metav1.ListOptions{LabelSelector: install.PartOfLabel + "=" + install.PartOfValue}
 	var errs []error
@@ -104,20 +122,55 @@ func runUninstall(ctx context.Context, o *uninstallOptions, stdout, stderr io.Wr
 	if len(errs) > 0 {
 		return fmt.Errorf("uninstall is incomplete (run it again once fixed): %w", errors.Join(errs...))
 	}
-	if deleted == 0 {
-		fmt.Fprintln(stdout, "meshctl is not installed: nothing to remove")
-		return nil
-	}
-	if o.wait {
+	// The controller goes before the policies do: it would otherwise see
+	// every policy deleted and tell the proxies, which keep their last
+	// policies when it is gone.
+	if o.wait && deleted > 0 {
 		wctx, cancel := context.WithTimeout(ctx, o.timeout)
 		defer cancel()
 		fmt.Fprintf(stderr, "  waiting for namespace %s to go\n", o.namespace)
 		if err := waitGone(wctx, client, o.namespace); err != nil {
-			return fmt.Errorf("namespace %s is still terminating: %w", o.namespace, err)
+			return fmt.Errorf("namespace %s is still terminating (run uninstall again to finish, the AuthorizationPolicy CRD included): %w", o.namespace, err)
 		}
 	}
+	crd, err := deleteAuthorizationPolicyCRD(ctx, dyn)
+	if err != nil {
+		return fmt.Errorf("uninstall is incomplete (run it again once fixed): %w", err)
+	}
+	if crd {
+		deleted++
+		fmt.Fprintf(stderr, "  deleted CustomResourceDefinition %s, and with it every AuthorizationPolicy\n", install.AuthorizationPolicyCRD)
+	}
+	if deleted == 0 {
+		fmt.Fprintln(stdout, "meshctl is not installed: nothing to remove")
+		return nil
+	}
 	fmt.Fprintln(stdout, "✔ meshctl uninstalled. Meshed pods keep their proxies until re-created: see 'meshctl uninstall --help' to un-mesh them.")
+	gateway := "The Gateway API CRDs, if any, were left in place"
+	if meta, err := metadata.NewForConfig(cfg); err == nil {
+		if existing, err := installedCRDs(ctx, meta); err == nil {
+			names := gatewayCRDs(existing)
+			if len(names) == 0 {
+				return nil
+			}
+			gateway = fmt.Sprintf("%d Gateway API CRDs were left in place (%s)", len(names), strings.Join(names, ", "))
+		}
+	}
+	fmt.Fprintf(stdout, "  %s: other tools may share them; see 'meshctl uninstall --help' to remove them.\n", gateway)
 	return nil
+}
+
+// gatewayCRDs picks the Gateway API's CRDs (any channel) out of a cluster's,
+// sorted.
+func gatewayCRDs(existing map[string]string) []string {
+	var out []string
+	for name := range existing {
+		if strings.HasSuffix(name, "."+gatewayapi.Group) {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 func waitGone(ctx context.Context, client kubernetes.Interface, ns string) error {
