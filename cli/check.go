@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/dynamic"
 
 	"github.com/meshctl/meshctl/cli/healthcheck"
 	"github.com/meshctl/meshctl/internal/version"
@@ -47,7 +48,9 @@ func newCheckCommand() *cobra.Command {
 hint under every failure. The exit status is 0 only when nothing failed.
 
   meshctl check --pre        before install: the cluster can run the mesh, you may install it
-  meshctl check              the control plane: pods, control API, webhook, identity, versions
+  meshctl check              the control plane: pods, control API, webhook, identity, versions;
+                             and policy: HTTPRoutes and AuthorizationPolicies that point at
+                             nothing (warnings)
   meshctl check --proxy      and every meshed pod's proxy (-n to one namespace)
 
 --wait retries failing checks until the time is up; -o json is for scripts.`,
@@ -75,8 +78,12 @@ func runCheck(ctx context.Context, o *checkOptions, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("dynamic client: %w", err)
+	}
 	env := &healthcheck.Env{
-		Config: cfg, Client: client, Namespace: o.controlNS, ProxyNamespace: o.kube.namespace,
+		Config: cfg, Client: client, Dynamic: dyn, Namespace: o.controlNS, ProxyNamespace: o.kube.namespace,
 		Version: version.Version, Now: time.Now(),
 	}
 	cats := []healthcheck.Category{healthcheck.KubernetesAPI()}
@@ -84,7 +91,7 @@ func runCheck(ctx context.Context, o *checkOptions, stdout, stderr io.Writer) er
 	case o.pre:
 		cats = append(cats, healthcheck.PreInstall())
 	default:
-		cats = append(cats, healthcheck.ControlPlane(), healthcheck.Identity())
+		cats = append(cats, healthcheck.ControlPlane(), healthcheck.Identity(), healthcheck.Policy())
 		if o.proxy {
 			cats = append(cats, healthcheck.Proxies())
 		}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 )
@@ -32,6 +33,8 @@ type Env struct {
 	// Config and Client reach the cluster.
 	Config *rest.Config
 	Client kubernetes.Interface
+	// Dynamic reaches custom resources (HTTPRoutes, AuthorizationPolicies).
+	Dynamic dynamic.Interface
 	// Namespace is the control plane's.
 	Namespace string
 	// ProxyNamespace limits --proxy checks ("" means every namespace).
@@ -50,7 +53,8 @@ type Check struct {
 	Hint string
 	// Fatal stops the remaining checks when this one fails (nothing after it can work).
 	Fatal bool
-	// Run verifies: nil is success; a *Warn is a warning; any other error a failure.
+	// Run verifies: nil is success (a *Note is a success with a remark); a
+	// *Warn is a warning; any other error a failure.
 	Run func(ctx context.Context, env *Env) error
 }
 
@@ -61,6 +65,14 @@ func (w *Warn) Error() string { return w.Msg }
 
 // Warnf makes a warning.
 func Warnf(format string, args ...any) error { return &Warn{Msg: fmt.Sprintf(format, args...)} }
+
+// Note is a success with a remark, such as why there was nothing to check.
+type Note struct{ Msg string }
+
+func (n *Note) Error() string { return n.Msg }
+
+// Notef makes a success with a remark.
+func Notef(format string, args ...any) error { return &Note{Msg: fmt.Sprintf(format, args...)} }
 
 // Category groups checks.
 type Category struct {
@@ -104,7 +116,7 @@ func Run(ctx context.Context, env *Env, cats []Category, opts Options) []Result 
 				continue
 			}
 			err := runOne(ctx, env, c)
-			for err != nil && !isWarn(err) && time.Now().Before(deadline) && ctx.Err() == nil {
+			for err != nil && !isWarn(err) && !isNote(err) && time.Now().Before(deadline) && ctx.Err() == nil {
 				if opts.Progress != nil {
 					fmt.Fprintf(opts.Progress, "  waiting: %s: %v\n", c.Name, err)
 				}
@@ -117,6 +129,8 @@ func Run(ctx context.Context, env *Env, cats []Category, opts Options) []Result 
 			switch {
 			case err == nil:
 				r.Status = OK
+			case isNote(err):
+				r.Status, r.Detail = OK, err.Error()
 			case isWarn(err):
 				r.Status, r.Detail, r.Hint = Warning, err.Error(), c.Hint
 			default:
@@ -139,6 +153,11 @@ func runOne(ctx context.Context, env *Env, c Check) error {
 
 func isWarn(err error) bool {
 	_, ok := err.(*Warn)
+	return ok
+}
+
+func isNote(err error) bool {
+	_, ok := err.(*Note)
 	return ok
 }
 

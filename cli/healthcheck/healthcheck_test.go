@@ -18,6 +18,7 @@ func sampleCategories(flaky *int) []Category {
 		{Name: "first", Checks: []Check{
 			{Name: "passes", Run: func(context.Context, *Env) error { return nil }},
 			{Name: "warns", Hint: "renew it", Run: func(context.Context, *Env) error { return Warnf("expires in 10 days") }},
+			{Name: "passes with a note", Hint: "never shown", Run: func(context.Context, *Env) error { return Notef("nothing to check") }},
 			{Name: "passes on the third try", Hint: "wait", Run: func(context.Context, *Env) error {
 				*flaky++
 				if *flaky < 3 {
@@ -36,7 +37,7 @@ func sampleCategories(flaky *int) []Category {
 func TestRunRetriesWarnsAndStopsAfterAFatalFailure(t *testing.T) {
 	tries := 0
 	results := Run(context.Background(), &Env{}, sampleCategories(&tries), Options{Wait: 300 * time.Millisecond, RetryEvery: time.Millisecond})
-	want := []Status{OK, Warning, OK, Error, Skipped}
+	want := []Status{OK, Warning, OK, OK, Error, Skipped}
 	if len(results) != len(want) {
 		t.Fatalf("%d results, want %d", len(results), len(want))
 	}
@@ -54,8 +55,11 @@ func TestRunRetriesWarnsAndStopsAfterAFatalFailure(t *testing.T) {
 
 	tries = 0
 	noWait := Run(context.Background(), &Env{}, sampleCategories(&tries)[:1], Options{})
-	if noWait[2].Status != Error || tries != 1 {
-		t.Errorf("without --wait the flaky check was %s after %d tries, want error after 1", noWait[2].Status, tries)
+	if noWait[3].Status != Error || tries != 1 {
+		t.Errorf("without --wait the flaky check was %s after %d tries, want error after 1", noWait[3].Status, tries)
+	}
+	if r := results[2]; r.Detail != "nothing to check" || r.Hint != "" {
+		t.Errorf("a note: detail %q, hint %q; want the note and no hint", r.Detail, r.Hint)
 	}
 }
 

@@ -19,7 +19,7 @@ func PreInstall() Category {
 	return Category{Name: "pre-install", Checks: []Check{
 		{
 			Name: "you may create what install creates",
-			Hint: "ask a cluster admin, or use an admin kubeconfig: install creates cluster-wide RBAC and a webhook",
+			Hint: "ask a cluster admin, or use an admin kubeconfig: install creates cluster-wide RBAC, CRDs and a webhook",
 			Run:  canCreate,
 		},
 		{
@@ -70,7 +70,8 @@ func canCreate(ctx context.Context, env *Env) error {
 	type want struct{ group, resource, namespace string }
 	var missing []string
 	for _, w := range []want{
-		{"", "namespaces", ""}, {"rbac.authorization.k8s.io", "clusterroles", ""},
+		{"", "namespaces", ""}, {"apiextensions.k8s.io", "customresourcedefinitions", ""},
+		{"rbac.authorization.k8s.io", "clusterroles", ""},
 		{"rbac.authorization.k8s.io", "clusterrolebindings", ""},
 		{"admissionregistration.k8s.io", "mutatingwebhookconfigurations", ""},
 		{"", "serviceaccounts", env.Namespace}, {"", "secrets", env.Namespace}, {"", "configmaps", env.Namespace},

@@ -1,0 +1,218 @@
+package healthcheck
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
+	kubefake "k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/meshctl/meshctl/internal/policyapi"
+)
+
+// fromYAML decodes a test object written as YAML.
+func fromYAML[T any](t *testing.T, doc string) T {
+	t.Helper()
+	var v T
+	if err := yaml.UnmarshalStrict([]byte(doc), &v); err != nil {
+		t.Fatalf("%v in:\n%s", err, doc)
+	}
+	return v
+}
+
+const splitRoute = `
+metadata: {name: web-split, namespace: demo}
+spec:
+  parentRefs: [{kind: Service, group: "", name: web, port: 80}]
+  rules:
+  - backendRefs:
+    - {name: web-v1, port: 80, weight: 90}
+    - {name: web-v3, port: 80, weight: 10}
+  - backendRefs:
+    - {name: web-v3, port: 80}
+`
+
+func TestRouteFindingsNameMissingServices(t *testing.T) {
+	services := map[string]bool{"demo/web": true, "demo/web-v1": true, "demo/web-v3": true, "other/api": true}
+	for name, tc := range map[string]struct {
+		route string
+		want  []string
+	}{
+		"all there": {splitRoute, nil},
+		"missing backend, named once": {strings.ReplaceAll(splitRoute, "web-v3", "web-v4"),
+			[]string{"demo/web-split: backendRef web-v4 (Service demo/web-v4) does not exist"}},
+		"missing parent Service": {strings.Replace(splitRoute, "name: web,", "name: www,", 1),
+			[]string{"demo/web-split: parentRef www (Service demo/www) does not exist"}},
+		"parent in the core group by name": {`
+metadata: {name: r, namespace: demo}
+spec:
+  parentRefs: [{kind: Service, group: core, name: gone}]`,
+			[]string{"demo/r: parentRef gone (Service demo/gone) does not exist"}},
+		"a Gateway parent is not a Service": {`
+metadata: {name: r, namespace: demo}
+spec:
+  parentRefs: [{name: gone}, {kind: Service, group: example.com, name: gone}]
+  rules: [{backendRefs: [{name: web, port: 80}]}]`, nil},
+		"other kinds of backends are not checked": {`
+metadata: {name: r, namespace: demo}
+spec:
+  rules: [{backendRefs: [{kind: Bucket, group: storage.example.com, name: gone}]}]`, nil},
+		"refs in other namespaces": {`
+metadata: {name: r, namespace: demo}
+spec:
+  parentRefs: [{kind: Service, group: "", namespace: other, name: api}]
+  rules: [{backendRefs: [{namespace: other, name: api, port: 80}, {namespace: other, name: gone, port: 80}]}]`,
+			[]string{"demo/r: backendRef gone (Service other/gone) does not exist"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			got := routeFindings([]gatewayv1.HTTPRoute{fromYAML[gatewayv1.HTTPRoute](t, tc.route)}, services)
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("findings %q, want %q", got, tc.want)
+			}
+		})
+	}
+	routes := []gatewayv1.HTTPRoute{
+		fromYAML[gatewayv1.HTTPRoute](t, splitRoute),
+		fromYAML[gatewayv1.HTTPRoute](t, "metadata: {name: r, namespace: b}\nspec: {rules: [{backendRefs: [{name: x, namespace: a}]}]}"),
+	}
+	if got := refNamespaces(routes); !slices.Equal(got, []string{"a", "demo"}) {
+		t.Errorf("refNamespaces = %v", got)
+	}
+}
+
+func pod(name string, labels map[string]string, phase corev1.PodPhase, ports ...corev1.ContainerPort) corev1.Pod {
+	always := corev1.ContainerRestartPolicyAlways
+	return corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "demo", Labels: labels},
+		Spec: corev1.PodSpec{
+			InitContainers: []corev1.Container{{Name: "mesh-proxy", RestartPolicy: &always, Ports: []corev1.ContainerPort{{Name: "admin", ContainerPort: 4191}}}},
+			Containers:     []corev1.Container{{Name: "app", Ports: ports}},
+		},
+		Status: corev1.PodStatus{Phase: phase},
+	}
+}
+
+func TestPolicyFindingsNamePoliciesThatSelectNothing(t *testing.T) {
+	http := corev1.ContainerPort{Name: "http", ContainerPort: 8080}
+	pods := map[string][]corev1.Pod{"demo": {
+		pod("web-1", map[string]string{"app": "web"}, corev1.PodRunning, http),
+		pod("web-2", map[string]string{"app": "web"}, corev1.PodPending, http),
+		pod("job-1", map[string]string{"app": "job"}, corev1.PodSucceeded, http),
+		pod("db-1", map[string]string{"app": "db"}, corev1.PodRunning),
+	}}
+	for name, tc := range map[string]struct {
+		spec string
+		want string
+	}{
+		"selects web by label and port name": {"podSelector: {matchLabels: {app: web}}\nport: http", ""},
+		"by port number":                     {"podSelector: {matchLabels: {app: web}}\nport: 8080", ""},
+		"every pod and port":                 {"podSelector: {}", ""},
+		"every port of web":                  {"podSelector: {matchExpressions: [{key: app, operator: In, values: [web, api]}]}", ""},
+		"no such label": {"podSelector: {matchLabels: {app: api}}",
+			"demo/p: podSelector {app=api} selects no pod in namespace demo"},
+		"only finished pods": {"podSelector: {matchLabels: {app: job}}",
+			"demo/p: podSelector {app=job} selects no pod in namespace demo"},
+		"no such port name": {"podSelector: {matchLabels: {app: web}}\nport: grpc",
+			"demo/p: port grpc is no declared container port of the 2 pods it selects"},
+		"no such port number": {"podSelector: {matchLabels: {app: web}}\nport: 9090",
+			"demo/p: port 9090 is no declared container port of the 2 pods it selects"},
+		"the proxy's port is not the app's": {"podSelector: {matchLabels: {app: web}}\nport: 4191",
+			"demo/p: port 4191 is no declared container port of the 2 pods it selects"},
+		"a pod without declared ports": {"podSelector: {matchLabels: {app: db}}\nport: 5432",
+			"demo/p: port 5432 is no declared container port of the 1 pods it selects"},
+		"invalid selector": {"podSelector: {matchExpressions: [{key: app, operator: Maybe}]}",
+			"demo/p: podSelector is invalid"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			p := fromYAML[policyapi.AuthorizationPolicy](t, "metadata: {name: p, namespace: demo}\nspec:\n  from: [{spiffeID: '*'}]\n"+indent(tc.spec))
+			got := policyFindings([]policyapi.AuthorizationPolicy{p}, pods)
+			switch {
+			case tc.want == "" && len(got) != 0:
+				t.Errorf("findings %q, want none", got)
+			case tc.want != "" && (len(got) != 1 || !strings.HasPrefix(got[0], tc.want)):
+				t.Errorf("findings %q, want one starting %q", got, tc.want)
+			}
+		})
+	}
+	empty := fromYAML[policyapi.AuthorizationPolicy](t, "metadata: {name: p, namespace: quiet}\nspec: {podSelector: {}, from: [{spiffeID: '*'}]}")
+	if got := policyFindings([]policyapi.AuthorizationPolicy{empty}, pods); !slices.Equal(got, []string{"quiet/p: podSelector {} (every pod) selects no pod in namespace quiet"}) {
+		t.Errorf("a namespace without pods: %q", got)
+	}
+}
+
+func indent(s string) string {
+	return "  " + strings.ReplaceAll(s, "\n", "\n  ") + "\n"
+}
+
+func TestWarnAboutCapsTheList(t *testing.T) {
+	if warnAbout(nil) != nil {
+		t.Error("no findings is not a success")
+	}
+	var many []string
+	for range maxFindings + 3 {
+		many = append(many, "x")
+	}
+	err := warnAbout(many)
+	if !isWarn(err) || !strings.HasSuffix(err.Error(), "; and 3 more") || strings.Count(err.Error(), "x") != maxFindings {
+		t.Errorf("warnAbout(%d findings) = %v", len(many), err)
+	}
+}
+
+func toUnstructured(t *testing.T, apiVersion, kind string, obj any) *unstructured.Unstructured {
+	t.Helper()
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &unstructured.Unstructured{Object: m}
+	u.SetAPIVersion(apiVersion)
+	u.SetKind(kind)
+	return u
+}
+
+// TestPolicyChecksOnAFakeCluster runs the checks through the clients: a
+// route to a missing Service warns, a good policy passes, and missing CRDs
+// pass with a note.
+func TestPolicyChecksOnAFakeCluster(t *testing.T) {
+	route := fromYAML[gatewayv1.HTTPRoute](t, splitRoute)
+	policy := fromYAML[policyapi.AuthorizationPolicy](t, "metadata: {name: p, namespace: demo}\nspec: {podSelector: {matchLabels: {app: web}}, port: http, from: [{spiffeID: '*'}]}")
+	web := pod("web-1", map[string]string{"app": "web"}, corev1.PodRunning, corev1.ContainerPort{Name: "http", ContainerPort: 8080})
+	svc := func(name string) *corev1.Service {
+		return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "demo"}}
+	}
+	kube := kubefake.NewClientset(&web, svc("web"), svc("web-v1"))
+	lists := map[schema.GroupVersionResource]string{httpRoutes: "HTTPRouteList", policyapi.GroupVersionResource: "AuthorizationPolicyList"}
+	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), lists,
+		toUnstructured(t, "gateway.networking.k8s.io/v1", "HTTPRoute", &route),
+		toUnstructured(t, policyapi.Group+"/"+policyapi.Version, policyapi.Kind, &policy))
+	env := &Env{Client: kube, Dynamic: dyn}
+	results := Run(context.Background(), env, []Category{Policy()}, Options{})
+	if r := results[0]; r.Status != Warning || r.Detail != "demo/web-split: backendRef web-v3 (Service demo/web-v3) does not exist" || r.Hint == "" {
+		t.Errorf("routes: %+v", r)
+	}
+	if r := results[1]; r.Status != OK || r.Detail != "" {
+		t.Errorf("policies: %+v", r)
+	}
+
+	bare := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), lists)
+	bare.PrependReactor("list", "*", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewNotFound(a.GetResource().GroupResource(), "")
+	})
+	results = Run(context.Background(), &Env{Client: kubefake.NewClientset(), Dynamic: bare}, []Category{Policy()}, Options{})
+	for _, r := range results {
+		if r.Status != OK || !strings.Contains(r.Detail, "not installed") {
+			t.Errorf("%s without its CRD: %+v, want ok with a note", r.Name, r)
+		}
+	}
+}
