@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/informers"
@@ -35,6 +36,21 @@ import (
 	"github.com/meshctl/meshctl/internal/certs"
 	"github.com/meshctl/meshctl/internal/policyapi"
 )
+
+// served reports whether the API server serves a resource (its CRD is
+// installed); the controller reads only what exists when it starts.
+func (c *Controller) served(gvr schema.GroupVersionResource) bool {
+	list, err := c.cfg.Client.Discovery().ServerResourcesForGroupVersion(gvr.GroupVersion().String())
+	if err == nil {
+		for _, r := range list.APIResources {
+			if r.Name == gvr.Resource {
+				return true
+			}
+		}
+	}
+	c.log.Warn("not served by the API server; not following it (install its CRD and restart the controller)", "resource", gvr.String())
+	return false
+}
 
 // nilDynamic lets a factory be made without a dynamic client; it is then
 // never started.
@@ -134,9 +150,16 @@ func (c *Controller) Run(ctx context.Context) error {
 	custom := dynamicinformer.NewDynamicSharedInformerFactory(nilDynamic(c.cfg.Dynamic), 10*time.Minute)
 	defer custom.Shutdown()
 	synced := []cache.InformerSynced{dest.Synced, nsInformer.HasSynced, copier.Synced}
-	if c.cfg.Dynamic != nil {
+	if c.cfg.Dynamic != nil && c.served(policyapi.GroupVersionResource) {
 		policies = custom.ForResource(policyapi.GroupVersionResource).Informer()
 		synced = append(synced, policies.HasSynced)
+	}
+	if c.cfg.Dynamic != nil && c.served(destination.HTTPRoutes) {
+		routes := custom.ForResource(destination.HTTPRoutes).Informer()
+		if err := dest.WithRoutes(routes); err != nil {
+			return err
+		}
+		synced = append(synced, routes.HasSynced)
 	}
 	inboundPolicies, err := inbound.New(inbound.Config{
 		Pods: dest.Pods(), Namespaces: nsInformer, Policies: policies,

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -44,6 +45,7 @@ type Watcher struct {
 	services      cache.SharedIndexInformer
 	slices        cache.SharedIndexInformer
 	pods          cache.SharedIndexInformer
+	routes        cache.SharedIndexInformer // HTTPRoutes (unstructured); nil: none
 	serviceLister listerscorev1.ServiceLister
 	sliceLister   listersdiscoveryv1.EndpointSliceLister
 
@@ -151,16 +153,16 @@ func (w *Watcher) Synced() bool {
 	return w.services.HasSynced() && w.slices.HasSynced() && w.pods.HasSynced()
 }
 
-// subscribe registers interest in a key; the channel gets a signal when it may have changed.
-func (w *Watcher) subscribe(key string) (chan struct{}, func()) {
-	ch := make(chan struct{}, 1)
+// subscribe registers interest in a key: ch gets a signal when it may
+// have changed.
+func (w *Watcher) subscribe(key string, ch chan struct{}) func() {
 	w.mu.Lock()
 	if w.subs[key] == nil {
 		w.subs[key] = map[chan struct{}]struct{}{}
 	}
 	w.subs[key][ch] = struct{}{}
 	w.mu.Unlock()
-	return ch, func() {
+	return func() {
 		w.mu.Lock()
 		delete(w.subs[key], ch)
 		if len(w.subs[key]) == 0 {
@@ -272,7 +274,9 @@ func (w *Watcher) Resolve(raw string) (api.Destination, error) {
 func (w *Watcher) resolve(t target) api.Destination {
 	switch {
 	case t.service != nil:
-		return w.serviceDestination(t.service, t.port)
+		d := w.serviceDestination(t.service, t.port)
+		d.Routes = w.routesFor(t.service, t.port)
+		return d
 	case t.podIP != "":
 		objs, _ := w.pods.GetIndexer().ByIndex(podIPIndex, t.podIP)
 		if len(objs) == 0 {
@@ -390,8 +394,14 @@ func (w *Watcher) Watch(ctx context.Context, raw string, send func(api.Destinati
 		<-ctx.Done()
 		return nil
 	}
-	ch, unsubscribe := w.subscribe(key)
-	defer unsubscribe()
+	// The target's key, and the keys of the Services its routes send to.
+	ch := make(chan struct{}, 1)
+	subs := map[string]func(){key: w.subscribe(key, ch)}
+	defer func() {
+		for _, unsubscribe := range subs {
+			unsubscribe()
+		}
+	}()
 	var last api.Destination
 	first := true
 	for {
@@ -400,6 +410,23 @@ func (w *Watcher) Watch(ctx context.Context, raw string, send func(api.Destinati
 			t = t2
 		}
 		d := w.resolve(t)
+		follow := map[string]bool{key: true}
+		for _, r := range d.Routes {
+			for _, b := range r.Backends {
+				follow[backendKey(b.Service)] = true
+			}
+		}
+		for k := range follow {
+			if subs[k] == nil {
+				subs[k] = w.subscribe(k, ch)
+			}
+		}
+		for k, unsubscribe := range subs {
+			if !follow[k] {
+				unsubscribe()
+				delete(subs, k)
+			}
+		}
 		if first || !equal(d, last) {
 			if err := send(d); err != nil {
 				return err
@@ -416,6 +443,9 @@ func (w *Watcher) Watch(ctx context.Context, raw string, send func(api.Destinati
 
 func equal(a, b api.Destination) bool {
 	if a.Known != b.Known || a.Service != b.Service || len(a.Endpoints) != len(b.Endpoints) || len(a.Annotations) != len(b.Annotations) {
+		return false
+	}
+	if !reflect.DeepEqual(a.Routes, b.Routes) {
 		return false
 	}
 	for i := range a.Endpoints {

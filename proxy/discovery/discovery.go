@@ -275,6 +275,7 @@ func (c *Client) stream(ctx context.Context, sub *subscription) (answered bool, 
 				c.cfg.Log.Warn("ignoring a bad traffic-policy annotation", "service", d.Service, "error", err)
 			}
 			sub.set.SetPolicy(name(sub.dst, d), pol)
+			sub.set.SetRoutes(TranslateRoutes(sub.dst, d.Routes, c.cfg.Log))
 		} else {
 			sub.set.Passthrough(sub.dst.String())
 		}
@@ -359,6 +360,20 @@ func (c *Client) Sets() []*endpoints.Set {
 	out := make([]*endpoints.Set, len(subs))
 	for i, s := range subs {
 		out[i] = s.set
+	}
+	return out
+}
+
+// TranslateRoutes turns the controller's routes into the set's.
+func TranslateRoutes(dst netip.AddrPort, routes []api.Route, log *slog.Logger) []endpoints.RouteSpec {
+	out := make([]endpoints.RouteSpec, len(routes))
+	for i, r := range routes {
+		spec := endpoints.RouteSpec{Name: r.Name, Match: r.Match, Backends: make([]endpoints.BackendSpec, len(r.Backends))}
+		for j, b := range r.Backends {
+			eps, _ := Translate(dst, api.Destination{Known: true, Endpoints: b.Endpoints}, log)
+			spec.Backends[j] = endpoints.BackendSpec{Name: b.Service, Weight: b.Weight, Endpoints: eps}
+		}
+		out[i] = spec
 	}
 	return out
 }

@@ -69,6 +69,7 @@ type state struct {
 	budget   *retry.Budget // nil unless the policy retries
 	changed  chan struct{} // closed when a newer state replaces this one
 	balanced bool
+	routes   []Route // HTTPRoutes attached to the Service, most specific first
 }
 
 var noPolicy = &servicepolicy.Policy{}
@@ -101,7 +102,7 @@ func (s *Set) Update(eps []Endpoint) {
 	old := s.st.Load()
 	next := &state{eps: slices.Clone(eps), bal: make([]*balance.Endpoint, len(eps)), policy: noPolicy, changed: make(chan struct{}), balanced: true}
 	if old != nil {
-		next.name, next.policy, next.budget = old.name, old.policy, old.budget
+		next.name, next.policy, next.budget, next.routes = old.name, old.policy, old.budget, old.routes
 		for i, e := range eps {
 			if j := slices.IndexFunc(old.eps, func(o Endpoint) bool { return o.Addr == e.Addr }); j >= 0 && old.bal != nil {
 				next.bal[i] = old.bal[j]

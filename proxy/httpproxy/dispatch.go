@@ -52,9 +52,11 @@ func (p *Proxy) forward(ctx context.Context, rec *recorder, r *http.Request, inf
 			}
 		}
 	}
+	// An HTTPRoute may send the request to one of its backends instead.
+	target := set.Route(r)
 	var failedOn string // where the last try failed: a retry goes elsewhere
 	for try := 0; ; try++ {
-		lease, err := set.Acquire(ctx, p.queue, failedOn)
+		lease, err := target.Acquire(ctx, p.queue, failedOn)
 		if err != nil {
 			p.unavailable(ctx, rec, info, set, grpc, err)
 			return endpoints.Endpoint{}, false
