@@ -47,6 +47,8 @@ type load struct {
 	Namespace, Name, Service string
 	RPS, Count, Concurrency  int
 	Linger                   string
+	ServiceAccount           string // "": default
+	Unmeshed                 bool   // opt the client pod out of injection
 }
 
 // startLoad starts the load generator and returns its pod's name.

@@ -1,0 +1,176 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
+
+	"github.com/meshctl/meshctl/identity/ca"
+)
+
+// annotateNamespace sets an annotation on a namespace.
+func annotateNamespace(t *testing.T, ns, key, value string) {
+	t.Helper()
+	ctx := context.Background()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		obj, err := cluster.client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if obj.Annotations == nil {
+			obj.Annotations = map[string]string{}
+		}
+		obj.Annotations[key] = value
+		_, err = cluster.client.CoreV1().Namespaces().Update(ctx, obj, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// byVersion adds up a load summary's answers by the web version that gave them.
+func byVersion(backends map[string]int) (v1, v2 int) {
+	for pod, n := range backends {
+		switch {
+		case strings.HasPrefix(pod, "web-v1-"):
+			v1 += n
+		case strings.HasPrefix(pod, "web-v2-"):
+			v2 += n
+		}
+	}
+	return v1, v2
+}
+
+// TestPolicyOnTheCluster runs the policy scenarios: an HTTPRoute canary
+// split and a weight shift under load, identity-based authorization under a
+// default-deny namespace, and an inbound rate limit.
+func TestPolicyOnTheCluster(t *testing.T) {
+	anchor := mustCA(t)(ca.NewTrustAnchor("cluster.local", 24*time.Hour))
+	issuer := mustCA(t)(ca.NewIssuer(anchor, "cluster.local", 12*time.Hour))
+	deployControlPlane(t, "24h", issuer, anchor)
+
+	canary := meshedNamespace(t, "canary")
+	applyTemplate(t, "policy-route.yaml", map[string]any{"Namespace": canary, "V1": 90, "V2": 10})
+	applyTemplate(t, "policy-canary.yaml", map[string]any{"Namespace": canary, "Versions": []string{"v1", "v2"}})
+	authz := meshedNamespace(t, "authz")
+	annotateNamespace(t, authz, "config.meshctl.io/default-inbound-policy", "deny")
+	applyTemplate(t, "policy-authz.yaml", map[string]any{"Namespace": authz})
+	for _, name := range []string{"web-v1", "web-v2", "limited"} {
+		waitReady(t, canary, name, 3*time.Minute)
+	}
+	waitReady(t, authz, "server", 3*time.Minute)
+
+	t.Run("a 90/10 split holds over one keep-alive connection", func(t *testing.T) {
+		final, _ := runLoad(t, load{Namespace: canary, Name: "load-split", Service: "web", Count: 10000}, 5*time.Minute)
+		v1, v2 := byVersion(final.Backends)
+		share := 100 * float64(v2) / float64(v1+v2)
+		t.Logf("10,000 requests to Service web over one connection: web-v1 %d, web-v2 %d (%.2f %%, route 10 %%), %d errors", v1, v2, share, final.Errors)
+		if final.Errors > 0 || math.Abs(share-10) > 1.5 {
+			t.Errorf("web-v2 got %.2f %% with %d errors, want 10 ± 1.5 %% and none", share, final.Errors)
+		}
+	})
+
+	t.Run("moving the weights to 0/100 under load loses no request", func(t *testing.T) {
+		pod := startLoad(t, load{Namespace: canary, Name: "load-shift", Service: "web", RPS: 100, Count: 3000})
+		var n0 int
+		eventually(t, "steady load on both versions", time.Minute, func(ctx context.Context) error {
+			r, err := loadReports(ctx, canary, pod)
+			if err != nil || len(r) < 5 {
+				return fmt.Errorf("%d reports (%v)", len(r), err)
+			}
+			n0 = len(r)
+			return nil
+		})
+		shifted := time.Now()
+		applyTemplate(t, "policy-route.yaml", map[string]any{"Namespace": canary, "V1": 0, "V2": 100})
+		var tookEffect time.Duration
+		eventually(t, "only web-v2 answering", time.Minute, func(ctx context.Context) error {
+			r, err := loadReports(ctx, canary, pod)
+			if err != nil || len(r) <= n0 {
+				return fmt.Errorf("no report since the change (%v)", err)
+			}
+			if v1, _ := byVersion(r[len(r)-1].Backends); v1 > 0 {
+				return fmt.Errorf("web-v1 still answered %d in the last second", v1)
+			}
+			tookEffect = time.Since(shifted)
+			return nil
+		})
+		final := waitFinal(t, canary, pod, 2*time.Minute)
+		v1, v2 := byVersion(final.Backends)
+		t.Logf("weights 90/10 → 0/100 at 100 requests/s: only web-v2 within %.1f s (seen in 1 s reports); %d requests: web-v1 %d, web-v2 %d, %d failed, statuses %v",
+			tookEffect.Seconds(), final.Requests, v1, v2, final.Errors, final.Statuses)
+		if final.Errors > 0 {
+			t.Errorf("%d requests failed during the shift", final.Errors)
+		}
+	})
+
+	t.Run("only the authorized ServiceAccount gets in", func(t *testing.T) {
+		client, _ := runLoad(t, load{Namespace: authz, Name: "as-client", Service: "server", RPS: 20, Count: 50, ServiceAccount: "client"}, 3*time.Minute)
+		intruder, _ := runLoad(t, load{Namespace: authz, Name: "as-intruder", Service: "server", RPS: 20, Count: 50, ServiceAccount: "intruder"}, 3*time.Minute)
+		unmeshed, _ := runLoad(t, load{Namespace: authz, Name: "unmeshed", Service: "server", RPS: 20, Count: 50, Unmeshed: true}, 3*time.Minute)
+		t.Logf("default deny, one policy for ServiceAccount client: client %v, intruder (meshed) %v, unmeshed pod %v",
+			client.Statuses, intruder.Statuses, unmeshed.Statuses)
+		if client.Statuses["200"] != 50 {
+			t.Errorf("the authorized client got %v, want 50 × 200", client.Statuses)
+		}
+		if intruder.Statuses["403"] != 50 {
+			t.Errorf("the intruder got %v, want 50 × 403", intruder.Statuses)
+		}
+		if unmeshed.Statuses["200"] != 0 {
+			t.Errorf("the unmeshed pod got %v, want no success", unmeshed.Statuses)
+		}
+		// The kubelet's probes still pass: the server pods stayed Ready.
+		pods, err := cluster.client.CoreV1().Pods(authz).List(context.Background(), metav1.ListOptions{LabelSelector: "app=server"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range pods.Items {
+			ready := false
+			for _, c := range p.Status.Conditions {
+				if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+					ready = true
+				}
+			}
+			restarts := int32(0)
+			for _, cs := range p.Status.ContainerStatuses {
+				restarts += cs.RestartCount
+			}
+			if !ready || restarts > 0 {
+				t.Errorf("server pod %s: ready %v, %d restarts; the probes must pass under deny", p.Name, ready, restarts)
+			}
+			m, err := proxyMetrics(context.Background(), authz, p.Name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%s: allowed %v (probes %v), denied %v", p.Name, sumMatching(m, "inbound_policy_decisions_total{", "decision=allow"),
+				sumMatching(m, "inbound_policy_decisions_total{", "decision=allow", "rule=probe"), sumMatching(m, "inbound_policy_decisions_total{", "decision=deny"))
+		}
+		// meshctl check warns about the policy that selects nothing.
+		out, _ := meshctl(t, true, "check")
+		if !strings.Contains(out, authz+"/stale") {
+			t.Errorf("meshctl check did not name the policy that selects nothing:\n%s", out)
+		}
+	})
+
+	t.Run("a rate limit answers 429 beyond it", func(t *testing.T) {
+		final, _ := runLoad(t, load{Namespace: canary, Name: "load-limited", Service: "limited", RPS: 300, Count: 3000, Concurrency: 4}, 3*time.Minute)
+		ok, limited := final.Statuses["200"], final.Statuses["429"]
+		rate := float64(ok) / final.DurationS
+		t.Logf("300 requests/s for %.1f s against a 100/s limit: %d succeeded (%.1f/s, a 100-request burst included), %d got 429, other %v",
+			final.DurationS, ok, rate, limited, final.Statuses)
+		want := 100*final.DurationS + 100 // the bucket starts full: one second's burst
+		if ok+limited != final.Requests || float64(ok) < 0.85*want || float64(ok) > 1.1*want {
+			t.Errorf("%d × 200 and %d × 429 of %d, want about %.0f × 200 and the rest 429", ok, limited, final.Requests, want)
+		}
+	})
+}
