@@ -110,7 +110,8 @@ func probeOf(pod *corev1.Pod, probe *corev1.Probe) (api.Probe, bool) {
 		port, ok := containerPort(pod, probe.TCPSocket.Port)
 		return api.Probe{Port: port}, ok
 	case probe.GRPC != nil:
-		return api.Probe{Port: int(probe.GRPC.Port)}, true
+		// The kubelet calls the standard health service over HTTP/2.
+		return api.Probe{Port: int(probe.GRPC.Port), Path: "/grpc.health.v1.Health/Check"}, true
 	}
 	return api.Probe{}, false
 }

@@ -50,8 +50,8 @@ type AuthorizationRule struct {
 	Identities []string `json:"identities"`
 }
 
-// Probe is a kubelet probe: its port, and its path for HTTP probes ("":
-// any request or connection on the port).
+// Probe is a kubelet probe: its port, and its path for HTTP (and gRPC)
+// probes; "" for TCP probes: connections on the port that are not HTTP.
 type Probe struct {
 	Port int    `json:"port"`
 	Path string `json:"path,omitempty"`

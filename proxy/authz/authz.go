@@ -118,7 +118,9 @@ func (g *Guard) Admit(port uint16, path, clientID string, http bool) Decision {
 	p := &st.policy
 	count := *g.count.Load()
 	for _, pr := range p.Probes {
-		if pr.Port == int(port) && (pr.Path == "" || (http && pr.Path == path)) {
+		// An HTTP probe lets in its path; a TCP probe lets in connections
+		// that are not HTTP (the kubelet's bare connect), never requests.
+		if pr.Port == int(port) && ((pr.Path == "" && !http) || (http && pr.Path == path)) {
 			count(Allowed, "probe")
 			return Decision{Rule: "probe"}
 		}

@@ -36,6 +36,7 @@ func TestPolicyEvaluation(t *testing.T) {
 		{"probe path, plaintext", 8080, "/healthz", "", true, 0, "probe"},
 		{"probe path prefix is not the probe", 8080, "/healthz/x", "", true, 403, "shop/web"},
 		{"TCP probe port", 7000, "", "", false, 0, "probe"},
+		{"an HTTP request on a TCP probe's port", 7000, "/", "", true, 403, "default:deny"},
 		{"path prefix, any meshed client", 9000, "/metrics/x", intruder, true, 0, "shop/admin"},
 		{"outside the path prefix", 9000, "/debug", intruder, true, 403, "shop/admin"},
 		{"opaque connection on a path-limited port", 9000, "", client, false, 403, "shop/admin"},
