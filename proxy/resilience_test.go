@@ -310,8 +310,10 @@ func TestHTTP2CallsAreBalancedPerCallOnOneConnection(t *testing.T) {
 	if conns != 1 {
 		t.Fatalf("%v client connections, want the one", conns)
 	}
+	// Balanced per connection, one endpoint would get all 300. Per call,
+	// each gets some (P2C favours the faster ones, so not evenly).
 	for i, n := range got {
-		if n < 30 {
+		if n == 0 || n > 240 {
 			t.Errorf("endpoint %d got %d of 300 calls on one connection: not balanced per call", i, n)
 		}
 	}
