@@ -117,12 +117,12 @@ func TestRetriesTurnFailuresIntoSuccesses(t *testing.T) {
 func TestRetryBudgetBoundsRetriesAgainstAFailingService(t *testing.T) {
 	down := &counting{}
 	down.status.Store(500)
+	start := time.Now() // the budget starts with the proxy's table
 	r := balanced(t, map[string]string{
 		"retry.meshctl.io/http": "5xx", "retry.meshctl.io/limit": "4",
 		"retry.meshctl.io/budget-ratio": "0.2", "retry.meshctl.io/budget-min-per-second": "5",
 	}, Config{}, backend(t, down))
 	c := h1Client()
-	start := time.Now()
 	const n = 300
 	for range n {
 		if res, _ := get(t, c, r, "GET", ""); res.StatusCode != 500 {
