@@ -92,6 +92,7 @@ func (l loader) run(ctx context.Context, out io.Writer) error {
 			}
 		}()
 	}
+	start := time.Now() // before the first request
 	var issued atomic.Int64
 	results := make(chan result, 64)
 	var wg sync.WaitGroup
@@ -122,7 +123,6 @@ func (l loader) run(ctx context.Context, out io.Writer) error {
 	cur := loadReport{Backends: map[string]int{}, Statuses: map[string]int{}}
 	final := finalReport{Final: true, Backends: map[string]int{}, Statuses: map[string]int{}}
 	var lat, all []time.Duration
-	start := time.Now()
 	for {
 		select {
 		case <-report.C:
