@@ -155,10 +155,11 @@ func TestPolicyOnTheCluster(t *testing.T) {
 			t.Logf("%s: allowed %v (probes %v), denied %v", p.Name, sumMatching(m, "inbound_policy_decisions_total{", "decision=allow"),
 				sumMatching(m, "inbound_policy_decisions_total{", "decision=allow", "rule=probe"), sumMatching(m, "inbound_policy_decisions_total{", "decision=deny"))
 		}
-		// meshctl check warns about the policy that selects nothing.
+		// meshctl check warns about the policy that selects nothing and the
+		// route that sends /nowhere to a Service that does not exist.
 		out, _ := meshctl(t, true, "check")
-		if !strings.Contains(out, authz+"/stale") {
-			t.Errorf("meshctl check did not name the policy that selects nothing:\n%s", out)
+		if !strings.Contains(out, authz+"/stale") || !strings.Contains(out, authz+"/dangling") {
+			t.Errorf("meshctl check did not name the policy that selects nothing and the route to a missing Service:\n%s", out)
 		}
 	})
 
