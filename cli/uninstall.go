@@ -133,8 +133,12 @@ func runUninstall(ctx context.Context, o *uninstallOptions, stdout, stderr io.Wr
 			return fmt.Errorf("namespace %s is still terminating (run uninstall again to finish, the AuthorizationPolicy CRD included): %w", o.namespace, err)
 		}
 	}
-	crd, err := deleteAuthorizationPolicyCRD(ctx, dyn)
-	if err != nil {
+	var crd bool
+	if !o.wait && deleted > 0 {
+		// Not waiting for the controller to go: the policies stay until it has.
+		fmt.Fprintf(stderr, "  kept CustomResourceDefinition %s while the controller may still run: run 'meshctl uninstall' again once namespace %s is gone to remove it\n",
+			install.AuthorizationPolicyCRD, o.namespace)
+	} else if crd, err = deleteAuthorizationPolicyCRD(ctx, dyn); err != nil {
 		return fmt.Errorf("uninstall is incomplete (run it again once fixed): %w", err)
 	}
 	if crd {

@@ -56,7 +56,7 @@ func slimProbe(p *corev1.Probe) *corev1.Probe {
 	}
 	h := corev1.ProbeHandler{TCPSocket: p.TCPSocket, GRPC: p.GRPC}
 	if p.HTTPGet != nil {
-		h.HTTPGet = &corev1.HTTPGetAction{Path: p.HTTPGet.Path, Port: p.HTTPGet.Port}
+		h.HTTPGet = &corev1.HTTPGetAction{Path: p.HTTPGet.Path, Port: p.HTTPGet.Port, Scheme: p.HTTPGet.Scheme}
 	}
 	return &corev1.Probe{ProbeHandler: h}
 }

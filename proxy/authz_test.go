@@ -3,6 +3,7 @@ package proxy
 import (
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"testing"
 	"time"
@@ -18,7 +19,9 @@ func TestInboundPolicyRefusesAndRateLimits(t *testing.T) {
 	port, _ := strconv.Atoi(portStr)
 	g := authz.New(authz.Deny)
 	g.Update(api.InboundPolicy{Default: authz.Deny, Probes: []api.Probe{{Port: port, Path: "/ready"}}})
-	r := startProxy(t, Config{Inbound: &SideConfig{Listen: "127.0.0.1:0", Upstream: addr}, InboundPolicy: g})
+	// The test's client is the "node" (where probes come from).
+	r := startProxy(t, Config{Inbound: &SideConfig{Listen: "127.0.0.1:0", Upstream: addr}, InboundPolicy: g,
+		AdminAllow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
 	c := h1Client()
 	status := func(path string) (int, http.Header) {
 		res, err := c.Get("http://" + r.inbound() + path)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/meshctl/meshctl/identity/spiffeid"
+	"github.com/meshctl/meshctl/proxy/authz"
 	"github.com/meshctl/meshctl/proxy/detect"
 	"github.com/meshctl/meshctl/proxy/endpoints"
 	"github.com/meshctl/meshctl/proxy/httpproxy"
@@ -201,6 +202,9 @@ func (s *side) handle(c *net.TCPConn) {
 	}
 	labels := metrics.ConnLabels{Direction: s.name}
 	info := &httpproxy.ConnInfo{Direction: s.name, Upstream: dst, Port: port}
+	if s.name == metrics.Inbound {
+		info.FromNode = s.p.fromNode(c.RemoteAddr())
+	}
 	if id := dst.Identity(); s.name == metrics.Outbound && id != (spiffeid.ID{}) {
 		labels.TLS, labels.ServerID, info.ServerID = true, id.String(), id.String()
 	}
@@ -222,7 +226,7 @@ func (s *side) handle(c *net.TCPConn) {
 			sc.Close() // shutting down
 		}
 	default:
-		if !s.admit(port, "") {
+		if !s.admit(port, "", info.FromNode) {
 			sc.releasePeek()
 			sc.Close()
 			return
@@ -277,7 +281,7 @@ func (s *side) serveMeshed(sc *serverConn, dst *endpoints.Set, port uint16) {
 	sc.open(metrics.ConnLabels{Direction: s.name, TLS: true, ClientID: peer.String()}, info)
 	if cs.NegotiatedProtocol == meshtls.ALPNOpaque {
 		defer sc.Close()
-		if !s.admit(port, peer.String()) {
+		if !s.admit(port, peer.String(), false) {
 			tc.Close()
 			return
 		}
@@ -300,12 +304,12 @@ func (s *side) serveMeshed(sc *serverConn, dst *endpoints.Set, port uint16) {
 
 // admit asks the inbound policy whether a connection that is not HTTP
 // (from clientID, "" when not meshed) may reach port; outbound, always.
-func (s *side) admit(port uint16, clientID string) bool {
+func (s *side) admit(port uint16, clientID string, fromNode bool) bool {
 	g := s.p.cfg.InboundPolicy
 	if s.name != metrics.Inbound || g == nil {
 		return true
 	}
-	d := g.Admit(port, "", clientID, false)
+	d := g.Admit(authz.Request{Port: port, ClientID: clientID, FromNode: fromNode})
 	if !d.Allowed() {
 		s.log.Debug("connection refused by inbound policy", "port", port, "client_id", clientID, "rule", d.Rule)
 	}
@@ -340,7 +344,7 @@ func (s *side) pipe(sc *serverConn, c *net.TCPConn, lease endpoints.Lease, peeke
 		return
 	}
 	// An opaque connection counts as pending on its endpoint while it lasts.
-	lease.Responded()
+	lease.Responded(false)
 	defer lease.Done(false)
 	// Pipe the raw client socket so the kernel can splice; count afterwards.
 	n, m, err := tcpproxy.Pipe(c, up, peeked)

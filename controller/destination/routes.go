@@ -78,18 +78,17 @@ func isService(group *gatewayv1.Group, kind *gatewayv1.Kind, kindDefault string)
 	return (g == "" || g == "core") && k == "Service"
 }
 
-// parentServices are the "ns/name" keys of the Services a route attaches to.
+// parentServices are the "ns/name" keys of the Services a route attaches
+// to. Only a route in the Service's own namespace shapes the Service's
+// traffic for every client (a producer route): a route elsewhere must not
+// take over another namespace's Service.
 func parentServices(r *gatewayv1.HTTPRoute) []string {
 	var out []string
 	for _, p := range r.Spec.ParentRefs {
-		if !isService(p.Group, p.Kind, "Gateway") {
+		if !isService(p.Group, p.Kind, "Gateway") || (p.Namespace != nil && string(*p.Namespace) != r.Namespace) {
 			continue
 		}
-		ns := r.Namespace
-		if p.Namespace != nil {
-			ns = string(*p.Namespace)
-		}
-		out = append(out, ns+"/"+string(p.Name))
+		out = append(out, r.Namespace+"/"+string(p.Name))
 	}
 	return out
 }
@@ -130,20 +129,24 @@ func (w *Watcher) routesFor(svc *corev1.Service, port corev1.ServicePort) []api.
 				matches = []gatewayv1.HTTPRouteMatch{{}}
 			}
 			for _, m := range matches {
-				entries = append(entries, entry{route: api.Route{Name: name, Match: routeMatch(m), Backends: backends}, hr: hr, order: len(entries)})
+				rm, ok := routeMatch(m)
+				if !ok {
+					continue // a match meshctl cannot honour must not widen into "everything"
+				}
+				entries = append(entries, entry{route: api.Route{Name: name, Match: rm, Backends: backends}, hr: hr, order: len(entries)})
 			}
 		}
 	}
-	// Gateway API precedence: exact paths, then the longest prefix, then
-	// more header matches, then a method; ties go to the oldest route, then
-	// by name, then in the route's own order.
+	// Gateway API precedence: exact paths, then the longest prefix, then a
+	// method, then more header matches; ties go to the oldest route, then by
+	// name, then in the route's own order.
 	slices.SortStableFunc(entries, func(a, b entry) int {
 		ma, mb := a.route.Match, b.route.Match
 		return cmp.Or(
 			cmp.Compare(boolInt(mb.PathType == "Exact"), boolInt(ma.PathType == "Exact")),
 			cmp.Compare(len(mb.Path), len(ma.Path)),
-			cmp.Compare(len(mb.Headers), len(ma.Headers)),
 			cmp.Compare(boolInt(mb.Method != ""), boolInt(ma.Method != "")),
+			cmp.Compare(len(mb.Headers), len(ma.Headers)),
 			a.hr.CreationTimestamp.Time.Compare(b.hr.CreationTimestamp.Time),
 			strings.Compare(a.route.Name, b.route.Name),
 			cmp.Compare(a.order, b.order),
@@ -169,50 +172,60 @@ func attachesTo(r *gatewayv1.HTTPRoute, svc *corev1.Service, port corev1.Service
 		if !isService(p.Group, p.Kind, "Gateway") || string(p.Name) != svc.Name {
 			continue
 		}
-		ns := r.Namespace
-		if p.Namespace != nil {
-			ns = string(*p.Namespace)
+		if p.Namespace != nil && string(*p.Namespace) != r.Namespace {
+			continue // see parentServices
 		}
-		if ns == svc.Namespace && (p.Port == nil || int32(*p.Port) == port.Port) {
+		if r.Namespace == svc.Namespace && (p.Port == nil || int32(*p.Port) == port.Port) {
 			return true
 		}
 	}
 	return false
 }
 
-func routeMatch(m gatewayv1.HTTPRouteMatch) api.RouteMatch {
+// routeMatch translates a match; false for one meshctl does not support
+// (regular expressions, query parameters).
+func routeMatch(m gatewayv1.HTTPRouteMatch) (api.RouteMatch, bool) {
 	var out api.RouteMatch
+	if len(m.QueryParams) > 0 {
+		return out, false
+	}
 	if m.Path != nil && m.Path.Value != nil {
 		out.Path, out.PathType = *m.Path.Value, "PathPrefix"
-		if m.Path.Type != nil && *m.Path.Type == gatewayv1.PathMatchExact {
-			out.PathType = "Exact"
+		if m.Path.Type != nil {
+			switch *m.Path.Type {
+			case gatewayv1.PathMatchExact:
+				out.PathType = "Exact"
+			case gatewayv1.PathMatchPathPrefix:
+			default:
+				return out, false
+			}
 		}
 		if out.PathType == "PathPrefix" && out.Path == "/" {
 			out.Path, out.PathType = "", "" // every path
 		}
 	}
 	for _, h := range m.Headers {
-		if h.Type == nil || *h.Type == gatewayv1.HeaderMatchExact {
-			out.Headers = append(out.Headers, api.HeaderMatch{Name: string(h.Name), Value: h.Value})
+		if h.Type != nil && *h.Type != gatewayv1.HeaderMatchExact {
+			return out, false
 		}
+		out.Headers = append(out.Headers, api.HeaderMatch{Name: string(h.Name), Value: h.Value})
 	}
 	if m.Method != nil {
 		out.Method = string(*m.Method)
 	}
-	return out
+	return out, true
 }
 
 // backends resolves a rule's backendRefs to Services and their endpoints.
 func (w *Watcher) backends(routeNS string, refs []gatewayv1.HTTPBackendRef) []api.Backend {
 	out := make([]api.Backend, 0, len(refs))
 	for _, ref := range refs {
-		if !isService(ref.Group, ref.Kind, "Service") || ref.Port == nil {
+		// Backends in other namespaces would need a ReferenceGrant, which
+		// meshctl does not read: they are left out.
+		if !isService(ref.Group, ref.Kind, "Service") || ref.Port == nil || (ref.Namespace != nil && string(*ref.Namespace) != routeNS) {
 			continue
 		}
 		ns := routeNS
-		if ref.Namespace != nil {
-			ns = string(*ref.Namespace)
-		}
 		b := api.Backend{Service: string(ref.Name) + "." + ns + ":" + strconv.Itoa(int(*ref.Port)), Weight: 1, Endpoints: []api.Endpoint{}}
 		if ref.Weight != nil {
 			b.Weight = int(*ref.Weight)

@@ -101,7 +101,10 @@ func probeOf(pod *corev1.Pod, probe *corev1.Probe) (api.Probe, bool) {
 	switch {
 	case probe.HTTPGet != nil:
 		port, ok := containerPort(pod, probe.HTTPGet.Port)
-		path := probe.HTTPGet.Path
+		if probe.HTTPGet.Scheme == corev1.URISchemeHTTPS {
+			return api.Probe{Port: port}, ok // TLS the proxy does not read: a connection
+		}
+		path, _, _ := strings.Cut(probe.HTTPGet.Path, "?")
 		if path == "" {
 			path = "/"
 		}

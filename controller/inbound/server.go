@@ -185,7 +185,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if enc.Encode(p) != nil || rc.Flush() != nil {
 				return
 			}
-			last = &p
+			sent := p
+			last = &sent
 		}
 		select {
 		case <-r.Context().Done():

@@ -2,6 +2,7 @@ package authz
 
 import (
 	"math"
+	pathpkg "path"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -57,9 +58,10 @@ type Guard struct {
 
 // state is one version of the policy with its limiters.
 type state struct {
-	policy    api.InboundPolicy
-	total     *rate.Limiter // nil: no limit
-	perClient *lru.Cache[string, *rate.Limiter]
+	policy      api.InboundPolicy
+	defaultRule string        // "default:<policy>", made once
+	total       *rate.Limiter // nil: no limit
+	perClient   *lru.Cache[string, *rate.Limiter]
 }
 
 // New returns a guard applying the default policy def (one of the
@@ -69,7 +71,7 @@ func New(def string) *Guard {
 		def = AllUnauthenticated
 	}
 	g := &Guard{ready: make(chan struct{})}
-	g.st.Store(&state{policy: api.InboundPolicy{Default: def}})
+	g.st.Store(&state{policy: api.InboundPolicy{Default: def}, defaultRule: "default:" + def})
 	g.CountWith(func(string, string) {})
 	return g
 }
@@ -87,7 +89,7 @@ func (g *Guard) Policy() api.InboundPolicy { return g.st.Load().policy }
 // keep their state.
 func (g *Guard) Update(p api.InboundPolicy) {
 	old := g.st.Load()
-	next := &state{policy: p}
+	next := &state{policy: p, defaultRule: "default:" + p.Default}
 	if p.RateLimit > 0 {
 		if old.total != nil && float64(old.total.Limit()) == p.RateLimit {
 			next.total = old.total
@@ -111,18 +113,41 @@ func newLimiter(r float64) *rate.Limiter {
 	return rate.NewLimiter(rate.Limit(r), max(1, int(math.Ceil(r))))
 }
 
-// Admit decides on a request to port (path "" and http false for a
-// connection that is not HTTP) from clientID ("" when not meshed).
-func (g *Guard) Admit(port uint16, path, clientID string, http bool) Decision {
+// Request is what a Guard decides on.
+type Request struct {
+	// Port is the application port the client meant to reach.
+	Port uint16
+	// HTTP says this is an HTTP request; false for a connection that is not
+	// HTTP (opaque TCP, TLS that is not the mesh's).
+	HTTP bool
+	// Path is an HTTP request's (decoded) path.
+	Path string
+	// ClientID is the SPIFFE ID the client proved; "" when not meshed.
+	ClientID string
+	// FromNode says the client is the node itself (where the kubelet probes
+	// from), connecting in plaintext.
+	FromNode bool
+}
+
+// Admit decides on a request or connection.
+func (g *Guard) Admit(req Request) Decision {
 	st := g.st.Load()
 	p := &st.policy
 	count := *g.count.Load()
-	for _, pr := range p.Probes {
-		// An HTTP probe lets in its path; a TCP probe lets in connections
-		// that are not HTTP (the kubelet's bare connect), never requests.
-		if pr.Port == int(port) && ((pr.Path == "" && !http) || (http && pr.Path == path)) {
-			count(Allowed, "probe")
-			return Decision{Rule: "probe"}
+	port, http, clientID := req.Port, req.HTTP, req.ClientID
+	// Decide on the path as the application will resolve it: /a/../b is /b.
+	path := req.Path
+	if http && path != "" {
+		path = cleanPath(path)
+	}
+	if req.FromNode {
+		for _, pr := range p.Probes {
+			// An HTTP probe lets in its path; a TCP probe lets in connections
+			// that are not HTTP (the kubelet's bare connect), never requests.
+			if pr.Port == int(port) && ((pr.Path == "" && !http) || (http && pr.Path == path)) {
+				count(Allowed, "probe")
+				return Decision{Rule: "probe"}
+			}
 		}
 	}
 	covered, allowed, rule := false, false, ""
@@ -138,7 +163,7 @@ func (g *Guard) Admit(port uint16, path, clientID string, http bool) Decision {
 		}
 	}
 	if !covered {
-		rule = "default:" + p.Default
+		rule = st.defaultRule
 		switch p.Default {
 		case AllUnauthenticated:
 			allowed = true
@@ -174,6 +199,8 @@ func retryAfter(l *rate.Limiter) time.Duration {
 	return time.Duration(float64(time.Second) / float64(l.Limit()))
 }
 
+// matchPath reports whether path is under one of the prefixes, by whole
+// segments: /api covers /api and /api/x, not /apix.
 func matchPath(prefixes []string, path string, http bool) bool {
 	if len(prefixes) == 0 {
 		return true
@@ -182,11 +209,25 @@ func matchPath(prefixes []string, path string, http bool) bool {
 		return false
 	}
 	for _, pre := range prefixes {
-		if strings.HasPrefix(path, pre) {
+		pre = strings.TrimSuffix(pre, "/")
+		if pre == "" || path == pre || strings.HasPrefix(path, pre+"/") {
 			return true
 		}
 	}
 	return false
+}
+
+// cleanPath resolves dot segments and repeated slashes, keeping a
+// trailing slash.
+func cleanPath(p string) string {
+	if p == "" || p[0] != '/' {
+		p = "/" + p
+	}
+	c := pathpkg.Clean(p)
+	if strings.HasSuffix(p, "/") && c != "/" {
+		c += "/"
+	}
+	return c
 }
 
 func matchIdentity(ids []string, client string) bool {

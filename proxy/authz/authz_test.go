@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/meshctl/meshctl/internal/api"
@@ -35,6 +36,9 @@ func TestPolicyEvaluation(t *testing.T) {
 		{"plaintext on a covered port", 8080, "/", "", true, 403, "shop/web"},
 		{"probe path, plaintext", 8080, "/healthz", "", true, 0, "probe"},
 		{"probe path prefix is not the probe", 8080, "/healthz/x", "", true, 403, "shop/web"},
+		{"probe path from a pod, not the node", 8080, "/healthz", "", true, 403, "shop/web"},
+		{"dot segments resolve before matching", 9000, "/metrics/../debug", intruder, true, 403, "shop/admin"},
+		{"prefixes match whole segments", 9000, "/metricsx", intruder, true, 403, "shop/admin"},
 		{"TCP probe port", 7000, "", "", false, 0, "probe"},
 		{"an HTTP request on a TCP probe's port", 7000, "/", "", true, 403, "default:deny"},
 		{"path prefix, any meshed client", 9000, "/metrics/x", intruder, true, 0, "shop/admin"},
@@ -42,14 +46,15 @@ func TestPolicyEvaluation(t *testing.T) {
 		{"opaque connection on a path-limited port", 9000, "", client, false, 403, "shop/admin"},
 		{"uncovered port: the default", 5000, "/", client, true, 403, "default:deny"},
 	} {
-		d := g.Admit(tc.port, tc.path, tc.clientID, tc.http)
+		// Plaintext cases come from the node, unless their name says a pod.
+		d := g.Admit(Request{Port: tc.port, Path: tc.path, ClientID: tc.clientID, HTTP: tc.http, FromNode: tc.clientID == "" && !strings.Contains(tc.name, "pod")})
 		if d.Status != tc.want || d.Rule != tc.rule {
 			t.Errorf("%s: %+v, want status %d by %s", tc.name, d, tc.want, tc.rule)
 		}
 	}
 	for def, want := range map[string][2]int{AllUnauthenticated: {0, 0}, AllAuthenticated: {0, 403}, Deny: {403, 403}} {
 		g.Update(api.InboundPolicy{Default: def})
-		if got := [2]int{g.Admit(80, "/", client, true).Status, g.Admit(80, "/", "", true).Status}; got != want {
+		if got := [2]int{g.Admit(Request{Port: 80, Path: "/", ClientID: client, HTTP: true}).Status, g.Admit(Request{Port: 80, Path: "/", ClientID: "", HTTP: true}).Status}; got != want {
 			t.Errorf("default %s: meshed %d, plaintext %d; want %v", def, got[0], got[1], want)
 		}
 	}
@@ -62,7 +67,7 @@ func TestRateLimits(t *testing.T) {
 	g.Update(api.InboundPolicy{Default: AllUnauthenticated, RateLimit: 10, Probes: []api.Probe{{Port: 80, Path: "/ready"}}})
 	allowed := 0
 	for range 100 {
-		d := g.Admit(80, "/", client, true)
+		d := g.Admit(Request{Port: 80, Path: "/", ClientID: client, HTTP: true})
 		if d.Allowed() {
 			allowed++
 		} else if d.Status != 429 || d.RetryAfter <= 0 {
@@ -73,7 +78,7 @@ func TestRateLimits(t *testing.T) {
 	if allowed < 10 || allowed > 11 {
 		t.Errorf("%d of 100 immediate requests allowed at 10/s, want 10", allowed)
 	}
-	if !g.Admit(80, "/ready", "", true).Allowed() {
+	if !g.Admit(Request{Port: 80, Path: "/ready", HTTP: true, FromNode: true}).Allowed() {
 		t.Error("a probe was rate limited")
 	}
 	if counted[RateLimited] < 89 || counted[Allowed] < 11 {
@@ -84,7 +89,7 @@ func TestRateLimits(t *testing.T) {
 	per := map[string]int{}
 	for range 20 {
 		for _, id := range []string{client, intruder, ""} {
-			if g.Admit(80, "/", id, true).Allowed() {
+			if g.Admit(Request{Port: 80, Path: "/", ClientID: id, HTTP: true}).Allowed() {
 				per[id]++
 			}
 		}
@@ -93,7 +98,7 @@ func TestRateLimits(t *testing.T) {
 		t.Errorf("per-client allowances %v, want 5 each", per)
 	}
 	g.Update(api.InboundPolicy{Default: AllUnauthenticated, RateLimitPerClient: 5})
-	if g.Admit(80, "/", client, true).Allowed() {
+	if g.Admit(Request{Port: 80, Path: "/", ClientID: client, HTTP: true}).Allowed() {
 		t.Error("an update with the same rate refilled the client's bucket")
 	}
 }

@@ -60,7 +60,7 @@ func TestBackoffDoublesUpToItsMaximumWithJitter(t *testing.T) {
 // simulate sends n requests one after another (one keep-alive client) to
 // endpoints answering in the given latencies, choosing with pick; it returns
 // how many each received.
-func simulate(n int, latency []time.Duration, pick func(eps []*Endpoint, now time.Time) int) []int {
+func simulate(n int, latency []time.Duration, pick func(eps []*Endpoint, now time.Time) (int, bool)) []int {
 	eps := make([]*Endpoint, len(latency))
 	for i := range eps {
 		eps[i] = NewEndpoint(0)
@@ -68,11 +68,11 @@ func simulate(n int, latency []time.Duration, pick func(eps []*Endpoint, now tim
 	got := make([]int, len(eps))
 	now := t0
 	for range n {
-		i := pick(eps, now)
+		i, _ := pick(eps, now)
 		got[i]++
 		now = now.Add(latency[i])
 		eps[i].Observe(latency[i], now)
-		eps[i].End(false, Accrual{}, now)
+		eps[i].End(false, false, Accrual{}, now)
 		now = now.Add(100 * time.Microsecond) // the client's own time between requests
 	}
 	return got
@@ -83,11 +83,11 @@ func TestSlowEndpointGetsLessThanRoundRobinWouldGive(t *testing.T) {
 	p := P2C{Rand: rand.New(rand.NewPCG(7, 7))}
 	got := simulate(3000, latency, p.Pick)
 	next := 0
-	rr := simulate(3000, latency, func(eps []*Endpoint, now time.Time) int {
+	rr := simulate(3000, latency, func(eps []*Endpoint, now time.Time) (int, bool) {
 		i := next % len(eps)
 		next++
 		eps[i].begin(now)
-		return i
+		return i, false
 	})
 	t.Logf("P2C: %v; round robin: %v", got, rr)
 	if rr[2] != 1000 {
@@ -114,9 +114,9 @@ func TestChoiceIsWeightedByPendingRequests(t *testing.T) {
 	p := P2C{Rand: rand.New(rand.NewPCG(3, 4))}
 	got := make([]int, 3)
 	for range 3000 {
-		i := p.Pick(eps, t0)
+		i, _ := p.Pick(eps, t0)
 		got[i]++
-		eps[i].End(false, Accrual{}, t0)
+		eps[i].End(false, false, Accrual{}, t0)
 	}
 	t.Logf("picks with 4 pending on the first: %v", got)
 	if got[0] != 0 || got[1] < 1300 || got[2] < 1300 {
@@ -131,10 +131,11 @@ func TestChoiceIsWeightedByPendingRequests(t *testing.T) {
 	eps[2].SetWeight(3)
 	got = make([]int, 3)
 	for range 3000 {
-		got[p.Pick(eps, t0)]++
+		i, _ := p.Pick(eps, t0)
+		got[i]++
 		for _, e := range eps {
 			if e.Pending() > 0 {
-				e.End(false, Accrual{}, t0)
+				e.End(false, false, Accrual{}, t0)
 			}
 		}
 	}
@@ -149,11 +150,11 @@ func TestNewEndpointIsTriedBeforeKnownOnes(t *testing.T) {
 	known.Observe(time.Millisecond, t0)
 	fresh := NewEndpoint(0)
 	p := P2C{Rand: rand.New(rand.NewPCG(1, 1))}
-	if i := p.Pick([]*Endpoint{known, fresh}, t0); i != 1 {
+	if i, _ := p.Pick([]*Endpoint{known, fresh}, t0); i != 1 {
 		t.Errorf("picked %d, want the endpoint never tried", i)
 	}
 	// While its first request is pending it is not flooded.
-	if i := p.Pick([]*Endpoint{known, fresh}, t0); i != 0 {
+	if i, _ := p.Pick([]*Endpoint{known, fresh}, t0); i != 0 {
 		t.Errorf("picked %d, want the known endpoint while the new one's first request is pending", i)
 	}
 }
@@ -164,10 +165,10 @@ func TestFailureAccrualEjectsProbesAndReadmits(t *testing.T) {
 	eps := []*Endpoint{bad, good}
 	now := t0
 	for i := range 7 {
-		if !bad.begin(now) {
+		if ok, _ := bad.begin(now); !ok {
 			t.Fatalf("request %d: endpoint unavailable before the limit", i)
 		}
-		if ej := bad.End(true, a, now); ej != (i == 6) {
+		if ej := bad.End(true, false, a, now); ej != (i == 6) {
 			t.Fatalf("failure %d: ejected = %v", i+1, ej)
 		}
 	}
@@ -176,34 +177,34 @@ func TestFailureAccrualEjectsProbesAndReadmits(t *testing.T) {
 	}
 	p := P2C{Rand: rand.New(rand.NewPCG(5, 5))}
 	for range 100 {
-		if i := p.Pick(eps, now); i != 1 {
+		if i, _ := p.Pick(eps, now); i != 1 {
 			t.Fatal("an ejected endpoint was picked before its backoff ended")
 		}
-		good.End(false, a, now)
+		good.End(false, false, a, now)
 	}
 	// After the backoff, exactly one probe at a time.
 	now = now.Add(time.Second)
-	if !bad.begin(now) {
+	if ok, probe := bad.begin(now); !ok || !probe {
 		t.Fatal("no probe after the backoff")
 	}
-	if bad.begin(now) {
+	if ok, _ := bad.begin(now); ok {
 		t.Fatal("a second request went to an endpoint on probation")
 	}
-	bad.End(true, a, now) // the probe fails: out again, for about twice as long
-	if bad.begin(now.Add(1500 * time.Millisecond)) {
+	bad.End(true, true, a, now) // the probe fails: out again, for about twice as long
+	if ok, _ := bad.begin(now.Add(1500 * time.Millisecond)); ok {
 		t.Fatal("probed again before the doubled backoff")
 	}
 	now = now.Add(2 * time.Second)
-	if !bad.begin(now) {
+	if ok, probe := bad.begin(now); !ok || !probe {
 		t.Fatal("no probe after the doubled backoff")
 	}
-	bad.End(false, a, now) // healed
+	bad.End(false, true, a, now) // healed
 	if bad.Ejected() {
 		t.Fatal("still ejected after a successful probe")
 	}
 	for range 3 {
-		if !bad.begin(now) {
-			t.Fatal("a readmitted endpoint refused requests")
+		if ok, probe := bad.begin(now); !ok || probe {
+			t.Fatal("a readmitted endpoint refused requests, or took them as probes")
 		}
 	}
 }
@@ -212,17 +213,17 @@ func TestAccrualOffNeverEjectsButConnectFailuresBackOff(t *testing.T) {
 	e := NewEndpoint(0)
 	for range 50 {
 		e.begin(t0)
-		e.End(true, Accrual{}, t0)
+		e.End(true, false, Accrual{}, t0)
 	}
 	if e.Ejected() {
 		t.Fatal("ejected with failure accrual off")
 	}
 	e.begin(t0)
-	e.ConnectFailed(Backoff{Min: time.Second, Jitter: 0.01}, t0)
-	if (P2C{}).Pick([]*Endpoint{e}, t0.Add(500*time.Millisecond)) != -1 {
+	e.ConnectFailed(false, Backoff{Min: time.Second, Jitter: 0.01}, t0)
+	if i, _ := (P2C{}).Pick([]*Endpoint{e}, t0.Add(500*time.Millisecond)); i != -1 {
 		t.Fatal("an endpoint that failed to connect was picked within its backoff")
 	}
-	if (P2C{}).Pick([]*Endpoint{e}, t0.Add(time.Second)) != 0 {
+	if i, probe := (P2C{}).Pick([]*Endpoint{e}, t0.Add(time.Second)); i != 0 || !probe {
 		t.Fatal("not probed after its backoff")
 	}
 }
@@ -231,18 +232,18 @@ func TestPickExceptAvoidsTheEndpointThatJustFailed(t *testing.T) {
 	eps := []*Endpoint{NewEndpoint(0), NewEndpoint(0), NewEndpoint(0)}
 	p := P2C{Rand: rand.New(rand.NewPCG(9, 9))}
 	for range 300 {
-		i := p.PickExcept(eps, 1, t0)
+		i, _ := p.PickExcept(eps, 1, t0)
 		if i == 1 || i < 0 {
 			t.Fatalf("picked %d, avoiding 1", i)
 		}
-		eps[i].End(false, Accrual{}, t0)
+		eps[i].End(false, false, Accrual{}, t0)
 	}
 	// When nothing else can take it, the avoided one does.
 	eps[0].begin(t0)
-	eps[0].ConnectFailed(Backoff{Min: time.Hour}, t0)
+	eps[0].ConnectFailed(false, Backoff{Min: time.Hour}, t0)
 	eps[2].begin(t0)
-	eps[2].ConnectFailed(Backoff{Min: time.Hour}, t0)
-	if i := p.PickExcept(eps, 1, t0); i != 1 {
+	eps[2].ConnectFailed(false, Backoff{Min: time.Hour}, t0)
+	if i, _ := p.PickExcept(eps, 1, t0); i != 1 {
 		t.Errorf("picked %d, want the avoided endpoint, the only one left", i)
 	}
 }
@@ -253,8 +254,47 @@ func BenchmarkPick(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		now := time.Now()
-		i := p.Pick(eps, now)
+		i, _ := p.Pick(eps, now)
 		eps[i].Observe(time.Millisecond, now)
-		eps[i].End(false, Accrual{}, now)
+		eps[i].End(false, false, Accrual{}, now)
+	}
+}
+
+func TestOnlyTheProbeSettlesProbation(t *testing.T) {
+	a := Accrual{MaxFailures: 1, Backoff: Backoff{Min: time.Second, Max: time.Minute, Jitter: 0.01}}
+	e := NewEndpoint(0)
+	e.begin(t0) // a slow request, started before the trouble
+	e.begin(t0)
+	e.End(true, false, a, t0) // ejected
+	now := t0.Add(time.Second)
+	ok, probe := e.begin(now)
+	if !ok || !probe {
+		t.Fatal("no probe after the backoff")
+	}
+	e.End(false, false, a, now) // the old request succeeds meanwhile: not the probe's say
+	if !e.Ejected() {
+		t.Fatal("a request that was not the probe readmitted the endpoint")
+	}
+	if ok, _ := e.begin(now); ok {
+		t.Fatal("a second probe started while the first was out")
+	}
+	e.Settle(false, a, now) // the probe's headers arrived: readmitted
+	if e.Ejected() {
+		t.Fatal("still ejected after the probe succeeded")
+	}
+	e.End(false, true, a, now) // the probe's end changes nothing more
+}
+
+func TestConcurrentConnectFailuresDoNotStretchTheBackoff(t *testing.T) {
+	e := NewEndpoint(0)
+	b := Backoff{Min: time.Second, Max: time.Minute, Jitter: 0.01}
+	for range 7 {
+		e.begin(t0)
+	}
+	for range 7 {
+		e.ConnectFailed(false, b, t0)
+	}
+	if i, _ := (P2C{}).Pick([]*Endpoint{e}, t0.Add(time.Second)); i != 0 {
+		t.Error("seven connections failing together backed the endpoint off for more than one wait")
 	}
 }

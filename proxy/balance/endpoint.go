@@ -79,19 +79,19 @@ func (e *Endpoint) load(now time.Time) (cost float64, ok bool) {
 
 // begin starts a request on the endpoint unless it became unavailable since
 // it was chosen; an ejected endpoint whose wait is over takes the request as
-// its probe.
-func (e *Endpoint) begin(now time.Time) bool {
+// its probe (probe reports it: only that request settles the probation).
+func (e *Endpoint) begin(now time.Time) (ok, probe bool) {
 	e.mu.Lock()
 	if e.ejected {
 		if e.probing || now.Before(e.until) {
 			e.mu.Unlock()
-			return false
+			return false, false
 		}
-		e.probing = true
+		e.probing, probe = true, true
 	}
 	e.mu.Unlock()
 	e.pending.Add(1)
-	return true
+	return true, probe
 }
 
 // Observe records the latency of a request's response headers.
@@ -101,29 +101,46 @@ func (e *Endpoint) Observe(rtt time.Duration, now time.Time) {
 	e.mu.Unlock()
 }
 
+// Settle ends the probation of an ejected endpoint with its probe's outcome
+// (as soon as it is known: the response headers, the connection made):
+// success readmits it, failure ejects it again for longer. Only the probe's
+// request calls it; later calls do nothing.
+func (e *Endpoint) Settle(failed bool, a Accrual, now time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.settle(failed, a, now)
+}
+
+func (e *Endpoint) settle(failed bool, a Accrual, now time.Time) {
+	if !e.probing {
+		return
+	}
+	e.probing = false
+	if failed {
+		e.eject(a.Backoff, now)
+		return
+	}
+	e.ejected, e.until, e.streak, e.failures = false, time.Time{}, 0, 0
+}
+
 // End finishes a request started by a pick: failed says whether it failed
 // (a 5xx, a failing gRPC status, an error). With failure accrual on, too
-// many failures in a row eject the endpoint; a failed probe ejects it again
-// for longer, a successful one readmits it. It reports whether this request
-// ejected the endpoint.
-func (e *Endpoint) End(failed bool, a Accrual, now time.Time) (ejected bool) {
+// many failures in a row eject the endpoint; a probe not settled yet
+// settles now. It reports whether this request ejected the endpoint.
+func (e *Endpoint) End(failed, probe bool, a Accrual, now time.Time) (ejected bool) {
 	e.pending.Add(-1)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	wasProbe := e.probing
-	e.probing = false
+	if probe {
+		was := e.ejected
+		e.settle(failed, a, now)
+		return !was && e.ejected
+	}
 	if !failed {
 		e.failures = 0
-		if wasProbe {
-			e.ejected, e.until, e.streak = false, time.Time{}, 0
-		}
 		return false
 	}
 	e.failures++
-	if wasProbe {
-		e.eject(a.Backoff, now)
-		return true
-	}
 	if a.MaxFailures > 0 && !e.ejected && e.failures >= a.MaxFailures {
 		e.eject(a.Backoff, now)
 		return true
@@ -132,14 +149,20 @@ func (e *Endpoint) End(failed bool, a Accrual, now time.Time) (ejected bool) {
 }
 
 // ConnectFailed ends a request whose connection could not be made: the
-// endpoint is backed off whether or not failure accrual is on.
-func (e *Endpoint) ConnectFailed(b Backoff, now time.Time) {
+// endpoint is backed off whether or not failure accrual is on (once: other
+// requests failing at the same time do not lengthen the backoff).
+func (e *Endpoint) ConnectFailed(probe bool, b Backoff, now time.Time) {
 	e.pending.Add(-1)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.probing = false
 	e.failures++
-	e.eject(b, now)
+	if probe {
+		e.settle(true, Accrual{Backoff: b}, now)
+		return
+	}
+	if !e.ejected {
+		e.eject(b, now)
+	}
 }
 
 // eject takes the endpoint out for the next backoff wait. Callers hold mu.
@@ -149,10 +172,13 @@ func (e *Endpoint) eject(b Backoff, now time.Time) {
 	e.streak++
 }
 
-// Cancel ends a request that was never sent: no latency, no outcome.
-func (e *Endpoint) Cancel() {
+// Cancel ends a request that was never sent: no latency, no outcome (a
+// probe's slot is freed for another).
+func (e *Endpoint) Cancel(probe bool) {
 	e.pending.Add(-1)
-	e.mu.Lock()
-	e.probing = false
-	e.mu.Unlock()
+	if probe {
+		e.mu.Lock()
+		e.probing = false
+		e.mu.Unlock()
+	}
 }

@@ -24,33 +24,36 @@ func (p P2C) intN(n int) int {
 }
 
 // Pick chooses an endpoint for a request at now and starts the request on
-// it (End or ConnectFailed must follow). It returns -1 when no endpoint can
-// take a request: there is none, or all are ejected.
-func (p P2C) Pick(eps []*Endpoint, now time.Time) int { return p.PickExcept(eps, -1, now) }
+// it (End, ConnectFailed or Cancel must follow, with probe). It returns -1
+// when no endpoint can take a request: there is none, or all are ejected;
+// probe says the request is an ejected endpoint's probe.
+func (p P2C) Pick(eps []*Endpoint, now time.Time) (i int, probe bool) {
+	return p.PickExcept(eps, -1, now)
+}
 
 // PickExcept is Pick avoiding eps[skip] (the endpoint a retried request just
 // failed on) unless no other endpoint can take the request.
-func (p P2C) PickExcept(eps []*Endpoint, skip int, now time.Time) int {
+func (p P2C) PickExcept(eps []*Endpoint, skip int, now time.Time) (int, bool) {
 	if skip >= 0 && skip < len(eps) && len(eps) > 1 {
 		rest := make([]*Endpoint, 0, len(eps)-1)
 		rest = append(append(rest, eps[:skip]...), eps[skip+1:]...)
-		if i := p.Pick(rest, now); i >= 0 {
+		if i, probe := p.Pick(rest, now); i >= 0 {
 			if i >= skip {
 				i++
 			}
-			return i
+			return i, probe
 		}
 	}
 	for range 3 { // a lost race for a probe slot draws again
 		i := p.choose(eps, now)
 		if i < 0 {
-			return -1
+			return -1, false
 		}
-		if eps[i].begin(now) {
-			return i
+		if ok, probe := eps[i].begin(now); ok {
+			return i, probe
 		}
 	}
-	return -1
+	return -1, false
 }
 
 func (p P2C) choose(eps []*Endpoint, now time.Time) int {

@@ -44,6 +44,7 @@ type Lease struct {
 	bal     *balance.Endpoint // nil for a plain set
 	accrual balance.Accrual
 	start   time.Time
+	probe   bool // the request probes an ejected endpoint
 }
 
 // Acquire picks the endpoint for a request, waiting as q allows when none
@@ -93,11 +94,11 @@ func (st *state) pick(avoid string) (Lease, bool) {
 	if avoid != "" {
 		skip = slices.IndexFunc(st.eps, func(e Endpoint) bool { return e.Addr == avoid })
 	}
-	i := p2c.PickExcept(st.bal, skip, now)
+	i, probe := p2c.PickExcept(st.bal, skip, now)
 	if i < 0 {
 		return Lease{}, false
 	}
-	return Lease{Endpoint: st.eps[i], bal: st.bal[i], accrual: st.policy.Accrual, start: now}, true
+	return Lease{Endpoint: st.eps[i], bal: st.bal[i], accrual: st.policy.Accrual, start: now, probe: probe}, true
 }
 
 func (st *state) unavailable() error {
@@ -107,12 +108,17 @@ func (st *state) unavailable() error {
 	return ErrAllFailing
 }
 
-// Responded records that the endpoint's response headers arrived: their
-// latency feeds the endpoint's estimate.
-func (l Lease) Responded() {
+// Responded records that the endpoint answered (its response headers, or
+// for a connection, the connection made): the latency feeds the endpoint's
+// estimate, and failed settles a probe at once, so that a long response or
+// connection does not keep the endpoint on probation.
+func (l Lease) Responded(failed bool) {
 	if l.bal != nil {
 		now := time.Now()
 		l.bal.Observe(now.Sub(l.start), now)
+		if l.probe {
+			l.bal.Settle(failed, l.accrual, now)
+		}
 	}
 }
 
@@ -122,21 +128,21 @@ func (l Lease) Done(failed bool) bool {
 	if l.bal == nil {
 		return false
 	}
-	return l.bal.End(failed, l.accrual, time.Now())
+	return l.bal.End(failed, l.probe, l.accrual, time.Now())
 }
 
 // ConnectFailed ends a request whose connection to the endpoint could not
 // be made; the endpoint is backed off.
 func (l Lease) ConnectFailed() {
 	if l.bal != nil {
-		l.bal.ConnectFailed(l.accrual.Backoff, time.Now())
+		l.bal.ConnectFailed(l.probe, l.accrual.Backoff, time.Now())
 	}
 }
 
 // Cancel ends a request that was never sent to the endpoint.
 func (l Lease) Cancel() {
 	if l.bal != nil {
-		l.bal.Cancel()
+		l.bal.Cancel(l.probe)
 	}
 }
 

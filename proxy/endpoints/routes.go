@@ -80,28 +80,28 @@ func (s *Set) Routes() []Route { return s.st.Load().routes }
 
 // Route returns where a request goes: a backend of the first route that
 // matches it, chosen by weight, or the set itself when no route matches.
-// A matching route whose backends all weigh 0 yields an empty set (503).
-func (s *Set) Route(r *http.Request) *Set {
+// ok is false when the matching route has nothing to send it to (no
+// backend, or every weight 0).
+func (s *Set) Route(r *http.Request) (set *Set, ok bool) {
 	routes := s.st.Load().routes
 	for i := range routes {
 		if matches(routes[i].Match, r.Method, r.URL.Path, r.Header) {
-			return routes[i].choose(rand.IntN)
+			set := routes[i].choose(rand.IntN)
+			return set, set != nil
 		}
 	}
-	return s
+	return s, true
 }
 
-// emptySet answers requests of a route with nothing to send them to.
-var emptySet = NewSet()
-
-// choose picks a backend by weight; intN draws from [0, n).
+// choose picks a backend by weight, nil when none weighs anything; intN
+// draws from [0, n).
 func (r *Route) choose(intN func(int) int) *Set {
 	total := 0
 	for _, b := range r.Backends {
 		total += b.Weight
 	}
 	if total == 0 {
-		return emptySet
+		return nil
 	}
 	n := intN(total)
 	for _, b := range r.Backends {
@@ -110,7 +110,7 @@ func (r *Route) choose(intN func(int) int) *Set {
 		}
 		n -= b.Weight
 	}
-	return emptySet // unreachable
+	return nil // unreachable
 }
 
 // matches reports whether a request matches m; the zero RouteMatch matches

@@ -51,8 +51,8 @@ func TestWeightedBackendChoice(t *testing.T) {
 	}
 	// Every weight at 0: nothing to send to.
 	zero := Route{Backends: []Backend{{Name: "v1", Set: NewSet(Endpoint{Addr: "10.0.0.1:80"})}}}
-	if _, ok := zero.choose(rng.IntN).Pick(); ok {
-		t.Error("a route with only weight-0 backends picked an endpoint")
+	if set := zero.choose(rng.IntN); set != nil {
+		t.Error("a route with only weight-0 backends chose a backend")
 	}
 }
 
@@ -64,11 +64,13 @@ func TestSetRoutesSendsMatchingRequestsToBackends(t *testing.T) {
 	})
 	canary := httptest.NewRequest("GET", "/", nil)
 	canary.Header.Set("x-canary", "1")
-	if ep, _ := s.Route(canary).Pick(); ep.Addr != "10.0.0.2:80" {
+	if set, ok := s.Route(canary); !ok {
+		t.Error("no backend for the canary request")
+	} else if ep, _ := set.Pick(); ep.Addr != "10.0.0.2:80" {
 		t.Errorf("canary request went to %s", ep.Addr)
 	}
-	if ep, _ := s.Route(httptest.NewRequest("GET", "/", nil)).Pick(); ep.Addr != "10.0.0.1:80" {
-		t.Errorf("other request went to %s, want the Service's own endpoints", ep.Addr)
+	if set, _ := s.Route(httptest.NewRequest("GET", "/", nil)); set != s {
+		t.Error("another request did not go to the Service's own endpoints")
 	}
 	// Backends keep their state across updates; endpoint updates keep the routes.
 	backend := s.Routes()[0].Backends[0].Set

@@ -15,6 +15,9 @@ type ConnInfo struct {
 	// Port is the port the client meant to reach (inbound: the
 	// application's), for inbound policy.
 	Port uint16
+	// FromNode says a plaintext client is the node itself (the kubelet's
+	// probes), for inbound policy.
+	FromNode bool
 	// Upstream is where requests on this connection go; each request picks
 	// one of its endpoints.
 	Upstream *endpoints.Set

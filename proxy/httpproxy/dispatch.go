@@ -44,28 +44,39 @@ func (p *Proxy) forward(ctx context.Context, rec *recorder, r *http.Request, inf
 	hasBody := rec.body != nil && r.ContentLength != 0
 	var budget *retry.Budget
 	var replay *replayBody
+	var header http.Header // the request's headers as received, for each try to copy
 	if pol.Retry.Enabled() && pol.Retry.Limit > 0 && ((grpc && pol.Retry.GRPC != 0) || pol.Retry.Method(r.Method)) {
 		if budget = set.Budget(); budget != nil {
 			budget.Deposit(time.Now())
+			header = r.Header.Clone()
 			if hasBody {
 				replay = newReplayBody(rec.body)
 			}
 		}
 	}
 	// An HTTPRoute may send the request to one of its backends instead.
-	target := set.Route(r)
-	var failedOn string // where the last try failed: a retry goes elsewhere
+	target, routed := set.Route(r)
+	if !routed {
+		info.Metrics.Unavailable(set.Name(), "no_backends")
+		rec.Header().Set("meshctl-proxy-error", "no backends")
+		http.Error(rec, "meshctl proxy: the request's route has no backend to send it to", http.StatusServiceUnavailable)
+		return endpoints.Endpoint{}, false
+	}
+	lease, err := target.Acquire(ctx, p.queue, "")
+	if err != nil {
+		p.unavailable(ctx, rec, info, set, grpc, err)
+		return endpoints.Endpoint{}, false
+	}
 	for try := 0; ; try++ {
-		lease, err := target.Acquire(ctx, p.queue, failedOn)
-		if err != nil {
-			p.unavailable(ctx, rec, info, set, grpc, err)
-			return endpoints.Endpoint{}, false
-		}
 		tryCtx := newTry(ctx, pol.Retry.PerTryTimeout)
-		out := outbound(withEndpoint(tryCtx.ctx(ctx), lease.Endpoint), r, lease.Addr)
-		if try > 0 {
-			out.Header = r.Header.Clone() // the previous try's transport may still read its own
+		in := r
+		if header != nil {
+			// Each try gets its own headers: outbound edits them, and a
+			// previous try's transport may still be reading its own.
+			in = r.WithContext(r.Context())
+			in.Header = header.Clone()
 		}
+		out := outbound(withEndpoint(tryCtx.ctx(ctx), lease.Endpoint), in, lease.Addr)
 		var body *tryBody
 		switch {
 		case replay != nil:
@@ -88,29 +99,32 @@ func (p *Proxy) forward(ctx context.Context, rec *recorder, r *http.Request, inf
 		case connectFailed:
 			lease.ConnectFailed()
 		case err != nil:
-			lease.Responded() // the time it took to fail counts against it
+			lease.Responded(true) // the time it took to fail counts against it
 			lease.Done(true)
 		default:
-			lease.Responded()
+			lease.Responded(classify(res.StatusCode, res.Header) == metrics.Failure)
 		}
 		if timedOut {
 			info.Metrics.Timeout(set.Name(), timeoutTry)
 		}
 
-		// Send it again?
+		// Send it again? Only with the body whole, the budget willing, and
+		// another endpoint ready now: otherwise this answer is the answer.
 		if budget != nil && try < pol.Retry.Limit && ctx.Err() == nil && (replay == nil || replay.replayable()) &&
-			retryable(pol.Retry, grpc, res, err, connectFailed, timedOut) {
-			if !budget.Withdraw(time.Now()) {
-				info.Metrics.RetryBudgetExhausted(set.Name())
-			} else if body == nil || body.released() {
-				if res != nil {
-					lease.Done(true)
-					drain(res.Body)
+			retryable(pol.Retry, grpc, res, err, connectFailed, timedOut) && (body == nil || body.released()) {
+			if next, nerr := target.Acquire(ctx, endpoints.Queue{}, lease.Addr); nerr == nil {
+				if budget.Withdraw(time.Now()) {
+					if res != nil {
+						lease.Done(true)
+						drain(res.Body)
+					}
+					tryCtx.cancel()
+					info.Metrics.Retry(set.Name())
+					lease = next
+					continue
 				}
-				tryCtx.cancel()
-				info.Metrics.Retry(set.Name())
-				failedOn = lease.Addr
-				continue
+				next.Cancel()
+				info.Metrics.RetryBudgetExhausted(set.Name())
 			}
 		}
 

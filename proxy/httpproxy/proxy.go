@@ -231,7 +231,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if p.guard != nil && info.Direction == metrics.Inbound {
-		if d := p.guard.Admit(info.Port, r.URL.Path, info.ClientID, true); !d.Allowed() {
+		if d := p.guard.Admit(authz.Request{Port: info.Port, HTTP: true, Path: r.URL.Path, ClientID: info.ClientID, FromNode: info.FromNode}); !d.Allowed() {
 			refuse(rec, info, d)
 			return
 		}

@@ -19,6 +19,10 @@ var errNotReplayable = errors.New("the request body was too large to send again"
 // is kept, then goes on reading the client's body.
 type replayBody struct {
 	src io.Reader
+	// srcMu lets one reader at a time into src (a previous try's transport
+	// may still be blocked in it); mu is never held while reading src, so
+	// that deciding whether to retry never waits on the client.
+	srcMu sync.Mutex
 
 	// mu guards the fields below (a transport may read from its own goroutine).
 	mu       sync.Mutex
@@ -50,33 +54,55 @@ type tryBody struct {
 
 func (t *tryBody) Read(p []byte) (int, error) {
 	b := t.b
+	for {
+		if n, done, err := t.fromBuffer(p); done {
+			return n, err
+		}
+		b.srcMu.Lock()
+		b.mu.Lock()
+		behind := t.off < b.read // another reader got there first: use the buffer
+		b.mu.Unlock()
+		if behind {
+			b.srcMu.Unlock()
+			continue
+		}
+		n, err := b.src.Read(p)
+		b.mu.Lock()
+		if n > 0 {
+			b.read += n
+			t.off += n
+			if !b.overflow && b.read <= MaxReplayBytes {
+				b.buf = append(b.buf, p[:n]...)
+			} else {
+				b.overflow, b.buf = true, nil
+			}
+		}
+		if err != nil {
+			b.err = err
+		}
+		b.mu.Unlock()
+		b.srcMu.Unlock()
+		return n, err
+	}
+}
+
+// fromBuffer serves a read from what was kept, or says the try has caught
+// up with the client's body (done false).
+func (t *tryBody) fromBuffer(p []byte) (n int, done bool, err error) {
+	b := t.b
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if t.off < b.read {
-		if b.overflow {
-			return 0, errNotReplayable
-		}
-		n := copy(p, b.buf[t.off:])
+	switch {
+	case t.off < b.read && b.overflow:
+		return 0, true, errNotReplayable
+	case t.off < b.read:
+		n = copy(p, b.buf[t.off:])
 		t.off += n
-		return n, nil
+		return n, true, nil
+	case b.err != nil:
+		return 0, true, b.err
 	}
-	if b.err != nil {
-		return 0, b.err
-	}
-	n, err := b.src.Read(p)
-	if n > 0 {
-		b.read += n
-		t.off += n
-		if !b.overflow && b.read <= MaxReplayBytes {
-			b.buf = append(b.buf, p[:n]...)
-		} else {
-			b.overflow, b.buf = true, nil
-		}
-	}
-	if err != nil {
-		b.err = err
-	}
-	return n, err
+	return 0, false, nil
 }
 
 // Close tells that the transport is done with this try's body; the

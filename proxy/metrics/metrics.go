@@ -51,6 +51,9 @@ type Metrics struct {
 	timeouts    *prometheus.CounterVec
 	unavailable *prometheus.CounterVec
 	decisions   *prometheus.CounterVec
+	// decided caches the decisions' counters ([2]string → Counter): a
+	// decision is counted on every inbound request.
+	decided sync.Map
 }
 
 // New creates the metric families and registers them, with the Go runtime
@@ -143,7 +146,12 @@ func (m *Metrics) WatchCertificate(notAfter func() time.Time) {
 
 // InboundDecision counts an inbound policy decision.
 func (m *Metrics) InboundDecision(decision, rule string) {
-	m.decisions.WithLabelValues(decision, rule).Inc()
+	key := [2]string{decision, rule}
+	c, ok := m.decided.Load(key)
+	if !ok {
+		c, _ = m.decided.LoadOrStore(key, m.decisions.WithLabelValues(decision, rule))
+	}
+	c.(prometheus.Counter).Inc()
 }
 
 // WatchEjected exports, per destination, the endpoints taken out for

@@ -121,6 +121,9 @@ func Parse(annotations map[string]string) (p Policy, errs []error) {
 			bad(FailureAccrual, v, fmt.Errorf("the only kind is consecutive"))
 		}
 	}
+	if _, ok := annotations[MaxFailures]; ok && p.Accrual.MaxFailures == 0 {
+		bad(MaxFailures, annotations[MaxFailures], fmt.Errorf("ignored: %s is not consecutive", FailureAccrual))
+	}
 	if v, ok := annotations[MaxFailures]; ok && p.Accrual.MaxFailures > 0 {
 		n, err := strconv.Atoi(strings.TrimSpace(v))
 		if err != nil || n < 1 {
