@@ -146,7 +146,8 @@ func TestResilienceOnTheCluster(t *testing.T) {
 		"flaky":       {},
 		"down":        {"retry.meshctl.io/http": "5xx", "retry.meshctl.io/limit": "4"},
 		"cb": {"balancer.meshctl.io/failure-accrual": "consecutive",
-			"balancer.meshctl.io/failure-accrual-consecutive-max-penalty": "10s"},
+			"balancer.meshctl.io/failure-accrual-consecutive-min-penalty": "5s",
+			"balancer.meshctl.io/failure-accrual-consecutive-max-penalty": "20s"},
 		"sleepy": {"timeout.meshctl.io/request": "500ms"},
 		"steady": {"retry.meshctl.io/http": "5xx", "retry.meshctl.io/limit": "3"},
 	}
@@ -264,39 +265,55 @@ func TestResilienceOnTheCluster(t *testing.T) {
 		victim := replicas[0]
 		n0 := len(reports(context.Background()))
 		controlPod(t, ns, victim, true)
-		const window = 25 // seconds of reports after the first two
+		faulted := time.Now()
+		// Once the client's proxy has taken the replica out, the only
+		// failures left are its probes (one request each penalty: 5 s, then
+		// doubling up to 20 s).
+		ejectedGauge := func(ctx context.Context) float64 {
+			m, err := proxyMetrics(ctx, ns, pod)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return sumMatching(m, "balancer_ejected_endpoints{", "destination=cb."+ns+":80")
+		}
+		var n1 int
+		eventually(t, "the failing replica to be ejected", time.Minute, func(ctx context.Context) error {
+			if g := ejectedGauge(ctx); g != 1 {
+				return fmt.Errorf("ejected gauge %v", g)
+			}
+			n1 = len(reports(ctx)) + 1 // from the next whole second
+			return nil
+		})
+		ejectedAfter := time.Since(faulted)
+		const window = 25 // seconds of reports
 		eventually(t, "the fault's reports", time.Minute, func(ctx context.Context) error {
-			if n := len(reports(ctx)); n < n0+2+window {
-				return fmt.Errorf("%d reports since the fault", n-n0)
+			if n := len(reports(ctx)); n < n1+window {
+				return fmt.Errorf("%d reports since the ejection", n-n1)
 			}
 			return nil
 		})
-		m, err := proxyMetrics(context.Background(), ns, pod)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ejected := sumMatching(m, "balancer_ejected_endpoints{", "destination=cb."+ns+":80")
+		ejected := ejectedGauge(context.Background())
 		controlPod(t, ns, victim, false)
 		healed := time.Now()
 		r := reports(context.Background())
-		firstErrs, firstReqs := errorsSince(r[:n0+2], n0)
-		errs, reqs := errorsSince(r[:n0+2+window], n0+2)
+		firstErrs, firstReqs := errorsSince(r[:n1], n0)
+		errs, reqs := errorsSince(r[:n1+window], n1)
 		rate := 1 - float64(errs)/float64(reqs)
 		victimHits := 0
-		for _, rep := range r[n0+2 : n0+2+window] {
+		for _, rep := range r[n1 : n1+window] {
 			victimHits += rep.Backends[victim]
 		}
-		t.Logf("one of 3 replicas failing everything: first 2 s %d of %d failed; the next %d s: %d of %d failed (%.3f%% success: the probes), %d successes from it; ejected gauge %v",
-			firstErrs, firstReqs, window, errs, reqs, 100*rate, victimHits, ejected)
+		t.Logf("one of 3 replicas failing everything: ejected within %.1f s, %d of %d requests failed until then; the next %d s: %d of %d failed (%.3f%% success: the probes), %d successes from it; ejected gauge %v",
+			ejectedAfter.Seconds(), firstErrs, firstReqs, window, errs, reqs, 100*rate, victimHits, ejected)
 		if rate < 0.999 {
 			t.Errorf("success %.3f%% once the replica was out, want at least 99.9%%", 100*rate)
 		}
-		if ejected != 1 {
-			t.Errorf("balancer_ejected_endpoints = %v, want 1", ejected)
+		if ejected != 1 || victimHits != 0 {
+			t.Errorf("balancer_ejected_endpoints = %v and %d answers from the failing replica; want 1 and none", ejected, victimHits)
 		}
 		eventually(t, "the healed replica to be readmitted", time.Minute, func(ctx context.Context) error {
 			r := reports(ctx)
-			for _, rep := range r[n0+2+window:] {
+			for _, rep := range r[n1+window:] {
 				if rep.Backends[victim] > 0 {
 					return nil
 				}
