@@ -155,6 +155,11 @@ func TestProxySidecarCarriesPodTraffic(t *testing.T) {
 		return names
 	}
 	clientPod := podNames("client")[0]
+	t.Cleanup(func() {
+		if t.Failed() {
+			explainSidecarFailure(t, ns, clientPod, podNames("web"))
+		}
+	})
 	eventually(t, "the client's outbound proxy to carry 40 requests", time.Minute, func(ctx context.Context) error {
 		m, err := proxyMetrics(ctx, ns, clientPod)
 		if err != nil {
@@ -176,6 +181,35 @@ func TestProxySidecarCarriesPodTraffic(t *testing.T) {
 	}
 	if inbound < 40 {
 		t.Errorf("the servers' inbound proxies counted %v requests for %s, want at least 40", inbound, host)
+	}
+}
+
+// explainSidecarFailure logs where the client's requests went: its proxy's
+// responses by status, the servers' inbound counts, and the Service's
+// endpoints (a CI run once saw every request answered 404 by something
+// that was not the servers).
+func explainSidecarFailure(t *testing.T, ns, clientPod string, servers []string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if m, err := proxyMetrics(ctx, ns, clientPod); err == nil {
+		for k, v := range m {
+			if strings.HasPrefix(k, "response_total{") || strings.HasPrefix(k, "tcp_open_total{") {
+				t.Logf("client proxy: %s = %v", k, v)
+			}
+		}
+	}
+	for _, p := range servers {
+		if m, err := proxyMetrics(ctx, ns, p); err == nil {
+			t.Logf("server %s: inbound requests %v", p, sumMatching(m, "request_total{", "direction=inbound"))
+		}
+	}
+	if list, err := cluster.client.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{}); err == nil {
+		for _, s := range list.Items {
+			t.Logf("EndpointSlice %s: ports %v endpoints %v", s.Name, s.Ports, s.Endpoints)
+		}
+	}
+	if svc, err := cluster.client.CoreV1().Services(ns).Get(ctx, "web", metav1.GetOptions{}); err == nil {
+		t.Logf("Service web: clusterIP %s ports %v", svc.Spec.ClusterIP, svc.Spec.Ports)
 	}
 }
 
