@@ -61,9 +61,15 @@ func startLoad(t *testing.T, l load) string {
 		l.Linger = "0s"
 	}
 	applyTemplate(t, "resilience-load.yaml", l)
+	return jobPod(t, l.Namespace, l.Name)
+}
+
+// jobPod waits for a Job's pod to run (or have run) and returns its name.
+func jobPod(t *testing.T, ns, job string) string {
+	t.Helper()
 	var pod string
-	eventually(t, "the load generator "+l.Name+" to run", 2*time.Minute, func(ctx context.Context) error {
-		pods, err := cluster.client.CoreV1().Pods(l.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "job-name=" + l.Name})
+	eventually(t, "the load generator "+job+" to run", 2*time.Minute, func(ctx context.Context) error {
+		pods, err := cluster.client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "job-name=" + job})
 		if err != nil || len(pods.Items) == 0 {
 			return fmt.Errorf("no pod yet (%v)", err)
 		}

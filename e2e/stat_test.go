@@ -5,9 +5,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"math"
 	"os/exec"
@@ -15,9 +13,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshctl/meshctl/identity/ca"
 	"github.com/meshctl/meshctl/proxy/metrics"
@@ -91,30 +86,7 @@ func TestStatMatchesWhatTheLoadGeneratorSaw(t *testing.T) {
 	}
 	go func() { _, _ = io.Copy(io.Discard, topErrLines) }()
 	applyTemplate(t, "accuracy-load.yaml", map[string]string{"Namespace": ns})
-	var final struct {
-		Final    bool    `json:"final"`
-		Requests int     `json:"requests"`
-		Errors   int     `json:"errors"`
-		P50      float64 `json:"p50_ms"`
-		P99      float64 `json:"p99_ms"`
-	}
-	eventually(t, "the load generator to finish", 2*time.Minute, func(ctx context.Context) error {
-		pods, err := cluster.client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "job-name=load"})
-		if err != nil || len(pods.Items) == 0 {
-			return fmt.Errorf("no load pod yet (%v)", err)
-		}
-		logs, err := cluster.client.CoreV1().Pods(ns).GetLogs(pods.Items[0].Name, &corev1.PodLogOptions{Container: "load"}).DoRaw(ctx)
-		if err != nil {
-			return err
-		}
-		s := bufio.NewScanner(bytes.NewReader(logs))
-		for s.Scan() {
-			if json.Unmarshal(s.Bytes(), &final) == nil && final.Final {
-				return nil
-			}
-		}
-		return fmt.Errorf("no final report yet")
-	})
+	final := waitFinal(t, ns, jobPod(t, ns, "load"), 2*time.Minute)
 	if err := stat.Wait(); err != nil {
 		t.Fatalf("meshctl stat: %v\n%s", err, statOut.String())
 	}
@@ -124,7 +96,7 @@ func TestStatMatchesWhatTheLoadGeneratorSaw(t *testing.T) {
 	}
 	got := rows[0]
 	trueRate := 1 - float64(final.Errors)/float64(final.Requests)
-	t.Logf("load generator: %d requests, %d failed (success %.2f%%), p50 %.1f ms, p99 %.1f ms", final.Requests, final.Errors, 100*trueRate, final.P50, final.P99)
+	t.Logf("load generator: %d requests, %d failed (success %.2f%%), p50 %.1f ms, p99 %.1f ms", final.Requests, final.Errors, 100*trueRate, final.P50ms, final.P99ms)
 	t.Logf("meshctl stat:   %.0f requests, success %.2f%%, p50 ≤ %v ms, p99 ≤ %v ms", got.Requests, 100*deref(got.SuccessRate), deref(got.P50), deref(got.P99))
 	if math.Abs(got.Requests-float64(final.Requests)) > 0.02*float64(final.Requests) {
 		t.Errorf("stat counted %.0f requests, the load generator sent %d (more than 2%% apart)", got.Requests, final.Requests)

@@ -239,28 +239,39 @@ type permanentError struct{ err error }
 
 func (e *permanentError) Error() string { return e.err.Error() }
 
-// stream reads one destination stream until it ends; answered says whether
-// it delivered anything.
-func (c *Client) stream(ctx context.Context, sub *subscription) (answered bool, err error) {
-	u := url.URL{Scheme: "https", Host: c.cfg.Addr, Path: api.DestinationsPath, RawQuery: url.Values{"target": {sub.dst.String()}}.Encode()}
+// open starts a JSON-lines stream of the control API; a refusal is an
+// error carrying the controller's reason (permanent for a 400).
+func (c *Client) open(ctx context.Context, path string, query url.Values) (*http.Response, error) {
+	u := url.URL{Scheme: "https", Host: c.cfg.Addr, Path: path, RawQuery: query.Encode()}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return false, &permanentError{err}
+		return nil, &permanentError{err}
 	}
 	res, err := c.http.Do(req)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
-	defer res.Body.Close()
 	if res.StatusCode != http.StatusOK {
+		defer res.Body.Close()
 		var e api.Error
 		_ = json.NewDecoder(io.LimitReader(res.Body, 4096)).Decode(&e)
 		err := fmt.Errorf("controller answered %s: %s", res.Status, e.Error)
 		if res.StatusCode == http.StatusBadRequest {
-			return false, &permanentError{err}
+			return nil, &permanentError{err}
 		}
+		return nil, err
+	}
+	return res, nil
+}
+
+// stream reads one destination stream until it ends; answered says whether
+// it delivered anything.
+func (c *Client) stream(ctx context.Context, sub *subscription) (answered bool, err error) {
+	res, err := c.open(ctx, api.DestinationsPath, url.Values{"target": {sub.dst.String()}})
+	if err != nil {
 		return false, err
 	}
+	defer res.Body.Close()
 	dec := json.NewDecoder(res.Body)
 	for {
 		var d api.Destination
@@ -292,9 +303,8 @@ func (c *Client) stream(ctx context.Context, sub *subscription) (answered bool, 
 func (c *Client) followInboundPolicy(ctx context.Context) {
 	const minBackoff = 100 * time.Millisecond
 	backoff := minBackoff
-	u := url.URL{Scheme: "https", Host: c.cfg.Addr, Path: api.InboundPolicyPath, RawQuery: url.Values{"pod": {c.cfg.Pod}}.Encode()}
 	for {
-		answered, err := c.streamInboundPolicy(ctx, u.String())
+		answered, err := c.streamInboundPolicy(ctx)
 		if ctx.Err() != nil {
 			return
 		}
@@ -313,22 +323,13 @@ func (c *Client) followInboundPolicy(ctx context.Context) {
 	}
 }
 
-func (c *Client) streamInboundPolicy(ctx context.Context, u string) (answered bool, err error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+func (c *Client) streamInboundPolicy(ctx context.Context) (answered bool, err error) {
+	res, err := c.open(ctx, api.InboundPolicyPath, url.Values{"pod": {c.cfg.Pod}})
 	if err != nil {
-		return false, err
-	}
-	res, err := c.http.Do(req)
-	if err != nil {
+		c.cfg.Log.Warn("no inbound policy from the controller", "error", err)
 		return false, err
 	}
 	defer res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		var e api.Error
-		_ = json.NewDecoder(io.LimitReader(res.Body, 4096)).Decode(&e)
-		c.cfg.Log.Warn("the controller refused the inbound policy", "status", res.Status, "error", e.Error)
-		return false, fmt.Errorf("controller answered %s: %s", res.Status, e.Error)
-	}
 	dec := json.NewDecoder(res.Body)
 	for {
 		var p api.InboundPolicy
