@@ -2,8 +2,6 @@ package authz
 
 import (
 	"math"
-	pathpkg "path"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -120,8 +118,14 @@ type Request struct {
 	// HTTP says this is an HTTP request; false for a connection that is not
 	// HTTP (opaque TCP, TLS that is not the mesh's).
 	HTTP bool
-	// Path is an HTTP request's (decoded) path.
+	// Path is an HTTP request's path, decoded (url.URL.Path). The guard
+	// decides on it only when RawPath is empty.
 	Path string
+	// RawPath is an HTTP request's path as the client sent it, still
+	// percent-encoded (url.URL.EscapedPath()). When set, the guard decides
+	// on it rather than on Path: only the encoded form tells an encoded
+	// slash (%2F, which the application may not split on) from a real one.
+	RawPath string
 	// ClientID is the SPIFFE ID the client proved; "" when not meshed.
 	ClientID string
 	// FromNode says the client is the node itself (where the kubelet probes
@@ -135,16 +139,17 @@ func (g *Guard) Admit(req Request) Decision {
 	p := &st.policy
 	count := *g.count.Load()
 	port, http, clientID := req.Port, req.HTTP, req.ClientID
-	// Decide on the path as the application will resolve it: /a/../b is /b.
-	path := req.Path
-	if http && path != "" {
-		path = cleanPath(path)
+	// Decide on the path as the application will resolve it: /a/../b is /b,
+	// and so is /a/..;/b (see servedPath).
+	path, pathOK := "", false
+	if http {
+		path, pathOK = servedPath(req.Path, req.RawPath)
 	}
 	if req.FromNode {
 		for _, pr := range p.Probes {
 			// An HTTP probe lets in its path; a TCP probe lets in connections
 			// that are not HTTP (the kubelet's bare connect), never requests.
-			if pr.Port == int(port) && ((pr.Path == "" && !http) || (http && pr.Path == path)) {
+			if pr.Port == int(port) && ((pr.Path == "" && !http) || (http && pathOK && pr.Path == path)) {
 				count(Allowed, "probe")
 				return Decision{Rule: "probe"}
 			}
@@ -157,7 +162,7 @@ func (g *Guard) Admit(req Request) Decision {
 			continue
 		}
 		covered, rule = true, r.Name
-		if matchPath(r.PathPrefixes, path, http) && matchIdentity(r.Identities, clientID) {
+		if matchPath(r.PathPrefixes, path, http, pathOK) && matchIdentity(r.Identities, clientID) {
 			allowed = true
 			break
 		}
@@ -197,37 +202,6 @@ func (g *Guard) Admit(req Request) Decision {
 // retryAfter is the time one token takes to come back.
 func retryAfter(l *rate.Limiter) time.Duration {
 	return time.Duration(float64(time.Second) / float64(l.Limit()))
-}
-
-// matchPath reports whether path is under one of the prefixes, by whole
-// segments: /api covers /api and /api/x, not /apix.
-func matchPath(prefixes []string, path string, http bool) bool {
-	if len(prefixes) == 0 {
-		return true
-	}
-	if !http {
-		return false
-	}
-	for _, pre := range prefixes {
-		pre = strings.TrimSuffix(pre, "/")
-		if pre == "" || path == pre || strings.HasPrefix(path, pre+"/") {
-			return true
-		}
-	}
-	return false
-}
-
-// cleanPath resolves dot segments and repeated slashes, keeping a
-// trailing slash.
-func cleanPath(p string) string {
-	if p == "" || p[0] != '/' {
-		p = "/" + p
-	}
-	c := pathpkg.Clean(p)
-	if strings.HasSuffix(p, "/") && c != "/" {
-		c += "/"
-	}
-	return c
 }
 
 func matchIdentity(ids []string, client string) bool {
