@@ -124,10 +124,13 @@ func openTap(t *testing.T, ctx context.Context, r *running, query string) <-chan
 	return out
 }
 
-// TestTapAndIdentityAnswerOnlyTheNode: from the node's address /tap and
-// /identity answer; from another pod's address they are refused, while
-// /metrics stays open to both.
-func TestTapAndIdentityAnswerOnlyTheNode(t *testing.T) {
+// TestTapAndIdentityRefuseTheNodeInPlaintext: the node's address (where
+// hostNetwork pods and NodePort traffic SNATed to the node come from, and
+// which still exempts the kubelet's probes from RequireTLSPorts) gets 403 from
+// /tap and /identity in plaintext, as another pod does; /metrics stays open
+// to both. Only loopback and the controller over mutual TLS may use them
+// (package admin's tests).
+func TestTapAndIdentityRefuseTheNodeInPlaintext(t *testing.T) {
 	pod := netnstest.New(t, "pod")
 	node := netnstest.New(t, "node")
 	other := netnstest.New(t, "otherpod")
@@ -156,15 +159,17 @@ func TestTapAndIdentityAnswerOnlyTheNode(t *testing.T) {
 	go func() { done <- p.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 
-	if body, err := node.HTTPGet("http://10.79.0.1:4191/identity"); err != nil || !strings.Contains(body, serverSPIFFE) {
-		t.Errorf("node → /identity: %q, %v", body, err)
-	}
-	for _, path := range []string{"/identity", "/tap"} {
-		if _, err := other.HTTPGet("http://10.79.1.1:4191" + path); err == nil || !strings.Contains(err.Error(), "403") {
-			t.Errorf("another pod → %s: %v, want 403", path, err)
+	for who, c := range map[string]struct {
+		ns   *netnstest.NS
+		addr string
+	}{"the node": {node, "10.79.0.1"}, "another pod": {other, "10.79.1.1"}} {
+		for _, path := range []string{"/identity", "/tap"} {
+			if body, err := c.ns.HTTPGet("http://" + c.addr + ":4191" + path); err == nil || !strings.Contains(err.Error(), "403") {
+				t.Errorf("%s → %s: %q, %v; want 403", who, path, body, err)
+			}
 		}
-	}
-	if _, err := other.HTTPGet("http://10.79.1.1:4191/metrics"); err != nil {
-		t.Errorf("another pod → /metrics: %v", err)
+		if body, err := c.ns.HTTPGet("http://" + c.addr + ":4191/metrics"); err != nil || !strings.Contains(body, "identity_cert_expiration_timestamp_seconds") {
+			t.Errorf("%s → /metrics: %v", who, err)
+		}
 	}
 }

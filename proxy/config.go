@@ -62,9 +62,15 @@ type Config struct {
 	// plaintext HTTP gets 403, other plaintext is closed. Clients on the node
 	// itself (AdminAllow: the kubelet's probes) are let through.
 	RequireTLSPorts []uint16
-	// AdminAllow are the networks, besides loopback, that may use /identity
-	// and /tap: the node's own addresses.
+	// AdminAllow are the node's own addresses, where the kubelet's probes come
+	// from (see RequireTLSPorts). They grant nothing on the admin port: its
+	// sensitive endpoints answer only loopback and ControllerID.
 	AdminAllow []netip.Prefix
+	// ControllerID is the control plane's SPIFFE ID: over mutual TLS on the
+	// admin port, the only client that may use /tap, /identity,
+	// /destinations, POST /renew and pprof (besides loopback in plaintext).
+	// Zero: only loopback may.
+	ControllerID spiffeid.ID
 	// DetectTimeout is how long detection waits for a client's first bytes
 	// before calling the connection opaque. Default: 1s.
 	DetectTimeout time.Duration
@@ -91,7 +97,8 @@ type Config struct {
 	// MaxConcurrentStreams bounds the HTTP/2 streams a client may open at once
 	// on one connection. Default: 250.
 	MaxConcurrentStreams uint32
-	// Pprof serves Go's profiles on the admin port under /debug/pprof/ (node only).
+	// Pprof serves Go's profiles on the admin port under /debug/pprof/
+	// (loopback and ControllerID only).
 	Pprof bool
 	// Log receives the proxy's logs. Default: discard.
 	Log *slog.Logger

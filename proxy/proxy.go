@@ -35,7 +35,7 @@ type Proxy struct {
 	sides      []*side
 
 	adminLn  net.Listener
-	adminSrv *http.Server
+	adminSrv *admin.Server
 	ready    atomic.Bool
 }
 
@@ -127,14 +127,11 @@ func (p *Proxy) Listen() error {
 		return fmt.Errorf("admin listener: %w", err)
 	}
 	p.adminLn = ln
-	p.adminSrv = &http.Server{
-		Handler: admin.Handler(admin.Config{
-			Gatherer: p.metrics.Registry(), Ready: p.ready.Load,
-			Identity: p.cfg.Identity, Tap: p.tap, Allow: p.cfg.AdminAllow, Pprof: p.cfg.Pprof,
-			Destinations: lister(p.cfg.Endpoints), Renew: renewer(p.cfg.Identity),
-		}),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
+	p.adminSrv = admin.NewServer(admin.Config{
+		Gatherer: p.metrics.Registry(), Ready: p.ready.Load,
+		Identity: p.cfg.Identity, ControllerID: p.cfg.ControllerID, Tap: p.tap, Pprof: p.cfg.Pprof,
+		Destinations: lister(p.cfg.Endpoints), Renew: renewer(p.cfg.Identity), Log: p.log,
+	})
 	return nil
 }
 

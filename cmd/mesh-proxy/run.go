@@ -124,12 +124,12 @@ to --drain-timeout, then exits.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.admin, "admin", fmt.Sprintf("0.0.0.0:%d", proxy.AdminPort), "admin server address (/live, /ready, /metrics)")
-	f.StringVar(&o.adminAllow, "admin-allow", "", "the node's addresses (CIDRs or IPs): besides loopback, only they may use /identity and /tap, and they may reach ports that require mutual TLS in plaintext (probes); in a pod, the default gateway is added")
+	f.StringVar(&o.adminAllow, "admin-allow", "", "the node's addresses (CIDRs or IPs): they may reach ports that require mutual TLS in plaintext (the kubelet's probes); in a pod, the default gateway is added. They grant nothing on the admin port")
 	f.StringVar(&o.certFile, "cert", "", "PEM workload certificate (with its chain), re-read when it changes")
 	f.StringVar(&o.keyFile, "key", "", "PEM private key of --cert")
 	f.StringVar(&o.rootsFile, "trust-roots", "", "PEM trust anchors meshed peers must chain to")
 	f.StringVar(&o.identityAddr, "identity-addr", "", "the controller's control API (host:port): get and renew the workload certificate from it instead of --cert/--key")
-	f.StringVar(&o.controllerID, "identity-controller-id", "", "SPIFFE ID the controller must prove (default spiffe://<trust-domain>/ns/meshctl/sa/mesh-controller)")
+	f.StringVar(&o.controllerID, "identity-controller-id", "", "SPIFFE ID the controller must prove, and the only client the admin port's /tap, /identity, /destinations, /renew and pprof answer over mutual TLS (default spiffe://<trust-domain>/ns/meshctl/sa/mesh-controller)")
 	f.StringVar(&o.tokenFile, "identity-token-file", "/var/run/secrets/meshctl.io/identity/token", "projected ServiceAccount token (audience identity.meshctl.io)")
 	f.StringVar(&o.trustDomain, "trust-domain", "cluster.local", "the mesh's trust domain")
 	f.StringVar(&o.namespace, "namespace", "", "the pod's namespace (for its SPIFFE ID)")
@@ -153,7 +153,7 @@ to --drain-timeout, then exits.`,
 	f.DurationVar(&o.readHeader, "read-header-timeout", 10*time.Second, "time a client gets to send a request's headers")
 	f.DurationVar(&o.idle, "idle-timeout", 90*time.Second, "idle client connections are closed after this")
 	f.Uint32Var(&o.maxStreams, "max-concurrent-streams", 250, "HTTP/2 streams a client may have open at once per connection")
-	f.BoolVar(&o.pprof, "debug-pprof", false, "serve Go profiles on the admin port under /debug/pprof/ (node only)")
+	f.BoolVar(&o.pprof, "debug-pprof", false, "serve Go profiles on the admin port under /debug/pprof/ (loopback and the controller only)")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "json", "json or text")
 	return cmd
@@ -190,6 +190,14 @@ func (o runOptions) config() (proxy.Config, error) {
 		return cfg, fmt.Errorf("--require-tls-ports: %w", err)
 	}
 	cfg.TLSHandshakeTimeout = o.handshake
+	// The controller: the control API proves it, and over mutual TLS it is
+	// the one client of the admin port's sensitive endpoints.
+	if cfg.ControllerID, err = spiffeid.New(o.trustDomain, "meshctl", "mesh-controller"); o.controllerID != "" {
+		cfg.ControllerID, err = spiffeid.Parse(o.controllerID)
+	}
+	if err != nil {
+		return cfg, fmt.Errorf("--identity-controller-id: %w", err)
+	}
 	for _, s := range strings.Split(o.adminAllow, ",") {
 		if s = strings.TrimSpace(s); s == "" {
 			continue
@@ -269,13 +277,7 @@ func (o runOptions) runWithIdentityService(ctx context.Context, cfg proxy.Config
 	if err != nil {
 		return fmt.Errorf("the workload's identity (--namespace, --service-account): %w", err)
 	}
-	controllerID, err := spiffeid.New(o.trustDomain, "meshctl", "mesh-controller")
-	if o.controllerID != "" {
-		controllerID, err = spiffeid.Parse(o.controllerID)
-	}
-	if err != nil {
-		return fmt.Errorf("--identity-controller-id: %w", err)
-	}
+	controllerID := cfg.ControllerID
 	client, err := identity.New(identity.Config{
 		Addr: o.identityAddr, ControllerID: controllerID, ID: id,
 		TokenFile: o.tokenFile, RootsFile: o.rootsFile, Log: cfg.Log.With("component", "identity"),

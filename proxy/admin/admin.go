@@ -1,55 +1,53 @@
-// Package admin serves the proxy's admin endpoints on port 4191: /live,
-// /ready, /metrics (Prometheus text), /identity (the workload certificate),
-// /tap (a live JSON-lines request stream) and /destinations (what discovery
-// follows). /identity, /tap and /destinations answer only
-// loopback and the node's own addresses, where the API server's pods/proxy
-// and the kubelet come from, never other pods.
 package admin
 
 import (
 	"encoding/hex"
 	"encoding/json"
-	"net"
+	"log/slog"
 	"net/http"
 	"net/http/pprof"
-	"net/netip"
 	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/meshctl/meshctl/identity/spiffeid"
 	"github.com/meshctl/meshctl/internal/certs"
 	"github.com/meshctl/meshctl/proxy/endpoints"
 	"github.com/meshctl/meshctl/proxy/tap"
 )
 
-// Config configures the admin handler.
+// Config configures the admin endpoints.
 type Config struct {
 	// Gatherer is what /metrics serves. Required.
 	Gatherer prometheus.Gatherer
 	// Ready reports whether the proxy can serve; /ready answers 503 until it
 	// does. Default: always ready.
 	Ready func() bool
-	// Identity is the workload certificate /identity describes; nil means the
-	// proxy has none (404).
+	// Identity is the workload certificate /identity describes and the admin
+	// port serves TLS with; nil means the proxy has none (/identity answers
+	// 404, and TLS clients are turned away).
 	Identity certs.Source
+	// ControllerID is the control plane's SPIFFE ID: over mutual TLS, the
+	// only client that may use the sensitive endpoints. Zero: none may, only
+	// loopback in plaintext.
+	ControllerID spiffeid.ID
 	// Tap is the hub /tap subscribes to; nil disables /tap.
 	Tap *tap.Hub
-	// Allow are the networks, besides loopback, that may use /identity and
-	// /tap: the node's addresses.
-	Allow []netip.Prefix
 	// DefaultTapRPS is a tap's event limit unless ?max_rps= says otherwise. Default: 1000.
 	DefaultTapRPS int
-	// Pprof serves Go's profiles under /debug/pprof/ (node only).
+	// Pprof serves Go's profiles under /debug/pprof/ (sensitive).
 	Pprof bool
 	// Renew, when set, asks for a new workload certificate now (POST
-	// /renew, node only): `meshctl identity rotate-issuer` moves proxies to
+	// /renew, sensitive): `meshctl identity rotate-issuer` moves proxies to
 	// a new issuer with it.
 	Renew func()
 	// Destinations, when set, lists the outbound destinations the proxy
-	// follows and their endpoints, for /destinations (node only).
+	// follows and their endpoints, for /destinations (sensitive).
 	Destinations endpoints.Lister
+	// Log receives refusals (warn). Default: discard.
+	Log *slog.Logger
 }
 
 // DestinationEndpoint is one endpoint in /destinations.
@@ -59,11 +57,17 @@ type DestinationEndpoint struct {
 	Opaque   bool   `json:"opaque,omitempty"`
 }
 
-// Handler returns the admin endpoints.
+// Handler returns the admin endpoints. The sensitive ones answer loopback
+// plaintext clients, and the controller over the mutual TLS that only
+// Server's connections carry; everyone else gets 403.
 func Handler(cfg Config) http.Handler {
 	if cfg.DefaultTapRPS == 0 {
 		cfg.DefaultTapRPS = 1000
 	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	only := access{controller: cfg.ControllerID, log: cfg.Log}.only
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /live", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("live\n"))
@@ -76,54 +80,32 @@ func Handler(cfg Config) http.Handler {
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
-	mux.Handle("GET /identity", nodeOnly(cfg.Allow, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	mux.Handle("GET /identity", only(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		serveIdentity(w, cfg.Identity)
 	})))
 	if cfg.Renew != nil {
-		mux.Handle("POST /renew", nodeOnly(cfg.Allow, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		mux.Handle("POST /renew", only(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			cfg.Renew()
 			w.WriteHeader(http.StatusAccepted)
 			_, _ = w.Write([]byte("renewing\n"))
 		})))
 	}
 	if cfg.Destinations != nil {
-		mux.Handle("GET /destinations", nodeOnly(cfg.Allow, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		mux.Handle("GET /destinations", only(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			serveDestinations(w, cfg.Destinations)
 		})))
 	}
-	mux.Handle("GET /tap", nodeOnly(cfg.Allow, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("GET /tap", only(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		serveTap(w, r, cfg.Tap, cfg.DefaultTapRPS)
 	})))
 	if cfg.Pprof {
-		mux.Handle("/debug/pprof/", nodeOnly(cfg.Allow, http.HandlerFunc(pprof.Index)))
-		mux.Handle("/debug/pprof/profile", nodeOnly(cfg.Allow, http.HandlerFunc(pprof.Profile)))
-		mux.Handle("/debug/pprof/heap", nodeOnly(cfg.Allow, pprof.Handler("heap")))
-		mux.Handle("/debug/pprof/allocs", nodeOnly(cfg.Allow, pprof.Handler("allocs")))
-		mux.Handle("/debug/pprof/goroutine", nodeOnly(cfg.Allow, pprof.Handler("goroutine")))
+		mux.Handle("/debug/pprof/", only(http.HandlerFunc(pprof.Index)))
+		mux.Handle("/debug/pprof/profile", only(http.HandlerFunc(pprof.Profile)))
+		mux.Handle("/debug/pprof/heap", only(pprof.Handler("heap")))
+		mux.Handle("/debug/pprof/allocs", only(pprof.Handler("allocs")))
+		mux.Handle("/debug/pprof/goroutine", only(pprof.Handler("goroutine")))
 	}
 	return mux
-}
-
-// nodeOnly refuses clients outside loopback and allow.
-func nodeOnly(allow []netip.Prefix, h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		host, _, err := net.SplitHostPort(r.RemoteAddr)
-		addr, perr := netip.ParseAddr(host)
-		if err != nil || perr != nil {
-			http.Error(w, "forbidden", http.StatusForbidden)
-			return
-		}
-		addr = addr.Unmap()
-		ok := addr.IsLoopback()
-		for _, p := range allow {
-			ok = ok || p.Contains(addr)
-		}
-		if !ok {
-			http.Error(w, "forbidden: only the node may use this endpoint", http.StatusForbidden)
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
 }
 
 // IdentityInfo is the JSON /identity answers.
