@@ -48,7 +48,7 @@ func New(cfg Config) (*Proxy, error) {
 	p := &Proxy{
 		cfg:        cfg,
 		log:        cfg.Log.With("component", "proxy"),
-		metrics:    metrics.New(),
+		metrics:    metrics.New(metrics.Config{}),
 		tap:        tap.NewHub(),
 		opaque:     map[uint16]bool{},
 		requireTLS: map[uint16]bool{},

@@ -213,11 +213,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if v != nil {
 			class = metrics.Failure // the response was cut off mid-stream
 		}
+		// Labelled by what the mesh knows of the destination, never by the
+		// request's Host: a client must not choose the proxy's series.
 		var route *metrics.Route
 		if rec.reached && info.Direction == metrics.Outbound {
-			route = info.Metrics.RouteTo(r.Host, rec.ep.Identity, rec.ep.Workload)
+			route = info.Metrics.RouteTo(info.Upstream.Name(), rec.ep.Identity, rec.ep.Workload)
 		} else {
-			route = info.Metrics.Route(r.Host)
+			route = info.Metrics.Route(info.Upstream.Name())
 		}
 		route.Request()
 		route.Response(rec.status, class, rec.latencyMs())

@@ -1,6 +1,12 @@
 // Package metrics defines the proxy's Prometheus metrics and cheap handles
 // for recording them on the hot path: a connection resolves its label values
-// once, a request only adds the authority and the response status.
+// once, a request only adds its destination and the response status.
+//
+// Every label value comes from what the mesh knows (verified identities,
+// discovery's names, the pod's own ports), never from what a client wrote
+// (a Host header, a path): a client must not be able to grow the proxy's
+// memory. On top of that the request series are capped (Config.MaxRoutes):
+// beyond the cap the one idle longest is dropped, and counted.
 package metrics
 
 import (
@@ -51,20 +57,43 @@ type Metrics struct {
 	timeouts    *prometheus.CounterVec
 	unavailable *prometheus.CounterVec
 	decisions   *prometheus.CounterVec
+	evicted     prometheus.Counter
 	// decided caches the decisions' counters ([2]string → Counter): a
 	// decision is counted on every inbound request.
 	decided sync.Map
+	routes  routeTable
+}
+
+// Config bounds the metrics' memory. The zero value takes the defaults.
+type Config struct {
+	// MaxRoutes bounds the label sets of the request metrics (connection
+	// labels and destination); beyond it the route idle longest is dropped
+	// (metrics_series_evicted_total). Default: 2000.
+	MaxRoutes int
+	// MaxStatusesPerRoute bounds the status codes recorded apart per route;
+	// others are recorded as status_code="other". Default: 16.
+	MaxStatusesPerRoute int
 }
 
 // New creates the metric families and registers them, with the Go runtime
 // and process collectors, in a new registry.
-func New() *Metrics {
+func New(cfg Config) *Metrics {
+	if cfg.MaxRoutes <= 0 {
+		cfg.MaxRoutes = 2000
+	}
+	if cfg.MaxStatusesPerRoute <= 0 {
+		cfg.MaxStatusesPerRoute = 16
+	}
 	reqLabels := append(append([]string{}, connLabelNames...), "authority")
 	rspLabels := append(append([]string{}, reqLabels...), "status_code", "classification")
 	m := &Metrics{
-		reg: prometheus.NewRegistry(),
+		reg:    prometheus.NewRegistry(),
+		routes: routeTable{max: cfg.MaxRoutes, maxStatuses: cfg.MaxStatusesPerRoute, byKey: map[string]*Route{}},
+		evicted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "metrics_series_evicted_total", Help: "Request metric label sets dropped to stay under the proxy's series cap (the one idle longest goes first).",
+		}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "request_total", Help: "HTTP requests received.",
+			Name: "request_total", Help: "HTTP requests received, by destination (authority: the Service name.namespace:port discovery gave, else the address the connection was for).",
 		}, reqLabels),
 		responses: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "response_total", Help: "HTTP responses completed, by status and classification (failure: 5xx, a non-zero grpc-status, or a broken stream).",
@@ -110,7 +139,7 @@ func New() *Metrics {
 			Name: "inbound_policy_decisions_total", Help: "Inbound requests and connections let in (allow), refused with 403 or a closed connection (deny) or 429 (rate_limited), by the rule that decided: an AuthorizationPolicy, default:<policy>, probe, rate-limit, rate-limit-per-client.",
 		}, []string{"decision", "rule"}),
 	}
-	m.reg.MustRegister(m.decisions, m.requests, m.responses, m.latency, m.tcpOpen, m.tcpClose, m.tcpOpenNow,
+	m.reg.MustRegister(m.decisions, m.evicted, m.requests, m.responses, m.latency, m.tcpOpen, m.tcpClose, m.tcpOpenNow,
 		m.tcpRead, m.tcpWrite, m.protoErrors, m.tlsErrors, m.retries, m.exhausted, m.timeouts, m.unavailable,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -200,8 +229,8 @@ type Conn struct {
 	open   prometheus.Gauge
 	close  prometheus.Counter
 
-	// mu guards the per-authority request handles, cached because most
-	// connections carry requests for one authority.
+	// mu guards the request handles cached for the connection: most
+	// connections send every request to one destination.
 	mu     sync.Mutex
 	last   string
 	route  *Route
@@ -211,9 +240,9 @@ type Conn struct {
 
 // routeTo keys the outbound per-endpoint handles.
 type routeTo struct {
-	authority string
-	server    spiffeid.ID
-	workload  string
+	destination string
+	server      spiffeid.ID
+	workload    string
 }
 
 // Open counts a new connection and returns its handle.
@@ -265,95 +294,4 @@ func (c *Conn) Timeout(destination, kind string) {
 // Unavailable counts a request no endpoint could take, and why.
 func (c *Conn) Unavailable(destination, reason string) {
 	c.m.unavailable.WithLabelValues(destination, reason).Inc()
-}
-
-// Route returns the request handles for an authority on this connection.
-func (c *Conn) Route(authority string) *Route {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.route != nil && c.last == authority {
-		return c.route
-	}
-	labels := append(append(make([]string, 0, len(c.labels)+3), c.labels...), authority)
-	c.last = authority
-	c.route = &Route{m: c.m, labels: labels, requests: c.m.requests.WithLabelValues(labels...)}
-	return c.route
-}
-
-// RouteTo returns the request handles for an authority on this outbound
-// connection, labelled with the endpoint the request went to: tls and
-// server_id say whether it was meshed and who the server had to prove,
-// dst_workload which workload it belongs to (when discovery knows).
-func (c *Conn) RouteTo(authority string, server spiffeid.ID, workload string) *Route {
-	key := routeTo{authority, server, workload}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.to != nil && c.lastTo == key {
-		return c.to
-	}
-	labels := append(make([]string, 0, len(c.labels)+3), c.labels...)
-	meshed := server != (spiffeid.ID{})
-	labels[1] = strconv.FormatBool(meshed)
-	labels[3] = ""
-	if meshed {
-		labels[3] = server.String()
-	}
-	if workload != "" {
-		labels[4] = workload
-	}
-	labels = append(labels, authority)
-	c.lastTo = key
-	c.to = &Route{m: c.m, labels: labels, requests: c.m.requests.WithLabelValues(labels...)}
-	return c.to
-}
-
-// Route records the requests to one authority over one connection.
-type Route struct {
-	m        *Metrics
-	labels   []string // connection labels + authority
-	requests prometheus.Counter
-
-	// mu guards responses, the handles of the statuses seen so far.
-	mu        sync.Mutex
-	responses map[responseKey]responseHandles
-}
-
-type responseKey struct {
-	status int
-	class  string
-}
-
-type responseHandles struct {
-	count   prometheus.Counter
-	latency prometheus.Observer
-}
-
-// Request counts a request.
-func (r *Route) Request() { r.requests.Inc() }
-
-// Response counts a completed response and its latency (to the response headers).
-func (r *Route) Response(status int, class string, latencyMs float64) {
-	key := responseKey{status, class}
-	r.mu.Lock()
-	h, ok := r.responses[key]
-	if !ok {
-		labels := append(append(make([]string, 0, len(r.labels)+2), r.labels...), statusText(status), class)
-		h = responseHandles{count: r.m.responses.WithLabelValues(labels...), latency: r.m.latency.WithLabelValues(labels...)}
-		if r.responses == nil {
-			r.responses = map[responseKey]responseHandles{}
-		}
-		r.responses[key] = h
-	}
-	r.mu.Unlock()
-	h.count.Inc()
-	h.latency.Observe(latencyMs)
-}
-
-// statusText is the label value of a status code; 0 means no response (the
-// request failed before one).
-func statusText(status int) string {
-	if status == 0 {
-		return ""
-	}
-	return strconv.Itoa(status)
 }
