@@ -4,6 +4,14 @@
 // audience identity.meshctl.io), derives the SPIFFE ID from the
 // ServiceAccount the token belongs to, and signs only a request for exactly
 // that ID.
+//
+// The endpoint needs no client certificate, so anyone who can reach it can
+// make it work: a TokenReview is what it costs most, and reviews share the
+// API server. Before one is made, a request passes a per-source-address rate
+// limit, a well-formed certificate request (key type and size checked), and a
+// local look at the token (a JWT for the audience, not expired, of a
+// ServiceAccount); then it waits for one of a bounded number of review slots,
+// and only briefly.
 package identitysvc
 
 import (
@@ -14,6 +22,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -47,19 +56,37 @@ type Config struct {
 	TrustRoots func() []byte
 	// Lifetime of the certificates. Default: 24h.
 	Lifetime time.Duration
-	// RatePerSecond and Burst limit issuance per ServiceAccount. Defaults: 5/s, 20.
+	// RatePerSecond and Burst limit issuance per ServiceAccount (after the
+	// TokenReview). Defaults: 5/s, 20.
 	RatePerSecond float64
 	Burst         int
+	// SourceRatePerSecond and SourceBurst limit requests per source IP
+	// address, before anything else is looked at. Defaults: 5/s, 50 (a pod
+	// asks once at start and then every ~17 h).
+	SourceRatePerSecond float64
+	SourceBurst         int
+	// MaxConcurrentReviews bounds the TokenReviews in flight. Default: 32.
+	MaxConcurrentReviews int
+	// ReviewWait is how long a request waits for a review slot before it is
+	// answered 503 with Retry-After. Default: 1s.
+	ReviewWait time.Duration
+	// ReviewTimeout bounds one TokenReview. Default: 10s.
+	ReviewTimeout time.Duration
 	// Registerer receives the service's counters; nil means none.
 	Registerer prometheus.Registerer
 	// Log receives every issuance and refusal. Default: discard.
 	Log *slog.Logger
 }
 
+// maxBodyBytes bounds a request body: the CSR, the token and JSON around them.
+const maxBodyBytes = api.MaxCSRBytes + 4<<10
+
 // Service is the issuance endpoint.
 type Service struct {
 	cfg      Config
-	limiters *lru.Cache[string, *rate.Limiter]
+	limiters *lru.Cache[string, *rate.Limiter] // per ServiceAccount
+	sources  *lru.Cache[string, *rate.Limiter] // per source address
+	reviews  chan struct{}                     // a slot per TokenReview in flight
 	issued   prometheus.Counter
 	refused  *prometheus.CounterVec
 	latency  prometheus.Histogram
@@ -82,6 +109,21 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Burst == 0 {
 		cfg.Burst = 20
 	}
+	if cfg.SourceRatePerSecond == 0 {
+		cfg.SourceRatePerSecond = 5
+	}
+	if cfg.SourceBurst == 0 {
+		cfg.SourceBurst = 50
+	}
+	if cfg.MaxConcurrentReviews == 0 {
+		cfg.MaxConcurrentReviews = 32
+	}
+	if cfg.ReviewWait == 0 {
+		cfg.ReviewWait = time.Second
+	}
+	if cfg.ReviewTimeout == 0 {
+		cfg.ReviewTimeout = 10 * time.Second
+	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
@@ -89,8 +131,12 @@ func New(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	sources, err := lru.New[string, *rate.Limiter](10000)
+	if err != nil {
+		return nil, err
+	}
 	s := &Service{
-		cfg: cfg, limiters: limiters,
+		cfg: cfg, limiters: limiters, sources: sources, reviews: make(chan struct{}, cfg.MaxConcurrentReviews),
 		issued: prometheus.NewCounter(prometheus.CounterOpts{Name: "identity_certificates_issued_total", Help: "Workload certificates issued."}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "identity_certificates_refused_total", Help: "Certificate requests refused, by reason.",
@@ -115,13 +161,19 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, http.StatusMethodNotAllowed, "method", "use POST")
 		return
 	}
+	source := sourceIP(r.RemoteAddr)
+	if !limiter(s.sources, source, s.cfg.SourceRatePerSecond, s.cfg.SourceBurst).Allow() {
+		w.Header().Set("Retry-After", "1")
+		s.fail(w, http.StatusTooManyRequests, "rate_limited_source", "too many requests from "+source)
+		return
+	}
 	var req api.CertificateRequest
-	body, err := io.ReadAll(io.LimitReader(r.Body, api.MaxCSRBytes+8<<10))
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
 	if err != nil {
 		s.fail(w, http.StatusBadRequest, "bad_request", "read request: "+err.Error())
 		return
 	}
-	if len(body) > api.MaxCSRBytes+4<<10 {
+	if len(body) > maxBodyBytes {
 		s.fail(w, http.StatusRequestEntityTooLarge, "too_large", "the request is too large")
 		return
 	}
@@ -134,13 +186,34 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, http.StatusBadRequest, "bad_csr", err.Error())
 		return
 	}
+	if err := ca.CheckKey(csr.PublicKey); err != nil {
+		var ce *ca.CSRError
+		if errors.As(err, &ce) {
+			s.fail(w, http.StatusBadRequest, ce.Reason, err.Error())
+			return
+		}
+		s.fail(w, http.StatusBadRequest, "bad_csr", err.Error())
+		return
+	}
 	if req.Token == "" {
 		s.fail(w, http.StatusUnauthorized, "no_token", "a ServiceAccount token is required")
 		return
 	}
-	user, err := s.cfg.Reviewer.Review(r.Context(), req.Token, api.TokenAudience)
+	if err := CheckToken(req.Token, api.TokenAudience, time.Now()); err != nil {
+		reason := "token_malformed"
+		var te *TokenError
+		if errors.As(err, &te) {
+			reason = te.Reason
+		}
+		s.fail(w, http.StatusUnauthorized, reason, "the token was not accepted: "+err.Error())
+		return
+	}
+	user, status, reason, err := s.review(r.Context(), req.Token)
 	if err != nil {
-		s.fail(w, http.StatusUnauthorized, "token_invalid", "the token was not accepted: "+err.Error())
+		if status == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "1")
+		}
+		s.fail(w, status, reason, err.Error())
 		return
 	}
 	id, err := s.idOf(user)
@@ -148,7 +221,7 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, http.StatusForbidden, "not_a_service_account", err.Error())
 		return
 	}
-	if !s.limiter(id.String()).Allow() {
+	if !limiter(s.limiters, id.String(), s.cfg.RatePerSecond, s.cfg.Burst).Allow() {
 		w.Header().Set("Retry-After", "1")
 		s.fail(w, http.StatusTooManyRequests, "rate_limited", "too many requests for "+id.String())
 		return
@@ -190,12 +263,44 @@ func (s *Service) idOf(user string) (spiffeid.ID, error) {
 	return spiffeid.New(s.cfg.TrustDomain, ns, sa)
 }
 
-func (s *Service) limiter(key string) *rate.Limiter {
-	if l, ok := s.limiters.Get(key); ok {
+// review has the API server review a token, in one of the bounded review
+// slots; it waits for a slot at most ReviewWait. On failure it returns the
+// status and reason to answer with.
+func (s *Service) review(ctx context.Context, token string) (user string, status int, reason string, err error) {
+	wait := time.NewTimer(s.cfg.ReviewWait)
+	defer wait.Stop()
+	select {
+	case s.reviews <- struct{}{}:
+		defer func() { <-s.reviews }()
+	case <-wait.C:
+		return "", http.StatusServiceUnavailable, "busy", fmt.Errorf("%d token reviews are in flight; retry shortly", cap(s.reviews))
+	case <-ctx.Done():
+		return "", http.StatusServiceUnavailable, "busy", ctx.Err()
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReviewTimeout)
+	defer cancel()
+	user, err = s.cfg.Reviewer.Review(ctx, token, api.TokenAudience)
+	if err != nil {
+		return "", http.StatusUnauthorized, "token_invalid", fmt.Errorf("the token was not accepted: %w", err)
+	}
+	return user, 0, "", nil
+}
+
+// sourceIP is the address part of a request's RemoteAddr.
+func sourceIP(remote string) string {
+	if host, _, err := net.SplitHostPort(remote); err == nil {
+		return host
+	}
+	return remote
+}
+
+// limiter returns key's limiter from an LRU of them, making it when absent.
+func limiter(c *lru.Cache[string, *rate.Limiter], key string, perSecond float64, burst int) *rate.Limiter {
+	if l, ok := c.Get(key); ok {
 		return l
 	}
-	l := rate.NewLimiter(rate.Limit(s.cfg.RatePerSecond), s.cfg.Burst)
-	if prev, ok, _ := s.limiters.PeekOrAdd(key, l); ok {
+	l := rate.NewLimiter(rate.Limit(perSecond), burst)
+	if prev, ok, _ := c.PeekOrAdd(key, l); ok {
 		return prev
 	}
 	return l

@@ -3,6 +3,7 @@ package ca
 import (
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
@@ -166,6 +167,43 @@ func TestCheckCSRRefuses(t *testing.T) {
 				t.Errorf("Sign = %v, want refusal %q", err, tc.reason)
 			}
 		})
+	}
+}
+
+// hugeRSA is a 16384-bit RSA public key: no key needs to be generated (that
+// takes minutes) to see it refused.
+func hugeRSA(bits int) *rsa.PublicKey {
+	n := new(big.Int).Lsh(big.NewInt(1), uint(bits-1))
+	return &rsa.PublicKey{N: n.Add(n, big.NewInt(1)), E: 65537}
+}
+
+func TestCheckKeyCapsRSAKeySize(t *testing.T) {
+	ed, _, _ := ed25519.GenerateKey(rand.Reader)
+	p384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	p224, _ := ecdsa.GenerateKey(elliptic.P224(), rand.Reader)
+	for _, tc := range []struct {
+		name string
+		key  any
+		ok   bool
+	}{
+		{"P-256", p256(t).Public(), true}, {"P-384", p384.Public(), true}, {"Ed25519", ed, true},
+		{"P-224", p224.Public(), false},
+		{"RSA 2048", hugeRSA(2048), true}, {"RSA 4096", hugeRSA(4096), true},
+		{"RSA 1024", hugeRSA(1024), false}, {"RSA 4097", hugeRSA(4097), false},
+		{"RSA 8192", hugeRSA(8192), false}, {"RSA 16384", hugeRSA(16384), false},
+	} {
+		err := CheckKey(tc.key)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: CheckKey = %v, want ok=%v", tc.name, err, tc.ok)
+		}
+	}
+	// In a request, the key is judged before its signature is checked
+	// (verifying with a huge key is the cost to avoid).
+	csr := csrFor(t, p256(t), &x509.CertificateRequest{URIs: []*url.URL{web.URL()}})
+	csr.PublicKey, csr.PublicKeyAlgorithm = hugeRSA(16384), x509.RSA
+	var ce *CSRError
+	if err := CheckCSR(csr, web); !errors.As(err, &ce) || ce.Reason != "weak_key" {
+		t.Errorf("CheckCSR with a 16384-bit RSA key = %v, want refusal weak_key", err)
 	}
 }
 

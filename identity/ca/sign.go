@@ -2,6 +2,7 @@ package ca
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -91,6 +92,11 @@ var oidBasicConstraints = asn1.ObjectIdentifier{2, 5, 29, 19}
 // a valid self-signature, one URI SAN equal to id and no other name, no CA
 // or other constraint extensions, and an acceptable key.
 func CheckCSR(csr *x509.CertificateRequest, id spiffeid.ID) error {
+	// The key first: checking the signature with an oversized key is the
+	// costly part.
+	if err := CheckKey(csr.PublicKey); err != nil {
+		return err
+	}
 	if err := csr.CheckSignature(); err != nil {
 		return refuse("bad_signature", "the request's signature does not match its key: %w", err)
 	}
@@ -109,18 +115,33 @@ func CheckCSR(csr *x509.CertificateRequest, id spiffeid.ID) error {
 			return refuse("ca_requested", "the request asks for CA basic constraints")
 		}
 	}
-	switch k := csr.PublicKey.(type) {
+	return nil
+}
+
+// RSA key sizes CheckKey accepts: below the minimum is weak; above the
+// maximum only costs the CA (verifying a 16384-bit key's signature is ~60
+// times the work of a 2048-bit one) and buys nothing.
+const (
+	MinRSABits = 2048
+	MaxRSABits = 4096
+)
+
+// CheckKey accepts the keys a workload certificate may carry: ECDSA P-256
+// or P-384, Ed25519, and RSA of MinRSABits to MaxRSABits. It is cheap: call
+// it before anything costly is done for a request.
+func CheckKey(pub crypto.PublicKey) error {
+	switch k := pub.(type) {
 	case *ecdsa.PublicKey:
 		if k.Curve != elliptic.P256() && k.Curve != elliptic.P384() {
 			return refuse("weak_key", "ECDSA keys must be P-256 or P-384")
 		}
 	case ed25519.PublicKey:
 	case *rsa.PublicKey:
-		if k.N.BitLen() < 2048 {
-			return refuse("weak_key", "RSA keys must be at least 2048 bits")
+		if bits := k.N.BitLen(); bits < MinRSABits || bits > MaxRSABits {
+			return refuse("weak_key", "RSA keys must be %d to %d bits, not %d", MinRSABits, MaxRSABits, bits)
 		}
 	default:
-		return refuse("weak_key", "unsupported key type %T", csr.PublicKey)
+		return refuse("weak_key", "unsupported key type %T", pub)
 	}
 	return nil
 }
