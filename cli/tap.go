@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/url"
@@ -162,8 +161,12 @@ func runTap(ctx context.Context, o *tapOptions, args []string, stdout, stderr io
 	}
 }
 
-// tapLine formats an event the way `meshctl tap` prints it.
-func tapLine(e tapstream.PodEvent) string {
+// tapLine formats an event the way `meshctl tap` prints it, made
+// tapstream.Printable: its fields come from the clients' requests.
+func tapLine(e tapstream.PodEvent) string { return tapstream.Printable(rawTapLine(e)) }
+
+// rawTapLine is tapLine before escaping.
+func rawTapLine(e tapstream.PodEvent) string {
 	id := fmt.Sprintf("%s:%d", e.Pod, e.ID)
 	switch e.Type {
 	case "start":
@@ -194,7 +197,8 @@ func orDash(s string) string {
 	return s
 }
 
-func writeJSONLine(w io.Writer, v any) error { return json.NewEncoder(w).Encode(v) }
+// writeJSONLine writes v as one line of JSON, control characters escaped.
+func writeJSONLine(w io.Writer, v any) error { return tapstream.WriteJSONLine(w, v) }
 
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)

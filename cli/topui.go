@@ -40,7 +40,8 @@ func (m *liveTop) add(e tapstream.PodEvent) {
 
 func (m *liveTop) fail(p tapstream.Pod, err error) {
 	m.mu.Lock()
-	m.errs = append(m.errs, fmt.Sprintf("pod %s/%s: %v", p.Namespace, p.Name, err))
+	// The error may quote what the pod's side sent.
+	m.errs = append(m.errs, tapstream.Printable(fmt.Sprintf("pod %s/%s: %v", p.Namespace, p.Name, err)))
 	m.mu.Unlock()
 }
 

@@ -1,7 +1,6 @@
 package tapstream
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -164,7 +163,8 @@ func (t *Top) Rows(sortBy string) []Row {
 	return out
 }
 
-// WriteTable prints the rows as `meshctl top` does.
+// WriteTable prints the rows as `meshctl top` does, their fields made
+// Printable: they come from the clients' requests.
 func WriteTable(w io.Writer, rows []Row) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SOURCE\tDESTINATION\tMETHOD\tPATH\tCOUNT\tBEST\tWORST\tLAST\tSUCCESS")
@@ -173,7 +173,8 @@ func WriteTable(w io.Writer, rows []Row) error {
 		if r.Sampled {
 			count = fmt.Sprintf("~%.0f (sampled)", r.Estimated)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f%%\n", r.Source, r.Destination, r.Method, r.Path, count,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.2f%%\n",
+			Printable(r.Source), Printable(r.Destination), Printable(r.Method), Printable(r.Path), count,
 			ms(r.BestMs), ms(r.WorstMs), ms(r.LastMs), 100*r.SuccessRate())
 	}
 	return tw.Flush()
@@ -186,9 +187,6 @@ func ms(v float64) string {
 	return fmt.Sprintf("%.1fms", v)
 }
 
-// WriteJSON prints the rows for scripts.
-func WriteJSON(w io.Writer, rows []Row) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(rows)
-}
+// WriteJSON prints the rows for scripts, indented, with every control
+// character escaped.
+func WriteJSON(w io.Writer, rows []Row) error { return writeJSON(w, rows, true) }
