@@ -8,6 +8,7 @@ import (
 
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/meshctl/meshctl/controller/injector"
 	"github.com/meshctl/meshctl/identity/spiffeid"
@@ -33,16 +34,29 @@ const (
 	// WebhookPort serves the proxy injector (the Service maps 443 to it).
 	WebhookPort = 9443
 	// ClientQPS and ClientBurst bound the controller's requests to the API
-	// server: every certificate issuance is a TokenReview, and a rollout of
-	// many pods asks at once (client-go's default, 5/s, would queue them).
+	// server (client-go's default, 5/s, would queue a rollout's TokenReviews
+	// when they share the client).
 	ClientQPS   = 100
 	ClientBurst = 200
+	// ReviewQPS and ReviewBurst bound the TokenReviews, made with a client of
+	// their own when Config.RestConfig is set: every certificate issuance is
+	// one, and a rollout of many pods asks at once.
+	ReviewQPS   = 50
+	ReviewBurst = 100
+	// MaxLeafLifetime is the longest workload certificate lifetime the
+	// controller accepts: a stolen key is good for at most that long.
+	MaxLeafLifetime = 7 * 24 * time.Hour
 )
 
 // Config configures mesh-controller.
 type Config struct {
 	// Client talks to the Kubernetes API. Required.
 	Client kubernetes.Interface
+	// RestConfig is the connection Client was made from. When set,
+	// TokenReviews get a client of their own from a copy of it (ReviewQPS,
+	// ReviewBurst), so that issuance and the informers cannot starve each
+	// other. Default: nil, reviews share Client.
+	RestConfig *rest.Config
 	// Dynamic reads custom resources (HTTPRoutes, AuthorizationPolicies);
 	// nil: none are read.
 	Dynamic dynamic.Interface
@@ -66,7 +80,8 @@ type Config struct {
 	Injector injector.Config
 	// ClusterDomain is the cluster's DNS domain. Default: cluster.local.
 	ClusterDomain string
-	// LeafLifetime is the lifetime of workload certificates. Default: 24h.
+	// LeafLifetime is the lifetime of workload certificates, at most
+	// MaxLeafLifetime. Default: 24h.
 	LeafLifetime time.Duration
 	// Log receives the controller's logs. Default: discard.
 	Log *slog.Logger
@@ -137,6 +152,9 @@ func (c Config) Validate() error {
 	}
 	if c.LeafLifetime < time.Minute {
 		return errors.New("the leaf lifetime must be at least a minute")
+	}
+	if c.LeafLifetime > MaxLeafLifetime {
+		return fmt.Errorf("a leaf lifetime of %v is too long (at most %v)", c.LeafLifetime, MaxLeafLifetime)
 	}
 	return nil
 }

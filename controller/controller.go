@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,6 +25,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
@@ -185,8 +187,12 @@ func (c *Controller) Run(ctx context.Context) error {
 		return errors.New("the Service, EndpointSlice, Pod, Namespace, ConfigMap and AuthorizationPolicy caches did not sync (is the controller allowed to list and watch them, and are the CRDs installed?)")
 	}
 
+	reviews, err := c.reviewClient()
+	if err != nil {
+		return err
+	}
 	svc, err := identitysvc.New(identitysvc.Config{
-		CA: c.trust.ca.Load(), Reviewer: identitysvc.TokenReviewer{Client: c.cfg.Client},
+		CA: c.trust.ca.Load(), Reviewer: identitysvc.TokenReviewer{Client: reviews},
 		TrustDomain: c.cfg.TrustDomain, TrustRoots: c.trust.Roots, Lifetime: c.cfg.LeafLifetime,
 		Registerer: c.reg, Log: c.log.With("service", "identity"),
 	})
@@ -197,14 +203,9 @@ func (c *Controller) Run(ctx context.Context) error {
 		return fmt.Errorf("issue the controller's own certificate: %w", err)
 	}
 
-	mux := http.NewServeMux()
-	mux.Handle(api.CertificatePath, svc)
-	mux.Handle(api.DestinationsPath, requireClientCert(dest))
-	mux.Handle(api.InboundPolicyPath, inboundPolicies)
-	mux.Handle("/v1/", requireClientCert(http.NotFoundHandler()))
 	// Streams end with ctx: Shutdown does not wait for them.
 	base := func(net.Listener) context.Context { return ctx }
-	control := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, TLSConfig: c.serverTLS(), BaseContext: base,
+	control := &http.Server{Handler: c.controlHandler(svc, dest, inboundPolicies), ReadHeaderTimeout: 10 * time.Second, TLSConfig: c.serverTLS(), BaseContext: base,
 		ErrorLog: slog.NewLogLogger(c.log.Handler(), slog.LevelDebug)}
 	admin := &http.Server{Handler: c.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
 	servers := []*http.Server{control, admin}
@@ -328,9 +329,43 @@ func (c *Controller) keepOwnCertificate(ctx context.Context) error {
 	}
 }
 
+// reviewClient is the Kubernetes client TokenReviews are made with: its own
+// (from a copy of Config.RestConfig, with ReviewQPS and ReviewBurst), so that
+// a burst of issuance neither starves the informers nor waits behind them.
+// Without a RestConfig, reviews share Config.Client.
+func (c *Controller) reviewClient() (kubernetes.Interface, error) {
+	if c.cfg.RestConfig == nil {
+		return c.cfg.Client, nil
+	}
+	rc := rest.CopyConfig(c.cfg.RestConfig)
+	rc.QPS, rc.Burst, rc.RateLimiter = ReviewQPS, ReviewBurst, nil
+	rc.Timeout = 10 * time.Second
+	client, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("the TokenReview client: %w", err)
+	}
+	return client, nil
+}
+
+// controlHandler routes the control API: certificate issuance is
+// authenticated by the ServiceAccount token alone; every other /v1/ path
+// needs a client certificate valid now.
+func (c *Controller) controlHandler(issue, destinations, inboundPolicy http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle(api.CertificatePath, issue)
+	mux.Handle(api.DestinationsPath, c.requireClientCert(destinations))
+	mux.Handle(api.InboundPolicyPath, c.requireClientCert(inboundPolicy))
+	mux.Handle("/v1/", c.requireClientCert(http.NotFoundHandler()))
+	return mux
+}
+
 // serverTLS serves the control API: TLS 1.3, the controller's own
-// certificate, and client certificates requested (required per path) and
-// checked against the current trust bundle.
+// certificate, and client certificates requested but never checked in the
+// handshake: a proxy whose certificate expired (a controller outage longer
+// than a certificate's life) must still reach /v1/certificate, where the
+// token alone authenticates. requireClientCert checks the certificate per
+// request on every other path. (crypto/tls still verifies that the client
+// holds the certificate's key.)
 func (c *Controller) serverTLS() *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS13,
@@ -338,26 +373,30 @@ func (c *Controller) serverTLS() *tls.Config {
 			return c.own.Load(), nil
 		},
 		ClientAuth: tls.RequestClientCert,
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) == 0 {
-				return nil
-			}
-			raw := make([][]byte, len(cs.PeerCertificates))
-			for i, pc := range cs.PeerCertificates {
-				raw[i] = pc.Raw
-			}
-			_, err := certs.VerifyChain(raw, c.trust.roots.Load(), time.Now())
-			return err
-		},
 	}
 }
 
-// requireClientCert lets through only callers that presented a (verified)
-// workload certificate.
-func requireClientCert(h http.Handler) http.Handler {
+// requireClientCert lets through only callers whose client certificate
+// chains to the current trust bundle now, with a SPIFFE ID; others get 401.
+// The chain is verified per request, not per connection: roots change and
+// certificates expire while HTTP/2 connections live on.
+func (c *Controller) requireClientCert(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fail := func(reason, msg string) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			_ = json.NewEncoder(w).Encode(api.Error{Error: msg, Reason: reason})
+		}
 		if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
-			http.Error(w, `{"error":"a workload client certificate is required","reason":"no_client_certificate"}`, http.StatusUnauthorized)
+			fail("no_client_certificate", "a workload client certificate is required")
+			return
+		}
+		raw := make([][]byte, len(r.TLS.PeerCertificates))
+		for i, pc := range r.TLS.PeerCertificates {
+			raw[i] = pc.Raw
+		}
+		if _, err := certs.VerifyChain(raw, c.trust.roots.Load(), time.Now()); err != nil {
+			fail("bad_client_certificate", "the client certificate is not valid (renew it on "+api.CertificatePath+"): "+err.Error())
 			return
 		}
 		h.ServeHTTP(w, r)

@@ -45,6 +45,7 @@ keeps a copy of the trust bundle in every namespace it meshes pods in.`,
 				return err
 			}
 			restCfg.QPS, restCfg.Burst = controller.ClientQPS, controller.ClientBurst
+			cfg.RestConfig = restCfg // TokenReviews get their own client from a copy
 			cfg.Client, err = kubernetes.NewForConfig(restCfg)
 			if err != nil {
 				return err
