@@ -270,7 +270,8 @@ func (c *Client) obtain(ctx context.Context) (*certs.Bundle, error) {
 }
 
 // newHTTPClient talks HTTP/2 over TLS to the controller, which must prove
-// its SPIFFE ID against the current trust bundle.
+// its SPIFFE ID against the current trust bundle. It is for issuance only:
+// it never presents the workload certificate.
 func (c *Client) newHTTPClient() *http.Client {
 	tlsCfg := &tls.Config{
 		MinVersion:         tls.VersionTLS13,
@@ -289,14 +290,9 @@ func (c *Client) newHTTPClient() *http.Client {
 			}
 			return nil
 		},
-		// Later calls present the workload certificate (every /v1/ call but
-		// issuance requires one).
-		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-			if b := c.Bundle(); b != nil {
-				return b.Certificate, nil
-			}
-			return &tls.Certificate{}, nil
-		},
+		// No client certificate, ever: issuance is authenticated by the
+		// token alone, and a certificate that expired while the controller
+		// was away must not stand in the way of its own renewal.
 	}
 	return &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg, ForceAttemptHTTP2: true, Proxy: nil}}
 }
