@@ -34,7 +34,8 @@ type SideConfig struct {
 	Listen string
 	// Upstream, when set, is where every connection goes (explicit mode).
 	// When empty, each connection goes to its original destination (redirect
-	// mode): as it is for outbound, to 127.0.0.1 on the same port for inbound.
+	// mode): for inbound that is the pod's own IP, never loopback, so ports
+	// the application binds to 127.0.0.1 only stay private.
 	Upstream string
 	// UpstreamIdentity, with Upstream, makes the upstream a meshed peer that
 	// must prove this SPIFFE ID over mutual TLS.
@@ -90,6 +91,12 @@ type Config struct {
 	// InboundPolicy, when set, decides who may reach the application
 	// (authorization and rate limits); nil lets everyone in.
 	InboundPolicy *authz.Guard
+	// ClusterNetworks are the cluster's pod and Service networks. Outbound
+	// plaintext connections into them are counted
+	// (plaintext_connections_total); the discovery client (Endpoints) is
+	// what keeps unknown destinations in them from going out in plaintext.
+	// Default: none.
+	ClusterNetworks endpoints.Networks
 	// QueueTimeout is how long an outbound request waits for an endpoint
 	// when none can take it (none ready, or all ejected for failing) before
 	// it fails with 503. Negative: fail at once. Default: 3s.

@@ -174,7 +174,8 @@ func TestDrainLetsInFlightRequestsFinish(t *testing.T) {
 // pod would: `mesh-proxy init` rules in a pod network namespace, `mesh-proxy
 // run` as UID 2102 with no explicit upstreams. The app's request to a peer
 // crosses the outbound proxy; the peer's request to the app crosses the
-// inbound proxy and reaches the app on 127.0.0.1.
+// inbound proxy and reaches the app on the pod's own address, while a port
+// the app binds to 127.0.0.1 only stays out of the peer's reach.
 func TestRedirectModeInANetworkNamespace(t *testing.T) {
 	pod := netnstest.New(t, "pod")
 	peer := netnstest.New(t, "peer")
@@ -191,7 +192,8 @@ func TestRedirectModeInANetworkNamespace(t *testing.T) {
 		t.Cleanup(func() { srv.Close() })
 	}
 	serve(peer.Listen(t, "10.78.0.2:8080"), "peer")
-	serve(pod.Listen(t, "127.0.0.1:9090"), "app")
+	serve(pod.Listen(t, "0.0.0.0:9090"), "app")
+	serve(pod.Listen(t, "127.0.0.1:9191"), "private")
 
 	cmd := pod.Command(ProxyUID, bin, "run", "--admin", "127.0.0.1:4191", "--log-format", "text")
 	var logs strings.Builder
@@ -214,8 +216,12 @@ func TestRedirectModeInANetworkNamespace(t *testing.T) {
 	if got, err := pod.HTTPGet("http://10.78.0.2:8080/out"); err != nil || !strings.HasPrefix(got, "peer saw 10.78.0.2:8080") {
 		t.Errorf("app → peer: %q, %v", got, err)
 	}
-	if got, err := peer.HTTPGet("http://10.78.0.1:9090/in"); err != nil || !strings.HasPrefix(got, "app saw 10.78.0.1:9090 from 127.0.0.1:") {
-		t.Errorf("peer → app: %q, %v", got, err)
+	if got, err := peer.HTTPGet("http://10.78.0.1:9090/in"); err != nil || !strings.HasPrefix(got, "app saw 10.78.0.1:9090 from 10.78.0.1:") {
+		t.Errorf("peer → app: %q, %v; want it to arrive from the pod's own address, not loopback", got, err)
+	}
+	// Bound to loopback only: the proxy must not carry the peer there.
+	if got, err := peer.HTTPGet("http://10.78.0.1:9191/private"); err == nil || strings.Contains(got, "private saw") {
+		t.Errorf("peer → a loopback-only port: %q, %v; want it refused", got, err)
 	}
 	metricsText, err := pod.HTTPGet("http://127.0.0.1:4191/metrics")
 	if err != nil {
@@ -224,6 +230,7 @@ func TestRedirectModeInANetworkNamespace(t *testing.T) {
 	for _, want := range []string{
 		`request_total{authority="10.78.0.2:8080",client_id="",direction="outbound",dst_workload="",server_id="",tls="false"} 1`,
 		`request_total{authority="10.78.0.1:9090",client_id="",direction="inbound",dst_workload="",server_id="",tls="false"} 1`,
+		`request_total{authority="10.78.0.1:9191",client_id="",direction="inbound",dst_workload="",server_id="",tls="false"} 1`,
 	} {
 		if !strings.Contains(metricsText, want) {
 			t.Errorf("metrics lack %s", want)

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/meshctl/meshctl/internal/certs"
 	"github.com/meshctl/meshctl/proxy/admin"
 	"github.com/meshctl/meshctl/proxy/endpoints"
@@ -37,6 +39,15 @@ type Proxy struct {
 	adminLn  net.Listener
 	adminSrv *admin.Server
 	ready    atomic.Bool
+	// warnings limits the warn-level lines about connections the proxy
+	// failed on its own account.
+	warnings rate.Sometimes
+}
+
+// warn logs at warn level, a few times per interval at most: a connection
+// the proxy failed on its own account.
+func (p *Proxy) warn(msg string, args ...any) {
+	p.warnings.Do(func() { p.log.Warn(msg, args...) })
 }
 
 // New checks the configuration and returns a proxy that is not yet listening.
@@ -52,8 +63,10 @@ func New(cfg Config) (*Proxy, error) {
 		tap:        tap.NewHub(),
 		opaque:     map[uint16]bool{},
 		requireTLS: map[uint16]bool{},
+		warnings:   rate.Sometimes{First: 5, Interval: 5 * time.Second},
 	}
-	p.http = httpproxy.New(httpproxy.Config{Log: p.log, Identity: cfg.Identity, Tap: p.tap, QueueTimeout: cfg.QueueTimeout, Guard: cfg.InboundPolicy})
+	p.http = httpproxy.New(httpproxy.Config{Log: p.log, Identity: cfg.Identity, Tap: p.tap, QueueTimeout: cfg.QueueTimeout,
+		Guard: cfg.InboundPolicy, ClusterNetworks: cfg.ClusterNetworks})
 	if cfg.InboundPolicy != nil {
 		cfg.InboundPolicy.CountWith(p.metrics.InboundDecision)
 	}

@@ -167,7 +167,10 @@ func (s *side) destination(c *net.TCPConn) (*endpoints.Set, uint16, error) {
 		return nil, 0, err
 	}
 	if s.name == metrics.Inbound {
-		return endpoints.Plain(net.JoinHostPort("127.0.0.1", strconv.Itoa(int(dst.Port())))), dst.Port(), nil
+		// To the address the client meant (the pod's own IP), never to
+		// loopback: what the application listens for on 127.0.0.1 only
+		// stays private to the pod.
+		return endpoints.Plain(dst.String()), dst.Port(), nil
 	}
 	return s.p.cfg.Endpoints.Resolve(context.Background(), dst), dst.Port(), nil
 }
@@ -235,7 +238,7 @@ func (s *side) handle(c *net.TCPConn) {
 		lease, err := dst.Acquire(ctx, endpoints.Queue{Timeout: s.p.cfg.QueueTimeout, Capacity: 1000}, "")
 		cancel()
 		if err != nil {
-			s.log.Debug("no endpoint for the connection; closing", "client", c.RemoteAddr(), "error", err)
+			s.p.warn("connection failed: no endpoint could take it; closing", "direction", s.name, "destination", dst.Name(), "client", c.RemoteAddr(), "error", err)
 			sc.releasePeek()
 			sc.Close()
 			return
@@ -334,13 +337,17 @@ func (s *side) pipe(sc *serverConn, c *net.TCPConn, lease endpoints.Lease, peeke
 			up = meshtls.Plain{Conn: tc}
 		}
 	} else {
+		if s.name == metrics.Outbound && s.p.cfg.ClusterNetworks.ContainsHostPort(ep.Addr) {
+			sc.metrics.Plaintext(httpproxy.PlaintextReason(sc.info.Upstream))
+		}
 		var d net.Dialer
 		up, err = d.DialContext(ctx, "tcp", ep.Addr)
 	}
 	cancel()
 	if err != nil {
 		lease.ConnectFailed()
-		s.log.Debug("opaque upstream unreachable", "upstream", ep.Addr, "error", err)
+		s.p.warn("connection failed: the upstream could not be reached", "direction", s.name, "endpoint", ep.Addr,
+			"identity", ep.Identity.String(), "error", err)
 		return
 	}
 	// An opaque connection counts as pending on its endpoint while it lasts.

@@ -47,6 +47,7 @@ type runOptions struct {
 	podName          string
 	defaultInbound   string
 	queueTimeout     time.Duration
+	clusterNetworks  string
 	maxHeaderBytes   int
 	readHeader       time.Duration
 	idle             time.Duration
@@ -148,6 +149,7 @@ to --drain-timeout, then exits.`,
 	f.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "how long in-flight requests get to finish on shutdown")
 	f.StringVar(&o.podName, "pod-name", "", "the pod's name: with --identity-addr, follow the pod's inbound policy (authorization, rate limits) from the controller")
 	f.StringVar(&o.defaultInbound, "default-inbound-policy", "", "inbound policy until the controller's arrives (all-unauthenticated, all-authenticated or deny); empty: let everyone in")
+	f.StringVar(&o.clusterNetworks, "cluster-networks", endpoints.DefaultClusterNetworks, "the cluster's pod and Service networks (CIDRs): a destination in them is never reached in plaintext until the controller says it is outside the mesh; its requests wait (up to --queue-timeout) for that answer, then fail")
 	f.DurationVar(&o.queueTimeout, "queue-timeout", 3*time.Second, "how long an outbound request waits for an endpoint when none can take it (none ready, all failing) before failing with 503")
 	f.IntVar(&o.maxHeaderBytes, "max-header-bytes", 64<<10, "largest request header block accepted (431 above)")
 	f.DurationVar(&o.readHeader, "read-header-timeout", 10*time.Second, "time a client gets to send a request's headers")
@@ -182,6 +184,9 @@ func (o runOptions) config() (proxy.Config, error) {
 		cfg.InboundPolicy = authz.New(o.defaultInbound)
 	default:
 		return cfg, fmt.Errorf("--default-inbound-policy %q: want all-unauthenticated, all-authenticated or deny", o.defaultInbound)
+	}
+	if cfg.ClusterNetworks, err = endpoints.ParseNetworks(o.clusterNetworks); err != nil {
+		return cfg, fmt.Errorf("--cluster-networks: %w", err)
 	}
 	if cfg.OpaquePorts, err = parsePortList(o.opaquePorts); err != nil {
 		return cfg, fmt.Errorf("--opaque-ports: %w", err)
@@ -300,7 +305,7 @@ func (o runOptions) runWithIdentityService(ctx context.Context, cfg proxy.Config
 	workers := 1
 	if o.discovery && (o.endpointsFile == "" || o.podName != "") {
 		dcfg := discovery.Config{
-			Addr: o.identityAddr, ControllerID: controllerID, Identity: client,
+			Addr: o.identityAddr, ControllerID: controllerID, Identity: client, ClusterNetworks: cfg.ClusterNetworks,
 			Log: cfg.Log.With("component", "discovery"),
 		}
 		if o.podName != "" {

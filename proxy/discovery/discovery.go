@@ -4,8 +4,11 @@
 // implementation, one connection for all subscriptions) and keeps an endpoints.Set up to date with what the
 // controller says. Subscriptions live in a bounded LRU cache. When the
 // controller is unreachable, sets keep what they last knew and the stream
-// reconnects with backoff; a destination never heard of goes to its
-// original address, unmeshed.
+// reconnects with backoff. A destination inside the cluster's networks
+// fails closed: until the controller has said what it is, its requests and
+// connections wait (as long as the proxy's queue timeout allows) and then
+// fail, rather than go out in plaintext; one outside them goes to its
+// original address as it is.
 package discovery
 
 import (
@@ -44,9 +47,16 @@ type Config struct {
 	// Identity is the workload certificate presented to the controller. Required.
 	Identity certs.Source
 	// FirstAnswer bounds how long the first connection to a new destination
-	// waits for the controller before going to the destination as it is.
-	// Default: 1s.
+	// waits for the controller before going on: to the destination as it is
+	// outside ClusterNetworks, else to a set that is still empty (its
+	// requests wait in the queue for the controller's answer). Default: 1s.
 	FirstAnswer time.Duration
+	// ClusterNetworks are the cluster's pod and Service networks:
+	// destinations in them are never reached in plaintext before the
+	// controller says they are outside the mesh. Default: none (every
+	// destination not yet answered goes as it is), which only tests want;
+	// mesh-proxy passes endpoints.DefaultClusterNetworks or its flag.
+	ClusterNetworks endpoints.Networks
 	// CacheSize bounds the destinations followed at once; the least recently
 	// used one is dropped beyond it. Default: 500.
 	CacheSize int
@@ -150,7 +160,7 @@ func (c *Client) Resolve(ctx context.Context, dst netip.AddrPort) *endpoints.Set
 	if !ok {
 		if c.ctx.Err() != nil { // stopped
 			c.mu.Unlock()
-			return endpoints.Plain(dst.String())
+			return c.unanswered(dst)
 		}
 		sub = c.subscribe(dst)
 		c.cache.Add(dst, sub)
@@ -169,7 +179,11 @@ func (c *Client) Resolve(ctx context.Context, dst netip.AddrPort) *endpoints.Set
 	select {
 	case <-sub.answered:
 	case <-t.C:
-		c.cfg.Log.Debug("no answer from the controller in time; forwarding as is", "destination", dst)
+		if c.cfg.ClusterNetworks.Contains(dst.Addr()) {
+			c.cfg.Log.Debug("no answer from the controller in time; requests wait for it", "destination", dst)
+		} else {
+			c.cfg.Log.Debug("no answer from the controller in time; forwarding as is", "destination", dst)
+		}
 	case <-ctx.Done():
 	}
 	return sub.set
@@ -187,10 +201,19 @@ func (c *Client) List() map[string][]endpoints.Endpoint {
 	return out
 }
 
+// unanswered is dst's set before the controller answers: empty (requests
+// wait for the answer) inside the cluster's networks, dst as it is outside.
+func (c *Client) unanswered(dst netip.AddrPort) *endpoints.Set {
+	if c.cfg.ClusterNetworks.Contains(dst.Addr()) {
+		return endpoints.Awaiting(dst.String())
+	}
+	return endpoints.Plain(dst.String())
+}
+
 // subscribe starts following dst.
 func (c *Client) subscribe(dst netip.AddrPort) *subscription {
 	ctx, cancel := context.WithCancel(c.ctx)
-	sub := &subscription{dst: dst, set: endpoints.Plain(dst.String()), answered: make(chan struct{}), cancel: cancel}
+	sub := &subscription{dst: dst, set: c.unanswered(dst), answered: make(chan struct{}), cancel: cancel}
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
@@ -211,8 +234,13 @@ func (c *Client) follow(ctx context.Context, sub *subscription) {
 		}
 		var perm *permanentError
 		if errors.As(err, &perm) {
-			c.cfg.Log.Warn("the controller refused the destination; forwarding as is", "destination", sub.dst, "error", err)
-			sub.set.Passthrough(sub.dst.String())
+			if c.cfg.ClusterNetworks.Contains(sub.dst.Addr()) {
+				// Inside the cluster, a refusal is no reason for plaintext.
+				c.cfg.Log.Warn("the controller refused a destination inside the cluster; its requests fail", "destination", sub.dst, "error", err)
+			} else {
+				c.cfg.Log.Warn("the controller refused the destination; forwarding as is", "destination", sub.dst, "error", err)
+				sub.set.Passthrough(sub.dst.String())
+			}
 			sub.answer()
 			return
 		}

@@ -50,6 +50,7 @@ type fakeController struct {
 	dests   map[string]api.Destination
 	changed chan struct{} // closed and replaced on every change
 	callers []string      // the client certificates' SPIFFE IDs
+	hold    chan struct{} // when set, streams wait for it to close before answering
 }
 
 func newFakeController(t *testing.T, b *certs.Bundle) *fakeController {
@@ -86,6 +87,16 @@ func (fc *fakeController) serve(w http.ResponseWriter, r *http.Request) {
 	fc.callers = append(fc.callers, id.String())
 	fc.mu.Unlock()
 	w.Header().Set("Content-Type", "application/x-ndjson")
+	fc.mu.Lock()
+	hold := fc.hold
+	fc.mu.Unlock()
+	if hold != nil {
+		select {
+		case <-hold:
+		case <-r.Context().Done():
+			return
+		}
+	}
 	enc := json.NewEncoder(w)
 	for {
 		fc.mu.Lock()
@@ -106,6 +117,9 @@ func (fc *fakeController) serve(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 }
+
+// clusterNetworks are the test cluster's: 10.0.0.0/8, as in a pod.
+var clusterNetworks = endpoints.Networks{netip.MustParsePrefix("10.0.0.0/8")}
 
 type fixture struct {
 	root, issuer *testpki.CA
@@ -129,6 +143,7 @@ func (f *fixture) client(t *testing.T, addr string, mod func(*Config)) *Client {
 	cfg := Config{
 		Addr: addr, ControllerID: mustID(t, controllerID), Identity: source{f.workload},
 		MaxBackoff: 200 * time.Millisecond, Log: slog.New(slog.DiscardHandler),
+		ClusterNetworks: clusterNetworks,
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -252,20 +267,32 @@ func TestKeepsWhatItKnewWhileTheControllerIsAway(t *testing.T) {
 	if got := addrs(set); !slices.Equal(got, []string{"10.244.0.7:8080"}) {
 		t.Fatalf("while the controller is away the set became %v, want what it knew", got)
 	}
-	// A new destination does not wait for an answer that cannot come.
+	// A new destination does not wait for an answer that cannot come; one
+	// inside the cluster fails closed (no endpoint, never plaintext), one
+	// outside goes as it is.
 	start := time.Now()
-	other := c.Resolve(context.Background(), netip.MustParseAddrPort("10.96.0.22:80"))
-	if ep, _ := other.Pick(); ep.Addr != "10.96.0.22:80" {
-		t.Errorf("a new destination while away resolved to %s, want itself", ep.Addr)
+	inside := netip.MustParseAddrPort("10.96.0.22:80")
+	other := c.Resolve(context.Background(), inside)
+	if ep, ok := other.Pick(); ok {
+		t.Errorf("a new destination in the cluster while away resolved to %+v; want no endpoint until the controller answers", ep)
+	}
+	outside := netip.MustParseAddrPort("198.51.100.9:80")
+	if ep, _ := c.Resolve(context.Background(), outside).Pick(); ep.Addr != outside.String() || ep.Meshed() {
+		t.Errorf("a destination outside the cluster while away resolved to %+v, want itself", ep)
 	}
 	if d := time.Since(start); d > 900*time.Millisecond {
 		t.Errorf("resolving while the controller is away took %v; it should not wait for it", d)
 	}
+	f.controller.set(inside.String(), api.Destination{Known: true, Endpoints: []api.Endpoint{{Addr: "10.244.0.31:8080", Identity: webID}}})
 
 	// Meanwhile the endpoints changed; the reconnected stream brings a full snapshot.
 	f.controller.set(svc.String(), api.Destination{Known: true, Endpoints: []api.Endpoint{{Addr: "10.244.0.30:8080", Identity: webID}}})
 	fwd.pause(false)
 	eventually(t, "the snapshot after reconnecting", func() bool { return slices.Equal(addrs(set), []string{"10.244.0.30:8080"}) })
+	eventually(t, "the destination first seen while away", func() bool {
+		ep, ok := other.Pick()
+		return ok && ep.Addr == "10.244.0.31:8080" && ep.Meshed()
+	})
 }
 
 func TestRefusesAControllerWithTheWrongIdentity(t *testing.T) {
@@ -274,9 +301,66 @@ func TestRefusesAControllerWithTheWrongIdentity(t *testing.T) {
 	svc := netip.MustParseAddrPort("10.96.0.23:80")
 	impostor.set(svc.String(), api.Destination{Known: true, Endpoints: []api.Endpoint{{Addr: "10.244.6.6:80"}}})
 	c := f.client(t, impostor.srv.Listener.Addr().String(), func(c *Config) { c.FirstAnswer = 200 * time.Millisecond })
-	ep, _ := c.Resolve(context.Background(), svc).Pick()
-	if ep.Addr != svc.String() {
+	// Inside the cluster: nothing to send to, rather than plaintext to the
+	// destination; a request waits for its queue timeout and fails.
+	set := c.Resolve(context.Background(), svc)
+	if ep, ok := set.Pick(); ok {
+		t.Errorf("resolved through an impostor to %+v; want no endpoint (fail closed)", ep)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if l, err := set.Acquire(ctx, endpoints.Queue{Timeout: 300 * time.Millisecond, Capacity: 10}, ""); err == nil {
+		t.Errorf("a request got endpoint %+v; want it to fail", l.Endpoint)
+	}
+	// Outside the cluster's networks it goes as it is.
+	outside := netip.MustParseAddrPort("198.51.100.23:80")
+	impostor.set(outside.String(), api.Destination{Known: true, Endpoints: []api.Endpoint{{Addr: "10.244.6.6:80"}}})
+	if ep, _ := c.Resolve(context.Background(), outside).Pick(); ep.Addr != outside.String() {
 		t.Errorf("resolved through an impostor to %s, want the destination itself", ep.Addr)
+	}
+}
+
+func TestASlowControllerDelaysRequestsAndNeverMakesThemPlaintext(t *testing.T) {
+	f := newFixture(t)
+	svc := netip.MustParseAddrPort("10.96.0.24:80")
+	c := f.client(t, f.controller.srv.Listener.Addr().String(), func(c *Config) { c.FirstAnswer = 100 * time.Millisecond })
+	hold := make(chan struct{})
+	f.controller.mu.Lock()
+	f.controller.hold = hold // the controller is slow to answer
+	f.controller.mu.Unlock()
+	f.controller.set(svc.String(), api.Destination{Known: true, Endpoints: []api.Endpoint{{Addr: "10.244.0.40:8080", Identity: webID}}})
+	set := c.Resolve(context.Background(), svc)
+	if ep, ok := set.Pick(); ok {
+		t.Fatalf("before the controller answered the destination resolved to %+v; want no endpoint", ep)
+	}
+	got := make(chan endpoints.Lease, 1)
+	go func() {
+		l, err := set.Acquire(context.Background(), endpoints.Queue{Timeout: 5 * time.Second, Capacity: 10}, "")
+		if err != nil {
+			t.Error(err)
+		}
+		got <- l
+	}()
+	time.Sleep(1200 * time.Millisecond) // longer than FirstAnswer: once, plaintext went out here
+	select {
+	case l := <-got:
+		t.Fatalf("a request went to %+v before the controller answered", l.Endpoint)
+	default:
+	}
+	close(hold)
+	l := <-got
+	if l.Addr != "10.244.0.40:8080" || !l.Meshed() {
+		t.Errorf("the waiting request went to %+v, want the meshed endpoint", l.Endpoint)
+	}
+}
+
+func TestAnInClusterDestinationOutsideTheMeshGoesAsItIs(t *testing.T) {
+	f := newFixture(t)
+	c := f.client(t, f.controller.srv.Listener.Addr().String(), nil)
+	node := netip.MustParseAddrPort("10.199.0.1:10250") // the controller says: no pod or Service
+	ep, ok := c.Resolve(context.Background(), node).Pick()
+	if !ok || ep.Addr != node.String() || ep.Meshed() {
+		t.Errorf("a destination the controller calls unknown resolved to %+v, ok=%v; want itself", ep, ok)
 	}
 }
 

@@ -82,6 +82,16 @@ func NewSet(eps ...Endpoint) *Set {
 	return s
 }
 
+// Awaiting returns a balanced set with no endpoint yet, named name: requests
+// wait (as their Queue allows) until Update gives it endpoints. Discovery
+// starts destinations inside the cluster this way, so that nothing reaches
+// them in plaintext before the controller has said what they are.
+func Awaiting(name string) *Set {
+	s := &Set{}
+	s.st.Store(&state{name: name, policy: noPolicy, changed: make(chan struct{}), balanced: true})
+	return s
+}
+
 // Plain returns a set of one unmeshed address, forwarded to as it is: no
 // balancing, no backoff (the original destination of a connection, the
 // application behind the inbound side).
@@ -156,6 +166,10 @@ func (s *Set) swap(old, next *state) {
 
 // Name is the destination's name in metrics.
 func (s *Set) Name() string { return s.st.Load().name }
+
+// Balanced reports whether discovery (or a table) filled the set, as
+// opposed to one address forwarded to as it is.
+func (s *Set) Balanced() bool { return s.st.Load().balanced }
 
 // Policy returns the destination's traffic policy (never nil).
 func (s *Set) Policy() *servicepolicy.Policy { return s.st.Load().policy }

@@ -133,11 +133,13 @@ func (p *Proxy) forward(ctx context.Context, rec *recorder, r *http.Request, inf
 			switch {
 			case errors.Is(ctx.Err(), context.DeadlineExceeded):
 				info.Metrics.Timeout(set.Name(), timeoutRequest)
+				p.warn("request failed: its timeout expired", "destination", set.Name(), "endpoint", lease.Addr, "timeout", pol.RequestTimeout)
 				p.timeout(rec, grpc, "request timeout")
 			case timedOut:
+				p.warn("request failed: its last try's timeout expired", "destination", set.Name(), "endpoint", lease.Addr, "timeout", pol.Retry.PerTryTimeout)
 				p.timeout(rec, grpc, "try timeout")
 			default:
-				p.errorHandler(rec, r, err)
+				p.errorHandler(rec, r, lease.Endpoint, err)
 			}
 			return lease.Endpoint, true
 		}
@@ -162,7 +164,7 @@ func (p *Proxy) respond(rec *recorder, out *http.Request, res *http.Response, le
 		if err := switchProtocols(rec, out, res); err != nil {
 			p.log.Debug("upgrade failed", "host", out.Host, "error", err)
 			if rec.status == 0 {
-				p.errorHandler(rec, out, err)
+				p.errorHandler(rec, out, lease.Endpoint, err)
 			}
 		}
 		return
@@ -211,6 +213,7 @@ func drain(body io.ReadCloser) {
 func (p *Proxy) unavailable(ctx context.Context, rec *recorder, info *ConnInfo, set *endpoints.Set, grpc bool, err error) {
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		info.Metrics.Timeout(set.Name(), timeoutRequest)
+		p.warn("request failed: its timeout expired waiting for an endpoint", "destination", set.Name())
 		p.timeout(rec, grpc, "request timeout")
 		return
 	}
@@ -224,6 +227,9 @@ func (p *Proxy) unavailable(ctx context.Context, rec *recorder, info *ConnInfo, 
 		reason = "queue_full"
 	}
 	info.Metrics.Unavailable(set.Name(), reason)
+	if ctx.Err() == nil {
+		p.warn("request failed: no endpoint could take it", "destination", set.Name(), "reason", reason, "error", err)
+	}
 	if reason == "no_endpoints" {
 		rec.Header().Set("meshctl-proxy-error", "no endpoints")
 	} else {

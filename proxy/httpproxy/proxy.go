@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/meshctl/meshctl/internal/certs"
 	"github.com/meshctl/meshctl/proxy/authz"
 	"github.com/meshctl/meshctl/proxy/endpoints"
@@ -48,6 +50,10 @@ type Config struct {
 	// Guard, when set, admits inbound requests (authorization, rate limits):
 	// 403 or 429 otherwise.
 	Guard *authz.Guard
+	// ClusterNetworks are the cluster's pod and Service networks: outbound
+	// plaintext connections into them are counted
+	// (plaintext_connections_total). Default: none.
+	ClusterNetworks endpoints.Networks
 }
 
 func (c Config) withDefaults() Config {
@@ -81,6 +87,10 @@ type Proxy struct {
 	upstreams *upstreamConns
 	queue     endpoints.Queue
 	guard     *authz.Guard
+	cluster   endpoints.Networks
+	// warnings limits the warn-level lines about requests the proxy failed
+	// on its own account, so a failing destination cannot flood the log.
+	warnings rate.Sometimes
 
 	h1         *http.Transport // plaintext HTTP/1
 	h2c        *http.Transport // plaintext prior-knowledge HTTP/2
@@ -95,8 +105,9 @@ func New(cfg Config) *Proxy {
 		dialer: &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second},
 		conns:  map[*upstreamConn]struct{}{},
 	}
-	p := &Proxy{log: cfg.Log, tap: cfg.Tap, upstreams: upstreams, guard: cfg.Guard,
-		queue: endpoints.Queue{Timeout: cfg.QueueTimeout, Capacity: cfg.QueueCapacity}}
+	p := &Proxy{log: cfg.Log, tap: cfg.Tap, upstreams: upstreams, guard: cfg.Guard, cluster: cfg.ClusterNetworks,
+		queue:    endpoints.Queue{Timeout: cfg.QueueTimeout, Capacity: cfg.QueueCapacity},
+		warnings: rate.Sometimes{First: 5, Interval: 5 * time.Second}}
 	var mesh *meshtls.Dialer
 	if cfg.Identity != nil {
 		mesh = &meshtls.Dialer{Source: cfg.Identity, Net: upstreams.dial, Sessions: tls.NewLRUClientSessionCache(256)}
@@ -104,7 +115,7 @@ func New(cfg Config) *Proxy {
 	http2Cfg := &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 10 * time.Second}
 	p.h1 = &http.Transport{
 		Proxy:                 nil, // never an environment proxy: the sidecar is the proxy
-		DialContext:           upstreams.dial,
+		DialContext:           p.plainDial,
 		MaxIdleConnsPerHost:   cfg.MaxIdleConnsPerHost,
 		IdleConnTimeout:       cfg.IdleConnTimeout,
 		ExpectContinueTimeout: time.Second,
@@ -112,7 +123,7 @@ func New(cfg Config) *Proxy {
 	}
 	p.h2c = &http.Transport{
 		Protocols:          unencryptedHTTP2(),
-		DialContext:        upstreams.dial,
+		DialContext:        p.plainDial,
 		IdleConnTimeout:    cfg.IdleConnTimeout,
 		DisableCompression: true,
 		HTTP2:              http2Cfg,
@@ -149,6 +160,26 @@ func meshDial(mesh *meshtls.Dialer, alpn string) func(ctx context.Context, netwo
 		}
 		return meshtls.Plain{Conn: tc}, nil
 	}
+}
+
+// plainDial connects to an unmeshed endpoint, counting outbound
+// connections into the cluster's networks: they are plaintext where the
+// mesh should be encrypting.
+func (p *Proxy) plainDial(ctx context.Context, network, addr string) (net.Conn, error) {
+	if info := ConnInfoFrom(ctx); info != nil && info.Direction == metrics.Outbound && p.cluster.ContainsHostPort(addr) {
+		info.Metrics.Plaintext(PlaintextReason(info.Upstream))
+	}
+	return p.upstreams.dial(ctx, network, addr)
+}
+
+// PlaintextReason says why an unmeshed endpoint of set is reached in
+// plaintext: discovery knows it has no proxy, or it is no pod or Service of
+// the mesh at all.
+func PlaintextReason(set *endpoints.Set) string {
+	if set.Balanced() {
+		return metrics.PlaintextNoIdentity
+	}
+	return metrics.PlaintextNotInMesh
 }
 
 // unencryptedHTTP2 selects prior-knowledge HTTP/2 over a plaintext stream.
@@ -233,7 +264,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if p.guard != nil && info.Direction == metrics.Inbound {
-		if d := p.guard.Admit(authz.Request{Port: info.Port, HTTP: true, Path: r.URL.Path, ClientID: info.ClientID, FromNode: info.FromNode}); !d.Allowed() {
+		if d := p.guard.Admit(authz.Request{Port: info.Port, HTTP: true, Path: r.URL.Path, RawPath: r.URL.EscapedPath(), ClientID: info.ClientID, FromNode: info.FromNode}); !d.Allowed() {
 			refuse(rec, info, d)
 			return
 		}
@@ -279,7 +310,10 @@ func refuse(rec *recorder, info *ConnInfo, d authz.Decision) {
 // errorHandler answers requests the upstream did not: 400 when the client's
 // own body was cut short, 504 when connecting or waiting timed out, 502
 // otherwise (a meshed peer that failed to prove its identity included).
-func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+// Every answer but the 400 is the proxy failing the request on its own
+// account, and logged at warn (a few times per interval) with the endpoint,
+// the identity it had to prove and the cause.
+func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, ep endpoints.Endpoint, err error) {
 	if rec, ok := w.(*recorder); ok && rec.body != nil && rec.body.incomplete() {
 		if info := ConnInfoFrom(r.Context()); info != nil {
 			info.Metrics.ProtocolError(protocolName(r), "incomplete_body")
@@ -298,13 +332,20 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 		reason = "meshed TLS " + strings.ReplaceAll(me.Reason, "_", " ")
 	}
 	if r.Context().Err() == nil {
-		p.log.Debug("upstream error", "method", r.Method, "host", r.Host, "path", r.URL.Path, "error", err,
-			"refused", errors.Is(err, syscall.ECONNREFUSED))
+		p.warn("request failed: the upstream could not be reached or broke off", "status", status, "endpoint", ep.Addr,
+			"identity", ep.Identity.String(), "method", r.Method, "path", r.URL.Path, "refused", errors.Is(err, syscall.ECONNREFUSED), "error", err)
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("meshctl-proxy-error", reason)
 	w.WriteHeader(status)
 	_, _ = w.Write([]byte("meshctl proxy: " + reason + "\n"))
+}
+
+// warn logs at warn level, a few times per interval at most: a request the
+// proxy failed on its own account (a failing destination must not flood
+// the log).
+func (p *Proxy) warn(msg string, args ...any) {
+	p.warnings.Do(func() { p.log.Warn(msg, args...) })
 }
 
 func protocolName(r *http.Request) string {

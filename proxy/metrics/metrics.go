@@ -58,6 +58,7 @@ type Metrics struct {
 	unavailable *prometheus.CounterVec
 	decisions   *prometheus.CounterVec
 	evicted     prometheus.Counter
+	plaintext   *prometheus.CounterVec
 	// decided caches the decisions' counters ([2]string → Counter): a
 	// decision is counted on every inbound request.
 	decided sync.Map
@@ -89,6 +90,9 @@ func New(cfg Config) *Metrics {
 	m := &Metrics{
 		reg:    prometheus.NewRegistry(),
 		routes: routeTable{max: cfg.MaxRoutes, maxStatuses: cfg.MaxStatusesPerRoute, byKey: map[string]*Route{}},
+		plaintext: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "plaintext_connections_total", Help: "Plaintext connections the proxy made to addresses in the cluster's networks, by reason: no_identity (discovery says the endpoint has no proxy), not_in_mesh (discovery says it is no pod or Service of the mesh, or an explicit upstream without an identity).",
+		}, []string{"direction", "reason"}),
 		evicted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "metrics_series_evicted_total", Help: "Request metric label sets dropped to stay under the proxy's series cap (the one idle longest goes first).",
 		}),
@@ -139,7 +143,7 @@ func New(cfg Config) *Metrics {
 			Name: "inbound_policy_decisions_total", Help: "Inbound requests and connections let in (allow), refused with 403 or a closed connection (deny) or 429 (rate_limited), by the rule that decided: an AuthorizationPolicy, default:<policy>, probe, rate-limit, rate-limit-per-client.",
 		}, []string{"decision", "rule"}),
 	}
-	m.reg.MustRegister(m.decisions, m.evicted, m.requests, m.responses, m.latency, m.tcpOpen, m.tcpClose, m.tcpOpenNow,
+	m.reg.MustRegister(m.decisions, m.evicted, m.plaintext, m.requests, m.responses, m.latency, m.tcpOpen, m.tcpClose, m.tcpOpenNow,
 		m.tcpRead, m.tcpWrite, m.protoErrors, m.tlsErrors, m.retries, m.exhausted, m.timeouts, m.unavailable,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -151,6 +155,21 @@ func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 // ProtocolError counts one rejected piece of client input.
 func (m *Metrics) ProtocolError(direction, protocol, kind string) {
 	m.protoErrors.WithLabelValues(direction, protocol, kind).Inc()
+}
+
+// Reasons a connection to the cluster went out in plaintext.
+const (
+	// PlaintextNoIdentity: discovery says the endpoint has no proxy.
+	PlaintextNoIdentity = "no_identity"
+	// PlaintextNotInMesh: discovery says the address is no pod or Service
+	// of the mesh (or an explicit upstream has no identity).
+	PlaintextNotInMesh = "not_in_mesh"
+)
+
+// Plaintext counts a plaintext connection made to an address inside the
+// cluster's networks.
+func (m *Metrics) Plaintext(direction, reason string) {
+	m.plaintext.WithLabelValues(direction, reason).Inc()
 }
 
 // TLSError counts one failed meshed connection.
@@ -272,6 +291,10 @@ func (c *Conn) Close() {
 
 // TLSError counts a failed meshed connection made for this connection.
 func (c *Conn) TLSError(reason string) { c.m.TLSError(c.labels[0], reason) }
+
+// Plaintext counts a plaintext connection made for this connection to an
+// address inside the cluster's networks.
+func (c *Conn) Plaintext(reason string) { c.m.Plaintext(c.labels[0], reason) }
 
 // ProtocolError counts rejected client input on this connection.
 func (c *Conn) ProtocolError(protocol, kind string) {

@@ -1,0 +1,142 @@
+package proxy
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/meshctl/meshctl/proxy/authz"
+	"github.com/meshctl/meshctl/proxy/endpoints"
+)
+
+// heapInUse returns the live heap after a collection.
+func heapInUse() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+func metricsSize(t *testing.T, r *running) int {
+	t.Helper()
+	resp, err := http.Get("http://" + r.admin() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(b)
+}
+
+// sendWithHosts sends n requests to addr, each with its own Host header,
+// over a few keep-alive connections, and returns the status codes seen.
+func sendWithHosts(t *testing.T, addr string, n int) map[int]int {
+	t.Helper()
+	const workers = 8
+	var mu sync.Mutex
+	statuses := map[int]int{}
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := h1Client()
+			defer c.CloseIdleConnections()
+			for i := w; i < n; i += workers {
+				req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
+				req.Host = fmt.Sprintf("host-%d.attacker.example", i)
+				resp, err := c.Do(req)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				mu.Lock()
+				statuses[resp.StatusCode]++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return statuses
+}
+
+// TestDistinctHostsDoNotGrowTheProxysMemory sends 100,000 requests, each
+// with its own Host, through an outbound side and to an inbound side that
+// refuses them: /metrics and the heap must not grow with them (once they
+// grew by ~10 KB per Host: 5,000 Hosts made /metrics 49.5 MB). Under the
+// race detector (make test) 20,000 of each, which old code would have
+// turned into ~200 MB of /metrics.
+func TestDistinctHostsDoNotGrowTheProxysMemory(t *testing.T) {
+	n := 100_000
+	if raceEnabled {
+		n = 20_000
+	}
+	up := backend(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") }))
+	out := outboundTo(t, up)
+	deny := authz.New(authz.Deny)
+	in := startProxy(t, Config{Inbound: &SideConfig{Listen: "127.0.0.1:0", Upstream: up}, InboundPolicy: deny})
+	baseOut, baseIn := metricsSize(t, out), metricsSize(t, in)
+	baseHeap := heapInUse()
+
+	if got := sendWithHosts(t, out.outbound(), n); got[http.StatusOK] != n {
+		t.Fatalf("outbound statuses %v, want %d × 200", got, n)
+	}
+	if got := sendWithHosts(t, in.inbound(), n); got[http.StatusForbidden] != n {
+		t.Fatalf("inbound statuses %v, want %d × 403", got, n)
+	}
+
+	heap := heapInUse()
+	sizeOut, sizeIn := metricsSize(t, out), metricsSize(t, in)
+	t.Logf("/metrics: outbound %d → %d bytes, inbound %d → %d bytes; heap %d → %d KiB",
+		baseOut, sizeOut, baseIn, sizeIn, baseHeap>>10, heap>>10)
+	// The first requests add their own few series (one destination, one
+	// status); nothing grows per Host.
+	for name, sizes := range map[string][2]int{"outbound": {baseOut, sizeOut}, "inbound": {baseIn, sizeIn}} {
+		if sizes[1] > sizes[0]+16<<10 {
+			t.Errorf("%s /metrics grew from %d to %d bytes with %d distinct Hosts", name, sizes[0], sizes[1], n)
+		}
+	}
+	if heap > baseHeap+16<<20 {
+		t.Errorf("the heap grew from %d to %d KiB with %d distinct Hosts", baseHeap>>10, heap>>10, n)
+	}
+}
+
+// TestPlaintextIntoTheClusterIsCounted: an outbound connection to an
+// unmeshed address in the cluster's networks counts once per connection.
+func TestPlaintextIntoTheClusterIsCounted(t *testing.T) {
+	up := backend(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") }))
+	out := startProxy(t, Config{
+		Outbound:        &SideConfig{Listen: "127.0.0.1:0", Upstream: up},
+		ClusterNetworks: endpoints.Networks{netip.MustParsePrefix("127.0.0.0/8")},
+	})
+	c := h1Client()
+	for range 3 {
+		resp, err := c.Get("http://" + out.outbound() + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got := metricValue(scrape(t, out), "plaintext_connections_total", map[string]string{"direction": "outbound", "reason": "not_in_mesh"})
+		if got == 1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("plaintext_connections_total{reason=not_in_mesh} = %v, want 1 (three requests on one connection)", got)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
