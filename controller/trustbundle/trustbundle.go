@@ -3,8 +3,13 @@
 // namespace. A copy is made when the injector meshes the namespace's first
 // pod, carries the CopyLabel, and follows the control plane's ConfigMap (a
 // trust-anchor rotation reaches every namespace within seconds; the kubelet
-// then refreshes the mounted directory). Copies without the label (made by
-// hand) are left alone.
+// then refreshes the mounted directory).
+//
+// The name is the mesh's in every namespace: whatever a ConfigMap of that
+// name holds outside the control plane's namespace is overwritten with the
+// real bundle, on every change and every resync. Anyone who may create
+// ConfigMaps in a namespace could otherwise choose the roots its meshed pods
+// trust, by making the ConfigMap before the first pod is meshed.
 package trustbundle
 
 import (
@@ -54,12 +59,7 @@ func New(client kubernetes.Interface, factory informers.SharedInformerFactory, n
 		informer: factory.Core().V1().ConfigMaps().Informer(),
 		wake:     make(chan struct{}, 1),
 	}
-	poke := func(any) {
-		select {
-		case c.wake <- struct{}{}:
-		default:
-		}
-	}
+	poke := func(any) { c.poke() }
 	if _, err := c.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: poke, UpdateFunc: func(_, n any) { poke(n) }, DeleteFunc: poke,
 	}); err != nil {
@@ -68,11 +68,19 @@ func New(client kubernetes.Interface, factory informers.SharedInformerFactory, n
 	return c, nil
 }
 
+// poke wakes Run (buffered: one pending wake-up is enough).
+func (c *Copier) poke() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
 // Synced reports whether the cache is filled.
 func (c *Copier) Synced() bool { return c.informer.HasSynced() }
 
 // Run brings every copy up to date whenever the source or a copy changes,
-// until ctx ends.
+// and at every resync of the factory's informer, until ctx ends.
 func (c *Copier) Run(ctx context.Context) error {
 	for {
 		select {
@@ -87,28 +95,25 @@ func (c *Copier) Run(ctx context.Context) error {
 	}
 }
 
-// syncAll updates every labelled copy whose data differs from the source.
+// syncAll makes every ConfigMap of the name, in every namespace but the
+// control plane's, an exact copy of the source.
 func (c *Copier) syncAll(ctx context.Context) error {
 	src, err := c.lister.ConfigMaps(c.namespace).Get(c.name)
 	if err != nil {
 		return nil // no source yet: nothing to copy
 	}
-	copies, err := c.lister.List(labels.SelectorFromSet(labels.Set{CopyLabel: "true"}))
+	all, err := c.lister.List(labels.Everything())
 	if err != nil {
 		return err
 	}
 	var errs []error
-	for _, cm := range copies {
-		if cm.Namespace == c.namespace || cm.Name != c.name || maps.Equal(cm.Data, src.Data) {
+	for _, cm := range all {
+		if cm.Namespace == c.namespace || cm.Name != c.name {
 			continue
 		}
-		upd := cm.DeepCopy() // never mutate the cache
-		upd.Data = maps.Clone(src.Data)
-		if _, err := c.client.CoreV1().ConfigMaps(cm.Namespace).Update(ctx, upd, metav1.UpdateOptions{FieldManager: "mesh-controller"}); err != nil {
+		if err := c.reconcile(ctx, src, cm); err != nil {
 			errs = append(errs, fmt.Errorf("%s/%s: %w", cm.Namespace, cm.Name, err))
-			continue
 		}
-		c.log.Info("trust bundle copy updated", "namespace", cm.Namespace)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%d copies not updated, first: %w", len(errs), errs[0])
@@ -116,9 +121,63 @@ func (c *Copier) syncAll(ctx context.Context) error {
 	return nil
 }
 
-// Ensure makes sure namespace has an up-to-date copy (the injector calls it
-// before meshing a pod there). A ConfigMap of that name made by someone
-// else is left as it is.
+// isCopy reports whether cm is exactly what the copier would make of src.
+func isCopy(src, cm *corev1.ConfigMap) bool {
+	return cm.Labels[CopyLabel] == "true" && maps.Equal(cm.Data, src.Data) && len(cm.BinaryData) == 0
+}
+
+// reconcile makes cm (from the cache) an exact copy of src: its data, no
+// binary data, and the copy label. An immutable ConfigMap is replaced.
+// Overwriting one that was not the copier's own is logged at warn: someone
+// made it, and it may have named roots of their choosing.
+func (c *Copier) reconcile(ctx context.Context, src, cm *corev1.ConfigMap) error {
+	if isCopy(src, cm) {
+		return nil
+	}
+	upd := cm.DeepCopy() // never mutate the cache
+	upd.Data, upd.BinaryData = maps.Clone(src.Data), nil
+	if upd.Labels == nil {
+		upd.Labels = map[string]string{}
+	}
+	upd.Labels[CopyLabel] = "true"
+	var err error
+	if cm.Immutable != nil && *cm.Immutable {
+		err = c.replace(ctx, cm, upd)
+	} else {
+		_, err = c.client.CoreV1().ConfigMaps(cm.Namespace).Update(ctx, upd, metav1.UpdateOptions{FieldManager: "mesh-controller"})
+	}
+	if err != nil {
+		return err
+	}
+	if cm.Labels[CopyLabel] != "true" {
+		c.log.Warn("overwrote a trust bundle ConfigMap that was not the mesh's copy", "namespace", cm.Namespace, "name", cm.Name,
+			"immutable", cm.Immutable != nil && *cm.Immutable)
+	} else {
+		c.log.Info("trust bundle copy updated", "namespace", cm.Namespace)
+	}
+	return nil
+}
+
+// replace deletes an immutable ConfigMap (only that very object: UID
+// precondition) and creates the copy in its place.
+func (c *Copier) replace(ctx context.Context, cur, upd *corev1.ConfigMap) error {
+	uid := cur.UID
+	err := c.client.CoreV1().ConfigMaps(cur.Namespace).Delete(ctx, cur.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("delete the immutable ConfigMap: %w", err)
+	}
+	fresh := &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: upd.Name, Namespace: upd.Namespace, Labels: upd.Labels},
+		Data:       upd.Data,
+	}
+	_, err = c.client.CoreV1().ConfigMaps(cur.Namespace).Create(ctx, fresh, metav1.CreateOptions{FieldManager: "mesh-controller"})
+	return err
+}
+
+// Ensure makes sure namespace has an exact, up-to-date copy (the injector
+// calls it before meshing a pod there, only for namespaces that exist).
+// It is idempotent: with the copy in place it makes no request. A
+// ConfigMap of that name that is not the copy is overwritten.
 func (c *Copier) Ensure(ctx context.Context, namespace string) error {
 	if namespace == c.namespace {
 		return nil
@@ -129,13 +188,7 @@ func (c *Copier) Ensure(ctx context.Context, namespace string) error {
 	}
 	cur, err := c.lister.ConfigMaps(namespace).Get(c.name)
 	if err == nil {
-		if cur.Labels[CopyLabel] != "true" || maps.Equal(cur.Data, src.Data) {
-			return nil
-		}
-		upd := cur.DeepCopy()
-		upd.Data = maps.Clone(src.Data)
-		_, err = c.client.CoreV1().ConfigMaps(namespace).Update(ctx, upd, metav1.UpdateOptions{FieldManager: "mesh-controller"})
-		return err
+		return c.reconcile(ctx, src, cur)
 	}
 	cm := &corev1.ConfigMap{
 		ObjectMeta: metav1.ObjectMeta{Name: c.name, Namespace: namespace, Labels: map[string]string{CopyLabel: "true"}},
@@ -143,7 +196,13 @@ func (c *Copier) Ensure(ctx context.Context, namespace string) error {
 	}
 	_, err = c.client.CoreV1().ConfigMaps(namespace).Create(ctx, cm, metav1.CreateOptions{FieldManager: "mesh-controller"})
 	if apierrors.IsAlreadyExists(err) {
-		return nil // made meanwhile (another replica, or our cache is behind)
+		// Made meanwhile (another replica, or our cache is behind): make
+		// it the copy now, before the pod that needs it is admitted.
+		cur, err := c.client.CoreV1().ConfigMaps(namespace).Get(ctx, c.name, metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("read %s/%s: %w", namespace, c.name, err)
+		}
+		return c.reconcile(ctx, src, cur)
 	}
 	if err == nil {
 		c.log.Info("trust bundle copied", "namespace", namespace)

@@ -1,8 +1,11 @@
 package trustbundle
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -61,27 +64,137 @@ func TestCopiesFollowTheSource(t *testing.T) {
 	if err := c.Ensure(ctx, "byhand"); err != nil {
 		t.Fatal(err)
 	}
-	if got := roots("byhand"); got != "mine" {
-		t.Errorf("a hand-made ConfigMap was changed to %q", got)
+	if got := roots("byhand"); got != "A" {
+		t.Errorf("a hand-made ConfigMap of the bundle's name holds %q, want the bundle A", got)
 	}
 	if err := c.Ensure(ctx, "meshctl"); err != nil {
 		t.Fatal(err)
 	}
 
-	// A rotation: the source changes, the copy follows, the hand-made one does not.
+	// A rotation: the source changes, every copy follows.
 	if _, err := client.CoreV1().ConfigMaps("meshctl").Update(ctx, configMap("meshctl", "A+B", nil), metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually("the copy to follow the source", func() bool { return roots("shop") == "A+B" })
-	if got := roots("byhand"); got != "mine" {
-		t.Errorf("a hand-made ConfigMap was changed to %q", got)
-	}
+	eventually("the copies to follow the source", func() bool { return roots("shop") == "A+B" && roots("byhand") == "A+B" })
 
 	// Someone edits the copy: it is put back.
 	if _, err := client.CoreV1().ConfigMaps("shop").Update(ctx, configMap("shop", "tampered", map[string]string{CopyLabel: "true"}), metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	eventually("the tampered copy to be restored", func() bool { return roots("shop") == "A+B" })
+}
+
+// startCopier runs a Copier on client until the test ends.
+func startCopier(t *testing.T, client *fake.Clientset, log *slog.Logger) *Copier {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	factory := NewFactory(client, "mesh-trust-roots", 0)
+	c, err := New(client, factory, "meshctl", "mesh-trust-roots", log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	factory.Start(ctx.Done())
+	factory.WaitForCacheSync(ctx.Done())
+	done := make(chan error)
+	go func() { done <- c.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done; factory.Shutdown() })
+	return c
+}
+
+// TestAHostileConfigMapMadeBeforeTheControllerIsReplaced: someone who may
+// create ConfigMaps in a namespace makes mesh-trust-roots there, holding
+// their own root, before the controller starts (before any pod there is
+// meshed). The controller must make it the real bundle, label and all,
+// without waiting for an injection, and say so at warn.
+func TestAHostileConfigMapMadeBeforeTheControllerIsReplaced(t *testing.T) {
+	hostile := configMap("shop", "ATTACKER ROOT", map[string]string{"app": "evil"})
+	hostile.BinaryData = map[string][]byte{"extra.pem": []byte("ATTACKER ROOT")}
+	yes := true
+	frozen := configMap("frozen", "ATTACKER ROOT", nil)
+	frozen.Immutable = &yes
+	frozen.UID = "frozen-uid"
+	client := fake.NewClientset(configMap("meshctl", "REAL ROOT", nil), hostile, frozen)
+	var logs syncBuffer
+	startCopier(t, client, slog.New(slog.NewTextHandler(&logs, nil)))
+
+	ctx := context.Background()
+	deadline := time.Now().Add(5 * time.Second)
+	for _, ns := range []string{"shop", "frozen"} {
+		for {
+			cm, err := client.CoreV1().ConfigMaps(ns).Get(ctx, "mesh-trust-roots", metav1.GetOptions{})
+			if err == nil && cm.Data["roots.pem"] == "REAL ROOT" && len(cm.Data) == 1 && len(cm.BinaryData) == 0 && cm.Labels[CopyLabel] == "true" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s/mesh-trust-roots is still %+v (%v), want exactly the real bundle with the copy label", ns, cm, err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	// An immutable one cannot be updated (the API server refuses): it is replaced.
+	replaced := false
+	for _, a := range client.Actions() {
+		replaced = replaced || a.GetVerb() == "delete" && a.GetNamespace() == "frozen"
+	}
+	if !replaced {
+		t.Error("the immutable ConfigMap was not deleted and made again")
+	}
+	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "namespace=shop") {
+		t.Errorf("no warning about overwriting a ConfigMap that was not the copy:\n%s", logs.String())
+	}
+}
+
+func TestEnsureIsIdempotent(t *testing.T) {
+	client := fake.NewClientset(configMap("meshctl", "A", nil))
+	c := startCopier(t, client, slog.New(slog.DiscardHandler))
+	ctx := context.Background()
+	if err := c.Ensure(ctx, "shop"); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := c.lister.ConfigMaps("shop").Get("mesh-trust-roots"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the copy never reached the cache")
+		}
+	}
+	writes := func() int {
+		n := 0
+		for _, a := range client.Actions() {
+			if v := a.GetVerb(); v == "create" || v == "update" || v == "delete" || v == "patch" {
+				n++
+			}
+		}
+		return n
+	}
+	before := writes()
+	for range 3 {
+		if err := c.Ensure(ctx, "shop"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := writes() - before; n != 0 {
+		t.Errorf("Ensure with the copy in place made %d writes, want 0", n)
+	}
+}
+
+// syncBuffer is a log sink safe for concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func TestEnsureWithoutSourceFails(t *testing.T) {
