@@ -39,7 +39,9 @@ func TestMetricsDescribeTraffic(t *testing.T) {
 		resp.Body.Close()
 	}
 	fams := scrape(t, p)
-	authority := map[string]string{"direction": "outbound", "authority": p.outbound(), "tls": "false"}
+	// The authority is the destination the mesh knows (here the explicit
+	// upstream), not the Host the client wrote.
+	authority := map[string]string{"direction": "outbound", "authority": up, "tls": "false"}
 	if v := metricValue(fams, "request_total", authority); v != 3 {
 		t.Errorf("request_total = %v, want 3", v)
 	}
