@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"time"
 
 	jsonpatch "gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
@@ -18,16 +19,54 @@ import (
 const maxReviewBytes = 3 << 20
 
 // Webhook serves the mutating admission webhook for pod creation.
+//
+// Anyone who can reach it can send it a review, so it acts only on reviews
+// the API server could have sent: for a namespace that exists (in the
+// controller's cache) and a pod that asks for the mesh (its own or its
+// namespace's inject annotation). Anything else is answered "allowed, as it
+// is" with no side effect.
 type Webhook struct {
 	// Config is the mesh's injection configuration.
 	Config Config
-	// NamespaceAnnotations returns a namespace's annotations.
+	// NamespaceAnnotations returns a namespace's annotations, or an error
+	// when the namespace is not known (not in the cache).
 	NamespaceAnnotations func(ctx context.Context, name string) (map[string]string, error)
+	// NamespaceWait is how long a review waits for an unknown namespace to
+	// appear (a namespace created just before its first pod may reach the
+	// cache a moment after the pod's review). Default: 2s.
+	NamespaceWait time.Duration
 	// BeforeInject runs before a pod of the namespace is meshed (the
 	// controller makes sure the trust bundle is there); nil means nothing.
 	BeforeInject func(ctx context.Context, namespace string) error
 	// Log receives decisions. Default: discard.
 	Log *slog.Logger
+}
+
+// DisabledLabel on a pod keeps it away from the webhook altogether: the
+// MutatingWebhookConfiguration's objectSelector skips pods labelled
+// meshctl.io/inject=disabled, so their creation never waits on the webhook
+// (annotations cannot be selected on). The webhook honours it too.
+const DisabledLabel = InjectAnnotation
+
+// namespace returns a namespace's annotations, waiting up to NamespaceWait
+// for one the cache does not know yet.
+func (h *Webhook) namespace(ctx context.Context, name string) (map[string]string, error) {
+	wait := h.NamespaceWait
+	if wait == 0 {
+		wait = 2 * time.Second
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		a, err := h.NamespaceAnnotations(ctx, name)
+		if err == nil || time.Now().After(deadline) {
+			return a, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(min(50*time.Millisecond, wait)):
+		}
+	}
 }
 
 // jsonPatch is the RFC 6902 patch from one pod to another.
@@ -89,23 +128,34 @@ func (h *Webhook) review(ctx context.Context, req *admissionv1.AdmissionRequest,
 	if err := json.Unmarshal(req.Object.Raw, &pod); err != nil {
 		return refuse(fmt.Sprintf("meshctl: the pod could not be decoded: %v", err))
 	}
-	nsAnnotations, err := h.NamespaceAnnotations(ctx, req.Namespace)
-	if err != nil {
-		// Without the namespace's opinion, only the pod's own counts.
-		log.Warn("namespace lookup failed", "namespace", req.Namespace, "error", err)
-	}
-	patched, reason, err := Patch(&pod, req.Namespace, nsAnnotations, h.Config)
 	name := pod.Name
 	if name == "" {
 		name = pod.GenerateName + "*"
 	}
+	if pod.Labels[DisabledLabel] == "disabled" {
+		log.Debug("pod not injected", "namespace", req.Namespace, "pod", name, "reason", "labelled "+DisabledLabel+"=disabled")
+		return allow
+	}
+	if req.Namespace == "" {
+		return allow
+	}
+	nsAnnotations, err := h.namespace(ctx, req.Namespace)
+	if err != nil {
+		// Not a namespace the API server knows: the review was not sent
+		// by it. Nothing is done for it.
+		log.Warn("review for an unknown namespace ignored", "namespace", req.Namespace, "pod", name, "error", err)
+		return allow
+	}
+	patched, reason, err := Patch(&pod, req.Namespace, nsAnnotations, h.Config)
 	if err != nil {
 		log.Info("pod refused: it asked for a proxy with invalid configuration", "namespace", req.Namespace, "pod", name, "error", err)
 		return refuse("meshctl: " + err.Error())
 	}
+	sideEffects := h.BeforeInject != nil && (req.DryRun == nil || !*req.DryRun) // sideEffects: NoneOnDryRun
 	if patched == nil {
-		if HasProxy(&pod) && h.BeforeInject != nil && (req.DryRun == nil || !*req.DryRun) {
-			// Injected by hand (meshctl inject --manual): it needs the trust bundle too.
+		// Injected by hand (meshctl inject --manual, which adds the inject
+		// annotation): it needs the trust bundle too.
+		if want, _ := wanted(pod.Annotations[InjectAnnotation], nsAnnotations[InjectAnnotation]); want && HasProxy(&pod) && sideEffects {
 			if err := h.BeforeInject(ctx, req.Namespace); err != nil {
 				log.Warn("could not prepare the namespace; the pod waits for its trust bundle", "namespace", req.Namespace, "error", err)
 			}
@@ -113,7 +163,7 @@ func (h *Webhook) review(ctx context.Context, req *admissionv1.AdmissionRequest,
 		log.Debug("pod not injected", "namespace", req.Namespace, "pod", name, "reason", reason)
 		return allow
 	}
-	if h.BeforeInject != nil && (req.DryRun == nil || !*req.DryRun) { // sideEffects: NoneOnDryRun
+	if sideEffects {
 		if err := h.BeforeInject(ctx, req.Namespace); err != nil {
 			log.Warn("could not prepare the namespace; the pod waits for its trust bundle", "namespace", req.Namespace, "error", err)
 		}

@@ -4,26 +4,38 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/meshctl/meshctl/controller/trustbundle"
 )
 
 func newWebhook(prepared *[]string) *Webhook {
 	return &Webhook{
-		Config: testConfig,
+		Config:        testConfig,
+		NamespaceWait: 20 * time.Millisecond,
 		NamespaceAnnotations: func(_ context.Context, ns string) (map[string]string, error) {
-			if ns == "meshed" {
+			switch ns {
+			case "meshed":
 				return map[string]string{InjectAnnotation: "enabled"}, nil
+			case "plain", "shop":
+				return nil, nil
 			}
-			return nil, nil
+			return nil, apierrors.NewNotFound(corev1.Resource("namespaces"), ns)
 		},
 		BeforeInject: func(_ context.Context, ns string) error {
 			*prepared = append(*prepared, ns)
@@ -34,6 +46,11 @@ func newWebhook(prepared *[]string) *Webhook {
 
 func podReview(t *testing.T, ns, fixtureName string, op admissionv1.Operation) []byte {
 	t.Helper()
+	return review(t, ns, fixturePod(t, fixtureName), op)
+}
+
+func fixturePod(t *testing.T, fixtureName string) *corev1.Pod {
+	t.Helper()
 	var fx fixture
 	data, err := os.ReadFile(filepath.Join("testdata", fixtureName+".json"))
 	if err != nil {
@@ -42,7 +59,12 @@ func podReview(t *testing.T, ns, fixtureName string, op admissionv1.Operation) [
 	if err := json.Unmarshal(data, &fx); err != nil {
 		t.Fatal(err)
 	}
-	raw, _ := json.Marshal(fx.Pod)
+	return &fx.Pod
+}
+
+func review(t *testing.T, ns string, pod *corev1.Pod, op admissionv1.Operation) []byte {
+	t.Helper()
+	raw, _ := json.Marshal(pod)
 	review := admissionv1.AdmissionReview{
 		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
 		Request: &admissionv1.AdmissionRequest{
@@ -111,6 +133,105 @@ func TestWebhookAnswersGarbageWithA400(t *testing.T) {
 	_, out, _ := call(t, h, bad)
 	if out.Response == nil || out.Response.Allowed {
 		t.Errorf("undecodable pod: %+v", out.Response)
+	}
+}
+
+// TestAForgedReviewHasNoSideEffect: anyone who can reach the webhook can
+// send it a review. One naming a namespace that does not exist must create
+// nothing there (the trust bundle copy is the webhook's only side effect)
+// and be answered without a patch; so must one for a pod that does not ask
+// for the mesh. The webhook is wired to the real copier and a namespace
+// cache, as the controller wires it.
+func TestAForgedReviewHasNoSideEffect(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	client := fake.NewClientset(
+		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "mesh-trust-roots", Namespace: "meshctl"}, Data: map[string]string{"roots.pem": "ROOTS"}},
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "meshed", Annotations: map[string]string{InjectAnnotation: "enabled"}}},
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "plain"}},
+	)
+	copies := trustbundle.NewFactory(client, "mesh-trust-roots", 0)
+	copier, err := trustbundle.New(client, copies, "meshctl", "mesh-trust-roots", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cluster := informers.NewSharedInformerFactory(client, 0)
+	namespaces := cluster.Core().V1().Namespaces()
+	namespaces.Informer()
+	copies.Start(ctx.Done())
+	cluster.Start(ctx.Done())
+	defer func() { cancel(); copies.Shutdown(); cluster.Shutdown() }()
+	copies.WaitForCacheSync(ctx.Done())
+	cluster.WaitForCacheSync(ctx.Done())
+	h := &Webhook{
+		Config: testConfig, NamespaceWait: 50 * time.Millisecond, BeforeInject: copier.Ensure,
+		NamespaceAnnotations: func(_ context.Context, name string) (map[string]string, error) {
+			ns, err := namespaces.Lister().Get(name)
+			if err != nil {
+				return nil, err
+			}
+			return ns.Annotations, nil
+		},
+	}
+	creates := func() []string {
+		var out []string
+		for _, a := range client.Actions() {
+			if a.GetVerb() == "create" || a.GetVerb() == "update" {
+				out = append(out, a.GetNamespace()+"/"+a.GetResource().Resource)
+			}
+		}
+		return out
+	}
+	for _, tc := range []struct{ name, ns, fixture string }{
+		{"a namespace that does not exist", "ghost", "pod-enabled"},
+		{"an existing namespace, a pod that does not ask", "plain", "already-injected"},
+		{"an existing namespace, a pod that does not ask (not injected)", "plain", "not-enabled"},
+	} {
+		code, out, body := call(t, h, podReview(t, tc.ns, tc.fixture, admissionv1.Create))
+		if code != 200 || out.Response == nil || !out.Response.Allowed || out.Response.Patch != nil || out.Response.UID != "42" {
+			t.Errorf("%s: %d %s, want allowed without a patch", tc.name, code, body)
+		}
+		if got := creates(); len(got) != 0 {
+			t.Errorf("%s: the webhook wrote %v", tc.name, got)
+		}
+	}
+	if _, err := client.CoreV1().ConfigMaps("ghost").Get(ctx, "mesh-trust-roots", metav1.GetOptions{}); err == nil {
+		t.Error("a trust bundle ConfigMap was made in a namespace that does not exist")
+	}
+	// The same pod in a real, meshed namespace: patched, and the copy made.
+	_, out, _ := call(t, h, podReview(t, "meshed", "pod-enabled", admissionv1.Create))
+	if out.Response == nil || out.Response.Patch == nil {
+		t.Fatalf("a pod in a meshed namespace was not injected: %+v", out.Response)
+	}
+	if cm, err := client.CoreV1().ConfigMaps("meshed").Get(ctx, "mesh-trust-roots", metav1.GetOptions{}); err != nil || cm.Data["roots.pem"] != "ROOTS" {
+		t.Errorf("no trust bundle copy in the meshed namespace: %v", err)
+	}
+}
+
+func TestWebhookWaitsBrieflyForANewNamespace(t *testing.T) {
+	var prepared []string
+	h := newWebhook(&prepared)
+	h.NamespaceWait = 5 * time.Second
+	known := time.Now().Add(100 * time.Millisecond)
+	inner := h.NamespaceAnnotations
+	h.NamespaceAnnotations = func(ctx context.Context, ns string) (map[string]string, error) {
+		if ns == "fresh" && time.Now().After(known) {
+			return map[string]string{InjectAnnotation: "enabled"}, nil
+		}
+		return inner(ctx, ns)
+	}
+	_, out, _ := call(t, h, podReview(t, "fresh", "not-enabled", admissionv1.Create))
+	if out.Response == nil || out.Response.Patch == nil || len(prepared) != 1 {
+		t.Errorf("a pod of a namespace the cache learnt of 100ms late: %+v, prepared %v", out.Response, prepared)
+	}
+}
+
+func TestPodsLabelledDisabledAreLeftAlone(t *testing.T) {
+	var prepared []string
+	pod := fixturePod(t, "pod-enabled")
+	pod.Labels = map[string]string{DisabledLabel: "disabled"}
+	_, out, _ := call(t, newWebhook(&prepared), review(t, "meshed", pod, admissionv1.Create))
+	if out.Response == nil || !out.Response.Allowed || out.Response.Patch != nil || len(prepared) != 0 {
+		t.Errorf("a pod labelled %s=disabled: %+v, prepared %v", DisabledLabel, out.Response, prepared)
 	}
 }
 
