@@ -10,6 +10,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/meshctl/meshctl/controller/adminapi"
 	"github.com/meshctl/meshctl/controller/injector"
 	"github.com/meshctl/meshctl/identity/spiffeid"
 	"github.com/meshctl/meshctl/internal/policyapi"
@@ -75,6 +76,9 @@ type Config struct {
 	// WebhookAddr serves the proxy injector (HTTPS, the certificate from the
 	// Secret mesh-webhook-tls). Default: ":9443".
 	WebhookAddr string
+	// AdminAPIAddr serves the aggregated admin API (admin.meshctl.io,
+	// package adminapi; HTTPS, the webhook's certificate). Default: ":8089".
+	AdminAPIAddr string
 	// Injector configures injection; the webhook is served only when
 	// Injector.ProxyImage is set.
 	Injector injector.Config
@@ -102,6 +106,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.WebhookAddr == "" {
 		c.WebhookAddr = fmt.Sprintf(":%d", WebhookPort)
+	}
+	if c.AdminAPIAddr == "" {
+		c.AdminAPIAddr = fmt.Sprintf(":%d", adminapi.Port)
 	}
 	if c.ClusterDomain == "" {
 		c.ClusterDomain = "cluster.local"

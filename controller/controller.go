@@ -216,7 +216,24 @@ func (c *Controller) Run(ctx context.Context) error {
 		c.controlLn.Close()
 		return fmt.Errorf("admin listener: %w", err)
 	}
-	errc := make(chan error, 5)
+	errc := make(chan error, 8)
+	// The aggregated admin API (admin.meshctl.io): users' way to the proxies' /tap, /identity, /renew.
+	adminAPI, adminAPIServer, err := c.adminAPI(dest.Pods(), hook)
+	if err != nil {
+		c.controlLn.Close()
+		c.adminLn.Close()
+		return err
+	}
+	adminAPIServer.BaseContext = base
+	adminAPILn, err := net.Listen("tcp", c.cfg.AdminAPIAddr)
+	if err != nil {
+		c.controlLn.Close()
+		c.adminLn.Close()
+		return fmt.Errorf("admin API listener: %w", err)
+	}
+	servers = append(servers, adminAPIServer)
+	go func() { errc <- ignoreClosed(adminAPIServer.ServeTLS(adminAPILn, "", "")) }()
+	go func() { errc <- adminAPI.Run(ctx) }()
 	if c.cfg.Injector.ProxyImage != "" {
 		wh := &injector.Webhook{
 			Config: c.cfg.Injector,
@@ -235,6 +252,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		if err != nil {
 			c.controlLn.Close()
 			c.adminLn.Close()
+			_ = adminAPIServer.Close()
 			return fmt.Errorf("webhook listener: %w", err)
 		}
 		c.webhookLn = webhookLn
@@ -247,7 +265,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	go func() { errc <- c.keepOwnCertificate(ctx) }()
 	go func() { errc <- copier.Run(ctx) }()
 	c.ready.Store(true)
-	c.log.Info("serving", "control", c.controlLn.Addr().String(), "admin", c.adminLn.Addr().String(),
+	c.log.Info("serving", "control", c.controlLn.Addr().String(), "admin", c.adminLn.Addr().String(), "admin_api", adminAPILn.Addr().String(),
 		"webhook", c.cfg.Injector.ProxyImage != "", "spiffe_id", c.cfg.ID().String())
 
 	var runErr error

@@ -168,6 +168,18 @@ func (c *serverConn) Close() error {
 type meshedConn struct {
 	meshtls.Plain
 	sc *serverConn
+	// peeked are bytes detection read from the stream, replayed first (read
+	// by one goroutine at a time).
+	peeked []byte
+}
+
+func (c *meshedConn) Read(b []byte) (int, error) {
+	if len(c.peeked) > 0 {
+		n := copy(b, c.peeked)
+		c.peeked = c.peeked[n:]
+		return n, nil
+	}
+	return c.Plain.Read(b)
 }
 
 func (c *meshedConn) connInfo() *httpproxy.ConnInfo { return c.sc.info }

@@ -1,17 +1,25 @@
 package proxy
 
 import (
+	"bufio"
+	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/meshctl/meshctl/internal/api"
+	"github.com/meshctl/meshctl/internal/testpki"
 	"github.com/meshctl/meshctl/proxy/authz"
 	"github.com/meshctl/meshctl/proxy/endpoints"
+	"github.com/meshctl/meshctl/proxy/meshtls"
 )
 
 // heapInUse returns the live heap after a collection.
@@ -139,4 +147,97 @@ func TestPlaintextIntoTheClusterIsCounted(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// pipelined writes n HTTP/1 GETs at once and reads the answers it gets
+// until the connection ends, returning their status codes.
+func pipelined(t *testing.T, c net.Conn, n int) map[int]int {
+	t.Helper()
+	var req strings.Builder
+	for range n {
+		req.WriteString("GET / HTTP/1.1\r\nHost: app\r\n\r\n")
+	}
+	if _, err := io.WriteString(c, req.String()); err != nil {
+		return map[int]int{}
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	got := map[int]int{}
+	for range n {
+		res, err := http.ReadResponse(br, nil)
+		if err != nil {
+			break
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		got[res.StatusCode]++
+	}
+	return got
+}
+
+// TestOpaqueConnectionsCannotSkipPerRequestPolicy: on a port whose policy
+// is enforced per request (here a rate limit of 5/s), a plaintext client
+// that stays silent past detection, or a meshed client that asks for an
+// opaque stream, must not be admitted once and then pipeline requests past
+// the limit. Only the server declares a port opaque.
+func TestOpaqueConnectionsCannotSkipPerRequestPolicy(t *testing.T) {
+	app := &counting{}
+	addr := backend(t, app)
+	ca := testpki.NewRoot(t, "root")
+	serverSrc, _ := identityFiles(t, ca.Issue(t, serverSPIFFE, -time.Minute, time.Hour), ca)
+	clientSrc, _ := identityFiles(t, ca.Issue(t, clientSPIFFE, -time.Minute, time.Hour), ca)
+	g := authz.New(authz.AllUnauthenticated)
+	g.Update(api.InboundPolicy{Default: authz.AllUnauthenticated, RateLimit: 5})
+	server := startProxy(t, Config{Inbound: &SideConfig{Listen: "127.0.0.1:0", Upstream: addr}, Identity: serverSrc,
+		InboundPolicy: g, DetectTimeout: 200 * time.Millisecond})
+
+	// Plaintext, silent past detection, then 20 requests at once: refused.
+	c, err := net.Dial("tcp", server.inbound())
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if got := pipelined(t, c, 20); len(got) != 0 {
+		t.Errorf("an undetected plaintext connection got answers %v; want it closed", got)
+	}
+	c.Close()
+	if n := app.hits.Load(); n != 0 {
+		t.Fatalf("the application saw %d requests through an undetected connection", n)
+	}
+
+	d := &meshtls.Dialer{Source: clientSrc, Net: (&net.Dialer{}).DialContext}
+	// Meshed opaque with bytes that are not HTTP: refused on this port.
+	tc, err := d.Dial(context.Background(), server.inbound(), serverSrc.Bundle().ID, meshtls.ALPNOpaque)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = tc.Write([]byte("\x00\x01not http at all"))
+	_ = tc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := tc.Read(make([]byte, 16)); err == nil || isTimeout(err) {
+		t.Errorf("a non-HTTP meshed opaque stream read %d bytes, %v; want it closed", n, err)
+	}
+	tc.Close()
+	// Meshed, asking for an opaque stream, then 20 requests at once: served
+	// as HTTP, each under the limit.
+	tc, err = d.Dial(context.Background(), server.inbound(), serverSrc.Bundle().ID, meshtls.ALPNOpaque)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := pipelined(t, tc, 20)
+	tc.Close()
+	if got[200] > 6 || got[429] < 14 {
+		t.Errorf("20 pipelined requests on a meshed opaque stream: %v; want at most 6 × 200 (5/s), the rest 429", got)
+	}
+	if n := app.hits.Load(); n > 6 {
+		t.Errorf("the application saw %d requests; the limit lets 5 (or 6) through", n)
+	}
+
+	if v := metricValue(scrape(t, server), "inbound_policy_decisions_total", map[string]string{"decision": "deny", "rule": "http-only"}); v < 2 {
+		t.Errorf("http-only refusals counted %v, want 2", v)
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return err != nil && errors.As(err, &ne) && ne.Timeout()
 }

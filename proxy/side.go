@@ -282,6 +282,28 @@ func (s *side) serveMeshed(sc *serverConn, dst *endpoints.Set, port uint16) {
 	}
 	info := &httpproxy.ConnInfo{Direction: s.name, Upstream: dst, ClientID: peer.String(), Port: port}
 	sc.open(metrics.ConnLabels{Direction: s.name, TLS: true, ClientID: peer.String()}, info)
+	var peeked []byte
+	if cs.NegotiatedProtocol == meshtls.ALPNOpaque && !s.p.opaque[port] {
+		// Only the server declares its ports opaque. A client that asks for
+		// an opaque stream to any other port gets it looked at like a
+		// plaintext connection: HTTP is served request by request, under
+		// the inbound policy (an upgrade, e.g. a WebSocket, arrives this
+		// way), and what is not HTTP is refused where the policy can only
+		// be enforced per request.
+		var proto detect.Protocol
+		proto, peeked, err = detect.Detect(tc, s.p.cfg.DetectTimeout, nil)
+		if err != nil {
+			s.log.Debug("detection on a meshed opaque stream failed", "client", sc.RemoteAddr(), "error", err)
+			tc.Close()
+			return
+		}
+		if proto == detect.HTTP1 || proto == detect.HTTP2 {
+			if !s.httpLn.push(&meshedConn{Plain: meshtls.Plain{Conn: tc}, sc: sc, peeked: peeked}) {
+				tc.Close()
+			}
+			return
+		}
+	}
 	if cs.NegotiatedProtocol == meshtls.ALPNOpaque {
 		defer sc.Close()
 		if !s.admit(port, peer.String(), false) {
@@ -295,7 +317,7 @@ func (s *side) serveMeshed(sc *serverConn, dst *endpoints.Set, port uint16) {
 			s.log.Debug("application unreachable", "upstream", ep.Addr, "error", err)
 			return
 		}
-		if _, _, err := tcpproxy.Pipe(meshtls.Plain{Conn: tc}, up, nil); err != nil {
+		if _, _, err := tcpproxy.Pipe(meshtls.Plain{Conn: tc}, up, peeked); err != nil {
 			s.log.Debug("meshed opaque stream ended with an error", "error", err)
 		}
 		return
@@ -306,7 +328,11 @@ func (s *side) serveMeshed(sc *serverConn, dst *endpoints.Set, port uint16) {
 }
 
 // admit asks the inbound policy whether a connection that is not HTTP
-// (from clientID, "" when not meshed) may reach port; outbound, always.
+// (from clientID, "" when not meshed) may reach port; outbound, always. On a
+// port whose policy can only be enforced per HTTP request (rate limits, path
+// rules) it is refused unless the server declared the port opaque: admitted
+// once, it could carry any number of requests. The kubelet's TCP probes
+// always get in.
 func (s *side) admit(port uint16, clientID string, fromNode bool) bool {
 	g := s.p.cfg.InboundPolicy
 	if s.name != metrics.Inbound || g == nil {
@@ -315,8 +341,14 @@ func (s *side) admit(port uint16, clientID string, fromNode bool) bool {
 	d := g.Admit(authz.Request{Port: port, ClientID: clientID, FromNode: fromNode})
 	if !d.Allowed() {
 		s.log.Debug("connection refused by inbound policy", "port", port, "client_id", clientID, "rule", d.Rule)
+		return false
 	}
-	return d.Allowed()
+	if d.Rule != authz.ProbeRule && !s.p.opaque[port] && g.HTTPOnly(port) {
+		s.p.metrics.InboundDecision(authz.Denied, "http-only")
+		s.log.Debug("connection refused: not HTTP on a port whose policy needs HTTP", "port", port, "client_id", clientID)
+		return false
+	}
+	return true
 }
 
 // pipe forwards an opaque connection (including TLS that is not ours) byte

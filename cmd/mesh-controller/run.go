@@ -11,6 +11,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/meshctl/meshctl/controller"
+	"github.com/meshctl/meshctl/controller/adminapi"
 	"github.com/meshctl/meshctl/internal/logging"
 	"github.com/meshctl/meshctl/internal/version"
 )
@@ -33,7 +34,12 @@ certificate issuance (POST /v1/certificate) and destination streams
 With --proxy-image (the default), it also serves the proxy-injector webhook
 (POST /inject on --webhook-addr) with the certificate in Secret
 mesh-webhook-tls (tls.crt, tls.key), reloaded when the Secret changes; and it
-keeps a copy of the trust bundle in every namespace it meshes pods in.`,
+keeps a copy of the trust bundle in every namespace it meshes pods in.
+
+It serves the aggregated admin API admin.meshctl.io/v1alpha1 on --admin-api-addr
+(same certificate) for the API server's front proxy: users' requests for a
+meshed pod's tap, identity, destinations and renewal, checked with a
+SubjectAccessReview and relayed to the pod's proxy over mutual TLS.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := logging.New(logLevel, logFormat)
@@ -69,6 +75,7 @@ keeps a copy of the trust bundle in every namespace it meshes pods in.`,
 	f.StringVar(&cfg.ControlAddr, "control-addr", fmt.Sprintf(":%d", controller.ControlPort), "control API address")
 	f.StringVar(&cfg.AdminAddr, "admin-addr", fmt.Sprintf(":%d", controller.AdminPort), "admin address (/live, /ready, /metrics)")
 	f.StringVar(&cfg.WebhookAddr, "webhook-addr", fmt.Sprintf(":%d", controller.WebhookPort), "proxy-injector webhook address (HTTPS)")
+	f.StringVar(&cfg.AdminAPIAddr, "admin-api-addr", fmt.Sprintf(":%d", adminapi.Port), "aggregated admin API address (admin.meshctl.io: HTTPS with the webhook's certificate, for the API server's front proxy)")
 	f.StringVar(&cfg.ClusterDomain, "cluster-domain", "cluster.local", "the cluster's DNS domain")
 	f.StringVar(&cfg.Injector.ProxyImage, "proxy-image", "meshctl/proxy:"+version.Version, "the proxy image to inject (empty: no webhook)")
 	f.StringVar(&cfg.Injector.ProxyVersion, "proxy-version", version.Version, "the injected proxy's version (label meshctl.io/proxy-version)")

@@ -8,6 +8,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -73,6 +74,33 @@ func (ca *CA) Issue(t testing.TB, spiffeID string, from, until time.Duration) *L
 		leaf.Chain = append(leaf.Chain, c.Cert)
 	}
 	return leaf
+}
+
+// IssueClient makes a client certificate that names its holder by common
+// name, as Kubernetes' x509 authenticators read it (the API server's front
+// proxy, for one), valid for an hour.
+func (ca *CA) IssueClient(t testing.TB, commonName string) *Leaf {
+	t.Helper()
+	key := newKey(t)
+	tmpl := &x509.Certificate{
+		Subject:     pkix.Name{CommonName: commonName},
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	leaf := &Leaf{Cert: sign(t, tmpl, ca.Cert, key.Public(), ca.Key, -time.Minute, time.Hour), Key: key}
+	for c := ca; c.parent != nil; c = c.parent {
+		leaf.Chain = append(leaf.Chain, c.Cert)
+	}
+	return leaf
+}
+
+// TLSCertificate is the leaf, its chain and key, as crypto/tls serves them.
+func (l *Leaf) TLSCertificate() tls.Certificate {
+	c := tls.Certificate{Certificate: [][]byte{l.Cert.Raw}, PrivateKey: l.Key, Leaf: l.Cert}
+	for _, ch := range l.Chain {
+		c.Certificate = append(c.Certificate, ch.Raw)
+	}
+	return c
 }
 
 // Files are PEM files of a leaf (with its chain), its key and trust roots.

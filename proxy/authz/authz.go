@@ -60,6 +60,8 @@ type state struct {
 	defaultRule string        // "default:<policy>", made once
 	total       *rate.Limiter // nil: no limit
 	perClient   *lru.Cache[string, *rate.Limiter]
+	// pending refuses everything: no policy has arrived yet (NewPending).
+	pending bool
 }
 
 // New returns a guard applying the default policy def (one of the
@@ -70,6 +72,24 @@ func New(def string) *Guard {
 	}
 	g := &Guard{ready: make(chan struct{})}
 	g.st.Store(&state{policy: api.InboundPolicy{Default: def}, defaultRule: "default:" + def})
+	g.CountWith(func(string, string) {})
+	return g
+}
+
+// Rules that are not an AuthorizationPolicy or a default.
+const (
+	// Pending refuses everything before a guard's first policy.
+	Pending = "pending"
+	// ProbeRule lets in the kubelet's probes.
+	ProbeRule = "probe"
+)
+
+// NewPending returns a guard that refuses every request and connection
+// (rule "pending") until the first Update: a proxy that has not yet heard
+// its pod's policy must not guess it. The proxy stays unready meanwhile.
+func NewPending() *Guard {
+	g := &Guard{ready: make(chan struct{})}
+	g.st.Store(&state{policy: api.InboundPolicy{Default: Deny}, defaultRule: Pending, pending: true})
 	g.CountWith(func(string, string) {})
 	return g
 }
@@ -138,6 +158,10 @@ func (g *Guard) Admit(req Request) Decision {
 	st := g.st.Load()
 	p := &st.policy
 	count := *g.count.Load()
+	if st.pending {
+		count(Denied, Pending)
+		return Decision{Status: 403, Rule: Pending}
+	}
 	port, http, clientID := req.Port, req.HTTP, req.ClientID
 	// Decide on the path as the application will resolve it: /a/../b is /b,
 	// and so is /a/..;/b (see servedPath).
@@ -150,8 +174,8 @@ func (g *Guard) Admit(req Request) Decision {
 			// An HTTP probe lets in its path; a TCP probe lets in connections
 			// that are not HTTP (the kubelet's bare connect), never requests.
 			if pr.Port == int(port) && ((pr.Path == "" && !http) || (http && pathOK && pr.Path == path)) {
-				count(Allowed, "probe")
-				return Decision{Rule: "probe"}
+				count(Allowed, ProbeRule)
+				return Decision{Rule: ProbeRule}
 			}
 		}
 	}
@@ -197,6 +221,25 @@ func (g *Guard) Admit(req Request) Decision {
 	}
 	count(Allowed, rule)
 	return Decision{Rule: rule}
+}
+
+// HTTPOnly reports whether port's policy can only be enforced request by
+// request: a rate limit, or a rule for the port with path prefixes. Such a
+// port must refuse what the proxy cannot read as HTTP (undetected or opaque
+// connections), which would otherwise be admitted once and then carry any
+// number of requests. Before the first policy, every port is.
+func (g *Guard) HTTPOnly(port uint16) bool {
+	st := g.st.Load()
+	p := &st.policy
+	if st.pending || p.RateLimit > 0 || p.RateLimitPerClient > 0 {
+		return true
+	}
+	for i := range p.Rules {
+		if r := &p.Rules[i]; (r.Port == 0 || r.Port == int(port)) && len(r.PathPrefixes) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // retryAfter is the time one token takes to come back.

@@ -102,3 +102,46 @@ func TestRateLimits(t *testing.T) {
 		t.Error("an update with the same rate refilled the client's bucket")
 	}
 }
+
+func TestAPendingGuardRefusesEverythingUntilItsPolicy(t *testing.T) {
+	g := NewPending()
+	for _, req := range []Request{
+		{Port: 8080, HTTP: true, Path: "/", ClientID: client},
+		{Port: 8080, HTTP: true, Path: "/healthz", FromNode: true},
+		{Port: 7000},
+	} {
+		if d := g.Admit(req); d.Status != 403 || d.Rule != Pending {
+			t.Errorf("%+v before the policy: %+v, want 403 by %s", req, d, Pending)
+		}
+	}
+	if !g.HTTPOnly(8080) {
+		t.Error("a pending guard lets opaque connections through")
+	}
+	select {
+	case <-g.Ready():
+		t.Fatal("ready before the policy")
+	default:
+	}
+	g.Update(api.InboundPolicy{Default: AllUnauthenticated})
+	<-g.Ready()
+	if d := g.Admit(Request{Port: 8080, HTTP: true, Path: "/"}); !d.Allowed() {
+		t.Errorf("after the policy: %+v", d)
+	}
+}
+
+func TestHTTPOnlyPorts(t *testing.T) {
+	g := New(AllUnauthenticated)
+	g.Update(api.InboundPolicy{Default: AllUnauthenticated, Rules: []api.AuthorizationRule{
+		{Name: "a", Port: 8080, PathPrefixes: []string{"/api"}, Identities: []string{"*"}},
+		{Name: "b", Port: 9000, Identities: []string{"*"}},
+	}})
+	for port, want := range map[uint16]bool{8080: true, 9000: false, 5432: false} {
+		if got := g.HTTPOnly(port); got != want {
+			t.Errorf("HTTPOnly(%d) = %v, want %v", port, got, want)
+		}
+	}
+	g.Update(api.InboundPolicy{Default: AllUnauthenticated, RateLimitPerClient: 10})
+	if !g.HTTPOnly(5432) {
+		t.Error("a rate-limited pod's ports must be HTTP only")
+	}
+}

@@ -1,0 +1,73 @@
+package adminapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/rest"
+)
+
+// Request is a request for a pod's subresource through the API server, with
+// the caller's credentials: c is any REST client of that API server (e.g.
+// kubernetes.Interface's CoreV1().RESTClient()). A tap is a stream (Stream);
+// the others answer at once (Do).
+func Request(c rest.Interface, namespace, pod, sub string) *rest.Request {
+	method := http.MethodGet
+	if s, ok := lookup(sub); ok {
+		method = s.method
+	}
+	return c.Verb(method).AbsPath(Path(namespace, pod, sub))
+}
+
+// Do sends a request that answers at once (anything but a tap) and returns
+// the answer; an error carries the server's Status, its message included
+// (DoRaw would drop it).
+func Do(ctx context.Context, c rest.Interface, namespace, pod, sub string) ([]byte, error) {
+	res := Request(c, namespace, pod, sub).Do(ctx)
+	if err := res.Error(); err != nil {
+		return nil, err
+	}
+	return res.Raw()
+}
+
+// Explain says what to do about a failed Request for sub: which ClusterRole
+// grants it, or that the API is unavailable.
+func Explain(err error, sub string) error {
+	if err == nil {
+		return nil
+	}
+	var st apierrors.APIStatus
+	code := 0
+	if errors.As(err, &st) {
+		code = int(st.Status().Code)
+	}
+	role, verb := ViewerClusterRole, VerbGet
+	switch sub {
+	case Renew:
+		role, verb = OperatorClusterRole, VerbCreate
+	case Tap:
+		verb = VerbWatch
+	}
+	switch {
+	case apierrors.IsForbidden(err):
+		return fmt.Errorf("you may not %s pods/%s in API group %s there; a cluster admin can grant it with the ClusterRole %s "+
+			"(kubectl create rolebinding NAME -n NAMESPACE --clusterrole=%s --user=YOU): %w", verb, sub, Group, role, role, err)
+	case apierrors.IsNotFound(err):
+		if d := st.Status().Details; d != nil && d.Group == Group && d.Kind == Resource && d.Name != "" {
+			return fmt.Errorf("the pod is gone: %w", err)
+		}
+		return fmt.Errorf("the API server does not serve %s (APIService %s): is meshctl installed? run 'meshctl check': %w", GroupVersion, APIServiceName, err)
+	case code == http.StatusServiceUnavailable || apierrors.IsServiceUnavailable(err):
+		return fmt.Errorf("the admin API (APIService %s) is not available: run 'meshctl check': %w", APIServiceName, err)
+	case apierrors.IsUnauthorized(err):
+		return fmt.Errorf("unauthorized (if your credentials work elsewhere, the controller does not accept the API server's front proxy: run 'meshctl check'): %w", err)
+	case code == http.StatusBadGateway:
+		return fmt.Errorf("its proxy did not answer the controller: %w", err)
+	case apierrors.IsBadRequest(err):
+		return err
+	}
+	return fmt.Errorf("the admin API: %w", err)
+}
