@@ -104,6 +104,13 @@ type Config struct {
 	// MaxConcurrentStreams bounds the HTTP/2 streams a client may open at once
 	// on one connection. Default: 250.
 	MaxConcurrentStreams uint32
+	// ReadyWhen, when set, keeps the proxy unready (/ready answers 503, so
+	// the pod's application does not start and no Service sends it traffic)
+	// until it is closed: in a pod, until its inbound policy arrived.
+	ReadyWhen <-chan struct{}
+	// ReadyWhenWhat says what ReadyWhen waits for, in the log line repeated
+	// while the proxy waits.
+	ReadyWhenWhat string
 	// Pprof serves Go's profiles on the admin port under /debug/pprof/
 	// (loopback and ControllerID only).
 	Pprof bool

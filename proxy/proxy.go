@@ -209,14 +209,20 @@ func (p *Proxy) Run(ctx context.Context) error {
 		}()
 		p.log.Info("listening", "direction", s.name, "addr", s.ln.Addr().String(), "upstream", s.cfg.Upstream)
 	}
-	p.ready.Store(true)
-	p.log.Info("ready", "admin", p.adminLn.Addr().String())
+	gated := make(chan struct{})
+	readyCtx, stopReady := context.WithCancel(ctx)
+	go func() {
+		defer close(gated)
+		p.awaitReady(readyCtx)
+	}()
 
 	var runErr error
 	select {
 	case <-ctx.Done():
 	case runErr = <-errc:
 	}
+	stopReady()
+	<-gated
 	p.ready.Store(false)
 	p.drain()
 	for range p.sides {
@@ -227,6 +233,29 @@ func (p *Proxy) Run(ctx context.Context) error {
 	_ = p.adminSrv.Shutdown(shutdown)
 	p.http.Close()
 	return runErr
+}
+
+// awaitReady reports the proxy ready once ReadyWhen is closed (at once
+// without it), saying every 15 s what it is still waiting for.
+func (p *Proxy) awaitReady(ctx context.Context) {
+	if p.cfg.ReadyWhen != nil {
+		tick := time.NewTicker(15 * time.Second)
+		defer tick.Stop()
+		for waiting := true; waiting; {
+			select {
+			case <-p.cfg.ReadyWhen:
+				waiting = false
+			case <-tick.C:
+				p.log.Warn("not ready yet: waiting for " + p.cfg.ReadyWhenWhat)
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+	if ctx.Err() == nil {
+		p.ready.Store(true)
+		p.log.Info("ready", "admin", p.adminLn.Addr().String())
+	}
 }
 
 // drain stops accepting and waits for open connections, up to DrainTimeout.

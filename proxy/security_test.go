@@ -241,3 +241,51 @@ func isTimeout(err error) bool {
 	var ne net.Error
 	return err != nil && errors.As(err, &ne) && ne.Timeout()
 }
+
+// TestNoPolicyYetMeansUnreadyAndClosed: a pod's proxy that has not heard
+// its inbound policy stays unready and lets nothing in, however long the
+// controller takes (once, after 15 s, it let everyone in).
+func TestNoPolicyYetMeansUnreadyAndClosed(t *testing.T) {
+	app := &counting{}
+	addr := backend(t, app)
+	g := authz.NewPending()
+	p, err := New(Config{Admin: "127.0.0.1:0", Inbound: &SideConfig{Listen: "127.0.0.1:0", Upstream: addr},
+		InboundPolicy: g, ReadyWhen: g.Ready(), ReadyWhenWhat: "the test's policy"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	get := func(url string) int {
+		res, err := h1Client().Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	admin, inbound := "http://"+p.Addr("admin").String(), "http://"+p.Addr("inbound").String()
+	deadline := time.Now().Add(time.Second)
+	for time.Now().Before(deadline) {
+		if got := get(admin + "/ready"); got != http.StatusServiceUnavailable {
+			t.Fatalf("/ready before the policy: %d, want 503", got)
+		}
+		if got := get(inbound + "/"); got != http.StatusForbidden {
+			t.Fatalf("a request before the policy: %d, want 403", got)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n := app.hits.Load(); n != 0 {
+		t.Fatalf("the application saw %d requests before the policy", n)
+	}
+	g.Update(api.InboundPolicy{Default: authz.AllUnauthenticated})
+	eventually(t, "ready once the policy arrived", 5*time.Second, func() bool { return get(admin+"/ready") == http.StatusOK })
+	if got := get(inbound + "/"); got != http.StatusOK {
+		t.Errorf("a request after the policy: %d, want 200", got)
+	}
+}

@@ -148,7 +148,7 @@ to --drain-timeout, then exits.`,
 	f.StringVar(&o.opaquePorts, "opaque-ports", joinPorts(proxy.DefaultOpaquePorts), "ports proxied as opaque TCP without detection (server-speaks-first protocols)")
 	f.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "how long in-flight requests get to finish on shutdown")
 	f.StringVar(&o.podName, "pod-name", "", "the pod's name: with --identity-addr, follow the pod's inbound policy (authorization, rate limits) from the controller")
-	f.StringVar(&o.defaultInbound, "default-inbound-policy", "", "inbound policy until the controller's arrives (all-unauthenticated, all-authenticated or deny); empty: let everyone in")
+	f.StringVar(&o.defaultInbound, "default-inbound-policy", "", "explicit mode: the inbound policy (all-unauthenticated, all-authenticated or deny); empty: let everyone in. In a pod (--pod-name) nothing is let in, and the proxy is not ready, until the controller sends the pod's policy")
 	f.StringVar(&o.clusterNetworks, "cluster-networks", endpoints.DefaultClusterNetworks, "the cluster's pod and Service networks (CIDRs): a destination in them is never reached in plaintext until the controller says it is outside the mesh; its requests wait (up to --queue-timeout) for that answer, then fail")
 	f.DurationVar(&o.queueTimeout, "queue-timeout", 3*time.Second, "how long an outbound request waits for an endpoint when none can take it (none ready, all failing) before failing with 503")
 	f.IntVar(&o.maxHeaderBytes, "max-header-bytes", 64<<10, "largest request header block accepted (431 above)")
@@ -309,9 +309,12 @@ func (o runOptions) runWithIdentityService(ctx context.Context, cfg proxy.Config
 			Log: cfg.Log.With("component", "discovery"),
 		}
 		if o.podName != "" {
-			if cfg.InboundPolicy == nil {
-				cfg.InboundPolicy = authz.New(authz.AllUnauthenticated)
-			}
+			// Nothing gets in until the pod's own policy arrives, and the
+			// proxy stays unready until then: never a guess that could be
+			// wider than the policy (--default-inbound-policy is for
+			// explicit mode).
+			cfg.InboundPolicy = authz.NewPending()
+			cfg.ReadyWhen, cfg.ReadyWhenWhat = cfg.InboundPolicy.Ready(), "the pod's inbound policy from the controller"
 			dcfg.Pod, dcfg.InboundPolicy = o.podName, cfg.InboundPolicy.Update
 		}
 		dc, err := discovery.New(dcfg)
@@ -325,18 +328,6 @@ func (o runOptions) runWithIdentityService(ctx context.Context, cfg proxy.Config
 		}
 		workers++
 		go func() { done <- dc.Run(ctx) }()
-		if o.podName != "" {
-			// Ready (and so the application started) only with the pod's
-			// own policy in force, within reason.
-			wait := time.NewTimer(15 * time.Second)
-			select {
-			case <-cfg.InboundPolicy.Ready():
-			case <-wait.C:
-				cfg.Log.Warn("no inbound policy from the controller yet; starting with the default", "default", cfg.InboundPolicy.Policy().Default)
-			case <-ctx.Done():
-			}
-			wait.Stop()
-		}
 	}
 	p, err := proxy.New(cfg)
 	if err == nil {

@@ -17,7 +17,9 @@ import (
 
 // Compute is pod's inbound policy, given its namespace's annotations, the
 // AuthorizationPolicies of its namespace and the cluster's default. Values
-// that cannot be used are reported in errs and left out.
+// that cannot be used are reported in errs and never widen access: a
+// default annotation that is no policy name is deny, a policy whose
+// podSelector does not parse applies to every pod of its namespace.
 func Compute(pod *corev1.Pod, nsAnnotations map[string]string, policies []*policyapi.AuthorizationPolicy, trustDomain, clusterDefault string) (p api.InboundPolicy, errs []error) {
 	annotation := func(key string) (string, string) {
 		if v, ok := pod.Annotations[key]; ok {
@@ -33,7 +35,8 @@ func Compute(pod *corev1.Pod, nsAnnotations map[string]string, policies []*polic
 		if policyapi.ValidDefault(v) {
 			p.Default = v
 		} else {
-			errs = append(errs, fmt.Errorf("%s annotation %s: %q is not all-unauthenticated, all-authenticated or deny", from, policyapi.DefaultPolicyAnnotation, v))
+			p.Default = policyapi.DefaultDeny
+			errs = append(errs, fmt.Errorf("%s annotation %s: %q is not all-unauthenticated, all-authenticated or deny; denying", from, policyapi.DefaultPolicyAnnotation, v))
 		}
 	}
 	for key, dst := range map[string]*float64{policyapi.RateLimitAnnotation: &p.RateLimit, policyapi.RateLimitPerClientAnnotation: &p.RateLimitPerClient} {
@@ -60,10 +63,10 @@ func Compute(pod *corev1.Pod, nsAnnotations map[string]string, policies []*polic
 		name := ap.Namespace + "/" + ap.Name
 		sel, err := metav1.LabelSelectorAsSelector(&ap.Spec.PodSelector)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("AuthorizationPolicy %s: podSelector: %w", name, err))
-			continue
-		}
-		if !sel.Matches(labels.Set(pod.Labels)) {
+			// A policy only narrows who gets in: applied to every pod it may
+			// have meant, it cannot open anything.
+			errs = append(errs, fmt.Errorf("AuthorizationPolicy %s: podSelector: %w; applying it to every pod of the namespace", name, err))
+		} else if !sel.Matches(labels.Set(pod.Labels)) {
 			continue
 		}
 		rule := api.AuthorizationRule{Name: name, PathPrefixes: ap.Spec.PathPrefixes, Identities: []string{}}

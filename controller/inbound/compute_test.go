@@ -78,3 +78,20 @@ func TestComputeDefaults(t *testing.T) {
 		t.Errorf("bad annotations: %+v, errors %v", got, errs)
 	}
 }
+
+// TestPoliciesThatCannotBeUsedNeverWidenAccess: a default annotation that
+// is no policy, over a permissive cluster default, denies; a policy whose
+// podSelector does not parse still covers the pod.
+func TestPoliciesThatCannotBeUsedNeverWidenAccess(t *testing.T) {
+	got, errs := Compute(testPod(map[string]string{policyapi.DefaultPolicyAnnotation: "denny"}), nil, nil, "cluster.local", policyapi.DefaultAllUnauthenticated)
+	if got.Default != policyapi.DefaultDeny || len(errs) != 1 {
+		t.Errorf("a misspelt default over all-unauthenticated: %q (errors %v), want deny", got.Default, errs)
+	}
+	http := intstr.FromString("http")
+	bad := policy("bad-selector", nil, &http, policyapi.Client{ServiceAccount: &policyapi.ServiceAccountRef{Name: "client"}})
+	bad.Spec.PodSelector = metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "app", Operator: "Sometimes"}}}
+	got, errs = Compute(testPod(nil), nil, []*policyapi.AuthorizationPolicy{bad}, "cluster.local", policyapi.DefaultAllUnauthenticated)
+	if len(got.Rules) != 1 || got.Rules[0].Port != 8080 || len(errs) != 1 {
+		t.Errorf("a policy with a bad selector: rules %+v (errors %v); want it to cover port 8080", got.Rules, errs)
+	}
+}

@@ -129,7 +129,7 @@ func (s *Server) policy(ns, name string) (api.InboundPolicy, *corev1.Pod, bool) 
 	}
 	p, errs := Compute(pod, nsAnnotations, policies, s.cfg.TrustDomain, s.cfg.Default)
 	for _, err := range errs {
-		s.cfg.Log.Debug("inbound policy", "pod", ns+"/"+name, "error", err)
+		s.cfg.Log.Warn("inbound policy: a value cannot be used as written", "pod", ns+"/"+name, "error", err)
 	}
 	return p, pod, true
 }
