@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"strconv"
@@ -45,6 +46,9 @@ type serverConn struct {
 	// a request read (a slowloris client); counted at Close. Every other way
 	// a request's headers end early, net/http answers with a 400 itself.
 	headerTimeout atomic.Bool
+	// onReset cancels the request being handled when the connection is
+	// reset (CancelOnReset); nil between requests.
+	onReset atomic.Pointer[func()]
 
 	closeOnce sync.Once
 }
@@ -56,7 +60,20 @@ func (c *serverConn) RequestStarted() {
 }
 
 // RequestFinished is called when a request's handler returns.
-func (c *serverConn) RequestFinished() { c.handling.Add(-1) }
+func (c *serverConn) RequestFinished() {
+	c.onReset.Store(nil)
+	c.handling.Add(-1)
+}
+
+// CancelOnReset has cancel called if the connection is reset while the
+// current request is handled.
+func (c *serverConn) CancelOnReset(cancel func()) { c.onReset.Store(&cancel) }
+
+// clientGone reports whether a read error means the client is gone, not
+// merely done sending (EOF, a half-close) or slow (a deadline).
+func clientGone(err error) bool {
+	return err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrDeadlineExceeded)
+}
 
 func (c *serverConn) Read(b []byte) (int, error) {
 	if len(c.peeked) > 0 {
@@ -72,6 +89,11 @@ func (c *serverConn) Read(b []byte) (int, error) {
 	c.read(n)
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) && c.handling.Load() == 0 && c.pending.Swap(0) > 0 {
 		c.headerTimeout.Store(true)
+	}
+	if clientGone(err) {
+		if cancel := c.onReset.Load(); cancel != nil {
+			(*cancel)()
+		}
 	}
 	return n, err
 }

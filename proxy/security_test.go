@@ -289,3 +289,78 @@ func TestNoPolicyYetMeansUnreadyAndClosed(t *testing.T) {
 		t.Errorf("a request after the policy: %d, want 200", got)
 	}
 }
+
+// TestResetClientsCancelTheirUpstreamRequests: 50 HTTP/1 clients send a
+// request to a slow application and reset their connections; every request
+// the application holds is cancelled (once, all 50 waited there).
+func TestResetClientsCancelTheirUpstreamRequests(t *testing.T) {
+	const n = 50
+	var started, cancelled sync.WaitGroup
+	started.Add(n)
+	cancelled.Add(n)
+	app := backend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started.Done()
+		select {
+		case <-r.Context().Done():
+			cancelled.Done()
+		case <-time.After(30 * time.Second):
+		}
+	}))
+	p := outboundTo(t, app)
+	conns := make([]*net.TCPConn, n)
+	for i := range conns {
+		c, err := net.Dial("tcp", p.outbound())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns[i] = c.(*net.TCPConn)
+		if _, err := io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: app\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitGroup(t, &started, "every request to reach the application")
+	for _, c := range conns {
+		_ = c.SetLinger(0) // close with a reset
+		c.Close()
+	}
+	waitGroup(t, &cancelled, "every request at the application to be cancelled")
+}
+
+// TestHalfClosedClientsStillGetTheirAnswer: a client that half-closes after
+// its request (shutdown of its write side) still wants the response.
+func TestHalfClosedClientsStillGetTheirAnswer(t *testing.T) {
+	app := backend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(200 * time.Millisecond)
+		_, _ = io.WriteString(w, "answer")
+	}))
+	p := outboundTo(t, app)
+	c, err := net.Dial("tcp", p.outbound())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.(*net.TCPConn).CloseWrite()
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	res, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if body, _ := io.ReadAll(res.Body); res.StatusCode != 200 || string(body) != "answer" {
+		t.Errorf("half-closed client got %d %q, want 200 answer", res.StatusCode, body)
+	}
+}
+
+func waitGroup(t *testing.T, wg *sync.WaitGroup, what string) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
+	}
+}

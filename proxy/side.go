@@ -298,6 +298,9 @@ func (s *side) serveMeshed(sc *serverConn, dst *endpoints.Set, port uint16) {
 			return
 		}
 		if proto == detect.HTTP1 || proto == detect.HTTP2 {
+			if proto == detect.HTTP1 {
+				info.Hooks = sc
+			}
 			if !s.httpLn.push(&meshedConn{Plain: meshtls.Plain{Conn: tc}, sc: sc, peeked: peeked}) {
 				tc.Close()
 			}

@@ -39,6 +39,10 @@ type ConnInfo struct {
 type RequestHooks interface {
 	RequestStarted()
 	RequestFinished()
+	// CancelOnReset has cancel called if the client's connection is reset
+	// (not merely half-closed) while the request is handled; it holds until
+	// RequestFinished.
+	CancelOnReset(cancel func())
 }
 
 type connInfoKey struct{}

@@ -274,8 +274,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// net/http cancels an HTTP/1 request's context when the client's side
 		// of the connection reads EOF, which is also what a client that
 		// half-closes after its request looks like; it still wants the answer.
-		// A client that is really gone shows when its answer cannot be written.
-		ctx = context.WithoutCancel(ctx)
+		// A client whose connection is reset is gone: the connection cancels
+		// the request then, and the upstream stops working on it.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(context.WithoutCancel(ctx))
+		defer cancel()
+		if info.Hooks != nil {
+			info.Hooks.CancelOnReset(cancel)
+		}
 	}
 	if r.Body != nil && r.Body != http.NoBody {
 		// The transport closes a request body when it is done with it,
