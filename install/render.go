@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/meshctl/meshctl/controller"
+	"github.com/meshctl/meshctl/controller/adminapi"
 	"github.com/meshctl/meshctl/install/webhookcert"
 )
 
@@ -43,6 +44,7 @@ func Render(v Values) ([]runtime.Object, error) {
 		},
 	}
 	objs = append(objs, v.rbac()...)
+	objs = append(objs, v.adminAPIRBAC()...)
 	// The trust bundle before the issuer: a controller following both
 	// validates a new issuer against the roots it has.
 	objs = append(objs,
@@ -79,7 +81,8 @@ func Render(v Values) ([]runtime.Object, error) {
 			},
 		})
 	}
-	objs = append(objs, v.webhookConfiguration())
+	// The APIService once its Service exists: the aggregator checks it at once.
+	objs = append(objs, v.apiService(), v.webhookConfiguration())
 	return objs, nil
 }
 
@@ -109,6 +112,7 @@ func (v Values) service() *corev1.Service {
 			Ports: []corev1.ServicePort{
 				{Name: "control", Port: controller.ControlPort, TargetPort: intstr.FromString("control")},
 				{Name: "webhook", Port: 443, TargetPort: intstr.FromString("webhook")},
+				{Name: adminapi.PortName, Port: adminapi.Port, TargetPort: intstr.FromString(adminapi.PortName)},
 			},
 		},
 	}
@@ -167,6 +171,7 @@ func (v Values) deployment() *appsv1.Deployment {
 							{Name: "control", ContainerPort: controller.ControlPort},
 							{Name: "admin", ContainerPort: controller.AdminPort},
 							{Name: "webhook", ContainerPort: controller.WebhookPort},
+							{Name: adminapi.PortName, ContainerPort: adminapi.Port},
 						},
 						ReadinessProbe: &corev1.Probe{
 							ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromString("admin")}},

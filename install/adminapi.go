@@ -1,0 +1,90 @@
+package install
+
+import (
+	"encoding/base64"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/meshctl/meshctl/controller"
+	"github.com/meshctl/meshctl/controller/adminapi"
+)
+
+// Names of the aggregated admin API's objects (package adminapi).
+const (
+	// AuthReaderBinding is the RoleBinding in kube-system that lets the
+	// controller read the API server's front-proxy settings.
+	AuthReaderBinding = "meshctl-controller-auth-reader"
+	// APIServiceKind is the kind of the object that registers the API;
+	// uninstall deletes it before anything else, because an APIService whose
+	// service is gone breaks discovery (and so kubectl) for everyone.
+	APIServiceKind = "APIService"
+	// APIServiceGroupVersion is its group and version.
+	APIServiceGroupVersion = "apiregistration.k8s.io/v1"
+)
+
+// adminAPIRBAC lets the controller read the front proxy's settings (the
+// built-in Role adminapi.AuthReaderRole, bound in kube-system), and defines
+// the two ClusterRoles users are bound to: adminapi.ViewerClusterRole (tap,
+// identity, destinations) and adminapi.OperatorClusterRole (those, and
+// renew). The controller's SubjectAccessReviews come with its TokenReviews
+// (rbac). Bound in a namespace, a ClusterRole grants its pods only.
+func (v Values) adminAPIRBAC() []runtime.Object {
+	view := rbacv1.PolicyRule{
+		APIGroups: []string{adminapi.Group},
+		Resources: []string{adminapi.Resource + "/" + adminapi.Tap, adminapi.Resource + "/" + adminapi.Identity, adminapi.Resource + "/" + adminapi.Destinations},
+		Verbs:     []string{adminapi.VerbGet, adminapi.VerbWatch},
+	}
+	renew := rbacv1.PolicyRule{
+		APIGroups: []string{adminapi.Group},
+		Resources: []string{adminapi.Resource + "/" + adminapi.Renew},
+		Verbs:     []string{adminapi.VerbCreate},
+	}
+	return []runtime.Object{
+		&rbacv1.RoleBinding{
+			TypeMeta:   typeMeta("rbac.authorization.k8s.io/v1", "RoleBinding"),
+			ObjectMeta: v.meta(adminapi.AuthConfigMapNamespace, AuthReaderBinding, nil),
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: adminapi.AuthReaderRole},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: controller.ServiceAccount, Namespace: v.Namespace}},
+		},
+		&rbacv1.ClusterRole{
+			TypeMeta:   typeMeta("rbac.authorization.k8s.io/v1", "ClusterRole"),
+			ObjectMeta: v.meta("", adminapi.ViewerClusterRole, nil),
+			Rules:      []rbacv1.PolicyRule{view},
+		},
+		&rbacv1.ClusterRole{
+			TypeMeta:   typeMeta("rbac.authorization.k8s.io/v1", "ClusterRole"),
+			ObjectMeta: v.meta("", adminapi.OperatorClusterRole, nil),
+			Rules:      []rbacv1.PolicyRule{view, renew},
+		},
+	}
+}
+
+// apiService registers admin.meshctl.io/v1alpha1 with the API server's
+// aggregator: the controller's Service on adminapi.Port, whose certificate
+// (the webhook's) the webhook CA vouches for. The apiregistration Go types
+// are not a dependency of this module; it is built as plain maps, which is
+// what server-side apply sends.
+func (v Values) apiService() *unstructured.Unstructured {
+	meta := v.meta("", adminapi.APIServiceName, nil)
+	labels := map[string]any{}
+	for k, val := range meta.Labels {
+		labels[k] = val
+	}
+	return &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": APIServiceGroupVersion,
+		"kind":       APIServiceKind,
+		"metadata":   map[string]any{"name": meta.Name, "labels": labels},
+		"spec": map[string]any{
+			"group":                adminapi.Group,
+			"version":              adminapi.Version,
+			"groupPriorityMinimum": int64(1000),
+			"versionPriority":      int64(100),
+			"service": map[string]any{
+				"name": controller.ServiceName, "namespace": v.Namespace, "port": int64(adminapi.Port),
+			},
+			"caBundle": base64.StdEncoding.EncodeToString(v.Webhook.CABundle),
+		},
+	}}
+}
