@@ -364,3 +364,35 @@ func waitGroup(t *testing.T, wg *sync.WaitGroup, what string) {
 		t.Fatalf("timed out waiting for %s", what)
 	}
 }
+
+// TestOnlyMeshedPeersChooseTheOriginalProtocol: a plaintext client's
+// meshctl-orig-proto header is not honoured (it downgraded HTTP/2 to 1.1),
+// and upgrades other than WebSocket are not carried.
+func TestOnlyMeshedPeersChooseTheOriginalProtocol(t *testing.T) {
+	seen := make(chan string, 4)
+	app := backend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen <- fmt.Sprintf("%s upgrade=%q orig=%q", r.Proto, r.Header.Get("Upgrade"), r.Header.Get(meshtls.OrigProtoHeader))
+	}))
+	in := startProxy(t, Config{Inbound: &SideConfig{Listen: "127.0.0.1:0", Upstream: app}})
+	req, _ := http.NewRequest(http.MethodGet, "http://"+in.inbound()+"/", nil)
+	req.Header.Set(meshtls.OrigProtoHeader, "HTTP/1.1")
+	res, err := h2cClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if got := <-seen; got != `HTTP/2.0 upgrade="" orig=""` {
+		t.Errorf("a plaintext h2 request claiming HTTP/1.1 reached the app as %s; want HTTP/2, the header gone", got)
+	}
+	req, _ = http.NewRequest(http.MethodGet, "http://"+in.inbound()+"/", nil)
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "h2c")
+	res, err = h1Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if got := <-seen; res.StatusCode != 200 || got != `HTTP/1.1 upgrade="" orig=""` {
+		t.Errorf("an Upgrade: h2c request: %d, reached the app as %s; want a plain request", res.StatusCode, got)
+	}
+}

@@ -35,11 +35,16 @@ func removeHopByHop(h http.Header) {
 }
 
 // upgradeType is the protocol a request or response upgrades to, or "".
+// Only WebSocket is carried: any other upgrade (h2c, TLS, protocols the
+// mesh cannot see into) is dropped and the request goes as a plain one.
 func upgradeType(h http.Header) string {
 	if !httpguts.HeaderValuesContainsToken(h["Connection"], "Upgrade") {
 		return ""
 	}
-	return h.Get("Upgrade")
+	if up := h.Get("Upgrade"); strings.EqualFold(up, "websocket") {
+		return up
+	}
+	return ""
 }
 
 // outbound builds the request to send upstream from the one received. It

@@ -259,6 +259,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			panic(v)
 		}
 	}()
+	if info.ClientID == "" {
+		// Only a meshed peer says what protocol the request had at its
+		// application; from anyone else it would downgrade HTTP/2.
+		r.Header.Del(meshtls.OrigProtoHeader)
+	}
 	if info.Refuse != "" {
 		http.Error(rec, "meshctl proxy: "+info.Refuse, http.StatusForbidden)
 		return
