@@ -80,7 +80,8 @@ A namespace or a pod (the pod's wins) overrides it with the annotation
 With no --identity-* flags it makes a trust anchor and an issuer. The trust
 anchor's private key is never stored in the cluster: it is written, with the
 anchor's certificate, to a local file (0600; its path is printed) that
-'meshctl identity rotate-issuer' needs later. Keep it safe.
+'meshctl identity rotate-issuer' needs later. Keep it safe. With -o or
+--dry-run nothing is written: the printed issuer's anchor key is kept nowhere.
 
 Running it again changes nothing: the issuer, the trust roots and the webhook
 certificate in the cluster are kept as they are. Running a newer meshctl
@@ -157,7 +158,15 @@ func runInstall(ctx context.Context, o *installOptions, stdout, stderr io.Writer
 				found = false
 			}
 		}
-		if !found {
+		switch {
+		case !found && printOnly:
+			// Printing only: no file is written, so the anchor's key is
+			// kept nowhere.
+			if v.Identity, err = newIdentity(v.TrustDomain, ""); err != nil {
+				return err
+			}
+			fmt.Fprintln(stderr, "Generated a trust anchor and an issuer for the printed manifests; the trust anchor's key was not kept (-o and --dry-run write nothing). 'meshctl identity rotate-issuer' needs it: for a mesh you mean to keep, make your own and pass the --identity-* files, or run meshctl install without -o/--dry-run.")
+		case !found:
 			file := o.anchorFile
 			if file == "" {
 				file = defaultAnchorFile(o.kube.contextName())
@@ -238,6 +247,9 @@ func applyAndWait(ctx context.Context, cfg *rest.Config, client kubernetes.Inter
 	fmt.Fprintf(stderr, "Applying %d objects to namespace %s ...\n", len(others), v.Namespace)
 	if err := applier.Apply(ctx, others); err != nil {
 		return fmt.Errorf("%w\nNothing after that object was applied; fix the cause and run meshctl install again (it is safe to repeat)", err)
+	}
+	if err := removeFormerBindings(ctx, client); err != nil {
+		return err
 	}
 	if !o.wait {
 		fmt.Fprintf(stdout, "meshctl %s applied (not waiting for it to be ready)\n", v.ImageTag)

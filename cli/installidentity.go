@@ -119,10 +119,14 @@ func existingIdentity(ctx context.Context, client kubernetes.Interface, ns strin
 }
 
 // newIdentity makes a trust anchor and an issuer, and keeps the anchor
-// (certificate and key) in keyFile, 0600, never in the cluster.
+// (certificate and key) in keyFile, 0600, never in the cluster. With keyFile
+// "" (install only prints), the anchor's key is kept nowhere: nothing is
+// written.
 func newIdentity(trustDomain, keyFile string) (install.Identity, error) {
-	if _, err := os.Stat(keyFile); err == nil {
-		return install.Identity{}, fmt.Errorf("%s already exists: it may hold the key of another mesh's trust anchor; move it away or choose another path with --trust-anchor-file", keyFile)
+	if keyFile != "" {
+		if _, err := os.Stat(keyFile); err == nil {
+			return install.Identity{}, fmt.Errorf("%s already exists: it may hold the key of another mesh's trust anchor; move it away or choose another path with --trust-anchor-file", keyFile)
+		}
 	}
 	anchor, err := ca.NewTrustAnchor(trustDomain, anchorLifetime)
 	if err != nil {
@@ -132,11 +136,15 @@ func newIdentity(trustDomain, keyFile string) (install.Identity, error) {
 	if err != nil {
 		return install.Identity{}, err
 	}
-	anchorKey, err := anchor.KeyPEM()
+	issuerKey, err := issuer.KeyPEM()
 	if err != nil {
 		return install.Identity{}, err
 	}
-	issuerKey, err := issuer.KeyPEM()
+	id := install.Identity{TrustRootsPEM: anchor.CertPEM(), IssuerCertPEM: issuer.CertPEM(), IssuerKeyPEM: issuerKey}
+	if keyFile == "" {
+		return id, nil
+	}
+	anchorKey, err := anchor.KeyPEM()
 	if err != nil {
 		return install.Identity{}, err
 	}
@@ -147,7 +155,32 @@ func newIdentity(trustDomain, keyFile string) (install.Identity, error) {
 	if err := os.WriteFile(keyFile, data, 0o600); err != nil {
 		return install.Identity{}, fmt.Errorf("keep the trust anchor: %w", err)
 	}
-	return install.Identity{TrustRootsPEM: anchor.CertPEM(), IssuerCertPEM: issuer.CertPEM(), IssuerKeyPEM: issuerKey}, nil
+	return id, nil
+}
+
+// removeFormerBindings deletes what earlier versions installed and this one
+// no longer does: the binding of system:auth-delegator to the controller
+// (ReviewerRoleName now grants only TokenReviews and SubjectAccessReviews).
+// Applying never removes anything, so an upgrade would otherwise keep the
+// wider right. Only meshctl's own object (by its label) is deleted.
+func removeFormerBindings(ctx context.Context, client kubernetes.Interface) error {
+	crbs := client.RbacV1().ClusterRoleBindings()
+	b, err := crbs.Get(ctx, install.AuthDelegatorBinding, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read the former ClusterRoleBinding %s: %w", install.AuthDelegatorBinding, err)
+	}
+	if b.Labels[install.PartOfLabel] != install.PartOfValue {
+		return nil
+	}
+	uid := b.UID
+	err = crbs.Delete(ctx, b.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &uid}})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("remove the former ClusterRoleBinding %s: %w", install.AuthDelegatorBinding, err)
+	}
+	return nil
 }
 
 // defaultAnchorFile is where a generated trust anchor is kept:

@@ -135,7 +135,7 @@ func TestRenderAppliesTheCRDFirst(t *testing.T) {
 func TestControllerMayReadRoutesAndPolicies(t *testing.T) {
 	var role *rbacv1.ClusterRole
 	for _, o := range testValues().WithDefaults().rbac() {
-		if r, ok := o.(*rbacv1.ClusterRole); ok {
+		if r, ok := o.(*rbacv1.ClusterRole); ok && r.Name == ClusterRoleName {
 			role = r
 		}
 	}

@@ -11,12 +11,21 @@ import (
 // GatewayAPIGroup is the Gateway API's group (HTTPRoute).
 const GatewayAPIGroup = "gateway.networking.k8s.io"
 
-// rbac is the controller's least privilege: TokenReviews (through
-// system:auth-delegator); its own namespace's Secrets and ConfigMaps, read
-// only; Services, EndpointSlices, Pods and Namespaces everywhere, read only;
-// HTTPRoutes (weighted splits) and AuthorizationPolicies everywhere, read
-// only; and the trust-bundle copies (create ConfigMaps, update only those
-// named mesh-trust-roots).
+// ReviewerRoleName names the ClusterRole (and its binding) that lets the
+// controller create TokenReviews (certificate issuance) and
+// SubjectAccessReviews (checking a user's right before relaying admin
+// calls), and nothing else: what system:auth-delegator grants, by name.
+const ReviewerRoleName = "meshctl-controller-reviewer"
+
+// rbac is the controller's least privilege: TokenReviews and
+// SubjectAccessReviews (ReviewerRoleName); its own namespace's Secrets and
+// ConfigMaps, read only; Services, EndpointSlices, Pods and Namespaces
+// everywhere, read only; HTTPRoutes (weighted splits) and
+// AuthorizationPolicies everywhere, read only; and the trust-bundle copies:
+// ConfigMaps named mesh-trust-roots only, everywhere (get, list and watch
+// included: the controller's informer lists them with the field selector
+// metadata.name=mesh-trust-roots, which is what lets RBAC apply resourceNames
+// to list and watch), plus create, which RBAC cannot restrict by name.
 func (v Values) rbac() []runtime.Object {
 	subject := []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: controller.ServiceAccount, Namespace: v.Namespace}}
 	readOnly := []string{"get", "list", "watch"}
@@ -27,8 +36,9 @@ func (v Values) rbac() []runtime.Object {
 			Rules: []rbacv1.PolicyRule{
 				{APIGroups: []string{""}, Resources: []string{"services", "pods", "namespaces"}, Verbs: []string{"list", "watch"}},
 				{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: []string{"list", "watch"}},
-				{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"list", "watch", "create"}},
-				{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{controller.TrustRootsConfigMap}, Verbs: []string{"update"}},
+				{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"create"}},
+				{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{controller.TrustRootsConfigMap},
+					Verbs: []string{"get", "list", "watch", "update", "patch", "delete"}},
 				{APIGroups: []string{GatewayAPIGroup}, Resources: []string{"httproutes"}, Verbs: readOnly},
 				{APIGroups: []string{policyapi.Group}, Resources: []string{policyapi.Resource}, Verbs: readOnly},
 			},
@@ -39,10 +49,18 @@ func (v Values) rbac() []runtime.Object {
 			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: ClusterRoleName},
 			Subjects:   subject,
 		},
+		&rbacv1.ClusterRole{
+			TypeMeta:   typeMeta("rbac.authorization.k8s.io/v1", "ClusterRole"),
+			ObjectMeta: v.meta("", ReviewerRoleName, nil),
+			Rules: []rbacv1.PolicyRule{
+				{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
+				{APIGroups: []string{"authorization.k8s.io"}, Resources: []string{"subjectaccessreviews"}, Verbs: []string{"create"}},
+			},
+		},
 		&rbacv1.ClusterRoleBinding{
 			TypeMeta:   typeMeta("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
-			ObjectMeta: v.meta("", AuthDelegatorBinding, nil),
-			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:auth-delegator"},
+			ObjectMeta: v.meta("", ReviewerRoleName, nil),
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: ReviewerRoleName},
 			Subjects:   subject,
 		},
 		&rbacv1.Role{

@@ -17,6 +17,7 @@ import (
 
 	"github.com/meshctl/meshctl/controller"
 	"github.com/meshctl/meshctl/controller/adminapi"
+	"github.com/meshctl/meshctl/controller/injector"
 	"github.com/meshctl/meshctl/install/webhookcert"
 )
 
@@ -219,8 +220,16 @@ func (v Values) webhookConfiguration() *admissionregistrationv1.MutatingWebhookC
 					APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}, Scope: &scope,
 				},
 			}},
+			// Never the system's or the control plane's own pods: they must
+			// start whatever state the webhook is in.
 			NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
 				Key: corev1.LabelMetadataName, Operator: metav1.LabelSelectorOpNotIn, Values: []string{"kube-system", v.Namespace},
+			}}},
+			// Injection is asked for by annotations, which a selector cannot
+			// read, so every other pod is sent; a pod labelled
+			// meshctl.io/inject=disabled opts out of even being sent.
+			ObjectSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
+				Key: injector.DisabledLabel, Operator: metav1.LabelSelectorOpNotIn, Values: []string{"disabled"},
 			}}},
 			// Ignore: a controller that is down must never stop pods from
 			// being created cluster-wide; they start unmeshed instead.

@@ -84,6 +84,7 @@ func TestRenderRefusesBadValues(t *testing.T) {
 		"bad pull policy":    func(v *Values) { v.ImagePullPolicy = "Sometimes" },
 		"bad log level":      func(v *Values) { v.LogLevel = "loud" },
 		"too short a leaf":   func(v *Values) { v.LeafLifetime = time.Second },
+		"too long a leaf":    func(v *Values) { v.LeafLifetime = 8 * 24 * time.Hour },
 		"bad inbound policy": func(v *Values) { v.DefaultInboundPolicy = "allow-all" },
 	} {
 		v := testValues()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/meshctl/meshctl/controller"
 	"github.com/meshctl/meshctl/internal/policyapi"
 	"github.com/meshctl/meshctl/internal/version"
 )
@@ -19,7 +20,9 @@ const (
 	WebhookName = "meshctl-proxy-injector"
 	// ClusterRoleName names the controller's ClusterRole and its binding.
 	ClusterRoleName = "meshctl-controller"
-	// AuthDelegatorBinding lets the controller create TokenReviews.
+	// AuthDelegatorBinding is what earlier versions bound
+	// system:auth-delegator to the controller with; install removes it
+	// (ReviewerRoleName grants only what the controller uses).
 	AuthDelegatorBinding = "meshctl-controller-auth-delegator"
 )
 
@@ -137,6 +140,9 @@ func (v Values) ValidateSettings() error {
 	}
 	if v.LeafLifetime < time.Minute {
 		return fmt.Errorf("install: a leaf lifetime of %v is too short (at least 1m)", v.LeafLifetime)
+	}
+	if v.LeafLifetime > controller.MaxLeafLifetime {
+		return fmt.Errorf("install: a leaf lifetime of %v is too long (at most %v)", v.LeafLifetime, controller.MaxLeafLifetime)
 	}
 	return nil
 }
