@@ -84,7 +84,9 @@ func New(factory informers.SharedInformerFactory, trustDomain, clusterDomain str
 	}
 	if err := w.pods.AddIndexers(cache.Indexers{podIPIndex: func(obj any) ([]string, error) {
 		p, ok := obj.(*corev1.Pod)
-		if !ok || p.Spec.HostNetwork {
+		if !ok || p.Spec.HostNetwork || terminated(p) {
+			// A finished pod (a completed Job's) keeps its IP in its status,
+			// but the IP may already be another pod's.
 			return nil, nil
 		}
 		var ips []string
@@ -130,6 +132,41 @@ func New(factory informers.SharedInformerFactory, trustDomain, clusterDomain str
 		}
 	}
 	return w, nil
+}
+
+// terminated reports whether a pod has finished for good: its IP is no
+// longer its own.
+func terminated(p *corev1.Pod) bool {
+	return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed
+}
+
+// podByIP returns the pod that holds ip now: never a finished one (the index
+// leaves them out), and one being deleted only when no other pod has the
+// IP. A pod being deleted still serves its in-flight connections with its
+// own identity, but its IP may already have been given to a new pod (the
+// old object lingers until the kubelet or a finalizer lets it go); the new
+// pod is the one that answers. Two live pods never share an IP; should the
+// cache say so for a moment, the choice is stable (by namespace and name).
+func (w *Watcher) podByIP(ip string) *corev1.Pod {
+	objs, _ := w.pods.GetIndexer().ByIndex(podIPIndex, ip)
+	var best *corev1.Pod
+	for _, o := range objs {
+		p, ok := o.(*corev1.Pod)
+		if !ok {
+			continue
+		}
+		switch {
+		case best == nil:
+			best = p
+		case (best.DeletionTimestamp != nil) != (p.DeletionTimestamp != nil):
+			if best.DeletionTimestamp != nil {
+				best = p
+			}
+		case p.Namespace+"/"+p.Name < best.Namespace+"/"+best.Name:
+			best = p
+		}
+	}
+	return best
 }
 
 func tombstone(obj any) any {
@@ -278,11 +315,10 @@ func (w *Watcher) resolve(t target) api.Destination {
 		d.Routes = w.routesFor(t.service, t.port)
 		return d
 	case t.podIP != "":
-		objs, _ := w.pods.GetIndexer().ByIndex(podIPIndex, t.podIP)
-		if len(objs) == 0 {
+		pod := w.podByIP(t.podIP)
+		if pod == nil {
 			return api.Destination{Known: false}
 		}
-		pod := objs[0].(*corev1.Pod)
 		return api.Destination{Known: true, Endpoints: []api.Endpoint{w.endpoint(pod, t.podIP, t.podPort, "", false)}}
 	case t.key != "":
 		return api.Destination{Known: true, Endpoints: []api.Endpoint{}} // a Service with no such port (yet)

@@ -134,3 +134,58 @@ func TestWatchSendsANewSnapshotWhenEndpointsChange(t *testing.T) {
 		t.Fatal("no update after the EndpointSlice changed")
 	}
 }
+
+// TestPodIPLookupsSkipFinishedPods: a completed Job's pod keeps its IP in
+// its status after the IP went to a new pod (linkerd2 #5394). Looking the IP
+// up must give the running pod, never the finished one; a pod being deleted
+// only when nothing else has the IP.
+func TestPodIPLookupsSkipFinishedPods(t *testing.T) {
+	const ip = "10.244.0.20"
+	withPhase := func(p *corev1.Pod, phase corev1.PodPhase) *corev1.Pod {
+		p.Status.Phase = phase
+		return p
+	}
+	deleting := func(p *corev1.Pod) *corev1.Pod {
+		p.DeletionTimestamp = &metav1.Time{Time: time.Now()}
+		p.Finalizers = []string{"example.com/hold"}
+		return p
+	}
+	for _, tc := range []struct {
+		name string
+		pods []*corev1.Pod
+		want string // the ServiceAccount of the pod found; "" none
+	}{
+		{"a succeeded Job pod and the running pod that got its IP", []*corev1.Pod{
+			withPhase(pod("job-1", ip, "batch", true), corev1.PodSucceeded), withPhase(pod("web-a", ip, "web", true), corev1.PodRunning)}, "web"},
+		{"the same, listed the other way round", []*corev1.Pod{
+			withPhase(pod("web-a", ip, "web", true), corev1.PodRunning), withPhase(pod("zz-job", ip, "batch", true), corev1.PodSucceeded)}, "web"},
+		{"a failed pod and a pending one", []*corev1.Pod{
+			withPhase(pod("old", ip, "batch", true), corev1.PodFailed), withPhase(pod("new", ip, "web", true), corev1.PodPending)}, "web"},
+		{"a pod being deleted and a new one", []*corev1.Pod{
+			deleting(withPhase(pod("a-old", ip, "batch", true), corev1.PodRunning)), withPhase(pod("b-new", ip, "web", true), corev1.PodRunning)}, "web"},
+		{"only a finished pod", []*corev1.Pod{withPhase(pod("job-1", ip, "batch", true), corev1.PodSucceeded)}, ""},
+		{"only a pod being deleted (still serving)", []*corev1.Pod{deleting(withPhase(pod("web-a", ip, "web", true), corev1.PodRunning))}, "web"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			objs := make([]any, len(tc.pods))
+			for i, p := range tc.pods {
+				objs[i] = p
+			}
+			w, _ := newWatcher(t, objs...)
+			d, err := w.Resolve(ip + ":8080")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.want == "" {
+				if d.Known {
+					t.Errorf("resolved %+v, want unknown", d)
+				}
+				return
+			}
+			want := "spiffe://cluster.local/ns/shop/sa/" + tc.want
+			if !d.Known || len(d.Endpoints) != 1 || d.Endpoints[0].Identity != want {
+				t.Errorf("resolved %+v, want the pod of %s", d, want)
+			}
+		})
+	}
+}
