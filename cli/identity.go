@@ -91,6 +91,9 @@ func runRotateIssuer(ctx context.Context, o *rotateOptions, stdout, stderr io.Wr
 	if err != nil {
 		return err
 	}
+	if err := mayFollowProxies(ctx, client); err != nil {
+		return err
+	}
 	roots, err := clusterRoots(ctx, client, o.namespace)
 	if err != nil {
 		return err
@@ -138,6 +141,9 @@ rotate-issuer (if stage 2 did not complete) and by hand for stage 3.`,
 func runRotateTrustAnchor(ctx context.Context, o *rotateOptions, stdout, stderr io.Writer) error {
 	_, client, err := o.kube.client()
 	if err != nil {
+		return err
+	}
+	if err := mayFollowProxies(ctx, client); err != nil {
 		return err
 	}
 	roots, err := clusterRoots(ctx, client, o.namespace)
@@ -188,7 +194,9 @@ func runRotateTrustAnchor(ctx context.Context, o *rotateOptions, stdout, stderr 
 func (o *rotateOptions) waitProxies(ctx context.Context, client kubernetes.Interface, what string, done func(proxyIdentity) bool, renew bool, progress io.Writer) error {
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
-	if err := waitProxies(ctx, client, what, done, renew, progress); err != nil {
+	if err := waitProxies(ctx, client, what, done, renew, progress); refused(err) {
+		return fmt.Errorf("cannot follow the proxies (the mesh keeps working; run the command again once allowed): %w", err)
+	} else if err != nil {
 		return fmt.Errorf("not every proxy is %s after %s (%w); the mesh keeps working, run the command again or see meshctl check --proxy", what, o.timeout, err)
 	}
 	return nil

@@ -21,9 +21,10 @@ func newIdentityShowCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "show pod/NAME",
 		Short: "Show a meshed pod's current certificate",
-		Long: `Show the certificate a pod's proxy holds now, read from its admin /identity
-through the API server (pods/proxy): its SPIFFE ID, serial, issuer, validity
-and remaining lifetime.`,
+		Long: `Show the certificate a pod's proxy holds now: its SPIFFE ID, serial, issuer,
+validity and remaining lifetime. It is read through the controller's admin API
+(pods/identity in admin.meshctl.io, with your credentials: the ClusterRole
+meshctl-admin-viewer grants it), which relays to the proxy over mutual TLS.`,
 		Example: `  meshctl identity show pod/web-5d7ff55cf9-abcde -n demo`,
 		Args:    cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -61,7 +62,7 @@ func runIdentityShow(ctx context.Context, o *identityShowOptions, name string, s
 	}
 	id, err := readProxyIdentity(ctx, client, pod)
 	if err != nil {
-		return fmt.Errorf("pod %s/%s: %w", ns, name, explainProxyError(err))
+		return fmt.Errorf("pod %s/%s: %w", ns, name, err)
 	}
 	if o.output == "json" {
 		return writeJSON(stdout, id)

@@ -8,15 +8,20 @@ import (
 	"slices"
 	"time"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/meshctl/meshctl/controller/adminapi"
 	"github.com/meshctl/meshctl/controller/injector"
 	"github.com/meshctl/meshctl/proxy/admin"
 )
 
-// proxyAdminPort is where every proxy serves /identity and /renew.
+// proxyAdminPort is where every proxy serves /metrics, which anyone may read
+// (through the API server's pods/proxy). /identity, /renew and /tap are
+// reached through the controller's admin API (package adminapi).
 const proxyAdminPort = "4191"
 
 // proxyIdentity is a proxy's /identity.
@@ -42,21 +47,26 @@ func meshedPods(ctx context.Context, client kubernetes.Interface) ([]corev1.Pod,
 	return out, nil
 }
 
-// readProxyIdentity asks a proxy for its certificate through the API server.
+// readProxyIdentity asks a proxy for its certificate through the admin API
+// (pods/identity in admin.meshctl.io), with the user's credentials. Errors
+// say what to do (adminapi.Explain).
 func readProxyIdentity(ctx context.Context, client kubernetes.Interface, p *corev1.Pod) (proxyIdentity, error) {
 	var id proxyIdentity
-	raw, err := client.CoreV1().Pods(p.Namespace).ProxyGet("http", p.Name, proxyAdminPort, "/identity", nil).DoRaw(ctx)
+	raw, err := adminapi.Do(ctx, client.CoreV1().RESTClient(), p.Namespace, p.Name, adminapi.Identity)
 	if err != nil {
-		return id, err
+		return id, adminapi.Explain(err, adminapi.Identity)
 	}
-	return id, json.Unmarshal(raw, &id)
+	if err := json.Unmarshal(raw, &id); err != nil {
+		return id, fmt.Errorf("its /identity: %w", err)
+	}
+	return id, nil
 }
 
-// renewProxy asks a proxy to get a new certificate now.
+// renewProxy asks a proxy to get a new certificate now, through the admin
+// API (pods/renew: create).
 func renewProxy(ctx context.Context, client kubernetes.Interface, p *corev1.Pod) error {
-	_, err := client.CoreV1().RESTClient().Post().Namespace(p.Namespace).Resource("pods").
-		Name(p.Name + ":" + proxyAdminPort).SubResource("proxy").Suffix("renew").DoRaw(ctx)
-	return err
+	_, err := adminapi.Do(ctx, client.CoreV1().RESTClient(), p.Namespace, p.Name, adminapi.Renew)
+	return adminapi.Explain(err, adminapi.Renew)
 }
 
 // waitProxies waits until every meshed proxy satisfies done, asking the
@@ -75,6 +85,9 @@ func waitProxies(ctx context.Context, client kubernetes.Interface, what string, 
 		for i := range pods {
 			p := &pods[i]
 			id, err := readProxyIdentity(ctx, client, p)
+			if refused(err) {
+				return false, fmt.Errorf("pod %s/%s: %w", p.Namespace, p.Name, err)
+			}
 			if err == nil && done(id) {
 				ok++
 				continue
@@ -82,7 +95,11 @@ func waitProxies(ctx context.Context, client kubernetes.Interface, what string, 
 			waiting = append(waiting, p.Namespace+"/"+p.Name)
 			key := p.Namespace + "/" + p.Name
 			if renew && err == nil && time.Since(asked[key]) > 5*time.Second {
-				if err := renewProxy(ctx, client, p); err == nil {
+				err := renewProxy(ctx, client, p)
+				if refused(err) {
+					return false, fmt.Errorf("pod %s/%s: %w", p.Namespace, p.Name, err)
+				}
+				if err == nil {
 					asked[key] = time.Now()
 				}
 			}
@@ -98,4 +115,33 @@ func waitProxies(ctx context.Context, client kubernetes.Interface, what string, 
 		}
 		return ok == len(pods), nil
 	})
+}
+
+// refused reports an error that waiting does not cure: the user may not use
+// the admin API, or the API server does not let them in at all.
+func refused(err error) bool {
+	return apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err)
+}
+
+// mayFollowProxies checks, before a rotation changes anything, that the user
+// may read every proxy's identity and ask it to renew (admin.meshctl.io,
+// pods/identity get and pods/renew create, in every namespace).
+func mayFollowProxies(ctx context.Context, client kubernetes.Interface) error {
+	for _, a := range []struct{ sub, verb string }{{adminapi.Identity, adminapi.VerbGet}, {adminapi.Renew, adminapi.VerbCreate}} {
+		review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
+			ResourceAttributes: &authorizationv1.ResourceAttributes{
+				Group: adminapi.Group, Version: adminapi.Version, Resource: adminapi.Resource, Subresource: a.sub, Verb: a.verb,
+			},
+		}}
+		got, err := client.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
+		if err != nil {
+			return fmt.Errorf("check your rights on the proxies: %w", err)
+		}
+		if !got.Status.Allowed {
+			return fmt.Errorf("a rotation follows every proxy, and you may not %s pods/%s in API group %s in every namespace: "+
+				"a cluster admin can grant it with the ClusterRole %s (kubectl create clusterrolebinding NAME --clusterrole=%s --user=YOU)",
+				a.verb, a.sub, adminapi.Group, adminapi.OperatorClusterRole, adminapi.OperatorClusterRole)
+		}
+	}
+	return nil
 }

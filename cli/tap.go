@@ -14,6 +14,7 @@ import (
 
 	"github.com/meshctl/meshctl/cli/proxystats"
 	"github.com/meshctl/meshctl/cli/tapstream"
+	"github.com/meshctl/meshctl/controller/adminapi"
 )
 
 // maxTapPods bounds the streams one command follows.
@@ -76,16 +77,17 @@ func workloadOf(r proxystats.Resource, p *proxystats.Pod) string {
 	return r.Name
 }
 
-// openTap opens a pod's /tap stream through the API server.
+// openTap opens a pod's /tap stream through the controller's admin API
+// (pods/tap in admin.meshctl.io, a watch), with the user's credentials.
 func openTap(client kubernetes.Interface) tapstream.Opener {
 	return func(ctx context.Context, p tapstream.Pod, q url.Values) (io.ReadCloser, error) {
-		params := map[string]string{}
+		req := adminapi.Request(client.CoreV1().RESTClient(), p.Namespace, p.Name, adminapi.Tap)
 		for k := range q {
-			params[k] = q.Get(k)
+			req = req.Param(k, q.Get(k))
 		}
-		rc, err := client.CoreV1().Pods(p.Namespace).ProxyGet("http", p.Name, proxyAdminPort, "/tap", params).Stream(ctx)
+		rc, err := req.Stream(ctx)
 		if err != nil {
-			return nil, explainProxyError(err)
+			return nil, adminapi.Explain(err, adminapi.Tap)
 		}
 		return rc, nil
 	}
@@ -97,7 +99,8 @@ func newTapCommand() *cobra.Command {
 		Use:   "tap TARGET",
 		Short: "Stream the requests of a workload's pods as they happen",
 		Long: `Stream every request the target's proxies handle, live, from their /tap
-(through the API server's pods/proxy, with your credentials): a "req" line when
+(through the controller's admin API, pods/tap in admin.meshctl.io, with your
+credentials: the ClusterRole meshctl-admin-viewer grants it): a "req" line when
 a request starts, "rsp" when its response headers come, "end" when it ends,
 with identities, authority, path, status, latency and bytes. -o json prints the
 events as they come. A pod that cannot be followed is named with the cause;

@@ -11,12 +11,14 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
 
 	"github.com/spf13/cobra"
 
+	"github.com/meshctl/meshctl/controller/adminapi"
 	"github.com/meshctl/meshctl/controller/trustbundle"
 	"github.com/meshctl/meshctl/install"
 	"github.com/meshctl/meshctl/install/gatewayapi"
@@ -34,8 +36,11 @@ func newUninstallCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "uninstall",
 		Short: "Remove the control plane and everything install created",
-		Long: `Remove the control plane: the proxy injector's webhook first (so that no new pod
-is sent to it), the controller's cluster-wide RBAC, the control plane's
+		Long: `Remove the control plane: the admin API's APIService first (one whose service
+is gone breaks discovery, and so kubectl, for everyone), then the proxy
+injector's webhook (so that no new pod is sent to it), the controller's
+cluster-wide RBAC (the ClusterRoles meshctl-admin-viewer and
+meshctl-admin-operator included) and its RoleBinding in kube-system, the control plane's
 namespace, and the trust-bundle copies in meshed namespaces; then (once the
 controller is gone) the AuthorizationPolicy CRD, and with it every
 AuthorizationPolicy in every namespace.
@@ -87,6 +92,14 @@ func runUninstall(ctx context.Context, o *uninstallOptions, stdout, stderr io.Wr
 			errs = append(errs, fmt.Errorf("delete %s: %w", what, err))
 		}
 	}
+	apiServices := dyn.Resource(schema.GroupVersionResource{Group: "apiregistration.k8s.io", Version: "v1", Resource: "apiservices"})
+	services, err := apiServices.List(ctx, selector)
+	if err != nil {
+		return fmt.Errorf("list the APIServices (is the cluster reachable and may you delete them?): %w", err)
+	}
+	for _, s := range services.Items {
+		del("APIService "+s.GetName(), apiServices.Delete(ctx, s.GetName(), metav1.DeleteOptions{}))
+	}
 	hooks, err := client.AdmissionregistrationV1().MutatingWebhookConfigurations().List(ctx, selector)
 	if err != nil {
 		return fmt.Errorf("list the webhook configurations (is the cluster reachable and may you delete them?): %w", err)
@@ -108,6 +121,14 @@ func runUninstall(ctx context.Context, o *uninstallOptions, stdout, stderr io.Wr
 	} else {
 		for _, r := range crs.Items {
 			del("ClusterRole "+r.Name, client.RbacV1().ClusterRoles().Delete(ctx, r.Name, metav1.DeleteOptions{}))
+		}
+	}
+	rbs, err := client.RbacV1().RoleBindings(adminapi.AuthConfigMapNamespace).List(ctx, selector)
+	if err != nil {
+		errs = append(errs, err)
+	} else {
+		for _, b := range rbs.Items {
+			del("RoleBinding "+b.Namespace+"/"+b.Name, client.RbacV1().RoleBindings(b.Namespace).Delete(ctx, b.Name, metav1.DeleteOptions{}))
 		}
 	}
 	copies, err := client.CoreV1().ConfigMaps("").List(ctx, metav1.ListOptions{LabelSelector: trustbundle.CopyLabel + "=true"})

@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/meshctl/meshctl/controller"
+	"github.com/meshctl/meshctl/controller/adminapi"
 )
 
 // waitControlPlane waits until the controller's replicas are ready and the
@@ -48,6 +49,21 @@ func waitControlPlane(ctx context.Context, client kubernetes.Interface, ns strin
 	})
 	if err != nil {
 		return fmt.Errorf("the proxy injector is not reachable (%s): %w; see 'meshctl check'", last, err)
+	}
+	// The admin API: tap, top, identity show and the rotations need it, the
+	// mesh itself does not, so a minute without it is a warning.
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	err = poll(wctx, time.Second, func(ctx context.Context) (bool, error) {
+		ok, why, err := adminapi.Available(ctx, client.Discovery().RESTClient())
+		if err != nil {
+			why = err.Error()
+		}
+		say("waiting for the API server to reach the admin API (APIService " + adminapi.APIServiceName + "): " + why)
+		return ok, nil
+	})
+	if err != nil && ctx.Err() == nil {
+		fmt.Fprintf(progress, "  warning: the admin API is not available yet (%s): tap, top, identity show and the rotations need it; see 'meshctl check'\n", last)
 	}
 	return nil
 }

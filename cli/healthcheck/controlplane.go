@@ -60,6 +60,7 @@ func ControlPlane() Category {
 			Hint: "check the controller's logs: kubectl -n meshctl logs deploy/mesh-controller",
 			Run:  controlAPIAnswers,
 		},
+		adminAPICheck(),
 		{
 			Name: "the proxy injector is reachable with a valid certificate",
 			Hint: "re-create the webhook's certificate and CA bundle: meshctl install",

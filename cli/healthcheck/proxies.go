@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/meshctl/meshctl/controller/adminapi"
 	"github.com/meshctl/meshctl/proxy/admin"
 )
 
@@ -102,9 +103,9 @@ func proxyCertificates(ctx context.Context, env *Env) error {
 	}
 	var problems []string
 	for _, p := range pods {
-		raw, err := env.Client.CoreV1().Pods(p.Namespace).ProxyGet("http", p.Name, "4191", "/identity", nil).DoRaw(ctx)
+		raw, err := adminapi.Do(ctx, env.Client.CoreV1().RESTClient(), p.Namespace, p.Name, adminapi.Identity)
 		if err != nil {
-			problems = append(problems, fmt.Sprintf("%s/%s: %v", p.Namespace, p.Name, err))
+			problems = append(problems, fmt.Sprintf("%s/%s: %v", p.Namespace, p.Name, adminapi.Explain(err, adminapi.Identity)))
 			continue
 		}
 		var id admin.IdentityInfo

@@ -1,5 +1,6 @@
 // Package tapstream follows the proxies' /tap streams of many pods at once
-// (through the API server's pods/proxy, with the user's credentials), merges
+// (through the controller's admin API, admin.meshctl.io, with the user's
+// credentials; the caller's Opener opens them), merges
 // their events, and aggregates them into the rows `meshctl top` shows. One
 // pod failing or vanishing mid-stream is reported and the others go on.
 package tapstream

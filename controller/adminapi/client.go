@@ -2,6 +2,7 @@ package adminapi
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -70,4 +71,35 @@ func Explain(err error, sub string) error {
 		return err
 	}
 	return fmt.Errorf("the admin API: %w", err)
+}
+
+// Available reads the APIService's Available condition: whether the API
+// server's aggregator reaches the controller's API. why is the condition's
+// reason and message when it is not; err is set when the APIService could
+// not be read (apierrors.IsNotFound: it does not exist).
+func Available(ctx context.Context, c rest.Interface) (ok bool, why string, err error) {
+	if c == nil {
+		return false, "", errors.New("no REST client to read the APIService with")
+	}
+	raw, err := c.Get().AbsPath("/apis/apiregistration.k8s.io/v1/apiservices/" + APIServiceName).DoRaw(ctx)
+	if err != nil {
+		return false, "", err
+	}
+	var svc struct {
+		Status struct {
+			Conditions []struct{ Type, Status, Reason, Message string }
+		}
+	}
+	if err := json.Unmarshal(raw, &svc); err != nil {
+		return false, "", fmt.Errorf("APIService %s: %w", APIServiceName, err)
+	}
+	for _, c := range svc.Status.Conditions {
+		if c.Type == "Available" {
+			if c.Status == "True" {
+				return true, "", nil
+			}
+			return false, fmt.Sprintf("%s: %s", c.Reason, c.Message), nil
+		}
+	}
+	return false, "the aggregator has not checked it yet", nil
 }

@@ -3,6 +3,7 @@ package adminapi
 import (
 	"context"
 	"crypto/tls"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
@@ -169,5 +171,36 @@ func waitFor(t *testing.T, ok func() bool) {
 			t.Fatal("timed out")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestAvailableReadsTheAPIServicesCondition: Available is the APIService's
+// Available condition, with the aggregator's reason when it is not.
+func TestAvailableReadsTheAPIServicesCondition(t *testing.T) {
+	var body string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/apis/apiregistration.k8s.io/v1/apiservices/v1alpha1.admin.meshctl.io" || body == "" {
+			status(w, http.StatusNotFound, metav1.StatusReasonNotFound, "not found", nil)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, body)
+	}))
+	defer srv.Close()
+	cs, err := kubernetes.NewForConfig(&rest.Config{Host: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cs.Discovery().RESTClient()
+	if _, _, err := Available(context.Background(), c); !apierrors.IsNotFound(err) {
+		t.Errorf("no APIService: %v, want NotFound", err)
+	}
+	body = `{"kind":"APIService","status":{"conditions":[{"type":"Available","status":"False","reason":"FailedDiscoveryCheck","message":"failing or missing response from https://10.244.0.5:8089/apis/admin.meshctl.io/v1alpha1: bad status from https://10.244.0.5:8089/apis/admin.meshctl.io/v1alpha1: 401"}]}}`
+	if ok, why, err := Available(context.Background(), c); ok || err != nil || !strings.Contains(why, "FailedDiscoveryCheck") || !strings.Contains(why, "401") {
+		t.Errorf("unavailable: %v %q %v", ok, why, err)
+	}
+	body = `{"kind":"APIService","status":{"conditions":[{"type":"Available","status":"True","reason":"Passed"}]}}`
+	if ok, _, err := Available(context.Background(), c); !ok || err != nil {
+		t.Errorf("available: %v %v", ok, err)
 	}
 }
