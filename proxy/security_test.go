@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +15,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 
 	"github.com/meshctl/meshctl/internal/api"
 	"github.com/meshctl/meshctl/internal/testpki"
@@ -395,4 +399,84 @@ func TestOnlyMeshedPeersChooseTheOriginalProtocol(t *testing.T) {
 	if got := <-seen; res.StatusCode != 200 || got != `HTTP/1.1 upgrade="" orig=""` {
 		t.Errorf("an Upgrade: h2c request: %d, reached the app as %s; want a plain request", res.StatusCode, got)
 	}
+}
+
+// TestRapidResetGetsGoAway: 20,000 HEADERS + RST_STREAM pairs (the rapid
+// reset attack) get a GOAWAY with ENHANCE_YOUR_CALM and the connection
+// closed, with few requests reaching the application (once 3,095 did, and
+// no GOAWAY came).
+func TestRapidResetGetsGoAway(t *testing.T) {
+	app := &counting{}
+	app.delay.Store(int64(50 * time.Millisecond))
+	p := startProxy(t, Config{Outbound: &SideConfig{Listen: "127.0.0.1:0", Upstream: backend(t, app)}})
+	c, fr := h2Conn(t, p.outbound())
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for _, f := range [][2]string{{":method", "GET"}, {":scheme", "http"}, {":authority", "x"}, {":path", "/"}} {
+		_ = enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	block := hb.Bytes()
+	go func() {
+		for i := uint32(0); i < 20_000; i++ {
+			id := 2*i + 1
+			if fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: block, EndHeaders: true, EndStream: true}) != nil ||
+				fr.WriteRSTStream(id, http2.ErrCodeCancel) != nil {
+				return // cut off
+			}
+		}
+	}()
+	// Read without writing: the flood owns the framer's writing side.
+	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	var goAway *http2.GoAwayFrame
+	for goAway == nil {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("no GOAWAY before %v", err)
+		}
+		goAway, _ = f.(*http2.GoAwayFrame)
+	}
+	if goAway.ErrCode != http2.ErrCodeEnhanceYourCalm {
+		t.Errorf("GOAWAY %v, want ENHANCE_YOUR_CALM", goAway.ErrCode)
+	}
+	if f, err := fr.ReadFrame(); err == nil {
+		t.Errorf("read %v after the GOAWAY; want the connection closed", f)
+	}
+	if n := app.hits.Load(); n > 500 {
+		t.Errorf("%d requests reached the application", n)
+	}
+	t.Logf("the application saw %d requests", app.hits.Load())
+	if v := metricValue(scrape(t, p), "protocol_error_total", map[string]string{"protocol": "h2", "error": "rapid_reset"}); v != 1 {
+		t.Errorf("protocol_error_total{error=rapid_reset} = %v, want 1", v)
+	}
+}
+
+// TestContinuationFloodIsCutOff: HEADERS without END_HEADERS followed by an
+// endless run of CONTINUATION frames must end the connection, not grow
+// memory (CVE-2023-45288).
+func TestContinuationFloodIsCutOff(t *testing.T) {
+	p := startProxy(t, Config{Outbound: &SideConfig{Listen: "127.0.0.1:0", Upstream: backend(t, &counting{})}})
+	c, fr := h2Conn(t, p.outbound())
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	_ = enc.WriteField(hpack.HeaderField{Name: ":method", Value: "GET"})
+	before := heapInUse()
+	_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndStream: true})
+	chunk := bytes.Repeat([]byte{0x40, 0x01, 'x', 0x01, 'y'}, 200) // literal headers, 1 KB a frame
+	sent := 0
+	for ; sent < 100_000; sent++ {
+		if fr.WriteContinuation(1, false, chunk) != nil {
+			break
+		}
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if f := readUntil(t, fr, func(http2.Frame) bool { return false }); f != nil {
+		t.Errorf("read %v; want the connection ended", f)
+	}
+	if sent == 100_000 {
+		t.Errorf("100 MB of CONTINUATION frames were all accepted")
+	}
+	if after := heapInUse(); after > before+32<<20 {
+		t.Errorf("heap grew from %d to %d KiB during the flood", before>>10, after>>10)
+	}
+	t.Logf("cut off after %d CONTINUATION frames", sent)
 }

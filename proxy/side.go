@@ -23,6 +23,7 @@ import (
 	"github.com/meshctl/meshctl/proxy/meshtls"
 	"github.com/meshctl/meshctl/proxy/metrics"
 	"github.com/meshctl/meshctl/proxy/origdst"
+	"github.com/meshctl/meshctl/proxy/resetguard"
 	"github.com/meshctl/meshctl/proxy/tcpproxy"
 )
 
@@ -225,7 +226,11 @@ func (s *side) handle(c *net.TCPConn) {
 		if proto == detect.HTTP1 {
 			sc.info.Hooks = sc
 		}
-		if !s.httpLn.push(sc) {
+		var hc net.Conn = sc
+		if proto == detect.HTTP2 {
+			hc = s.watchResets(sc, sc.info)
+		}
+		if !s.httpLn.push(hc) {
 			sc.Close() // shutting down
 		}
 	default:
@@ -301,7 +306,11 @@ func (s *side) serveMeshed(sc *serverConn, dst *endpoints.Set, port uint16) {
 			if proto == detect.HTTP1 {
 				info.Hooks = sc
 			}
-			if !s.httpLn.push(&meshedConn{Plain: meshtls.Plain{Conn: tc}, sc: sc, peeked: peeked}) {
+			var hc net.Conn = &meshedConn{Plain: meshtls.Plain{Conn: tc}, sc: sc, peeked: peeked}
+			if proto == detect.HTTP2 {
+				hc = s.watchResets(hc, info)
+			}
+			if !s.httpLn.push(hc) {
 				tc.Close()
 			}
 			return
@@ -325,10 +334,30 @@ func (s *side) serveMeshed(sc *serverConn, dst *endpoints.Set, port uint16) {
 		}
 		return
 	}
-	if !s.httpLn.push(&meshedConn{Plain: meshtls.Plain{Conn: tc}, sc: sc}) {
+	if !s.httpLn.push(s.watchResets(&meshedConn{Plain: meshtls.Plain{Conn: tc}, sc: sc}, info)) {
 		tc.Close()
 	}
 }
+
+// watchResets guards an HTTP/2 connection against rapid resets: a client
+// that resets most of its streams before their answers start is sent GOAWAY
+// (ENHANCE_YOUR_CALM) and cut off.
+func (s *side) watchResets(c net.Conn, info *httpproxy.ConnInfo) net.Conn {
+	rg := resetguard.New(c, resetguard.Config{OnTrip: func(streams, resets int) {
+		info.Metrics.ProtocolError("h2", "rapid_reset")
+		s.p.warn("HTTP/2 client reset most of its streams before their answers: GOAWAY (ENHANCE_YOUR_CALM)",
+			"direction", s.name, "client", c.RemoteAddr(), "client_id", info.ClientID, "streams", streams, "resets", resets)
+	}})
+	return &resetWatchedConn{Conn: rg, info: info}
+}
+
+// resetWatchedConn is an HTTP/2 connection watched for rapid resets.
+type resetWatchedConn struct {
+	*resetguard.Conn
+	info *httpproxy.ConnInfo
+}
+
+func (c *resetWatchedConn) connInfo() *httpproxy.ConnInfo { return c.info }
 
 // admit asks the inbound policy whether a connection that is not HTTP
 // (from clientID, "" when not meshed) may reach port; outbound, always. On a
