@@ -480,3 +480,30 @@ func TestContinuationFloodIsCutOff(t *testing.T) {
 	}
 	t.Logf("cut off after %d CONTINUATION frames", sent)
 }
+
+// TestTheNodeGetsOnlyItsProbesWhereMutualTLSIsRequired: plaintext from the
+// node (hostNetwork pods, NodePort traffic SNATed to it) reaches only the
+// kubelet's declared probe paths and ports on a port that requires mutual
+// TLS; once it reached everything there.
+func TestTheNodeGetsOnlyItsProbesWhereMutualTLSIsRequired(t *testing.T) {
+	app := backend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "secret") }))
+	_, portStr, _ := net.SplitHostPort(app)
+	var port uint16
+	_, _ = fmt.Sscan(portStr, &port)
+	g := authz.New(authz.AllUnauthenticated)
+	g.Update(api.InboundPolicy{Default: authz.AllUnauthenticated, Probes: []api.Probe{{Port: int(port), Path: "/healthz"}}})
+	server := startProxy(t, Config{Inbound: &SideConfig{Listen: "127.0.0.1:0", Upstream: app}, RequireTLSPorts: []uint16{port},
+		InboundPolicy: g, AdminAllow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, DetectTimeout: 100 * time.Millisecond})
+	for path, want := range map[string]int{"/healthz": 200, "/": 403, "/healthz/../admin": 403} {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+server.inbound()+path, nil)
+		req.URL.Opaque = path // as sent, dot segments included
+		res, err := h1Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != want {
+			t.Errorf("plaintext from the node to %s: %d, want %d", path, res.StatusCode, want)
+		}
+	}
+}

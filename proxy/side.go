@@ -212,13 +212,19 @@ func (s *side) handle(c *net.TCPConn) {
 	if id := dst.Identity(); s.name == metrics.Outbound && id != (spiffeid.ID{}) {
 		labels.TLS, labels.ServerID, info.ServerID = true, id.String(), id.String()
 	}
-	if s.name == metrics.Inbound && s.p.requireTLS[port] && !s.p.fromNode(c.RemoteAddr()) {
-		s.p.metrics.TLSError(s.name, "plaintext_refused")
+	if s.name == metrics.Inbound && s.p.requireTLS[port] {
+		// Plaintext gets in only as one of the kubelet's declared probes:
+		// a bare connection on a TCP probe's port here, an HTTP request on
+		// a probe's path per request.
 		if proto != detect.HTTP1 && proto != detect.HTTP2 {
-			s.finish(sc, labels)
-			return
+			if g := s.p.cfg.InboundPolicy; g == nil || !g.IsProbe(authz.Request{Port: port, FromNode: info.FromNode}) {
+				s.p.metrics.TLSError(s.name, "plaintext_refused")
+				s.finish(sc, labels)
+				return
+			}
+		} else {
+			info.Refuse = "this port accepts only mutual TLS from meshed clients"
 		}
-		info.Refuse = "this port accepts only mutual TLS from meshed clients"
 	}
 	sc.open(labels, info)
 	switch proto {

@@ -169,15 +169,9 @@ func (g *Guard) Admit(req Request) Decision {
 	if http {
 		path, pathOK = servedPath(req.Path, req.RawPath)
 	}
-	if req.FromNode {
-		for _, pr := range p.Probes {
-			// An HTTP probe lets in its path; a TCP probe lets in connections
-			// that are not HTTP (the kubelet's bare connect), never requests.
-			if pr.Port == int(port) && ((pr.Path == "" && !http) || (http && pathOK && pr.Path == path)) {
-				count(Allowed, ProbeRule)
-				return Decision{Rule: ProbeRule}
-			}
-		}
+	if isProbe(p, req, path, pathOK) {
+		count(Allowed, ProbeRule)
+		return Decision{Rule: ProbeRule}
 	}
 	covered, allowed, rule := false, false, ""
 	for i := range p.Rules {
@@ -221,6 +215,35 @@ func (g *Guard) Admit(req Request) Decision {
 	}
 	count(Allowed, rule)
 	return Decision{Rule: rule}
+}
+
+// IsProbe reports whether req is one of the kubelet's probes of the pod:
+// from the node, on a probe's port, on its path for an HTTP probe, a
+// connection that is not HTTP for a TCP probe.
+func (g *Guard) IsProbe(req Request) bool {
+	st := g.st.Load()
+	if st.pending {
+		return false
+	}
+	path, pathOK := "", false
+	if req.HTTP {
+		path, pathOK = servedPath(req.Path, req.RawPath)
+	}
+	return isProbe(&st.policy, req, path, pathOK)
+}
+
+func isProbe(p *api.InboundPolicy, req Request, path string, pathOK bool) bool {
+	if !req.FromNode {
+		return false
+	}
+	for _, pr := range p.Probes {
+		// An HTTP probe lets in its path; a TCP probe lets in connections
+		// that are not HTTP (the kubelet's bare connect), never requests.
+		if pr.Port == int(req.Port) && ((pr.Path == "" && !req.HTTP) || (req.HTTP && pathOK && pr.Path == path)) {
+			return true
+		}
+	}
+	return false
 }
 
 // HTTPOnly reports whether port's policy can only be enforced request by

@@ -27,7 +27,8 @@ type ConnInfo struct {
 	ClientID string
 	// ServerID is the SPIFFE ID the destination must prove (outbound, meshed), or "".
 	ServerID string
-	// Refuse, when set, answers every request 403 with this reason (a
+	// Refuse, when set, answers every request but the kubelet's declared
+	// probes 403 with this reason (a
 	// plaintext request on a port that requires mutual TLS).
 	Refuse string
 	// Hooks, when set, hear when each request's handling starts and ends.

@@ -264,7 +264,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// application; from anyone else it would downgrade HTTP/2.
 		r.Header.Del(meshtls.OrigProtoHeader)
 	}
-	if info.Refuse != "" {
+	if info.Refuse != "" && !p.probe(info, r) {
+		info.Metrics.TLSError("plaintext_refused")
 		http.Error(rec, "meshctl proxy: "+info.Refuse, http.StatusForbidden)
 		return
 	}
@@ -298,6 +299,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer rec.body.Close()
 	}
 	rec.ep, rec.reached = p.forward(ctx, rec, r, info)
+}
+
+// probe reports whether r is one of the kubelet's declared probes (the only
+// plaintext let through where mutual TLS is required).
+func (p *Proxy) probe(info *ConnInfo, r *http.Request) bool {
+	return p.guard != nil && p.guard.IsProbe(authz.Request{Port: info.Port, HTTP: true, Path: r.URL.Path, RawPath: r.URL.EscapedPath(), FromNode: info.FromNode})
 }
 
 // refuse answers a request the inbound policy turned away: 403, or 429
