@@ -19,8 +19,10 @@ import (
 )
 
 // Up starts the cluster and returns once the node is Ready and cluster DNS
-// answers. A cluster that is already up and healthy is left as it is; any
-// other leftover (a crashed or half-stopped cluster) is cleaned away first.
+// answers. A cluster that is already up and healthy is left as it is, except
+// for an API server running with other flags than this version gives it,
+// which is restarted in place (see refreshAPIServer); any other leftover (a
+// crashed or half-stopped cluster) is cleaned away first.
 func Up(ctx context.Context, cfg Config) error {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -32,6 +34,9 @@ func Up(ctx context.Context, cfg Config) error {
 	p := paths{cfg}
 	started := time.Now()
 	if err := Healthy(ctx, cfg); err == nil {
+		if err := refreshAPIServer(ctx, p, cachedBinDirs(cfg), cfg.Log); err != nil {
+			return fmt.Errorf("bring the running API server up to date: %w", err)
+		}
 		cfg.Log.Info("the local cluster is already up", "kubeconfig", cfg.Kubeconfig())
 		return nil
 	}

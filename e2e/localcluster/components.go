@@ -55,6 +55,18 @@ func components(p paths, bins binDirs) []component {
 			"--enable-admission-plugins=NodeRestriction",
 			"--allow-privileged=true",
 			"--profiling=false",
+			// The front proxy: aggregated APIs (the mesh's admin.meshctl.io)
+			// get requests with this client certificate and the user in
+			// X-Remote-* headers; the API server dials their Services'
+			// endpoints directly.
+			"--requestheader-client-ca-file=" + pki("front-proxy-ca.crt"),
+			"--requestheader-allowed-names=" + FrontProxyClientName,
+			"--requestheader-username-headers=X-Remote-User",
+			"--requestheader-group-headers=X-Remote-Group",
+			"--requestheader-extra-headers-prefix=X-Remote-Extra-",
+			"--proxy-client-cert-file=" + pki("front-proxy-client.crt"),
+			"--proxy-client-key-file=" + pki("front-proxy-client.key"),
+			"--enable-aggregator-routing=true",
 		}},
 		{name: "kube-controller-manager", path: filepath.Join(bins.kube, "kube-controller-manager"), args: []string{
 			"--kubeconfig=" + kc("controller-manager"),

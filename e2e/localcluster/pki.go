@@ -40,7 +40,8 @@ var clientCerts = []clientCert{
 }
 
 // writePKI creates the cluster CA, the API server's serving certificate, every
-// component's client certificate and kubeconfig, and the service-account keys.
+// component's client certificate and kubeconfig, the front proxy's CA and
+// client certificate, and the service-account keys.
 func writePKI(p paths) error {
 	for _, d := range []string{filepath.Dir(p.pki("x")), filepath.Dir(p.kubeconfig("x"))} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -95,6 +96,9 @@ func writePKI(p paths) error {
 		}
 	}
 
+	if err := writeFrontProxyPKI(p); err != nil {
+		return err
+	}
 	saKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return fmt.Errorf("generate service-account key: %w", err)
@@ -111,6 +115,61 @@ func writePKI(p paths) error {
 		return err
 	}
 	return writePEM(p.pki("sa.pub"), "PUBLIC KEY", pubDER, 0o644)
+}
+
+// FrontProxyClientName is the common name of the API server's front-proxy
+// client certificate (--requestheader-allowed-names): what it presents to
+// aggregated API servers, such as the mesh controller's admin API.
+const FrontProxyClientName = "front-proxy-client"
+
+// frontProxyFiles are the front proxy's CA and client certificate (.crt, .key).
+var frontProxyFiles = []string{"front-proxy-ca", "front-proxy-client"}
+
+// writeFrontProxyPKI makes the front proxy's own CA (as kubeadm does: not
+// the cluster CA, so no cluster client certificate can pass for the front
+// proxy) and the client certificate the API server proxies aggregated
+// requests with.
+func writeFrontProxyPKI(p paths) error {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return fmt.Errorf("generate front-proxy CA key: %w", err)
+	}
+	tmpl := &x509.Certificate{
+		Subject:               pkix.Name{CommonName: "meshctl-local-front-proxy-ca"},
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+	}
+	der, err := sign(tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return fmt.Errorf("sign front-proxy CA: %w", err)
+	}
+	ca, err := x509.ParseCertificate(der)
+	if err != nil {
+		return fmt.Errorf("parse front-proxy CA: %w", err)
+	}
+	if err := writeCertAndKey(p.pki("front-proxy-ca"), der, key); err != nil {
+		return err
+	}
+	return issue(p.pki("front-proxy-client"), &x509.Certificate{
+		Subject:     pkix.Name{CommonName: FrontProxyClientName},
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}, ca, key)
+}
+
+// ensureFrontProxyPKI gives a state directory made before the front proxy
+// existed its front-proxy files, leaving every other file as it is (the
+// running cluster's certificates stay valid); complete sets are kept.
+func ensureFrontProxyPKI(p paths) (made bool, err error) {
+	for _, base := range frontProxyFiles {
+		for _, ext := range []string{".crt", ".key"} {
+			if !fileExists(p.pki(base + ext)) {
+				return true, writeFrontProxyPKI(p)
+			}
+		}
+	}
+	return false, nil
 }
 
 // issue signs tmpl with the CA and writes base.crt and base.key.
