@@ -52,6 +52,7 @@ func run(ctx context.Context, args []string) error {
 		fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 		listen := fs.String("listen", ":8080", "address to serve HTTP on")
 		grpcListen := fs.String("grpc-listen", "", "also serve the gRPC health service on this address")
+		privateListen := fs.String("private-listen", "", "also serve HTTP on this address, e.g. 127.0.0.1:9090 (a port meant for the pod only)")
 		call := fs.String("call", "", "GET this URL for every request served (a frontend)")
 		callGRPC := fs.String("call-grpc", "", "make a gRPC health check to this address for every request served")
 		var b behaviour
@@ -70,17 +71,25 @@ func run(ctx context.Context, args []string) error {
 		}
 		defer closeDown()
 		down.behaviour = &b
-		if *grpcListen == "" {
-			return serve(ctx, *listen, down, log)
+		servers := []func(context.Context) error{func(ctx context.Context) error { return serve(ctx, *listen, down, log) }}
+		if *grpcListen != "" {
+			servers = append(servers, func(ctx context.Context) error { return serveGRPC(ctx, *grpcListen, log) })
+		}
+		if *privateListen != "" {
+			servers = append(servers, func(ctx context.Context) error { return serve(ctx, *privateListen, down, log) })
 		}
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
-		errc := make(chan error, 2)
-		go func() { errc <- serveGRPC(ctx, *grpcListen, log) }()
-		go func() { errc <- serve(ctx, *listen, down, log) }()
-		first := <-errc
-		cancel() // one ended: end the other
-		return errors.Join(first, <-errc)
+		errc := make(chan error, len(servers))
+		for _, srv := range servers {
+			go func() { errc <- srv(ctx) }()
+		}
+		err = <-errc
+		cancel() // one ended: end the others
+		for range len(servers) - 1 {
+			err = errors.Join(err, <-errc)
+		}
+		return err
 	case "check":
 		fs := flag.NewFlagSet("check", flag.ContinueOnError)
 		var c checks
