@@ -24,6 +24,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
 
+	"github.com/meshctl/meshctl/controller/adminapi"
 	"github.com/meshctl/meshctl/identity/ca"
 	"github.com/meshctl/meshctl/internal/pcap"
 	"github.com/meshctl/meshctl/proxy/detect"
@@ -472,7 +473,7 @@ func watchUpdates(t *testing.T, ns, clientPod string) updateWatch {
 		defer wg.Done()
 		var last map[string]bool
 		for ctx.Err() == nil {
-			raw, err := fast.CoreV1().Pods(ns).ProxyGet("http", clientPod, "4191", "/destinations", nil).DoRaw(ctx)
+			raw, err := adminapi.Do(ctx, fast.CoreV1().RESTClient(), ns, clientPod, adminapi.Destinations)
 			now := time.Now()
 			var dests map[string][]struct {
 				Addr string `json:"addr"`

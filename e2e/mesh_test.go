@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/meshctl/meshctl/controller/adminapi"
 	"github.com/meshctl/meshctl/internal/testpki"
 )
 
@@ -142,14 +143,15 @@ func TestMeshedHopOnTheCluster(t *testing.T) {
 		t.Errorf("a plaintext client got %q, want 403 Forbidden", out)
 	}
 
-	// /tap answers the node (through the API server), not another pod.
+	// /tap answers through the admin API (the API server, then the
+	// controller over mutual TLS), not another pod in plaintext.
 	tapCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	// (The client balances per request by latency: at 20 requests/s one
 	// replica may get nearly all of them for a while.)
-	stream, err := cluster.client.CoreV1().Pods(ns).ProxyGet("http", pods.Items[busiest].Name, "4191", "/tap", map[string]string{"max_rps": "100"}).Stream(tapCtx)
+	stream, err := adminapi.Request(cluster.client.CoreV1().RESTClient(), ns, pods.Items[busiest].Name, adminapi.Tap).Param("max_rps", "100").Stream(tapCtx)
 	if err != nil {
-		t.Fatalf("tap through the API server: %v", err)
+		t.Fatalf("tap through the admin API: %v", adminapi.Explain(err, adminapi.Tap))
 	}
 	defer stream.Close()
 	s := bufio.NewScanner(stream)

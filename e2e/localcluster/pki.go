@@ -158,6 +158,15 @@ func writeFrontProxyPKI(p paths) error {
 	}, ca, key)
 }
 
+// FrontProxyClientFiles are the API server's front-proxy client certificate
+// and key: tests present them to an aggregated API server as the API server
+// does.
+func (c Config) FrontProxyClientFiles() (cert, key string) {
+	c, _ = c.withDefaults()
+	p := paths{c}
+	return p.pki("front-proxy-client.crt"), p.pki("front-proxy-client.key")
+}
+
 // ensureFrontProxyPKI gives a state directory made before the front proxy
 // existed its front-proxy files, leaving every other file as it is (the
 // running cluster's certificates stay valid); complete sets are kept.
