@@ -97,6 +97,11 @@ type Config struct {
 	// what keeps unknown destinations in them from going out in plaintext.
 	// Default: none.
 	ClusterNetworks endpoints.Networks
+	// LocalAddrs are the pod's own addresses: a meshed endpoint at one of
+	// them is the pod itself, reached directly (the connection never leaves
+	// the pod) rather than over mutual TLS its application cannot speak.
+	// Default: none; mesh-proxy in a pod passes its interfaces' addresses.
+	LocalAddrs []netip.Addr
 	// QueueTimeout is how long an outbound request waits for an endpoint
 	// when none can take it (none ready, or all ejected for failing) before
 	// it fails with 503. Negative: fail at once. Default: 3s.

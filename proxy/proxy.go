@@ -66,7 +66,7 @@ func New(cfg Config) (*Proxy, error) {
 		warnings:   rate.Sometimes{First: 5, Interval: 5 * time.Second},
 	}
 	p.http = httpproxy.New(httpproxy.Config{Log: p.log, Identity: cfg.Identity, Tap: p.tap, QueueTimeout: cfg.QueueTimeout,
-		Guard: cfg.InboundPolicy, ClusterNetworks: cfg.ClusterNetworks})
+		Guard: cfg.InboundPolicy, ClusterNetworks: cfg.ClusterNetworks, LocalAddrs: cfg.LocalAddrs})
 	if cfg.InboundPolicy != nil {
 		cfg.InboundPolicy.CountWith(p.metrics.InboundDecision)
 	}

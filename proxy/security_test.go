@@ -507,3 +507,39 @@ func TestTheNodeGetsOnlyItsProbesWhereMutualTLSIsRequired(t *testing.T) {
 		}
 	}
 }
+
+// TestAPodCallingItselfThroughItsServiceReachesItsApplication: discovery
+// names the pod's own address, meshed, as the endpoint; the request must
+// reach the application there (once it got a TLS ClientHello, 502, and the
+// pod was ejected from its own Service's endpoints).
+func TestAPodCallingItselfThroughItsServiceReachesItsApplication(t *testing.T) {
+	app := backend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "myself") }))
+	ca := testpki.NewRoot(t, "root")
+	src, _ := identityFiles(t, ca.Issue(t, serverSPIFFE, -time.Minute, time.Hour), ca)
+	service := "10.96.0.77:80"
+	tab, err := endpoints.Parse([]byte(fmt.Sprintf(`{%q: [{"addr": %q, "identity": %q}]}`, service, app, serverSPIFFE)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startProxy(t, Config{Endpoints: tab, Identity: src, Outbound: &SideConfig{Listen: "127.0.0.1:0", Upstream: service},
+		LocalAddrs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}, ClusterNetworks: endpoints.Networks{netip.MustParsePrefix("127.0.0.0/8")}})
+	c := h1Client()
+	for range 20 {
+		res, err := c.Get("http://" + p.outbound() + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := readAll(t, res.Body)
+		res.Body.Close()
+		if res.StatusCode != 200 || body != "myself" {
+			t.Fatalf("calling itself: %d %q, want 200 myself", res.StatusCode, body)
+		}
+	}
+	fams := scrape(t, p)
+	if v := metricValue(fams, "plaintext_connections_total", nil); v != 0 {
+		t.Errorf("a call that never left the pod was counted as %v plaintext connections into the cluster", v)
+	}
+	if v := metricValue(fams, "tls_error_total", nil); v != 0 {
+		t.Errorf("%v meshed handshakes failed", v)
+	}
+}

@@ -254,7 +254,7 @@ func (s *side) handle(c *net.TCPConn) {
 			sc.Close()
 			return
 		}
-		s.pipe(sc, c, lease, peeked)
+		s.pipe(sc, c, s.p.http.Own(lease), peeked)
 	}
 }
 
@@ -407,7 +407,7 @@ func (s *side) pipe(sc *serverConn, c *net.TCPConn, lease endpoints.Lease, peeke
 			up = meshtls.Plain{Conn: tc}
 		}
 	} else {
-		if s.name == metrics.Outbound && s.p.cfg.ClusterNetworks.ContainsHostPort(ep.Addr) {
+		if s.name == metrics.Outbound && s.p.cfg.ClusterNetworks.ContainsHostPort(ep.Addr) && !s.p.http.IsLocal(ep.Addr) {
 			sc.metrics.Plaintext(httpproxy.PlaintextReason(sc.info.Upstream))
 		}
 		var d net.Dialer

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -46,4 +47,20 @@ func parseDefaultGateway(r io.Reader) (netip.Addr, error) {
 		return netip.Addr{}, err
 	}
 	return netip.Addr{}, fmt.Errorf("no default route")
+}
+
+// podAddrs are the addresses of the pod's interfaces but loopback: an
+// endpoint at one of them is the pod itself.
+func podAddrs() ([]netip.Addr, error) {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil, fmt.Errorf("the pod's addresses: %w", err)
+	}
+	var out []netip.Addr
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil && !p.Addr().IsLoopback() {
+			out = append(out, p.Addr().Unmap())
+		}
+	}
+	return out, nil
 }

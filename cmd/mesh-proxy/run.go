@@ -224,6 +224,10 @@ func (o runOptions) config() (proxy.Config, error) {
 	if o.outboundListen == "" && o.inboundListen == "" {
 		cfg.Outbound = &proxy.SideConfig{Listen: fmt.Sprintf("127.0.0.1:%d", proxy.OutboundPort)}
 		cfg.Inbound = &proxy.SideConfig{Listen: fmt.Sprintf("0.0.0.0:%d", proxy.InboundPort)}
+		// In a pod, requests to the pod itself stay in the pod.
+		if cfg.LocalAddrs, err = podAddrs(); err != nil {
+			return cfg, err
+		}
 		// In a pod, the node reaches it from the pod network's gateway too.
 		if gw, err := defaultGateway(); err == nil {
 			cfg.AdminAllow = append(cfg.AdminAllow, netip.PrefixFrom(gw, 32))

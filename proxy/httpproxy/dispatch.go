@@ -67,6 +67,7 @@ func (p *Proxy) forward(ctx context.Context, rec *recorder, r *http.Request, inf
 		p.unavailable(ctx, rec, info, set, grpc, err)
 		return endpoints.Endpoint{}, false
 	}
+	lease = p.Own(lease)
 	for try := 0; ; try++ {
 		tryCtx := newTry(ctx, pol.Retry.PerTryTimeout)
 		in := r
@@ -120,7 +121,7 @@ func (p *Proxy) forward(ctx context.Context, rec *recorder, r *http.Request, inf
 					}
 					tryCtx.cancel()
 					info.Metrics.Retry(set.Name())
-					lease = next
+					lease = p.Own(next)
 					continue
 				}
 				next.Cancel()

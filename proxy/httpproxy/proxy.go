@@ -9,6 +9,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -18,6 +19,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/meshctl/meshctl/identity/spiffeid"
 	"github.com/meshctl/meshctl/internal/certs"
 	"github.com/meshctl/meshctl/proxy/authz"
 	"github.com/meshctl/meshctl/proxy/endpoints"
@@ -54,6 +56,11 @@ type Config struct {
 	// plaintext connections into them are counted
 	// (plaintext_connections_total). Default: none.
 	ClusterNetworks endpoints.Networks
+	// LocalAddrs are the pod's own addresses. A meshed endpoint at one of
+	// them is the pod itself (a replica its Service sent back to it): it is
+	// reached directly, as nothing of it crosses the network, rather than
+	// over mutual TLS that its application would not understand.
+	LocalAddrs []netip.Addr
 }
 
 func (c Config) withDefaults() Config {
@@ -88,6 +95,7 @@ type Proxy struct {
 	queue     endpoints.Queue
 	guard     *authz.Guard
 	cluster   endpoints.Networks
+	local     map[netip.Addr]bool
 	// warnings limits the warn-level lines about requests the proxy failed
 	// on its own account, so a failing destination cannot flood the log.
 	warnings rate.Sometimes
@@ -107,7 +115,10 @@ func New(cfg Config) *Proxy {
 	}
 	p := &Proxy{log: cfg.Log, tap: cfg.Tap, upstreams: upstreams, guard: cfg.Guard, cluster: cfg.ClusterNetworks,
 		queue:    endpoints.Queue{Timeout: cfg.QueueTimeout, Capacity: cfg.QueueCapacity},
-		warnings: rate.Sometimes{First: 5, Interval: 5 * time.Second}}
+		warnings: rate.Sometimes{First: 5, Interval: 5 * time.Second}, local: map[netip.Addr]bool{}}
+	for _, a := range cfg.LocalAddrs {
+		p.local[a.Unmap()] = true
+	}
 	var mesh *meshtls.Dialer
 	if cfg.Identity != nil {
 		mesh = &meshtls.Dialer{Source: cfg.Identity, Net: upstreams.dial, Sessions: tls.NewLRUClientSessionCache(256)}
@@ -166,10 +177,28 @@ func meshDial(mesh *meshtls.Dialer, alpn string) func(ctx context.Context, netwo
 // connections into the cluster's networks: they are plaintext where the
 // mesh should be encrypting.
 func (p *Proxy) plainDial(ctx context.Context, network, addr string) (net.Conn, error) {
-	if info := ConnInfoFrom(ctx); info != nil && info.Direction == metrics.Outbound && p.cluster.ContainsHostPort(addr) {
+	if info := ConnInfoFrom(ctx); info != nil && info.Direction == metrics.Outbound && p.cluster.ContainsHostPort(addr) && !p.IsLocal(addr) {
 		info.Metrics.Plaintext(PlaintextReason(info.Upstream))
 	}
 	return p.upstreams.dial(ctx, network, addr)
+}
+
+// IsLocal reports whether addr ("ip:port") is the pod's own.
+func (p *Proxy) IsLocal(addr string) bool {
+	if len(p.local) == 0 {
+		return false
+	}
+	ap, err := netip.ParseAddrPort(addr)
+	return err == nil && p.local[ap.Addr().Unmap()]
+}
+
+// Own makes a lease on the pod itself unmeshed: the request (or connection)
+// never leaves the pod, and the application there speaks no mutual TLS.
+func (p *Proxy) Own(l endpoints.Lease) endpoints.Lease {
+	if l.Meshed() && p.IsLocal(l.Addr) {
+		l.Endpoint.Identity = spiffeid.ID{}
+	}
+	return l
 }
 
 // PlaintextReason says why an unmeshed endpoint of set is reached in
