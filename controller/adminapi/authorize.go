@@ -11,6 +11,9 @@ import (
 
 // Attributes are what a request asks to do: a verb on a pod's subresource.
 type Attributes struct {
+	// Namespace and Pod name the pod; Subresource is one of Tap, Identity,
+	// Destinations and Renew; Verb the verb the API server authorized
+	// (VerbGet, VerbWatch or VerbCreate).
 	Namespace, Pod, Subresource, Verb string
 }
 

@@ -44,11 +44,18 @@ const (
 // from ClientCAs, with a common name in AllowedNames when that is not
 // empty) and the headers in which it names the user it speaks for.
 type RequestHeader struct {
-	ClientCAs           *x509.CertPool
-	AllowedNames        []string
-	UsernameHeaders     []string
-	UIDHeaders          []string
-	GroupHeaders        []string
+	// ClientCAs verify the front proxy's client certificate.
+	ClientCAs *x509.CertPool
+	// AllowedNames are the common names it may have; empty: any.
+	AllowedNames []string
+	// UsernameHeaders name the user (the first one set wins).
+	UsernameHeaders []string
+	// UIDHeaders carry the user's UID, when the API server sends it.
+	UIDHeaders []string
+	// GroupHeaders carry the user's groups (every value of each).
+	GroupHeaders []string
+	// ExtraHeaderPrefixes start the headers of the user's extra
+	// attributes: the rest of the name is the key (percent-encoded).
 	ExtraHeaderPrefixes []string
 }
 
@@ -82,10 +89,12 @@ func ParseRequestHeader(cm *corev1.ConfigMap) (*RequestHeader, error) {
 
 // User is who the front proxy makes a request for.
 type User struct {
-	Name   string
-	UID    string
+	// Name is the user name; UID its UID, when known.
+	Name, UID string
+	// Groups are the user's groups.
 	Groups []string
-	Extra  map[string][]string
+	// Extra are the user's extra attributes (keys lowercased).
+	Extra map[string][]string
 }
 
 // errUnauthenticated marks a request that did not come from the front proxy.
