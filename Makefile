@@ -8,6 +8,14 @@ CACHE_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/meshctl
 TOOLS_BIN := $(CACHE_DIR)/tools
 STATICCHECK_VERSION := v0.8.2
 STATICCHECK := $(TOOLS_BIN)/staticcheck-$(STATICCHECK_VERSION)
+GOVULNCHECK_VERSION := v1.10.0
+GOVULNCHECK := $(TOOLS_BIN)/govulncheck-$(GOVULNCHECK_VERSION)
+# The Go vulnerability database, built from the golang.org/x/vulndb module
+# (its data/osv reports, indexed by its own cmd/indexdb): the Go module proxy
+# is enough, vuln.go.dev is not needed. Pinned, so that lint is reproducible;
+# raise it (go list -m golang.org/x/vulndb@latest) to see newer reports.
+VULNDB_VERSION := v0.0.0-20261105234957-e22db6528018
+VULNDB := $(CACHE_DIR)/vulndb-$(VULNDB_VERSION)
 LDFLAGS := -s -w -X github.com/meshctl/meshctl/internal/version.Version=$(VERSION)
 E2E_TIMEOUT ?= 45m
 
@@ -32,7 +40,7 @@ test-deps:
 # time is up while a worker is busy (go.dev/issue/75804, fixed in Go 1.27).
 FUZZTIME ?= 30000x
 FUZZ_TARGETS := ./proxy/detect:FuzzClassify ./proxy:FuzzHTTP1Request ./proxy:FuzzErrorReply \
-	./proxy/endpoints:FuzzParse ./internal/portspec:FuzzParsePorts ./internal/mountinfo:FuzzParse ./identity/spiffeid:FuzzParse ./proxy/detect:FuzzClientHelloALPN ./controller/identitysvc:FuzzParseCSR ./controller/injector:FuzzWebhook \
+	./proxy/endpoints:FuzzParse ./internal/portspec:FuzzParsePorts ./internal/mountinfo:FuzzParse ./identity/spiffeid:FuzzParse ./proxy/detect:FuzzClientHelloALPN ./controller/identitysvc:FuzzParseCSR ./controller/identitysvc:FuzzCheckToken ./controller/injector:FuzzWebhook \
 	./internal/pcap:FuzzStreams ./cli/manifests:FuzzTransform ./cli/proxystats:FuzzParse ./proxy/retry:FuzzParseHTTP ./proxy/resetguard:FuzzFrameScanner ./proxy/servicepolicy:FuzzParse ./proxy/authz:FuzzPathMatch ./cli/tapstream:FuzzPrintable
 
 ## fuzz: run every fuzz target briefly (FUZZTIME executions each, default 30000x)
@@ -43,15 +51,31 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	done
 
-## lint: go vet and staticcheck (installed from the Go module proxy on first use)
-lint: $(STATICCHECK)
+## lint: go vet, staticcheck and govulncheck (tools and database from the Go module proxy on first use)
+lint: $(STATICCHECK) $(GOVULNCHECK) $(VULNDB)/index/db.json
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
+	$(GOVULNCHECK) -db file://$(VULNDB) ./...
 
 $(STATICCHECK):
 	mkdir -p $(TOOLS_BIN)
 	GOBIN=$(TOOLS_BIN)/staticcheck.tmp $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	mv $(TOOLS_BIN)/staticcheck.tmp/staticcheck $@ && rmdir $(TOOLS_BIN)/staticcheck.tmp
+
+$(GOVULNCHECK):
+	mkdir -p $(TOOLS_BIN)
+	GOBIN=$(TOOLS_BIN)/govulncheck.tmp $(GO) install golang.org/x/vuln/cmd/govulncheck@$(GOVULNCHECK_VERSION)
+	mv $(TOOLS_BIN)/govulncheck.tmp/govulncheck $@ && rmdir $(TOOLS_BIN)/govulncheck.tmp
+
+# Outside this module (GOWORK off, in the cache directory), so that go.mod
+# and go.sum stay as they are.
+$(VULNDB)/index/db.json:
+	mkdir -p $(CACHE_DIR) && rm -rf $(VULNDB).tmp
+	cd $(CACHE_DIR) && export GOWORK=off GOFLAGS=-mod=mod && \
+		src=$$($(GO) mod download -json golang.org/x/vulndb@$(VULNDB_VERSION) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p') && \
+		test -d "$$src/data/osv" && \
+		$(GO) run golang.org/x/vulndb/cmd/indexdb@$(VULNDB_VERSION) -vulns "$$src/data/osv" -out $(VULNDB).tmp
+	rm -rf $(VULNDB) && mv $(VULNDB).tmp $(VULNDB)
 
 # Development tools; rebuilt every time (Go's build cache makes that cheap).
 bin/localcluster bin/mkimage bin/demo: FORCE
