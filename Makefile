@@ -3,6 +3,10 @@
 
 SHELL := /bin/bash
 GO ?= go
+# go.mod's toolchain line names the Go release the project is built and
+# checked with (it fixes standard-library vulnerabilities govulncheck
+# reports); a machine whose Go is older fetches it from the module proxy.
+export GOTOOLCHAIN := auto
 VERSION ?= dev
 CACHE_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/meshctl
 TOOLS_BIN := $(CACHE_DIR)/tools
