@@ -107,3 +107,13 @@ func TestExpiryWarnsAndFails(t *testing.T) {
 		}
 	}
 }
+
+func TestPlaintextFinding(t *testing.T) {
+	if got := plaintextFinding("demo/web-1", map[string]float64{"no_identity": 0}); got != "" {
+		t.Errorf("no plaintext: %q, want nothing", got)
+	}
+	got := plaintextFinding("demo/web-1", map[string]float64{"not_in_mesh": 2, "no_identity": 10})
+	if want := "demo/web-1: 12 plaintext connections into the cluster (no_identity 10, not_in_mesh 2)"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}

@@ -1,17 +1,22 @@
 package healthcheck
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/meshctl/meshctl/cli/proxystats"
 	"github.com/meshctl/meshctl/controller/adminapi"
 	"github.com/meshctl/meshctl/proxy/admin"
 )
@@ -43,6 +48,11 @@ func Proxies() Category {
 			Name: "proxies' certificates are valid and from the current issuer",
 			Hint: "proxies renew at 70 % of their certificates' life; one on an old issuer renews by then, or restart the pod",
 			Run:  proxyCertificates,
+		},
+		{
+			Name: "proxies send nothing in plaintext into the cluster",
+			Hint: "no_identity: the destination's pods have no proxy (mesh them: meshctl inject); not_in_mesh: the address is no meshed pod or Service (the node, a hostNetwork pod, an address the controller does not know); see each pod's plaintext_connections_total",
+			Run:  proxiesPlaintext,
 		},
 		{
 			Name: "proxies run this CLI's version",
@@ -124,4 +134,50 @@ func proxyCertificates(ctx context.Context, env *Env) error {
 		return fmt.Errorf("%s", strings.Join(problems, "; "))
 	}
 	return nil
+}
+
+// proxiesPlaintext warns about every meshed pod whose proxy made plaintext
+// connections into the cluster's networks (its plaintext_connections_total,
+// read through the API server's pods/proxy), by reason.
+func proxiesPlaintext(ctx context.Context, env *Env) error {
+	pods, err := meshedPods(ctx, env)
+	if err != nil {
+		return err
+	}
+	var findings, unread []string
+	for _, p := range pods {
+		raw, err := env.Client.CoreV1().Pods(p.Namespace).ProxyGet("http", p.Name, strconv.Itoa(adminapi.DefaultProxyPort), "/metrics", nil).DoRaw(ctx)
+		if err != nil {
+			unread = append(unread, fmt.Sprintf("%s/%s (%v)", p.Namespace, p.Name, err))
+			continue
+		}
+		sample, err := proxystats.Parse(bytes.NewReader(raw))
+		if err != nil {
+			unread = append(unread, fmt.Sprintf("%s/%s (%v)", p.Namespace, p.Name, err))
+			continue
+		}
+		if f := plaintextFinding(p.Namespace+"/"+p.Name, sample.Plaintext); f != "" {
+			findings = append(findings, f)
+		}
+	}
+	if len(unread) > 0 {
+		findings = append(findings, "metrics not read: "+strings.Join(unread, ", "))
+	}
+	return warnAbout(findings)
+}
+
+// plaintextFinding describes one proxy's plaintext connections, "" when none.
+func plaintextFinding(pod string, byReason map[string]float64) string {
+	var parts []string
+	total := 0.0
+	for _, reason := range slices.Sorted(maps.Keys(byReason)) {
+		if n := byReason[reason]; n > 0 {
+			total += n
+			parts = append(parts, fmt.Sprintf("%s %.0f", reason, n))
+		}
+	}
+	if total == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%s: %.0f plaintext connections into the cluster (%s)", pod, total, strings.Join(parts, ", "))
 }

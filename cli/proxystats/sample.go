@@ -47,6 +47,9 @@ type Sample struct {
 	Latency map[Series]Histogram
 	// OpenConns is the number of open connections per direction.
 	OpenConns map[string]float64
+	// Plaintext counts the plaintext connections the proxy made into the
+	// cluster's networks, by reason (no_identity, not_in_mesh).
+	Plaintext map[string]float64
 }
 
 // Parse reads a proxy's Prometheus text exposition.
@@ -56,7 +59,7 @@ func Parse(r io.Reader) (*Sample, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse the proxy's metrics: %w", err)
 	}
-	s := &Sample{Responses: map[Series]float64{}, Latency: map[Series]Histogram{}, OpenConns: map[string]float64{}}
+	s := &Sample{Responses: map[Series]float64{}, Latency: map[Series]Histogram{}, OpenConns: map[string]float64{}, Plaintext: map[string]float64{}}
 	if f := fams["process_start_time_seconds"]; f != nil && len(f.Metric) > 0 {
 		s.Started = f.Metric[0].GetGauge().GetValue()
 	}
@@ -79,6 +82,11 @@ func Parse(r io.Reader) (*Sample, error) {
 			}
 			key := series(m)
 			s.Latency[key] = add(s.Latency[key], hist)
+		}
+	}
+	if f := fams["plaintext_connections_total"]; f != nil {
+		for _, m := range f.Metric {
+			s.Plaintext[label(m, "reason")] += m.GetCounter().GetValue()
 		}
 	}
 	if f := fams["tcp_open_connections"]; f != nil {

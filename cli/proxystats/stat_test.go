@@ -170,3 +170,15 @@ func FuzzParse(f *testing.F) {
 		_ = Delta(s, s)
 	})
 }
+
+func TestParseReadsPlaintextConnections(t *testing.T) {
+	s, err := Parse(strings.NewReader("# TYPE plaintext_connections_total counter\n" +
+		`plaintext_connections_total{direction="outbound",reason="no_identity"} 3` + "\n" +
+		`plaintext_connections_total{direction="outbound",reason="not_in_mesh"} 2` + "\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Plaintext["no_identity"] != 3 || s.Plaintext["not_in_mesh"] != 2 {
+		t.Errorf("plaintext by reason %v, want no_identity 3, not_in_mesh 2", s.Plaintext)
+	}
+}
