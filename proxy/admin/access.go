@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"golang.org/x/time/rate"
+
 	"github.com/meshctl/meshctl/identity/spiffeid"
 	"github.com/meshctl/meshctl/proxy/meshtls"
 )
@@ -23,6 +25,9 @@ const tlsHandshake = 0x16
 type access struct {
 	controller spiffeid.ID
 	log        *slog.Logger
+	// warnings limits the refusal lines: a client hammering the admin port
+	// must not flood the log.
+	warnings *rate.Sometimes
 }
 
 // only serves h to loopback plaintext clients and to the controller over
@@ -30,7 +35,7 @@ type access struct {
 func (a access) only(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if why := a.refusal(r); why != "" {
-			a.log.Warn("admin request refused", "path", r.URL.Path, "remote", r.RemoteAddr, "reason", why)
+			a.warnings.Do(func() { a.log.Warn("admin request refused", "path", r.URL.Path, "remote", r.RemoteAddr, "reason", why) })
 			http.Error(w, "forbidden: "+why, http.StatusForbidden)
 			return
 		}
