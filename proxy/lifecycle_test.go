@@ -196,6 +196,7 @@ func TestRedirectModeInANetworkNamespace(t *testing.T) {
 	serve(peer.Listen(t, "10.78.0.2:8080"), "peer")
 	serve(pod.Listen(t, "0.0.0.0:9090"), "app")
 	serve(pod.Listen(t, "127.0.0.1:9191"), "private")
+	serve(pod.Listen(t, "127.0.0.2:9192"), "private2")
 
 	cmd := pod.Command(ProxyUID, bin, "run", "--admin", "127.0.0.1:4191", "--log-format", "text")
 	var logs strings.Builder
@@ -224,6 +225,17 @@ func TestRedirectModeInANetworkNamespace(t *testing.T) {
 	// Bound to loopback only: the proxy must not carry the peer there.
 	if got, err := peer.HTTPGet("http://10.78.0.1:9191/private"); err == nil || strings.Contains(got, "private saw") {
 		t.Errorf("peer → a loopback-only port: %q, %v; want it refused", got, err)
+	}
+	// Nor when the peer addresses a loopback address itself, sending its
+	// packets to the pod's link (the redirect would record 127.0.0.2 as
+	// the original destination).
+	for _, args := range [][]string{{"sysctl", "-qw", "net.ipv4.conf.all.route_localnet=1"}, {"ip", "route", "add", "127.0.0.2/32", "via", "10.78.0.1"}} {
+		if out, err := peer.Command(0, args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+	}
+	if got, err := peer.HTTPGet("http://127.0.0.2:9192/spoofed"); err == nil || strings.Contains(got, "private2 saw") {
+		t.Errorf("peer → 127.0.0.2 through the pod's link: %q, %v; want it refused", got, err)
 	}
 	metricsText, err := pod.HTTPGet("http://127.0.0.1:4191/metrics")
 	if err != nil {

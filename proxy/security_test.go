@@ -543,3 +543,45 @@ func TestAPodCallingItselfThroughItsServiceReachesItsApplication(t *testing.T) {
 		t.Errorf("%v meshed handshakes failed", v)
 	}
 }
+
+// TestATCPProbesExemptionIsNoTunnel: the node's bare connection on a TCP
+// probe's port is let in only to connect; bytes it sends after waiting out
+// detection must not reach the application (once 50 of 50 pipelined
+// requests did, past a 5/s limit and past a default deny), on a port that
+// requires mutual TLS as well as on one with a rate limit.
+func TestATCPProbesExemptionIsNoTunnel(t *testing.T) {
+	app := &counting{}
+	addr := backend(t, app)
+	_, portStr, _ := net.SplitHostPort(addr)
+	var port uint16
+	_, _ = fmt.Sscan(portStr, &port)
+	for name, pol := range map[string]api.InboundPolicy{
+		"rate limited":        {Default: authz.AllUnauthenticated, RateLimit: 5, Probes: []api.Probe{{Port: int(port)}}},
+		"default deny":        {Default: authz.Deny, Probes: []api.Probe{{Port: int(port)}}},
+		"mutual TLS required": {Default: authz.AllUnauthenticated, Probes: []api.Probe{{Port: int(port)}}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			g := authz.New(authz.AllUnauthenticated)
+			g.Update(pol)
+			cfg := Config{Inbound: &SideConfig{Listen: "127.0.0.1:0", Upstream: addr}, InboundPolicy: g,
+				AdminAllow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, DetectTimeout: 100 * time.Millisecond}
+			if name == "mutual TLS required" {
+				cfg.RequireTLSPorts = []uint16{port}
+			}
+			server := startProxy(t, cfg)
+			before := app.hits.Load()
+			c, err := net.Dial("tcp", server.inbound())
+			if err != nil {
+				t.Fatal(err) // the probe itself: the connection is made
+			}
+			defer c.Close()
+			time.Sleep(300 * time.Millisecond) // past detection: a "bare connection"
+			if got := pipelined(t, c, 20); len(got) != 0 {
+				t.Errorf("the probe's connection carried requests: %v", got)
+			}
+			if n := app.hits.Load() - before; n != 0 {
+				t.Errorf("the application saw %d requests through a TCP probe's exemption", n)
+			}
+		})
+	}
+}

@@ -168,9 +168,13 @@ func (s *side) destination(c *net.TCPConn) (*endpoints.Set, uint16, error) {
 		return nil, 0, err
 	}
 	if s.name == metrics.Inbound {
-		// To the address the client meant (the pod's own IP), never to
-		// loopback: what the application listens for on 127.0.0.1 only
-		// stays private to the pod.
+		// To the address the client meant, which must be the pod's own IP,
+		// never loopback: what the application listens for on 127.0.0.1
+		// only stays private to the pod, even from a neighbour that sends
+		// packets for 127.0.0.1 to the pod's MAC address.
+		if local := s.p.cfg.LocalAddrs; len(local) > 0 && !slices.Contains(local, dst.Addr().Unmap()) {
+			return nil, 0, fmt.Errorf("the connection was for %s, not one of the pod's addresses", dst)
+		}
 		return endpoints.Plain(dst.String()), dst.Port(), nil
 	}
 	return s.p.cfg.Endpoints.Resolve(context.Background(), dst), dst.Port(), nil
@@ -181,7 +185,7 @@ func (s *side) handle(c *net.TCPConn) {
 	sc := &serverConn{Conn: c, side: s}
 	dst, port, err := s.destination(c)
 	if err != nil {
-		s.log.Debug("no destination; closing", "client", c.RemoteAddr(), "error", err)
+		s.p.warn("connection refused: no destination", "direction", s.name, "client", c.RemoteAddr(), "error", err)
 		s.finish(sc, metrics.ConnLabels{Direction: s.name})
 		return
 	}
@@ -217,7 +221,7 @@ func (s *side) handle(c *net.TCPConn) {
 		// a bare connection on a TCP probe's port here, an HTTP request on
 		// a probe's path per request.
 		if proto != detect.HTTP1 && proto != detect.HTTP2 {
-			if g := s.p.cfg.InboundPolicy; g == nil || !g.IsProbe(authz.Request{Port: port, FromNode: info.FromNode}) {
+			if g := s.p.cfg.InboundPolicy; g == nil || !g.IsProbe(authz.Request{Port: port, FromNode: info.FromNode, TLS: proto == detect.TLS}) {
 				s.p.metrics.TLSError(s.name, "plaintext_refused")
 				s.finish(sc, labels)
 				return
@@ -240,9 +244,14 @@ func (s *side) handle(c *net.TCPConn) {
 			sc.Close() // shutting down
 		}
 	default:
-		if !s.admit(port, "", info.FromNode) {
+		admitted, connectOnly := s.admit(port, "", info.FromNode, proto == detect.TLS)
+		if !admitted {
 			sc.releasePeek()
 			sc.Close()
+			return
+		}
+		if connectOnly {
+			s.probeConnect(sc, dst)
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), s.p.cfg.QueueTimeout)
@@ -324,7 +333,7 @@ func (s *side) serveMeshed(sc *serverConn, dst *endpoints.Set, port uint16) {
 	}
 	if cs.NegotiatedProtocol == meshtls.ALPNOpaque {
 		defer sc.Close()
-		if !s.admit(port, peer.String(), false) {
+		if admitted, _ := s.admit(port, peer.String(), false, false); !admitted {
 			tc.Close()
 			return
 		}
@@ -366,27 +375,47 @@ type resetWatchedConn struct {
 func (c *resetWatchedConn) connInfo() *httpproxy.ConnInfo { return c.info }
 
 // admit asks the inbound policy whether a connection that is not HTTP
-// (from clientID, "" when not meshed) may reach port; outbound, always. On a
-// port whose policy can only be enforced per HTTP request (rate limits, path
-// rules) it is refused unless the server declared the port opaque: admitted
-// once, it could carry any number of requests. The kubelet's TCP probes
-// always get in.
-func (s *side) admit(port uint16, clientID string, fromNode bool) bool {
+// (from clientID, "" when not meshed; tls when it is TLS that is not the
+// mesh's) may reach port; outbound, always. On a port whose policy can only
+// be enforced per HTTP request (rate limits, path rules) it is refused
+// unless the server declared the port opaque: admitted once, it could carry
+// any number of requests. The kubelet's TCP probes get in connect-only:
+// connectOnly says to make the connection and carry nothing over it.
+func (s *side) admit(port uint16, clientID string, fromNode, tls bool) (admitted, connectOnly bool) {
 	g := s.p.cfg.InboundPolicy
 	if s.name != metrics.Inbound || g == nil {
-		return true
+		return true, false
 	}
-	d := g.Admit(authz.Request{Port: port, ClientID: clientID, FromNode: fromNode})
+	d := g.Admit(authz.Request{Port: port, ClientID: clientID, FromNode: fromNode, TLS: tls})
 	if !d.Allowed() {
 		s.log.Debug("connection refused by inbound policy", "port", port, "client_id", clientID, "rule", d.Rule)
-		return false
+		return false, false
 	}
 	if d.Rule != authz.ProbeRule && !s.p.opaque[port] && g.HTTPOnly(port) {
 		s.p.metrics.InboundDecision(authz.Denied, "http-only")
 		s.log.Debug("connection refused: not HTTP on a port whose policy needs HTTP", "port", port, "client_id", clientID)
-		return false
+		return false, false
 	}
-	return true
+	return true, d.ConnectOnly
+}
+
+// probeConnect answers the kubelet's TCP probe: it connects to the
+// application, as the probe would, and closes both without carrying a
+// byte; the probe sees the application's port open or closed.
+func (s *side) probeConnect(sc *serverConn, dst *endpoints.Set) {
+	defer sc.Close()
+	sc.releasePeek()
+	ep, ok := dst.Pick()
+	if !ok {
+		return
+	}
+	up, err := net.DialTimeout("tcp", ep.Addr, 5*time.Second)
+	if err != nil {
+		// Reset rather than close: the probe fails as it would without the proxy.
+		_ = sc.Conn.(*net.TCPConn).SetLinger(0)
+		return
+	}
+	up.Close()
 }
 
 // pipe forwards an opaque connection (including TLS that is not ours) byte

@@ -105,7 +105,7 @@ func probeOf(pod *corev1.Pod, probe *corev1.Probe) (api.Probe, bool) {
 	case probe.HTTPGet != nil:
 		port, ok := containerPort(pod, probe.HTTPGet.Port)
 		if probe.HTTPGet.Scheme == corev1.URISchemeHTTPS {
-			return api.Probe{Port: port}, ok // TLS the proxy does not read: a connection
+			return api.Probe{Port: port, TLS: true}, ok // TLS the proxy does not read: a connection
 		}
 		path, _, _ := strings.Cut(probe.HTTPGet.Path, "?")
 		if path == "" {

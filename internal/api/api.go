@@ -51,10 +51,15 @@ type AuthorizationRule struct {
 }
 
 // Probe is a kubelet probe: its port, and its path for HTTP (and gRPC)
-// probes; "" for TCP probes: connections on the port that are not HTTP.
+// probes; "" for TCP and HTTPS probes: connections on the port that are not
+// HTTP.
 type Probe struct {
 	Port int    `json:"port"`
 	Path string `json:"path,omitempty"`
+	// TLS marks an HTTPS probe: TLS the proxy cannot read, let through as a
+	// connection from the node. Other connection probes (TCP) only connect:
+	// nothing the client sends reaches the application.
+	TLS bool `json:"tls,omitempty"`
 }
 
 // TokenAudience is the audience of the projected ServiceAccount token a

@@ -26,6 +26,11 @@ type Decision struct {
 	Status int
 	// RetryAfter, with 429, is when to try again.
 	RetryAfter time.Duration
+	// ConnectOnly, for a connection let in as the kubelet's TCP probe, says
+	// the probe only needs the connection made: nothing the client sends
+	// may reach the application (else the probe's exemption would be a
+	// tunnel past the port's policy).
+	ConnectOnly bool
 	// Rule names what decided: an AuthorizationPolicy ("ns/name"),
 	// "default:<policy>", "probe" or "rate-limit".
 	Rule string
@@ -151,6 +156,9 @@ type Request struct {
 	// FromNode says the client is the node itself (where the kubelet probes
 	// from), connecting in plaintext.
 	FromNode bool
+	// TLS says a connection that is not HTTP is TLS (not the mesh's): an
+	// HTTPS probe's.
+	TLS bool
 }
 
 // Admit decides on a request or connection.
@@ -169,9 +177,9 @@ func (g *Guard) Admit(req Request) Decision {
 	if http {
 		path, pathOK = servedPath(req.Path, req.RawPath)
 	}
-	if isProbe(p, req, path, pathOK) {
+	if pr, ok := probe(p, req, path, pathOK); ok {
 		count(Allowed, ProbeRule)
-		return Decision{Rule: ProbeRule}
+		return Decision{Rule: ProbeRule, ConnectOnly: !http && !(pr.TLS && req.TLS)}
 	}
 	covered, allowed, rule := false, false, ""
 	for i := range p.Rules {
@@ -229,21 +237,23 @@ func (g *Guard) IsProbe(req Request) bool {
 	if req.HTTP {
 		path, pathOK = servedPath(req.Path, req.RawPath)
 	}
-	return isProbe(&st.policy, req, path, pathOK)
+	_, ok := probe(&st.policy, req, path, pathOK)
+	return ok
 }
 
-func isProbe(p *api.InboundPolicy, req Request, path string, pathOK bool) bool {
+// probe finds the probe req is: an HTTP probe lets in its path; a TCP or
+// HTTPS probe lets in connections that are not HTTP (the kubelet's bare
+// connect, or its TLS), never requests.
+func probe(p *api.InboundPolicy, req Request, path string, pathOK bool) (api.Probe, bool) {
 	if !req.FromNode {
-		return false
+		return api.Probe{}, false
 	}
 	for _, pr := range p.Probes {
-		// An HTTP probe lets in its path; a TCP probe lets in connections
-		// that are not HTTP (the kubelet's bare connect), never requests.
 		if pr.Port == int(req.Port) && ((pr.Path == "" && !req.HTTP) || (req.HTTP && pathOK && pr.Path == path)) {
-			return true
+			return pr, true
 		}
 	}
-	return false
+	return api.Probe{}, false
 }
 
 // HTTPOnly reports whether port's policy can only be enforced request by
