@@ -12,12 +12,17 @@ import (
 // sequence (a raw 0x9b byte, CSI to 8-bit terminals) if printed raw.
 const attackPath = "/a\x1b[2J\x07b\x9b"
 
-// rawControl returns the first control character, DEL or invalid UTF-8 byte
-// in s other than a newline, and false when there is none.
+// bidiControls are Unicode's bidirectional controls, every one: ALM, LRM,
+// RLM, LRE, RLE, PDF, LRO, RLO, LRI, RLI, FSI, PDI.
+const bidiControls = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+
+// rawControl returns the first control character, DEL, bidirectional
+// control or invalid UTF-8 byte in s other than a newline, and false when
+// there is none.
 func rawControl(s string) (string, bool) {
 	for i := 0; i < len(s); {
 		r, n := utf8.DecodeRuneInString(s[i:])
-		if r != '\n' && (r < 0x20 || r == 0x7f || (r >= 0x80 && r <= 0x9f) || (r == utf8.RuneError && n == 1)) {
+		if r != '\n' && (r < 0x20 || r == 0x7f || (r >= 0x80 && r <= 0x9f) || strings.ContainsRune(bidiControls, r) || (r == utf8.RuneError && n == 1)) {
 			return s[i : i+n], true
 		}
 		i += n
@@ -39,6 +44,12 @@ func TestPrintableEscapesControlsAndKeepsText(t *testing.T) {
 		"bad\xc3(utf8\xff":     `bad\xc3(utf8\xff`,
 		"trunc\xe6\x97":        `trunc\xe6\x97`,
 		"end\u0085nel\u009f,é": `end\u0085nel\u009f,é`,
+		// Bidirectional controls: /api/\u202enimda/ shows as /api//admin.
+		"/api/\u202enimda/":           `/api/\u202enimda/`,
+		"/\u2067x\u2069/\u200e\u200f": `/\u2067x\u2069/\u200e\u200f`,
+		bidiControls:                  `\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069`,
+		// Their neighbours are text.
+		"\u061b\u061d\u200d\u2010\u202f\u2070": "\u061b\u061d\u200d\u2010\u202f\u2070",
 	} {
 		if got := Printable(in); got != want {
 			t.Errorf("Printable(%q) = %q, want %q", in, got, want)
@@ -90,8 +101,27 @@ func TestTopJSONEscapesEveryControlCharacter(t *testing.T) {
 	}
 }
 
+func TestJSONEscapesBidirectionalControls(t *testing.T) {
+	for _, s := range []string{"/api/\u202enimda/", bidiControls} {
+		var b bytes.Buffer
+		if err := WriteJSONLine(&b, s); err != nil {
+			t.Fatal(err)
+		}
+		var back string
+		if c, ok := rawControl(strings.TrimSuffix(b.String(), "\n")); ok {
+			t.Errorf("WriteJSONLine(%q) = %s holds a raw %q", s, b.String(), c)
+		} else if err := json.Unmarshal(b.Bytes(), &back); err != nil || back != s {
+			t.Errorf("WriteJSONLine(%q) = %s decodes to %q (%v)", s, b.String(), back, err)
+		}
+	}
+	var b bytes.Buffer
+	if err := WriteJSONLine(&b, "/api/\u202enimda/"); err != nil || b.String() != `"/api/\u202enimda/"`+"\n" {
+		t.Errorf("WriteJSONLine = %s (%v)", b.String(), err)
+	}
+}
+
 func FuzzPrintable(f *testing.F) {
-	for _, s := range []string{"", "/api", attackPath, "café\u009b\x7f", "\xff\xfe", "\x1b]0;x\x07"} {
+	for _, s := range []string{"", "/api", attackPath, "café\u009b\x7f", "\xff\xfe", "\x1b]0;x\x07", "/api/\u202enimda/", bidiControls + "\u200d\u2070"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
