@@ -69,7 +69,7 @@ func TestMeshedHopOnTheCluster(t *testing.T) {
 	web := webDeployment("web", 2)
 	web.Spec.Template.Spec.ServiceAccountName = "web"
 	withHandMadeSidecar(&web.Spec.Template.Spec)
-	withIdentity(&web.Spec.Template.Spec, identitySecret(t, ns, "web-identity", "web", ca), "--require-tls-ports", "8080")
+	withIdentity(&web.Spec.Template.Spec, identitySecret(t, ns, "web-identity", "web", ca), "--require-tls-ports", "8080", "--kubelet-probes", "8080/healthz")
 	if _, err := cluster.client.AppsV1().Deployments(ns).Create(ctx, web, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	identity "github.com/meshctl/meshctl/identity/client"
 	"github.com/meshctl/meshctl/identity/spiffeid"
+	"github.com/meshctl/meshctl/internal/api"
 	"github.com/meshctl/meshctl/internal/certs"
 	"github.com/meshctl/meshctl/internal/logging"
 	"github.com/meshctl/meshctl/proxy"
@@ -28,6 +29,7 @@ type runOptions struct {
 	rootsFile        string
 	upstreamIdentity string
 	requireTLSPorts  string
+	kubeletProbes    string
 	identityAddr     string
 	controllerID     string
 	tokenFile        string
@@ -136,7 +138,8 @@ to --drain-timeout, then exits.`,
 	f.StringVar(&o.namespace, "namespace", "", "the pod's namespace (for its SPIFFE ID)")
 	f.StringVar(&o.serviceAccount, "service-account", "", "the pod's ServiceAccount (for its SPIFFE ID)")
 	f.StringVar(&o.upstreamIdentity, "upstream-identity", "", "explicit mode: the SPIFFE ID the outbound upstream must prove; traffic to it goes over mutual TLS")
-	f.StringVar(&o.requireTLSPorts, "require-tls-ports", "", "inbound ports that accept only meshed (mutual TLS) clients")
+	f.StringVar(&o.requireTLSPorts, "require-tls-ports", "", "inbound ports that accept only meshed (mutual TLS) clients, and the kubelet's probes (--kubelet-probes)")
+	f.StringVar(&o.kubeletProbes, "kubelet-probes", "", "explicit mode: the kubelet's probes, PORT/PATH for HTTP and PORT for TCP (e.g. 8080/healthz,9000): the only plaintext from the node let through where mutual TLS is required or the inbound policy refuses it; in a pod the controller sends them")
 	f.DurationVar(&o.handshake, "tls-handshake-timeout", 10*time.Second, "time a meshed client gets to finish its TLS handshake")
 	f.StringVar(&o.outboundListen, "outbound-listen", "", "explicit mode: accept outbound traffic on ADDR")
 	f.StringVar(&o.outboundUpstream, "outbound-upstream", "", "explicit mode: send outbound traffic to HOST:PORT")
@@ -190,6 +193,20 @@ func (o runOptions) config() (proxy.Config, error) {
 	}
 	if cfg.OpaquePorts, err = parsePortList(o.opaquePorts); err != nil {
 		return cfg, fmt.Errorf("--opaque-ports: %w", err)
+	}
+	if o.kubeletProbes != "" {
+		probes, err := parseProbes(o.kubeletProbes)
+		if err != nil {
+			return cfg, fmt.Errorf("--kubelet-probes: %w", err)
+		}
+		def := o.defaultInbound
+		if def == "" {
+			def = authz.AllUnauthenticated
+		}
+		if cfg.InboundPolicy == nil {
+			cfg.InboundPolicy = authz.New(def)
+		}
+		cfg.InboundPolicy.Update(api.InboundPolicy{Default: def, Probes: probes})
 	}
 	if cfg.RequireTLSPorts, err = parsePortList(o.requireTLSPorts); err != nil {
 		return cfg, fmt.Errorf("--require-tls-ports: %w", err)
@@ -247,6 +264,27 @@ func (o runOptions) config() (proxy.Config, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// parseProbes reads PORT/PATH (HTTP) and PORT (TCP) probes, comma-separated.
+func parseProbes(s string) ([]api.Probe, error) {
+	var out []api.Probe
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part == "" {
+			continue
+		}
+		port, path, hasPath := strings.Cut(part, "/")
+		n, err := strconv.ParseUint(port, 10, 16)
+		if err != nil || n == 0 {
+			return nil, fmt.Errorf("probe %q: want PORT or PORT/PATH", part)
+		}
+		p := api.Probe{Port: int(n)}
+		if hasPath {
+			p.Path = "/" + path
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }
 
 func parsePortList(s string) ([]uint16, error) {
