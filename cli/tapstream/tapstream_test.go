@@ -44,20 +44,26 @@ func TestFollowMergesPodsAndReportsTheOnesThatFail(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	events := make(chan PodEvent, 100)
 	failures := map[string]string{}
+	failed := make(chan struct{}, 3)
 	done := make(chan struct{})
 	go func() {
 		Follow(ctx, []Pod{{"demo", "web-1", "web"}, {"demo", "web-2", "web"}, {"demo", "gone", "web"}}, open,
-			Filter{Path: "/", MaxRPS: 50}, events, func(p Pod, err error) { failures[p.Name] = err.Error() }, nil)
+			Filter{Path: "/", MaxRPS: 50}, events, func(p Pod, err error) { failures[p.Name] = err.Error(); failed <- struct{}{} }, nil)
 		close(done)
 	}()
+	// Stop only once the three events and the two failures arrived: a
+	// failure reported after the cancel would be dropped, by design.
 	var got []string
+	nfailed := 0
 	deadline := time.After(5 * time.Second)
-	for len(got) < 3 {
+	for len(got) < 3 || nfailed < 2 {
 		select {
 		case e := <-events:
 			got = append(got, e.Pod+":"+e.Type)
+		case <-failed:
+			nfailed++
 		case <-deadline:
-			t.Fatalf("events so far: %v", got)
+			t.Fatalf("events so far: %v, %d failures", got, nfailed)
 		}
 	}
 	cancel()
