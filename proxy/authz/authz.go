@@ -171,8 +171,9 @@ func (g *Guard) Admit(req Request) Decision {
 		return Decision{Status: 403, Rule: Pending}
 	}
 	port, http, clientID := req.Port, req.HTTP, req.ClientID
-	// Decide on the path as the application will resolve it: /a/../b is /b,
-	// and so is /a/..;/b (see servedPath).
+	// Decide on the path as the application will resolve it: /a/../b is /b;
+	// /a/..;/b is /b to Tomcat and /a/..;/b to Go, so it matches only what
+	// both are under (see servedPath).
 	path, pathOK := "", false
 	if http {
 		path, pathOK = servedPath(req.Path, req.RawPath)
