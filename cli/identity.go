@@ -121,10 +121,11 @@ func newRotateTrustAnchorCommand() *cobra.Command {
 		Short: "Replace the trust anchor, in stages, with no failed request",
 		Long: `Make a new trust anchor (its key goes to the trust anchor file; the previous
 file is kept beside it as <file>.previous) and move the mesh to it in stages,
-each waiting for every proxy:
+each asking every proxy to renew (proxies get their trust bundle from the
+controller with each certificate) and waiting until all have:
 
   1. add the new anchor to the trust bundle       every proxy trusts both
-  2. sign a new issuer with it; proxies renew      every proxy is on the new issuer
+  2. sign a new issuer with it                     every proxy is on the new issuer
   3. remove the old anchor from the bundle        every proxy trusts only the new one
 
 then check the mesh. If it is interrupted, the mesh keeps working; finish with
@@ -143,6 +144,16 @@ func runRotateTrustAnchor(ctx context.Context, o *rotateOptions, stdout, stderr 
 	if err != nil {
 		return err
 	}
+	start := time.Now()
+	if err := rotateTrustAnchor(ctx, o, client, stderr); err != nil {
+		return err
+	}
+	return finish(ctx, client, o.namespace, fmt.Sprintf("trust anchor rotated in %s", time.Since(start).Round(time.Second)), stdout)
+}
+
+// rotateTrustAnchor makes a new anchor and moves every proxy to it in the
+// three stages, printing progress.
+func rotateTrustAnchor(ctx context.Context, o *rotateOptions, client kubernetes.Interface, stderr io.Writer) error {
 	if err := mayFollowProxies(ctx, client); err != nil {
 		return err
 	}
@@ -151,7 +162,6 @@ func runRotateTrustAnchor(ctx context.Context, o *rotateOptions, stdout, stderr 
 		return err
 	}
 	td := trustDomain(ctx, client, o.namespace)
-	start := time.Now()
 	anchor, err := ca.NewTrustAnchor(td, anchorLifetime)
 	if err != nil {
 		return err
@@ -165,13 +175,16 @@ func runRotateTrustAnchor(ctx context.Context, o *rotateOptions, stdout, stderr 
 	if err := putRoots(ctx, client, o.namespace, append(roots, anchor.Cert)); err != nil {
 		return err
 	}
+	// Proxies take their trust roots from the controller (never from the
+	// namespace's copy of the bundle): each one is asked to renew, and its
+	// new certificate comes with the new bundle.
 	newFP := certs.Fingerprint(anchor.Cert)
 	if err := o.waitProxies(ctx, client, "trust the new anchor", func(id proxyIdentity) bool {
 		return slices.Contains(id.TrustRootFingerprints, newFP)
-	}, false, stderr); err != nil {
+	}, true, stderr); err != nil {
 		return err
 	}
-	fmt.Fprintln(stderr, "[2/3] signing a new issuer with the new anchor; proxies renew")
+	fmt.Fprintln(stderr, "[2/3] signing a new issuer with the new anchor")
 	issuer, err := putNewIssuer(ctx, client, o.namespace, anchor, append(roots, anchor.Cert))
 	if err != nil {
 		return err
@@ -183,12 +196,9 @@ func runRotateTrustAnchor(ctx context.Context, o *rotateOptions, stdout, stderr 
 	if err := putRoots(ctx, client, o.namespace, []*x509.Certificate{anchor.Cert}); err != nil {
 		return err
 	}
-	if err := o.waitProxies(ctx, client, "trust only the new anchor", func(id proxyIdentity) bool {
+	return o.waitProxies(ctx, client, "trust only the new anchor", func(id proxyIdentity) bool {
 		return len(id.TrustRootFingerprints) == 1 && id.TrustRootFingerprints[0] == newFP
-	}, false, stderr); err != nil {
-		return err
-	}
-	return finish(ctx, client, o.namespace, fmt.Sprintf("trust anchor rotated in %s", time.Since(start).Round(time.Second)), stdout)
+	}, true, stderr)
 }
 
 func (o *rotateOptions) waitProxies(ctx context.Context, client kubernetes.Interface, what string, done func(proxyIdentity) bool, renew bool, progress io.Writer) error {

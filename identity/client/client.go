@@ -2,9 +2,20 @@
 // memory, proves the workload's ServiceAccount to mesh-controller with a
 // projected token, gets a certificate for the workload's SPIFFE ID, renews it
 // at 70% of its lifetime (with jittered backoff when the controller cannot
-// be reached, while the current certificate keeps serving), and follows
-// changes of the trust bundle. It implements certs.Source. It links neither
-// client-go nor the CA.
+// be reached, while the current certificate keeps serving). It implements
+// certs.Source. It links neither client-go nor the CA.
+//
+// Trust roots: the mounted trust bundle file is only the bootstrap, what
+// the first connection to the controller is verified with. Every
+// certificate the controller issues comes with its trust bundle (read from
+// the control plane's own ConfigMap, which only the control plane can
+// write); from the first one on, that bundle is what peers and the
+// controller are verified with, and each renewal brings the current one
+// (a trust-anchor rotation has every proxy renew at each stage). Later
+// changes of the file are never trusted: the file's copy lives in the
+// workload's namespace, where whoever may write ConfigMaps could put their
+// own root in it. A change of the file only makes the client ask the
+// controller (a renewal), and a file that still disagrees is logged at warn.
 package client
 
 import (
@@ -46,13 +57,15 @@ type Config struct {
 	// TokenFile holds the projected ServiceAccount token (re-read for every
 	// request: the kubelet refreshes it). Required.
 	TokenFile string
-	// RootsFile holds the trust bundle (PEM, one or more anchors), re-read when
-	// it changes. Required.
+	// RootsFile holds the bootstrap trust bundle (PEM, one or more anchors):
+	// it verifies the controller until its first answer, which brings the
+	// bundle used from then on. It is watched: a change makes the client ask
+	// the controller for its bundle again, never trust the file. Required.
 	RootsFile string
 	// RenewAt is the fraction of a certificate's lifetime after which it is
 	// renewed. Default: 0.7.
 	RenewAt float64
-	// Poll is how often RootsFile is checked. Default: 5s.
+	// Poll is how often RootsFile is checked for changes. Default: 5s.
 	Poll time.Duration
 	// Log receives issuance and renewal events. Default: discard.
 	Log *slog.Logger
@@ -67,9 +80,21 @@ type Client struct {
 	// renewNow wakes Run for an early renewal (buffered: one pending ask is enough).
 	renewNow chan struct{}
 	http     *http.Client
-	trust    atomic.Pointer[x509.CertPool] // verifies the controller
-	// roots is the trust bundle file's last contents; only Run touches it.
-	roots []byte
+	// trust verifies the controller: the file's roots until the controller
+	// first answers, the controller's bundle from then on.
+	trust atomic.Pointer[x509.CertPool]
+
+	// Only Run's goroutine touches the fields below.
+
+	// fileRoots is the trust bundle file's last contents.
+	fileRoots []byte
+	// controllerRoots is the controller's bundle from its last answer (nil
+	// until the first): what peers and the controller are verified with.
+	controllerRoots []*x509.Certificate
+	// fileChanged records that the file changed since the last issuance and
+	// disagreed with the controller's bundle: the renewal it asked for says
+	// whether someone else wrote it.
+	fileChanged bool
 }
 
 // New makes the workload's key; nothing is requested until Run.
@@ -131,7 +156,7 @@ func (c *Client) Run(ctx context.Context) error {
 			return nil
 		case <-poll.C:
 			if err := c.refreshRoots(); err != nil {
-				c.cfg.Log.Warn("trust bundle changed but is not usable; keeping the current one", "error", err)
+				c.cfg.Log.Warn("the trust bundle file changed but is not usable; ignoring it", "error", err)
 			}
 			continue
 		case <-renew.C:
@@ -151,7 +176,9 @@ func (c *Client) Run(ctx context.Context) error {
 			continue
 		}
 		backoff = time.Second
+		first := c.current.Load() == nil
 		c.current.Store(b)
+		c.compareFile(first)
 		leaf := b.Leaf()
 		life := leaf.NotAfter.Sub(leaf.NotBefore)
 		next := time.Until(leaf.NotBefore.Add(time.Duration(float64(life) * c.cfg.RenewAt)))
@@ -167,42 +194,104 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 }
 
-// refreshRoots swaps in a new trust bundle when the file changed.
+// refreshRoots follows the trust bundle file. Before the controller has
+// answered, the file is the bootstrap and a change of it is taken (it
+// verifies the controller). After, the file is never trusted: a change that
+// disagrees with the controller's bundle only asks the controller again.
 func (c *Client) refreshRoots() error {
 	data, err := os.ReadFile(c.cfg.RootsFile)
 	if err != nil {
 		return err
 	}
-	if bytes.Equal(data, c.roots) {
+	if bytes.Equal(data, c.fileRoots) {
 		return nil
 	}
+	c.fileRoots = data // a bad file is reported once, not at every poll
 	pool, rootCerts, err := certs.ParseRoots(data)
 	if err != nil {
 		return err
 	}
-	c.roots = data
-	c.trust.Store(pool)
-	if cur := c.Bundle(); cur != nil {
-		next := *cur
-		next.Roots, next.RootCerts = pool, rootCerts
-		c.current.Store(&next)
-		c.cfg.Log.Info("trust bundle updated", "roots", len(rootCerts))
+	if c.controllerRoots == nil {
+		c.trust.Store(pool)
+		c.cfg.Log.Info("bootstrap trust bundle updated", "roots", len(rootCerts))
+		return nil
 	}
+	if sameRoots(rootCerts, c.controllerRoots) {
+		c.cfg.Log.Debug("the trust bundle file now matches the controller's")
+		return nil
+	}
+	// A rotation changes the controller's bundle first and the file a
+	// minute or two later, and a bundle edited by hand reaches the file
+	// first: either way the controller says which is current.
+	c.fileChanged = true
+	c.cfg.Log.Info("the trust bundle file changed; asking the controller for the current bundle (the file is not trusted)",
+		"file_roots", fingerprints(rootCerts), "controller_roots", fingerprints(c.controllerRoots))
+	c.RenewNow()
 	return nil
 }
 
-// obtain asks the controller for a certificate.
+// compareFile logs, after an issuance, how the file compares with the
+// controller's bundle: at warn when the file disagrees on the first
+// issuance (the file was the bootstrap) or after the client asked the
+// controller because the file changed; at info when a renewal brought a
+// new bundle the file has not caught up with yet (a rotation).
+func (c *Client) compareFile(first bool) {
+	asked := c.fileChanged || first
+	c.fileChanged = false
+	_, fileCerts, err := certs.ParseRoots(c.fileRoots)
+	if err != nil || sameRoots(fileCerts, c.controllerRoots) {
+		return
+	}
+	log := c.cfg.Log.Info
+	msg := "the trust bundle file differs from the controller's; the controller's is used (the file follows within a minute or two after a rotation)"
+	if asked {
+		log = c.cfg.Log.Warn
+		msg = "the trust bundle file differs from the controller's; the file is ignored (the controller's bundle comes from the control plane's own ConfigMap; the namespace's copy may have been written by someone else)"
+	}
+	log(msg, "file", c.cfg.RootsFile, "file_roots", fingerprints(fileCerts), "controller_roots", fingerprints(c.controllerRoots))
+}
+
+// sameRoots reports whether two bundles hold the same certificates.
+func sameRoots(a, b []*x509.Certificate) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, x := range a {
+		found := false
+		for _, y := range b {
+			found = found || x.Equal(y)
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+func fingerprints(cs []*x509.Certificate) []string {
+	out := make([]string, len(cs))
+	for i, c := range cs {
+		out[i] = certs.Fingerprint(c)
+	}
+	return out
+}
+
+// obtain asks the controller for a certificate and takes the trust bundle
+// that comes with it. Until the controller has answered once, the
+// controller is verified with the file's roots.
 func (c *Client) obtain(ctx context.Context) (*certs.Bundle, error) {
-	rootsPEM, err := os.ReadFile(c.cfg.RootsFile)
-	if err != nil {
-		return nil, fmt.Errorf("read trust roots: %w", err)
+	if c.controllerRoots == nil {
+		rootsPEM, err := os.ReadFile(c.cfg.RootsFile)
+		if err != nil {
+			return nil, fmt.Errorf("read the bootstrap trust roots: %w", err)
+		}
+		pool, _, err := certs.ParseRoots(rootsPEM)
+		if err != nil {
+			return nil, fmt.Errorf("the bootstrap trust roots: %w", err)
+		}
+		c.fileRoots = rootsPEM
+		c.trust.Store(pool)
 	}
-	pool, rootCerts, err := certs.ParseRoots(rootsPEM)
-	if err != nil {
-		return nil, err
-	}
-	c.roots = rootsPEM
-	c.trust.Store(pool)
 	token, err := os.ReadFile(c.cfg.TokenFile)
 	if err != nil {
 		return nil, fmt.Errorf("read token: %w", err)
@@ -263,6 +352,20 @@ func (c *Client) obtain(ctx context.Context) (*certs.Bundle, error) {
 	if id, err := spiffeid.FromCertificate(leaf); err != nil || id != c.cfg.ID {
 		return nil, fmt.Errorf("the controller issued a certificate for %v, not %s", id, c.cfg.ID)
 	}
+	pool, rootCerts, err := certs.ParseRoots([]byte(cr.TrustRoots))
+	if err != nil {
+		return nil, fmt.Errorf("the controller's trust bundle: %w", err)
+	}
+	// A bundle the certificate does not chain to would have every peer
+	// refuse it: keep the current certificate and bundle, and retry.
+	if _, err := certs.VerifyChain(chain, pool, time.Now()); err != nil {
+		return nil, fmt.Errorf("the certificate does not chain to the controller's trust bundle: %w", err)
+	}
+	if !sameRoots(rootCerts, c.controllerRoots) {
+		c.cfg.Log.Info("trust bundle from the controller", "roots", fingerprints(rootCerts))
+	}
+	c.controllerRoots = rootCerts
+	c.trust.Store(pool)
 	return &certs.Bundle{
 		Certificate: &tls.Certificate{Certificate: chain, PrivateKey: c.key, Leaf: leaf},
 		ID:          c.cfg.ID, Roots: pool, RootCerts: rootCerts,

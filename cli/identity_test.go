@@ -1,0 +1,167 @@
+package cli
+
+import (
+	"crypto/x509"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/meshctl/meshctl/controller"
+	"github.com/meshctl/meshctl/identity/ca"
+	"github.com/meshctl/meshctl/internal/certs"
+)
+
+// rotationCluster is an API server with the control plane's trust bundle
+// and issuer, meshed pods, and the admin API in front of their proxies.
+// Like real proxies, these take their trust roots from the controller with
+// each certificate: a proxy's bundle and issuer change only when it is asked
+// to renew, whatever the namespaces' copies of the bundle say.
+type rotationCluster struct {
+	mu      sync.Mutex // guards the fields below
+	roots   string     // the ConfigMap's roots.pem
+	issuer  string     // the Secret's tls.crt
+	proxies map[string]*proxyIdentity
+	renews  int
+}
+
+func (rc *rotationCluster) fingerprints(rootsPEM string) []string {
+	_, rs, _ := certs.ParseRoots([]byte(rootsPEM))
+	return fingerprints(rs)
+}
+
+func fingerprints(cs []*x509.Certificate) []string {
+	out := make([]string, len(cs))
+	for i, c := range cs {
+		out[i] = certs.Fingerprint(c)
+	}
+	return out
+}
+
+func (rc *rotationCluster) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	write := func(v any) { _ = json.NewEncoder(w).Encode(v) }
+	path := r.URL.Path
+	switch {
+	case path == "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews":
+		write(authorizationv1.SelfSubjectAccessReview{
+			TypeMeta: metav1.TypeMeta{APIVersion: "authorization.k8s.io/v1", Kind: "SelfSubjectAccessReview"},
+			Status:   authorizationv1.SubjectAccessReviewStatus{Allowed: true},
+		})
+	case path == "/api/v1/namespaces/meshctl/configmaps/"+controller.TrustRootsConfigMap:
+		if r.Method == http.MethodPut {
+			var cm corev1.ConfigMap
+			_ = json.NewDecoder(r.Body).Decode(&cm)
+			rc.roots = cm.Data[controller.RootsKey]
+		}
+		write(corev1.ConfigMap{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
+			ObjectMeta: metav1.ObjectMeta{Namespace: "meshctl", Name: controller.TrustRootsConfigMap},
+			Data:       map[string]string{controller.RootsKey: rc.roots},
+		})
+	case path == "/api/v1/namespaces/meshctl/secrets/"+controller.IssuerSecret:
+		if r.Method == http.MethodPut {
+			var s corev1.Secret
+			_ = json.NewDecoder(r.Body).Decode(&s)
+			rc.issuer = string(s.Data[corev1.TLSCertKey])
+		}
+		write(corev1.Secret{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+			ObjectMeta: metav1.ObjectMeta{Namespace: "meshctl", Name: controller.IssuerSecret},
+			Data:       map[string][]byte{corev1.TLSCertKey: []byte(rc.issuer)},
+		})
+	case path == "/api/v1/pods":
+		list := corev1.PodList{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "PodList"}}
+		for name := range rc.proxies {
+			list.Items = append(list.Items, corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name},
+				Status:     corev1.PodStatus{Phase: corev1.PodRunning},
+			})
+		}
+		write(list)
+	case strings.HasPrefix(path, "/apis/admin.meshctl.io/v1alpha1/namespaces/shop/pods/"):
+		name, sub, _ := strings.Cut(strings.TrimPrefix(path, "/apis/admin.meshctl.io/v1alpha1/namespaces/shop/pods/"), "/")
+		p := rc.proxies[name]
+		switch {
+		case p == nil:
+			w.WriteHeader(http.StatusNotFound)
+		case sub == "identity" && r.Method == http.MethodGet:
+			write(p)
+		case sub == "renew" && r.Method == http.MethodPost:
+			// The controller issues from the Secret's issuer and sends
+			// the ConfigMap's bundle with the certificate.
+			rc.renews++
+			p.TrustRootFingerprints = rc.fingerprints(rc.roots)
+			if c := rc.fingerprints(rc.issuer); len(c) == 1 {
+				p.IssuerFingerprint = c[0]
+			}
+			w.WriteHeader(http.StatusAccepted)
+		default:
+			w.WriteHeader(http.StatusMethodNotAllowed)
+		}
+	default:
+		w.WriteHeader(http.StatusNotFound)
+		write(metav1.Status{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Status"}, Status: metav1.StatusFailure,
+			Reason: metav1.StatusReasonNotFound, Code: http.StatusNotFound})
+	}
+}
+
+// TestRotateTrustAnchorHasEveryProxyRenewAtEachStage: proxies take their
+// trust roots from the controller, not from the mounted copy of the bundle,
+// so waiting for the kubelet to deliver the new bundle would wait forever;
+// every stage asks each proxy to renew, and the rotation completes.
+func TestRotateTrustAnchorHasEveryProxyRenewAtEachStage(t *testing.T) {
+	anchor, err := ca.NewTrustAnchor("cluster.local", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuer, err := ca.NewIssuer(anchor, "cluster.local", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := &rotationCluster{roots: string(anchor.CertPEM()), issuer: string(issuer.CertPEM()), proxies: map[string]*proxyIdentity{}}
+	for _, name := range []string{"web-1", "web-2"} {
+		rc.proxies[name] = &proxyIdentity{
+			SPIFFEID:              "spiffe://cluster.local/ns/shop/sa/web",
+			IssuerFingerprint:     certs.Fingerprint(issuer.Cert),
+			TrustRootFingerprints: []string{certs.Fingerprint(anchor.Cert)},
+		}
+	}
+	srv := httptest.NewServer(rc)
+	defer srv.Close()
+	client, err := kubernetes.NewForConfig(&rest.Config{Host: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &rotateOptions{namespace: "meshctl", anchorFile: filepath.Join(t.TempDir(), "trust-anchor.pem"), timeout: 20 * time.Second}
+	if err := rotateTrustAnchor(t.Context(), o, client, io.Discard); err != nil {
+		t.Fatalf("rotate-trust-anchor: %v", err)
+	}
+	next, err := loadAnchor(o.anchorFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	for name, p := range rc.proxies {
+		if len(p.TrustRootFingerprints) != 1 || p.TrustRootFingerprints[0] != certs.Fingerprint(next.Cert) {
+			t.Errorf("%s trusts %v, want only the new anchor", name, p.TrustRootFingerprints)
+		}
+	}
+	if rc.renews < 3*len(rc.proxies) {
+		t.Errorf("%d renewals asked, want one per proxy at each of the 3 stages at least", rc.renews)
+	}
+}
