@@ -5,10 +5,10 @@
 // handlers running at once but never tells such a client to stop.
 //
 // A Conn wraps the server's connection and reads the frame headers flowing
-// both ways (never their payloads): it counts the streams the client opens
-// and those it resets before the server sent their response headers. When
-// a connection has had at least MinResets such premature resets and they
-// are more than half of its streams, the Conn sends GOAWAY with
+// both ways (never their payloads): it notes the streams the client opens
+// and those it resets young (within Premature, 1 s) before the server sent
+// their response headers. Such premature resets are let through in bursts
+// of MinResets at ResetsPerSecond; beyond that the Conn sends GOAWAY with
 // ENHANCE_YOUR_CALM at the next frame boundary of the server's output, as
 // Envoy does, stops feeding the server and closes the connection.
 package resetguard

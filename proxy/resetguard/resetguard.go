@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // Frame types and the error code this package reads and writes (RFC 9113).
@@ -29,9 +31,18 @@ var ErrTooManyResets = errors.New("resetguard: too many streams reset before the
 
 // Config sets the limits. The zero value takes the defaults.
 type Config struct {
-	// MinResets is how many premature resets a connection may make before
-	// their share of its streams is judged. Default: 100.
+	// MinResets is the burst of premature resets a connection may make at
+	// once (a client cancelling a batch of calls). Default: 100.
 	MinResets int
+	// ResetsPerSecond is the rate of premature resets a connection may keep
+	// up; beyond the burst and this rate it is told to calm down.
+	// Default: 50.
+	ResetsPerSecond float64
+	// Premature is how young a stream must be, when the client resets it
+	// before its response started, to count: streams reset after waiting
+	// longer (a deadline that passed on a slow server) cost the client as
+	// much as the server. Default: 1s.
+	Premature time.Duration
 	// MaxPending bounds the client's streams that have neither an answer
 	// started nor a reset (the server refuses what is beyond its stream
 	// limit, so a well-behaved client never comes near). Default: 1000.
@@ -57,6 +68,10 @@ type Conn struct {
 	streams int
 	resets  int
 	maxID   uint32
+	// budget lets premature resets through in bursts of MinResets at
+	// ResetsPerSecond: judged over time, not over the connection's life, so
+	// answered streams cannot bank an allowance for a later flood.
+	budget *rate.Limiter
 
 	// tripped is set once the client is to be told to calm down: reads fail
 	// from then on, and the GOAWAY goes out at the next frame boundary.
@@ -64,9 +79,9 @@ type Conn struct {
 	lastID  atomic.Uint32 // the GOAWAY's last stream
 
 	// mu guards pending, the client's streams with neither a response
-	// started nor a reset, and closer.
+	// started nor a reset (and when each opened), and closer.
 	mu      sync.Mutex
-	pending map[uint32]struct{}
+	pending map[uint32]time.Time
 	closer  *time.Timer
 
 	// wmu serializes writes, and guards the write side's position and
@@ -88,7 +103,14 @@ func New(c net.Conn, cfg Config) *Conn {
 	if cfg.CloseAfter <= 0 {
 		cfg.CloseAfter = time.Second
 	}
-	return &Conn{Conn: c, cfg: cfg, skip: len(preface), pending: map[uint32]struct{}{}}
+	if cfg.ResetsPerSecond <= 0 {
+		cfg.ResetsPerSecond = 50
+	}
+	if cfg.Premature <= 0 {
+		cfg.Premature = time.Second
+	}
+	return &Conn{Conn: c, cfg: cfg, skip: len(preface), pending: map[uint32]time.Time{},
+		budget: rate.NewLimiter(rate.Limit(cfg.ResetsPerSecond), cfg.MinResets)}
 }
 
 // Read passes the client's bytes to the server, counting the streams they
@@ -122,20 +144,21 @@ func (c *Conn) clientFrame(typ byte, stream uint32) {
 		c.maxID = stream
 		c.streams++
 		c.mu.Lock()
-		c.pending[stream] = struct{}{}
+		c.pending[stream] = time.Now()
 		tooMany := len(c.pending) > c.cfg.MaxPending
 		c.mu.Unlock()
 		if tooMany {
 			c.trip()
 		}
 	case frameRSTStream:
+		now := time.Now()
 		c.mu.Lock()
-		_, premature := c.pending[stream]
+		opened, waiting := c.pending[stream]
 		delete(c.pending, stream)
 		c.mu.Unlock()
-		if premature {
+		if waiting && now.Sub(opened) < c.cfg.Premature {
 			c.resets++
-			if c.resets >= c.cfg.MinResets && 2*c.resets > c.streams {
+			if !c.budget.AllowN(now, 1) {
 				c.trip()
 			}
 		}
@@ -196,14 +219,17 @@ func (c *Conn) Write(b []byte) (int, error) {
 		c.out.feed(b[:n], c.serverFrame)
 		return n, err
 	}
-	// Due while a frame was being written: finish it, then the GOAWAY.
+	// Due while a frame was being written: finish it (it may span more
+	// writes than this one), then the GOAWAY.
 	k := c.out.untilBoundary(b)
 	n, err := c.Conn.Write(b[:k])
 	c.out.feed(b[:n], nil)
 	if err != nil {
 		return n, err
 	}
-	c.goAwayLocked()
+	if c.out.atBoundary() {
+		c.goAwayLocked()
+	}
 	return len(b), nil
 }
 

@@ -101,7 +101,12 @@ func TestPrematureResetsGetGoAwayAtAFrameBoundary(t *testing.T) {
 	if _, err := c.Read(buf); err != ErrTooManyResets {
 		t.Errorf("read after the trip: %v, want ErrTooManyResets", err)
 	}
-	if _, err := c.Write(big[10000:]); err != nil {
+	// The rest of the frame comes in two writes: the GOAWAY must wait for
+	// the second.
+	if _, err := c.Write(big[10000:15000]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write(big[15000:]); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.Write([]byte{0, 0, 0, 0, 0, 0, 0, 0, 3}); err != nil { // dropped
@@ -200,4 +205,64 @@ func FuzzFrameScanner(f *testing.F) {
 			}
 		}
 	})
+}
+
+// drive feeds frame headers to the guard as its reader and writer would.
+func open(c *Conn, id uint32)   { c.clientFrame(frameHeaders, id) }
+func reset(c *Conn, id uint32)  { c.clientFrame(frameRSTStream, id) }
+func answer(c *Conn, id uint32) { c.serverFrame(frameHeaders, id) }
+
+func TestAnsweredStreamsBankNoResets(t *testing.T) {
+	// Each premature reset paired with a stream answered at once (a 403
+	// will do): judged over the connection's life the ratio stays at one
+	// half; judged over time it is a flood.
+	c := New(pipeEnd(t), Config{})
+	for i := uint32(0); i < 20_000 && !c.Tripped(); i++ {
+		open(c, 4*i+1)
+		answer(c, 4*i+1)
+		open(c, 4*i+3)
+		reset(c, 4*i+3)
+	}
+	if !c.Tripped() {
+		t.Errorf("20,000 premature resets interleaved with answered streams were never stopped")
+	}
+	if c.resets > 200 {
+		t.Errorf("tripped only after %d premature resets; the burst is 100", c.resets)
+	}
+}
+
+func TestCallsThatGaveUpOnASlowServerAreNotAnAttack(t *testing.T) {
+	// 150 calls waited past their deadline on a slow server and were
+	// cancelled before any answer: no rapid reset.
+	c := New(pipeEnd(t), Config{})
+	for i := uint32(0); i < 150; i++ {
+		open(c, 2*i+1)
+	}
+	c.mu.Lock()
+	for id := range c.pending {
+		c.pending[id] = time.Now().Add(-2 * time.Second)
+	}
+	c.mu.Unlock()
+	for i := uint32(0); i < 150; i++ {
+		reset(c, 2*i+1)
+	}
+	if c.Tripped() {
+		t.Error("a client whose calls timed out on a slow server was cut off")
+	}
+	// A client cancelling a batch of young calls at once stays within the burst.
+	for i := uint32(150); i < 240; i++ {
+		open(c, 2*i+1)
+		reset(c, 2*i+1)
+	}
+	if c.Tripped() {
+		t.Error("90 cancelled calls at once were taken for an attack")
+	}
+}
+
+// pipeEnd is a connection for tests that drive the guard by hand (closed
+// when they end; a tripped guard closes it too).
+func pipeEnd(t *testing.T) net.Conn {
+	a, b := net.Pipe()
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a
 }
