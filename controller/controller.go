@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"sync/atomic"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
@@ -170,6 +172,10 @@ func (c *Controller) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	podBySourceIP, err := sourcePods(dest.Pods())
+	if err != nil {
+		return err
+	}
 	for name, inf := range map[string]cache.SharedIndexInformer{
 		"services": dest.Services(), "endpointslices": dest.EndpointSlices(), "pods": dest.Pods(), "namespaces": nsInformer,
 	} {
@@ -194,7 +200,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	svc, err := identitysvc.New(identitysvc.Config{
 		CA: c.trust.ca.Load(), Reviewer: identitysvc.TokenReviewer{Client: reviews},
 		TrustDomain: c.cfg.TrustDomain, TrustRoots: c.trust.Roots, Lifetime: c.cfg.LeafLifetime,
-		Registerer: c.reg, Log: c.log.With("service", "identity"),
+		PodBySourceIP: podBySourceIP, Registerer: c.reg, Log: c.log.With("service", "identity"),
 	})
 	if err != nil {
 		return err
@@ -300,6 +306,55 @@ func ignoreClosed(err error) error {
 		return nil
 	}
 	return err
+}
+
+// sourceIPIndex indexes the pod cache by the pods' own IPs, for issuance.
+const sourceIPIndex = "identity-source-ip"
+
+// sourcePods indexes pods by IP and returns the identity service's
+// PodBySourceIP: the namespace and ServiceAccount of the pod that holds an
+// address now. Finished pods (whose IPs may already be another's) and
+// hostNetwork pods (whose address is the node's) hold none; a pod being
+// deleted counts only when no other pod has the address.
+func sourcePods(pods cache.SharedIndexInformer) (func(netip.Addr) (string, string, bool), error) {
+	err := pods.AddIndexers(cache.Indexers{sourceIPIndex: func(obj any) ([]string, error) {
+		p, ok := obj.(*corev1.Pod)
+		if !ok || p.Spec.HostNetwork || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+			return nil, nil
+		}
+		ips := make([]string, 0, len(p.Status.PodIPs))
+		for _, ip := range p.Status.PodIPs {
+			if a, err := netip.ParseAddr(ip.IP); err == nil {
+				ips = append(ips, a.Unmap().String())
+			}
+		}
+		return ips, nil
+	}})
+	if err != nil {
+		return nil, err
+	}
+	return func(ip netip.Addr) (string, string, bool) {
+		objs, _ := pods.GetIndexer().ByIndex(sourceIPIndex, ip.Unmap().String())
+		var best *corev1.Pod
+		for _, o := range objs {
+			p, ok := o.(*corev1.Pod)
+			if !ok {
+				continue
+			}
+			if best == nil || best.DeletionTimestamp != nil && p.DeletionTimestamp == nil ||
+				(best.DeletionTimestamp != nil) == (p.DeletionTimestamp != nil) && p.Namespace+"/"+p.Name < best.Namespace+"/"+best.Name {
+				best = p
+			}
+		}
+		if best == nil {
+			return "", "", false
+		}
+		sa := best.Spec.ServiceAccountName
+		if sa == "" {
+			sa = "default" // what the API server's admission fills in
+		}
+		return best.Namespace, sa, true
+	}, nil
 }
 
 // renewOwn issues the controller's serving certificate from the current issuer.

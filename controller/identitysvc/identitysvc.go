@@ -8,10 +8,13 @@
 // The endpoint needs no client certificate, so anyone who can reach it can
 // make it work: a TokenReview is what it costs most, and reviews share the
 // API server. Before one is made, a request passes a per-source-address rate
-// limit, a well-formed certificate request (key type and size checked), and a
+// limit, a well-formed certificate request (key type and size checked), a
 // local look at the token (a JWT for the audience, not expired, of a
-// ServiceAccount); then it waits for one of a bounded number of review slots,
-// and only briefly.
+// ServiceAccount), and, when the controller wires Config.PodBySourceIP, a
+// match between the ServiceAccount the token claims and that of the pod the
+// request comes from (the local look verifies no signature: without this, a
+// forged token of the right shape would still cost a review); then it waits
+// for one of a bounded number of review slots, and only briefly.
 package identitysvc
 
 import (
@@ -24,6 +27,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -72,6 +76,13 @@ type Config struct {
 	ReviewWait time.Duration
 	// ReviewTimeout bounds one TokenReview. Default: 10s.
 	ReviewTimeout time.Duration
+	// PodBySourceIP returns the namespace and ServiceAccount of the live pod
+	// that holds ip, or false when none does. When set, a request is refused
+	// (403, before any TokenReview) unless its token claims that pod's
+	// ServiceAccount: reason token_not_for_source, or unknown_source when no
+	// pod holds the address. Default: nil, no such check (callers that are
+	// not pods, such as tests on the host).
+	PodBySourceIP func(ip netip.Addr) (namespace, serviceAccount string, ok bool)
 	// Registerer receives the service's counters; nil means none.
 	Registerer prometheus.Registerer
 	// Log receives every issuance and refusal. Default: discard.
@@ -199,13 +210,18 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, http.StatusUnauthorized, "no_token", "a ServiceAccount token is required")
 		return
 	}
-	if err := CheckToken(req.Token, api.TokenAudience, time.Now()); err != nil {
+	ns, sa, err := CheckToken(req.Token, api.TokenAudience, time.Now())
+	if err != nil {
 		reason := "token_malformed"
 		var te *TokenError
 		if errors.As(err, &te) {
 			reason = te.Reason
 		}
 		s.fail(w, http.StatusUnauthorized, reason, "the token was not accepted: "+err.Error())
+		return
+	}
+	if status, reason, err := s.checkSource(source, ns, sa); err != nil {
+		s.fail(w, status, reason, err.Error())
 		return
 	}
 	user, status, reason, err := s.review(r.Context(), req.Token)
@@ -251,6 +267,31 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		"not_after", chain[0].NotAfter, "issuer", chain[0].Issuer.CommonName)
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(api.CertificateResponse{Certificate: out.String(), TrustRoots: string(s.cfg.TrustRoots())})
+}
+
+// checkSource refuses, before any TokenReview, a token whose ServiceAccount
+// is not that of the pod the request comes from: a forged token (the local
+// check verifies no signature) then costs nothing, and a real one works
+// only from its own pod. Without a PodBySourceIP, anything passes.
+func (s *Service) checkSource(source, namespace, serviceAccount string) (status int, reason string, err error) {
+	if s.cfg.PodBySourceIP == nil {
+		return 0, "", nil
+	}
+	ip, perr := netip.ParseAddr(source)
+	if perr != nil {
+		return http.StatusForbidden, "unknown_source", fmt.Errorf("the source address %q is not an IP address", source)
+	}
+	podNS, podSA, ok := s.cfg.PodBySourceIP(ip.Unmap())
+	if !ok {
+		// A pod so new that the controller's cache has not seen its IP
+		// yet lands here too: its proxy retries with backoff.
+		return http.StatusForbidden, "unknown_source", fmt.Errorf("no running pod has the address %s (a pod just started: retry shortly)", ip.Unmap())
+	}
+	if podNS != namespace || podSA != serviceAccount {
+		return http.StatusForbidden, "token_not_for_source", fmt.Errorf("the token is for ServiceAccount %s/%s, but the request comes from a pod of %s/%s",
+			namespace, serviceAccount, podNS, podSA)
+	}
+	return 0, "", nil
 }
 
 // idOf maps "system:serviceaccount:<ns>:<sa>" to its SPIFFE ID.

@@ -18,6 +18,7 @@ import (
 	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync/atomic"
@@ -273,6 +274,71 @@ func TestTokensThatCannotPassCostNoReview(t *testing.T) {
 	}
 }
 
+// TestATokenFromAnotherPodCostsNoReview: the local check verifies no
+// signature, so a forged token of the right shape would cost a TokenReview
+// each; with the pods' addresses known, a token whose ServiceAccount is not
+// that of the pod the request comes from, or a request from an address no
+// pod holds, is refused before any review.
+func TestATokenFromAnotherPodCostsNoReview(t *testing.T) {
+	pods := map[netip.Addr][2]string{
+		netip.MustParseAddr("10.244.0.7"): {"shop", "web"},
+		netip.MustParseAddr("10.244.0.8"): {"shop", "attacker"},
+		netip.MustParseAddr("fd00::8"):    {"other", "web"},
+	}
+	var lookups atomic.Int64
+	s, rv := newServiceWith(t, Config{Burst: 100, RatePerSecond: 100, PodBySourceIP: func(ip netip.Addr) (string, string, bool) {
+		lookups.Add(1)
+		p, ok := pods[ip]
+		return p[0], p[1], ok
+	}})
+	web := func(sig string) api.CertificateRequest {
+		return api.CertificateRequest{CSR: csrPEM(t, "spiffe://cluster.local/ns/shop/sa/web"),
+			Token: jwt(map[string]any{"aud": api.TokenAudience, "sub": "system:serviceaccount:shop:web", "exp": time.Now().Add(10 * time.Minute).Unix()}, sig)}
+	}
+	for _, tc := range []struct {
+		name, from, reason string
+	}{
+		{"another ServiceAccount's pod", "10.244.0.8:40000", "token_not_for_source"},
+		{"the same ServiceAccount name in another namespace", "[fd00::8]:40000", "token_not_for_source"},
+		{"an address no pod holds", "10.244.9.9:40000", "unknown_source"},
+		{"the host", "192.0.2.1:40000", "unknown_source"},
+		{"an IPv4-mapped address no pod holds", "[::ffff:10.244.9.9]:40000", "unknown_source"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := testutil.ToFloat64(s.refused.WithLabelValues(tc.reason))
+			for _, sig := range []string{"forged", "signed"} { // forged or real, from the wrong place
+				rec, e := postFrom(t, s, tc.from, web(sig))
+				if rec.Code != http.StatusForbidden || e.Reason != tc.reason {
+					t.Errorf("%s token: status %d reason %q (%s), want 403 %q", sig, rec.Code, e.Reason, e.Error, tc.reason)
+				}
+			}
+			if got := testutil.ToFloat64(s.refused.WithLabelValues(tc.reason)); got != before+2 {
+				t.Errorf("refused{%s} went from %v to %v, want +2", tc.reason, before, got)
+			}
+		})
+	}
+	if n := rv.calls.Load(); n != 0 {
+		t.Errorf("%d TokenReviews for tokens from the wrong place, want 0", n)
+	}
+	// From its own pod (IPv4, and as an IPv4-mapped address) a token is
+	// reviewed as before: a forged one is refused by the review, a real one
+	// gets its certificate.
+	if rec, e := postFrom(t, s, "10.244.0.7:40000", web("forged")); rec.Code != http.StatusUnauthorized || e.Reason != "token_invalid" {
+		t.Errorf("a forged token from its pod: %d %q, want 401 token_invalid", rec.Code, e.Reason)
+	}
+	for _, from := range []string{"10.244.0.7:40000", "[::ffff:10.244.0.7]:40000"} {
+		if rec, e := postFrom(t, s, from, web("signed")); rec.Code != http.StatusOK {
+			t.Errorf("a real token from its pod (%s): %d %s", from, rec.Code, e.Error)
+		}
+	}
+	if n := rv.calls.Load(); n != 3 {
+		t.Errorf("%d TokenReviews, want 3 (the requests from the token's own pod)", n)
+	}
+	if lookups.Load() == 0 {
+		t.Error("the pod lookup was never asked")
+	}
+}
+
 func TestASourceOverItsLimitCostsNoReview(t *testing.T) {
 	s, rv := newServiceWith(t, Config{SourceBurst: 3, SourceRatePerSecond: 0.001, Burst: 100, RatePerSecond: 100})
 	req := func() api.CertificateRequest {
@@ -425,7 +491,7 @@ func FuzzCheckToken(f *testing.F) {
 	f.Add("a.b.c")
 	f.Add("e30.e30.e30")
 	f.Fuzz(func(t *testing.T, tok string) {
-		err := CheckToken(tok, api.TokenAudience, time.Now())
+		_, _, err := CheckToken(tok, api.TokenAudience, time.Now())
 		var te *TokenError
 		if err != nil && (!errors.As(err, &te) || te.Reason == "") {
 			t.Fatalf("an error that is not a *TokenError with a reason: %v", err)

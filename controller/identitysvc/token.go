@@ -72,57 +72,58 @@ func (a *audiences) UnmarshalJSON(b []byte) error {
 // that): it must be a JWT of three base64url parts whose payload names
 // audience, expires after now (within tokenLeeway) and at most maxTokenAhead
 // from now, and belongs to a ServiceAccount (sub
-// system:serviceaccount:<namespace>:<name>, both valid names). Errors are
-// *TokenError.
-func CheckToken(token, audience string, now time.Time) error {
+// system:serviceaccount:<namespace>:<name>, both valid names). It returns
+// the ServiceAccount the token claims (unverified: only the TokenReview
+// says whose it is). Errors are *TokenError.
+func CheckToken(token, audience string, now time.Time) (namespace, serviceAccount string, err error) {
 	if len(token) > maxTokenBytes {
-		return tokenErr("token_malformed", "the token is longer than %d bytes", maxTokenBytes)
+		return "", "", tokenErr("token_malformed", "the token is longer than %d bytes", maxTokenBytes)
 	}
 	parts := strings.Split(token, ".")
 	if len(parts) != 3 {
-		return tokenErr("token_malformed", "the token is not a JWT (%d parts, want 3)", len(parts))
+		return "", "", tokenErr("token_malformed", "the token is not a JWT (%d parts, want 3)", len(parts))
 	}
 	var decoded [3][]byte
 	for i, p := range parts {
 		b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(p, "="))
 		if err != nil || len(b) == 0 {
-			return tokenErr("token_malformed", "the token's part %d is not base64url", i+1)
+			return "", "", tokenErr("token_malformed", "the token's part %d is not base64url", i+1)
 		}
 		decoded[i] = b
 	}
 	var header map[string]any
 	if err := json.Unmarshal(decoded[0], &header); err != nil {
-		return tokenErr("token_malformed", "the token's header is not a JSON object")
+		return "", "", tokenErr("token_malformed", "the token's header is not a JSON object")
 	}
 	var c claims
 	if err := json.Unmarshal(decoded[1], &c); err != nil {
-		return tokenErr("token_malformed", "the token's payload: %w", err)
+		return "", "", tokenErr("token_malformed", "the token's payload: %w", err)
 	}
 	found := false
 	for _, a := range c.Aud {
 		found = found || a == audience
 	}
 	if !found {
-		return tokenErr("token_audience", "the token is for %v, not %s", []string(c.Aud), audience)
+		return "", "", tokenErr("token_audience", "the token is for %v, not %s", []string(c.Aud), audience)
 	}
 	if c.Exp == nil || math.IsNaN(*c.Exp) || math.IsInf(*c.Exp, 0) {
-		return tokenErr("token_malformed", "the token has no expiry")
+		return "", "", tokenErr("token_malformed", "the token has no expiry")
 	}
 	exp := time.Unix(int64(min(max(*c.Exp, 0), math.MaxInt32*4)), 0)
 	if exp.Before(now.Add(-tokenLeeway)) {
-		return tokenErr("token_expired", "the token expired at %s", exp.UTC().Format(time.RFC3339))
+		return "", "", tokenErr("token_expired", "the token expired at %s", exp.UTC().Format(time.RFC3339))
 	}
 	if exp.After(now.Add(maxTokenAhead + tokenLeeway)) {
-		return tokenErr("token_expired", "the token expires at %s, more than %s from now: projected tokens for %s last 10 minutes",
+		return "", "", tokenErr("token_expired", "the token expires at %s, more than %s from now: projected tokens for %s last 10 minutes",
 			exp.UTC().Format(time.RFC3339), maxTokenAhead, audience)
 	}
 	rest, ok := strings.CutPrefix(c.Sub, "system:serviceaccount:")
 	ns, sa, ok2 := strings.Cut(rest, ":")
 	if !ok || !ok2 {
-		return tokenErr("token_malformed", "the token's subject %q is not a ServiceAccount", c.Sub)
+		return "", "", tokenErr("token_malformed", "the token's subject %q is not a ServiceAccount", c.Sub)
 	}
 	if _, err := spiffeid.New("cluster.local", ns, sa); err != nil {
-		return tokenErr("token_malformed", "the token's subject %q: %w", c.Sub, err)
+		return "", "", tokenErr("token_malformed", "the token's subject %q: %w", c.Sub, err)
 	}
-	return nil
+	return ns, sa, nil
 }
