@@ -23,8 +23,10 @@ const maxReviewBytes = 3 << 20
 // Anyone who can reach it can send it a review, so it acts only on reviews
 // the API server could have sent: for a namespace that exists (in the
 // controller's cache) and a pod that asks for the mesh (its own or its
-// namespace's inject annotation). Anything else is answered "allowed, as it
-// is" with no side effect.
+// namespace's inject annotation). Anything else is answered with no side
+// effect: "allowed, as it is", except a pod of a namespace the cache does
+// not know (yet), which is refused unless it clearly does not want the
+// mesh (created now, it could start without a proxy it should have).
 type Webhook struct {
 	// Config is the mesh's injection configuration.
 	Config Config
@@ -33,7 +35,8 @@ type Webhook struct {
 	NamespaceAnnotations func(ctx context.Context, name string) (map[string]string, error)
 	// NamespaceWait is how long a review waits for an unknown namespace to
 	// appear (a namespace created just before its first pod may reach the
-	// cache a moment after the pod's review). Default: 2s.
+	// cache a moment after the pod's review); after it, a pod that may want
+	// the mesh is refused, to be retried. Default: 2s.
 	NamespaceWait time.Duration
 	// BeforeInject runs before a pod of the namespace is meshed (the
 	// controller makes sure the trust bundle is there); nil means nothing.
@@ -141,10 +144,18 @@ func (h *Webhook) review(ctx context.Context, req *admissionv1.AdmissionRequest,
 	}
 	nsAnnotations, err := h.namespace(ctx, req.Namespace)
 	if err != nil {
-		// Not a namespace the API server knows: the review was not sent
-		// by it. Nothing is done for it.
-		log.Warn("review for an unknown namespace ignored", "namespace", req.Namespace, "pod", name, "error", err)
-		return allow
+		// Not in the cache: a namespace created a moment ago, or a review
+		// the API server did not send. Nothing is done for it. A pod that
+		// may want the mesh is refused rather than created without a proxy
+		// (a namespace's inject annotation could not be read); whoever
+		// creates it retries (a ReplicaSet by itself). A pod that clearly
+		// does not want the mesh is let through.
+		if !mayWantMesh(&pod, req.Namespace, h.Config) {
+			log.Debug("pod of a namespace not known yet let through: it does not ask for the mesh", "namespace", req.Namespace, "pod", name, "error", err)
+			return allow
+		}
+		log.Warn("pod refused: its namespace is not known to the mesh yet", "namespace", req.Namespace, "pod", name, "error", err)
+		return unknownNamespace(req.Namespace)
 	}
 	patched, reason, err := Patch(&pod, req.Namespace, nsAnnotations, h.Config)
 	if err != nil {
@@ -179,6 +190,24 @@ func (h *Webhook) review(ctx context.Context, req *admissionv1.AdmissionRequest,
 	pt := admissionv1.PatchTypeJSONPatch
 	log.Info("pod injected", "namespace", req.Namespace, "pod", name, "workload", patched.Labels[WorkloadLabel])
 	return &admissionv1.AdmissionResponse{Allowed: true, Patch: patch, PatchType: &pt}
+}
+
+// mayWantMesh reports whether a pod may be meshed when its namespace's
+// annotations are not known: only a pod that opts out itself, runs on the
+// host network, or lives in the control plane's namespace clearly is not.
+func mayWantMesh(pod *corev1.Pod, namespace string, cfg Config) bool {
+	cfg = cfg.withDefaults()
+	return pod.Annotations[InjectAnnotation] != "disabled" && !pod.Spec.HostNetwork && namespace != cfg.ControlPlaneNamespace
+}
+
+// unknownNamespace refuses a pod whose namespace the mesh does not know
+// yet. The status is 503: the condition passes, and the message says to retry.
+func unknownNamespace(ns string) *admissionv1.AdmissionResponse {
+	return &admissionv1.AdmissionResponse{Allowed: false, Result: &metav1.Status{
+		Status: metav1.StatusFailure, Code: http.StatusServiceUnavailable, Reason: metav1.StatusReasonServiceUnavailable,
+		Message: fmt.Sprintf("meshctl: namespace %q is not known to the mesh yet (it was created a moment ago), so whether the pod gets a proxy "+
+			"cannot be decided; retry in a few seconds (ReplicaSets, Jobs and other controllers retry by themselves)", ns),
+	}}
 }
 
 func refuse(msg string) *admissionv1.AdmissionResponse {

@@ -181,14 +181,18 @@ func TestAForgedReviewHasNoSideEffect(t *testing.T) {
 		}
 		return out
 	}
-	for _, tc := range []struct{ name, ns, fixture string }{
-		{"a namespace that does not exist", "ghost", "pod-enabled"},
-		{"an existing namespace, a pod that does not ask", "plain", "already-injected"},
-		{"an existing namespace, a pod that does not ask (not injected)", "plain", "not-enabled"},
+	for _, tc := range []struct {
+		name, ns, fixture string
+		allowed           bool
+	}{
+		// Refused (it may be a namespace created a moment ago), but with nothing done.
+		{"a namespace that does not exist", "ghost", "pod-enabled", false},
+		{"an existing namespace, a pod that does not ask", "plain", "already-injected", true},
+		{"an existing namespace, a pod that does not ask (not injected)", "plain", "not-enabled", true},
 	} {
 		code, out, body := call(t, h, podReview(t, tc.ns, tc.fixture, admissionv1.Create))
-		if code != 200 || out.Response == nil || !out.Response.Allowed || out.Response.Patch != nil || out.Response.UID != "42" {
-			t.Errorf("%s: %d %s, want allowed without a patch", tc.name, code, body)
+		if code != 200 || out.Response == nil || out.Response.Allowed != tc.allowed || out.Response.Patch != nil || out.Response.UID != "42" {
+			t.Errorf("%s: %d %s, want allowed=%v without a patch", tc.name, code, body, tc.allowed)
 		}
 		if got := creates(); len(got) != 0 {
 			t.Errorf("%s: the webhook wrote %v", tc.name, got)
@@ -222,6 +226,54 @@ func TestWebhookWaitsBrieflyForANewNamespace(t *testing.T) {
 	_, out, _ := call(t, h, podReview(t, "fresh", "not-enabled", admissionv1.Create))
 	if out.Response == nil || out.Response.Patch == nil || len(prepared) != 1 {
 		t.Errorf("a pod of a namespace the cache learnt of 100ms late: %+v, prepared %v", out.Response, prepared)
+	}
+}
+
+// TestAPodOfANamespaceNotKnownYetIsRefusedUnlessItOptsOut: a namespace
+// created just before its pods may reach the controller's cache after them.
+// Allowing such a pod unmodified would start it without the proxy it asks
+// for; it is refused with a message to retry (a ReplicaSet retries by
+// itself), unless it clearly does not want the mesh.
+func TestAPodOfANamespaceNotKnownYetIsRefusedUnlessItOptsOut(t *testing.T) {
+	var prepared []string
+	h := newWebhook(&prepared)
+	for _, tc := range []struct {
+		name, fixture string
+		change        func(*corev1.Pod)
+		allowed       bool
+	}{
+		{"asks for the mesh", "pod-enabled", nil, false},
+		{"already injected by hand", "already-injected", nil, false},
+		{"says nothing: its namespace decides", "not-enabled", nil, false},
+		{"an invalid inject value", "invalid-inject-value", nil, false},
+		{"opts out", "pod-disabled-in-enabled-namespace", nil, true},
+		{"on the host network", "host-network", nil, true},
+		{"labelled disabled", "not-enabled", func(p *corev1.Pod) { p.Labels = map[string]string{DisabledLabel: "disabled"} }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pod := fixturePod(t, tc.fixture)
+			if tc.change != nil {
+				tc.change(pod)
+			}
+			_, out, body := call(t, h, review(t, "brand-new", pod, admissionv1.Create))
+			if out.Response == nil || out.Response.Allowed != tc.allowed || out.Response.Patch != nil {
+				t.Fatalf("%s, want allowed=%v without a patch", body, tc.allowed)
+			}
+			if !tc.allowed {
+				msg := out.Response.Result.Message
+				if !strings.Contains(msg, `namespace "brand-new" is not known to the mesh yet`) || !strings.Contains(msg, "retry") {
+					t.Errorf("message %q does not say the namespace is not known yet and to retry", msg)
+				}
+			}
+		})
+	}
+	if len(prepared) != 0 {
+		t.Errorf("namespaces prepared: %v", prepared)
+	}
+	// The control plane's namespace is never meshed.
+	_, out, _ := call(t, h, podReview(t, "meshctl", "pod-enabled", admissionv1.Create))
+	if out.Response == nil || !out.Response.Allowed {
+		t.Errorf("a control-plane pod: %+v", out.Response)
 	}
 }
 
