@@ -109,6 +109,12 @@ type Config struct {
 	// MaxConcurrentStreams bounds the HTTP/2 streams a client may open at once
 	// on one connection. Default: 250.
 	MaxConcurrentStreams uint32
+	// AllowHalfClose keeps an HTTP/1 request going when its client closes
+	// its sending side after the request (shutdown(SHUT_WR)), as a few
+	// clients do while still waiting for the answer. By default a client's
+	// closed connection, like a reset one, cancels its request upstream:
+	// most clients that close are gone (a timeout, a killed process).
+	AllowHalfClose bool
 	// ReadyWhen, when set, keeps the proxy unready (/ready answers 503, so
 	// the pod's application does not start and no Service sends it traffic)
 	// until it is closed: in a pod, until its inbound policy arrived.

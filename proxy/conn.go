@@ -69,10 +69,12 @@ func (c *serverConn) RequestFinished() {
 // current request is handled.
 func (c *serverConn) CancelOnReset(cancel func()) { c.onReset.Store(&cancel) }
 
-// clientGone reports whether a read error means the client is gone, not
-// merely done sending (EOF, a half-close) or slow (a deadline).
-func clientGone(err error) bool {
-	return err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrDeadlineExceeded)
+// clientGone reports whether a read error means the client is gone: a
+// reset, or its end of the connection closed (EOF) unless half-closes are
+// allowed (a client done sending that still wants its answer); not a
+// deadline (a slow client).
+func clientGone(err error, allowHalfClose bool) bool {
+	return err != nil && !errors.Is(err, os.ErrDeadlineExceeded) && (!allowHalfClose || !errors.Is(err, io.EOF))
 }
 
 func (c *serverConn) Read(b []byte) (int, error) {
@@ -90,7 +92,7 @@ func (c *serverConn) Read(b []byte) (int, error) {
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) && c.handling.Load() == 0 && c.pending.Swap(0) > 0 {
 		c.headerTimeout.Store(true)
 	}
-	if clientGone(err) {
+	if clientGone(err, c.side.p.cfg.AllowHalfClose) {
 		if cancel := c.onReset.Load(); cancel != nil {
 			(*cancel)()
 		}

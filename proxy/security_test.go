@@ -330,14 +330,50 @@ func TestResetClientsCancelTheirUpstreamRequests(t *testing.T) {
 	waitGroup(t, &cancelled, "every request at the application to be cancelled")
 }
 
-// TestHalfClosedClientsStillGetTheirAnswer: a client that half-closes after
-// its request (shutdown of its write side) still wants the response.
+// TestClosedClientsCancelTheirUpstreamRequests: clients that close their
+// connection normally (FIN, no reset) while their request is at a slow
+// application are gone too.
+func TestClosedClientsCancelTheirUpstreamRequests(t *testing.T) {
+	const n = 20
+	var started, cancelled sync.WaitGroup
+	started.Add(n)
+	cancelled.Add(n)
+	app := backend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started.Done()
+		select {
+		case <-r.Context().Done():
+			cancelled.Done()
+		case <-time.After(30 * time.Second):
+		}
+	}))
+	p := outboundTo(t, app)
+	conns := make([]net.Conn, n)
+	for i := range conns {
+		c, err := net.Dial("tcp", p.outbound())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns[i] = c
+		if _, err := io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: app\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitGroup(t, &started, "every request to reach the application")
+	for _, c := range conns {
+		c.Close()
+	}
+	waitGroup(t, &cancelled, "every request at the application to be cancelled")
+}
+
+// TestHalfClosedClientsStillGetTheirAnswer: with AllowHalfClose, a client
+// that half-closes after its request (shutdown of its write side) still
+// gets the response.
 func TestHalfClosedClientsStillGetTheirAnswer(t *testing.T) {
 	app := backend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		time.Sleep(200 * time.Millisecond)
 		_, _ = io.WriteString(w, "answer")
 	}))
-	p := outboundTo(t, app)
+	p := startProxy(t, Config{Outbound: &SideConfig{Listen: "127.0.0.1:0", Upstream: app}, AllowHalfClose: true})
 	c, err := net.Dial("tcp", p.outbound())
 	if err != nil {
 		t.Fatal(err)
@@ -614,5 +650,80 @@ func TestATCPProbesExemptionIsNoTunnel(t *testing.T) {
 				t.Errorf("the application saw %d requests through a TCP probe's exemption", n)
 			}
 		})
+	}
+}
+
+// TestInboundSeriesNameOnlyPortsTheApplicationAnswers: a client scanning a
+// pod's ports (each a series once) or refused by its policy shares one
+// series; only what the application answered is labelled with its port.
+func TestInboundSeriesNameOnlyPortsTheApplicationAnswers(t *testing.T) {
+	app := backend(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") }))
+	nothing := closedPort(t)
+	g := authz.New(authz.AllUnauthenticated)
+	g.Update(api.InboundPolicy{Default: authz.AllUnauthenticated, RateLimit: 0.01}) // one request, then 429
+	answered := startProxy(t, Config{Inbound: &SideConfig{Listen: "127.0.0.1:0", Upstream: app}, InboundPolicy: g})
+	scanned := startProxy(t, Config{Inbound: &SideConfig{Listen: "127.0.0.1:0", Upstream: nothing}})
+	for _, c := range []struct {
+		addr string
+		want int
+	}{{answered.inbound() + "/", 200}, {answered.inbound() + "/again", 429}, {scanned.inbound() + "/", 502}} {
+		addr, want := c.addr, c.want
+		res, err := h1Client().Get("http://" + addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != want {
+			t.Fatalf("GET %s: %d, want %d", addr, res.StatusCode, want)
+		}
+	}
+	labels := func(r *running) map[string]string {
+		out := map[string]string{}
+		for _, m := range scrape(t, r)["response_total"].GetMetric() {
+			var authority, status string
+			for _, l := range m.GetLabel() {
+				switch l.GetName() {
+				case "authority":
+					authority = l.GetValue()
+				case "status_code":
+					status = l.GetValue()
+				}
+			}
+			out[status] = authority
+		}
+		return out
+	}
+	if got := labels(answered); got["200"] != app || got["429"] != "" {
+		t.Errorf("answered proxy: authority by status %v; want 200 labelled %s, the refusal unlabelled", got, app)
+	}
+	if got := labels(scanned); got["502"] != "" {
+		t.Errorf("a port where nothing listens got its own series: %v", got)
+	}
+}
+
+// TestTheNodesOtherConnectionsAreRefusedWhereMutualTLSIsRequired: a bare
+// connection from the node on a port that requires mutual TLS and has no
+// TCP probe is closed.
+func TestTheNodesOtherConnectionsAreRefusedWhereMutualTLSIsRequired(t *testing.T) {
+	app := &counting{}
+	addr := backend(t, app)
+	_, portStr, _ := net.SplitHostPort(addr)
+	var port uint16
+	_, _ = fmt.Sscan(portStr, &port)
+	g := authz.New(authz.AllUnauthenticated)
+	g.Update(api.InboundPolicy{Default: authz.AllUnauthenticated, Probes: []api.Probe{{Port: int(port), Path: "/healthz"}}})
+	server := startProxy(t, Config{Inbound: &SideConfig{Listen: "127.0.0.1:0", Upstream: addr}, RequireTLSPorts: []uint16{port},
+		InboundPolicy: g, AdminAllow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, DetectTimeout: 100 * time.Millisecond})
+	c, err := net.Dial("tcp", server.inbound())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	time.Sleep(300 * time.Millisecond) // past detection
+	if got := pipelined(t, c, 5); len(got) != 0 || app.hits.Load() != 0 {
+		t.Errorf("the node's bare connection carried %v (%d at the application)", got, app.hits.Load())
+	}
+	if v := metricValue(scrape(t, server), "tls_error_total", map[string]string{"reason": "plaintext_refused"}); v != 1 {
+		t.Errorf("tls_error_total{plaintext_refused} = %v, want 1", v)
 	}
 }

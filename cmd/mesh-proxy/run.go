@@ -30,6 +30,7 @@ type runOptions struct {
 	upstreamIdentity string
 	requireTLSPorts  string
 	kubeletProbes    string
+	halfClose        bool
 	identityAddr     string
 	controllerID     string
 	tokenFile        string
@@ -158,6 +159,7 @@ to --drain-timeout, then exits.`,
 	f.DurationVar(&o.readHeader, "read-header-timeout", 10*time.Second, "time a client gets to send a request's headers")
 	f.DurationVar(&o.idle, "idle-timeout", 90*time.Second, "idle client connections are closed after this")
 	f.Uint32Var(&o.maxStreams, "max-concurrent-streams", 250, "HTTP/2 streams a client may have open at once per connection")
+	f.BoolVar(&o.halfClose, "http1-half-close", false, "keep an HTTP/1 request going when its client closes its sending side (some clients do so and still wait for the answer); by default a client's closed connection cancels its request upstream")
 	f.BoolVar(&o.pprof, "debug-pprof", false, "serve Go profiles on the admin port under /debug/pprof/ (loopback and the controller only)")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&o.logFormat, "log-format", "json", "json or text")
@@ -179,6 +181,7 @@ func (o runOptions) config() (proxy.Config, error) {
 		IdleTimeout:          o.idle,
 		MaxConcurrentStreams: o.maxStreams,
 		Pprof:                o.pprof,
+		AllowHalfClose:       o.halfClose,
 		Log:                  log,
 	}
 	switch o.defaultInbound {

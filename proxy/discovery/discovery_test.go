@@ -48,9 +48,10 @@ type fakeController struct {
 
 	mu      sync.Mutex
 	dests   map[string]api.Destination
-	changed chan struct{} // closed and replaced on every change
-	callers []string      // the client certificates' SPIFFE IDs
-	hold    chan struct{} // when set, streams wait for it to close before answering
+	changed chan struct{}   // closed and replaced on every change
+	callers []string        // the client certificates' SPIFFE IDs
+	hold    chan struct{}   // when set, streams wait for it to close before answering
+	refuse  map[string]bool // targets answered 400
 }
 
 func newFakeController(t *testing.T, b *certs.Bundle) *fakeController {
@@ -77,7 +78,10 @@ func (fc *fakeController) set(target string, d api.Destination) {
 
 func (fc *fakeController) serve(w http.ResponseWriter, r *http.Request) {
 	target := r.URL.Query().Get("target")
-	if _, err := netip.ParseAddrPort(target); err != nil || r.URL.Path != api.DestinationsPath {
+	fc.mu.Lock()
+	refused := fc.refuse[target]
+	fc.mu.Unlock()
+	if _, err := netip.ParseAddrPort(target); err != nil || r.URL.Path != api.DestinationsPath || refused {
 		w.WriteHeader(http.StatusBadRequest)
 		_ = json.NewEncoder(w).Encode(api.Error{Error: "bad target", Reason: "bad_target"})
 		return
@@ -487,4 +491,32 @@ func (f *forwarder) pause(p bool) {
 		}
 		clear(f.conns)
 	}
+}
+
+func TestARefusalInsideTheClusterFailsClosed(t *testing.T) {
+	f := newFixture(t)
+	inside, outside := netip.MustParseAddrPort("10.96.0.25:80"), netip.MustParseAddrPort("198.51.100.25:80")
+	f.controller.mu.Lock()
+	f.controller.refuse = map[string]bool{inside.String(): true, outside.String(): true}
+	f.controller.mu.Unlock()
+	c := f.client(t, f.controller.srv.Listener.Addr().String(), nil)
+	set := c.Resolve(context.Background(), inside)
+	eventually(t, "the refusal", func() bool {
+		c.mu.Lock()
+		sub, _ := c.cache.Get(inside)
+		c.mu.Unlock()
+		select {
+		case <-sub.answered:
+			return true
+		default:
+			return false
+		}
+	})
+	if ep, ok := set.Pick(); ok {
+		t.Errorf("a destination in the cluster the controller refused resolved to %+v; want none", ep)
+	}
+	eventually(t, "the destination outside to go as it is", func() bool {
+		ep, ok := c.Resolve(context.Background(), outside).Pick()
+		return ok && ep.Addr == outside.String()
+	})
 }

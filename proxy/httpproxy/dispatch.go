@@ -58,7 +58,7 @@ func (p *Proxy) forward(ctx context.Context, rec *recorder, r *http.Request, inf
 	target, routed := set.Route(r)
 	if !routed {
 		info.Metrics.Unavailable(set.Name(), "no_backends")
-		rec.Header().Set("meshctl-proxy-error", "no backends")
+		rec.Header().Set(proxyErrorHeader, "no backends")
 		http.Error(rec, "meshctl proxy: the request's route has no backend to send it to", http.StatusServiceUnavailable)
 		return endpoints.Endpoint{}, false
 	}
@@ -232,9 +232,9 @@ func (p *Proxy) unavailable(ctx context.Context, rec *recorder, info *ConnInfo, 
 		p.warn("request failed: no endpoint could take it", "destination", set.Name(), "reason", reason, "error", err)
 	}
 	if reason == "no_endpoints" {
-		rec.Header().Set("meshctl-proxy-error", "no endpoints")
+		rec.Header().Set(proxyErrorHeader, "no endpoints")
 	} else {
-		rec.Header().Set("meshctl-proxy-error", strings.ReplaceAll(reason, "_", " "))
+		rec.Header().Set(proxyErrorHeader, strings.ReplaceAll(reason, "_", " "))
 	}
 	http.Error(rec, "meshctl proxy: "+err.Error(), http.StatusServiceUnavailable)
 }
@@ -243,7 +243,7 @@ func (p *Proxy) unavailable(ctx context.Context, rec *recorder, info *ConnInfo, 
 // DEADLINE_EXCEEDED status its clients understand.
 func (p *Proxy) timeout(rec *recorder, grpc bool, what string) {
 	h := rec.Header()
-	h.Set("meshctl-proxy-error", what)
+	h.Set(proxyErrorHeader, what)
 	if grpc {
 		h.Set("Content-Type", "application/grpc")
 		h.Set("Grpc-Status", strconv.Itoa(grpcDeadlineExceeded))

@@ -275,10 +275,16 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		// Labelled by what the mesh knows of the destination, never by the
 		// request's Host: a client must not choose the proxy's series.
+		// Inbound, the port counts only for requests the application
+		// answered: refused ones, and those to ports where nothing listens
+		// (a port scan), share one series.
 		var route *metrics.Route
-		if rec.reached && info.Direction == metrics.Outbound {
+		switch {
+		case rec.reached && info.Direction == metrics.Outbound:
 			route = info.Metrics.RouteTo(info.Upstream.Name(), rec.ep.Identity, rec.ep.Workload)
-		} else {
+		case info.Direction == metrics.Inbound && (!rec.reached || rec.Header().Get(proxyErrorHeader) != ""):
+			route = info.Metrics.Route("")
+		default:
 			route = info.Metrics.Route(info.Upstream.Name())
 		}
 		route.Request()
@@ -306,11 +312,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	if r.ProtoMajor == 1 {
-		// net/http cancels an HTTP/1 request's context when the client's side
-		// of the connection reads EOF, which is also what a client that
-		// half-closes after its request looks like; it still wants the answer.
-		// A client whose connection is reset is gone: the connection cancels
-		// the request then, and the upstream stops working on it.
+		// The connection decides when its client is gone (a reset, or EOF
+		// unless half-closes are allowed) and cancels the request then, so
+		// the upstream stops working on it; net/http's own cancellation on
+		// EOF cannot tell a half-close from a client that left.
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithCancel(context.WithoutCancel(ctx))
 		defer cancel()
@@ -330,6 +335,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec.ep, rec.reached = p.forward(ctx, rec, r, info)
 }
 
+// proxyErrorHeader marks the answers the proxy gave itself (refusals,
+// unreachable or failing upstreams), with their reason.
+const proxyErrorHeader = "meshctl-proxy-error"
+
 // probe reports whether r is one of the kubelet's declared probes (the only
 // plaintext let through where mutual TLS is required).
 func (p *Proxy) probe(info *ConnInfo, r *http.Request) bool {
@@ -342,7 +351,7 @@ func refuse(rec *recorder, info *ConnInfo, d authz.Decision) {
 	h := rec.Header()
 	if d.Status == http.StatusTooManyRequests {
 		h.Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(d.RetryAfter.Seconds())))))
-		h.Set("meshctl-proxy-error", "rate limited")
+		h.Set(proxyErrorHeader, "rate limited")
 		http.Error(rec, "meshctl proxy: too many requests ("+d.Rule+")", d.Status)
 		return
 	}
@@ -350,7 +359,7 @@ func refuse(rec *recorder, info *ConnInfo, d authz.Decision) {
 	if who == "" {
 		who = "an unauthenticated client"
 	}
-	h.Set("meshctl-proxy-error", "unauthorized")
+	h.Set(proxyErrorHeader, "unauthorized")
 	http.Error(rec, "meshctl proxy: "+who+" is not authorized here ("+d.Rule+")", d.Status)
 }
 
@@ -383,7 +392,7 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, ep endpoint
 			"identity", ep.Identity.String(), "method", r.Method, "path", r.URL.Path, "refused", errors.Is(err, syscall.ECONNREFUSED), "error", err)
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("meshctl-proxy-error", reason)
+	w.Header().Set(proxyErrorHeader, reason)
 	w.WriteHeader(status)
 	_, _ = w.Write([]byte("meshctl proxy: " + reason + "\n"))
 }

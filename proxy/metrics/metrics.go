@@ -12,6 +12,7 @@ package metrics
 import (
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -63,33 +64,47 @@ type Metrics struct {
 	// decision is counted on every inbound request.
 	decided sync.Map
 	routes  routeTable
+	// destinations holds the destination label values in use (string →
+	// struct{}), at most maxDestinations of them (counted by ndestinations).
+	destinations    sync.Map
+	ndestinations   atomic.Int64
+	maxDestinations int64
 }
 
 // Config bounds the metrics' memory. The zero value takes the defaults.
 type Config struct {
 	// MaxRoutes bounds the label sets of the request metrics (connection
-	// labels and destination); beyond it the route idle longest is dropped
-	// (metrics_series_evicted_total). Default: 2000.
+	// labels and destination); beyond it the routes idle longest are
+	// dropped (metrics_series_evicted_total). Default: 500.
 	MaxRoutes int
 	// MaxStatusesPerRoute bounds the status codes recorded apart per route;
-	// others are recorded as status_code="other". Default: 16.
+	// others are recorded as status_code="other". With the latency
+	// histogram, a route costs up to (this + 1) × 25 series. Default: 4.
 	MaxStatusesPerRoute int
+	// MaxDestinations bounds the destination label values of the balancer
+	// and retry metrics; beyond it they are counted as destination="other".
+	// Default: 500 (what discovery follows at once).
+	MaxDestinations int
 }
 
 // New creates the metric families and registers them, with the Go runtime
 // and process collectors, in a new registry.
 func New(cfg Config) *Metrics {
 	if cfg.MaxRoutes <= 0 {
-		cfg.MaxRoutes = 2000
+		cfg.MaxRoutes = 500
 	}
 	if cfg.MaxStatusesPerRoute <= 0 {
-		cfg.MaxStatusesPerRoute = 16
+		cfg.MaxStatusesPerRoute = 4
+	}
+	if cfg.MaxDestinations <= 0 {
+		cfg.MaxDestinations = 500
 	}
 	reqLabels := append(append([]string{}, connLabelNames...), "authority")
 	rspLabels := append(append([]string{}, reqLabels...), "status_code", "classification")
 	m := &Metrics{
-		reg:    prometheus.NewRegistry(),
-		routes: routeTable{max: cfg.MaxRoutes, maxStatuses: cfg.MaxStatusesPerRoute, byKey: map[string]*Route{}},
+		reg:             prometheus.NewRegistry(),
+		routes:          routeTable{max: cfg.MaxRoutes, maxStatuses: cfg.MaxStatusesPerRoute, byKey: map[string]*Route{}},
+		maxDestinations: int64(cfg.MaxDestinations),
 		plaintext: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "plaintext_connections_total", Help: "Plaintext connections the proxy made to addresses in the cluster's networks, by reason: no_identity (discovery says the endpoint has no proxy), not_in_mesh (discovery says it is no pod or Service of the mesh, or an explicit upstream without an identity).",
 		}, []string{"direction", "reason"}),
@@ -302,19 +317,37 @@ func (c *Conn) ProtocolError(protocol, kind string) {
 }
 
 // Retry counts a request sent again to destination.
-func (c *Conn) Retry(destination string) { c.m.retries.WithLabelValues(destination).Inc() }
+func (c *Conn) Retry(destination string) {
+	c.m.retries.WithLabelValues(c.m.destination(destination)).Inc()
+}
 
 // RetryBudgetExhausted counts a retry the budget refused.
 func (c *Conn) RetryBudgetExhausted(destination string) {
-	c.m.exhausted.WithLabelValues(destination).Inc()
+	c.m.exhausted.WithLabelValues(c.m.destination(destination)).Inc()
 }
 
 // Timeout counts a request or a try (kind) that ran out of time.
 func (c *Conn) Timeout(destination, kind string) {
-	c.m.timeouts.WithLabelValues(destination, kind).Inc()
+	c.m.timeouts.WithLabelValues(c.m.destination(destination), kind).Inc()
 }
 
 // Unavailable counts a request no endpoint could take, and why.
 func (c *Conn) Unavailable(destination, reason string) {
-	c.m.unavailable.WithLabelValues(destination, reason).Inc()
+	c.m.unavailable.WithLabelValues(c.m.destination(destination), reason).Inc()
+}
+
+// destination is the label value for a destination: itself while fewer
+// than MaxDestinations are in use, else "other".
+func (m *Metrics) destination(name string) string {
+	if _, ok := m.destinations.Load(name); ok {
+		return name
+	}
+	if m.ndestinations.Add(1) > m.maxDestinations {
+		m.ndestinations.Add(-1)
+		return "other"
+	}
+	if _, loaded := m.destinations.LoadOrStore(name, struct{}{}); loaded {
+		m.ndestinations.Add(-1)
+	}
+	return name
 }
