@@ -554,9 +554,7 @@ func TestContinuationFloodIsCutOff(t *testing.T) {
 // TLS; once it reached everything there.
 func TestTheNodeGetsOnlyItsProbesWhereMutualTLSIsRequired(t *testing.T) {
 	app := backend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "secret") }))
-	_, portStr, _ := net.SplitHostPort(app)
-	var port uint16
-	_, _ = fmt.Sscan(portStr, &port)
+	port := portOf(t, app)
 	g := authz.New(authz.AllUnauthenticated)
 	g.Update(api.InboundPolicy{Default: authz.AllUnauthenticated, Probes: []api.Probe{{Port: int(port), Path: "/healthz"}}})
 	server := startProxy(t, Config{Inbound: &SideConfig{Listen: "127.0.0.1:0", Upstream: app}, RequireTLSPorts: []uint16{port},
@@ -619,9 +617,7 @@ func TestAPodCallingItselfThroughItsServiceReachesItsApplication(t *testing.T) {
 func TestATCPProbesExemptionIsNoTunnel(t *testing.T) {
 	app := &counting{}
 	addr := backend(t, app)
-	_, portStr, _ := net.SplitHostPort(addr)
-	var port uint16
-	_, _ = fmt.Sscan(portStr, &port)
+	port := portOf(t, addr)
 	for name, pol := range map[string]api.InboundPolicy{
 		"rate limited":        {Default: authz.AllUnauthenticated, RateLimit: 5, Probes: []api.Probe{{Port: int(port)}}},
 		"default deny":        {Default: authz.Deny, Probes: []api.Probe{{Port: int(port)}}},
@@ -707,9 +703,7 @@ func TestInboundSeriesNameOnlyPortsTheApplicationAnswers(t *testing.T) {
 func TestTheNodesOtherConnectionsAreRefusedWhereMutualTLSIsRequired(t *testing.T) {
 	app := &counting{}
 	addr := backend(t, app)
-	_, portStr, _ := net.SplitHostPort(addr)
-	var port uint16
-	_, _ = fmt.Sscan(portStr, &port)
+	port := portOf(t, addr)
 	g := authz.New(authz.AllUnauthenticated)
 	g.Update(api.InboundPolicy{Default: authz.AllUnauthenticated, Probes: []api.Probe{{Port: int(port), Path: "/healthz"}}})
 	server := startProxy(t, Config{Inbound: &SideConfig{Listen: "127.0.0.1:0", Upstream: addr}, RequireTLSPorts: []uint16{port},
@@ -726,4 +720,14 @@ func TestTheNodesOtherConnectionsAreRefusedWhereMutualTLSIsRequired(t *testing.T
 	if v := metricValue(scrape(t, server), "tls_error_total", map[string]string{"reason": "plaintext_refused"}); v != 1 {
 		t.Errorf("tls_error_total{plaintext_refused} = %v, want 1", v)
 	}
+}
+
+// portOf is the port of a "host:port" address.
+func portOf(t *testing.T, addr string) uint16 {
+	t.Helper()
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ap.Port()
 }
