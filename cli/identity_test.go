@@ -142,7 +142,7 @@ func TestRotateTrustAnchorHasEveryProxyRenewAtEachStage(t *testing.T) {
 	}
 	srv := httptest.NewServer(rc)
 	defer srv.Close()
-	client, err := kubernetes.NewForConfig(&rest.Config{Host: srv.URL})
+	client, err := kubernetes.NewForConfig(&rest.Config{Host: srv.URL, ContentConfig: rest.ContentConfig{ContentType: "application/json"}})
 	if err != nil {
 		t.Fatal(err)
 	}

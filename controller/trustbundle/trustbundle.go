@@ -10,6 +10,13 @@
 // real bundle, on every change and every resync. Anyone who may create
 // ConfigMaps in a namespace could otherwise choose the roots its meshed pods
 // trust, by making the ConfigMap before the first pod is meshed.
+//
+// Still, a copy is only as good as its namespace: whoever may write
+// ConfigMaps there can change it between two reconciliations (an update
+// here is conditional on the cached version). So a copy is only a proxy's
+// bootstrap, what its first connection to the controller is verified
+// with; from then on the proxy trusts the bundle the controller sends with
+// every certificate (package identity/client), never the copy.
 package trustbundle
 
 import (

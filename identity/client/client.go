@@ -129,9 +129,10 @@ func New(cfg Config) (*Client, error) {
 // Bundle returns the current certificate; nil until Ready.
 func (c *Client) Bundle() *certs.Bundle { return c.current.Load() }
 
-// RenewNow asks Run to get a new certificate now rather than at 70 % of
-// the current one's life (after an issuer rotation: `meshctl identity
-// rotate-issuer` asks every proxy through its admin port).
+// RenewNow asks Run to get a new certificate, and with it the controller's
+// current trust bundle, now rather than at 70 % of the current one's life
+// (`meshctl identity rotate-issuer` and `rotate-trust-anchor` ask every
+// proxy through its admin port).
 func (c *Client) RenewNow() {
 	select {
 	case c.renewNow <- struct{}{}:
