@@ -95,3 +95,30 @@ func TestUpgradeRemovesTheAuthDelegatorBinding(t *testing.T) {
 		t.Errorf("a binding meshctl did not make was removed: %v", err)
 	}
 }
+
+// TestInstallPassesTheClusterNetworksOn: --cluster-networks reaches the
+// controller's arguments (which sets them on every proxy), and a value that
+// is not a list of CIDRs is refused before anything is done.
+func TestInstallPassesTheClusterNetworksOn(t *testing.T) {
+	t.Setenv("HOME", t.TempDir())
+	cmd := newInstallCommand()
+	var out, errOut bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&errOut)
+	cmd.SetArgs([]string{"--cluster-networks", "198.18.0.0/15, 10.32.0.0/12", "--dry-run", "--kubeconfig", nowhere(t)})
+	if err := cmd.ExecuteContext(context.Background()); err != nil {
+		t.Fatalf("%v\n%s", err, errOut.String())
+	}
+	if !strings.Contains(out.String(), "--cluster-networks=198.18.0.0/15,10.32.0.0/12") {
+		t.Errorf("the controller's arguments lack the cluster networks:\n%.3000s", out.String())
+	}
+	for _, bad := range []string{"10.0.0.0", "", "10.0.0.0/8;fd00::/8"} {
+		cmd := newInstallCommand()
+		cmd.SetOut(&out)
+		cmd.SetErr(&errOut)
+		cmd.SetArgs([]string{"--cluster-networks", bad, "--dry-run", "--kubeconfig", nowhere(t)})
+		if err := cmd.ExecuteContext(context.Background()); err == nil || !strings.Contains(err.Error(), "--cluster-networks") {
+			t.Errorf("--cluster-networks %q: %v, want a refusal", bad, err)
+		}
+	}
+}

@@ -80,7 +80,9 @@ type Config struct {
 	// package adminapi; HTTPS, the webhook's certificate). Default: ":8089".
 	AdminAPIAddr string
 	// Injector configures injection; the webhook is served only when
-	// Injector.ProxyImage is set.
+	// Injector.ProxyImage is set. Injector.ClusterNetworks (the cluster's
+	// pod and Service networks, flag --cluster-networks) reaches every
+	// injected proxy.
 	Injector injector.Config
 	// ClusterDomain is the cluster's DNS domain. Default: cluster.local.
 	ClusterDomain string
@@ -155,6 +157,11 @@ func (c Config) Validate() error {
 	if c.Injector.ProxyImage != "" {
 		if err := c.Injector.Validate(); err != nil {
 			return err
+		}
+	}
+	if c.Injector.ClusterNetworks != "" {
+		if _, err := injector.ParseClusterNetworks(c.Injector.ClusterNetworks); err != nil {
+			return fmt.Errorf("cluster networks: %w", err)
 		}
 	}
 	if c.LeafLifetime < time.Minute {

@@ -120,6 +120,7 @@ func (v Values) service() *corev1.Service {
 }
 
 func (v Values) deployment() *appsv1.Deployment {
+	clusterNetworks, _ := injector.ParseClusterNetworks(v.ClusterNetworks) // validated by Render
 	replicas := int32(1)
 	var affinity *corev1.Affinity
 	if v.HA {
@@ -167,6 +168,7 @@ func (v Values) deployment() *appsv1.Deployment {
 							"--proxy-image-pull-policy=" + v.ImagePullPolicy,
 							"--log-level=" + v.LogLevel,
 							"--default-inbound-policy=" + v.DefaultInboundPolicy,
+							"--cluster-networks=" + clusterNetworks,
 						},
 						Ports: []corev1.ContainerPort{
 							{Name: "control", ContainerPort: controller.ControlPort},

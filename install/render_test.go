@@ -33,6 +33,7 @@ func testValues() Values {
 func TestRenderMatchesGolden(t *testing.T) {
 	ha := testValues()
 	ha.HA, ha.Registry, ha.LeafLifetime, ha.Namespace = true, "registry.example.com/mesh", 12*time.Hour, "mesh-system"
+	ha.ClusterNetworks = "10.32.0.0/12, 198.18.0.0/15,fd10::/64"
 	for name, v := range map[string]Values{"default": testValues(), "ha": ha} {
 		t.Run(name, func(t *testing.T) {
 			objs, err := Render(v)
@@ -79,13 +80,15 @@ func TestRenderMatchesGolden(t *testing.T) {
 
 func TestRenderRefusesBadValues(t *testing.T) {
 	for name, mod := range map[string]func(*Values){
-		"no identity":        func(v *Values) { v.Identity = Identity{} },
-		"no webhook":         func(v *Values) { v.Webhook.KeyPEM = nil },
-		"bad pull policy":    func(v *Values) { v.ImagePullPolicy = "Sometimes" },
-		"bad log level":      func(v *Values) { v.LogLevel = "loud" },
-		"too short a leaf":   func(v *Values) { v.LeafLifetime = time.Second },
-		"too long a leaf":    func(v *Values) { v.LeafLifetime = 8 * 24 * time.Hour },
-		"bad inbound policy": func(v *Values) { v.DefaultInboundPolicy = "allow-all" },
+		"no identity":                          func(v *Values) { v.Identity = Identity{} },
+		"no webhook":                           func(v *Values) { v.Webhook.KeyPEM = nil },
+		"bad pull policy":                      func(v *Values) { v.ImagePullPolicy = "Sometimes" },
+		"bad log level":                        func(v *Values) { v.LogLevel = "loud" },
+		"too short a leaf":                     func(v *Values) { v.LeafLifetime = time.Second },
+		"too long a leaf":                      func(v *Values) { v.LeafLifetime = 8 * 24 * time.Hour },
+		"bad inbound policy":                   func(v *Values) { v.DefaultInboundPolicy = "allow-all" },
+		"a cluster network that is not a CIDR": func(v *Values) { v.ClusterNetworks = "10.0.0.0/8,10.96.0.1" },
+		"no cluster network":                   func(v *Values) { v.ClusterNetworks = " , " },
 	} {
 		v := testValues()
 		mod(&v)

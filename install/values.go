@@ -6,8 +6,10 @@ import (
 	"time"
 
 	"github.com/meshctl/meshctl/controller"
+	"github.com/meshctl/meshctl/controller/injector"
 	"github.com/meshctl/meshctl/internal/policyapi"
 	"github.com/meshctl/meshctl/internal/version"
+	"github.com/meshctl/meshctl/proxy/endpoints"
 )
 
 // Labels every installed object carries; uninstall finds them by PartOfLabel.
@@ -55,6 +57,13 @@ type Values struct {
 	// all-unauthenticated, all-authenticated or deny (policyapi.Default*).
 	// Default: all-unauthenticated.
 	DefaultInboundPolicy string
+	// ClusterNetworks are the cluster's pod and Service networks (CIDRs,
+	// comma-separated), passed to the controller, which sets them on every
+	// injected proxy: a destination in them is never reached in plaintext
+	// until the controller says it is outside the mesh. A cluster whose pod
+	// or Service ranges lie outside the default must list them. Default:
+	// endpoints.DefaultClusterNetworks.
+	ClusterNetworks string
 	// Identity is the mesh's trust: required.
 	Identity Identity
 	// Webhook is the injector's serving certificate: required.
@@ -106,6 +115,9 @@ func (v Values) WithDefaults() Values {
 	if v.DefaultInboundPolicy == "" {
 		v.DefaultInboundPolicy = policyapi.DefaultAllUnauthenticated
 	}
+	if v.ClusterNetworks == "" {
+		v.ClusterNetworks = endpoints.DefaultClusterNetworks
+	}
 	return v
 }
 
@@ -137,6 +149,9 @@ func (v Values) ValidateSettings() error {
 	if !policyapi.ValidDefault(v.DefaultInboundPolicy) {
 		return fmt.Errorf("install: default inbound policy %q: want %s, %s or %s",
 			v.DefaultInboundPolicy, policyapi.DefaultAllUnauthenticated, policyapi.DefaultAllAuthenticated, policyapi.DefaultDeny)
+	}
+	if _, err := injector.ParseClusterNetworks(v.ClusterNetworks); err != nil {
+		return fmt.Errorf("install: cluster networks: %w", err)
 	}
 	if v.LeafLifetime < time.Minute {
 		return fmt.Errorf("install: a leaf lifetime of %v is too short (at least 1m)", v.LeafLifetime)

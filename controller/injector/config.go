@@ -3,8 +3,12 @@ package injector
 import (
 	"errors"
 	"fmt"
+	"net/netip"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/meshctl/meshctl/proxy/endpoints"
 )
 
 // Annotations and labels (../shared/DESIGN.md).
@@ -33,6 +37,11 @@ const (
 	// ProxyQueueTimeout is how long the proxy's outbound requests wait for an
 	// endpoint when none can take them, before failing with 503.
 	ProxyQueueTimeout = configPrefix + "proxy-queue-timeout"
+	// ClusterNetworks overrides, for one pod, the cluster's pod and Service
+	// networks (CIDRs) its proxy never reaches in plaintext until the
+	// controller says a destination is outside the mesh. An invalid value is
+	// ignored (the install's networks apply) with a warning.
+	ClusterNetworks = configPrefix + "cluster-networks"
 
 	// Names of what the injector adds.
 	InitContainerName  = "mesh-init"
@@ -67,6 +76,33 @@ type Config struct {
 	// proxy's until the controller sends the pod's own (the pod's or the
 	// namespace's annotation wins). Default: all-unauthenticated.
 	DefaultInboundPolicy string
+	// ClusterNetworks are the cluster's pod and Service networks, CIDRs
+	// separated by commas, set on every proxy (MESH_PROXY_CLUSTER_NETWORKS):
+	// a destination in them is never reached in plaintext until the
+	// controller says it is outside the mesh. The pod's ClusterNetworks
+	// annotation overrides it. Default: endpoints.DefaultClusterNetworks.
+	ClusterNetworks string
+}
+
+// ParseClusterNetworks checks a list of cluster networks: CIDRs separated
+// by commas, at least one (an empty list would let every destination be
+// reached in plaintext). It returns the list in canonical form.
+func ParseClusterNetworks(s string) (string, error) {
+	var out []string
+	for part := range strings.SplitSeq(s, ",") {
+		if part = strings.TrimSpace(part); part == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(part)
+		if err != nil {
+			return "", fmt.Errorf("%q is not a CIDR such as 10.0.0.0/8", part)
+		}
+		out = append(out, p.Masked().String())
+	}
+	if len(out) == 0 {
+		return "", errors.New("no network given: list the cluster's pod and Service networks (CIDRs)")
+	}
+	return strings.Join(out, ","), nil
 }
 
 func (c Config) withDefaults() Config {
@@ -97,6 +133,9 @@ func (c Config) withDefaults() Config {
 	if c.MemoryLimit == "" {
 		c.MemoryLimit = "128Mi"
 	}
+	if c.ClusterNetworks == "" {
+		c.ClusterNetworks = endpoints.DefaultClusterNetworks
+	}
 	return c
 }
 
@@ -115,6 +154,9 @@ func (c Config) Validate() error {
 		if _, err := resource.ParseQuantity(q); err != nil {
 			return fmt.Errorf("injector: default resource %q: %w", q, err)
 		}
+	}
+	if _, err := ParseClusterNetworks(c.ClusterNetworks); err != nil {
+		return fmt.Errorf("injector: cluster networks: %w", err)
 	}
 	return nil
 }

@@ -16,7 +16,9 @@ import (
 // created. When the pod is left alone it returns nil and why. An error means
 // the pod asked for a proxy with configuration that cannot work (an invalid
 // annotation): creating it unmeshed would hide the mistake, so the webhook
-// refuses it with the error.
+// refuses it with the error. An invalid ClusterNetworks annotation is the
+// exception: the cluster's networks (the safe choice) apply instead, and
+// Warnings says so.
 func Patch(pod *corev1.Pod, namespace string, nsAnnotations map[string]string, cfg Config) (*corev1.Pod, string, error) {
 	cfg = cfg.withDefaults()
 	if namespace == cfg.ControlPlaneNamespace {
@@ -88,6 +90,7 @@ func Patch(pod *corev1.Pod, namespace string, nsAnnotations map[string]string, c
 	if err != nil {
 		return nil, "", err
 	}
+	networks, _ := clusterNetworks(a, cfg)
 
 	out := pod.DeepCopy()
 	root, proxyUID := int64(0), int64(2102)
@@ -117,6 +120,7 @@ func Patch(pod *corev1.Pod, namespace string, nsAnnotations map[string]string, c
 			fieldEnv("MESH_PROXY_ADMIN_ALLOW", "status.hostIP"),
 			fieldEnv("MESH_PROXY_POD_NAME", "metadata.name"),
 			{Name: "MESH_PROXY_DEFAULT_INBOUND_POLICY", Value: defaultInbound(pod.Annotations, nsAnnotations, cfg.DefaultInboundPolicy)},
+			{Name: "MESH_PROXY_CLUSTER_NETWORKS", Value: networks},
 			{Name: "MESH_PROXY_LOG_LEVEL", Value: logLevel},
 		},
 		Ports: []corev1.ContainerPort{{Name: "mesh-admin", ContainerPort: 4191}, {Name: "mesh-inbound", ContainerPort: 4143}},
@@ -230,6 +234,36 @@ func workloadName(pod *corev1.Pod) string {
 		return pod.Name
 	}
 	return strings.TrimSuffix(pod.GenerateName, "-")
+}
+
+// clusterNetworks is what the proxy is told the cluster's networks are: the
+// pod's annotation when it is valid, else the cluster's; with a warning
+// when the annotation was ignored.
+func clusterNetworks(a map[string]string, cfg Config) (networks, warning string) {
+	cluster, err := ParseClusterNetworks(cfg.ClusterNetworks)
+	if err != nil {
+		cluster = cfg.ClusterNetworks // Validate refuses it; Patch does not fail on it
+	}
+	v, ok := a[ClusterNetworks]
+	if !ok {
+		return cluster, ""
+	}
+	n, err := ParseClusterNetworks(v)
+	if err != nil {
+		return cluster, fmt.Sprintf("annotation %s ignored (%v); the proxy uses the cluster's networks %s", ClusterNetworks, err, cluster)
+	}
+	return n, ""
+}
+
+// Warnings says what of a pod's configuration Patch ignored (invalid values
+// that fall back to the cluster's settings rather than refuse the pod). The
+// webhook returns them with the injection; nil when there are none.
+func Warnings(pod *corev1.Pod, cfg Config) []string {
+	cfg = cfg.withDefaults()
+	if _, w := clusterNetworks(pod.Annotations, cfg); w != "" {
+		return []string{"meshctl: " + w}
+	}
+	return nil
 }
 
 // defaultInbound is the proxy's inbound policy until the controller's

@@ -13,6 +13,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/meshctl/meshctl/proxy/endpoints"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -57,6 +59,11 @@ func TestPatchMatchesGolden(t *testing.T) {
 					t.Fatal(err)
 				}
 				checkPatchApplies(t, &fx.Pod, patched)
+				var warnings []byte
+				for _, w := range Warnings(&fx.Pod, testConfig) {
+					warnings = append(warnings, "# warning: "+w+"\n"...)
+				}
+				got = append(warnings, got...)
 			}
 			golden := filepath.Join("testdata", name+".golden")
 			if *update {
@@ -146,5 +153,93 @@ func TestUnpatchReversesPatch(t *testing.T) {
 	}
 	if Unpatch(patched) {
 		t.Error("a second Unpatch changed something")
+	}
+}
+
+// proxyEnv returns the value of an environment variable of the proxy.
+func proxyEnv(t *testing.T, pod *corev1.Pod, name string) string {
+	t.Helper()
+	for _, c := range pod.Spec.InitContainers {
+		if c.Name != ProxyContainerName {
+			continue
+		}
+		for _, e := range c.Env {
+			if e.Name == name {
+				return e.Value
+			}
+		}
+	}
+	t.Fatalf("the proxy has no %s", name)
+	return ""
+}
+
+// TestEveryProxyIsToldTheClusterNetworks: the install's networks reach
+// every proxy (so that a cluster whose pod or Service ranges lie outside
+// the proxy's defaults does not fail open); a pod's valid annotation
+// overrides them, an invalid one is ignored with a warning.
+func TestEveryProxyIsToldTheClusterNetworks(t *testing.T) {
+	cfg := testConfig
+	cfg.ClusterNetworks = "198.18.0.0/15, 10.0.0.0/8"
+	pod := func(annotation string) *corev1.Pod {
+		p := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "web", Annotations: map[string]string{InjectAnnotation: "enabled"}},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "web:1"}}},
+		}
+		if annotation != "" {
+			p.Annotations[ClusterNetworks] = annotation
+		}
+		return p
+	}
+	for _, tc := range []struct {
+		name, annotation, want string
+		warned                 bool
+	}{
+		{"the install's", "", "198.18.0.0/15,10.0.0.0/8", false},
+		{"the pod's", "100.96.0.0/11,fd00:10::/56", "100.96.0.0/11,fd00:10::/56", false},
+		{"not a CIDR", "10.0.0.0/8,nope", "198.18.0.0/15,10.0.0.0/8", true},
+		{"an address, not a network", "10.1.2.3", "198.18.0.0/15,10.0.0.0/8", true},
+		{"empty", " , ", "198.18.0.0/15,10.0.0.0/8", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := pod(tc.annotation)
+			patched, _, err := Patch(p, "shop", nil, cfg)
+			if err != nil || patched == nil {
+				t.Fatalf("Patch: %v", err)
+			}
+			if got := proxyEnv(t, patched, "MESH_PROXY_CLUSTER_NETWORKS"); got != tc.want {
+				t.Errorf("MESH_PROXY_CLUSTER_NETWORKS = %q, want %q", got, tc.want)
+			}
+			w := Warnings(p, cfg)
+			if tc.warned != (len(w) == 1 && strings.Contains(w[0], ClusterNetworks)) {
+				t.Errorf("warnings %q, want a warning: %v", w, tc.warned)
+			}
+		})
+	}
+	// Without the install's, the proxy's own defaults are spelled out.
+	patched, _, _ := Patch(pod(""), "shop", nil, testConfig)
+	if got := proxyEnv(t, patched, "MESH_PROXY_CLUSTER_NETWORKS"); got != endpoints.DefaultClusterNetworks {
+		t.Errorf("default MESH_PROXY_CLUSTER_NETWORKS = %q, want %q", got, endpoints.DefaultClusterNetworks)
+	}
+}
+
+func TestClusterNetworksMustBeCIDRs(t *testing.T) {
+	for in, want := range map[string]string{
+		"10.0.0.0/8":                     "10.0.0.0/8",
+		" 10.1.2.3/8 , fd00::/8,":        "10.0.0.0/8,fd00::/8",
+		endpoints.DefaultClusterNetworks: endpoints.DefaultClusterNetworks,
+	} {
+		if got, err := ParseClusterNetworks(in); err != nil || got != want {
+			t.Errorf("ParseClusterNetworks(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", " , ", "10.0.0.0", "10.0.0.0/33", "ten/8", "10.0.0.0/8;192.168.0.0/16"} {
+		if _, err := ParseClusterNetworks(in); err == nil {
+			t.Errorf("ParseClusterNetworks(%q) accepted", in)
+		}
+	}
+	bad := testConfig
+	bad.ClusterNetworks = "10.0.0.0"
+	if err := bad.Validate(); err == nil {
+		t.Error("a configuration with an invalid cluster network validated")
 	}
 }

@@ -188,8 +188,12 @@ func (h *Webhook) review(ctx context.Context, req *admissionv1.AdmissionRequest,
 		return refuse("meshctl: could not encode the patch: " + err.Error())
 	}
 	pt := admissionv1.PatchTypeJSONPatch
+	warnings := Warnings(&pod, h.Config)
+	for _, w := range warnings {
+		log.Warn("pod injected with part of its configuration ignored", "namespace", req.Namespace, "pod", name, "warning", w)
+	}
 	log.Info("pod injected", "namespace", req.Namespace, "pod", name, "workload", patched.Labels[WorkloadLabel])
-	return &admissionv1.AdmissionResponse{Allowed: true, Patch: patch, PatchType: &pt}
+	return &admissionv1.AdmissionResponse{Allowed: true, Patch: patch, PatchType: &pt, Warnings: warnings}
 }
 
 // mayWantMesh reports whether a pod may be meshed when its namespace's

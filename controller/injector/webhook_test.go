@@ -277,6 +277,25 @@ func TestAPodOfANamespaceNotKnownYetIsRefusedUnlessItOptsOut(t *testing.T) {
 	}
 }
 
+// TestAnIgnoredAnnotationIsWarnedAbout: an invalid cluster-networks
+// annotation does not stop the injection (the cluster's networks apply);
+// the API server passes the webhook's warning on to whoever created the pod.
+func TestAnIgnoredAnnotationIsWarnedAbout(t *testing.T) {
+	var prepared []string
+	pod := fixturePod(t, "invalid-cluster-networks")
+	_, out, body := call(t, newWebhook(&prepared), review(t, "shop", pod, admissionv1.Create))
+	if out.Response == nil || !out.Response.Allowed || out.Response.Patch == nil {
+		t.Fatalf("%s, want injected", body)
+	}
+	if len(out.Response.Warnings) != 1 || !strings.Contains(out.Response.Warnings[0], ClusterNetworks) || !strings.Contains(out.Response.Warnings[0], "not-a-cidr") {
+		t.Errorf("warnings %q, want one naming the annotation and the bad value", out.Response.Warnings)
+	}
+	_, out, _ = call(t, newWebhook(&prepared), podReview(t, "shop", "cluster-networks", admissionv1.Create))
+	if out.Response == nil || out.Response.Patch == nil || len(out.Response.Warnings) != 0 {
+		t.Errorf("a valid annotation: %+v", out.Response)
+	}
+}
+
 func TestPodsLabelledDisabledAreLeftAlone(t *testing.T) {
 	var prepared []string
 	pod := fixturePod(t, "pod-enabled")
