@@ -187,8 +187,8 @@ func TestResilienceOnTheCluster(t *testing.T) {
 	t.Run("retries within a budget hide a 20% failure rate", func(t *testing.T) {
 		on, _ := runLoad(t, load{Namespace: ns, Name: "load-retry-on", Service: "flaky-retry", Count: 10000, Concurrency: 4}, 5*time.Minute)
 		off, _ := runLoad(t, load{Namespace: ns, Name: "load-retry-off", Service: "flaky", Count: 2000, Concurrency: 4}, 3*time.Minute)
-		t.Logf("retries on (5xx, limit 4, budget ratio 0.3): %d requests, %d failed: %.3f%% success, p99 %.1f ms",
-			on.Requests, on.Errors, 100*on.successRate(), on.P99ms)
+		t.Logf("retries on (5xx, limit 4, budget ratio 0.3): %d requests, %d failed (statuses %v): %.3f%% success, p99 %.1f ms; at random, 0.2⁵ × %d = %.1f would fail all five tries",
+			on.Requests, on.Errors, on.Statuses, 100*on.successRate(), on.P99ms, on.Requests, 0.00032*float64(on.Requests))
 		t.Logf("retries off: %d requests, %d failed: %.2f%% success", off.Requests, off.Errors, 100*off.successRate())
 		if on.successRate() < 0.999 {
 			t.Errorf("with retries: %.3f%% success, want at least 99.9%%", 100*on.successRate())
