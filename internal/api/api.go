@@ -105,49 +105,13 @@ type Destination struct {
 	// Annotations are the Service's traffic-policy annotations
 	// (*.meshctl.io), carried as they are until a feature reads them.
 	Annotations map[string]string `json:"annotations,omitempty"`
-	// Routes are the HTTPRoutes attached to the Service (GAMMA), one entry
-	// per match, most specific first: a request takes the first that matches,
-	// or the Service's own endpoints when none does.
+	// Routes are the HTTPRoutes and GRPCRoutes attached to the Service port
+	// (GAMMA), one entry per match, most specific first. A client uses the
+	// consumer routes of its own namespace when there are any (Route.Consumer),
+	// the producer routes (Consumer "") otherwise; among those a request takes
+	// the first that matches, and gets 404 when none does. With no route for
+	// the client, requests go to the Service's own endpoints.
 	Routes []Route `json:"routes,omitempty"`
-}
-
-// Route is one match of an HTTPRoute rule and where its requests go.
-type Route struct {
-	// Name is the HTTPRoute's namespace/name.
-	Name string `json:"name"`
-	// Match says which requests it takes.
-	Match RouteMatch `json:"match"`
-	// Backends share its requests by weight.
-	Backends []Backend `json:"backends"`
-}
-
-// RouteMatch matches requests; its zero value matches every request.
-type RouteMatch struct {
-	// Path is matched as PathType says: "Exact", or "PathPrefix" (by whole
-	// path segments).
-	Path     string `json:"path,omitempty"`
-	PathType string `json:"path_type,omitempty"`
-	// Headers must all be present with exactly these values.
-	Headers []HeaderMatch `json:"headers,omitempty"`
-	// Method, when set, must be the request's.
-	Method string `json:"method,omitempty"`
-}
-
-// HeaderMatch is a header that must have a value.
-type HeaderMatch struct {
-	Name  string `json:"name"`
-	Value string `json:"value"`
-}
-
-// Backend is a Service a route sends a share of its requests to.
-type Backend struct {
-	// Service is "<name>.<namespace>:<port>".
-	Service string `json:"service"`
-	// Weight is its share relative to the route's other backends; 0 sends
-	// it nothing.
-	Weight int `json:"weight"`
-	// Endpoints are its ready endpoints (none when the Service is missing).
-	Endpoints []Endpoint `json:"endpoints"`
 }
 
 // Endpoint is one place a destination's traffic may go.

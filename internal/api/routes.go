@@ -1,0 +1,146 @@
+package api
+
+// Route is one match of an HTTPRoute (or GRPCRoute) rule, what it does to
+// the requests it takes and where it sends them.
+type Route struct {
+	// Name is the route's namespace/name.
+	Name string `json:"name"`
+	// Rule is the rule's name (rules[].name), if it has one.
+	Rule string `json:"rule,omitempty"`
+	// Kind is "HTTPRoute" or "GRPCRoute".
+	Kind string `json:"kind,omitempty"`
+	// Consumer is the namespace of a consumer route (one attached to a
+	// Service of another namespace): it shapes only the requests of clients
+	// in that namespace. "" for a producer route, which shapes everyone's.
+	Consumer string `json:"consumer,omitempty"`
+	// Match says which requests it takes.
+	Match RouteMatch `json:"match"`
+	// RequestHeaders edits the request's headers before it is sent
+	// (RequestHeaderModifier).
+	RequestHeaders *HeaderEdit `json:"request_headers,omitempty"`
+	// ResponseHeaders edits the response's headers before the client gets
+	// them (ResponseHeaderModifier).
+	ResponseHeaders *HeaderEdit `json:"response_headers,omitempty"`
+	// Redirect, when set, answers the request with a redirect from the
+	// client's proxy; the request goes nowhere (RequestRedirect).
+	Redirect *Redirect `json:"redirect,omitempty"`
+	// Rewrite rewrites the request's host or path before it is sent
+	// (URLRewrite).
+	Rewrite *Rewrite `json:"rewrite,omitempty"`
+	// Mirrors get a copy of each request, fire and forget: their answers,
+	// failures and delays never reach the client (RequestMirror).
+	Mirrors []Mirror `json:"mirrors,omitempty"`
+	// Timeouts bound the request and each try (HTTPRoute timeouts); they
+	// take precedence over the Service's timeout annotations.
+	Timeouts *RouteTimeouts `json:"timeouts,omitempty"`
+	// Retry says which answers are tried again (HTTPRoute retry, GEP-1731);
+	// it takes precedence over the Service's retry annotations, and retries
+	// stay within the Service's retry budget.
+	Retry *RouteRetry `json:"retry,omitempty"`
+	// Backends share its requests by weight. A route with no backend and no
+	// redirect answers 500.
+	Backends []Backend `json:"backends"`
+}
+
+// RouteMatch matches requests; its zero value matches every request.
+type RouteMatch struct {
+	// Path is matched as PathType says: "Exact", or "PathPrefix" (by whole
+	// path segments). A GRPCRoute's method match is an exact path
+	// ("/service/method") or a prefix ("/service/").
+	Path     string `json:"path,omitempty"`
+	PathType string `json:"path_type,omitempty"`
+	// Headers must all be present with exactly these values.
+	Headers []HeaderMatch `json:"headers,omitempty"`
+	// QueryParams must all be present with exactly these values (the first
+	// value of each name counts).
+	QueryParams []HeaderMatch `json:"query_params,omitempty"`
+	// Method, when set, must be the request's.
+	Method string `json:"method,omitempty"`
+}
+
+// HeaderMatch is a header (or query parameter) that must have a value.
+type HeaderMatch struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// HeaderEdit changes headers: Set replaces, Add appends a value, Remove
+// deletes (names are case-insensitive).
+type HeaderEdit struct {
+	Set    []Header `json:"set,omitempty"`
+	Add    []Header `json:"add,omitempty"`
+	Remove []string `json:"remove,omitempty"`
+}
+
+// Header is a header's name and value.
+type Header struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// Redirect is how to build a redirect's Location from the request's URL;
+// empty fields keep the request's own.
+type Redirect struct {
+	// Scheme is "http" or "https".
+	Scheme   string `json:"scheme,omitempty"`
+	Hostname string `json:"hostname,omitempty"`
+	// Port is the Location's port; 0: the scheme's default when Scheme is
+	// set, else the request's port.
+	Port int           `json:"port,omitempty"`
+	Path *PathModifier `json:"path,omitempty"`
+	// StatusCode is 301, 302 (the default), 303, 307 or 308.
+	StatusCode int `json:"status_code,omitempty"`
+}
+
+// Rewrite rewrites a request before it is sent.
+type Rewrite struct {
+	Hostname string        `json:"hostname,omitempty"`
+	Path     *PathModifier `json:"path,omitempty"`
+}
+
+// PathModifier replaces a path: Type "ReplaceFullPath" replaces it all,
+// "ReplacePrefixMatch" replaces the part the route's PathPrefix matched.
+type PathModifier struct {
+	Type  string `json:"type"`
+	Value string `json:"value"`
+}
+
+// Mirror is a backend that gets copies of a route's requests.
+type Mirror struct {
+	Backend Backend `json:"backend"`
+	// Percent of the requests mirrored, 0–100 (100 when unset).
+	Percent int `json:"percent,omitempty"`
+}
+
+// RouteTimeouts bound a route's requests, in milliseconds; 0: no bound.
+type RouteTimeouts struct {
+	// RequestMs bounds the whole request, retries included.
+	RequestMs int64 `json:"request_ms,omitempty"`
+	// BackendRequestMs bounds each try.
+	BackendRequestMs int64 `json:"backend_request_ms,omitempty"`
+}
+
+// RouteRetry is an HTTPRoute's retry (GEP-1731).
+type RouteRetry struct {
+	// Codes are the HTTP statuses tried again (connection failures always
+	// are, within Attempts).
+	Codes []int `json:"codes,omitempty"`
+	// Attempts is the most retries after the first try.
+	Attempts int `json:"attempts,omitempty"`
+	// BackoffMs is the wait before a retry, in milliseconds.
+	BackoffMs int64 `json:"backoff_ms,omitempty"`
+}
+
+// Backend is a Service a route sends a share of its requests to.
+type Backend struct {
+	// Service is "<name>.<namespace>:<port>".
+	Service string `json:"service"`
+	// Weight is its share relative to the route's other backends; 0 sends
+	// it nothing.
+	Weight int `json:"weight"`
+	// RequestHeaders edits the headers of requests sent to this backend
+	// (backendRefs[].filters), after the route's own edits.
+	RequestHeaders *HeaderEdit `json:"request_headers,omitempty"`
+	// Endpoints are its ready endpoints (none when the Service is missing).
+	Endpoints []Endpoint `json:"endpoints"`
+}
