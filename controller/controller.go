@@ -165,6 +165,13 @@ func (c *Controller) Run(ctx context.Context) error {
 		}
 		synced = append(synced, routes.HasSynced)
 	}
+	if c.cfg.Dynamic != nil && c.served(destination.GRPCRoutes) {
+		routes := custom.ForResource(destination.GRPCRoutes).Informer()
+		if err := dest.WithGRPCRoutes(routes); err != nil {
+			return err
+		}
+		synced = append(synced, routes.HasSynced)
+	}
 	inboundPolicies, err := inbound.New(inbound.Config{
 		Pods: dest.Pods(), Namespaces: nsInformer, Policies: policies,
 		TrustDomain: c.cfg.TrustDomain, Default: c.cfg.DefaultInboundPolicy, Log: c.log.With("service", "inbound-policy"),

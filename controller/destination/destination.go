@@ -46,6 +46,7 @@ type Watcher struct {
 	slices        cache.SharedIndexInformer
 	pods          cache.SharedIndexInformer
 	routes        cache.SharedIndexInformer // HTTPRoutes (unstructured); nil: none
+	grpcRoutes    cache.SharedIndexInformer // GRPCRoutes (unstructured); nil: none
 	serviceLister listerscorev1.ServiceLister
 	sliceLister   listersdiscoveryv1.EndpointSliceLister
 
@@ -449,7 +450,14 @@ func (w *Watcher) Watch(ctx context.Context, raw string, send func(api.Destinati
 		follow := map[string]bool{key: true}
 		for _, r := range d.Routes {
 			for _, b := range r.Backends {
-				follow[backendKey(b.Service)] = true
+				if b.Service != "" {
+					follow[backendKey(b.Service)] = true
+				}
+			}
+			for _, m := range r.Mirrors {
+				if m.Backend.Service != "" {
+					follow[backendKey(m.Backend.Service)] = true
+				}
 			}
 		}
 		for k := range follow {

@@ -2,11 +2,14 @@ package destination
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -19,25 +22,78 @@ import (
 // HTTPRoutes is the resource of the HTTPRoutes the watcher follows.
 var HTTPRoutes = schema.GroupVersionResource{Group: gatewayv1.GroupName, Version: "v1", Resource: "httproutes"}
 
-// parentIndex indexes HTTPRoutes by the Services ("ns/name") they attach to.
+// parentIndex indexes routes by the Services ("ns/name") they attach to.
 const parentIndex = "parentService"
+
+// meshRoute is an HTTPRoute or a GRPCRoute, read from an informer.
+type meshRoute struct {
+	meta    metav1.ObjectMeta
+	parents []gatewayv1.ParentReference
+	kind    string
+	// translate reads the spec (TranslateHTTPRoute, TranslateGRPCRoute).
+	translate func() Translation
+}
+
+// readRoute reads an informer's HTTPRoute or GRPCRoute.
+func readRoute(obj any) (meshRoute, bool) {
+	u, ok := tombstone(obj).(*unstructured.Unstructured)
+	if !ok {
+		return meshRoute{}, false
+	}
+	switch u.GetKind() {
+	case KindGRPCRoute:
+		gr, ok := grpcRoute(u)
+		if !ok {
+			return meshRoute{}, false
+		}
+		return meshRoute{meta: gr.ObjectMeta, parents: gr.Spec.ParentRefs, kind: KindGRPCRoute, translate: func() Translation { return TranslateGRPCRoute(gr) }}, true
+	default:
+		hr, ok := httpRoute(u)
+		if !ok {
+			return meshRoute{}, false
+		}
+		return meshRoute{meta: hr.ObjectMeta, parents: hr.Spec.ParentRefs, kind: KindHTTPRoute, translate: func() Translation { return TranslateHTTPRoute(hr) }}, true
+	}
+}
 
 // WithRoutes makes the watcher follow HTTPRoutes from inf (unstructured
 // objects of HTTPRoutes): those whose parentRefs name a Service shape the
 // Service's traffic (GAMMA). Call it before the informer starts.
 func (w *Watcher) WithRoutes(inf cache.SharedIndexInformer) error {
+	if err := w.follow(inf); err != nil {
+		return err
+	}
+	w.routes = inf
+	return nil
+}
+
+// WithGRPCRoutes makes the watcher follow GRPCRoutes from inf (unstructured
+// objects). Where a GRPCRoute and an HTTPRoute attach to the same Service
+// port, the GRPCRoute's routes are the port's (GEP-1294). Call it before
+// the informer starts.
+func (w *Watcher) WithGRPCRoutes(inf cache.SharedIndexInformer) error {
+	if err := w.follow(inf); err != nil {
+		return err
+	}
+	w.grpcRoutes = inf
+	return nil
+}
+
+// follow indexes a route informer by parent Service and wakes the
+// streams of those Services on every change.
+func (w *Watcher) follow(inf cache.SharedIndexInformer) error {
 	if err := inf.AddIndexers(cache.Indexers{parentIndex: func(obj any) ([]string, error) {
-		r, ok := httpRoute(obj)
+		r, ok := readRoute(obj)
 		if !ok {
 			return nil, nil
 		}
-		return parentServices(r), nil
+		return parentServices(r.meta.Namespace, r.parents), nil
 	}}); err != nil {
-		return err
+		return fmt.Errorf("index routes by parent: %w", err)
 	}
 	notify := func(obj any) {
-		if r, ok := httpRoute(tombstone(obj)); ok {
-			for _, key := range parentServices(r) {
+		if r, ok := readRoute(obj); ok {
+			for _, key := range parentServices(r.meta.Namespace, r.parents) {
 				w.notify(key)
 			}
 		}
@@ -46,9 +102,8 @@ func (w *Watcher) WithRoutes(inf cache.SharedIndexInformer) error {
 		AddFunc: notify, DeleteFunc: notify,
 		UpdateFunc: func(o, n any) { notify(o); notify(n) },
 	}); err != nil {
-		return err
+		return fmt.Errorf("follow routes: %w", err)
 	}
-	w.routes = inf
 	return nil
 }
 
@@ -78,19 +133,44 @@ func isService(group *gatewayv1.Group, kind *gatewayv1.Kind, kindDefault string)
 	return (g == "" || g == "core") && k == "Service"
 }
 
+// IsServiceParent reports whether a parentRef names a Service (GAMMA)
+// rather than a Gateway.
+func IsServiceParent(p gatewayv1.ParentReference) bool {
+	return isService(p.Group, p.Kind, "Gateway")
+}
+
+// ParentNamespace is the namespace of a parentRef of a route in routeNS.
+func ParentNamespace(routeNS string, p gatewayv1.ParentReference) string {
+	if p.Namespace != nil && *p.Namespace != "" {
+		return string(*p.Namespace)
+	}
+	return routeNS
+}
+
 // parentServices are the "ns/name" keys of the Services a route attaches
-// to. Only a route in the Service's own namespace shapes the Service's
-// traffic for every client (a producer route): a route elsewhere must not
-// take over another namespace's Service.
-func parentServices(r *gatewayv1.HTTPRoute) []string {
+// to. A route in another namespace than the Service's is a consumer route:
+// it shapes only the requests of its own namespace's clients.
+func parentServices(routeNS string, parents []gatewayv1.ParentReference) []string {
 	var out []string
-	for _, p := range r.Spec.ParentRefs {
-		if !isService(p.Group, p.Kind, "Gateway") || (p.Namespace != nil && string(*p.Namespace) != r.Namespace) {
-			continue
+	for _, p := range parents {
+		if IsServiceParent(p) {
+			out = append(out, ParentNamespace(routeNS, p)+"/"+string(p.Name))
 		}
-		out = append(out, r.Namespace+"/"+string(p.Name))
 	}
 	return out
+}
+
+// ParentMatchesPort reports whether a Service parentRef (already known to
+// name svc) covers a port: its port is the Service port's number, its
+// sectionName the port's name; with neither, every port.
+func ParentMatchesPort(p gatewayv1.ParentReference, port corev1.ServicePort) bool {
+	if p.Port != nil && int32(*p.Port) != port.Port {
+		return false
+	}
+	if p.SectionName != nil && string(*p.SectionName) != port.Name {
+		return false
+	}
+	return true
 }
 
 // backendKey is the subscription key of a Backend's Service ("name.ns:port").
@@ -104,59 +184,76 @@ func backendKey(service string) string {
 }
 
 // routesFor lists the routes attached to a Service port, most specific
-// match first.
+// match first: producer routes and the consumer routes of every namespace
+// (each proxy keeps its own namespace's). GRPCRoutes attached to the port
+// take it over from HTTPRoutes.
 func (w *Watcher) routesFor(svc *corev1.Service, port corev1.ServicePort) []api.Route {
-	if w.routes == nil {
-		return nil
-	}
-	objs, _ := w.routes.GetIndexer().ByIndex(parentIndex, svc.Namespace+"/"+svc.Name)
-	type entry struct {
-		route api.Route
-		hr    *gatewayv1.HTTPRoute
-		order int
-	}
-	var entries []entry
-	for _, obj := range objs {
-		hr, ok := httpRoute(obj)
-		if !ok || !attachesTo(hr, svc, port) {
+	key := svc.Namespace + "/" + svc.Name
+	var grpcEntries, httpEntries []routeEntry
+	for _, inf := range []cache.SharedIndexInformer{w.grpcRoutes, w.routes} {
+		if inf == nil {
 			continue
 		}
-		name := hr.Namespace + "/" + hr.Name
-		for _, rule := range hr.Spec.Rules {
-			backends := w.backends(hr.Namespace, rule.BackendRefs)
-			matches := rule.Matches
-			if len(matches) == 0 {
-				matches = []gatewayv1.HTTPRouteMatch{{}}
+		objs, _ := inf.GetIndexer().ByIndex(parentIndex, key)
+		for _, obj := range objs {
+			r, ok := readRoute(obj)
+			if !ok || !attachesTo(r, svc, port) {
+				continue
 			}
-			for _, m := range matches {
-				rm, ok := routeMatch(m)
-				if !ok {
-					continue // a match meshctl cannot honour must not widen into "everything"
+			t := r.translate()
+			if t.Unsupported != "" {
+				continue // never in part, never widened: see the route's status
+			}
+			for i, route := range t.Routes {
+				if r.meta.Namespace != svc.Namespace {
+					route.Consumer = r.meta.Namespace
 				}
-				entries = append(entries, entry{route: api.Route{Name: name, Match: rm, Backends: backends}, hr: hr, order: len(entries)})
+				e := routeEntry{route: route, created: r.meta.CreationTimestamp.Time, order: i}
+				if r.kind == KindGRPCRoute {
+					grpcEntries = append(grpcEntries, e)
+				} else {
+					httpEntries = append(httpEntries, e)
+				}
 			}
 		}
 	}
-	// Gateway API precedence: exact paths, then the longest prefix, then a
-	// method, then more header matches; ties go to the oldest route, then by
-	// name, then in the route's own order.
-	slices.SortStableFunc(entries, func(a, b entry) int {
+	entries := httpEntries
+	if len(grpcEntries) > 0 {
+		entries = grpcEntries
+	}
+	sortRoutes(entries)
+	var out []api.Route
+	for _, e := range entries {
+		out = append(out, w.withEndpoints(e.route))
+	}
+	return out
+}
+
+// routeEntry is a route with what its precedence needs.
+type routeEntry struct {
+	route   api.Route
+	created time.Time
+	order   int // in the route's spec
+}
+
+// sortRoutes orders routes by Gateway API precedence: an exact path, then
+// the longest prefix, then a method, then more header matches, then more
+// query parameter matches; ties go to the oldest route, then by
+// namespace/name, then in the route's own order.
+func sortRoutes(entries []routeEntry) {
+	slices.SortStableFunc(entries, func(a, b routeEntry) int {
 		ma, mb := a.route.Match, b.route.Match
 		return cmp.Or(
 			cmp.Compare(boolInt(mb.PathType == "Exact"), boolInt(ma.PathType == "Exact")),
 			cmp.Compare(len(mb.Path), len(ma.Path)),
 			cmp.Compare(boolInt(mb.Method != ""), boolInt(ma.Method != "")),
 			cmp.Compare(len(mb.Headers), len(ma.Headers)),
-			a.hr.CreationTimestamp.Time.Compare(b.hr.CreationTimestamp.Time),
+			cmp.Compare(len(mb.QueryParams), len(ma.QueryParams)),
+			a.created.Compare(b.created),
 			strings.Compare(a.route.Name, b.route.Name),
 			cmp.Compare(a.order, b.order),
 		)
 	})
-	out := make([]api.Route, len(entries))
-	for i, e := range entries {
-		out[i] = e.route
-	}
-	return out
 }
 
 func boolInt(b bool) int {
@@ -167,77 +264,54 @@ func boolInt(b bool) int {
 }
 
 // attachesTo reports whether a route attaches to this Service port.
-func attachesTo(r *gatewayv1.HTTPRoute, svc *corev1.Service, port corev1.ServicePort) bool {
-	for _, p := range r.Spec.ParentRefs {
-		if !isService(p.Group, p.Kind, "Gateway") || string(p.Name) != svc.Name {
-			continue
-		}
-		if p.Namespace != nil && string(*p.Namespace) != r.Namespace {
-			continue // see parentServices
-		}
-		if r.Namespace == svc.Namespace && (p.Port == nil || int32(*p.Port) == port.Port) {
+func attachesTo(r meshRoute, svc *corev1.Service, port corev1.ServicePort) bool {
+	for _, p := range r.parents {
+		if IsServiceParent(p) && string(p.Name) == svc.Name && ParentNamespace(r.meta.Namespace, p) == svc.Namespace && ParentMatchesPort(p, port) {
 			return true
 		}
 	}
 	return false
 }
 
-// routeMatch translates a match; false for one meshctl does not support
-// (regular expressions, query parameters).
-func routeMatch(m gatewayv1.HTTPRouteMatch) (api.RouteMatch, bool) {
-	var out api.RouteMatch
-	if len(m.QueryParams) > 0 {
-		return out, false
+// withEndpoints fills in the endpoints of a route's backends and mirrors.
+func (w *Watcher) withEndpoints(r api.Route) api.Route {
+	backends := make([]api.Backend, len(r.Backends))
+	for i, b := range r.Backends {
+		backends[i] = w.backendEndpoints(b)
 	}
-	if m.Path != nil && m.Path.Value != nil {
-		out.Path, out.PathType = *m.Path.Value, "PathPrefix"
-		if m.Path.Type != nil {
-			switch *m.Path.Type {
-			case gatewayv1.PathMatchExact:
-				out.PathType = "Exact"
-			case gatewayv1.PathMatchPathPrefix:
-			default:
-				return out, false
-			}
+	r.Backends = backends
+	if len(r.Mirrors) > 0 {
+		mirrors := make([]api.Mirror, len(r.Mirrors))
+		for i, m := range r.Mirrors {
+			m.Backend = w.backendEndpoints(m.Backend)
+			mirrors[i] = m
 		}
-		if out.PathType == "PathPrefix" && out.Path == "/" {
-			out.Path, out.PathType = "", "" // every path
-		}
+		r.Mirrors = mirrors
 	}
-	for _, h := range m.Headers {
-		if h.Type != nil && *h.Type != gatewayv1.HeaderMatchExact {
-			return out, false
-		}
-		out.Headers = append(out.Headers, api.HeaderMatch{Name: string(h.Name), Value: h.Value})
-	}
-	if m.Method != nil {
-		out.Method = string(*m.Method)
-	}
-	return out, true
+	return r
 }
 
-// backends resolves a rule's backendRefs to Services and their endpoints.
-func (w *Watcher) backends(routeNS string, refs []gatewayv1.HTTPBackendRef) []api.Backend {
-	out := make([]api.Backend, 0, len(refs))
-	for _, ref := range refs {
-		// Backends in other namespaces would need a ReferenceGrant, which
-		// meshctl does not read: they are left out.
-		if !isService(ref.Group, ref.Kind, "Service") || ref.Port == nil || (ref.Namespace != nil && string(*ref.Namespace) != routeNS) {
-			continue
-		}
-		ns := routeNS
-		b := api.Backend{Service: string(ref.Name) + "." + ns + ":" + strconv.Itoa(int(*ref.Port)), Weight: 1, Endpoints: []api.Endpoint{}}
-		if ref.Weight != nil {
-			b.Weight = int(*ref.Weight)
-		}
-		if svc, err := w.serviceLister.Services(ns).Get(string(ref.Name)); err == nil {
-			for _, sp := range svc.Spec.Ports {
-				if sp.Port == int32(*ref.Port) {
-					b.Endpoints = w.serviceDestination(svc, sp).Endpoints
-				}
-			}
-		}
-		out = append(out, b)
+// backendEndpoints resolves a backend's Service ("name.ns:port") to its
+// ready endpoints; a missing Service or port has none.
+func (w *Watcher) backendEndpoints(b api.Backend) api.Backend {
+	b.Endpoints = []api.Endpoint{}
+	if b.Service == "" {
+		return b
 	}
-	return out
+	hostPort, portStr, _ := strings.Cut(b.Service, ":")
+	name, ns, _ := strings.Cut(hostPort, ".")
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return b
+	}
+	svc, err := w.serviceLister.Services(ns).Get(name)
+	if err != nil {
+		return b
+	}
+	for _, sp := range svc.Spec.Ports {
+		if int(sp.Port) == port {
+			b.Endpoints = w.serviceDestination(svc, sp).Endpoints
+		}
+	}
+	return b
 }
