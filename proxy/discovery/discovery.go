@@ -64,6 +64,10 @@ type Config struct {
 	MaxBackoff time.Duration
 	// Log receives the client's logs. Default: discard.
 	Log *slog.Logger
+	// Namespace is the client's namespace: it picks the consumer routes
+	// that apply to this proxy's requests (api.Route.Consumer). Default:
+	// the namespace of Identity's SPIFFE ID (spiffe://<td>/ns/<ns>/sa/<sa>).
+	Namespace string
 	// Pod and InboundPolicy, when both set, follow the pod's inbound policy
 	// (/v1/inbound-policy): every version is handed to InboundPolicy.
 	Pod           string
@@ -314,7 +318,7 @@ func (c *Client) stream(ctx context.Context, sub *subscription) (answered bool, 
 				c.cfg.Log.Warn("ignoring a bad traffic-policy annotation", "service", d.Service, "error", err)
 			}
 			sub.set.SetPolicy(name(sub.dst, d), pol)
-			sub.set.SetRoutes(TranslateRoutes(sub.dst, d.Routes, c.cfg.Log))
+			sub.set.SetRoutes(TranslateRoutes(sub.dst, d.Routes, c.namespace(), c.cfg.Log))
 		} else {
 			sub.set.Passthrough(sub.dst.String())
 		}
@@ -370,6 +374,17 @@ func (c *Client) streamInboundPolicy(ctx context.Context) (answered bool, err er
 	}
 }
 
+// namespace is the client's namespace (Config.Namespace).
+func (c *Client) namespace() string {
+	if c.cfg.Namespace != "" {
+		return c.cfg.Namespace
+	}
+	if b := c.cfg.Identity.Bundle(); b != nil {
+		return b.ID.Namespace
+	}
+	return ""
+}
+
 func (s *subscription) answer() { s.answerOne.Do(func() { close(s.answered) }) }
 
 // name is a destination's name in metrics: its Service and port when it is
@@ -393,16 +408,43 @@ func (c *Client) Sets() []*endpoints.Set {
 	return out
 }
 
-// TranslateRoutes turns the controller's routes into the set's.
-func TranslateRoutes(dst netip.AddrPort, routes []api.Route, log *slog.Logger) []endpoints.RouteSpec {
-	out := make([]endpoints.RouteSpec, len(routes))
-	for i, r := range routes {
-		spec := endpoints.RouteSpec{Name: r.Name, Match: r.Match, Backends: make([]endpoints.BackendSpec, len(r.Backends))}
-		for j, b := range r.Backends {
-			eps, _ := Translate(dst, api.Destination{Known: true, Endpoints: b.Endpoints}, log)
-			spec.Backends[j] = endpoints.BackendSpec{Name: b.Service, Weight: b.Weight, Endpoints: eps}
+// TranslateRoutes turns the controller's routes into the set's, keeping
+// only the group that applies to a client in namespace: the consumer
+// routes of that namespace when there are any, else the producer routes
+// (Consumer ""). Routes of other consumers are left out.
+func TranslateRoutes(dst netip.AddrPort, routes []api.Route, namespace string, log *slog.Logger) []endpoints.RouteSpec {
+	consumer := false
+	for _, r := range routes {
+		if namespace != "" && r.Consumer == namespace {
+			consumer = true
+			break
 		}
-		out[i] = spec
+	}
+	want := ""
+	if consumer {
+		want = namespace
+	}
+	backend := func(b api.Backend) endpoints.BackendSpec {
+		eps, _ := Translate(dst, api.Destination{Known: true, Endpoints: b.Endpoints}, log)
+		return endpoints.BackendSpec{Name: b.Service, Weight: b.Weight, RequestHeaders: b.RequestHeaders, Endpoints: eps}
+	}
+	var out []endpoints.RouteSpec
+	for _, r := range routes {
+		if r.Consumer != want {
+			continue
+		}
+		spec := endpoints.RouteSpec{
+			Name: r.Name, Match: r.Match, RequestHeaders: r.RequestHeaders, ResponseHeaders: r.ResponseHeaders,
+			Redirect: r.Redirect, Rewrite: r.Rewrite, Timeouts: r.Timeouts, Retry: r.Retry,
+			Backends: make([]endpoints.BackendSpec, len(r.Backends)),
+		}
+		for j, b := range r.Backends {
+			spec.Backends[j] = backend(b)
+		}
+		for _, m := range r.Mirrors {
+			spec.Mirrors = append(spec.Mirrors, endpoints.MirrorSpec{Backend: backend(m.Backend), Percent: m.Percent})
+		}
+		out = append(out, spec)
 	}
 	return out
 }

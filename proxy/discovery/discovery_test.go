@@ -520,3 +520,65 @@ func TestARefusalInsideTheClusterFailsClosed(t *testing.T) {
 		return ok && ep.Addr == outside.String()
 	})
 }
+
+func TestTranslateRoutesPicksTheClientsGroup(t *testing.T) {
+	dst := netip.MustParseAddrPort("10.96.0.1:80")
+	route := func(name, consumer string) api.Route {
+		return api.Route{Name: name, Consumer: consumer, Backends: []api.Backend{{Service: "web.shop:80", Weight: 1, Endpoints: []api.Endpoint{{Addr: "10.0.0.1:8080"}}}},
+			Mirrors: []api.Mirror{{Backend: api.Backend{Service: "mirror.shop:80", Endpoints: []api.Endpoint{{Addr: "10.0.0.2:8080"}}}, Percent: 50}}}
+	}
+	routes := []api.Route{route("shop/producer", ""), route("team-a/consumer", "team-a"), route("team-b/consumer", "team-b"), route("shop/producer-2", "")}
+	names := func(specs []endpoints.RouteSpec) []string {
+		var out []string
+		for _, s := range specs {
+			out = append(out, s.Name)
+		}
+		return out
+	}
+	log := slog.New(slog.DiscardHandler)
+	for _, tc := range []struct {
+		namespace string
+		want      []string
+	}{
+		{"team-a", []string{"team-a/consumer"}},
+		{"team-b", []string{"team-b/consumer"}},
+		{"shop", []string{"shop/producer", "shop/producer-2"}},
+		{"", []string{"shop/producer", "shop/producer-2"}},
+	} {
+		got := TranslateRoutes(dst, routes, tc.namespace, log)
+		if !slices.Equal(names(got), tc.want) {
+			t.Errorf("client in %q gets %v, want %v", tc.namespace, names(got), tc.want)
+		}
+		if len(got) > 0 && (len(got[0].Mirrors) != 1 || got[0].Mirrors[0].Percent != 50 || len(got[0].Mirrors[0].Backend.Endpoints) != 1) {
+			t.Errorf("mirrors not translated: %+v", got[0].Mirrors)
+		}
+	}
+	if got := TranslateRoutes(dst, []api.Route{route("team-a/consumer", "team-a")}, "shop", log); len(got) != 0 {
+		t.Errorf("a client gets another namespace's consumer routes: %v", names(got))
+	}
+}
+
+func TestAClientInAConsumerNamespaceGetsItsConsumerRoutes(t *testing.T) {
+	f := newFixture(t)
+	svc := netip.MustParseAddrPort("10.96.0.21:80")
+	backend := []api.Backend{{Service: "web.shop:80", Weight: 1, Endpoints: []api.Endpoint{{Addr: "10.244.0.7:8080"}}}}
+	// The workload's identity is in namespace demo.
+	f.controller.set(svc.String(), api.Destination{Known: true, Service: "web.shop", Endpoints: []api.Endpoint{{Addr: "10.244.0.7:8080"}},
+		Routes: []api.Route{{Name: "shop/all", Backends: backend}, {Name: "demo/mine", Consumer: "demo", Backends: backend}, {Name: "other/theirs", Consumer: "other", Backends: backend}}})
+	c := f.client(t, f.controller.srv.Listener.Addr().String(), nil)
+	set := c.Resolve(context.Background(), svc)
+	eventually(t, "the routes", func() bool { return len(set.Routes()) > 0 })
+	if rs := set.Routes(); len(rs) != 1 || rs[0].Name != "demo/mine" {
+		t.Errorf("routes %+v, want only demo's consumer route", rs)
+	}
+	// Config.Namespace overrides the identity's.
+	svc2 := netip.MustParseAddrPort("10.96.0.22:80")
+	f.controller.set(svc2.String(), api.Destination{Known: true, Service: "web.shop", Endpoints: []api.Endpoint{{Addr: "10.244.0.7:8080"}},
+		Routes: []api.Route{{Name: "shop/all", Backends: backend}, {Name: "demo/mine", Consumer: "demo", Backends: backend}}})
+	c2 := f.client(t, f.controller.srv.Listener.Addr().String(), func(cfg *Config) { cfg.Namespace = "elsewhere" })
+	set2 := c2.Resolve(context.Background(), svc2)
+	eventually(t, "the routes", func() bool { return len(set2.Routes()) > 0 })
+	if rs := set2.Routes(); len(rs) != 1 || rs[0].Name != "shop/all" {
+		t.Errorf("routes %+v, want only the producer route", rs)
+	}
+}

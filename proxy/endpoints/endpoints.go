@@ -147,13 +147,25 @@ func (s *Set) SetPolicy(name string, p servicepolicy.Policy) {
 	next := *old
 	next.changed = make(chan struct{})
 	next.name, next.policy = name, &p
-	switch {
-	case !p.Retry.Enabled():
-		next.budget = nil
-	case old.budget == nil || old.budget.Config() != p.Retry.Budget.WithDefaults():
-		next.budget = retry.NewBudget(p.Retry.Budget, time.Now())
-	}
+	next.budget = budgetFor(old.budget, p, old.routes)
 	s.swap(old, &next)
+}
+
+// budgetFor is the retry budget of a destination with policy p and these
+// routes: none when nothing retries, the current one while its sizing
+// stays, else a fresh one.
+func budgetFor(current *retry.Budget, p servicepolicy.Policy, routes []Route) *retry.Budget {
+	retries := p.Retry.Enabled()
+	for i := 0; i < len(routes) && !retries; i++ {
+		retries = routes[i].Retry != nil
+	}
+	switch {
+	case !retries:
+		return nil
+	case current == nil || current.Config() != p.Retry.Budget.WithDefaults():
+		return retry.NewBudget(p.Retry.Budget, time.Now())
+	}
+	return current
 }
 
 // swap installs next and wakes the requests waiting on old. Callers hold mu.

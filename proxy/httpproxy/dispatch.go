@@ -13,6 +13,7 @@ import (
 	"github.com/meshctl/meshctl/proxy/endpoints"
 	"github.com/meshctl/meshctl/proxy/metrics"
 	"github.com/meshctl/meshctl/proxy/retry"
+	"github.com/meshctl/meshctl/proxy/servicepolicy"
 )
 
 // dialError is a connection to an endpoint that could not be made: nothing
@@ -28,24 +29,53 @@ const (
 	timeoutTry     = "try"
 )
 
-// forward sends r to an endpoint of its destination, again to others as
-// the destination's policy allows (retries within a budget, a timeout per
-// try and for the whole request), and writes the final answer to rec. It
-// returns the endpoint the final answer came from, if one was reached.
+// forward sends r where its route says (an endpoint of the destination
+// when it has no route for the client), again to others as the route's or
+// else the destination's policy allows (retries within the destination's
+// budget, a timeout per try and for the whole request), and writes the
+// final answer to rec. It returns the endpoint the final answer came from,
+// if one was reached.
 func (p *Proxy) forward(ctx context.Context, rec *recorder, r *http.Request, info *ConnInfo) (endpoints.Endpoint, bool) {
 	set := info.Upstream
-	pol := set.Policy()
-	if pol.RequestTimeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, pol.RequestTimeout)
-		defer cancel()
-	}
 	grpc := isGRPC(r.Header)
 	hasBody := rec.body != nil && r.ContentLength != 0
+	route, found := set.Route(r)
+	if !found {
+		noRoute(rec, grpc)
+		return endpoints.Endpoint{}, false
+	}
+	target := set
+	if route != nil {
+		if route.Redirect != nil {
+			redirect(rec, r, route)
+			return endpoints.Endpoint{}, false
+		}
+		backend := route.Choose()
+		if backend == nil {
+			info.Metrics.Unavailable(set.Name(), "no_backends")
+			p.warn("request failed: its route has no backend to send it to", "destination", set.Name(), "route", route.Name)
+			rec.Header().Set(proxyErrorHeader, "no backends")
+			http.Error(rec, "meshctl proxy: the request's route has no backend to send it to", http.StatusInternalServerError)
+			return endpoints.Endpoint{}, false
+		}
+		target = backend.Set
+		editHeaders(r.Header, route.RequestHeaders)
+		rewrite(r, route)
+		if len(route.Mirrors) > 0 {
+			p.mirror(r, hasBody, info, route)
+		}
+		editHeaders(r.Header, backend.RequestHeaders)
+	}
+	pol := policyFor(set.Policy(), route)
+	if pol.requestTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, pol.requestTimeout)
+		defer cancel()
+	}
 	var budget *retry.Budget
 	var replay *replayBody
-	var header http.Header // the request's headers as received, for each try to copy
-	if pol.Retry.Enabled() && pol.Retry.Limit > 0 && ((grpc && pol.Retry.GRPC != 0) || pol.Retry.Method(r.Method)) {
+	var header http.Header // the request's headers as sent, for each try to copy
+	if pol.retries && pol.retry.Limit > 0 && ((grpc && pol.retry.GRPC != 0) || pol.retry.Method(r.Method)) {
 		if budget = set.Budget(); budget != nil {
 			budget.Deposit(time.Now())
 			header = r.Header.Clone()
@@ -54,14 +84,6 @@ func (p *Proxy) forward(ctx context.Context, rec *recorder, r *http.Request, inf
 			}
 		}
 	}
-	// An HTTPRoute may send the request to one of its backends instead.
-	target, routed := set.Route(r)
-	if !routed {
-		info.Metrics.Unavailable(set.Name(), "no_backends")
-		rec.Header().Set(proxyErrorHeader, "no backends")
-		http.Error(rec, "meshctl proxy: the request's route has no backend to send it to", http.StatusServiceUnavailable)
-		return endpoints.Endpoint{}, false
-	}
 	lease, err := target.Acquire(ctx, p.queue, "")
 	if err != nil {
 		p.unavailable(ctx, rec, info, set, grpc, err)
@@ -69,7 +91,7 @@ func (p *Proxy) forward(ctx context.Context, rec *recorder, r *http.Request, inf
 	}
 	lease = p.Own(lease)
 	for try := 0; ; try++ {
-		tryCtx := newTry(ctx, pol.Retry.PerTryTimeout)
+		tryCtx := newTry(ctx, pol.retry.PerTryTimeout)
 		in := r
 		if header != nil {
 			// Each try gets its own headers: outbound edits them, and a
@@ -111,8 +133,9 @@ func (p *Proxy) forward(ctx context.Context, rec *recorder, r *http.Request, inf
 
 		// Send it again? Only with the body whole, the budget willing, and
 		// another endpoint ready now: otherwise this answer is the answer.
-		if budget != nil && try < pol.Retry.Limit && ctx.Err() == nil && (replay == nil || replay.replayable()) &&
-			retryable(pol.Retry, grpc, res, err, connectFailed, timedOut) && (body == nil || body.released()) {
+		if budget != nil && try < pol.retry.Limit && ctx.Err() == nil && (replay == nil || replay.replayable()) &&
+			retryable(pol.retry, grpc, res, err, connectFailed, timedOut) && (body == nil || body.released()) &&
+			backoff(ctx, pol.backoff) {
 			if next, nerr := target.Acquire(ctx, endpoints.Queue{}, lease.Addr); nerr == nil {
 				if budget.Withdraw(time.Now()) {
 					if res != nil {
@@ -134,20 +157,85 @@ func (p *Proxy) forward(ctx context.Context, rec *recorder, r *http.Request, inf
 			switch {
 			case errors.Is(ctx.Err(), context.DeadlineExceeded):
 				info.Metrics.Timeout(set.Name(), timeoutRequest)
-				p.warn("request failed: its timeout expired", "destination", set.Name(), "endpoint", lease.Addr, "timeout", pol.RequestTimeout)
+				p.warn("request failed: its timeout expired", "destination", set.Name(), "endpoint", lease.Addr, "timeout", pol.requestTimeout)
 				p.timeout(rec, grpc, "request timeout")
 			case timedOut:
-				p.warn("request failed: its last try's timeout expired", "destination", set.Name(), "endpoint", lease.Addr, "timeout", pol.Retry.PerTryTimeout)
+				p.warn("request failed: its last try's timeout expired", "destination", set.Name(), "endpoint", lease.Addr, "timeout", pol.retry.PerTryTimeout)
 				p.timeout(rec, grpc, "try timeout")
 			default:
 				p.errorHandler(rec, r, lease.Endpoint, err)
 			}
 			return lease.Endpoint, true
 		}
+		if route != nil {
+			editHeaders(res.Header, route.ResponseHeaders)
+		}
 		p.respond(rec, out, res, lease)
 		tryCtx.cancel()
 		return lease.Endpoint, true
 	}
+}
+
+// requestPolicy is the timeouts and retries that apply to one request.
+type requestPolicy struct {
+	requestTimeout time.Duration
+	retry          retry.Policy
+	retries        bool          // retry is on (a route's retry is, even without statuses: for connection failures)
+	backoff        time.Duration // the wait before each retry
+}
+
+// policyFor is the policy of a request on route (nil: none) of a
+// destination whose policy is svc: the route's timeouts and retry take
+// precedence over the Service's annotations, which are the fallback; the
+// Service's budget and method rules stay.
+func policyFor(svc *servicepolicy.Policy, route *endpoints.Route) requestPolicy {
+	pol := requestPolicy{requestTimeout: svc.RequestTimeout, retry: svc.Retry, retries: svc.Retry.Enabled()}
+	if route == nil {
+		return pol
+	}
+	if route.RequestTimeout > 0 {
+		pol.requestTimeout = route.RequestTimeout
+	}
+	if route.TryTimeout > 0 {
+		pol.retry.PerTryTimeout = route.TryTimeout
+	}
+	if rr := route.Retry; rr != nil {
+		pol.retry.HTTP, pol.retry.GRPC, pol.retry.Limit = rr.HTTP, 0, rr.Limit
+		pol.retries, pol.backoff = true, rr.Backoff
+	}
+	return pol
+}
+
+// backoff waits d before a retry; false when ctx ended first.
+func backoff(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// noRoute answers a request none of its destination's routes takes: 404,
+// or for gRPC the UNIMPLEMENTED status its clients understand. Its
+// response metrics count it; nothing is logged (a client's wrong path is
+// no fault of the proxy's).
+func noRoute(rec *recorder, grpc bool) {
+	h := rec.Header()
+	h.Set(proxyErrorHeader, "no route")
+	if grpc {
+		h.Set("Content-Type", "application/grpc")
+		h.Set("Grpc-Status", strconv.Itoa(grpcUnimplemented))
+		h.Set("Grpc-Message", "meshctl proxy: no route for the method")
+		rec.WriteHeader(http.StatusOK)
+		return
+	}
+	http.Error(rec, "meshctl proxy: no route for the request", http.StatusNotFound)
 }
 
 // respond streams the final response to the client and tells the balancer
@@ -195,6 +283,7 @@ func retryable(pol retry.Policy, grpc bool, res *http.Response, err error, conne
 
 const (
 	grpcDeadlineExceeded = 4
+	grpcUnimplemented    = 12
 	grpcUnavailable      = 14
 )
 

@@ -61,6 +61,11 @@ type Config struct {
 	// reached directly, as nothing of it crosses the network, rather than
 	// over mutual TLS that its application would not understand.
 	LocalAddrs []netip.Addr
+	// MaxMirrors bounds the copies of requests for routes' mirrors in
+	// flight at once; beyond it copies are dropped. Default: 100.
+	MaxMirrors int
+	// MirrorTimeout bounds each copy for a mirror. Default: 5s.
+	MirrorTimeout time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -82,6 +87,12 @@ func (c Config) withDefaults() Config {
 	if c.QueueCapacity == 0 {
 		c.QueueCapacity = 1000
 	}
+	if c.MaxMirrors <= 0 {
+		c.MaxMirrors = 100
+	}
+	if c.MirrorTimeout <= 0 {
+		c.MirrorTimeout = 5 * time.Second
+	}
 	return c
 }
 
@@ -99,6 +110,11 @@ type Proxy struct {
 	// warnings limits the warn-level lines about requests the proxy failed
 	// on its own account, so a failing destination cannot flood the log.
 	warnings rate.Sometimes
+	// mirrorSlots holds a token per mirrored copy in flight (its capacity
+	// is Config.MaxMirrors); mirrors counts their goroutines.
+	mirrorSlots   chan struct{}
+	mirrors       sync.WaitGroup
+	mirrorTimeout time.Duration
 
 	h1         *http.Transport // plaintext HTTP/1
 	h2c        *http.Transport // plaintext prior-knowledge HTTP/2
@@ -115,7 +131,8 @@ func New(cfg Config) *Proxy {
 	}
 	p := &Proxy{log: cfg.Log, tap: cfg.Tap, upstreams: upstreams, guard: cfg.Guard, cluster: cfg.ClusterNetworks,
 		queue:    endpoints.Queue{Timeout: cfg.QueueTimeout, Capacity: cfg.QueueCapacity},
-		warnings: rate.Sometimes{First: 5, Interval: 5 * time.Second}, local: map[netip.Addr]bool{}}
+		warnings: rate.Sometimes{First: 5, Interval: 5 * time.Second}, local: map[netip.Addr]bool{},
+		mirrorSlots: make(chan struct{}, cfg.MaxMirrors), mirrorTimeout: cfg.MirrorTimeout}
 	for _, a := range cfg.LocalAddrs {
 		p.local[a.Unmap()] = true
 	}

@@ -57,6 +57,7 @@ type Metrics struct {
 	exhausted   *prometheus.CounterVec
 	timeouts    *prometheus.CounterVec
 	unavailable *prometheus.CounterVec
+	mirrors     *prometheus.CounterVec
 	decisions   *prometheus.CounterVec
 	evicted     prometheus.Counter
 	plaintext   *prometheus.CounterVec
@@ -154,12 +155,15 @@ func New(cfg Config) *Metrics {
 		unavailable: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "balancer_unavailable_total", Help: "Requests answered 503 because no endpoint could take them in time (reason: no_endpoints, all_failing, queue_full).",
 		}, []string{"destination", "reason"}),
+		mirrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mirror_requests_total", Help: "Copies of requests for a route's mirrors, by mirror Service and result: sent (answered below 500), failed (no endpoint, an error, a timeout or a 5xx), dropped (not sent: too many in flight, or a request body).",
+		}, []string{"destination", "result"}),
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "inbound_policy_decisions_total", Help: "Inbound requests and connections let in (allow), refused with 403 or a closed connection (deny) or 429 (rate_limited), by the rule that decided: an AuthorizationPolicy, default:<policy>, probe, rate-limit, rate-limit-per-client.",
 		}, []string{"decision", "rule"}),
 	}
 	m.reg.MustRegister(m.decisions, m.evicted, m.plaintext, m.requests, m.responses, m.latency, m.tcpOpen, m.tcpClose, m.tcpOpenNow,
-		m.tcpRead, m.tcpWrite, m.protoErrors, m.tlsErrors, m.retries, m.exhausted, m.timeouts, m.unavailable,
+		m.tcpRead, m.tcpWrite, m.protoErrors, m.tlsErrors, m.retries, m.exhausted, m.timeouts, m.unavailable, m.mirrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -334,6 +338,19 @@ func (c *Conn) Timeout(destination, kind string) {
 // Unavailable counts a request no endpoint could take, and why.
 func (c *Conn) Unavailable(destination, reason string) {
 	c.m.unavailable.WithLabelValues(c.m.destination(destination), reason).Inc()
+}
+
+// Mirror results, in metrics.
+const (
+	MirrorSent    = "sent"
+	MirrorFailed  = "failed"
+	MirrorDropped = "dropped"
+)
+
+// Mirror counts a copy of a request for a mirror (destination: its
+// Service), by result (MirrorSent, MirrorFailed, MirrorDropped).
+func (c *Conn) Mirror(destination, result string) {
+	c.m.mirrors.WithLabelValues(c.m.destination(destination), result).Inc()
 }
 
 // destination is the label value for a destination: itself while fewer
