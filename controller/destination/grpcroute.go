@@ -33,7 +33,7 @@ func grpcRoute(obj any) (*gatewayv1.GRPCRoute, bool) {
 // and regular expressions are unsupported.
 func TranslateGRPCRoute(gr *gatewayv1.GRPCRoute) Translation {
 	name := gr.Namespace + "/" + gr.Name
-	var t Translation
+	t := Translation{Backends: grpcBackendRefs(gr)}
 	for i, rule := range gr.Spec.Rules {
 		if err := t.grpcRule(gr.Namespace, name, i, rule); err != nil {
 			t.fail(err)
@@ -41,6 +41,23 @@ func TranslateGRPCRoute(gr *gatewayv1.GRPCRoute) Translation {
 		}
 	}
 	return t
+}
+
+// grpcBackendRefs lists every backend a GRPCRoute names, mirrors included,
+// whether or not the route is supported.
+func grpcBackendRefs(gr *gatewayv1.GRPCRoute) []BackendRef {
+	var out []BackendRef
+	for _, rule := range gr.Spec.Rules {
+		for _, f := range rule.Filters {
+			if f.RequestMirror != nil {
+				out = append(out, readBackendRef(gr.Namespace, f.RequestMirror.BackendRef))
+			}
+		}
+		for _, ref := range rule.BackendRefs {
+			out = append(out, readBackendRef(gr.Namespace, ref.BackendObjectReference))
+		}
+	}
+	return out
 }
 
 func (t *Translation) grpcRule(ns, name string, i int, rule gatewayv1.GRPCRouteRule) error {

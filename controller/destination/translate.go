@@ -72,7 +72,7 @@ func (t *Translation) fail(err error) {
 // TranslateHTTPRoute reads an HTTPRoute.
 func TranslateHTTPRoute(hr *gatewayv1.HTTPRoute) Translation {
 	name := hr.Namespace + "/" + hr.Name
-	var t Translation
+	t := Translation{Backends: httpBackendRefs(hr)}
 	for i, rule := range hr.Spec.Rules {
 		if err := t.httpRule(hr.Namespace, name, i, rule); err != nil {
 			t.fail(err)
@@ -225,18 +225,8 @@ func (t *Translation) mirror(ns string, m *gatewayv1.HTTPRequestMirrorFilter) (a
 	return out, nil
 }
 
-// backend translates a backendRef and records it for ResolvedRefs. A
-// reference to something other than a Service stays a backend (it takes
-// its share of requests, which fail) named "" with no endpoints.
-// Services of other namespaces need no ReferenceGrant in a mesh (GEP-1294).
-func (t *Translation) backend(ns string, ref gatewayv1.BackendObjectReference, weight *int32) (api.Backend, error) {
-	b := api.Backend{Weight: 1, Endpoints: []api.Endpoint{}}
-	if weight != nil {
-		b.Weight = int(*weight)
-	}
-	if b.Weight < 0 {
-		return b, unsupportedf("weight %d is negative", b.Weight)
-	}
+// readBackendRef reads a reference to a backend.
+func readBackendRef(ns string, ref gatewayv1.BackendObjectReference) BackendRef {
 	br := BackendRef{Namespace: ns, Name: string(ref.Name), ServiceKind: isService(ref.Group, ref.Kind, "Service"), Kind: "Service"}
 	if ref.Namespace != nil {
 		br.Namespace = string(*ref.Namespace)
@@ -250,7 +240,39 @@ func (t *Translation) backend(ns string, ref gatewayv1.BackendObjectReference, w
 	if ref.Port != nil {
 		br.Port = int32(*ref.Port)
 	}
-	t.Backends = append(t.Backends, br)
+	return br
+}
+
+// httpBackendRefs lists every backend an HTTPRoute names, mirrors included,
+// whether or not the route is supported.
+func httpBackendRefs(hr *gatewayv1.HTTPRoute) []BackendRef {
+	var out []BackendRef
+	for _, rule := range hr.Spec.Rules {
+		for _, f := range rule.Filters {
+			if f.RequestMirror != nil {
+				out = append(out, readBackendRef(hr.Namespace, f.RequestMirror.BackendRef))
+			}
+		}
+		for _, ref := range rule.BackendRefs {
+			out = append(out, readBackendRef(hr.Namespace, ref.BackendObjectReference))
+		}
+	}
+	return out
+}
+
+// backend translates a backendRef. A
+// reference to something other than a Service stays a backend (it takes
+// its share of requests, which fail) named "" with no endpoints.
+// Services of other namespaces need no ReferenceGrant in a mesh (GEP-1294).
+func (t *Translation) backend(ns string, ref gatewayv1.BackendObjectReference, weight *int32) (api.Backend, error) {
+	b := api.Backend{Weight: 1, Endpoints: []api.Endpoint{}}
+	if weight != nil {
+		b.Weight = int(*weight)
+	}
+	if b.Weight < 0 {
+		return b, unsupportedf("weight %d is negative", b.Weight)
+	}
+	br := readBackendRef(ns, ref)
 	if !br.ServiceKind {
 		return b, nil
 	}

@@ -1,0 +1,166 @@
+package destination
+
+import (
+	"context"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
+	"sigs.k8s.io/yaml"
+
+	"github.com/meshctl/meshctl/internal/api"
+)
+
+// unstructuredYAML reads a manifest.
+func unstructuredYAML(t *testing.T, s string) *unstructured.Unstructured {
+	t.Helper()
+	u := &unstructured.Unstructured{}
+	if err := yaml.Unmarshal([]byte(s), &u.Object); err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// routesWatcher is a watcher following HTTPRoutes and GRPCRoutes made of
+// manifests.
+func routesWatcher(t *testing.T, services []*corev1.Service, manifests ...string) *Watcher {
+	t.Helper()
+	objs := make([]any, len(services))
+	for i, s := range services {
+		objs[i] = s
+	}
+	w, _ := newWatcher(t, objs...)
+	var routes []runtime.Object
+	for _, m := range manifests {
+		routes = append(routes, unstructuredYAML(t, m))
+	}
+	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
+		map[schema.GroupVersionResource]string{HTTPRoutes: "HTTPRouteList", GRPCRoutes: "GRPCRouteList"}, routes...)
+	factory := dynamicinformer.NewDynamicSharedInformerFactory(dyn, 0)
+	if err := w.WithRoutes(factory.ForResource(HTTPRoutes).Informer()); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WithGRPCRoutes(factory.ForResource(GRPCRoutes).Informer()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	factory.Start(ctx.Done())
+	factory.WaitForCacheSync(ctx.Done())
+	return w
+}
+
+func routeNames(rs []api.Route) []string {
+	out := make([]string, len(rs))
+	for i, r := range rs {
+		out[i] = r.Name
+		if r.Consumer != "" {
+			out[i] += "@" + r.Consumer
+		}
+	}
+	return out
+}
+
+func resolveRoutes(t *testing.T, w *Watcher, target string) []string {
+	t.Helper()
+	d, err := w.Resolve(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return routeNames(d.Routes)
+}
+
+func sameStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+var echo = &corev1.Service{
+	ObjectMeta: metav1.ObjectMeta{Name: "echo", Namespace: "mesh"},
+	Spec: corev1.ServiceSpec{ClusterIP: "10.96.1.10", ClusterIPs: []string{"10.96.1.10"}, Ports: []corev1.ServicePort{
+		{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP}, {Name: "grpc", Port: 7070, Protocol: corev1.ProtocolTCP}}},
+}
+
+const (
+	onPort80 = `{apiVersion: gateway.networking.k8s.io/v1, kind: HTTPRoute, metadata: {name: port80, namespace: mesh},
+  spec: {parentRefs: [{group: "", kind: Service, name: echo, port: 80}], rules: [{backendRefs: [{name: echo, port: 80}]}]}}`
+	onSectionGRPC = `{apiVersion: gateway.networking.k8s.io/v1, kind: HTTPRoute, metadata: {name: section, namespace: mesh},
+  spec: {parentRefs: [{group: "", kind: Service, name: echo, sectionName: grpc}], rules: [{matches: [{path: {value: /a}}], backendRefs: [{name: echo, port: 7070}]}]}}`
+	onEveryPort = `{apiVersion: gateway.networking.k8s.io/v1, kind: HTTPRoute, metadata: {name: every, namespace: mesh},
+  spec: {parentRefs: [{group: "", kind: Service, name: echo}], rules: [{matches: [{path: {value: /every}}], backendRefs: [{name: echo, port: 80}]}]}}`
+	consumer = `{apiVersion: gateway.networking.k8s.io/v1, kind: HTTPRoute, metadata: {name: mine, namespace: client},
+  spec: {parentRefs: [{group: "", kind: Service, name: echo, namespace: mesh, port: 80}], rules: [{backendRefs: [{name: echo, namespace: mesh, port: 80}]}]}}`
+	unsupportedRoute = `{apiVersion: gateway.networking.k8s.io/v1, kind: HTTPRoute, metadata: {name: regex, namespace: mesh},
+  spec: {parentRefs: [{group: "", kind: Service, name: echo}], rules: [{matches: [{path: {type: RegularExpression, value: /x.*}}], backendRefs: [{name: echo, port: 80}]}]}}`
+	grpcOn7070 = `{apiVersion: gateway.networking.k8s.io/v1, kind: GRPCRoute, metadata: {name: grpc, namespace: mesh},
+  spec: {parentRefs: [{group: "", kind: Service, name: echo, port: 7070}], rules: [{backendRefs: [{name: echo, port: 7070}]}]}}`
+)
+
+// TestRoutesAttachByPortSectionNameAndNamespace checks which routes reach
+// which Service port: a parentRef's port and sectionName narrow it, a
+// route of another namespace is a consumer route of that namespace, an
+// unsupported route reaches none, a GRPCRoute takes the port over from
+// HTTPRoutes, and pod-IP targets get no routes.
+func TestRoutesAttachByPortSectionNameAndNamespace(t *testing.T) {
+	pod := pod("echo-a", "10.244.1.5", "echo", true)
+	pod.Namespace = "mesh"
+	w := routesWatcher(t, []*corev1.Service{echo}, onPort80, onSectionGRPC, onEveryPort, consumer, unsupportedRoute)
+	if err := w.pods.GetIndexer().Add(pod); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		target string
+		want   []string
+	}{
+		// /every is the longest prefix; the catch-alls tie on everything
+		// but namespace/name.
+		{"echo.mesh:80", []string{"mesh/every", "client/mine@client", "mesh/port80"}},
+		{"10.96.1.10:80", []string{"mesh/every", "client/mine@client", "mesh/port80"}},
+		{"echo.mesh:7070", []string{"mesh/every", "mesh/section"}},
+		{"10.244.1.5:80", []string{}},
+	} {
+		if got := resolveRoutes(t, w, tc.target); !sameStrings(got, tc.want) {
+			t.Errorf("%s: routes %v, want %v", tc.target, got, tc.want)
+		}
+	}
+
+	w = routesWatcher(t, []*corev1.Service{echo}, onPort80, onSectionGRPC, onEveryPort, grpcOn7070)
+	if got, want := resolveRoutes(t, w, "echo.mesh:7070"), []string{"mesh/grpc"}; !sameStrings(got, want) {
+		t.Errorf("with a GRPCRoute on 7070: routes %v, want only the GRPCRoute's %v", got, want)
+	}
+	if got, want := resolveRoutes(t, w, "echo.mesh:80"), []string{"mesh/every", "mesh/port80"}; !sameStrings(got, want) {
+		t.Errorf("with a GRPCRoute on 7070: port 80 routes %v, want the HTTPRoutes %v", got, want)
+	}
+}
+
+// TestRoutePrecedenceCountsQueryParams: with equal paths, methods and
+// headers, the match with more query parameters comes first.
+func TestRoutePrecedenceCountsQueryParams(t *testing.T) {
+	entries := []routeEntry{
+		{route: api.Route{Name: "a/one", Match: api.RouteMatch{Path: "/p", PathType: "PathPrefix"}}},
+		{route: api.Route{Name: "a/two", Match: api.RouteMatch{Path: "/p", PathType: "PathPrefix", QueryParams: []api.HeaderMatch{{Name: "q", Value: "1"}}}}},
+		{route: api.Route{Name: "a/three", Match: api.RouteMatch{Path: "/p", PathType: "PathPrefix", Method: "GET"}}},
+		{route: api.Route{Name: "a/four", Match: api.RouteMatch{Path: "/p", PathType: "Exact"}}},
+		{route: api.Route{Name: "a/five", Match: api.RouteMatch{Path: "/p", PathType: "PathPrefix", Headers: []api.HeaderMatch{{Name: "h", Value: "1"}}}}},
+	}
+	sortRoutes(entries)
+	var got []string
+	for _, e := range entries {
+		got = append(got, e.route.Name)
+	}
+	if want := []string{"a/four", "a/three", "a/five", "a/two", "a/one"}; !sameStrings(got, want) {
+		t.Errorf("order %v, want %v", got, want)
+	}
+}
