@@ -1,0 +1,136 @@
+package httpproxy
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshctl/meshctl/internal/api"
+	"github.com/meshctl/meshctl/proxy/endpoints"
+	"github.com/meshctl/meshctl/proxy/metrics"
+)
+
+// mirrored is a route to v1 mirrored to the mirror at addr.
+func mirrored(v1, mirror string, percent int) []endpoints.RouteSpec {
+	return []endpoints.RouteSpec{{
+		Name: "shop/web", RequestHeaders: &api.HeaderEdit{Set: []api.Header{{Name: "X-Route", Value: "edited"}}},
+		Mirrors:  []endpoints.MirrorSpec{{Backend: endpoints.BackendSpec{Name: "mirror.shop:80", Endpoints: []endpoints.Endpoint{{Addr: mirror}}}, Percent: percent}},
+		Backends: []endpoints.BackendSpec{{Name: "v1.shop:80", Weight: 1, Endpoints: []endpoints.Endpoint{{Addr: v1}}, RequestHeaders: &api.HeaderEdit{Set: []api.Header{{Name: "X-Backend-Only", Value: "1"}}}}},
+	}}
+}
+
+func TestMirrorsGetACopyOfEachRequest(t *testing.T) {
+	v1, mirror := newEcho(t, "v1", nil), newEcho(t, "mirror", nil)
+	tp := serve(t, destination(t, "web.shop:80", nil, mirrored(v1.addr, mirror.addr, 0), v1.addr), Config{})
+	res, body := get(t, tp.url+"/mirror?x=1", "X-Client", "c")
+	if res.StatusCode != 200 || decode(t, body).Backend != "v1" {
+		t.Fatalf("%d %s", res.StatusCode, body)
+	}
+	select {
+	case e := <-mirror.seen:
+		if e.Path != "/mirror" || e.Query != "x=1" || e.Header.Get("X-Client") != "c" || e.Header.Get("X-Route") != "edited" || e.Header.Get("X-Backend-Only") != "" {
+			t.Errorf("the mirror saw %+v", e)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the mirror got no copy")
+	}
+	tp.WaitMirrors()
+	if n := tp.counter(t, "mirror_requests_total", map[string]string{"destination": "mirror.shop:80", "result": metrics.MirrorSent}); n != 1 {
+		t.Errorf("mirror sent count %v, want 1", n)
+	}
+	// A request with a body is not copied (see Proxy.mirror), and counted.
+	req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, tp.url+"/post", strings.NewReader("payload"))
+	if res, _ := do(t, h1(), req); res.StatusCode != 200 {
+		t.Errorf("POST: %d", res.StatusCode)
+	}
+	tp.WaitMirrors()
+	if n := mirror.count.Load(); n != 1 {
+		t.Errorf("the mirror got %d requests, want 1 (the POST has a body)", n)
+	}
+	if n := tp.counter(t, "mirror_requests_total", map[string]string{"destination": "mirror.shop:80", "result": metrics.MirrorDropped}); n != 1 {
+		t.Errorf("mirror dropped count %v, want 1", n)
+	}
+}
+
+func TestAMirrorNeverChangesTheCallersRequest(t *testing.T) {
+	v1 := newEcho(t, "v1", nil)
+	release := make(chan struct{})
+	hang := newEcho(t, "hang", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	defer close(release)
+	broken := newEcho(t, "broken", func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "mirror failure", http.StatusInternalServerError)
+	})
+	const hangFor = 1500 * time.Millisecond
+	for _, tc := range []struct {
+		name   string
+		mirror string
+	}{
+		{"hanging", hang.addr},
+		{"answering 500", broken.addr},
+		{"unreachable", unreachable(t)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tp := serve(t, destination(t, "web.shop:80", nil, mirrored(v1.addr, tc.mirror, 100), v1.addr), Config{MirrorTimeout: hangFor})
+			for range 5 {
+				start := time.Now()
+				res, body := get(t, tp.url+"/x")
+				if took := time.Since(start); took > hangFor/3 {
+					t.Errorf("the request took %v: the mirror delayed it", took)
+				}
+				if res.StatusCode != 200 || decode(t, body).Backend != "v1" || res.Header.Get(proxyErrorHeader) != "" {
+					t.Errorf("the caller got %d %q %s", res.StatusCode, res.Header.Get(proxyErrorHeader), body)
+				}
+			}
+			tp.WaitMirrors() // a hanging mirror's copies time out
+			if n := tp.counter(t, "mirror_requests_total", map[string]string{"destination": "mirror.shop:80", "result": metrics.MirrorFailed}); n != 5 {
+				t.Errorf("mirror failures counted %v, want 5", n)
+			}
+		})
+	}
+}
+
+func TestMirrorsInFlightAreBoundedAndTheRestDropped(t *testing.T) {
+	v1 := newEcho(t, "v1", nil)
+	release := make(chan struct{})
+	hang := newEcho(t, "hang", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	tp := serve(t, destination(t, "web.shop:80", nil, mirrored(v1.addr, hang.addr, 100), v1.addr), Config{MaxMirrors: 2})
+	for range 5 {
+		if res, _ := get(t, tp.url+"/x"); res.StatusCode != 200 {
+			t.Fatalf("%d", res.StatusCode)
+		}
+	}
+	close(release)
+	tp.WaitMirrors()
+	sent := tp.counter(t, "mirror_requests_total", map[string]string{"destination": "mirror.shop:80", "result": metrics.MirrorSent})
+	dropped := tp.counter(t, "mirror_requests_total", map[string]string{"destination": "mirror.shop:80", "result": metrics.MirrorDropped})
+	if sent != 2 || dropped != 3 {
+		t.Errorf("sent %v, dropped %v; want 2 in flight at most, 3 dropped", sent, dropped)
+	}
+}
+
+func TestMirrorPercent(t *testing.T) {
+	v1, mirror := newEcho(t, "v1", nil), newEcho(t, "mirror", nil)
+	tp := serve(t, destination(t, "web.shop:80", nil, mirrored(v1.addr, mirror.addr, 20), v1.addr), Config{})
+	const n = 300
+	for range n {
+		get(t, tp.url+"/x")
+	}
+	tp.WaitMirrors()
+	got := mirror.count.Load()
+	// 20% of 300 is 60; binomial sd ≈ 6.9: ±5 sd.
+	if got < 25 || got > 95 {
+		t.Errorf("the mirror got %d of %d requests, want about 20%%", got, n)
+	}
+}
