@@ -22,8 +22,11 @@ VULNDB_VERSION := v0.0.0-20261105234957-e22db6528018
 VULNDB := $(CACHE_DIR)/vulndb-$(VULNDB_VERSION)
 LDFLAGS := -s -w -X github.com/meshctl/meshctl/internal/version.Version=$(VERSION)
 E2E_TIMEOUT ?= 45m
+# ECHO_IMAGE: the name the Gateway API conformance suite's mesh manifests use; built from
+# e2e/images/echo (a compatible stand-in for Istio's echo app)
+ECHO_IMAGE ?= registry.k8s.io/gateway-api/echo-advanced:v1.5.1
 
-.PHONY: all build test test-deps fuzz lint bench bench-go images cluster-up cluster-down cluster-load cluster-status e2e demo bench clean FORCE
+.PHONY: all build test test-deps fuzz lint bench bench-go images cluster-up cluster-down cluster-load cluster-status e2e conformance demo bench clean FORCE
 
 all: build
 
@@ -92,6 +95,11 @@ images: build bin/mkimage
 	bin/mkimage --ref meshctl/proxy:$(VERSION) --file /mesh-proxy=bin/mesh-proxy --user 2102 --out bin/images/proxy.tar
 	bin/mkimage --ref meshctl/controller:$(VERSION) --file /mesh-controller=bin/mesh-controller --user 65532 --out bin/images/controller.tar
 	bin/mkimage --ref meshctl/testapp:$(VERSION) --file /testapp=bin/testapp --user 65532 --out bin/images/testapp.tar
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o bin/echo ./e2e/images/echo
+	test -s bin/echo-cert.pem || bin/echo gencert bin/echo-cert.pem bin/echo-key.pem
+	bin/mkimage --ref $(ECHO_IMAGE) --file /usr/local/bin/server=bin/echo --file /usr/local/bin/client=bin/echo \
+		--file /cert.crt=bin/echo-cert.pem --file /cert.key=bin/echo-key.pem \
+		--env PATH=/usr/local/bin:/usr/bin:/bin --user 1338 --out bin/images/echo.tar
 
 ## cluster-up: start the real local Kubernetes cluster (root; ~35 min the first time, ~1 min after)
 cluster-up: bin/localcluster
@@ -112,6 +120,11 @@ cluster-load: images bin/localcluster
 ## e2e: the real-cluster suite (starts the cluster when none is up)
 e2e: cluster-up cluster-load
 	$(GO) test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -v ./e2e/...
+
+## conformance: the Gateway API conformance suite's mesh tests against meshctl on the local cluster
+## (results in e2e/conformance/reports/)
+conformance: cluster-up cluster-load
+	cd e2e/conformance && KUBECONFIG=$(CURDIR)/.cluster/kubeconfig $(GO) test -count=1 -timeout 40m -v -run TestMeshConformance .
 
 ## demo: bring everything up and show it working
 demo: cluster-up cluster-load bin/demo

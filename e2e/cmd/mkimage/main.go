@@ -42,6 +42,13 @@ func run(args []string) error {
 	fs.StringVar(&spec.Ref, "ref", "", "image name and tag, e.g. meshctl/proxy:dev (required)")
 	fs.Var(&files, "file", "IMAGE_PATH=LOCAL_PATH of a file to add; repeatable, the first is the entrypoint")
 	fs.StringVar(&spec.User, "user", "", "numeric user the container runs as (default root)")
+	fs.Func("env", "KEY=value set in the container; repeatable", func(v string) error {
+		if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
+			return fmt.Errorf("%q is not KEY=value", v)
+		}
+		spec.Env = append(spec.Env, v)
+		return nil
+	})
 	out := fs.String("out", "", "tarball to write (required)")
 	if err := fs.Parse(args); err != nil {
 		return err
