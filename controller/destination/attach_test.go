@@ -2,6 +2,14 @@ package destination
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -164,3 +172,44 @@ func TestRoutePrecedenceCountsQueryParams(t *testing.T) {
 		t.Errorf("order %v, want %v", got, want)
 	}
 }
+
+// TestStreamKeepsOnlyTheClientsConsumerRoutes: a client whose certificate
+// says namespace "client" gets the producer route and its own consumer
+// route; one of namespace "other" only the producer route.
+func TestStreamKeepsOnlyTheClientsConsumerRoutes(t *testing.T) {
+	other := strings.ReplaceAll(consumer, "client", "other")
+	w := routesWatcher(t, []*corev1.Service{echo}, onPort80, consumer, other)
+	for ns, want := range map[string][]string{
+		"client": {"client/mine@client", "mesh/port80"},
+		"other":  {"mesh/port80", "other/mine@other"},
+		"":       {"client/mine@client", "mesh/port80", "other/mine@other"}, // no certificate: all
+	} {
+		ctx, cancel := context.WithCancel(context.Background())
+		req := httptest.NewRequestWithContext(ctx, http.MethodGet, "/v1/destinations?target=echo.mesh:80", nil)
+		if ns != "" {
+			u, _ := url.Parse("spiffe://cluster.local/ns/" + ns + "/sa/default")
+			req.TLS = &tls.ConnectionState{PeerCertificates: []*x509.Certificate{{URIs: []*url.URL{u}}}}
+		}
+		pr, pw := io.Pipe()
+		rec := &streamRecorder{ResponseRecorder: httptest.NewRecorder(), w: pw}
+		go func() { w.ServeHTTP(rec, req); pw.Close() }()
+		var d api.Destination
+		if err := json.NewDecoder(pr).Decode(&d); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		_, _ = io.Copy(io.Discard, pr)
+		if got := routeNames(d.Routes); !sameStrings(got, want) {
+			t.Errorf("client of %q: routes %v, want %v", ns, got, want)
+		}
+	}
+}
+
+// streamRecorder passes a streamed body on as it is written.
+type streamRecorder struct {
+	*httptest.ResponseRecorder
+	w io.Writer
+}
+
+func (s *streamRecorder) Write(b []byte) (int, error) { return s.w.Write(b) }
+func (s *streamRecorder) Flush()                      {}

@@ -5,10 +5,41 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/meshctl/meshctl/identity/spiffeid"
 	"github.com/meshctl/meshctl/internal/api"
 )
 
+// clientNamespace is the namespace in the SPIFFE ID of the client's
+// certificate (verified by the control API before this handler runs).
+func clientNamespace(r *http.Request) (string, bool) {
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		return "", false
+	}
+	for _, u := range r.TLS.PeerCertificates[0].URIs {
+		if id, err := spiffeid.Parse(u.String()); err == nil {
+			return id.Namespace, true
+		}
+	}
+	return "", false
+}
+
+// forNamespace keeps the routes a client of namespace ns may use: the
+// producer routes and its own namespace's consumer routes. Other
+// namespaces' consumer routes are theirs alone.
+func forNamespace(routes []api.Route, ns string) []api.Route {
+	var out []api.Route
+	for _, r := range routes {
+		if r.Consumer == "" || r.Consumer == ns {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 // ServeHTTP streams a target's destination as JSON lines (GET ?target=host:port).
+// A client known by its certificate gets the producer routes and its own
+// namespace's consumer routes only; one that is not (no client
+// certificate: tests, local tools) gets every route.
 func (w *Watcher) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
 		http.Error(rw, `{"error":"use GET"}`, http.StatusMethodNotAllowed)
@@ -25,7 +56,11 @@ func (w *Watcher) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	rw.Header().Set("Content-Type", "application/x-ndjson")
 	rw.WriteHeader(http.StatusOK)
 	enc := json.NewEncoder(rw)
+	ns, known := clientNamespace(r)
 	err := w.Watch(r.Context(), target, func(d api.Destination) error {
+		if known {
+			d.Routes = forNamespace(d.Routes, ns)
+		}
 		if err := enc.Encode(d); err != nil {
 			return err
 		}
