@@ -32,6 +32,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/meshctl/meshctl/controller/destination"
+	"github.com/meshctl/meshctl/controller/routestatus"
 	"github.com/meshctl/meshctl/controller/identitysvc"
 	"github.com/meshctl/meshctl/controller/inbound"
 	"github.com/meshctl/meshctl/controller/injector"
@@ -158,19 +159,32 @@ func (c *Controller) Run(ctx context.Context) error {
 		policies = custom.ForResource(policyapi.GroupVersionResource).Informer()
 		synced = append(synced, policies.HasSynced)
 	}
+	var httpRoutes, grpcRoutes cache.SharedIndexInformer
 	if c.cfg.Dynamic != nil && c.served(destination.HTTPRoutes) {
-		routes := custom.ForResource(destination.HTTPRoutes).Informer()
-		if err := dest.WithRoutes(routes); err != nil {
+		httpRoutes = custom.ForResource(destination.HTTPRoutes).Informer()
+		if err := dest.WithRoutes(httpRoutes); err != nil {
 			return err
 		}
-		synced = append(synced, routes.HasSynced)
+		synced = append(synced, httpRoutes.HasSynced)
 	}
 	if c.cfg.Dynamic != nil && c.served(destination.GRPCRoutes) {
-		routes := custom.ForResource(destination.GRPCRoutes).Informer()
-		if err := dest.WithGRPCRoutes(routes); err != nil {
+		grpcRoutes = custom.ForResource(destination.GRPCRoutes).Informer()
+		if err := dest.WithGRPCRoutes(grpcRoutes); err != nil {
 			return err
 		}
-		synced = append(synced, routes.HasSynced)
+		synced = append(synced, grpcRoutes.HasSynced)
+	}
+	// Route status (Accepted, ResolvedRefs) for the routes attached to
+	// Services. Every replica writes the same status from the same caches
+	// and writes only what changed, so replicas agree without an election.
+	var statuses *routestatus.Writer
+	if httpRoutes != nil || grpcRoutes != nil {
+		if statuses, err = routestatus.New(routestatus.Config{
+			Client: c.cfg.Dynamic, HTTPRoutes: httpRoutes, GRPCRoutes: grpcRoutes, Services: dest.Services(),
+			Log: c.log.With("component", "route-status"),
+		}); err != nil {
+			return err
+		}
 	}
 	inboundPolicies, err := inbound.New(inbound.Config{
 		Pods: dest.Pods(), Namespaces: nsInformer, Policies: policies,
@@ -229,7 +243,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		c.controlLn.Close()
 		return fmt.Errorf("admin listener: %w", err)
 	}
-	errc := make(chan error, 8)
+	errc := make(chan error, 16)
 	// The aggregated admin API (admin.meshctl.io): users' way to the proxies' /tap, /identity, /renew.
 	adminAPI, adminAPIServer, err := c.adminAPI(dest.Pods(), hook)
 	if err != nil {
@@ -277,6 +291,9 @@ func (c *Controller) Run(ctx context.Context) error {
 	go func() { errc <- ignoreClosed(admin.Serve(c.adminLn)) }()
 	go func() { errc <- c.keepOwnCertificate(ctx) }()
 	go func() { errc <- copier.Run(ctx) }()
+	if statuses != nil {
+		go func() { errc <- statuses.Run(ctx) }()
+	}
 	c.ready.Store(true)
 	c.log.Info("serving", "control", c.controlLn.Addr().String(), "admin", c.adminLn.Addr().String(), "admin_api", adminAPILn.Addr().String(),
 		"webhook", c.cfg.Injector.ProxyImage != "", "spiffe_id", c.cfg.ID().String())
