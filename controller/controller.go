@@ -32,10 +32,10 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/meshctl/meshctl/controller/destination"
-	"github.com/meshctl/meshctl/controller/routestatus"
 	"github.com/meshctl/meshctl/controller/identitysvc"
 	"github.com/meshctl/meshctl/controller/inbound"
 	"github.com/meshctl/meshctl/controller/injector"
+	"github.com/meshctl/meshctl/controller/routestatus"
 	"github.com/meshctl/meshctl/controller/trustbundle"
 	"github.com/meshctl/meshctl/internal/api"
 	"github.com/meshctl/meshctl/internal/certs"

@@ -8,7 +8,7 @@ import (
 	"github.com/meshctl/meshctl/internal/policyapi"
 )
 
-// GatewayAPIGroup is the Gateway API's group (HTTPRoute).
+// GatewayAPIGroup is the Gateway API's group (HTTPRoute, GRPCRoute).
 const GatewayAPIGroup = "gateway.networking.k8s.io"
 
 // ReviewerRoleName names the ClusterRole (and its binding) that lets the
@@ -20,8 +20,10 @@ const ReviewerRoleName = "meshctl-controller-reviewer"
 // rbac is the controller's least privilege: TokenReviews and
 // SubjectAccessReviews (ReviewerRoleName); its own namespace's Secrets and
 // ConfigMaps, read only; Services, EndpointSlices, Pods and Namespaces
-// everywhere, read only; HTTPRoutes (weighted splits) and
-// AuthorizationPolicies everywhere, read only; and the trust-bundle copies:
+// everywhere, read only; HTTPRoutes, GRPCRoutes (GAMMA) and
+// AuthorizationPolicies everywhere, read only, plus the routes' status
+// subresource (Accepted, ResolvedRefs), never their spec; and the
+// trust-bundle copies:
 // ConfigMaps named mesh-trust-roots only, everywhere (get, list and watch
 // included: the controller's informer lists them with the field selector
 // metadata.name=mesh-trust-roots, which is what lets RBAC apply resourceNames
@@ -39,7 +41,8 @@ func (v Values) rbac() []runtime.Object {
 				{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"create"}},
 				{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{controller.TrustRootsConfigMap},
 					Verbs: []string{"get", "list", "watch", "update", "patch", "delete"}},
-				{APIGroups: []string{GatewayAPIGroup}, Resources: []string{"httproutes"}, Verbs: readOnly},
+				{APIGroups: []string{GatewayAPIGroup}, Resources: []string{"httproutes", "grpcroutes"}, Verbs: readOnly},
+				{APIGroups: []string{GatewayAPIGroup}, Resources: []string{"httproutes/status", "grpcroutes/status"}, Verbs: []string{"update", "patch"}},
 				{APIGroups: []string{policyapi.Group}, Resources: []string{policyapi.Resource}, Verbs: readOnly},
 			},
 		},

@@ -59,6 +59,22 @@ func TestControllerRightsAreNarrow(t *testing.T) {
 	if allowed(main, "", "secrets", "get", "") || allowed(main, "", "secrets", "list", "") {
 		t.Error("the controller may read Secrets cluster-wide")
 	}
+	// Routes: read them all, write only their status (never their spec).
+	for _, resource := range []string{"httproutes", "grpcroutes"} {
+		for _, verb := range []string{"get", "list", "watch"} {
+			if !allowed(main, GatewayAPIGroup, resource, verb, "") {
+				t.Errorf("the controller may not %s %s", verb, resource)
+			}
+		}
+		for _, verb := range []string{"update", "patch"} {
+			if !allowed(main, GatewayAPIGroup, resource+"/status", verb, "") {
+				t.Errorf("the controller may not %s %s/status", verb, resource)
+			}
+			if allowed(main, GatewayAPIGroup, resource, verb, "") {
+				t.Errorf("the controller may %s %s themselves, not only their status", verb, resource)
+			}
+		}
+	}
 	reviewer := roles[ReviewerRoleName]
 	if reviewer == nil {
 		t.Fatalf("no ClusterRole %s", ReviewerRoleName)
