@@ -4,4 +4,12 @@
 // bodies both ways (gRPC bidi included), keeps trailers, passes Upgrade
 // (WebSocket) through, drops hop-by-hop headers as RFC 9110 says, and records
 // each request's metrics.
+//
+// A destination with routes (GAMMA HTTPRoutes and GRPCRoutes, see
+// endpoints.Route) sends each request where its first matching route says
+// (dispatch.go): a redirect is answered here (redirect.go); otherwise the
+// route's header and URL edits apply (filters.go), mirrors get a copy
+// (mirror.go), a backend is chosen by weight, and the route's timeouts and
+// retry take precedence over the Service's policy. A request no route takes
+// gets 404 (gRPC: UNIMPLEMENTED).
 package httpproxy

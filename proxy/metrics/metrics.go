@@ -153,7 +153,7 @@ func New(cfg Config) *Metrics {
 			Name: "request_timeout_total", Help: "Requests (kind=request, answered 504 or DEADLINE_EXCEEDED) and tries (kind=try) that ran out of time.",
 		}, []string{"destination", "kind"}),
 		unavailable: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "balancer_unavailable_total", Help: "Requests answered 503 because no endpoint could take them in time (reason: no_endpoints, all_failing, queue_full).",
+			Name: "balancer_unavailable_total", Help: "Requests answered 503 because no endpoint could take them in time (reason: no_endpoints, all_failing, queue_full), or 500 because their route has no backend with a weight (reason: no_backends).",
 		}, []string{"destination", "reason"}),
 		mirrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mirror_requests_total", Help: "Copies of requests for a route's mirrors, by mirror Service and result: sent (answered below 500), failed (no endpoint, an error, a timeout or a 5xx), dropped (not sent: too many in flight, or a request body).",
