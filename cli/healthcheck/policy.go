@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sort"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -16,25 +15,31 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	"github.com/meshctl/meshctl/controller/destination"
+	"github.com/meshctl/meshctl/controller/routestatus"
 	"github.com/meshctl/meshctl/internal/policyapi"
 )
 
-// httpRoutes are the Gateway API's HTTPRoutes, the version meshctl reads.
-var httpRoutes = schema.GroupVersionResource{Group: gatewayv1.GroupName, Version: "v1", Resource: "httproutes"}
+// httpRoutes and grpcRoutes are the Gateway API's routes, the version
+// meshctl reads.
+var (
+	httpRoutes = schema.GroupVersionResource{Group: gatewayv1.GroupName, Version: "v1", Resource: "httproutes"}
+	grpcRoutes = schema.GroupVersionResource{Group: gatewayv1.GroupName, Version: "v1", Resource: "grpcroutes"}
+)
 
 // maxFindings caps the problems one check lists; the rest are counted.
 const maxFindings = 20
 
-// Policy checks that traffic splits (HTTPRoutes) and AuthorizationPolicies
-// refer to what exists. A mistake there is a silent no-op or a failing
+// Policy checks that the mesh accepted the routes attached to Services
+// (HTTPRoutes, GRPCRoutes), and that AuthorizationPolicies select pods. A mistake there is a silent no-op or a failing
 // share of traffic, not a broken mesh: both checks only warn, and pass with
 // a note when their CRD is not installed.
 func Policy() Category {
 	return Category{Name: "policy", Checks: []Check{
 		{
-			Name: "HTTPRoutes point at existing Services",
-			Hint: "create the Service or fix the route's parentRefs/backendRefs (kind Service, group \"\"): a parentRef to a missing Service splits nothing, and requests sent to a missing backend fail (HTTP 500)",
-			Run:  routesReferToServices,
+			Name: "routes on Services are accepted by the mesh",
+			Hint: "kubectl describe the route: Accepted=False means meshctl applies none of it (UnsupportedValue: change the value it names; NoMatchingParent: create the Service or fix the parentRef's name, port or sectionName); ResolvedRefs=False means requests sent to that backend fail (HTTP 500); no status at all means the controller is not running or older than the route",
+			Run:  routesAccepted,
 		},
 		{
 			Name: "AuthorizationPolicies select pods",
@@ -44,111 +49,76 @@ func Policy() Category {
 	}}
 }
 
-func routesReferToServices(ctx context.Context, env *Env) error {
-	list, err := env.Dynamic.Resource(httpRoutes).List(ctx, metav1.ListOptions{})
-	if apierrors.IsNotFound(err) {
-		return Notef("the Gateway API's HTTPRoute (v1) is not installed: no routes to check")
-	}
-	if err != nil {
-		return Warnf("cannot list HTTPRoutes: %v", err)
-	}
-	var routes []gatewayv1.HTTPRoute
+// routesAccepted reads the conditions the controller writes on routes
+// attached to Services (controller routestatus) rather than judging the
+// routes again: the controller is what decides.
+func routesAccepted(ctx context.Context, env *Env) error {
 	var findings []string
-	for _, u := range list.Items {
-		var r gatewayv1.HTTPRoute
-		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &r); err != nil {
-			findings = append(findings, fmt.Sprintf("%s/%s: cannot read it: %v", u.GetNamespace(), u.GetName(), err))
+	for _, res := range []struct {
+		gvr      schema.GroupVersionResource
+		kind     string
+		required bool
+	}{{httpRoutes, "HTTPRoute", true}, {grpcRoutes, "GRPCRoute", false}} {
+		list, err := env.Dynamic.Resource(res.gvr).List(ctx, metav1.ListOptions{})
+		if apierrors.IsNotFound(err) {
+			if res.required {
+				return Notef("the Gateway API's HTTPRoute (v1) is not installed: no routes to check")
+			}
 			continue
 		}
-		routes = append(routes, r)
-	}
-	services := map[string]bool{}
-	for _, ns := range refNamespaces(routes) {
-		svcs, err := env.Client.CoreV1().Services(ns).List(ctx, metav1.ListOptions{})
 		if err != nil {
-			return Warnf("cannot list the Services in %s: %v", ns, err)
+			return Warnf("cannot list %ss: %v", res.kind, err)
 		}
-		for _, s := range svcs.Items {
-			services[s.Namespace+"/"+s.Name] = true
+		for _, u := range list.Items {
+			findings = append(findings, routeFindings(u.GetNamespace()+"/"+u.GetName(), u.Object)...)
 		}
 	}
-	return warnAbout(append(findings, routeFindings(routes, services)...))
+	return warnAbout(findings)
 }
 
-// serviceRef is a route's reference to a Service.
-type serviceRef struct {
-	// field is "parentRef" or "backendRef".
-	field           string
-	namespace, name string
-}
-
-// serviceRefs lists the Services a route refers to, with the Gateway API's
-// defaults: a parentRef is a Gateway unless it says Service in the core
-// group; a backendRef is a Service unless it says otherwise; the namespace
-// is the route's unless given.
-func serviceRefs(r *gatewayv1.HTTPRoute) []serviceRef {
-	isService := func(group *gatewayv1.Group, kind *gatewayv1.Kind, defaultKind gatewayv1.Kind, defaultGroup gatewayv1.Group) bool {
-		g, k := defaultGroup, defaultKind
-		if group != nil {
-			g = *group
-		}
-		if kind != nil {
-			k = *kind
-		}
-		return k == "Service" && (g == "" || g == "core")
+// routeFindings names what is wrong with a route according to the
+// controller's status: a Service parent it did not accept, backends it
+// could not resolve, a status older than the route, or no status at all.
+func routeFindings(name string, obj map[string]any) []string {
+	var r struct {
+		Metadata metav1.ObjectMeta         `json:"metadata"`
+		Spec     gatewayv1.CommonRouteSpec `json:"spec"`
+		Status   gatewayv1.RouteStatus     `json:"status"`
 	}
-	ns := func(n *gatewayv1.Namespace) string {
-		if n != nil && *n != "" {
-			return string(*n)
-		}
-		return r.Namespace
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj, &r); err != nil {
+		return []string{fmt.Sprintf("%s: cannot read it: %v", name, err)}
 	}
-	var out []serviceRef
+	services := 0
 	for _, p := range r.Spec.ParentRefs {
-		if isService(p.Group, p.Kind, "Gateway", gatewayv1.GroupName) {
-			out = append(out, serviceRef{"parentRef", ns(p.Namespace), string(p.Name)})
+		if destination.IsServiceParent(p) {
+			services++
 		}
 	}
-	for _, rule := range r.Spec.Rules {
-		for _, b := range rule.BackendRefs {
-			if isService(b.Group, b.Kind, "Service", "") {
-				out = append(out, serviceRef{"backendRef", ns(b.Namespace), string(b.Name)})
-			}
-		}
+	if services == 0 {
+		return nil // a Gateway's route: not the mesh's
 	}
-	return out
-}
-
-// refNamespaces are the namespaces the routes' Service references are in.
-func refNamespaces(routes []gatewayv1.HTTPRoute) []string {
 	var out []string
-	for i := range routes {
-		for _, ref := range serviceRefs(&routes[i]) {
-			if !slices.Contains(out, ref.namespace) {
-				out = append(out, ref.namespace)
+	ours := 0
+	for _, p := range r.Status.Parents {
+		if p.ControllerName != routestatus.ControllerName {
+			continue
+		}
+		ours++
+		parent := "Service " + destination.ParentNamespace(r.Metadata.Namespace, p.ParentRef) + "/" + string(p.ParentRef.Name)
+		if p.ParentRef.Port != nil {
+			parent += fmt.Sprintf(":%d", *p.ParentRef.Port)
+		}
+		for _, c := range p.Conditions {
+			switch {
+			case c.ObservedGeneration < r.Metadata.Generation:
+				out = append(out, fmt.Sprintf("%s on %s: %s is of generation %d, the route is at %d (the controller has not caught up)", name, parent, c.Type, c.ObservedGeneration, r.Metadata.Generation))
+			case c.Status != metav1.ConditionTrue:
+				out = append(out, fmt.Sprintf("%s on %s: %s=%s (%s): %s", name, parent, c.Type, c.Status, c.Reason, c.Message))
 			}
 		}
 	}
-	sort.Strings(out)
-	return out
-}
-
-// routeFindings names every route reference to a Service missing from
-// services ("namespace/name" keys), each once.
-func routeFindings(routes []gatewayv1.HTTPRoute, services map[string]bool) []string {
-	var out []string
-	for i := range routes {
-		r := &routes[i]
-		for _, ref := range serviceRefs(r) {
-			key := ref.namespace + "/" + ref.name
-			if services[key] {
-				continue
-			}
-			f := fmt.Sprintf("%s/%s: %s %s (Service %s) does not exist", r.Namespace, r.Name, ref.field, ref.name, key)
-			if !slices.Contains(out, f) {
-				out = append(out, f)
-			}
-		}
+	if ours == 0 {
+		out = append(out, fmt.Sprintf("%s: no status from %s for its Service parents", name, routestatus.ControllerName))
 	}
 	return out
 }

@@ -15,7 +15,6 @@ import (
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	kubefake "k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
-	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/meshctl/meshctl/internal/policyapi"
@@ -32,62 +31,75 @@ func fromYAML[T any](t *testing.T, doc string) T {
 }
 
 const splitRoute = `
-metadata: {name: web-split, namespace: demo}
+metadata: {name: web-split, namespace: demo, generation: 2}
 spec:
   parentRefs: [{kind: Service, group: "", name: web, port: 80}]
   rules:
   - backendRefs:
     - {name: web-v1, port: 80, weight: 90}
     - {name: web-v3, port: 80, weight: 10}
-  - backendRefs:
-    - {name: web-v3, port: 80}
+status:
+  parents:
+  - parentRef: {kind: Service, group: "", name: web, port: 80}
+    controllerName: meshctl.io/mesh-controller
+    conditions:
+    - {type: Accepted, status: "True", reason: Accepted, message: applied, observedGeneration: 2, lastTransitionTime: "2026-12-04T12:00:00Z"}
+    - {type: ResolvedRefs, status: "False", reason: BackendNotFound, message: Service demo/web-v3 not found, observedGeneration: 2, lastTransitionTime: "2026-12-04T12:00:00Z"}
+  - parentRef: {name: gw}
+    controllerName: example.org/gateway
+    conditions:
+    - {type: Accepted, status: "False", reason: NotAllowedByListeners, message: theirs, lastTransitionTime: "2026-12-04T12:00:00Z"}
 `
 
-func TestRouteFindingsNameMissingServices(t *testing.T) {
-	services := map[string]bool{"demo/web": true, "demo/web-v1": true, "demo/web-v3": true, "other/api": true}
+// routeObject decodes a route written as YAML as the dynamic client gives it.
+func routeObject(t *testing.T, doc string) map[string]any {
+	t.Helper()
+	js, err := yaml.YAMLToJSON([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &unstructured.Unstructured{}
+	if err := u.UnmarshalJSON(append([]byte(`{"apiVersion":"gateway.networking.k8s.io/v1","kind":"HTTPRoute",`), js[1:]...)); err != nil {
+		t.Fatal(err)
+	}
+	return u.Object
+}
+
+// TestRouteFindingsReadTheControllersConditions: findings come from the
+// conditions meshctl wrote, never from other controllers' entries, and a
+// route on a Service without meshctl's status, or with a stale one, is
+// named too.
+func TestRouteFindingsReadTheControllersConditions(t *testing.T) {
+	accepted := strings.Replace(splitRoute, `status: "False", reason: BackendNotFound, message: Service demo/web-v3 not found`,
+		`status: "True", reason: ResolvedRefs, message: ok`, 1)
 	for name, tc := range map[string]struct {
 		route string
 		want  []string
 	}{
-		"all there": {splitRoute, nil},
-		"missing backend, named once": {strings.ReplaceAll(splitRoute, "web-v3", "web-v4"),
-			[]string{"demo/web-split: backendRef web-v4 (Service demo/web-v4) does not exist"}},
-		"missing parent Service": {strings.Replace(splitRoute, "name: web,", "name: www,", 1),
-			[]string{"demo/web-split: parentRef www (Service demo/www) does not exist"}},
-		"parent in the core group by name": {`
-metadata: {name: r, namespace: demo}
+		"accepted and resolved": {accepted, nil},
+		"missing backend": {splitRoute,
+			[]string{"demo/web-split on Service demo/web:80: ResolvedRefs=False (BackendNotFound): Service demo/web-v3 not found"}},
+		"not accepted": {strings.Replace(accepted, `status: "True", reason: Accepted, message: applied`, `status: "False", reason: UnsupportedValue, message: "not applied: regex"`, 1),
+			[]string{"demo/web-split on Service demo/web:80: Accepted=False (UnsupportedValue): not applied: regex"}},
+		"stale status": {strings.Replace(accepted, "generation: 2}", "generation: 3}", 1),
+			[]string{"demo/web-split on Service demo/web:80: Accepted is of generation 2, the route is at 3 (the controller has not caught up)",
+				"demo/web-split on Service demo/web:80: ResolvedRefs is of generation 2, the route is at 3 (the controller has not caught up)"}},
+		"no status of ours": {`
+metadata: {name: web-split, namespace: demo}
 spec:
-  parentRefs: [{kind: Service, group: core, name: gone}]`,
-			[]string{"demo/r: parentRef gone (Service demo/gone) does not exist"}},
-		"a Gateway parent is not a Service": {`
-metadata: {name: r, namespace: demo}
+  parentRefs: [{kind: Service, group: "", name: web}]`,
+			[]string{"demo/web-split: no status from meshctl.io/mesh-controller for its Service parents"}},
+		"a Gateway's route is not the mesh's": {`
+metadata: {name: web-split, namespace: demo}
 spec:
-  parentRefs: [{name: gone}, {kind: Service, group: example.com, name: gone}]
-  rules: [{backendRefs: [{name: web, port: 80}]}]`, nil},
-		"other kinds of backends are not checked": {`
-metadata: {name: r, namespace: demo}
-spec:
-  rules: [{backendRefs: [{kind: Bucket, group: storage.example.com, name: gone}]}]`, nil},
-		"refs in other namespaces": {`
-metadata: {name: r, namespace: demo}
-spec:
-  parentRefs: [{kind: Service, group: "", namespace: other, name: api}]
-  rules: [{backendRefs: [{namespace: other, name: api, port: 80}, {namespace: other, name: gone, port: 80}]}]`,
-			[]string{"demo/r: backendRef gone (Service other/gone) does not exist"}},
+  parentRefs: [{name: gw}, {kind: Service, group: example.com, name: gone}]`, nil},
 	} {
 		t.Run(name, func(t *testing.T) {
-			got := routeFindings([]gatewayv1.HTTPRoute{fromYAML[gatewayv1.HTTPRoute](t, tc.route)}, services)
+			got := routeFindings("demo/web-split", routeObject(t, tc.route))
 			if !slices.Equal(got, tc.want) {
 				t.Errorf("findings %q, want %q", got, tc.want)
 			}
 		})
-	}
-	routes := []gatewayv1.HTTPRoute{
-		fromYAML[gatewayv1.HTTPRoute](t, splitRoute),
-		fromYAML[gatewayv1.HTTPRoute](t, "metadata: {name: r, namespace: b}\nspec: {rules: [{backendRefs: [{name: x, namespace: a}]}]}"),
-	}
-	if got := refNamespaces(routes); !slices.Equal(got, []string{"a", "demo"}) {
-		t.Errorf("refNamespaces = %v", got)
 	}
 }
 
@@ -185,20 +197,20 @@ func toUnstructured(t *testing.T, apiVersion, kind string, obj any) *unstructure
 // route to a missing Service warns, a good policy passes, and missing CRDs
 // pass with a note.
 func TestPolicyChecksOnAFakeCluster(t *testing.T) {
-	route := fromYAML[gatewayv1.HTTPRoute](t, splitRoute)
 	policy := fromYAML[policyapi.AuthorizationPolicy](t, "metadata: {name: p, namespace: demo}\nspec: {podSelector: {matchLabels: {app: web}}, port: http, from: [{spiffeID: '*'}]}")
 	web := pod("web-1", map[string]string{"app": "web"}, corev1.PodRunning, corev1.ContainerPort{Name: "http", ContainerPort: 8080})
-	svc := func(name string) *corev1.Service {
-		return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "demo"}}
-	}
-	kube := kubefake.NewClientset(&web, svc("web"), svc("web-v1"))
-	lists := map[schema.GroupVersionResource]string{httpRoutes: "HTTPRouteList", policyapi.GroupVersionResource: "AuthorizationPolicyList"}
+	kube := kubefake.NewClientset(&web)
+	lists := map[schema.GroupVersionResource]string{httpRoutes: "HTTPRouteList", grpcRoutes: "GRPCRouteList", policyapi.GroupVersionResource: "AuthorizationPolicyList"}
+	grpc := &unstructured.Unstructured{Object: routeObject(t, strings.ReplaceAll(splitRoute, "web-split", "grpc-split"))}
+	grpc.SetKind("GRPCRoute")
 	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), lists,
-		toUnstructured(t, "gateway.networking.k8s.io/v1", "HTTPRoute", &route),
+		&unstructured.Unstructured{Object: routeObject(t, splitRoute)}, grpc,
 		toUnstructured(t, policyapi.Group+"/"+policyapi.Version, policyapi.Kind, &policy))
 	env := &Env{Client: kube, Dynamic: dyn}
 	results := Run(context.Background(), env, []Category{Policy()}, Options{})
-	if r := results[0]; r.Status != Warning || r.Detail != "demo/web-split: backendRef web-v3 (Service demo/web-v3) does not exist" || r.Hint == "" {
+	if r := results[0]; r.Status != Warning || r.Hint == "" ||
+		!strings.Contains(r.Detail, "demo/web-split on Service demo/web:80: ResolvedRefs=False (BackendNotFound)") ||
+		!strings.Contains(r.Detail, "demo/grpc-split on Service demo/web:80: ResolvedRefs=False (BackendNotFound)") {
 		t.Errorf("routes: %+v", r)
 	}
 	if r := results[1]; r.Status != OK || r.Detail != "" {
