@@ -114,7 +114,7 @@ func (t *Translation) grpcFilter(ns string, r *api.Route, f gatewayv1.GRPCRouteF
 		if err != nil {
 			return err
 		}
-		r.Mirrors = append(r.Mirrors, m)
+		r.Mirrors = appendMirror(r.Mirrors, m)
 	default:
 		return unsupportedf("filter %s is not supported", f.Type)
 	}

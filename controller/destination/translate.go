@@ -190,11 +190,20 @@ func (t *Translation) httpFilter(ns string, r *api.Route, f gatewayv1.HTTPRouteF
 		if err != nil {
 			return err
 		}
-		r.Mirrors = append(r.Mirrors, m)
+		r.Mirrors = appendMirror(r.Mirrors, m)
 	default:
 		return unsupportedf("filter %s is not supported", f.Type)
 	}
 	return nil
+}
+
+// appendMirror adds a mirror that mirrors something: on the wire a percent
+// of 0 reads as unset (100).
+func appendMirror(ms []api.Mirror, m api.Mirror) []api.Mirror {
+	if m.Percent == 0 {
+		return ms
+	}
+	return append(ms, m)
 }
 
 // mirror translates a RequestMirror filter.

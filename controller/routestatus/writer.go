@@ -267,6 +267,10 @@ func (w *Writer) write(ctx context.Context, gvr schema.GroupVersionResource, cac
 	switch {
 	case apierrors.IsNotFound(err):
 		return nil
+	case apierrors.IsConflict(err):
+		// Another replica, or a newer spec, got there first: the newer
+		// object's informer event queues the route again.
+		return nil
 	case err != nil:
 		return fmt.Errorf("update %s %s/%s status: %w", gvr.Resource, u.GetNamespace(), u.GetName(), err)
 	}
