@@ -3,7 +3,12 @@
 // answers, for a target (a Service name and port, a ClusterIP and port, or a
 // pod IP and port), the ready endpoints with what the proxy needs to reach
 // each one (meshed or not, its SPIFFE ID, workload, zone), then streams a new
-// snapshot whenever one of them changes.
+// snapshot whenever one of them changes. A Service port's snapshot also
+// carries the HTTPRoutes and GRPCRoutes attached to it (GAMMA): producer
+// routes of the Service's namespace and consumer routes of others,
+// translated by TranslateHTTPRoute and TranslateGRPCRoute; a route meshctl
+// cannot honour in full is applied nowhere (its status says why, see
+// package routestatus). Pod-IP targets never get routes.
 package destination
 
 import (
