@@ -68,3 +68,41 @@ func TestTranslateRoutesGolden(t *testing.T) {
 		})
 	}
 }
+
+// FuzzTranslateRoutes feeds routes decoded from arbitrary JSON to both
+// translations: they must not panic, and an unsupported route keeps no
+// routes while a supported one keeps at least one per rule.
+func FuzzTranslateRoutes(f *testing.F) {
+	inputs, _ := filepath.Glob("testdata/routes/*.yaml")
+	for _, in := range inputs {
+		raw, err := os.ReadFile(in)
+		if err != nil {
+			f.Fatal(err)
+		}
+		js, err := yaml.YAMLToJSON(raw)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(js)
+	}
+	f.Fuzz(func(t *testing.T, js []byte) {
+		var hr gatewayv1.HTTPRoute
+		if json.Unmarshal(js, &hr) == nil {
+			check(t, TranslateHTTPRoute(&hr), len(hr.Spec.Rules))
+		}
+		var gr gatewayv1.GRPCRoute
+		if json.Unmarshal(js, &gr) == nil {
+			check(t, TranslateGRPCRoute(&gr), len(gr.Spec.Rules))
+		}
+	})
+}
+
+func check(t *testing.T, tr Translation, rules int) {
+	t.Helper()
+	switch {
+	case tr.Unsupported != "" && (len(tr.Routes) != 0 || tr.Reason == ""):
+		t.Errorf("unsupported (%s) with %d routes, reason %q", tr.Unsupported, len(tr.Routes), tr.Reason)
+	case tr.Unsupported == "" && len(tr.Routes) < rules:
+		t.Errorf("supported with %d routes for %d rules", len(tr.Routes), rules)
+	}
+}
