@@ -117,9 +117,10 @@ cluster-status: bin/localcluster
 cluster-load: images bin/localcluster
 	bin/localcluster load bin/images/*.tar
 
-## e2e: the real-cluster suite (starts the cluster when none is up)
+## e2e: the real-cluster suite, then the Gateway API mesh conformance suite (starts the cluster when none is up)
 e2e: cluster-up cluster-load
 	$(GO) test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -v ./e2e/...
+	$(MAKE) conformance
 
 ## conformance: the Gateway API conformance suite's mesh tests against meshctl on the local cluster
 ## (results in e2e/conformance/reports/)

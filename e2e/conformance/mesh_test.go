@@ -49,7 +49,7 @@ func TestMeshConformance(t *testing.T) {
 	if os.Getenv("KUBECONFIG") == "" {
 		t.Fatal("KUBECONFIG is not set: run it with make conformance")
 	}
-	meshctl(t, repo, "install", "--image-pull-policy", "Never")
+	meshctl(t, repo, "install", "--image-pull-policy", "Never", "--trust-anchor-file", filepath.Join(t.TempDir(), "trust-anchor.pem"))
 	t.Cleanup(func() { meshctl(t, repo, "uninstall") })
 
 	reports := filepath.Join("reports", gatewayAPIVersion)
