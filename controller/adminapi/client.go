@@ -77,7 +77,8 @@ func Explain(err error, sub string) error {
 // server's aggregator reaches the controller's API. why is the condition's
 // reason and message when it is not; err is set when the APIService could
 // not be read (apierrors.IsNotFound: it does not exist).
-func Available(ctx context.Context, c rest.Interface) (ok bool, why string, err error) {
+func Available(ctx context.Context, api rest.Interface) (ok bool, why string, err error) {
+	c := api
 	if c == nil {
 		return false, "", errors.New("no REST client to read the APIService with")
 	}
@@ -96,6 +97,11 @@ func Available(ctx context.Context, c rest.Interface) (ok bool, why string, err 
 	for _, c := range svc.Status.Conditions {
 		if c.Type == "Available" {
 			if c.Status == "True" {
+				// The aggregator marks it available before the API server
+				// routes to it: ask through it, as tap and top will.
+				if _, err := api.Get().AbsPath("/apis/" + GroupVersion).DoRaw(ctx); err != nil {
+					return false, fmt.Sprintf("available, but the API server does not answer for %s yet: %v", GroupVersion, err), nil
+				}
 				return true, "", nil
 			}
 			return false, fmt.Sprintf("%s: %s", c.Reason, c.Message), nil

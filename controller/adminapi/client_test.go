@@ -175,10 +175,16 @@ func waitFor(t *testing.T, ok func() bool) {
 }
 
 // TestAvailableReadsTheAPIServicesCondition: Available is the APIService's
-// Available condition, with the aggregator's reason when it is not.
+// Available condition, with the aggregator's reason when it is not, and
+// holds until the API server answers for the group version.
 func TestAvailableReadsTheAPIServicesCondition(t *testing.T) {
 	var body string
+	routed := false
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if routed && r.URL.Path == "/apis/"+GroupVersion {
+			writeJSON(w, http.StatusOK, discovery(r.URL.Path))
+			return
+		}
 		if r.URL.Path != "/apis/apiregistration.k8s.io/v1/apiservices/v1alpha1.admin.meshctl.io" || body == "" {
 			status(w, http.StatusNotFound, metav1.StatusReasonNotFound, "not found", nil)
 			return
@@ -200,6 +206,10 @@ func TestAvailableReadsTheAPIServicesCondition(t *testing.T) {
 		t.Errorf("unavailable: %v %q %v", ok, why, err)
 	}
 	body = `{"kind":"APIService","status":{"conditions":[{"type":"Available","status":"True","reason":"Passed"}]}}`
+	if ok, why, err := Available(context.Background(), c); ok || err != nil || !strings.Contains(why, "does not answer for "+GroupVersion+" yet") {
+		t.Errorf("available but not routed yet: %v %q %v", ok, why, err)
+	}
+	routed = true
 	if ok, _, err := Available(context.Background(), c); !ok || err != nil {
 		t.Errorf("available: %v %v", ok, err)
 	}
