@@ -48,7 +48,8 @@ test-deps:
 FUZZTIME ?= 30000x
 FUZZ_TARGETS := ./proxy/detect:FuzzClassify ./proxy:FuzzHTTP1Request ./proxy:FuzzErrorReply \
 	./proxy/endpoints:FuzzParse ./internal/portspec:FuzzParsePorts ./internal/mountinfo:FuzzParse ./identity/spiffeid:FuzzParse ./proxy/detect:FuzzClientHelloALPN ./controller/identitysvc:FuzzParseCSR ./controller/identitysvc:FuzzCheckToken ./controller/injector:FuzzWebhook \
-	./internal/pcap:FuzzStreams ./cli/manifests:FuzzTransform ./cli/proxystats:FuzzParse ./proxy/retry:FuzzParseHTTP ./proxy/resetguard:FuzzFrameScanner ./proxy/servicepolicy:FuzzParse ./proxy/authz:FuzzPathMatch ./cli/tapstream:FuzzPrintable
+	./internal/pcap:FuzzStreams ./cli/manifests:FuzzTransform ./cli/proxystats:FuzzParse ./proxy/retry:FuzzParseHTTP ./proxy/resetguard:FuzzFrameScanner ./proxy/servicepolicy:FuzzParse ./proxy/authz:FuzzPathMatch ./cli/tapstream:FuzzPrintable \
+	./controller/destination:FuzzTranslateRoutes
 
 ## fuzz: run every fuzz target briefly (FUZZTIME executions each, default 30000x)
 fuzz:
