@@ -151,6 +151,17 @@ func TestRoutesAttachByPortSectionNameAndNamespace(t *testing.T) {
 	if got, want := resolveRoutes(t, w, "echo.mesh:80"), []string{"mesh/every", "mesh/port80"}; !sameStrings(got, want) {
 		t.Errorf("with a GRPCRoute on 7070: port 80 routes %v, want the HTTPRoutes %v", got, want)
 	}
+
+	// Another namespace's GRPCRoute on port 80 is a consumer route of that
+	// namespace: it takes the port over from that namespace's HTTPRoutes
+	// only, never from the producer's (which every other client follows).
+	attackerGRPC := `{apiVersion: gateway.networking.k8s.io/v1, kind: GRPCRoute, metadata: {name: evil, namespace: attacker},
+  spec: {parentRefs: [{group: "", kind: Service, name: echo, namespace: mesh, port: 80}], rules: [{backendRefs: [{name: echo, namespace: mesh, port: 80}]}]}}`
+	attackerHTTP := strings.ReplaceAll(consumer, "client", "attacker")
+	w = routesWatcher(t, []*corev1.Service{echo}, onPort80, onEveryPort, attackerGRPC, attackerHTTP)
+	if got, want := resolveRoutes(t, w, "echo.mesh:80"), []string{"mesh/every", "attacker/evil@attacker", "mesh/port80"}; !sameStrings(got, want) {
+		t.Errorf("with another namespace's GRPCRoute on port 80: routes %v, want the producer's HTTPRoutes and that namespace's GRPCRoute only %v", got, want)
+	}
 }
 
 // TestRoutePrecedenceCountsQueryParams: with equal paths, methods and

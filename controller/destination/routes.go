@@ -185,11 +185,13 @@ func backendKey(service string) string {
 
 // routesFor lists the routes attached to a Service port, most specific
 // match first: producer routes and the consumer routes of every namespace
-// (each proxy keeps its own namespace's). GRPCRoutes attached to the port
-// take it over from HTTPRoutes.
+// (each proxy keeps its own namespace's). Within each group (the producer
+// routes, each namespace's consumer routes) GRPCRoutes attached to the port
+// take it over from HTTPRoutes; a group never changes another's.
 func (w *Watcher) routesFor(svc *corev1.Service, port corev1.ServicePort) []api.Route {
 	key := svc.Namespace + "/" + svc.Name
-	var grpcEntries, httpEntries []routeEntry
+	type group struct{ grpc, http []routeEntry }
+	groups := map[string]*group{} // by Route.Consumer
 	for _, inf := range []cache.SharedIndexInformer{w.grpcRoutes, w.routes} {
 		if inf == nil {
 			continue
@@ -209,17 +211,26 @@ func (w *Watcher) routesFor(svc *corev1.Service, port corev1.ServicePort) []api.
 					route.Consumer = r.meta.Namespace
 				}
 				e := routeEntry{route: route, created: r.meta.CreationTimestamp.Time, order: i}
+				g := groups[route.Consumer]
+				if g == nil {
+					g = &group{}
+					groups[route.Consumer] = g
+				}
 				if r.kind == KindGRPCRoute {
-					grpcEntries = append(grpcEntries, e)
+					g.grpc = append(g.grpc, e)
 				} else {
-					httpEntries = append(httpEntries, e)
+					g.http = append(g.http, e)
 				}
 			}
 		}
 	}
-	entries := httpEntries
-	if len(grpcEntries) > 0 {
-		entries = grpcEntries
+	var entries []routeEntry
+	for _, g := range groups {
+		if len(g.grpc) > 0 {
+			entries = append(entries, g.grpc...)
+		} else {
+			entries = append(entries, g.http...)
+		}
 	}
 	sortRoutes(entries)
 	var out []api.Route
