@@ -2,6 +2,7 @@ package httpproxy
 
 import (
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/meshctl/meshctl/internal/api"
@@ -46,8 +47,12 @@ func rewrite(r *http.Request, route *endpoints.Route) {
 		r.Host = rw.Hostname
 	}
 	if rw.Path != nil {
-		if p, ok := modifyPath(rw.Path, route.Match, r.URL.Path); ok {
-			r.URL.Path, r.URL.RawPath = p, ""
+		// On the path as sent: an escaped "/" (%2F) inside a segment stays
+		// one, never a new segment.
+		if p, ok := modifyPath(rw.Path, route.Match, r.URL.EscapedPath()); ok {
+			if u, err := url.PathUnescape(p); err == nil {
+				r.URL.Path, r.URL.RawPath = u, p
+			}
 		}
 	}
 }

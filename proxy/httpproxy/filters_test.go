@@ -197,3 +197,27 @@ func TestARedirectIsAnsweredByTheClientsProxy(t *testing.T) {
 		t.Errorf("a redirected request reached the backend (%d)", n)
 	}
 }
+
+// TestRewriteKeepsEscapedSlashes: a prefix rewrite works on the path as
+// sent, so an escaped "/" inside a segment stays one (it must not become a
+// new segment the backend would route or authorize differently).
+func TestRewriteKeepsEscapedSlashes(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"/prefix/a%2Fb?q=1", "/one/a%2Fb?q=1"},
+		{"/prefix/plain/x", "/one/plain/x"},
+		{"/prefix/sp%20ace", "/one/sp%20ace"},
+	} {
+		u, err := url.Parse("http://web" + tc.in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := &http.Request{Method: http.MethodGet, URL: u, Host: "web", Header: http.Header{}}
+		rewrite(r, &endpoints.Route{
+			Match:   api.RouteMatch{Path: "/prefix", PathType: "PathPrefix"},
+			Rewrite: &api.Rewrite{Path: &api.PathModifier{Type: "ReplacePrefixMatch", Value: "/one"}},
+		})
+		if got := r.URL.RequestURI(); got != tc.want {
+			t.Errorf("%s rewritten to %s, want %s", tc.in, got, tc.want)
+		}
+	}
+}
