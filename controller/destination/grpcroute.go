@@ -40,6 +40,9 @@ func TranslateGRPCRoute(gr *gatewayv1.GRPCRoute) Translation {
 			return t
 		}
 	}
+	if err := checkHeaderNames(t.Routes); err != nil {
+		t.fail(err)
+	}
 	return t
 }
 

@@ -1,9 +1,12 @@
 package destination
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -79,7 +82,49 @@ func TranslateHTTPRoute(hr *gatewayv1.HTTPRoute) Translation {
 			return t
 		}
 	}
+	if err := checkHeaderNames(t.Routes); err != nil {
+		t.fail(err)
+	}
 	return t
+}
+
+// reservedHeaders may not be edited by a route: hop-by-hop headers (they
+// describe one connection, and the mesh's HTTP/2 hop refuses them), Host
+// (URLRewrite's hostname changes it) and the mesh's own (meshctl-*).
+var reservedHeaders = map[string]bool{
+	"Connection": true, "Keep-Alive": true, "Proxy-Connection": true, "Transfer-Encoding": true,
+	"Upgrade": true, "Te": true, "Trailer": true, "Host": true, "Content-Length": true,
+}
+
+// checkHeaderNames refuses header edits of reserved names.
+func checkHeaderNames(routes []api.Route) error {
+	check := func(where string, e *api.HeaderEdit) error {
+		if e == nil {
+			return nil
+		}
+		names := e.Remove
+		for _, h := range append(append([]api.Header{}, e.Set...), e.Add...) {
+			names = append(names, h.Name)
+		}
+		for _, n := range names {
+			c := http.CanonicalHeaderKey(n)
+			if reservedHeaders[c] || strings.HasPrefix(c, "Meshctl-") {
+				return unsupportedf("%s: the header %s may not be edited by a route (hop-by-hop, Host or the mesh's own)", where, n)
+			}
+		}
+		return nil
+	}
+	for _, r := range routes {
+		if err := cmp.Or(check("request headers", r.RequestHeaders), check("response headers", r.ResponseHeaders)); err != nil {
+			return err
+		}
+		for _, b := range r.Backends {
+			if err := check("backend "+b.Service+" request headers", b.RequestHeaders); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func (t *Translation) httpRule(ns, name string, i int, rule gatewayv1.HTTPRouteRule) error {
