@@ -47,7 +47,7 @@ func (p *Proxy) forward(ctx context.Context, rec *recorder, r *http.Request, inf
 	target := set
 	if route != nil {
 		if route.Redirect != nil {
-			redirect(rec, r, route)
+			redirect(rec, r, route, info.Port)
 			return endpoints.Endpoint{}, false
 		}
 		backend := route.Choose()

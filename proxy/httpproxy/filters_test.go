@@ -74,36 +74,42 @@ func TestModifyPath(t *testing.T) {
 func TestRedirectLocation(t *testing.T) {
 	prefix := api.RouteMatch{Path: "/original-prefix", PathType: "PathPrefix"}
 	for _, tc := range []struct {
-		name   string
-		host   string
-		target string
-		rd     api.Redirect
-		want   string
+		name        string
+		host        string
+		target      string
+		rd          api.Redirect
+		want        string
+		servicePort uint16
 	}{
-		{"nothing set keeps the request's URL", "echo", "/a?x=1", api.Redirect{}, "http://echo/a?x=1"},
-		{"the request's port is kept", "echo:8080", "/a", api.Redirect{}, "http://echo:8080/a"},
-		{"the request's default port is left out", "echo:80", "/a", api.Redirect{}, "http://echo/a"},
-		{"hostname keeps the request's port", "echo:8080", "/a", api.Redirect{Hostname: "example.org"}, "http://example.org:8080/a"},
-		{"hostname", "echo", "/a", api.Redirect{Hostname: "example.org"}, "http://example.org/a"},
-		{"scheme https: its default port", "echo:8080", "/a", api.Redirect{Scheme: "https"}, "https://echo/a"},
-		{"scheme http: its default port", "echo:8080", "/a", api.Redirect{Scheme: "http"}, "http://echo/a"},
-		{"port", "echo", "/a", api.Redirect{Port: 8443}, "http://echo:8443/a"},
-		{"port 80 on http is left out", "echo:8080", "/a", api.Redirect{Port: 80}, "http://echo/a"},
-		{"port 443 on https is left out", "echo", "/a", api.Redirect{Scheme: "https", Port: 443}, "https://echo/a"},
-		{"port 80 on https is kept", "echo", "/a", api.Redirect{Scheme: "https", Port: 80}, "https://echo:80/a"},
-		{"port 443 on http is kept", "echo", "/a", api.Redirect{Port: 443}, "http://echo:443/a"},
-		{"scheme, hostname and port", "echo", "/a?q=1", api.Redirect{Scheme: "https", Hostname: "example.org", Port: 8443}, "https://example.org:8443/a?q=1"},
-		{"full path", "echo", "/original-prefix/lemon?x=y", api.Redirect{Path: &api.PathModifier{Type: replaceFullPath, Value: "/full-path-replacement"}}, "http://echo/full-path-replacement?x=y"},
-		{"prefix", "echo", "/original-prefix/lemon", api.Redirect{Path: &api.PathModifier{Type: replacePrefixMatch, Value: "/replacement-prefix"}}, "http://echo/replacement-prefix/lemon"},
-		{"IPv6 host", "[fd00::1]:8080", "/a", api.Redirect{}, "http://[fd00::1]:8080/a"},
-		{"IPv6 host, default port", "[fd00::1]", "/a", api.Redirect{Scheme: "http"}, "http://[fd00::1]/a"},
+		{"nothing set keeps the request's URL", "echo", "/a?x=1", api.Redirect{}, "http://echo/a?x=1", 0},
+		{"the request's port is kept", "echo:8080", "/a", api.Redirect{}, "http://echo:8080/a", 0},
+		{"the request's default port is left out", "echo:80", "/a", api.Redirect{}, "http://echo/a", 0},
+		{"hostname keeps the request's port", "echo:8080", "/a", api.Redirect{Hostname: "example.org"}, "http://example.org:8080/a", 0},
+		{"hostname", "echo", "/a", api.Redirect{Hostname: "example.org"}, "http://example.org/a", 0},
+		{"scheme https: its default port", "echo:8080", "/a", api.Redirect{Scheme: "https"}, "https://echo/a", 0},
+		{"scheme http: its default port", "echo:8080", "/a", api.Redirect{Scheme: "http"}, "http://echo/a", 0},
+		{"port", "echo", "/a", api.Redirect{Port: 8443}, "http://echo:8443/a", 0},
+		{"port 80 on http is left out", "echo:8080", "/a", api.Redirect{Port: 80}, "http://echo/a", 0},
+		{"port 443 on https is left out", "echo", "/a", api.Redirect{Scheme: "https", Port: 443}, "https://echo/a", 0},
+		{"port 80 on https is kept", "echo", "/a", api.Redirect{Scheme: "https", Port: 80}, "https://echo:80/a", 0},
+		{"port 443 on http is kept", "echo", "/a", api.Redirect{Port: 443}, "http://echo:443/a", 0},
+		{"scheme, hostname and port", "echo", "/a?q=1", api.Redirect{Scheme: "https", Hostname: "example.org", Port: 8443}, "https://example.org:8443/a?q=1", 0},
+		{"full path", "echo", "/original-prefix/lemon?x=y", api.Redirect{Path: &api.PathModifier{Type: replaceFullPath, Value: "/full-path-replacement"}}, "http://echo/full-path-replacement?x=y", 0},
+		{"prefix", "echo", "/original-prefix/lemon", api.Redirect{Path: &api.PathModifier{Type: replacePrefixMatch, Value: "/replacement-prefix"}}, "http://echo/replacement-prefix/lemon", 0},
+		{"IPv6 host", "[fd00::1]:8080", "/a", api.Redirect{}, "http://[fd00::1]:8080/a", 0},
+		{"IPv6 host, default port", "[fd00::1]", "/a", api.Redirect{Scheme: "http"}, "http://[fd00::1]/a", 0},
+		{"the Service port when the Host has none", "echo", "/a", api.Redirect{Hostname: "example.org"}, "http://example.org:8080/a", 8080},
+		{"the Service port over the Host's", "echo:9999", "/a", api.Redirect{}, "http://echo:8080/a", 8080},
+		{"the Service port 80 is left out", "echo", "/a", api.Redirect{}, "http://echo/a", 80},
+		{"a scheme's default over the Service port", "echo", "/a", api.Redirect{Scheme: "https"}, "https://echo/a", 8080},
+		{"a prefix keeps escaped slashes", "echo", "/original-prefix/a%2Fb", api.Redirect{Path: &api.PathModifier{Type: replacePrefixMatch, Value: "/new"}}, "http://echo/new/a%2Fb", 0},
 	} {
 		u, err := url.ParseRequestURI(tc.target)
 		if err != nil {
 			t.Fatal(err)
 		}
 		r := &http.Request{Host: tc.host, URL: u}
-		if got := redirectLocation(r, &tc.rd, prefix); got != tc.want {
+		if got := redirectLocation(r, &tc.rd, prefix, tc.servicePort); got != tc.want {
 			t.Errorf("%s: %s, want %s", tc.name, got, tc.want)
 		}
 	}

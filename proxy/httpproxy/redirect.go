@@ -13,13 +13,13 @@ import (
 
 // redirect answers a request its route redirects, from the client's proxy:
 // nothing goes upstream.
-func redirect(rec *recorder, r *http.Request, route *endpoints.Route) {
+func redirect(rec *recorder, r *http.Request, route *endpoints.Route, servicePort uint16) {
 	rd := route.Redirect
 	status := rd.StatusCode
 	if status == 0 {
 		status = http.StatusFound
 	}
-	rec.Header().Set("Location", redirectLocation(r, rd, route.Match))
+	rec.Header().Set("Location", redirectLocation(r, rd, route.Match, servicePort))
 	rec.WriteHeader(status)
 }
 
@@ -28,18 +28,23 @@ func redirect(rec *recorder, r *http.Request, route *endpoints.Route) {
 //     requests an outbound proxy sees);
 //   - hostname: the redirect's, else the request's Host without its port;
 //   - port: the redirect's Port; else the scheme's default when the
-//     redirect sets a scheme; else the request's own port (that of its Host
-//     header, none when it has none); left out when it is the scheme's
-//     default (80 for http, 443 for https);
-//   - path: as the redirect's path modifier says, else the request's;
+//     redirect sets a scheme; else the Service port the request was sent to
+//     (the mesh's "listener" port; servicePort, when not 0), else that of
+//     its Host header; left out when it is the scheme's default (80 for
+//     http, 443 for https);
+//   - path: as the redirect's path modifier says (on the path as sent: an
+//     escaped "/" stays one), else the request's;
 //   - the query is kept.
-func redirectLocation(r *http.Request, rd *api.Redirect, match api.RouteMatch) string {
+func redirectLocation(r *http.Request, rd *api.Redirect, match api.RouteMatch, servicePort uint16) string {
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
 	}
 	reqHost, reqPort := splitHost(r.Host)
 	host, port := reqHost, reqPort
+	if servicePort != 0 {
+		port = strconv.Itoa(int(servicePort))
+	}
 	if rd.Scheme != "" {
 		scheme = strings.ToLower(rd.Scheme)
 		port = ""
@@ -55,8 +60,10 @@ func redirectLocation(r *http.Request, rd *api.Redirect, match api.RouteMatch) s
 	}
 	u := url.URL{Scheme: scheme, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
 	if rd.Path != nil {
-		if p, ok := modifyPath(rd.Path, match, r.URL.Path); ok {
-			u.Path, u.RawPath = p, ""
+		if p, ok := modifyPath(rd.Path, match, r.URL.EscapedPath()); ok {
+			if unescaped, err := url.PathUnescape(p); err == nil {
+				u.Path, u.RawPath = unescaped, p
+			}
 		}
 	}
 	switch {
