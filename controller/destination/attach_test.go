@@ -224,3 +224,25 @@ type streamRecorder struct {
 
 func (s *streamRecorder) Write(b []byte) (int, error) { return s.w.Write(b) }
 func (s *streamRecorder) Flush()                      {}
+
+// TestBackendsNamingNoServicePortAreInvalid: a backend whose Service or
+// port does not exist, or that is no Service, is marked invalid (its share
+// gets 500 at the proxy); one that exists is not, even with no endpoints.
+func TestBackendsNamingNoServicePortAreInvalid(t *testing.T) {
+	route := `{apiVersion: gateway.networking.k8s.io/v1, kind: HTTPRoute, metadata: {name: mixed, namespace: mesh},
+  spec: {parentRefs: [{group: "", kind: Service, name: echo, port: 80}], rules: [{backendRefs: [
+    {name: echo, port: 80}, {name: gone, port: 80}, {name: echo, port: 81}, {group: example.org, kind: Bucket, name: b, port: 80}]}]}}`
+	w := routesWatcher(t, []*corev1.Service{echo}, route)
+	d, err := w.Resolve("echo.mesh:80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Routes) != 1 || len(d.Routes[0].Backends) != 4 {
+		t.Fatalf("routes %+v, want one with 4 backends", d.Routes)
+	}
+	for i, want := range []bool{false, true, true, true} {
+		if b := d.Routes[0].Backends[i]; b.Invalid != want {
+			t.Errorf("backend %d (%q): invalid %v, want %v", i, b.Service, b.Invalid, want)
+		}
+	}
+}

@@ -306,6 +306,7 @@ func (w *Watcher) withEndpoints(r api.Route) api.Route {
 // ready endpoints; a missing Service or port has none.
 func (w *Watcher) backendEndpoints(b api.Backend) api.Backend {
 	b.Endpoints = []api.Endpoint{}
+	b.Invalid = true
 	if b.Service == "" {
 		return b
 	}
@@ -322,6 +323,7 @@ func (w *Watcher) backendEndpoints(b api.Backend) api.Backend {
 	for _, sp := range svc.Spec.Ports {
 		if int(sp.Port) == port {
 			b.Endpoints = w.serviceDestination(svc, sp).Endpoints
+			b.Invalid = false
 		}
 	}
 	return b

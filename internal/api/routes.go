@@ -143,4 +143,7 @@ type Backend struct {
 	RequestHeaders *HeaderEdit `json:"request_headers,omitempty"`
 	// Endpoints are its ready endpoints (none when the Service is missing).
 	Endpoints []Endpoint `json:"endpoints"`
+	// Invalid says the reference names no Service port (another kind, a
+	// missing Service or port): the requests its share takes get 500.
+	Invalid bool `json:"invalid,omitempty"`
 }

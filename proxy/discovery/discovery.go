@@ -426,7 +426,7 @@ func TranslateRoutes(dst netip.AddrPort, routes []api.Route, namespace string, l
 	}
 	backend := func(b api.Backend) endpoints.BackendSpec {
 		eps, _ := Translate(dst, api.Destination{Known: true, Endpoints: b.Endpoints}, log)
-		return endpoints.BackendSpec{Name: b.Service, Weight: b.Weight, RequestHeaders: b.RequestHeaders, Endpoints: eps}
+		return endpoints.BackendSpec{Name: b.Service, Weight: b.Weight, RequestHeaders: b.RequestHeaders, Endpoints: eps, Invalid: b.Invalid}
 	}
 	var out []endpoints.RouteSpec
 	for _, r := range routes {

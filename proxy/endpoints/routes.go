@@ -63,6 +63,9 @@ type Backend struct {
 	RequestHeaders *api.HeaderEdit
 	// Set is its endpoints, balanced like any destination's.
 	Set *Set
+	// Invalid says the reference names no Service port: the requests it
+	// takes get 500 (the Gateway API's answer for an invalid backend).
+	Invalid bool
 }
 
 // Mirror is a backend that gets copies of a route's requests.
@@ -79,6 +82,8 @@ type BackendSpec struct {
 	Weight         int
 	RequestHeaders *api.HeaderEdit
 	Endpoints      []Endpoint
+	// Invalid: the reference names no Service port (api.Backend.Invalid).
+	Invalid bool
 }
 
 // MirrorSpec is a mirror as discovery describes it; Percent 0 means 100.
@@ -125,7 +130,7 @@ func (s *Set) SetRoutes(specs []RouteSpec) {
 		}
 		set.Update(b.Endpoints)
 		set.SetPolicy(b.Name, *old.policy)
-		return Backend{Name: b.Name, Weight: max(b.Weight, 0), RequestHeaders: emptyEdit(b.RequestHeaders), Set: set}
+		return Backend{Name: b.Name, Weight: max(b.Weight, 0), RequestHeaders: emptyEdit(b.RequestHeaders), Set: set, Invalid: b.Invalid}
 	}
 	routes := make([]Route, len(specs))
 	for i, spec := range specs {

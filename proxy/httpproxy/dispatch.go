@@ -58,6 +58,13 @@ func (p *Proxy) forward(ctx context.Context, rec *recorder, r *http.Request, inf
 			http.Error(rec, "meshctl proxy: the request's route has no backend to send it to", http.StatusInternalServerError)
 			return endpoints.Endpoint{}, false
 		}
+		if backend.Invalid {
+			info.Metrics.Unavailable(set.Name(), "invalid_backend")
+			p.warn("request failed: its route's backend names no Service port", "destination", set.Name(), "route", route.Name, "backend", backend.Name)
+			rec.Header().Set(proxyErrorHeader, "invalid backend")
+			http.Error(rec, "meshctl proxy: the request's route sent it to a backend that names no Service port", http.StatusInternalServerError)
+			return endpoints.Endpoint{}, false
+		}
 		target = backend.Set
 		editHeaders(r.Header, route.RequestHeaders)
 		rewrite(r, route)

@@ -61,6 +61,29 @@ func TestARouteWithNothingToSendToAnswers500(t *testing.T) {
 	}
 }
 
+// TestAnInvalidBackendsShareAnswers500AtOnce: the share of a backend that
+// names no Service port gets 500 from the proxy at once (not a wait for
+// endpoints, then 503); the valid backend's share is served.
+func TestAnInvalidBackendsShareAnswers500AtOnce(t *testing.T) {
+	svc, v1 := newEcho(t, "svc", nil), newEcho(t, "v1", nil)
+	missing := endpoints.BackendSpec{Name: "gone.shop:80", Weight: 1, Invalid: true}
+	routes := []endpoints.RouteSpec{
+		{Name: "shop/half", Backends: []endpoints.BackendSpec{to("v1.shop:80", v1.addr, 1), missing}},
+	}
+	tp := serve(t, destination(t, "web.shop:80", nil, routes, svc.addr), Config{})
+	statuses := map[int]int{}
+	for range 40 {
+		res, _ := get(t, tp.url+"/")
+		statuses[res.StatusCode]++
+		if res.StatusCode == http.StatusInternalServerError && res.Header.Get(proxyErrorHeader) != "invalid backend" {
+			t.Errorf("500 without the proxy's reason: %q", res.Header.Get(proxyErrorHeader))
+		}
+	}
+	if statuses[200] == 0 || statuses[500] == 0 || statuses[200]+statuses[500] != 40 {
+		t.Errorf("statuses %v, want only 200 (v1's share) and 500 (the invalid backend's)", statuses)
+	}
+}
+
 func TestQueryParamsPickTheRoute(t *testing.T) {
 	svc, whale, dolphin := newEcho(t, "svc", nil), newEcho(t, "whale", nil), newEcho(t, "dolphin", nil)
 	q := func(v string) api.RouteMatch {
