@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -243,6 +244,27 @@ func TestBackendsNamingNoServicePortAreInvalid(t *testing.T) {
 	for i, want := range []bool{false, true, true, true} {
 		if b := d.Routes[0].Backends[i]; b.Invalid != want {
 			t.Errorf("backend %d (%q): invalid %v, want %v", i, b.Service, b.Invalid, want)
+		}
+	}
+}
+
+// TestPrecedenceTiesIgnoreATrailingSlash: "/foo/" and "/foo" match the same
+// paths and "/" every path, so neither wins by its length: the older route
+// does.
+func TestPrecedenceTiesIgnoreATrailingSlash(t *testing.T) {
+	old, young := time.Unix(100, 0), time.Unix(200, 0)
+	prefix := func(p string) api.RouteMatch { return api.RouteMatch{Path: p, PathType: "PathPrefix"} }
+	for _, tc := range []struct{ youngPath, oldPath string }{{"/foo/", "/foo"}, {"/", ""}} {
+		entries := []routeEntry{
+			{route: api.Route{Name: "a/young", Match: prefix(tc.youngPath)}, created: young},
+			{route: api.Route{Name: "b/old", Match: prefix(tc.oldPath)}, created: old},
+		}
+		if tc.oldPath == "" {
+			entries[1].route.Match = api.RouteMatch{}
+		}
+		sortRoutes(entries)
+		if entries[0].route.Name != "b/old" {
+			t.Errorf("%q (younger) against %q (older): %s first, want the older route", tc.youngPath, tc.oldPath, entries[0].route.Name)
 		}
 	}
 }

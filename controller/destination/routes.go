@@ -256,7 +256,7 @@ func sortRoutes(entries []routeEntry) {
 		ma, mb := a.route.Match, b.route.Match
 		return cmp.Or(
 			cmp.Compare(boolInt(mb.PathType == "Exact"), boolInt(ma.PathType == "Exact")),
-			cmp.Compare(len(mb.Path), len(ma.Path)),
+			cmp.Compare(len(precedencePath(mb)), len(precedencePath(ma))),
 			cmp.Compare(boolInt(mb.Method != ""), boolInt(ma.Method != "")),
 			cmp.Compare(len(mb.Headers), len(ma.Headers)),
 			cmp.Compare(len(mb.QueryParams), len(ma.QueryParams)),
@@ -265,6 +265,16 @@ func sortRoutes(entries []routeEntry) {
 			cmp.Compare(a.order, b.order),
 		)
 	})
+}
+
+// precedencePath is the path a match's precedence counts: a prefix
+// without its trailing "/" ("/foo/" and "/foo" match the same paths, and
+// "/" every path, like no path match at all).
+func precedencePath(m api.RouteMatch) string {
+	if m.PathType == "PathPrefix" {
+		return strings.TrimRight(m.Path, "/")
+	}
+	return m.Path
 }
 
 func boolInt(b bool) int {
