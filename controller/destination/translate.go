@@ -446,10 +446,13 @@ func pathModifier(p *gatewayv1.HTTPPathModifier) (*api.PathModifier, error) {
 // duration reads a Gateway API duration ("1h2m3s4ms"); "0s" is no bound.
 func duration(d gatewayv1.Duration) (int64, error) {
 	v, err := time.ParseDuration(string(d))
-	if err != nil || v < 0 {
+	switch {
+	case err != nil || v < 0:
 		return 0, unsupportedf("duration %q is not valid", d)
+	case v == 0:
+		return -1, nil // "0s": no timeout (api.RouteTimeouts)
 	}
-	return v.Milliseconds(), nil
+	return max(v.Milliseconds(), 1), nil
 }
 
 func timeouts(t *gatewayv1.HTTPRouteTimeouts) (*api.RouteTimeouts, error) {

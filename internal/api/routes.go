@@ -112,11 +112,13 @@ type Mirror struct {
 	Percent int `json:"percent,omitempty"`
 }
 
-// RouteTimeouts bound a route's requests, in milliseconds; 0: no bound.
+// RouteTimeouts bound a route's requests, in milliseconds; 0: the
+// Service's timeouts decide.
 type RouteTimeouts struct {
-	// RequestMs bounds the whole request, retries included.
+	// RequestMs bounds the whole request, retries included; -1: no bound
+	// at all (a route's "0s" turns the Service's timeout off).
 	RequestMs int64 `json:"request_ms,omitempty"`
-	// BackendRequestMs bounds each try.
+	// BackendRequestMs bounds each try; -1: no bound at all.
 	BackendRequestMs int64 `json:"backend_request_ms,omitempty"`
 }
 

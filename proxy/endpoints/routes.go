@@ -31,9 +31,10 @@ type Route struct {
 	// Mirrors get fire-and-forget copies of the requests.
 	Mirrors []Mirror
 	// RequestTimeout bounds the whole request, retries included; 0: the
-	// Service's policy decides.
+	// Service's policy decides; negative: no bound at all.
 	RequestTimeout time.Duration
-	// TryTimeout bounds each try; 0: the Service's policy decides.
+	// TryTimeout bounds each try; 0: the Service's policy decides;
+	// negative: no bound at all.
 	TryTimeout time.Duration
 	// Retry, when set, replaces the Service's retry conditions and limit.
 	Retry *RouteRetry
@@ -143,8 +144,8 @@ func (s *Set) SetRoutes(specs []RouteSpec) {
 			r.Rewrite = nil
 		}
 		if t := spec.Timeouts; t != nil {
-			r.RequestTimeout = time.Duration(max(t.RequestMs, 0)) * time.Millisecond
-			r.TryTimeout = time.Duration(max(t.BackendRequestMs, 0)) * time.Millisecond
+			r.RequestTimeout = time.Duration(max(t.RequestMs, -1)) * time.Millisecond
+			r.TryTimeout = time.Duration(max(t.BackendRequestMs, -1)) * time.Millisecond
 		}
 		if rt := spec.Retry; rt != nil {
 			r.Retry = &RouteRetry{Limit: max(rt.Attempts, 0), Backoff: time.Duration(max(rt.BackoffMs, 0)) * time.Millisecond}

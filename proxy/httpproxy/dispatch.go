@@ -200,11 +200,17 @@ func policyFor(svc *servicepolicy.Policy, route *endpoints.Route) requestPolicy 
 	if route == nil {
 		return pol
 	}
-	if route.RequestTimeout > 0 {
+	switch {
+	case route.RequestTimeout > 0:
 		pol.requestTimeout = route.RequestTimeout
+	case route.RequestTimeout < 0:
+		pol.requestTimeout = 0 // the route's "0s": none
 	}
-	if route.TryTimeout > 0 {
+	switch {
+	case route.TryTimeout > 0:
 		pol.retry.PerTryTimeout = route.TryTimeout
+	case route.TryTimeout < 0:
+		pol.retry.PerTryTimeout = 0
 	}
 	if rr := route.Retry; rr != nil {
 		pol.retry.HTTP, pol.retry.GRPC, pol.retry.Limit = rr.HTTP, 0, rr.Limit

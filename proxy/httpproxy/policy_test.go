@@ -8,6 +8,8 @@ import (
 
 	"github.com/meshctl/meshctl/internal/api"
 	"github.com/meshctl/meshctl/proxy/endpoints"
+	"github.com/meshctl/meshctl/proxy/retry"
+	"github.com/meshctl/meshctl/proxy/servicepolicy"
 )
 
 // failing answers status to its first n requests, then 200; slow sleeps
@@ -130,5 +132,24 @@ func TestRouteTimeoutsOverrideTheServices(t *testing.T) {
 				t.Errorf("%d in %v, want %d within %v", res.StatusCode, took, tc.wantStatus, tc.within)
 			}
 		})
+	}
+}
+
+func TestRouteTimeoutsOverTheServicesAndZeroTurnsThemOff(t *testing.T) {
+	svc := &servicepolicy.Policy{RequestTimeout: time.Second, Retry: retry.Policy{PerTryTimeout: 300 * time.Millisecond}}
+	for _, tc := range []struct {
+		name              string
+		route             *endpoints.Route
+		wantRequest, want time.Duration
+	}{
+		{"no route", nil, time.Second, 300 * time.Millisecond},
+		{"unset", &endpoints.Route{}, time.Second, 300 * time.Millisecond},
+		{"set", &endpoints.Route{RequestTimeout: 5 * time.Second, TryTimeout: time.Second}, 5 * time.Second, time.Second},
+		{"0s", &endpoints.Route{RequestTimeout: -1, TryTimeout: -1}, 0, 0},
+	} {
+		pol := policyFor(svc, tc.route)
+		if pol.requestTimeout != tc.wantRequest || pol.retry.PerTryTimeout != tc.want {
+			t.Errorf("%s: request %s, try %s; want %s, %s", tc.name, pol.requestTimeout, pol.retry.PerTryTimeout, tc.wantRequest, tc.want)
+		}
 	}
 }
