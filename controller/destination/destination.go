@@ -52,6 +52,7 @@ type Watcher struct {
 	pods          cache.SharedIndexInformer
 	routes        cache.SharedIndexInformer // HTTPRoutes (unstructured); nil: none
 	grpcRoutes    cache.SharedIndexInformer // GRPCRoutes (unstructured); nil: none
+	translated    *routeCache               // the routes' translations
 	serviceLister listerscorev1.ServiceLister
 	sliceLister   listersdiscoveryv1.EndpointSliceLister
 
@@ -66,10 +67,11 @@ type Watcher struct {
 func New(factory informers.SharedInformerFactory, trustDomain, clusterDomain string) (*Watcher, error) {
 	w := &Watcher{
 		trustDomain: trustDomain, clusterDomain: clusterDomain,
-		services: factory.Core().V1().Services().Informer(),
-		slices:   factory.Discovery().V1().EndpointSlices().Informer(),
-		pods:     factory.Core().V1().Pods().Informer(),
-		subs:     map[string]map[chan struct{}]struct{}{},
+		services:   factory.Core().V1().Services().Informer(),
+		slices:     factory.Discovery().V1().EndpointSlices().Informer(),
+		pods:       factory.Core().V1().Pods().Informer(),
+		subs:       map[string]map[chan struct{}]struct{}{},
+		translated: newRouteCache(),
 	}
 	w.serviceLister = factory.Core().V1().Services().Lister()
 	w.sliceLister = factory.Discovery().V1().EndpointSlices().Lister()
@@ -305,20 +307,26 @@ func (w *Watcher) serviceName(host string) (name, ns string, explicit, ok bool) 
 	return parts[0], parts[1], explicit, true
 }
 
-// Resolve answers a target now.
+// Resolve answers a target now, with every namespace's consumer routes.
 func (w *Watcher) Resolve(raw string) (api.Destination, error) {
+	return w.ResolveFor(raw, AllConsumers)
+}
+
+// ResolveFor answers a target now for a client of namespace client: the
+// producer routes and that namespace's consumer routes.
+func (w *Watcher) ResolveFor(raw, client string) (api.Destination, error) {
 	t, err := w.parse(raw)
 	if err != nil {
 		return api.Destination{}, err
 	}
-	return w.resolve(t), nil
+	return w.resolve(t, client), nil
 }
 
-func (w *Watcher) resolve(t target) api.Destination {
+func (w *Watcher) resolve(t target, client string) api.Destination {
 	switch {
 	case t.service != nil:
 		d := w.serviceDestination(t.service, t.port)
-		d.Routes = w.routesFor(t.service, t.port)
+		d.Routes = w.routesFor(t.service, t.port, client)
 		return d
 	case t.podIP != "":
 		pod := w.podByIP(t.podIP)
@@ -423,14 +431,21 @@ func meshAnnotations(a map[string]string) map[string]string {
 
 // Watch calls send with the target's destination now and after every
 // change, until ctx ends or send fails. Unchanged snapshots are not resent.
+// The snapshots carry every namespace's consumer routes.
 func (w *Watcher) Watch(ctx context.Context, raw string, send func(api.Destination) error) error {
+	return w.WatchFor(ctx, raw, AllConsumers, send)
+}
+
+// WatchFor is Watch for a client of namespace client: the snapshots carry
+// the producer routes and that namespace's consumer routes only.
+func (w *Watcher) WatchFor(ctx context.Context, raw, client string, send func(api.Destination) error) error {
 	t, err := w.parse(raw)
 	if err != nil {
 		return err
 	}
 	key := t.key
 	if key == "" { // outside the cluster: nothing to follow, but the stream stays
-		if err := send(w.resolve(t)); err != nil {
+		if err := send(w.resolve(t, client)); err != nil {
 			return err
 		}
 		<-ctx.Done()
@@ -451,7 +466,7 @@ func (w *Watcher) Watch(ctx context.Context, raw string, send func(api.Destinati
 		if t2, err := w.parse(raw); err == nil {
 			t = t2
 		}
-		d := w.resolve(t)
+		d := w.resolve(t, client)
 		follow := map[string]bool{key: true}
 		for _, r := range d.Routes {
 			for _, b := range r.Backends {

@@ -22,8 +22,19 @@ import (
 // HTTPRoutes is the resource of the HTTPRoutes the watcher follows.
 var HTTPRoutes = schema.GroupVersionResource{Group: gatewayv1.GroupName, Version: "v1", Resource: "httproutes"}
 
-// parentIndex indexes routes by the Services ("ns/name") they attach to.
+// parentIndex indexes routes by the Services ("ns/name") they attach to,
+// and by Service and group (groupKey): a Service's producer routes, or one
+// namespace's consumer routes of it.
 const parentIndex = "parentService"
+
+// groupKey is the index key of the routes of namespace routeNS attached to
+// the Service svc ("ns/name"): its producer routes when routeNS is the
+// Service's namespace, that namespace's consumer routes otherwise.
+func groupKey(svc, routeNS string) string { return svc + "@" + routeNS }
+
+// AllConsumers asks for the consumer routes of every namespace (a client
+// whose namespace is unknown: tests and local tools).
+const AllConsumers = ""
 
 // meshRoute is an HTTPRoute or a GRPCRoute, read from an informer.
 type meshRoute struct {
@@ -87,7 +98,11 @@ func (w *Watcher) follow(inf cache.SharedIndexInformer) error {
 		if !ok {
 			return nil, nil
 		}
-		return parentServices(r.meta.Namespace, r.parents), nil
+		var keys []string
+		for _, svc := range parentServices(r.meta.Namespace, r.parents) {
+			keys = append(keys, svc, groupKey(svc, r.meta.Namespace))
+		}
+		return keys, nil
 	}}); err != nil {
 		return fmt.Errorf("index routes by parent: %w", err)
 	}
@@ -99,8 +114,9 @@ func (w *Watcher) follow(inf cache.SharedIndexInformer) error {
 		}
 	}
 	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: notify, DeleteFunc: notify,
-		UpdateFunc: func(o, n any) { notify(o); notify(n) },
+		AddFunc:    func(obj any) { w.translated.track(obj); notify(obj) },
+		DeleteFunc: func(obj any) { w.translated.forget(obj); notify(obj) },
+		UpdateFunc: func(o, n any) { w.translated.track(n); notify(o); notify(n) },
 	}); err != nil {
 		return fmt.Errorf("follow routes: %w", err)
 	}
@@ -184,25 +200,37 @@ func backendKey(service string) string {
 }
 
 // routesFor lists the routes attached to a Service port, most specific
-// match first: producer routes and the consumer routes of every namespace
-// (each proxy keeps its own namespace's). Within each group (the producer
+// match first, for a client of namespace client: the producer routes and
+// that namespace's consumer routes (AllConsumers: every namespace's). Within each group (the producer
 // routes, each namespace's consumer routes) GRPCRoutes attached to the port
 // take it over from HTTPRoutes; a group never changes another's.
-func (w *Watcher) routesFor(svc *corev1.Service, port corev1.ServicePort) []api.Route {
+func (w *Watcher) routesFor(svc *corev1.Service, port corev1.ServicePort, client string) []api.Route {
 	key := svc.Namespace + "/" + svc.Name
+	indexKeys := []string{key}
+	if client != AllConsumers {
+		// Only the producer group and the client's own: a namespace's
+		// consumer routes, however many, cost nothing to other clients.
+		indexKeys = []string{groupKey(key, svc.Namespace)}
+		if client != svc.Namespace {
+			indexKeys = append(indexKeys, groupKey(key, client))
+		}
+	}
 	type group struct{ grpc, http []routeEntry }
 	groups := map[string]*group{} // by Route.Consumer
 	for _, inf := range []cache.SharedIndexInformer{w.grpcRoutes, w.routes} {
 		if inf == nil {
 			continue
 		}
-		objs, _ := inf.GetIndexer().ByIndex(parentIndex, key)
+		var objs []any
+		for _, k := range indexKeys {
+			o, _ := inf.GetIndexer().ByIndex(parentIndex, k)
+			objs = append(objs, o...)
+		}
 		for _, obj := range objs {
-			r, ok := readRoute(obj)
+			r, t, ok := w.translated.get(obj)
 			if !ok || !attachesTo(r, svc, port) {
 				continue
 			}
-			t := r.translate()
 			if t.Unsupported != "" {
 				continue // never in part, never widened: see the route's status
 			}

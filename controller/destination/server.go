@@ -23,19 +23,6 @@ func clientNamespace(r *http.Request) (string, bool) {
 	return "", false
 }
 
-// forNamespace keeps the routes a client of namespace ns may use: the
-// producer routes and its own namespace's consumer routes. Other
-// namespaces' consumer routes are theirs alone.
-func forNamespace(routes []api.Route, ns string) []api.Route {
-	var out []api.Route
-	for _, r := range routes {
-		if r.Consumer == "" || r.Consumer == ns {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
 // ServeHTTP streams a target's destination as JSON lines (GET ?target=host:port).
 // A client known by its certificate gets the producer routes and its own
 // namespace's consumer routes only; one that is not (no client
@@ -56,11 +43,11 @@ func (w *Watcher) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	rw.Header().Set("Content-Type", "application/x-ndjson")
 	rw.WriteHeader(http.StatusOK)
 	enc := json.NewEncoder(rw)
-	ns, known := clientNamespace(r)
-	err := w.Watch(r.Context(), target, func(d api.Destination) error {
-		if known {
-			d.Routes = forNamespace(d.Routes, ns)
-		}
+	client, known := clientNamespace(r)
+	if !known {
+		client = AllConsumers
+	}
+	err := w.WatchFor(r.Context(), target, client, func(d api.Destination) error {
 		if err := enc.Encode(d); err != nil {
 			return err
 		}
