@@ -43,7 +43,8 @@ type Route struct {
 }
 
 // RouteRetry is what a route retries (it replaces the Service's retry
-// annotations; the Service's retry budget still applies).
+// annotations, their method rule included: it retries every method; the
+// Service's retry budget still applies).
 type RouteRetry struct {
 	// HTTP are the statuses retried.
 	HTTP []retry.StatusRange

@@ -32,7 +32,8 @@ const (
 // forward sends r where its route says (an endpoint of the destination
 // when it has no route for the client), again to others as the route's or
 // else the destination's policy allows (retries within the destination's
-// budget, a timeout per try and for the whole request), and writes the
+// budget, of any method under a route's retry, only of a body kept whole
+// for replay; a timeout per try and for the whole request), and writes the
 // final answer to rec. It returns the endpoint the final answer came from,
 // if one was reached.
 func (p *Proxy) forward(ctx context.Context, rec *recorder, r *http.Request, info *ConnInfo) (endpoints.Endpoint, bool) {
@@ -193,8 +194,13 @@ type requestPolicy struct {
 
 // policyFor is the policy of a request on route (nil: none) of a
 // destination whose policy is svc: the route's timeouts and retry take
-// precedence over the Service's annotations, which are the fallback; the
-// Service's budget and method rules stay.
+// precedence over the Service's annotations, which are the fallback. A
+// route's retry (GEP-1731, which has no method rule) applies to every
+// method, POST and gRPC calls included, whatever the Service's
+// retry.meshctl.io/non-idempotent says; the Service's method rule applies
+// only to the Service's own retries. Either way the Service's retry budget
+// bounds the retries, and a request whose body outgrew MaxReplayBytes is
+// never sent again (forward).
 func policyFor(svc *servicepolicy.Policy, route *endpoints.Route) requestPolicy {
 	pol := requestPolicy{requestTimeout: svc.RequestTimeout, retry: svc.Retry, retries: svc.Retry.Enabled()}
 	if route == nil {
@@ -214,6 +220,7 @@ func policyFor(svc *servicepolicy.Policy, route *endpoints.Route) requestPolicy 
 	}
 	if rr := route.Retry; rr != nil {
 		pol.retry.HTTP, pol.retry.GRPC, pol.retry.Limit = rr.HTTP, 0, rr.Limit
+		pol.retry.NonIdempotent = true // every method: GEP-1731 has no method rule
 		pol.retries, pol.backoff = true, rr.Backoff
 	}
 	return pol

@@ -10,6 +10,7 @@
 // (dispatch.go): a redirect is answered here (redirect.go); otherwise the
 // route's header and URL edits apply (filters.go), mirrors get a copy
 // (mirror.go), a backend is chosen by weight, and the route's timeouts and
-// retry take precedence over the Service's policy. A request no route takes
-// gets 404 (gRPC: UNIMPLEMENTED).
+// retry take precedence over the Service's policy (a route's retry takes
+// every method, as GEP-1731 has no method rule; see policyFor). A request
+// no route takes gets 404 (gRPC: UNIMPLEMENTED).
 package httpproxy

@@ -1,7 +1,10 @@
 package httpproxy
 
 import (
+	"context"
+	"io"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -91,19 +94,122 @@ func TestRouteRetryWaitsItsBackoff(t *testing.T) {
 }
 
 func TestRouteRetriesDrawOnTheServicesBudget(t *testing.T) {
-	b, tries := failing(t, 1000, 500)
-	// A budget with next to nothing in it.
-	annotations := map[string]string{"retry.meshctl.io/budget-ratio": "0.001", "retry.meshctl.io/budget-min-per-second": "0.001"}
-	tp := serve(t, destination(t, "web.shop:80", annotations, route(b.addr, nil, &api.RouteRetry{Codes: []int{500}, Attempts: 3}), b.addr), Config{})
-	const n = 20
-	for range n {
-		get(t, tp.url+"/")
+	// POST too: a route's retry takes every method, within the same budget.
+	for _, method := range []string{http.MethodGet, http.MethodPost} {
+		t.Run(method, func(t *testing.T) {
+			b, tries := failing(t, 1000, 500)
+			// A budget with next to nothing in it.
+			annotations := map[string]string{"retry.meshctl.io/budget-ratio": "0.001", "retry.meshctl.io/budget-min-per-second": "0.001"}
+			tp := serve(t, destination(t, "web.shop:80", annotations, route(b.addr, nil, &api.RouteRetry{Codes: []int{500}, Attempts: 3}), b.addr), Config{})
+			const n = 20
+			for range n {
+				req, err := http.NewRequestWithContext(context.Background(), method, tp.url+"/", strings.NewReader("body"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				do(t, h1(), req)
+			}
+			if got := tries.Load(); got > n+1 {
+				t.Errorf("%d tries for %d requests: the retries ignored the budget", got, n)
+			}
+			if tp.counter(t, "retry_budget_exhausted_total", nil) == 0 {
+				t.Error("no retry counted as refused by the budget")
+			}
+		})
 	}
-	if got := tries.Load(); got > n+1 {
-		t.Errorf("%d tries for %d requests: the retries ignored the budget", got, n)
+}
+
+// budgetReady waits until set's retry budget allows a retry (a new budget
+// has nothing to spend until its first tokens accrue).
+func budgetReady(t *testing.T, set *endpoints.Set) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b := set.Budget()
+		if b != nil && b.Available(time.Now()) >= 1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the retry budget allows no retry after 5s")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
-	if tp.counter(t, "retry_budget_exhausted_total", nil) == 0 {
-		t.Error("no retry counted as refused by the budget")
+}
+
+// TestARouteRetryTakesEveryMethod: GEP-1731 has no method rule, so a
+// route's retry sends a POST (or a gRPC call) again with its body, whatever
+// the Service's retry.meshctl.io/non-idempotent says; the Service's own
+// retries keep that rule, and a body beyond MaxReplayBytes is sent once.
+func TestARouteRetryTakesEveryMethod(t *testing.T) {
+	small := "order=42"
+	large := strings.Repeat("x", MaxReplayBytes+1)
+	for _, tc := range []struct {
+		name        string
+		method      string
+		contentType string
+		body        string
+		annotations map[string]string
+		retry       *api.RouteRetry
+		wantStatus  int
+		wantTries   int64
+	}{
+		{"route retry, POST", http.MethodPost, "text/plain", small, nil, &api.RouteRetry{Codes: []int{503}, Attempts: 1}, 200, 2},
+		{"route retry, PATCH", http.MethodPatch, "text/plain", small, nil, &api.RouteRetry{Codes: []int{503}, Attempts: 1}, 200, 2},
+		{"route retry, gRPC call", http.MethodPost, "application/grpc", small, nil, &api.RouteRetry{Codes: []int{503}, Attempts: 1}, 200, 2},
+		{"route retry, POST, the Service forbidding it", http.MethodPost, "text/plain", small,
+			map[string]string{"retry.meshctl.io/non-idempotent": "false"}, &api.RouteRetry{Codes: []int{503}, Attempts: 1}, 200, 2},
+		{"route retry, POST beyond the replay buffer", http.MethodPost, "text/plain", large, nil, &api.RouteRetry{Codes: []int{503}, Attempts: 1}, 503, 1},
+		{"the Service's retry keeps its method rule", http.MethodPost, "text/plain", small,
+			map[string]string{"retry.meshctl.io/http": "503"}, nil, 503, 1},
+		{"the Service's retry, POST allowed", http.MethodPost, "text/plain", small,
+			map[string]string{"retry.meshctl.io/http": "503", "retry.meshctl.io/non-idempotent": "true"}, nil, 200, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// Whichever endpoint takes the first try answers 503, the
+			// next try 200; both read and keep the whole body.
+			var tries atomic.Int64
+			bodies := make(chan string, 10)
+			h := func(w http.ResponseWriter, r *http.Request) {
+				b, err := io.ReadAll(r.Body)
+				if err != nil {
+					t.Errorf("reading the body: %v", err)
+				}
+				bodies <- string(b)
+				if tries.Add(1) == 1 {
+					w.WriteHeader(http.StatusServiceUnavailable)
+					return
+				}
+				w.Write([]byte("ok"))
+			}
+			a, b := newEcho(t, "a", h), newEcho(t, "b", h)
+			annotations := map[string]string{"retry.meshctl.io/budget-min-per-second": "1000"}
+			for k, v := range tc.annotations {
+				annotations[k] = v
+			}
+			routes := []endpoints.RouteSpec{{Name: "shop/web", Retry: tc.retry, Backends: []endpoints.BackendSpec{
+				{Name: "v1.shop:80", Weight: 1, Endpoints: []endpoints.Endpoint{{Addr: a.addr}, {Addr: b.addr}}},
+			}}}
+			set := destination(t, "web.shop:80", annotations, routes, a.addr, b.addr)
+			budgetReady(t, set)
+			tp := serve(t, set, Config{})
+			req, err := http.NewRequestWithContext(context.Background(), tc.method, tp.url+"/orders", strings.NewReader(tc.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Content-Type", tc.contentType)
+			res, _ := do(t, h1(), req)
+			if res.StatusCode != tc.wantStatus || tries.Load() != tc.wantTries {
+				t.Fatalf("%d after %d tries, want %d after %d", res.StatusCode, tries.Load(), tc.wantStatus, tc.wantTries)
+			}
+			for i := range tc.wantTries {
+				if got := <-bodies; got != tc.body {
+					t.Errorf("try %d sent a body of %d bytes, want the client's %d", i+1, len(got), len(tc.body))
+				}
+			}
+			if tc.wantTries == 2 && (a.count.Load() != 1 || b.count.Load() != 1) {
+				t.Errorf("tries per endpoint %d and %d: the retry did not go to the other endpoint", a.count.Load(), b.count.Load())
+			}
+		})
 	}
 }
 

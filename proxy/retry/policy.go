@@ -21,7 +21,8 @@ type Policy struct {
 	PerTryTimeout time.Duration
 	// NonIdempotent allows retrying requests whose method is not idempotent
 	// (POST, PATCH, CONNECT). gRPC calls (POST) are retried on gRPC
-	// conditions regardless: asking for them is asking for this.
+	// conditions regardless: asking for them is asking for this. A route's
+	// retry (GEP-1731, which has no method rule) always sets it.
 	NonIdempotent bool
 	// Budget caps the retries of the destination.
 	Budget BudgetConfig
