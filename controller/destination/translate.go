@@ -242,27 +242,33 @@ func (t *Translation) httpFilter(ns string, r *api.Route, f gatewayv1.HTTPRouteF
 	return nil
 }
 
-// appendMirror adds a mirror that mirrors something: on the wire a percent
-// of 0 reads as unset (100).
+// appendMirror adds a mirror that mirrors something: on the wire a share
+// of 0 reads as unset (every request).
 func appendMirror(ms []api.Mirror, m api.Mirror) []api.Mirror {
-	if m.Percent == 0 {
+	if m.PerMillion == 0 {
 		return ms
 	}
 	return append(ms, m)
 }
 
-// mirror translates a RequestMirror filter.
+// mirror translates a RequestMirror filter. Its share is carried in parts
+// per million: a fraction rounds to the nearest, but one that mirrors
+// anything mirrors at least a millionth (only a numerator of 0, or a
+// percent of 0, mirrors nothing).
 func (t *Translation) mirror(ns string, m *gatewayv1.HTTPRequestMirrorFilter) (api.Mirror, error) {
 	b, err := t.backend(ns, m.BackendRef, nil)
 	if err != nil {
 		return api.Mirror{}, err
 	}
-	out := api.Mirror{Backend: b, Percent: 100}
+	out := api.Mirror{Backend: b, PerMillion: api.PerMillionAll}
 	switch {
 	case m.Percent != nil && m.Fraction != nil:
 		return out, unsupportedf("a mirror takes percent or fraction, not both")
 	case m.Percent != nil:
-		out.Percent = int(*m.Percent)
+		if p := *m.Percent; p < 0 || p > 100 {
+			return out, unsupportedf("mirror percent %d is not within 0–100", p)
+		}
+		out.PerMillion = int(*m.Percent) * (api.PerMillionAll / 100)
 	case m.Fraction != nil:
 		den := int32(100)
 		if m.Fraction.Denominator != nil {
@@ -271,10 +277,11 @@ func (t *Translation) mirror(ns string, m *gatewayv1.HTTPRequestMirrorFilter) (a
 		if den <= 0 || m.Fraction.Numerator < 0 || m.Fraction.Numerator > den {
 			return out, unsupportedf("mirror fraction %d/%d is not within 0–1", m.Fraction.Numerator, den)
 		}
-		out.Percent = int((int64(m.Fraction.Numerator)*100 + int64(den)/2) / int64(den))
-	}
-	if out.Percent < 0 || out.Percent > 100 {
-		return out, unsupportedf("mirror percent %d is not within 0–100", out.Percent)
+		num := int64(m.Fraction.Numerator)
+		out.PerMillion = int((num*api.PerMillionAll + int64(den)/2) / int64(den))
+		if num > 0 {
+			out.PerMillion = max(out.PerMillion, 1)
+		}
 	}
 	return out, nil
 }

@@ -105,11 +105,17 @@ type PathModifier struct {
 	Value string `json:"value"`
 }
 
+// PerMillionAll is the share of a mirror that gets a copy of every request.
+const PerMillionAll = 1_000_000
+
 // Mirror is a backend that gets copies of a route's requests.
 type Mirror struct {
 	Backend Backend `json:"backend"`
-	// Percent of the requests mirrored, 0–100 (100 when unset).
-	Percent int `json:"percent,omitempty"`
+	// PerMillion is the share of the requests mirrored, in parts per
+	// million, 1–PerMillionAll (every request when unset): precise enough
+	// for a RequestMirror fraction well under 1 %. A mirror of none is
+	// left out of its route instead.
+	PerMillion int `json:"per_million,omitempty"`
 }
 
 // RouteTimeouts bound a route's requests, in milliseconds; 0: the

@@ -442,7 +442,7 @@ func TranslateRoutes(dst netip.AddrPort, routes []api.Route, namespace string, l
 			spec.Backends[j] = backend(b)
 		}
 		for _, m := range r.Mirrors {
-			spec.Mirrors = append(spec.Mirrors, endpoints.MirrorSpec{Backend: backend(m.Backend), Percent: m.Percent})
+			spec.Mirrors = append(spec.Mirrors, endpoints.MirrorSpec{Backend: backend(m.Backend), PerMillion: m.PerMillion})
 		}
 		out = append(out, spec)
 	}

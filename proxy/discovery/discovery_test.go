@@ -525,7 +525,7 @@ func TestTranslateRoutesPicksTheClientsGroup(t *testing.T) {
 	dst := netip.MustParseAddrPort("10.96.0.1:80")
 	route := func(name, consumer string) api.Route {
 		return api.Route{Name: name, Consumer: consumer, Backends: []api.Backend{{Service: "web.shop:80", Weight: 1, Endpoints: []api.Endpoint{{Addr: "10.0.0.1:8080"}}}},
-			Mirrors: []api.Mirror{{Backend: api.Backend{Service: "mirror.shop:80", Endpoints: []api.Endpoint{{Addr: "10.0.0.2:8080"}}}, Percent: 50}}}
+			Mirrors: []api.Mirror{{Backend: api.Backend{Service: "mirror.shop:80", Endpoints: []api.Endpoint{{Addr: "10.0.0.2:8080"}}}, PerMillion: 500}}}
 	}
 	routes := []api.Route{route("shop/producer", ""), route("team-a/consumer", "team-a"), route("team-b/consumer", "team-b"), route("shop/producer-2", "")}
 	names := func(specs []endpoints.RouteSpec) []string {
@@ -549,7 +549,7 @@ func TestTranslateRoutesPicksTheClientsGroup(t *testing.T) {
 		if !slices.Equal(names(got), tc.want) {
 			t.Errorf("client in %q gets %v, want %v", tc.namespace, names(got), tc.want)
 		}
-		if len(got) > 0 && (len(got[0].Mirrors) != 1 || got[0].Mirrors[0].Percent != 50 || len(got[0].Mirrors[0].Backend.Endpoints) != 1) {
+		if len(got) > 0 && (len(got[0].Mirrors) != 1 || got[0].Mirrors[0].PerMillion != 500 || len(got[0].Mirrors[0].Backend.Endpoints) != 1) {
 			t.Errorf("mirrors not translated: %+v", got[0].Mirrors)
 		}
 	}

@@ -74,8 +74,9 @@ type Backend struct {
 type Mirror struct {
 	// Backend is where the copies go (its weight is unused).
 	Backend Backend
-	// Percent of the requests are copied, 1–100.
-	Percent int
+	// PerMillion is the share of the requests copied, in parts per
+	// million, 1–api.PerMillionAll.
+	PerMillion int
 }
 
 // BackendSpec is a backend as discovery describes it.
@@ -88,10 +89,11 @@ type BackendSpec struct {
 	Invalid bool
 }
 
-// MirrorSpec is a mirror as discovery describes it; Percent 0 means 100.
+// MirrorSpec is a mirror as discovery describes it; PerMillion (parts per
+// million, api.Mirror's) 0 means every request.
 type MirrorSpec struct {
-	Backend BackendSpec
-	Percent int
+	Backend    BackendSpec
+	PerMillion int
 }
 
 // RouteSpec is a route as discovery describes it: the wire route, its
@@ -158,14 +160,14 @@ func (s *Set) SetRoutes(specs []RouteSpec) {
 			r.Backends[j] = backend(b)
 		}
 		for _, m := range spec.Mirrors {
-			pct := m.Percent
-			if pct == 0 {
-				pct = 100
+			share := m.PerMillion
+			if share == 0 {
+				share = api.PerMillionAll
 			}
-			if pct < 0 {
+			if share < 0 {
 				continue
 			}
-			r.Mirrors = append(r.Mirrors, Mirror{Backend: backend(m.Backend), Percent: min(pct, 100)})
+			r.Mirrors = append(r.Mirrors, Mirror{Backend: backend(m.Backend), PerMillion: min(share, api.PerMillionAll)})
 		}
 		routes[i] = r
 	}

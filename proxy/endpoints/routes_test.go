@@ -157,14 +157,14 @@ func TestSetRoutesKeepsMirrorSetsAndTranslatesPolicy(t *testing.T) {
 	if s.Budget() == nil {
 		t.Error("a route that retries got no retry budget")
 	}
-	if len(r.Mirrors) != 1 || r.Mirrors[0].Percent != 100 {
+	if len(r.Mirrors) != 1 || r.Mirrors[0].PerMillion != api.PerMillionAll {
 		t.Fatalf("mirrors %+v", r.Mirrors)
 	}
 	mirror := r.Mirrors[0].Backend.Set
-	spec.Mirrors[0].Percent = 30
+	spec.Mirrors[0].PerMillion = 300
 	s.SetRoutes([]RouteSpec{spec})
-	if m := s.Routes()[0].Mirrors[0]; m.Backend.Set != mirror || m.Percent != 30 {
-		t.Error("the mirror's set was replaced across an update, or its percent lost")
+	if m := s.Routes()[0].Mirrors[0]; m.Backend.Set != mirror || m.PerMillion != 300 {
+		t.Error("the mirror's set was replaced across an update, or its share lost")
 	}
 	s.SetRoutes(nil)
 	if s.Budget() != nil {

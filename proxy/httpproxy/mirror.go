@@ -2,16 +2,17 @@ package httpproxy
 
 import (
 	"context"
-	"math/rand/v2"
 	"net/http"
 
+	"github.com/meshctl/meshctl/internal/api"
 	"github.com/meshctl/meshctl/proxy/endpoints"
 	"github.com/meshctl/meshctl/proxy/metrics"
 )
 
 // mirror sends fire-and-forget copies of r to its route's mirrors (each
-// taking its Percent of the requests), so that a mirror can never slow,
-// fail or change the request itself:
+// taking its share of the requests, PerMillion, sampled at random: see
+// sampled), so that a mirror can never slow, fail or change the request
+// itself:
 //   - only requests without a body are copied: a body is streamed to the
 //     backend as it arrives, and waiting for it to copy it would delay the
 //     request; requests with one are counted dropped;
@@ -25,7 +26,7 @@ import (
 func (p *Proxy) mirror(r *http.Request, hasBody bool, info *ConnInfo, route *endpoints.Route) {
 	for i := range route.Mirrors {
 		m := &route.Mirrors[i]
-		if m.Percent < 100 && rand.IntN(100) >= m.Percent {
+		if !sampled(m.PerMillion, p.mirrorDraw) {
 			continue
 		}
 		if hasBody {
@@ -53,6 +54,17 @@ func (p *Proxy) mirror(r *http.Request, hasBody bool, info *ConnInfo, route *end
 			info.Metrics.Mirror(m.Backend.Name, p.sendMirror(ctx, in, m.Backend.Set))
 		}()
 	}
+}
+
+// sampled reports whether a request is copied to a mirror taking
+// perMillion parts per million of the requests; draw draws uniformly in
+// [0, n). A share of api.PerMillionAll or more takes every request without
+// a draw; 0 or less, none.
+func sampled(perMillion int, draw func(n int) int) bool {
+	if perMillion >= api.PerMillionAll {
+		return true
+	}
+	return perMillion > 0 && draw(api.PerMillionAll) < perMillion
 }
 
 // sendMirror sends one copy to an endpoint of set, at once or not at all,

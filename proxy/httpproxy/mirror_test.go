@@ -2,8 +2,10 @@ package httpproxy
 
 import (
 	"context"
+	"math/rand/v2"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,11 +14,12 @@ import (
 	"github.com/meshctl/meshctl/proxy/metrics"
 )
 
-// mirrored is a route to v1 mirrored to the mirror at addr.
-func mirrored(v1, mirror string, percent int) []endpoints.RouteSpec {
+// mirrored is a route to v1 mirrored to the mirror at addr, taking
+// perMillion parts per million of the requests (0: all).
+func mirrored(v1, mirror string, perMillion int) []endpoints.RouteSpec {
 	return []endpoints.RouteSpec{{
 		Name: "shop/web", RequestHeaders: &api.HeaderEdit{Set: []api.Header{{Name: "X-Route", Value: "edited"}}},
-		Mirrors:  []endpoints.MirrorSpec{{Backend: endpoints.BackendSpec{Name: "mirror.shop:80", Endpoints: []endpoints.Endpoint{{Addr: mirror}}}, Percent: percent}},
+		Mirrors:  []endpoints.MirrorSpec{{Backend: endpoints.BackendSpec{Name: "mirror.shop:80", Endpoints: []endpoints.Endpoint{{Addr: mirror}}}, PerMillion: perMillion}},
 		Backends: []endpoints.BackendSpec{{Name: "v1.shop:80", Weight: 1, Endpoints: []endpoints.Endpoint{{Addr: v1}}, RequestHeaders: &api.HeaderEdit{Set: []api.Header{{Name: "X-Backend-Only", Value: "1"}}}}},
 	}}
 }
@@ -77,7 +80,7 @@ func TestAMirrorNeverChangesTheCallersRequest(t *testing.T) {
 		{"unreachable", unreachable(t)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tp := serve(t, destination(t, "web.shop:80", nil, mirrored(v1.addr, tc.mirror, 100), v1.addr), Config{MirrorTimeout: hangFor})
+			tp := serve(t, destination(t, "web.shop:80", nil, mirrored(v1.addr, tc.mirror, api.PerMillionAll), v1.addr), Config{MirrorTimeout: hangFor})
 			for range 5 {
 				start := time.Now()
 				res, body := get(t, tp.url+"/x")
@@ -105,7 +108,7 @@ func TestMirrorsInFlightAreBoundedAndTheRestDropped(t *testing.T) {
 		case <-r.Context().Done():
 		}
 	})
-	tp := serve(t, destination(t, "web.shop:80", nil, mirrored(v1.addr, hang.addr, 100), v1.addr), Config{MaxMirrors: 2})
+	tp := serve(t, destination(t, "web.shop:80", nil, mirrored(v1.addr, hang.addr, api.PerMillionAll), v1.addr), Config{MaxMirrors: 2})
 	for range 5 {
 		if res, _ := get(t, tp.url+"/x"); res.StatusCode != 200 {
 			t.Fatalf("%d", res.StatusCode)
@@ -122,7 +125,7 @@ func TestMirrorsInFlightAreBoundedAndTheRestDropped(t *testing.T) {
 
 func TestMirrorPercent(t *testing.T) {
 	v1, mirror := newEcho(t, "v1", nil), newEcho(t, "mirror", nil)
-	tp := serve(t, destination(t, "web.shop:80", nil, mirrored(v1.addr, mirror.addr, 20), v1.addr), Config{})
+	tp := serve(t, destination(t, "web.shop:80", nil, mirrored(v1.addr, mirror.addr, 200_000), v1.addr), Config{})
 	const n = 300
 	for range n {
 		get(t, tp.url+"/x")
@@ -132,5 +135,54 @@ func TestMirrorPercent(t *testing.T) {
 	// 20% of 300 is 60; binomial sd ≈ 6.9: ±5 sd.
 	if got < 25 || got > 95 {
 		t.Errorf("the mirror got %d of %d requests, want about 20%%", got, n)
+	}
+}
+
+// TestMirrorSharesUnderOnePercent: a share in parts per million mirrors
+// what it says, 0.5 % being neither none nor all. The proxy's draw is
+// replaced by one that cycles through 200 evenly spaced values, so exactly
+// one request in 200 is copied.
+func TestMirrorSharesUnderOnePercent(t *testing.T) {
+	v1, mirror := newEcho(t, "v1", nil), newEcho(t, "mirror", nil)
+	tp := serve(t, destination(t, "web.shop:80", nil, mirrored(v1.addr, mirror.addr, 5_000), v1.addr), Config{})
+	var draws atomic.Int64
+	tp.mirrorDraw = func(n int) int { return int((draws.Add(1)-1)%200) * (n / 200) }
+	const n = 600
+	for range n {
+		if res, _ := get(t, tp.url+"/x"); res.StatusCode != 200 {
+			t.Fatalf("%d", res.StatusCode)
+		}
+	}
+	tp.WaitMirrors()
+	if got := mirror.count.Load(); got != n/200 {
+		t.Errorf("the mirror got %d of %d requests, want %d (0.5 %%)", got, n, n/200)
+	}
+}
+
+// TestSampledTakesItsShare checks the sampling with the real random
+// source: over 200,000 requests a share of 5,000 per million (0.5 %)
+// expects 1,000 copies (binomial sd ≈ 31.5: ±200 is over 6 sd), a share of
+// 1,000 per million (0.1 %) 200 (sd ≈ 14.1: 100–300 is over 7 sd); 0 takes
+// none and api.PerMillionAll every one.
+func TestSampledTakesItsShare(t *testing.T) {
+	const n = 200_000
+	for _, tc := range []struct {
+		perMillion int
+		lo, hi     int
+	}{
+		{5_000, 800, 1_200},
+		{1_000, 100, 300},
+		{0, 0, 0},
+		{api.PerMillionAll, n, n},
+	} {
+		got := 0
+		for range n {
+			if sampled(tc.perMillion, rand.IntN) {
+				got++
+			}
+		}
+		if got < tc.lo || got > tc.hi {
+			t.Errorf("%d per million: %d of %d sampled, want %d–%d", tc.perMillion, got, n, tc.lo, tc.hi)
+		}
 	}
 }

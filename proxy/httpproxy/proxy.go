@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -115,6 +116,9 @@ type Proxy struct {
 	mirrorSlots   chan struct{}
 	mirrors       sync.WaitGroup
 	mirrorTimeout time.Duration
+	// mirrorDraw draws uniformly in [0, n) to sample the requests a mirror
+	// copies: rand.IntN (tests set their own, safe for concurrent use).
+	mirrorDraw func(n int) int
 
 	h1         *http.Transport // plaintext HTTP/1
 	h2c        *http.Transport // plaintext prior-knowledge HTTP/2
@@ -132,7 +136,7 @@ func New(cfg Config) *Proxy {
 	p := &Proxy{log: cfg.Log, tap: cfg.Tap, upstreams: upstreams, guard: cfg.Guard, cluster: cfg.ClusterNetworks,
 		queue:    endpoints.Queue{Timeout: cfg.QueueTimeout, Capacity: cfg.QueueCapacity},
 		warnings: rate.Sometimes{First: 5, Interval: 5 * time.Second}, local: map[netip.Addr]bool{},
-		mirrorSlots: make(chan struct{}, cfg.MaxMirrors), mirrorTimeout: cfg.MirrorTimeout}
+		mirrorSlots: make(chan struct{}, cfg.MaxMirrors), mirrorTimeout: cfg.MirrorTimeout, mirrorDraw: rand.IntN}
 	for _, a := range cfg.LocalAddrs {
 		p.local[a.Unmap()] = true
 	}
