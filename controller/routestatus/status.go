@@ -9,7 +9,9 @@ package routestatus
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -21,6 +23,11 @@ import (
 // ControllerName is the controllerName of the status.parents entries
 // meshctl writes; entries of other controllers are left as they are.
 const ControllerName gatewayv1.GatewayController = "meshctl.io/mesh-controller"
+
+// ReasonConflicted is the Accepted reason of an HTTPRoute ignored because
+// GRPCRoutes attach to the same parent (GEP-1426); gateway-api v1.6.3 has
+// no constant for it.
+const ReasonConflicted gatewayv1.RouteConditionReason = "Conflicted"
 
 // ServiceLookup finds a Service; false when there is none.
 type ServiceLookup func(namespace, name string) (*corev1.Service, bool)
@@ -35,6 +42,20 @@ type Route struct {
 	Parents []gatewayv1.ParentReference
 	// Translation is what meshctl makes of the route's spec.
 	Translation destination.Translation
+	// GRPCRoutes, for an HTTPRoute, are the supported GRPCRoutes of its
+	// own namespace (its group: the producer routes, or one namespace's
+	// consumer routes) that name a Service: on the Service ports they
+	// attach to, the mesh applies them and not the group's HTTPRoutes.
+	// Unused for a GRPCRoute.
+	GRPCRoutes []GRPCParents
+}
+
+// GRPCParents is a supported GRPCRoute as an HTTPRoute's status sees it.
+type GRPCParents struct {
+	// Name is the GRPCRoute's namespace/name.
+	Name string
+	// Parents are its spec.parentRefs (of the HTTPRoute's namespace).
+	Parents []gatewayv1.ParentReference
 }
 
 // Parents returns the route's new status.parents: the entries of other
@@ -131,8 +152,58 @@ func acceptedFor(r Route, ref gatewayv1.ParentReference, services ServiceLookup)
 		c.Reason, c.Message = string(t.Reason), "not applied: "+t.Unsupported
 		return c
 	}
+	if grpc := takenBy(r, ns, svc, ref); len(grpc) > 0 {
+		what := "GRPCRoute " + grpc[0] + " attaches"
+		if len(grpc) > 1 {
+			what = "GRPCRoutes " + strings.Join(grpc, ", ") + " attach"
+		}
+		c.Reason = string(ReasonConflicted)
+		c.Message = fmt.Sprintf("not applied: %s to the same Service %s/%s port%s (GEP-1426)", what, ns, ref.Name, portText(ref))
+		return c
+	}
 	c.Status, c.Reason, c.Message = metav1.ConditionTrue, string(gatewayv1.RouteReasonAccepted), "applied by the mesh"
 	return c
+}
+
+// takenBy names the GRPCRoutes of r's group that take over every port of
+// svc (in namespace ns) that ref matches, sorted; none when a matched port
+// is left to the HTTPRoutes. Only some matched ports taken over is no
+// conflict: the route stays Accepted, applied on the ports left to it.
+func takenBy(r Route, ns string, svc *corev1.Service, ref gatewayv1.ParentReference) []string {
+	if len(r.GRPCRoutes) == 0 {
+		return nil
+	}
+	var names []string
+	for _, port := range svc.Spec.Ports {
+		if !destination.ParentMatchesPort(ref, port) {
+			continue
+		}
+		taker := ""
+		for _, g := range r.GRPCRoutes {
+			if g.attachesTo(r.Namespace, ns, svc.Name, port) {
+				taker = g.Name
+				if !slices.Contains(names, g.Name) {
+					names = append(names, g.Name)
+				}
+			}
+		}
+		if taker == "" {
+			return nil
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// attachesTo reports whether the GRPCRoute (of namespace routeNS) attaches
+// to a port of the Service ns/name.
+func (g GRPCParents) attachesTo(routeNS, ns, name string, port corev1.ServicePort) bool {
+	for _, p := range g.Parents {
+		if destination.IsServiceParent(p) && string(p.Name) == name && destination.ParentNamespace(routeNS, p) == ns && destination.ParentMatchesPort(p, port) {
+			return true
+		}
+	}
+	return false
 }
 
 func portText(ref gatewayv1.ParentReference) string {

@@ -153,3 +153,62 @@ func TestEqualIgnoresWhereOurEntriesSit(t *testing.T) {
 		t.Error("a missing entry of another controller not seen")
 	}
 }
+
+// TestParentsGRPCConflict: within a group (the routes of one namespace), a
+// supported GRPCRoute on every Service port an HTTPRoute's parentRef
+// matches makes that parentRef Conflicted (GEP-1426); another group's
+// GRPCRoute, or one on only some of the ports, leaves it Accepted.
+func TestParentsGRPCConflict(t *testing.T) {
+	good := destination.Translation{Backends: []destination.BackendRef{svcRef("mesh", "echo-v2", 80)}}
+	consumerParent := func(port int32) gatewayv1.ParentReference {
+		p := serviceParent("echo", port, "")
+		p.Namespace = ptr(gatewayv1.Namespace("mesh"))
+		return p
+	}
+	for _, tc := range []struct {
+		name    string
+		route   Route
+		want    string
+		message string
+	}{
+		{"same port, same namespace", Route{Namespace: "mesh", Parents: []gatewayv1.ParentReference{serviceParent("echo", 80, "")}, Translation: good,
+			GRPCRoutes: []GRPCParents{{Name: "mesh/grpc", Parents: []gatewayv1.ParentReference{serviceParent("echo", 80, "")}}}},
+			"Accepted=False/Conflicted ResolvedRefs=True/ResolvedRefs", "GRPCRoute mesh/grpc"},
+		{"same port by name", Route{Namespace: "mesh", Parents: []gatewayv1.ParentReference{serviceParent("echo", 80, "")}, Translation: good,
+			GRPCRoutes: []GRPCParents{{Name: "mesh/grpc", Parents: []gatewayv1.ParentReference{serviceParent("echo", 0, "http")}}}},
+			"Accepted=False/Conflicted ResolvedRefs=True/ResolvedRefs", "GRPCRoute mesh/grpc"},
+		{"every port, two GRPCRoutes", Route{Namespace: "mesh", Parents: []gatewayv1.ParentReference{serviceParent("echo", 0, "")}, Translation: good,
+			GRPCRoutes: []GRPCParents{
+				{Name: "mesh/b", Parents: []gatewayv1.ParentReference{serviceParent("echo", 7070, "")}},
+				{Name: "mesh/a", Parents: []gatewayv1.ParentReference{serviceParent("echo", 80, "")}},
+			}},
+			"Accepted=False/Conflicted ResolvedRefs=True/ResolvedRefs", "GRPCRoutes mesh/a, mesh/b"},
+		{"consumer HTTPRoute, producer GRPCRoute", Route{Namespace: "client", Parents: []gatewayv1.ParentReference{consumerParent(80)}, Translation: good}, // the producer's GRPCRoute is of another group: not passed
+			"Accepted=True/Accepted ResolvedRefs=True/ResolvedRefs", ""},
+		{"consumer HTTPRoute and consumer GRPCRoute", Route{Namespace: "client", Parents: []gatewayv1.ParentReference{consumerParent(80)}, Translation: good,
+			GRPCRoutes: []GRPCParents{{Name: "client/grpc", Parents: []gatewayv1.ParentReference{consumerParent(0)}}}},
+			"Accepted=False/Conflicted ResolvedRefs=True/ResolvedRefs", "GRPCRoute client/grpc"},
+		{"GRPCRoute on another port", Route{Namespace: "mesh", Parents: []gatewayv1.ParentReference{serviceParent("echo", 80, "")}, Translation: good,
+			GRPCRoutes: []GRPCParents{{Name: "mesh/grpc", Parents: []gatewayv1.ParentReference{serviceParent("echo", 7070, "")}}}},
+			"Accepted=True/Accepted ResolvedRefs=True/ResolvedRefs", ""},
+		{"HTTPRoute on two ports, GRPCRoute on one", Route{Namespace: "mesh", Parents: []gatewayv1.ParentReference{serviceParent("echo", 0, "")}, Translation: good,
+			GRPCRoutes: []GRPCParents{{Name: "mesh/grpc", Parents: []gatewayv1.ParentReference{serviceParent("echo", 7070, "")}}}},
+			"Accepted=True/Accepted ResolvedRefs=True/ResolvedRefs", ""},
+		{"GRPCRoute on another Service", Route{Namespace: "mesh", Parents: []gatewayv1.ParentReference{serviceParent("echo", 80, "")}, Translation: good,
+			GRPCRoutes: []GRPCParents{{Name: "mesh/grpc", Parents: []gatewayv1.ParentReference{serviceParent("echo-v2", 80, "")}}}},
+			"Accepted=True/Accepted ResolvedRefs=True/ResolvedRefs", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := Parents(tc.route, lookup, nil, metav1.Now())
+			if len(got) != 1 {
+				t.Fatalf("%d parents, want 1", len(got))
+			}
+			if c := conds(got[0]); c != tc.want {
+				t.Errorf("conditions %s, want %s", c, tc.want)
+			}
+			if msg := got[0].Conditions[0].Message; !strings.Contains(msg, tc.message) {
+				t.Errorf("message %q does not name %q", msg, tc.message)
+			}
+		})
+	}
+}

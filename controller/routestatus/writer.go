@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -49,6 +52,11 @@ func (c Config) Validate() error {
 	}
 	return nil
 }
+
+// servicesIndex indexes the route informers by every Service ("ns/name")
+// a route names, as a parent or as a backend (mirrors included): the
+// routes whose status a change of that Service may change.
+const servicesIndex = "routestatus.services"
 
 // key names a route to write: its resource and namespace/name.
 type key struct {
@@ -97,34 +105,174 @@ func New(cfg Config) (*Writer, error) {
 		if inf == nil {
 			continue
 		}
+		if err := inf.AddIndexers(cache.Indexers{servicesIndex: serviceKeys(kind)}); err != nil {
+			return nil, fmt.Errorf("index %ss by Service: %w", kind, err)
+		}
 		enqueue := func(obj any) {
 			if k, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
 				ns, name, _ := cache.SplitMetaNamespaceKey(k)
 				w.queue.Add(key{kind: kind, namespace: ns, name: name})
 			}
 		}
-		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		handler := cache.ResourceEventHandlerFuncs{
 			AddFunc: enqueue, UpdateFunc: func(_, n any) { enqueue(n) }, DeleteFunc: enqueue,
-		}); err != nil {
+		}
+		if kind == destination.KindGRPCRoute {
+			// A GRPCRoute coming, going or changing its spec may take
+			// Service ports over from, or give them back to, the
+			// HTTPRoutes of its namespace (GEP-1426): look at those that
+			// name its parent Services, before and after.
+			handler = cache.ResourceEventHandlerFuncs{
+				AddFunc:    func(obj any) { enqueue(obj); w.enqueueConflicts(obj) },
+				DeleteFunc: func(obj any) { enqueue(obj); w.enqueueConflicts(obj) },
+				UpdateFunc: func(o, n any) {
+					enqueue(n)
+					if !sameSpec(o, n) {
+						w.enqueueConflicts(o)
+						w.enqueueConflicts(n)
+					}
+				},
+			}
+		}
+		if _, err := inf.AddEventHandler(handler); err != nil {
 			return nil, fmt.Errorf("follow %s: %w", kind, err)
 		}
 	}
-	// A Service's appearance, removal or new ports may change any route's
-	// parents or backends: look at them all (the queue merges repeats).
-	all := func(any) { w.enqueueAll() }
+	// A Service's appearance, removal or new ports may change the parents
+	// or backends of the routes that name it: look at those (the queue
+	// merges repeats).
+	byService := func(obj any) {
+		if k, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
+			w.enqueueService(k)
+		}
+	}
 	if _, err := cfg.Services.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: all, DeleteFunc: all,
+		AddFunc: byService, DeleteFunc: byService,
 		UpdateFunc: func(o, n any) {
 			os, ok1 := o.(*corev1.Service)
 			ns, ok2 := n.(*corev1.Service)
 			if !ok1 || !ok2 || !samePorts(os.Spec.Ports, ns.Spec.Ports) {
-				w.enqueueAll()
+				byService(n)
 			}
 		},
 	}); err != nil {
 		return nil, fmt.Errorf("follow Services: %w", err)
 	}
 	return w, nil
+}
+
+// serviceKeys is the servicesIndex of a route informer of kind: the
+// "ns/name" of every Service the route names as a parent or a backend.
+func serviceKeys(kind string) cache.IndexFunc {
+	return func(obj any) ([]string, error) {
+		u, ok := obj.(*unstructured.Unstructured)
+		if !ok {
+			return nil, nil
+		}
+		r, _, err := read(u, kind)
+		if err != nil {
+			return nil, nil // unreadable: no status to write either
+		}
+		keys := parentServices(r.Namespace, r.Parents)
+		for _, b := range r.Translation.Backends {
+			if k := b.Namespace + "/" + b.Name; b.ServiceKind && !slices.Contains(keys, k) {
+				keys = append(keys, k)
+			}
+		}
+		return keys, nil
+	}
+}
+
+// parentServices are the "ns/name" of the Services a route of namespace
+// ns names as parents, each once.
+func parentServices(ns string, parents []gatewayv1.ParentReference) []string {
+	var out []string
+	for _, p := range parents {
+		if k := destination.ParentNamespace(ns, p) + "/" + string(p.Name); destination.IsServiceParent(p) && !slices.Contains(out, k) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// sameSpec reports whether two copies of a route have the same spec (a
+// status update changes nothing for other routes).
+func sameSpec(o, n any) bool {
+	uo, ok1 := o.(*unstructured.Unstructured)
+	un, ok2 := n.(*unstructured.Unstructured)
+	return ok1 && ok2 && reflect.DeepEqual(uo.Object["spec"], un.Object["spec"])
+}
+
+// enqueueService queues the routes that name the Service svc ("ns/name").
+func (w *Writer) enqueueService(svc string) {
+	for kind, inf := range map[string]cache.SharedIndexInformer{destination.KindHTTPRoute: w.cfg.HTTPRoutes, destination.KindGRPCRoute: w.cfg.GRPCRoutes} {
+		if inf == nil {
+			continue
+		}
+		objs, _ := inf.GetIndexer().ByIndex(servicesIndex, svc)
+		for _, obj := range objs {
+			if u, ok := obj.(*unstructured.Unstructured); ok {
+				w.queue.Add(key{kind: kind, namespace: u.GetNamespace(), name: u.GetName()})
+			}
+		}
+	}
+}
+
+// enqueueConflicts queues the HTTPRoutes of a GRPCRoute's namespace that
+// name one of its parent Services: whether the GRPCRoute takes their
+// ports over may have changed.
+func (w *Writer) enqueueConflicts(obj any) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok || w.cfg.HTTPRoutes == nil {
+		return
+	}
+	r, _, err := read(u, destination.KindGRPCRoute)
+	if err != nil {
+		return
+	}
+	for _, svc := range parentServices(r.Namespace, r.Parents) {
+		objs, _ := w.cfg.HTTPRoutes.GetIndexer().ByIndex(servicesIndex, svc)
+		for _, o := range objs {
+			if hr, ok := o.(*unstructured.Unstructured); ok && hr.GetNamespace() == r.Namespace {
+				w.queue.Add(key{kind: destination.KindHTTPRoute, namespace: hr.GetNamespace(), name: hr.GetName()})
+			}
+		}
+	}
+}
+
+// grpcParents lists the supported GRPCRoutes of namespace ns that name one
+// of the Services of parents, by name: what an HTTPRoute of ns with these
+// parents needs to know of the ports taken over from it (Route.GRPCRoutes).
+func (w *Writer) grpcParents(ns string, parents []gatewayv1.ParentReference) []GRPCParents {
+	if w.cfg.GRPCRoutes == nil {
+		return nil
+	}
+	var out []GRPCParents
+	for _, svc := range parentServices(ns, parents) {
+		objs, _ := w.cfg.GRPCRoutes.GetIndexer().ByIndex(servicesIndex, svc)
+		for _, obj := range objs {
+			u, ok := obj.(*unstructured.Unstructured)
+			if !ok || u.GetNamespace() != ns {
+				continue
+			}
+			name := u.GetNamespace() + "/" + u.GetName()
+			if slices.ContainsFunc(out, func(g GRPCParents) bool { return g.Name == name }) {
+				continue
+			}
+			g, _, err := read(u, destination.KindGRPCRoute)
+			// Unsupported: applied nowhere. No rules: no routes, so no
+			// port taken over (as the destination service does).
+			if err != nil || g.Translation.Unsupported != "" || len(g.Translation.Routes) == 0 {
+				continue
+			}
+			out = append(out, GRPCParents{Name: name, Parents: g.Parents})
+		}
+	}
+	slices.SortFunc(out, func(a, b GRPCParents) int { return strings.Compare(a.Name, b.Name) })
+	return out
 }
 
 func samePorts(a, b []corev1.ServicePort) bool {
@@ -137,18 +285,6 @@ func samePorts(a, b []corev1.ServicePort) bool {
 		}
 	}
 	return true
-}
-
-func (w *Writer) enqueueAll() {
-	for kind, inf := range map[string]cache.SharedIndexInformer{destination.KindHTTPRoute: w.cfg.HTTPRoutes, destination.KindGRPCRoute: w.cfg.GRPCRoutes} {
-		if inf == nil {
-			continue
-		}
-		for _, k := range inf.GetStore().ListKeys() {
-			ns, name, _ := cache.SplitMetaNamespaceKey(k)
-			w.queue.Add(key{kind: kind, namespace: ns, name: name})
-		}
-	}
 }
 
 // Run writes statuses until ctx ends; the informers must have synced. Its
@@ -214,6 +350,9 @@ func (w *Writer) sync(ctx context.Context, k key) error {
 	route, existing, err := read(u, k.kind)
 	if err != nil {
 		return err
+	}
+	if k.kind == destination.KindHTTPRoute {
+		route.GRPCRoutes = w.grpcParents(route.Namespace, route.Parents)
 	}
 	lookup := func(ns, name string) (*corev1.Service, bool) {
 		s, err := w.services.Services(ns).Get(name)

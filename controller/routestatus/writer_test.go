@@ -4,7 +4,9 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"slices"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -135,5 +137,260 @@ func TestWriterWritesOnceAndOnlyOnChange(t *testing.T) {
 	waitFor("the update after the backend appeared", func() bool { return statusUpdates(dyn) >= 2 })
 	if c := conds(read()[1]); c != "Accepted=True/Accepted ResolvedRefs=True/ResolvedRefs" {
 		t.Errorf("after echo-v3 appeared: %s", c)
+	}
+}
+
+// fakeCluster is a Writer on fake API servers holding routes (YAML).
+type fakeCluster struct {
+	t       *testing.T
+	dyn     *dynamicfake.FakeDynamicClient
+	kube    *fake.Clientset
+	w       *Writer
+	version atomic.Int64
+}
+
+func routeObject(t *testing.T, y string) *unstructured.Unstructured {
+	t.Helper()
+	js, err := yaml.YAMLToJSON([]byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &unstructured.Unstructured{}
+	if err := u.UnmarshalJSON(js); err != nil { // integers as int64, as from the API server
+		t.Fatal(err)
+	}
+	return u
+}
+
+// newFakeCluster builds the Writer on fake API servers holding svcs and
+// routes, and starts its informers (not the Writer) until ctx ends. The
+// status updates of the routes named in quiet succeed but are not stored:
+// no event of them comes back to wake the route again.
+func newFakeCluster(ctx context.Context, t *testing.T, workers int, svcs []runtime.Object, quiet []string, routes ...string) *fakeCluster {
+	t.Helper()
+	var objs []runtime.Object
+	for _, y := range routes {
+		u := routeObject(t, y)
+		u.SetResourceVersion("1")
+		objs = append(objs, u)
+	}
+	c := &fakeCluster{t: t, kube: fake.NewClientset(svcs...)}
+	c.version.Store(1)
+	c.dyn = dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
+		map[schema.GroupVersionResource]string{destination.HTTPRoutes: "HTTPRouteList", destination.GRPCRoutes: "GRPCRouteList"}, objs...)
+	for _, resource := range []string{"httproutes", "grpcroutes"} {
+		// The fake keeps resourceVersions as given; the API server bumps them.
+		c.dyn.PrependReactor("update", resource, func(a k8stesting.Action) (bool, runtime.Object, error) {
+			u := a.(k8stesting.UpdateAction).GetObject().(*unstructured.Unstructured)
+			if a.GetSubresource() == "status" && slices.Contains(quiet, u.GetName()) {
+				return true, u, nil
+			}
+			u.SetResourceVersion(strconv.FormatInt(c.version.Add(1), 10))
+			return false, nil, nil
+		})
+	}
+	kube := informers.NewSharedInformerFactory(c.kube, 0)
+	custom := dynamicinformer.NewDynamicSharedInformerFactory(c.dyn, 0)
+	var err error
+	c.w, err = New(Config{Client: c.dyn, HTTPRoutes: custom.ForResource(destination.HTTPRoutes).Informer(),
+		GRPCRoutes: custom.ForResource(destination.GRPCRoutes).Informer(), Services: kube.Core().V1().Services().Informer(),
+		Workers: workers, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kube.Start(ctx.Done())
+	custom.Start(ctx.Done())
+	kube.WaitForCacheSync(ctx.Done())
+	custom.WaitForCacheSync(ctx.Done())
+	return c
+}
+
+// updates counts the status updates of the route name (of any kind).
+func (c *fakeCluster) updates(name string) int {
+	n := 0
+	for _, a := range c.dyn.Actions() {
+		if u, ok := a.(k8stesting.UpdateAction); ok && a.GetSubresource() == "status" && u.GetObject().(*unstructured.Unstructured).GetName() == name {
+			n++
+		}
+	}
+	return n
+}
+
+// accepted is "Status/Reason" of the Accepted condition of our first entry
+// of a route's status; "" when there is none.
+func (c *fakeCluster) accepted(ctx context.Context, gvr schema.GroupVersionResource, ns, name string) string {
+	u, err := c.dyn.Resource(gvr).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	var st struct {
+		Status gatewayv1.RouteStatus `json:"status"`
+	}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &st); err != nil {
+		c.t.Fatal(err)
+	}
+	for _, p := range st.Status.Parents {
+		if p.ControllerName == ControllerName && len(p.Conditions) > 0 {
+			return string(p.Conditions[0].Status) + "/" + p.Conditions[0].Reason
+		}
+	}
+	return ""
+}
+
+func (c *fakeCluster) waitFor(what string, ok func() bool) {
+	c.t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !ok(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			c.t.Fatalf("timed out waiting for %s; actions %v", what, c.dyn.Actions())
+		}
+	}
+}
+
+const (
+	targetRoute = `
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: target, namespace: mesh}
+spec:
+  parentRefs: [{group: "", kind: Service, name: echo, port: 80}]
+  rules: [{backendRefs: [{name: new, port: 80}]}]
+`
+	sentinelRoute = `
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: sentinel, namespace: mesh}
+spec:
+  parentRefs: [{group: "", kind: Service, name: barrier}]
+  rules: [{backendRefs: [{name: echo-v2, port: 80}]}]
+`
+	bystanderRoute = `
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: bystander, namespace: mesh}
+spec:
+  parentRefs: [{group: "", kind: Service, name: echo-v2, port: 80}]
+  rules: [{backendRefs: [{name: other, port: 80}]}]
+`
+)
+
+// TestWriterServiceWakesOnlyItsRoutes: a new Service re-evaluates the
+// routes that name it (as a backend, or as a parent), not the others. The
+// test drives the queue itself, one route at a time, and counts the times
+// each route is looked at and written.
+func TestWriterServiceWakesOnlyItsRoutes(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// No Service at first: no Service event but those of the test; no
+	// event of its own status update wakes the bystander.
+	c := newFakeCluster(ctx, t, 1, nil, []string{"bystander"}, targetRoute, sentinelRoute, bystanderRoute)
+	looked := map[string]int{}
+	// drain looks at the queued routes until done holds and nothing is
+	// queued.
+	drain := func(what string, done func() bool) {
+		t.Helper()
+		c.waitFor(what, func() bool {
+			for c.w.queue.Len() > 0 {
+				k, _ := c.w.queue.Get()
+				looked[k.name]++
+				if err := c.w.sync(ctx, k); err != nil {
+					t.Error(err)
+				}
+				c.w.queue.Done(k)
+			}
+			return done()
+		})
+	}
+	drain("the first look at every route", func() bool {
+		return c.updates("target") == 1 && c.updates("sentinel") == 1 && c.updates("bystander") == 1
+	})
+	if got := c.accepted(ctx, destination.HTTPRoutes, "mesh", "sentinel"); got != "False/NoMatchingParent" {
+		t.Fatalf("sentinel Accepted %s before its Service exists", got)
+	}
+	clear(looked)
+	// The Service "new" (target's backend), then "barrier" (sentinel's
+	// parent): the Service events come in that order, so once sentinel
+	// is written again, whatever "new" queued has been queued too.
+	for _, name := range []string{"new", "barrier"} {
+		svc := services["mesh/echo-v2"].DeepCopy()
+		svc.Name = name
+		if _, err := c.kube.CoreV1().Services("mesh").Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	drain("target and sentinel written again", func() bool {
+		return c.updates("target") == 2 && c.updates("sentinel") == 2
+	})
+	if looked["bystander"] != 0 || c.updates("bystander") != 1 {
+		t.Errorf("bystander looked at %d times, written %d times: Services it does not name woke it", looked["bystander"], c.updates("bystander"))
+	}
+	if got := c.accepted(ctx, destination.HTTPRoutes, "mesh", "sentinel"); got != "True/Accepted" {
+		t.Errorf("sentinel Accepted %s once its Service exists", got)
+	}
+}
+
+const (
+	webRoute = `
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: web, namespace: mesh}
+spec:
+  parentRefs: [{group: "", kind: Service, name: echo, port: 80}]
+  rules: [{backendRefs: [{name: echo-v2, port: 80}]}]
+`
+	consumerWebRoute = `
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: web, namespace: client}
+spec:
+  parentRefs: [{group: "", kind: Service, name: echo, namespace: mesh, port: 80}]
+  rules: [{backendRefs: [{name: echo-v2, namespace: mesh, port: 80}]}]
+`
+	rpcRoute = `
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: rpc, namespace: mesh}
+spec:
+  parentRefs: [{group: "", kind: Service, name: echo, port: 80}]
+  rules: [{backendRefs: [{name: echo-v2, port: 80}]}]
+`
+)
+
+// TestWriterGRPCRouteConflicts: a GRPCRoute appearing on the port of an
+// HTTPRoute of its namespace turns that HTTPRoute Conflicted, and its
+// removal gives the port back; a consumer HTTPRoute (another group) stays
+// Accepted throughout, and so does the GRPCRoute.
+func TestWriterGRPCRouteConflicts(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	c := newFakeCluster(ctx, t, 2, []runtime.Object{services["mesh/echo"], services["mesh/echo-v2"]}, nil, webRoute, consumerWebRoute)
+	done := make(chan error, 1)
+	go func() { done <- c.w.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	web := func() string { return c.accepted(ctx, destination.HTTPRoutes, "mesh", "web") }
+	consumer := func() string { return c.accepted(ctx, destination.HTTPRoutes, "client", "web") }
+	c.waitFor("both HTTPRoutes accepted", func() bool { return web() == "True/Accepted" && consumer() == "True/Accepted" })
+
+	rpc := routeObject(t, rpcRoute)
+	if _, err := c.dyn.Resource(destination.GRPCRoutes).Namespace("mesh").Create(ctx, rpc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c.waitFor("the HTTPRoute conflicted", func() bool { return web() == "False/Conflicted" })
+	c.waitFor("the GRPCRoute accepted", func() bool {
+		return c.accepted(ctx, destination.GRPCRoutes, "mesh", "rpc") == "True/Accepted"
+	})
+	if got := consumer(); got != "True/Accepted" {
+		t.Errorf("consumer HTTPRoute %s: a producer GRPCRoute is of another group", got)
+	}
+
+	if err := c.dyn.Resource(destination.GRPCRoutes).Namespace("mesh").Delete(ctx, "rpc", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c.waitFor("the HTTPRoute accepted again", func() bool { return web() == "True/Accepted" })
+	if got := consumer(); got != "True/Accepted" {
+		t.Errorf("consumer HTTPRoute %s after the GRPCRoute went", got)
 	}
 }
