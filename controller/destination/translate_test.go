@@ -68,3 +68,58 @@ func TestTranslateRoutesGolden(t *testing.T) {
 		})
 	}
 }
+
+// TestMirrorShareInPartsPerMillion: a RequestMirror's share is carried in
+// parts per million, so a fraction under 1 % still mirrors (it used to
+// round to 0 %), a share of 0 leaves the mirror out, and a fraction beyond
+// 0–1 is refused.
+func TestMirrorShareInPartsPerMillion(t *testing.T) {
+	for _, tc := range []struct {
+		name            string
+		percent         *int32
+		fraction        *gatewayv1.Fraction
+		wantPerMillion  int // 0: no mirror
+		wantUnsupported bool
+	}{
+		{name: "fraction 1/1000", fraction: &gatewayv1.Fraction{Numerator: 1, Denominator: ptr[int32](1000)}, wantPerMillion: 1_000},
+		{name: "fraction 1/3", fraction: &gatewayv1.Fraction{Numerator: 1, Denominator: ptr[int32](3)}, wantPerMillion: 333_333},
+		{name: "fraction 1 (of 100 by default)", fraction: &gatewayv1.Fraction{Numerator: 1}, wantPerMillion: 10_000},
+		{name: "fraction 1/10,000,000 mirrors a millionth", fraction: &gatewayv1.Fraction{Numerator: 1, Denominator: ptr[int32](10_000_000)}, wantPerMillion: 1},
+		{name: "fraction 0/100", fraction: &gatewayv1.Fraction{Numerator: 0, Denominator: ptr[int32](100)}},
+		{name: "fraction 5/5", fraction: &gatewayv1.Fraction{Numerator: 5, Denominator: ptr[int32](5)}, wantPerMillion: 1_000_000},
+		{name: "fraction with denominator 0", fraction: &gatewayv1.Fraction{Numerator: 0, Denominator: ptr[int32](0)}, wantUnsupported: true},
+		{name: "fraction over 1", fraction: &gatewayv1.Fraction{Numerator: 3, Denominator: ptr[int32](2)}, wantUnsupported: true},
+		{name: "percent 25", percent: ptr[int32](25), wantPerMillion: 250_000},
+		{name: "percent 0", percent: ptr[int32](0)},
+		{name: "percent 101", percent: ptr[int32](101), wantUnsupported: true},
+		{name: "neither: every request", wantPerMillion: 1_000_000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			hr := &gatewayv1.HTTPRoute{}
+			hr.Name, hr.Namespace = "web", "shop"
+			hr.Spec.Rules = []gatewayv1.HTTPRouteRule{{
+				Filters: []gatewayv1.HTTPRouteFilter{{Type: gatewayv1.HTTPRouteFilterRequestMirror, RequestMirror: &gatewayv1.HTTPRequestMirrorFilter{
+					BackendRef: gatewayv1.BackendObjectReference{Name: "audit", Port: ptr[gatewayv1.PortNumber](8080)},
+					Percent:    tc.percent, Fraction: tc.fraction,
+				}}},
+			}}
+			tr := TranslateHTTPRoute(hr)
+			if tc.wantUnsupported {
+				if tr.Unsupported == "" {
+					t.Errorf("translated, want unsupported: %+v", tr.Routes)
+				}
+				return
+			}
+			if tr.Unsupported != "" || len(tr.Routes) != 1 {
+				t.Fatalf("unsupported %q (%s), %d routes", tr.Unsupported, tr.Reason, len(tr.Routes))
+			}
+			ms := tr.Routes[0].Mirrors
+			switch {
+			case tc.wantPerMillion == 0 && len(ms) != 0:
+				t.Errorf("mirrors %+v, want none", ms)
+			case tc.wantPerMillion != 0 && (len(ms) != 1 || ms[0].PerMillion != tc.wantPerMillion || ms[0].Backend.Service != "audit.shop:8080"):
+				t.Errorf("mirrors %+v, want audit.shop:8080 at %d per million", ms, tc.wantPerMillion)
+			}
+		})
+	}
+}
