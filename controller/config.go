@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"k8s.io/client-go/dynamic"
@@ -49,6 +50,12 @@ const (
 	MaxLeafLifetime = 7 * 24 * time.Hour
 )
 
+// RouteStatusLease is the Lease, in the control plane's namespace, the
+// replicas elect the route-status writer with (package leader): one
+// replica writes, so that two versions during a rollout never fight over a
+// route's conditions.
+const RouteStatusLease = "mesh-controller-route-status"
+
 // Config configures mesh-controller.
 type Config struct {
 	// Client talks to the Kubernetes API. Required.
@@ -89,6 +96,9 @@ type Config struct {
 	// LeafLifetime is the lifetime of workload certificates, at most
 	// MaxLeafLifetime. Default: 24h.
 	LeafLifetime time.Duration
+	// Identity names this replica in leader elections (route status).
+	// Default: the host name, which is the pod's name.
+	Identity string
 	// Log receives the controller's logs. Default: discard.
 	Log *slog.Logger
 }
@@ -135,6 +145,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Injector.DefaultInboundPolicy == "" {
 		c.Injector.DefaultInboundPolicy = c.DefaultInboundPolicy
+	}
+	if c.Identity == "" {
+		c.Identity, _ = os.Hostname()
+		if c.Identity == "" {
+			c.Identity = fmt.Sprintf("mesh-controller-%d", os.Getpid())
+		}
 	}
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)

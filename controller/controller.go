@@ -35,6 +35,7 @@ import (
 	"github.com/meshctl/meshctl/controller/identitysvc"
 	"github.com/meshctl/meshctl/controller/inbound"
 	"github.com/meshctl/meshctl/controller/injector"
+	"github.com/meshctl/meshctl/controller/leader"
 	"github.com/meshctl/meshctl/controller/routestatus"
 	"github.com/meshctl/meshctl/controller/trustbundle"
 	"github.com/meshctl/meshctl/internal/api"
@@ -175,16 +176,21 @@ func (c *Controller) Run(ctx context.Context) error {
 		synced = append(synced, grpcRoutes.HasSynced)
 	}
 	// Route status (Accepted, ResolvedRefs) for the routes attached to
-	// Services. Every replica writes the same status from the same caches
-	// and writes only what changed, so replicas agree without an election.
+	// Services, written by the one replica that holds the Lease
+	// RouteStatusLease: two versions during a rollout never fight over a
+	// route's conditions.
 	var statuses *routestatus.Writer
+	var statusElection *leader.Election
 	if httpRoutes != nil || grpcRoutes != nil {
+		statusElection = &leader.Election{Client: c.cfg.Client, Namespace: c.cfg.Namespace, Name: RouteStatusLease,
+			Identity: c.cfg.Identity, Log: c.log.With("component", "route-status")}
 		if statuses, err = routestatus.New(routestatus.Config{
 			Client: c.cfg.Dynamic, HTTPRoutes: httpRoutes, GRPCRoutes: grpcRoutes, Services: dest.Services(),
-			Log: c.log.With("component", "route-status"),
+			Leading: statusElection.Leading, Log: c.log.With("component", "route-status"),
 		}); err != nil {
 			return err
 		}
+		statusElection.OnLead = statuses.Resync
 	}
 	inboundPolicies, err := inbound.New(inbound.Config{
 		Pods: dest.Pods(), Namespaces: nsInformer, Policies: policies,
@@ -293,6 +299,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	go func() { errc <- copier.Run(ctx) }()
 	if statuses != nil {
 		go func() { errc <- statuses.Run(ctx) }()
+		go func() { errc <- statusElection.Run(ctx) }()
 	}
 	c.ready.Store(true)
 	c.log.Info("serving", "control", c.controlLn.Addr().String(), "admin", c.adminLn.Addr().String(), "admin_api", adminAPILn.Addr().String(),

@@ -15,14 +15,16 @@ import (
 	"k8s.io/client-go/dynamic"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	"github.com/meshctl/meshctl/controller"
 	"github.com/meshctl/meshctl/identity/ca"
 	"github.com/meshctl/meshctl/internal/kubeapply"
 )
 
-// routeStatusManifests are two Services and four routes attached to them:
+// routeStatusManifests are three Services and the routes attached to them:
 // one with a missing backend, one with a redirect where meshctl cannot
-// honour one (a backendRef's filter), one with a regular expression, and
-// one naming a Service port that does not exist.
+// honour one (a backendRef's filter), one with a regular expression, one
+// naming a Service port that does not exist, and an HTTPRoute on a port a
+// GRPCRoute takes over.
 const routeStatusManifests = `
 apiVersion: v1
 kind: Service
@@ -78,6 +80,29 @@ spec:
   parentRefs: [{group: "", kind: Service, name: web, port: 81}]
   rules:
   - backendRefs: [{name: web-v1, port: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: rpc, namespace: NS}
+spec:
+  selector: {app: rpc}
+  ports: [{name: grpc, port: 7070, targetPort: 7070, appProtocol: kubernetes.io/h2c}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: rpc, namespace: NS}
+spec:
+  parentRefs: [{group: "", kind: Service, name: rpc, port: 7070}]
+  rules:
+  - backendRefs: [{name: rpc, port: 7070}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: displaced, namespace: NS}
+spec:
+  parentRefs: [{group: "", kind: Service, name: rpc, port: 7070}]
+  rules:
+  - backendRefs: [{name: rpc, port: 7070}]
 `
 
 var httpRoutesGVR = schema.GroupVersionResource{Group: gatewayv1.GroupName, Version: "v1", Resource: "httproutes"}
@@ -143,6 +168,7 @@ func TestRouteStatusOnTheCluster(t *testing.T) {
 		"invalid-redirect": "Accepted=False/UnsupportedValue ResolvedRefs=True/ResolvedRefs",
 		"regex":            "Accepted=False/UnsupportedValue ResolvedRefs=True/ResolvedRefs",
 		"no-such-port":     "Accepted=False/NoMatchingParent ResolvedRefs=True/ResolvedRefs",
+		"displaced":        "Accepted=False/Conflicted ResolvedRefs=True/ResolvedRefs",
 	}
 	for name, w := range want {
 		eventually(t, name+" status "+w, 2*time.Minute, func(ctx context.Context) error {
@@ -157,8 +183,21 @@ func TestRouteStatusOnTheCluster(t *testing.T) {
 		})
 	}
 
-	// Nothing changes: the controller leaves the status alone.
+	// One replica writes: the holder of the route-status Lease, a
+	// controller pod.
 	ctx := context.Background()
+	lease, err := cluster.client.CoordinationV1().Leases("meshctl").Get(ctx, controller.RouteStatusLease, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("the route-status Lease: %v", err)
+	}
+	if lease.Spec.HolderIdentity == nil {
+		t.Fatal("the route-status Lease has no holder")
+	}
+	if _, err := cluster.client.CoreV1().Pods("meshctl").Get(ctx, *lease.Spec.HolderIdentity, metav1.GetOptions{}); err != nil {
+		t.Errorf("the route-status Lease's holder %q is no controller pod: %v", *lease.Spec.HolderIdentity, err)
+	}
+
+	// Nothing changes: the controller leaves the status alone.
 	before, err := dyn.Resource(httpRoutesGVR).Namespace(ns).Get(ctx, "missing-backend", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)

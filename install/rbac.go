@@ -71,6 +71,10 @@ func (v Values) rbac() []runtime.Object {
 			ObjectMeta: v.meta(v.Namespace, controller.ServiceAccount, nil),
 			Rules: []rbacv1.PolicyRule{
 				{APIGroups: []string{""}, Resources: []string{"secrets", "configmaps"}, Verbs: readOnly},
+				// The replicas elect the route-status writer: its Lease only
+				// (create cannot be restricted by name).
+				{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "update"}, ResourceNames: []string{controller.RouteStatusLease}},
+				{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create"}},
 			},
 		},
 		&rbacv1.RoleBinding{

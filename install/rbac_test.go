@@ -94,6 +94,33 @@ func TestControllerRightsAreNarrow(t *testing.T) {
 	}
 }
 
+// TestControllerMayHoldOnlyItsOwnLease: in its namespace the controller
+// may create Leases (RBAC cannot name what is created) but read and renew
+// only the route-status Lease, so it cannot take over other components'
+// elections.
+func TestControllerMayHoldOnlyItsOwnLease(t *testing.T) {
+	var rules []rbacv1.PolicyRule
+	for _, o := range testValues().WithDefaults().rbac() {
+		if r, ok := o.(*rbacv1.Role); ok {
+			rules = append(rules, r.Rules...)
+		}
+	}
+	for _, verb := range []string{"get", "update"} {
+		if !allowed(rules, "coordination.k8s.io", "leases", verb, controller.RouteStatusLease) {
+			t.Errorf("the controller may not %s its Lease %s", verb, controller.RouteStatusLease)
+		}
+		if allowed(rules, "coordination.k8s.io", "leases", verb, "kube-scheduler") {
+			t.Errorf("the controller may %s any Lease", verb)
+		}
+	}
+	if !allowed(rules, "coordination.k8s.io", "leases", "create", "") {
+		t.Error("the controller may not create its Lease")
+	}
+	if allowed(rules, "coordination.k8s.io", "leases", "delete", controller.RouteStatusLease) {
+		t.Error("the controller may delete Leases")
+	}
+}
+
 func TestWebhookSkipsSystemAndOptedOutPods(t *testing.T) {
 	v := testValues().WithDefaults()
 	wh := v.webhookConfiguration().Webhooks[0]

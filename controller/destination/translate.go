@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+	"k8s.io/apimachinery/pkg/util/validation"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/meshctl/meshctl/internal/api"
@@ -107,6 +109,9 @@ func checkHeaderNames(routes []api.Route) error {
 			names = append(names, h.Name)
 		}
 		for _, n := range names {
+			if !httpguts.ValidHeaderFieldName(n) {
+				return unsupportedf("%s: %q is not an HTTP header name", where, n)
+			}
 			c := http.CanonicalHeaderKey(n)
 			if reservedHeaders[c] || strings.HasPrefix(c, "Meshctl-") {
 				return unsupportedf("%s: the header %s may not be edited by a route (hop-by-hop, Host or the mesh's own)", where, n)
@@ -340,6 +345,17 @@ func (t *Translation) backend(ns string, ref gatewayv1.BackendObjectReference, w
 	if ref.Port == nil {
 		return b, unsupportedf("backendRef %s has no port", br.Name)
 	}
+	// The API server's schema checks these; a route that reached the
+	// controller some other way must not name an ambiguous Service.
+	if br.Port < 1 || br.Port > 65535 {
+		return b, unsupportedf("backendRef %s has port %d, not within 1–65535", br.Name, br.Port)
+	}
+	if errs := validation.IsDNS1035Label(br.Name); len(errs) > 0 {
+		return b, unsupportedf("backendRef name %q is not a Service name", br.Name)
+	}
+	if errs := validation.IsDNS1123Label(br.Namespace); len(errs) > 0 {
+		return b, unsupportedf("backendRef namespace %q is not a namespace name", br.Namespace)
+	}
 	b.Service = br.Name + "." + br.Namespace + ":" + strconv.Itoa(int(br.Port))
 	return b, nil
 }
@@ -363,12 +379,18 @@ func httpMatch(m gatewayv1.HTTPRouteMatch, keepRoot bool) (api.RouteMatch, error
 			}
 		}
 	}
+	if !strings.HasPrefix(out.Path, "/") {
+		return out, unsupportedf("path %q does not start with /", out.Path)
+	}
 	if !keepRoot && out.PathType == "PathPrefix" && out.Path == "/" {
 		out.Path, out.PathType = "", "" // every path
 	}
 	for _, h := range m.Headers {
 		if h.Type != nil && *h.Type != gatewayv1.HeaderMatchExact {
 			return out, unsupportedf("header match type %s is not supported", *h.Type)
+		}
+		if !httpguts.ValidHeaderFieldName(string(h.Name)) {
+			return out, unsupportedf("header name %q is not an HTTP token", h.Name)
 		}
 		out.Headers = append(out.Headers, api.HeaderMatch{Name: string(h.Name), Value: h.Value})
 	}

@@ -123,3 +123,28 @@ func TestMirrorShareInPartsPerMillion(t *testing.T) {
 		})
 	}
 }
+
+// TestTranslationRefusesWhatTheSchemaWouldHave: values the API server's
+// schema refuses are refused here too (a route that reached the
+// controller another way): a path without a leading "/", a header name
+// that is no token, a backend port outside 1–65535, a backend name with a
+// dot (it would make "a.b.ns:80" ambiguous).
+func TestTranslationRefusesWhatTheSchemaWouldHave(t *testing.T) {
+	for name, spec := range map[string]string{
+		"path":        `{rules: [{matches: [{path: {type: Exact, value: foo}}], backendRefs: [{name: echo, port: 80}]}]}`,
+		"header":      `{rules: [{matches: [{headers: [{name: "a b", value: x}]}], backendRefs: [{name: echo, port: 80}]}]}`,
+		"edit header": `{rules: [{filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: "a:b", value: x}]}}], backendRefs: [{name: echo, port: 80}]}]}`,
+		"port 0":      `{rules: [{backendRefs: [{name: echo, port: 0}]}]}`,
+		"port 65536":  `{rules: [{backendRefs: [{name: echo, port: 65536}]}]}`,
+		"dotted name": `{rules: [{backendRefs: [{name: a.b, port: 80}]}]}`,
+	} {
+		u := unstructuredYAML(t, `{apiVersion: gateway.networking.k8s.io/v1, kind: HTTPRoute, metadata: {name: r, namespace: mesh}, spec: `+spec+`}`)
+		hr, ok := httpRoute(u)
+		if !ok {
+			t.Fatalf("%s: not an HTTPRoute", name)
+		}
+		if tr := TranslateHTTPRoute(hr); tr.Unsupported == "" || len(tr.Routes) != 0 {
+			t.Errorf("%s: translated as supported: %+v", name, tr.Routes)
+		}
+	}
+}

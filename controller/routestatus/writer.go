@@ -41,6 +41,10 @@ type Config struct {
 	Workers int
 	// Now is the clock of lastTransitionTime. Default: time.Now.
 	Now func() time.Time
+	// Leading reports whether this replica is the one that writes (see
+	// package leader); the others follow the routes but write nothing.
+	// Call Writer.Resync when it starts leading. Default: always.
+	Leading func() bool
 	// Log gets the failed updates. Default: slog.Default().
 	Log *slog.Logger
 }
@@ -287,6 +291,20 @@ func samePorts(a, b []corev1.ServicePort) bool {
 	return true
 }
 
+// Resync looks at every route again: call it when this replica starts
+// to lead, for what changed while another one did.
+func (w *Writer) Resync() {
+	for kind, inf := range map[string]cache.SharedIndexInformer{destination.KindHTTPRoute: w.cfg.HTTPRoutes, destination.KindGRPCRoute: w.cfg.GRPCRoutes} {
+		if inf == nil {
+			continue
+		}
+		for _, k := range inf.GetStore().ListKeys() {
+			ns, name, _ := cache.SplitMetaNamespaceKey(k)
+			w.queue.Add(key{kind: kind, namespace: ns, name: name})
+		}
+	}
+}
+
 // Run writes statuses until ctx ends; the informers must have synced. Its
 // workers stop, and Run returns, when ctx ends.
 func (w *Writer) Run(ctx context.Context) error {
@@ -361,6 +379,9 @@ func (w *Writer) sync(ctx context.Context, k key) error {
 	parents := Parents(route, lookup, existing, metav1.NewTime(w.cfg.Now().Truncate(time.Second)))
 	if Equal(parents, existing) {
 		return nil
+	}
+	if w.cfg.Leading != nil && !w.cfg.Leading() {
+		return nil // the leader writes it; Resync catches up on leading
 	}
 	if err := w.write(ctx, gvr, u, parents); err != nil {
 		return err

@@ -394,3 +394,35 @@ func TestWriterGRPCRouteConflicts(t *testing.T) {
 		t.Errorf("consumer HTTPRoute %s after the GRPCRoute went", got)
 	}
 }
+
+// TestWriterFollowerWritesNothingUntilItLeads: a replica that does not
+// lead looks at the routes but writes no status; once it leads, Resync
+// writes what changed meanwhile.
+func TestWriterFollowerWritesNothingUntilItLeads(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := newFakeCluster(ctx, t, 1, []runtime.Object{services["mesh/echo"]}, nil, targetRoute)
+	var leading atomic.Bool
+	c.w.cfg.Leading = leading.Load
+	looked := 0
+	drainQueue := func() {
+		for c.w.queue.Len() > 0 {
+			k, _ := c.w.queue.Get()
+			looked++
+			if err := c.w.sync(ctx, k); err != nil {
+				t.Error(err)
+			}
+			c.w.queue.Done(k)
+		}
+	}
+	c.waitFor("the follower looks at the route", func() bool { drainQueue(); return looked > 0 })
+	if n := c.updates("target"); n != 0 {
+		t.Fatalf("a follower wrote %d status updates", n)
+	}
+	leading.Store(true)
+	c.w.Resync()
+	c.waitFor("the new leader writes the status", func() bool { drainQueue(); return c.updates("target") == 1 })
+	if got := c.accepted(ctx, destination.HTTPRoutes, "mesh", "target"); got != "True/Accepted" {
+		t.Errorf("target Accepted %q after the leader wrote it", got)
+	}
+}
