@@ -5,8 +5,23 @@
 // HTTP/2 request by request, or opaque TCP byte for byte, while recording
 // metrics served on the admin port (4191).
 //
-// The pieces live in subpackages by concern: detect (protocol detection),
-// origdst (SO_ORIGINAL_DST), redirect (the nftables rules of `mesh-proxy
-// init`), httpproxy (HTTP forwarding), tcpproxy (opaque forwarding), metrics
-// and admin. This package wires them into listeners with a graceful drain.
+// The pieces live in subpackages by concern:
+//
+//   - redirect: the nftables rules of `mesh-proxy init`; origdst: the
+//     address a redirected connection was sent to (SO_ORIGINAL_DST);
+//   - detect: the protocol a client speaks, from its first bytes;
+//   - discovery: the proxy's side of the destination and inbound-policy
+//     streams; endpoints: where a connection's requests go (a destination's
+//     endpoints, its routes and their matches);
+//   - balance: the endpoint per request (latency-aware, failure accrual);
+//     retry: whether a failed request may go again, within a budget;
+//     servicepolicy: the retries and timeouts a Service's annotations ask;
+//   - httpproxy: HTTP forwarding, routes' filters, redirects and mirrors;
+//     tcpproxy: opaque forwarding; resetguard: HTTP/2 rapid-reset defence;
+//   - meshtls: the mutual TLS between proxies; authz: who may reach an
+//     inbound port;
+//   - metrics, tap and admin: what the proxy reports, and the admin port
+//     that serves it.
+//
+// This package wires them into listeners with a graceful drain.
 package proxy

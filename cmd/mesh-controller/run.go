@@ -30,8 +30,12 @@ func newRunCommand() *cobra.Command {
 and the trust bundle (ConfigMap mesh-trust-roots: roots.pem) from its namespace,
 follows changes to both, and serves the control API (HTTP/2 over TLS) with a
 certificate it issues itself for spiffe://<trust-domain>/ns/<namespace>/sa/mesh-controller:
-certificate issuance (POST /v1/certificate) and destination streams
-(GET /v1/destinations?target=host:port) for proxies.
+certificate issuance (POST /v1/certificate), destination streams
+(GET /v1/destinations?target=host:port: endpoints, identities and the
+HTTPRoutes and GRPCRoutes attached to a Service) and inbound-policy streams
+(GET /v1/inbound-policy?pod=NAME: the pod's servers and who may call them)
+for proxies. One replica, elected with the Lease mesh-controller-route-status,
+writes the status of the routes attached to Services.
 
 With --proxy-image (the default), it also serves the proxy-injector webhook
 (POST /inject on --webhook-addr) with the certificate in Secret
