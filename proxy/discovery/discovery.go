@@ -227,35 +227,52 @@ func (c *Client) subscribe(dst netip.AddrPort) *subscription {
 }
 
 // follow keeps a stream open for sub, reconnecting with jittered
-// exponential backoff; the set keeps its endpoints in between.
+// exponential backoff; the set keeps its endpoints in between. A refusal
+// that retrying cannot change ends it.
 func (c *Client) follow(ctx context.Context, sub *subscription) {
+	log := c.cfg.Log.With("destination", sub.dst)
+	c.reconnect(ctx, "destination", log, func(ctx context.Context) (bool, error) { return c.stream(ctx, sub) },
+		func(answered bool, err error) (stop bool) {
+			var perm *permanentError
+			if errors.As(err, &perm) {
+				if c.cfg.ClusterNetworks.Contains(sub.dst.Addr()) {
+					// Inside the cluster, a refusal is no reason for plaintext.
+					log.Warn("the controller refused a destination inside the cluster; its requests fail", "error", err)
+				} else {
+					log.Warn("the controller refused the destination; forwarding as is", "error", err)
+					sub.set.Passthrough(sub.dst.String())
+				}
+				sub.answer()
+				return true
+			}
+			if !answered {
+				c.down.Store(true)
+			}
+			return false
+		})
+}
+
+// reconnect calls stream until ctx ends, waiting a jittered backoff
+// between calls that doubles up to Config.MaxBackoff and starts again
+// from the minimum after a stream that delivered something. ended sees
+// each ended stream's result first (nil: nothing to do); when it returns
+// true, reconnect stops.
+func (c *Client) reconnect(ctx context.Context, what string, log *slog.Logger, stream func(context.Context) (answered bool, err error), ended func(answered bool, err error) (stop bool)) {
 	const minBackoff = 100 * time.Millisecond
 	backoff := minBackoff
 	for {
-		answered, err := c.stream(ctx, sub)
+		answered, err := stream(ctx)
 		if ctx.Err() != nil {
 			return
 		}
-		var perm *permanentError
-		if errors.As(err, &perm) {
-			if c.cfg.ClusterNetworks.Contains(sub.dst.Addr()) {
-				// Inside the cluster, a refusal is no reason for plaintext.
-				c.cfg.Log.Warn("the controller refused a destination inside the cluster; its requests fail", "destination", sub.dst, "error", err)
-			} else {
-				c.cfg.Log.Warn("the controller refused the destination; forwarding as is", "destination", sub.dst, "error", err)
-				sub.set.Passthrough(sub.dst.String())
-			}
-			sub.answer()
+		if ended != nil && ended(answered, err) {
 			return
 		}
 		if answered {
 			backoff = minBackoff
-		} else {
-			c.down.Store(true)
 		}
-		c.cfg.Log.Debug("destination stream ended; reconnecting", "destination", sub.dst, "error", err, "in", backoff)
-		wait := backoff/2 + rand.N(backoff/2+1)
-		t := time.NewTimer(wait)
+		log.Debug(what+" stream ended; reconnecting", "error", err, "in", backoff)
+		t := time.NewTimer(backoff/2 + rand.N(backoff/2+1))
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -333,26 +350,7 @@ func (c *Client) stream(ctx context.Context, sub *subscription) (answered bool, 
 // reconnecting with jittered backoff; the last policy stays in force in
 // between.
 func (c *Client) followInboundPolicy(ctx context.Context) {
-	const minBackoff = 100 * time.Millisecond
-	backoff := minBackoff
-	for {
-		answered, err := c.streamInboundPolicy(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		if answered {
-			backoff = minBackoff
-		}
-		c.cfg.Log.Debug("inbound policy stream ended; reconnecting", "error", err, "in", backoff)
-		t := time.NewTimer(backoff/2 + rand.N(backoff/2+1))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
-		backoff = min(2*backoff, c.cfg.MaxBackoff)
-	}
+	c.reconnect(ctx, "inbound policy", c.cfg.Log, c.streamInboundPolicy, nil)
 }
 
 func (c *Client) streamInboundPolicy(ctx context.Context) (answered bool, err error) {
