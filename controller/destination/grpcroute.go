@@ -76,34 +76,19 @@ func (t *Translation) grpcRule(ns, name string, i int, rule gatewayv1.GRPCRouteR
 			return fmt.Errorf("rules[%d].filters[%d]: %w", i, j, err)
 		}
 	}
-	base.Backends = []api.Backend{}
-	for j, ref := range rule.BackendRefs {
-		b, err := t.backend(ns, ref.BackendObjectReference, ref.Weight)
-		if err != nil {
-			return fmt.Errorf("rules[%d].backendRefs[%d]: %w", i, j, err)
+	backends, err := translateBackends(t, ns, i, rule.BackendRefs, func(ref gatewayv1.GRPCBackendRef) ruleBackend {
+		b := ruleBackend{ref: ref.BackendObjectReference, weight: ref.Weight}
+		for _, f := range ref.Filters {
+			b.filters = append(b.filters, backendFilter{typ: string(f.Type), headers: f.RequestHeaderModifier,
+				headerModifier: f.Type == gatewayv1.GRPCRouteFilterRequestHeaderModifier})
 		}
-		for k, f := range ref.Filters {
-			if f.Type != gatewayv1.GRPCRouteFilterRequestHeaderModifier || f.RequestHeaderModifier == nil {
-				return unsupportedf("rules[%d].backendRefs[%d].filters[%d]: only RequestHeaderModifier is supported on a backend, not %s", i, j, k, f.Type)
-			}
-			b.RequestHeaders = mergeEdit(b.RequestHeaders, headerEdit(f.RequestHeaderModifier))
-		}
-		base.Backends = append(base.Backends, b)
+		return b
+	})
+	if err != nil {
+		return err
 	}
-	matches := rule.Matches
-	if len(matches) == 0 {
-		matches = []gatewayv1.GRPCRouteMatch{{}}
-	}
-	for j, m := range matches {
-		rm, err := grpcMatch(m)
-		if err != nil {
-			return fmt.Errorf("rules[%d].matches[%d]: %w", i, j, err)
-		}
-		r := base
-		r.Match = rm
-		t.Routes = append(t.Routes, r)
-	}
-	return nil
+	base.Backends = backends
+	return addMatches(t, i, base, rule.Matches, func(_ int, m gatewayv1.GRPCRouteMatch) (api.RouteMatch, error) { return grpcMatch(m) })
 }
 
 func (t *Translation) grpcFilter(ns string, r *api.Route, f gatewayv1.GRPCRouteFilter) error {

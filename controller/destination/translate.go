@@ -98,6 +98,60 @@ var reservedHeaders = map[string]bool{
 	"Upgrade": true, "Te": true, "Trailer": true, "Host": true, "Content-Length": true,
 }
 
+// ruleBackend is a rule's backendRef, HTTP or gRPC alike.
+type ruleBackend struct {
+	ref     gatewayv1.BackendObjectReference
+	weight  *int32
+	filters []backendFilter
+}
+
+// backendFilter is a backendRef's filter: only header modifiers are
+// supported there.
+type backendFilter struct {
+	typ            string
+	headerModifier bool // a RequestHeaderModifier
+	headers        *gatewayv1.HTTPHeaderFilter
+}
+
+// translateBackends translates a rule's backendRefs (read turns each into a
+// ruleBackend).
+func translateBackends[R any](t *Translation, ns string, i int, refs []R, read func(R) ruleBackend) ([]api.Backend, error) {
+	out := []api.Backend{}
+	for j, r := range refs {
+		ref := read(r)
+		b, err := t.backend(ns, ref.ref, ref.weight)
+		if err != nil {
+			return nil, fmt.Errorf("rules[%d].backendRefs[%d]: %w", i, j, err)
+		}
+		for k, f := range ref.filters {
+			if !f.headerModifier || f.headers == nil {
+				return nil, unsupportedf("rules[%d].backendRefs[%d].filters[%d]: only RequestHeaderModifier is supported on a backend, not %s", i, j, k, f.typ)
+			}
+			b.RequestHeaders = mergeEdit(b.RequestHeaders, headerEdit(f.headers))
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+// addMatches adds one route per match of rule i (one matching every
+// request when there is none), each a copy of base with its match.
+func addMatches[M any](t *Translation, i int, base api.Route, matches []M, match func(j int, m M) (api.RouteMatch, error)) error {
+	if len(matches) == 0 {
+		matches = make([]M, 1)
+	}
+	for j, m := range matches {
+		rm, err := match(j, m)
+		if err != nil {
+			return fmt.Errorf("rules[%d].matches[%d]: %w", i, j, err)
+		}
+		r := base
+		r.Match = rm
+		t.Routes = append(t.Routes, r)
+	}
+	return nil
+}
+
 // checkHeaderNames refuses header edits of reserved names.
 func checkHeaderNames(routes []api.Route) error {
 	check := func(where string, e *api.HeaderEdit) error {
@@ -166,37 +220,25 @@ func (t *Translation) httpRule(ns, name string, i int, rule gatewayv1.HTTPRouteR
 		}
 		base.Retry = r
 	}
-	base.Backends = []api.Backend{}
-	for j, ref := range rule.BackendRefs {
-		b, err := t.backend(ns, ref.BackendObjectReference, ref.Weight)
-		if err != nil {
-			return fmt.Errorf("rules[%d].backendRefs[%d]: %w", i, j, err)
+	backends, err := translateBackends(t, ns, i, rule.BackendRefs, func(ref gatewayv1.HTTPBackendRef) ruleBackend {
+		b := ruleBackend{ref: ref.BackendObjectReference, weight: ref.Weight}
+		for _, f := range ref.Filters {
+			b.filters = append(b.filters, backendFilter{typ: string(f.Type), headers: f.RequestHeaderModifier,
+				headerModifier: f.Type == gatewayv1.HTTPRouteFilterRequestHeaderModifier})
 		}
-		for k, f := range ref.Filters {
-			if f.Type != gatewayv1.HTTPRouteFilterRequestHeaderModifier || f.RequestHeaderModifier == nil {
-				return unsupportedf("rules[%d].backendRefs[%d].filters[%d]: only RequestHeaderModifier is supported on a backend, not %s", i, j, k, f.Type)
-			}
-			b.RequestHeaders = mergeEdit(b.RequestHeaders, headerEdit(f.RequestHeaderModifier))
-		}
-		base.Backends = append(base.Backends, b)
+		return b
+	})
+	if err != nil {
+		return err
 	}
-	matches := rule.Matches
-	if len(matches) == 0 {
-		matches = []gatewayv1.HTTPRouteMatch{{}}
-	}
-	for j, m := range matches {
+	base.Backends = backends
+	return addMatches(t, i, base, rule.Matches, func(_ int, m gatewayv1.HTTPRouteMatch) (api.RouteMatch, error) {
 		rm, err := httpMatch(m, prefixRewrite)
-		if err != nil {
-			return fmt.Errorf("rules[%d].matches[%d]: %w", i, j, err)
+		if err == nil && prefixRewrite && rm.PathType != "PathPrefix" {
+			return rm, unsupportedf("ReplacePrefixMatch needs a PathPrefix match")
 		}
-		if prefixRewrite && rm.PathType != "PathPrefix" {
-			return unsupportedf("rules[%d]: ReplacePrefixMatch needs a PathPrefix match, matches[%d] is not one", i, j)
-		}
-		r := base
-		r.Match = rm
-		t.Routes = append(t.Routes, r)
-	}
-	return nil
+		return rm, err
+	})
 }
 
 func pathModifierOf(f gatewayv1.HTTPRouteFilter) *gatewayv1.HTTPPathModifier {
