@@ -47,7 +47,7 @@ test-deps:
 # time is up while a worker is busy (go.dev/issue/75804, fixed in Go 1.27).
 FUZZTIME ?= 30000x
 FUZZ_TARGETS := ./proxy/detect:FuzzClassify ./proxy:FuzzHTTP1Request ./proxy:FuzzErrorReply \
-	./proxy/endpoints:FuzzParse ./internal/portspec:FuzzParsePorts ./internal/mountinfo:FuzzParse ./identity/spiffeid:FuzzParse ./proxy/detect:FuzzClientHelloALPN ./controller/identitysvc:FuzzParseCSR ./controller/identitysvc:FuzzCheckToken ./controller/injector:FuzzWebhook \
+	./proxy/endpoints:FuzzParse ./internal/portspec:FuzzParsePorts ./internal/mountinfo:FuzzParse ./internal/spiffeid:FuzzParse ./proxy/detect:FuzzClientHelloALPN ./controller/identitysvc:FuzzParseCSR ./controller/identitysvc:FuzzCheckToken ./controller/injector:FuzzWebhook \
 	./internal/pcap:FuzzStreams ./cli/manifests:FuzzTransform ./cli/proxystats:FuzzParse ./proxy/retry:FuzzParseHTTP ./proxy/resetguard:FuzzFrameScanner ./proxy/servicepolicy:FuzzParse ./proxy/authz:FuzzPathMatch ./cli/tapstream:FuzzPrintable \
 	./controller/destination:FuzzTranslateRoutes
 

@@ -18,9 +18,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/meshctl/meshctl/cli/healthcheck"
-	"github.com/meshctl/meshctl/controller"
 	"github.com/meshctl/meshctl/identity/ca"
 	"github.com/meshctl/meshctl/internal/certs"
+	"github.com/meshctl/meshctl/internal/meshnames"
 	"github.com/meshctl/meshctl/internal/version"
 )
 
@@ -99,7 +99,7 @@ func runRotateIssuer(ctx context.Context, o *rotateOptions, stdout, stderr io.Wr
 		return err
 	}
 	if !slices.ContainsFunc(roots, anchor.Cert.Equal) {
-		return fmt.Errorf("the trust anchor in %s is not one of the cluster's trust anchors (ConfigMap %s/%s): wrong file or wrong cluster", o.file(), o.namespace, controller.TrustRootsConfigMap)
+		return fmt.Errorf("the trust anchor in %s is not one of the cluster's trust anchors (ConfigMap %s/%s): wrong file or wrong cluster", o.file(), o.namespace, meshnames.TrustRootsConfigMap)
 	}
 	start := time.Now()
 	fmt.Fprintln(stderr, "[1/2] signing a new issuer and putting it in place")
@@ -282,16 +282,16 @@ func keepAnchor(path string, anchor *ca.KeyPair) error {
 }
 
 func clusterRoots(ctx context.Context, client kubernetes.Interface, ns string) ([]*x509.Certificate, error) {
-	cm, err := client.CoreV1().ConfigMaps(ns).Get(ctx, controller.TrustRootsConfigMap, metav1.GetOptions{})
+	cm, err := client.CoreV1().ConfigMaps(ns).Get(ctx, meshnames.TrustRootsConfigMap, metav1.GetOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("read the trust bundle (is meshctl installed?): %w", err)
 	}
-	_, roots, err := certs.ParseRoots([]byte(cm.Data[controller.RootsKey]))
+	_, roots, err := certs.ParseRoots([]byte(cm.Data[meshnames.RootsKey]))
 	return roots, err
 }
 
 func putRoots(ctx context.Context, client kubernetes.Interface, ns string, roots []*x509.Certificate) error {
-	cm, err := client.CoreV1().ConfigMaps(ns).Get(ctx, controller.TrustRootsConfigMap, metav1.GetOptions{})
+	cm, err := client.CoreV1().ConfigMaps(ns).Get(ctx, meshnames.TrustRootsConfigMap, metav1.GetOptions{})
 	if err != nil {
 		return err
 	}
@@ -300,7 +300,7 @@ func putRoots(ctx context.Context, client kubernetes.Interface, ns string, roots
 		_ = pem.Encode(&b, &pem.Block{Type: "CERTIFICATE", Bytes: r.Raw})
 	}
 	upd := cm.DeepCopy()
-	upd.Data = map[string]string{controller.RootsKey: b.String()}
+	upd.Data = map[string]string{meshnames.RootsKey: b.String()}
 	if _, err := client.CoreV1().ConfigMaps(ns).Update(ctx, upd, metav1.UpdateOptions{FieldManager: fieldManager}); err != nil {
 		return fmt.Errorf("update the trust bundle: %w", err)
 	}
@@ -320,7 +320,7 @@ func putNewIssuer(ctx context.Context, client kubernetes.Interface, ns string, a
 	if err != nil {
 		return nil, err
 	}
-	sec, err := client.CoreV1().Secrets(ns).Get(ctx, controller.IssuerSecret, metav1.GetOptions{})
+	sec, err := client.CoreV1().Secrets(ns).Get(ctx, meshnames.IssuerSecret, metav1.GetOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("read the issuer Secret: %w", err)
 	}
@@ -334,7 +334,7 @@ func putNewIssuer(ctx context.Context, client kubernetes.Interface, ns string, a
 
 // trustDomain reads the controller's --trust-domain (default cluster.local).
 func trustDomain(ctx context.Context, client kubernetes.Interface, ns string) string {
-	d, err := client.AppsV1().Deployments(ns).Get(ctx, controller.ServiceName, metav1.GetOptions{})
+	d, err := client.AppsV1().Deployments(ns).Get(ctx, meshnames.ServiceName, metav1.GetOptions{})
 	if err == nil {
 		for _, c := range d.Spec.Template.Spec.Containers {
 			for _, a := range c.Args {

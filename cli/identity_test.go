@@ -18,9 +18,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/meshctl/meshctl/controller"
 	"github.com/meshctl/meshctl/identity/ca"
 	"github.com/meshctl/meshctl/internal/certs"
+	"github.com/meshctl/meshctl/internal/meshnames"
 )
 
 // rotationCluster is an API server with the control plane's trust bundle
@@ -61,18 +61,18 @@ func (rc *rotationCluster) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			TypeMeta: metav1.TypeMeta{APIVersion: "authorization.k8s.io/v1", Kind: "SelfSubjectAccessReview"},
 			Status:   authorizationv1.SubjectAccessReviewStatus{Allowed: true},
 		})
-	case path == "/api/v1/namespaces/meshctl/configmaps/"+controller.TrustRootsConfigMap:
+	case path == "/api/v1/namespaces/meshctl/configmaps/"+meshnames.TrustRootsConfigMap:
 		if r.Method == http.MethodPut {
 			var cm corev1.ConfigMap
 			_ = json.NewDecoder(r.Body).Decode(&cm)
-			rc.roots = cm.Data[controller.RootsKey]
+			rc.roots = cm.Data[meshnames.RootsKey]
 		}
 		write(corev1.ConfigMap{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
-			ObjectMeta: metav1.ObjectMeta{Namespace: "meshctl", Name: controller.TrustRootsConfigMap},
-			Data:       map[string]string{controller.RootsKey: rc.roots},
+			ObjectMeta: metav1.ObjectMeta{Namespace: "meshctl", Name: meshnames.TrustRootsConfigMap},
+			Data:       map[string]string{meshnames.RootsKey: rc.roots},
 		})
-	case path == "/api/v1/namespaces/meshctl/secrets/"+controller.IssuerSecret:
+	case path == "/api/v1/namespaces/meshctl/secrets/"+meshnames.IssuerSecret:
 		if r.Method == http.MethodPut {
 			var s corev1.Secret
 			_ = json.NewDecoder(r.Body).Decode(&s)
@@ -80,7 +80,7 @@ func (rc *rotationCluster) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		write(corev1.Secret{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
-			ObjectMeta: metav1.ObjectMeta{Namespace: "meshctl", Name: controller.IssuerSecret},
+			ObjectMeta: metav1.ObjectMeta{Namespace: "meshctl", Name: meshnames.IssuerSecret},
 			Data:       map[string][]byte{corev1.TLSCertKey: []byte(rc.issuer)},
 		})
 	case path == "/api/v1/pods":

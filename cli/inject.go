@@ -8,9 +8,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/meshctl/meshctl/cli/manifests"
-	"github.com/meshctl/meshctl/controller"
-	"github.com/meshctl/meshctl/controller/injector"
 	"github.com/meshctl/meshctl/install"
+	"github.com/meshctl/meshctl/install/podpatch"
+	"github.com/meshctl/meshctl/internal/meshnames"
 	"github.com/meshctl/meshctl/internal/version"
 )
 
@@ -22,15 +22,15 @@ type injectOptions struct {
 
 // proxyConfigFlags map inject's flags to the annotations the webhook reads.
 var proxyConfigFlags = []struct{ flag, annotation, usage string }{
-	{"proxy-cpu-request", injector.ProxyCPURequest, "the proxy's CPU request, e.g. 10m"},
-	{"proxy-memory-request", injector.ProxyMemoryRequest, "the proxy's memory request, e.g. 20Mi"},
-	{"proxy-cpu-limit", injector.ProxyCPULimit, "the proxy's CPU limit"},
-	{"proxy-memory-limit", injector.ProxyMemoryLimit, "the proxy's memory limit, e.g. 128Mi"},
-	{"proxy-log-level", injector.ProxyLogLevel, "the proxy's log level: debug, info, warn or error"},
-	{"skip-inbound-ports", injector.SkipInboundPorts, "inbound ports that bypass the proxy, e.g. 22,9000-9100"},
-	{"skip-outbound-ports", injector.SkipOutboundPorts, "outbound ports that bypass the proxy"},
-	{"skip-outbound-subnets", injector.SkipOutboundSubnets, "outbound CIDRs that bypass the proxy"},
-	{"opaque-ports", injector.OpaquePorts, "ports proxied as TCP without protocol detection, e.g. 5432,6379"},
+	{"proxy-cpu-request", meshnames.ProxyCPURequest, "the proxy's CPU request, e.g. 10m"},
+	{"proxy-memory-request", meshnames.ProxyMemoryRequest, "the proxy's memory request, e.g. 20Mi"},
+	{"proxy-cpu-limit", meshnames.ProxyCPULimit, "the proxy's CPU limit"},
+	{"proxy-memory-limit", meshnames.ProxyMemoryLimit, "the proxy's memory limit, e.g. 128Mi"},
+	{"proxy-log-level", meshnames.ProxyLogLevel, "the proxy's log level: debug, info, warn or error"},
+	{"skip-inbound-ports", meshnames.SkipInboundPorts, "inbound ports that bypass the proxy, e.g. 22,9000-9100"},
+	{"skip-outbound-ports", meshnames.SkipOutboundPorts, "outbound ports that bypass the proxy"},
+	{"skip-outbound-subnets", meshnames.SkipOutboundSubnets, "outbound CIDRs that bypass the proxy"},
+	{"opaque-ports", meshnames.OpaquePorts, "ports proxied as TCP without protocol detection, e.g. 5432,6379"},
 }
 
 func newInjectCommand() *cobra.Command {
@@ -81,11 +81,11 @@ code the injector runs.`,
 }
 
 // injectorConfig is what the controller's webhook would inject with.
-func injectorConfig(v install.Values) injector.Config {
+func injectorConfig(v install.Values) podpatch.Config {
 	v = v.WithDefaults()
-	return injector.Config{
+	return podpatch.Config{
 		ProxyImage: v.ProxyImage(), ProxyVersion: v.ImageTag, ImagePullPolicy: v.ImagePullPolicy,
-		ControllerAddr:        fmt.Sprintf("%s.%s.svc.%s:%d", controller.ServiceName, v.Namespace, v.ClusterDomain, controller.ControlPort),
+		ControllerAddr:        fmt.Sprintf("%s.%s.svc.%s:%d", meshnames.ServiceName, v.Namespace, v.ClusterDomain, meshnames.ControlPort),
 		TrustDomain:           v.TrustDomain,
 		ControlPlaneNamespace: v.Namespace,
 	}

@@ -16,10 +16,11 @@ import (
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 
-	"github.com/meshctl/meshctl/controller/injector"
 	"github.com/meshctl/meshctl/install"
 	"github.com/meshctl/meshctl/install/gatewayapi"
+	"github.com/meshctl/meshctl/install/podpatch"
 	"github.com/meshctl/meshctl/internal/kubeapply"
+	"github.com/meshctl/meshctl/internal/meshnames"
 	"github.com/meshctl/meshctl/internal/policyapi"
 	"github.com/meshctl/meshctl/internal/version"
 	"github.com/meshctl/meshctl/proxy/endpoints"
@@ -52,7 +53,7 @@ func (o *installOptions) validate() error {
 		return fmt.Errorf("--default-inbound-policy %q: want %s, %s or %s", o.values.DefaultInboundPolicy,
 			policyapi.DefaultAllUnauthenticated, policyapi.DefaultAllAuthenticated, policyapi.DefaultDeny)
 	}
-	if _, err := injector.ParseClusterNetworks(o.values.ClusterNetworks); err != nil {
+	if _, err := podpatch.ParseClusterNetworks(o.values.ClusterNetworks); err != nil {
 		return fmt.Errorf("--cluster-networks %q: %w", o.values.ClusterNetworks, err)
 	}
 	return nil
@@ -88,7 +89,7 @@ says it is outside the mesh. The default covers the private ranges
 (` + endpoints.DefaultClusterNetworks + `);
 a cluster whose pod or Service ranges lie elsewhere must list them, or traffic
 to them fails open while discovery is slow or the controller is away. A pod
-overrides it with the annotation ` + injector.ClusterNetworks + `.
+overrides it with the annotation ` + meshnames.ClusterNetworks + `.
 
 With no --identity-* flags it makes a trust anchor and an issuer. The trust
 anchor's private key is never stored in the cluster: it is written, with the
@@ -133,7 +134,7 @@ With -o yaml|json or --dry-run it only prints them, the Gateway API CRDs first
 	f.StringVar(&o.values.DefaultInboundPolicy, "default-inbound-policy", policyapi.DefaultAllUnauthenticated,
 		"what meshed pods let in on ports no AuthorizationPolicy selects: all-unauthenticated, all-authenticated or deny (annotation "+policyapi.DefaultPolicyAnnotation+" overrides it)")
 	f.StringVar(&o.values.ClusterNetworks, "cluster-networks", endpoints.DefaultClusterNetworks,
-		"the cluster's pod and Service networks (CIDRs, comma-separated): proxies never reach them in plaintext until the controller says a destination is outside the mesh (annotation "+injector.ClusterNetworks+" overrides it per pod)")
+		"the cluster's pod and Service networks (CIDRs, comma-separated): proxies never reach them in plaintext until the controller says a destination is outside the mesh (annotation "+meshnames.ClusterNetworks+" overrides it per pod)")
 	f.StringVar(&o.identity.anchors, "identity-trust-anchors-file", "", "PEM trust anchors to use instead of generating one")
 	f.StringVar(&o.identity.issuerCert, "identity-issuer-certificate-file", "", "PEM issuer certificate, signed by one of the trust anchors")
 	f.StringVar(&o.identity.issuerKey, "identity-issuer-key-file", "", "PEM private key of the issuer")

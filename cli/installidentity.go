@@ -16,11 +16,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/meshctl/meshctl/controller"
 	"github.com/meshctl/meshctl/identity/ca"
 	"github.com/meshctl/meshctl/install"
 	"github.com/meshctl/meshctl/install/webhookcert"
 	"github.com/meshctl/meshctl/internal/certs"
+	"github.com/meshctl/meshctl/internal/meshnames"
 )
 
 // Lifetimes of what install generates.
@@ -94,22 +94,22 @@ func checkIdentity(rootsPEM, certPEM, keyPEM []byte) error {
 // existingIdentity returns the cluster's current trust and issuer when they
 // are valid, so that installing again changes nothing.
 func existingIdentity(ctx context.Context, client kubernetes.Interface, ns string) (install.Identity, bool, error) {
-	sec, err := client.CoreV1().Secrets(ns).Get(ctx, controller.IssuerSecret, metav1.GetOptions{})
+	sec, err := client.CoreV1().Secrets(ns).Get(ctx, meshnames.IssuerSecret, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return install.Identity{}, false, nil
 	}
 	if err != nil {
-		return install.Identity{}, false, fmt.Errorf("read the issuer Secret %s/%s: %w", ns, controller.IssuerSecret, err)
+		return install.Identity{}, false, fmt.Errorf("read the issuer Secret %s/%s: %w", ns, meshnames.IssuerSecret, err)
 	}
-	cm, err := client.CoreV1().ConfigMaps(ns).Get(ctx, controller.TrustRootsConfigMap, metav1.GetOptions{})
+	cm, err := client.CoreV1().ConfigMaps(ns).Get(ctx, meshnames.TrustRootsConfigMap, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return install.Identity{}, false, nil
 	}
 	if err != nil {
-		return install.Identity{}, false, fmt.Errorf("read the trust roots %s/%s: %w", ns, controller.TrustRootsConfigMap, err)
+		return install.Identity{}, false, fmt.Errorf("read the trust roots %s/%s: %w", ns, meshnames.TrustRootsConfigMap, err)
 	}
 	id := install.Identity{
-		TrustRootsPEM: []byte(cm.Data[controller.RootsKey]),
+		TrustRootsPEM: []byte(cm.Data[meshnames.RootsKey]),
 		IssuerCertPEM: sec.Data[corev1.TLSCertKey], IssuerKeyPEM: sec.Data[corev1.TLSPrivateKeyKey],
 	}
 	if err := checkIdentity(id.TrustRootsPEM, id.IssuerCertPEM, id.IssuerKeyPEM); err != nil {
@@ -215,7 +215,7 @@ func existingWebhook(ctx context.Context, client kubernetes.Interface, ns string
 		return install.Webhook{}, false
 	}
 	cert, err := x509.ParseCertificate(block.Bytes)
-	if err != nil || time.Until(cert.NotAfter) < renewBefore || cert.VerifyHostname(webhookcert.DNSNames(controller.ServiceName, ns)[0]) != nil {
+	if err != nil || time.Until(cert.NotAfter) < renewBefore || cert.VerifyHostname(webhookcert.DNSNames(meshnames.ServiceName, ns)[0]) != nil {
 		return install.Webhook{}, false
 	}
 	return w, true
@@ -223,7 +223,7 @@ func existingWebhook(ctx context.Context, client kubernetes.Interface, ns string
 
 // newWebhook makes the webhook's CA and serving certificate.
 func newWebhook(ns string) (install.Webhook, error) {
-	b, err := webhookcert.Generate(controller.ServiceName, ns, webhookLifetime)
+	b, err := webhookcert.Generate(meshnames.ServiceName, ns, webhookLifetime)
 	if err != nil {
 		return install.Webhook{}, err
 	}

@@ -14,8 +14,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/meshctl/meshctl/controller/adminapi"
-	"github.com/meshctl/meshctl/controller/injector"
+	"github.com/meshctl/meshctl/internal/adminclient"
+	"github.com/meshctl/meshctl/internal/meshnames"
 	"github.com/meshctl/meshctl/proxy/admin"
 )
 
@@ -29,12 +29,12 @@ type proxyIdentity = admin.IdentityInfo
 
 // hasProxy says whether a pod's init containers include the proxy.
 func hasProxy(cs []corev1.Container) bool {
-	return slices.ContainsFunc(cs, func(c corev1.Container) bool { return c.Name == injector.ProxyContainerName })
+	return slices.ContainsFunc(cs, func(c corev1.Container) bool { return c.Name == meshnames.ProxyContainerName })
 }
 
 // meshedPods lists the running pods that have a proxy, in every namespace.
 func meshedPods(ctx context.Context, client kubernetes.Interface) ([]corev1.Pod, error) {
-	list, err := client.CoreV1().Pods("").List(ctx, metav1.ListOptions{LabelSelector: injector.VersionLabel})
+	list, err := client.CoreV1().Pods("").List(ctx, metav1.ListOptions{LabelSelector: meshnames.VersionLabel})
 	if err != nil {
 		return nil, fmt.Errorf("list the meshed pods: %w", err)
 	}
@@ -52,9 +52,9 @@ func meshedPods(ctx context.Context, client kubernetes.Interface) ([]corev1.Pod,
 // say what to do (adminapi.Explain).
 func readProxyIdentity(ctx context.Context, client kubernetes.Interface, p *corev1.Pod) (proxyIdentity, error) {
 	var id proxyIdentity
-	raw, err := adminapi.Do(ctx, client.CoreV1().RESTClient(), p.Namespace, p.Name, adminapi.Identity)
+	raw, err := adminclient.Do(ctx, client.CoreV1().RESTClient(), p.Namespace, p.Name, meshnames.AdminIdentity)
 	if err != nil {
-		return id, adminapi.Explain(err, adminapi.Identity)
+		return id, adminclient.Explain(err, meshnames.AdminIdentity)
 	}
 	if err := json.Unmarshal(raw, &id); err != nil {
 		return id, fmt.Errorf("its /identity: %w", err)
@@ -65,8 +65,8 @@ func readProxyIdentity(ctx context.Context, client kubernetes.Interface, p *core
 // renewProxy asks a proxy to get a new certificate now, through the admin
 // API (pods/renew: create).
 func renewProxy(ctx context.Context, client kubernetes.Interface, p *corev1.Pod) error {
-	_, err := adminapi.Do(ctx, client.CoreV1().RESTClient(), p.Namespace, p.Name, adminapi.Renew)
-	return adminapi.Explain(err, adminapi.Renew)
+	_, err := adminclient.Do(ctx, client.CoreV1().RESTClient(), p.Namespace, p.Name, meshnames.AdminRenew)
+	return adminclient.Explain(err, meshnames.AdminRenew)
 }
 
 // waitProxies waits until every meshed proxy satisfies done, asking the
@@ -127,10 +127,10 @@ func refused(err error) bool {
 // may read every proxy's identity and ask it to renew (admin.meshctl.io,
 // pods/identity get and pods/renew create, in every namespace).
 func mayFollowProxies(ctx context.Context, client kubernetes.Interface) error {
-	for _, a := range []struct{ sub, verb string }{{adminapi.Identity, adminapi.VerbGet}, {adminapi.Renew, adminapi.VerbCreate}} {
+	for _, a := range []struct{ sub, verb string }{{meshnames.AdminIdentity, meshnames.VerbGet}, {meshnames.AdminRenew, meshnames.VerbCreate}} {
 		review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
 			ResourceAttributes: &authorizationv1.ResourceAttributes{
-				Group: adminapi.Group, Version: adminapi.Version, Resource: adminapi.Resource, Subresource: a.sub, Verb: a.verb,
+				Group: meshnames.AdminGroup, Version: meshnames.AdminVersion, Resource: meshnames.AdminResource, Subresource: a.sub, Verb: a.verb,
 			},
 		}}
 		got, err := client.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
@@ -140,7 +140,7 @@ func mayFollowProxies(ctx context.Context, client kubernetes.Interface) error {
 		if !got.Status.Allowed {
 			return fmt.Errorf("a rotation follows every proxy, and you may not %s pods/%s in API group %s in every namespace: "+
 				"a cluster admin can grant it with the ClusterRole %s (kubectl create clusterrolebinding NAME --clusterrole=%s --user=YOU)",
-				a.verb, a.sub, adminapi.Group, adminapi.OperatorClusterRole, adminapi.OperatorClusterRole)
+				a.verb, a.sub, meshnames.AdminGroup, meshnames.AdminOperatorClusterRole, meshnames.AdminOperatorClusterRole)
 		}
 	}
 	return nil

@@ -14,7 +14,8 @@ import (
 
 	"github.com/meshctl/meshctl/cli/proxystats"
 	"github.com/meshctl/meshctl/cli/tapstream"
-	"github.com/meshctl/meshctl/controller/adminapi"
+	"github.com/meshctl/meshctl/internal/adminclient"
+	"github.com/meshctl/meshctl/internal/meshnames"
 )
 
 // maxTapPods bounds the streams one command follows.
@@ -81,13 +82,13 @@ func workloadOf(r proxystats.Resource, p *proxystats.Pod) string {
 // (pods/tap in admin.meshctl.io, a watch), with the user's credentials.
 func openTap(client kubernetes.Interface) tapstream.Opener {
 	return func(ctx context.Context, p tapstream.Pod, q url.Values) (io.ReadCloser, error) {
-		req := adminapi.Request(client.CoreV1().RESTClient(), p.Namespace, p.Name, adminapi.Tap)
+		req := adminclient.Request(client.CoreV1().RESTClient(), p.Namespace, p.Name, meshnames.AdminTap)
 		for k := range q {
 			req = req.Param(k, q.Get(k))
 		}
 		rc, err := req.Stream(ctx)
 		if err != nil {
-			return nil, adminapi.Explain(err, adminapi.Tap)
+			return nil, adminclient.Explain(err, meshnames.AdminTap)
 		}
 		return rc, nil
 	}

@@ -14,7 +14,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/meshctl/meshctl/cli/proxystats"
-	"github.com/meshctl/meshctl/controller/injector"
+	"github.com/meshctl/meshctl/internal/meshnames"
 )
 
 // resourceKind normalizes kubectl's names for the kinds stat, edges and top take.
@@ -97,8 +97,8 @@ func resolveResources(ctx context.Context, client kubernetes.Interface, ns, kind
 			if p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning {
 				continue
 			}
-			_, meshed := p.Labels[injector.VersionLabel]
-			pods = append(pods, &proxystats.Pod{Namespace: p.Namespace, Name: p.Name, Workload: p.Labels[injector.WorkloadLabel], Meshed: meshed})
+			_, meshed := p.Labels[meshnames.VersionLabel]
+			pods = append(pods, &proxystats.Pod{Namespace: p.Namespace, Name: p.Name, Workload: p.Labels[meshnames.WorkloadLabel], Meshed: meshed})
 		}
 		return pods, nil
 	}
@@ -216,9 +216,9 @@ func resolveResources(ctx context.Context, client kubernetes.Interface, ns, kind
 			if p.DeletionTimestamp != nil {
 				continue
 			}
-			_, meshed := p.Labels[injector.VersionLabel]
+			_, meshed := p.Labels[meshnames.VersionLabel]
 			out = append(out, proxystats.Resource{Kind: kind, Namespace: p.Namespace, Name: p.Name, Pods: []*proxystats.Pod{{
-				Namespace: p.Namespace, Name: p.Name, Workload: p.Labels[injector.WorkloadLabel], Meshed: meshed,
+				Namespace: p.Namespace, Name: p.Name, Workload: p.Labels[meshnames.WorkloadLabel], Meshed: meshed,
 			}}})
 		}
 	}

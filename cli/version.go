@@ -8,8 +8,8 @@ import (
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/meshctl/meshctl/controller"
 	"github.com/meshctl/meshctl/install"
+	"github.com/meshctl/meshctl/internal/meshnames"
 	"github.com/meshctl/meshctl/internal/version"
 )
 
@@ -51,7 +51,7 @@ func controlPlaneVersion(ctx context.Context, kube *kubeOptions, ns string) stri
 	if err != nil {
 		return "unavailable (" + err.Error() + ")"
 	}
-	d, err := client.AppsV1().Deployments(ns).Get(ctx, controller.ServiceName, metav1.GetOptions{})
+	d, err := client.AppsV1().Deployments(ns).Get(ctx, meshnames.ServiceName, metav1.GetOptions{})
 	if err != nil {
 		return "unavailable (" + err.Error() + ")"
 	}

@@ -7,13 +7,12 @@ import (
 	"io"
 	"time"
 
+	"github.com/meshctl/meshctl/internal/adminclient"
+	"github.com/meshctl/meshctl/internal/meshnames"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-
-	"github.com/meshctl/meshctl/controller"
-	"github.com/meshctl/meshctl/controller/adminapi"
 )
 
 // waitControlPlane waits until the controller's replicas are ready and the
@@ -27,16 +26,16 @@ func waitControlPlane(ctx context.Context, client kubernetes.Interface, ns strin
 		}
 	}
 	err := poll(ctx, time.Second, func(ctx context.Context) (bool, error) {
-		d, err := client.AppsV1().Deployments(ns).Get(ctx, controller.ServiceName, metav1.GetOptions{})
+		d, err := client.AppsV1().Deployments(ns).Get(ctx, meshnames.ServiceName, metav1.GetOptions{})
 		if err != nil {
-			say(fmt.Sprintf("waiting for Deployment %s/%s: %v", ns, controller.ServiceName, err))
+			say(fmt.Sprintf("waiting for Deployment %s/%s: %v", ns, meshnames.ServiceName, err))
 			return false, nil
 		}
 		want := int32(1)
 		if d.Spec.Replicas != nil {
 			want = *d.Spec.Replicas
 		}
-		say(fmt.Sprintf("waiting for %s: %d/%d replicas ready (%d up to date)", controller.ServiceName, d.Status.ReadyReplicas, want, d.Status.UpdatedReplicas))
+		say(fmt.Sprintf("waiting for %s: %d/%d replicas ready (%d up to date)", meshnames.ServiceName, d.Status.ReadyReplicas, want, d.Status.UpdatedReplicas))
 		return d.Status.ObservedGeneration >= d.Generation && d.Status.UpdatedReplicas == want && d.Status.ReadyReplicas == want && d.Status.Replicas == want, nil
 	})
 	if err != nil {
@@ -55,11 +54,11 @@ func waitControlPlane(ctx context.Context, client kubernetes.Interface, ns strin
 	wctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	err = poll(wctx, time.Second, func(ctx context.Context) (bool, error) {
-		ok, why, err := adminapi.Available(ctx, client.Discovery().RESTClient())
+		ok, why, err := adminclient.Available(ctx, client.Discovery().RESTClient())
 		if err != nil {
 			why = err.Error()
 		}
-		say("waiting for the API server to reach the admin API (APIService " + adminapi.APIServiceName + "): " + why)
+		say("waiting for the API server to reach the admin API (APIService " + meshnames.AdminAPIServiceName + "): " + why)
 		return ok, nil
 	})
 	if err != nil && ctx.Err() == nil {

@@ -11,30 +11,14 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/meshctl/meshctl/controller/adminapi"
-	"github.com/meshctl/meshctl/controller/injector"
-	"github.com/meshctl/meshctl/identity/spiffeid"
+	"github.com/meshctl/meshctl/install/podpatch"
+	"github.com/meshctl/meshctl/internal/meshnames"
 	"github.com/meshctl/meshctl/internal/policyapi"
+	"github.com/meshctl/meshctl/internal/spiffeid"
 )
 
-// Names of the objects the control plane reads (../shared/DESIGN.md).
+// Limits of the controller's requests to the API server.
 const (
-	// IssuerSecret holds the issuer's certificate (tls.crt) and key (tls.key).
-	IssuerSecret = "mesh-issuer"
-	// TrustRootsConfigMap holds the trust bundle (roots.pem).
-	TrustRootsConfigMap = "mesh-trust-roots"
-	// RootsKey is the trust bundle's key in TrustRootsConfigMap.
-	RootsKey = "roots.pem"
-	// ServiceAccount the controller runs as; its SPIFFE ID names the control API.
-	ServiceAccount = "mesh-controller"
-	// ControlPort serves the control API (HTTP/2 over TLS).
-	ControlPort = 8443
-	// AdminPort serves /live, /ready and /metrics.
-	AdminPort = 9990
-	// ServiceName is the Service in front of the control API and the webhook.
-	ServiceName = "mesh-controller"
-	// WebhookPort serves the proxy injector (the Service maps 443 to it).
-	WebhookPort = 9443
 	// ClientQPS and ClientBurst bound the controller's requests to the API
 	// server (client-go's default, 5/s, would queue a rollout's TokenReviews
 	// when they share the client).
@@ -45,16 +29,7 @@ const (
 	// one, and a rollout of many pods asks at once.
 	ReviewQPS   = 50
 	ReviewBurst = 100
-	// MaxLeafLifetime is the longest workload certificate lifetime the
-	// controller accepts: a stolen key is good for at most that long.
-	MaxLeafLifetime = 7 * 24 * time.Hour
 )
-
-// RouteStatusLease is the Lease, in the control plane's namespace, the
-// replicas elect the route-status writer with (package leader): one
-// replica writes, so that two versions during a rollout never fight over a
-// route's conditions.
-const RouteStatusLease = "mesh-controller-route-status"
 
 // Config configures mesh-controller.
 type Config struct {
@@ -90,7 +65,7 @@ type Config struct {
 	// Injector.ProxyImage is set. Injector.ClusterNetworks (the cluster's
 	// pod and Service networks, flag --cluster-networks) reaches every
 	// injected proxy.
-	Injector injector.Config
+	Injector podpatch.Config
 	// ClusterDomain is the cluster's DNS domain. Default: cluster.local.
 	ClusterDomain string
 	// LeafLifetime is the lifetime of workload certificates, at most
@@ -117,10 +92,10 @@ func (c Config) withDefaults() Config {
 		c.AdminAddr = ":9990"
 	}
 	if c.WebhookAddr == "" {
-		c.WebhookAddr = fmt.Sprintf(":%d", WebhookPort)
+		c.WebhookAddr = fmt.Sprintf(":%d", meshnames.WebhookPort)
 	}
 	if c.AdminAPIAddr == "" {
-		c.AdminAPIAddr = fmt.Sprintf(":%d", adminapi.Port)
+		c.AdminAPIAddr = fmt.Sprintf(":%d", meshnames.AdminAPIPort)
 	}
 	if c.ClusterDomain == "" {
 		c.ClusterDomain = "cluster.local"
@@ -132,10 +107,10 @@ func (c Config) withDefaults() Config {
 		c.Injector.ControlPlaneNamespace = c.Namespace
 	}
 	if c.Injector.ControllerAddr == "" {
-		c.Injector.ControllerAddr = fmt.Sprintf("%s.%s.svc.%s:%d", ServiceName, c.Namespace, c.ClusterDomain, ControlPort)
+		c.Injector.ControllerAddr = fmt.Sprintf("%s.%s.svc.%s:%d", meshnames.ServiceName, c.Namespace, c.ClusterDomain, meshnames.ControlPort)
 	}
 	if c.Injector.TrustRootsConfigMap == "" {
-		c.Injector.TrustRootsConfigMap = TrustRootsConfigMap
+		c.Injector.TrustRootsConfigMap = meshnames.TrustRootsConfigMap
 	}
 	if c.LeafLifetime == 0 {
 		c.LeafLifetime = 24 * time.Hour
@@ -164,7 +139,7 @@ func (c Config) Validate() error {
 		return errors.New("a Kubernetes client is required")
 	}
 	c = c.withDefaults()
-	if _, err := spiffeid.New(c.TrustDomain, c.Namespace, ServiceAccount); err != nil {
+	if _, err := spiffeid.New(c.TrustDomain, c.Namespace, meshnames.ServiceAccount); err != nil {
 		return err
 	}
 	if !policyapi.ValidDefault(c.DefaultInboundPolicy) {
@@ -176,15 +151,15 @@ func (c Config) Validate() error {
 		}
 	}
 	if c.Injector.ClusterNetworks != "" {
-		if _, err := injector.ParseClusterNetworks(c.Injector.ClusterNetworks); err != nil {
+		if _, err := podpatch.ParseClusterNetworks(c.Injector.ClusterNetworks); err != nil {
 			return fmt.Errorf("cluster networks: %w", err)
 		}
 	}
 	if c.LeafLifetime < time.Minute {
 		return errors.New("the leaf lifetime must be at least a minute")
 	}
-	if c.LeafLifetime > MaxLeafLifetime {
-		return fmt.Errorf("a leaf lifetime of %v is too long (at most %v)", c.LeafLifetime, MaxLeafLifetime)
+	if c.LeafLifetime > meshnames.MaxLeafLifetime {
+		return fmt.Errorf("a leaf lifetime of %v is too long (at most %v)", c.LeafLifetime, meshnames.MaxLeafLifetime)
 	}
 	return nil
 }
@@ -192,5 +167,5 @@ func (c Config) Validate() error {
 // ID is the SPIFFE ID the controller serves the control API as.
 func (c Config) ID() spiffeid.ID {
 	c = c.withDefaults()
-	return spiffeid.ID{TrustDomain: c.TrustDomain, Namespace: c.Namespace, ServiceAccount: ServiceAccount}
+	return spiffeid.ID{TrustDomain: c.TrustDomain, Namespace: c.Namespace, ServiceAccount: meshnames.ServiceAccount}
 }

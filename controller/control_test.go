@@ -24,8 +24,9 @@ import (
 
 	"github.com/meshctl/meshctl/controller/identitysvc"
 	"github.com/meshctl/meshctl/identity/ca"
-	"github.com/meshctl/meshctl/identity/spiffeid"
 	"github.com/meshctl/meshctl/internal/api"
+	"github.com/meshctl/meshctl/internal/meshnames"
+	"github.com/meshctl/meshctl/internal/spiffeid"
 )
 
 // acceptAll stands in for the API server: every token belongs to shop/web.
@@ -186,12 +187,12 @@ func TestLeafLifetimeIsCapped(t *testing.T) {
 	for _, tc := range []struct {
 		life time.Duration
 		ok   bool
-	}{{0, true}, {time.Hour, true}, {MaxLeafLifetime, true}, {MaxLeafLifetime + time.Second, false}, {365 * 24 * time.Hour, false}, {time.Second, false}} {
+	}{{0, true}, {time.Hour, true}, {meshnames.MaxLeafLifetime, true}, {meshnames.MaxLeafLifetime + time.Second, false}, {365 * 24 * time.Hour, false}, {time.Second, false}} {
 		err := Config{Client: fake.NewClientset(), LeafLifetime: tc.life}.Validate()
 		if (err == nil) != tc.ok {
 			t.Errorf("LeafLifetime %v: Validate = %v, want ok=%v", tc.life, err, tc.ok)
 		}
-		if err != nil && tc.life > MaxLeafLifetime && !strings.Contains(err.Error(), "too long") {
+		if err != nil && tc.life > meshnames.MaxLeafLifetime && !strings.Contains(err.Error(), "too long") {
 			t.Errorf("LeafLifetime %v: %v", tc.life, err)
 		}
 	}

@@ -40,6 +40,7 @@ import (
 	"github.com/meshctl/meshctl/controller/trustbundle"
 	"github.com/meshctl/meshctl/internal/api"
 	"github.com/meshctl/meshctl/internal/certs"
+	"github.com/meshctl/meshctl/internal/meshnames"
 	"github.com/meshctl/meshctl/internal/policyapi"
 )
 
@@ -144,9 +145,9 @@ func (c *Controller) Run(ctx context.Context) error {
 	namespaces := cluster.Core().V1().Namespaces()
 	nsInformer := namespaces.Informer()
 	// The trust bundle's copies in meshed namespaces.
-	copies := trustbundle.NewFactory(c.cfg.Client, TrustRootsConfigMap, 10*time.Minute)
+	copies := trustbundle.NewFactory(c.cfg.Client, meshnames.TrustRootsConfigMap, 10*time.Minute)
 	defer copies.Shutdown()
-	copier, err := trustbundle.New(c.cfg.Client, copies, c.cfg.Namespace, TrustRootsConfigMap, c.log.With("component", "trust-bundle-copies"))
+	copier, err := trustbundle.New(c.cfg.Client, copies, c.cfg.Namespace, meshnames.TrustRootsConfigMap, c.log.With("component", "trust-bundle-copies"))
 	if err != nil {
 		return err
 	}
@@ -182,7 +183,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	var statuses *routestatus.Writer
 	var statusElection *leader.Election
 	if httpRoutes != nil || grpcRoutes != nil {
-		statusElection = &leader.Election{Client: c.cfg.Client, Namespace: c.cfg.Namespace, Name: RouteStatusLease,
+		statusElection = &leader.Election{Client: c.cfg.Client, Namespace: c.cfg.Namespace, Name: meshnames.RouteStatusLease,
 			Identity: c.cfg.Identity, Log: c.log.With("component", "route-status")}
 		if statuses, err = routestatus.New(routestatus.Config{
 			Client: c.cfg.Dynamic, HTTPRoutes: httpRoutes, GRPCRoutes: grpcRoutes, Services: dest.Services(),

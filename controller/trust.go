@@ -15,6 +15,7 @@ import (
 
 	"github.com/meshctl/meshctl/identity/ca"
 	"github.com/meshctl/meshctl/internal/certs"
+	"github.com/meshctl/meshctl/internal/meshnames"
 )
 
 // trust follows the issuer Secret and the trust-roots ConfigMap: the CA
@@ -45,12 +46,12 @@ func (t *trust) watch(ctx context.Context, factory informers.SharedInformerFacto
 	secrets := factory.Core().V1().Secrets().Informer()
 	cms := factory.Core().V1().ConfigMaps().Informer()
 	onCM := func(obj any) {
-		if cm, ok := obj.(*corev1.ConfigMap); ok && cm.Name == TrustRootsConfigMap {
+		if cm, ok := obj.(*corev1.ConfigMap); ok && cm.Name == meshnames.TrustRootsConfigMap {
 			t.loadRoots(cm)
 		}
 	}
 	onSecret := func(obj any) {
-		if s, ok := obj.(*corev1.Secret); ok && s.Name == IssuerSecret {
+		if s, ok := obj.(*corev1.Secret); ok && s.Name == meshnames.IssuerSecret {
 			t.loadIssuer(s)
 		}
 	}
@@ -69,7 +70,7 @@ func (t *trust) watch(ctx context.Context, factory informers.SharedInformerFacto
 	for t.ca.Load() == nil || t.roots.Load() == nil {
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("no valid issuer (Secret %s/%s) and trust bundle (ConfigMap %s/%s): %w", t.ns, IssuerSecret, t.ns, TrustRootsConfigMap, ctx.Err())
+			return fmt.Errorf("no valid issuer (Secret %s/%s) and trust bundle (ConfigMap %s/%s): %w", t.ns, meshnames.IssuerSecret, t.ns, meshnames.TrustRootsConfigMap, ctx.Err())
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
@@ -79,7 +80,7 @@ func (t *trust) watch(ctx context.Context, factory informers.SharedInformerFacto
 func (t *trust) loadRoots(cm *corev1.ConfigMap) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	data := []byte(cm.Data[RootsKey])
+	data := []byte(cm.Data[meshnames.RootsKey])
 	pool, anchors, err := certs.ParseRoots(data)
 	if err != nil {
 		t.log("trust bundle rejected; keeping the current one", "error", err)

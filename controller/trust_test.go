@@ -8,6 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshctl/meshctl/identity/ca"
+	"github.com/meshctl/meshctl/internal/meshnames"
 )
 
 func trustObjects(t *testing.T, anchor, issuer *ca.KeyPair) (*corev1.ConfigMap, *corev1.Secret) {
@@ -16,8 +17,8 @@ func trustObjects(t *testing.T, anchor, issuer *ca.KeyPair) (*corev1.ConfigMap, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: TrustRootsConfigMap}, Data: map[string]string{RootsKey: string(anchor.CertPEM())}},
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: IssuerSecret}, Data: map[string][]byte{corev1.TLSCertKey: issuer.CertPEM(), corev1.TLSPrivateKeyKey: key}}
+	return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: meshnames.TrustRootsConfigMap}, Data: map[string]string{meshnames.RootsKey: string(anchor.CertPEM())}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: meshnames.IssuerSecret}, Data: map[string][]byte{corev1.TLSCertKey: issuer.CertPEM(), corev1.TLSPrivateKeyKey: key}}
 }
 
 // TestAnIssuerArrivingBeforeItsRootsIsTakenWhenTheyCome: install applies the

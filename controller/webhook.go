@@ -13,10 +13,8 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/meshctl/meshctl/install/webhookcert"
+	"github.com/meshctl/meshctl/internal/meshnames"
 )
-
-// InjectPath is where the API server sends the pods to mutate.
-const InjectPath = "/inject"
 
 // webhookCert follows the Secret holding the webhook's serving certificate
 // (made by `meshctl install`), so a renewed certificate is served without a
@@ -58,7 +56,7 @@ func (w *webhookCert) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 // timeouts (the handler bounds the body).
 func (w *webhookCert) server(h http.Handler, log *slog.Logger) *http.Server {
 	mux := http.NewServeMux()
-	mux.Handle("POST "+InjectPath, h)
+	mux.Handle("POST "+meshnames.InjectPath, h)
 	return &http.Server{
 		Handler:           mux,
 		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS13, GetCertificate: w.get},

@@ -28,9 +28,10 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
-	"github.com/meshctl/meshctl/controller/adminapi"
 	"github.com/meshctl/meshctl/identity/ca"
 	"github.com/meshctl/meshctl/install/webhookcert"
+	"github.com/meshctl/meshctl/internal/adminclient"
+	"github.com/meshctl/meshctl/internal/meshnames"
 )
 
 // TestAdminAPIOnTheCluster: the proxies' sensitive endpoints are reached
@@ -54,8 +55,8 @@ func TestAdminAPIOnTheCluster(t *testing.T) {
 	waitReady(t, ns, "web", 3*time.Minute)
 	applyTemplate(t, "meshed-client.yaml", map[string]string{"Namespace": ns})
 	waitReady(t, ns, "client", 3*time.Minute)
-	eventually(t, "APIService "+adminapi.APIServiceName+" available", 2*time.Minute, func(ctx context.Context) error {
-		ok, why, err := adminapi.Available(ctx, cluster.client.Discovery().RESTClient())
+	eventually(t, "APIService "+meshnames.AdminAPIServiceName+" available", 2*time.Minute, func(ctx context.Context) error {
+		ok, why, err := adminclient.Available(ctx, cluster.client.Discovery().RESTClient())
 		if err == nil && !ok {
 			err = fmt.Errorf("%s", why)
 		}
@@ -87,9 +88,9 @@ func TestAdminAPIOnTheCluster(t *testing.T) {
 		longTest(t)
 		ctx, cancel := context.WithTimeout(context.Background(), 75*time.Second)
 		defer cancel()
-		stream, err := adminapi.Request(cluster.client.CoreV1().RESTClient(), ns, web, adminapi.Tap).Param("max_rps", "1").Stream(ctx)
+		stream, err := adminclient.Request(cluster.client.CoreV1().RESTClient(), ns, web, meshnames.AdminTap).Param("max_rps", "1").Stream(ctx)
 		if err != nil {
-			t.Fatal(adminapi.Explain(err, adminapi.Tap))
+			t.Fatal(adminclient.Explain(err, meshnames.AdminTap))
 		}
 		defer stream.Close()
 		start := time.Now()
@@ -102,16 +103,16 @@ func TestAdminAPIOnTheCluster(t *testing.T) {
 	t.Run("RBAC for admin.meshctl.io decides who may", func(t *testing.T) {
 		kubeconfig, restCfg := serviceAccountKubeconfig(t, ns, "auditor")
 		_, stderr := meshctlWith(t, kubeconfig, time.Minute, "identity", "show", "pod/"+web, "-n", ns)
-		if !strings.Contains(stderr, adminapi.ViewerClusterRole) {
-			t.Errorf("identity show without RBAC does not name %s:\n%s", adminapi.ViewerClusterRole, stderr)
+		if !strings.Contains(stderr, meshnames.AdminViewerClusterRole) {
+			t.Errorf("identity show without RBAC does not name %s:\n%s", meshnames.AdminViewerClusterRole, stderr)
 		}
 		_, stderr = meshctlWith(t, kubeconfig, 20*time.Second, "tap", "deploy/web", "-n", ns)
-		if !strings.Contains(stderr, adminapi.ViewerClusterRole) || !strings.Contains(stderr, "no pod could be tapped") {
-			t.Errorf("tap without RBAC does not name %s:\n%s", adminapi.ViewerClusterRole, stderr)
+		if !strings.Contains(stderr, meshnames.AdminViewerClusterRole) || !strings.Contains(stderr, "no pod could be tapped") {
+			t.Errorf("tap without RBAC does not name %s:\n%s", meshnames.AdminViewerClusterRole, stderr)
 		}
 		// The ServiceAccount may read the pods (resolving deploy/web): only
 		// admin.meshctl.io is missing.
-		bind(t, ns, "auditor", adminapi.ViewerClusterRole)
+		bind(t, ns, "auditor", meshnames.AdminViewerClusterRole)
 		eventually(t, "the viewer role to take effect", 30*time.Second, func(ctx context.Context) error {
 			_, stderr := meshctlWith(t, kubeconfig, time.Minute, "identity", "show", "pod/"+web, "-n", ns)
 			if strings.Contains(stderr, "Error") {
@@ -123,15 +124,15 @@ func TestAdminAPIOnTheCluster(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = adminapi.Do(context.Background(), sa.CoreV1().RESTClient(), ns, web, adminapi.Renew)
-		if err = adminapi.Explain(err, adminapi.Renew); err == nil || !strings.Contains(err.Error(), adminapi.OperatorClusterRole) {
-			t.Errorf("a viewer renewing: %v, want a refusal naming %s", err, adminapi.OperatorClusterRole)
+		_, err = adminclient.Do(context.Background(), sa.CoreV1().RESTClient(), ns, web, meshnames.AdminRenew)
+		if err = adminclient.Explain(err, meshnames.AdminRenew); err == nil || !strings.Contains(err.Error(), meshnames.AdminOperatorClusterRole) {
+			t.Errorf("a viewer renewing: %v, want a refusal naming %s", err, meshnames.AdminOperatorClusterRole)
 		}
 	})
 
 	t.Run("the controller trusts only the front proxy, and asks the API server about the user", func(t *testing.T) {
 		ctx := context.Background()
-		url := "https://" + net.JoinHostPort(controllerPodIP(t), fmt.Sprint(adminapi.Port)) + adminapi.Path(ns, web, adminapi.Identity)
+		url := "https://" + net.JoinHostPort(controllerPodIP(t), fmt.Sprint(meshnames.AdminAPIPort)) + adminclient.Path(ns, web, meshnames.AdminIdentity)
 		frontCert, frontKey := cluster.local.FrontProxyClientFiles()
 		front, err := tls.LoadX509KeyPair(frontCert, frontKey)
 		if err != nil {

@@ -38,8 +38,8 @@ import (
 	"github.com/meshctl/meshctl/controller"
 	"github.com/meshctl/meshctl/controller/identitysvc"
 	"github.com/meshctl/meshctl/identity/ca"
-	"github.com/meshctl/meshctl/identity/spiffeid"
 	"github.com/meshctl/meshctl/internal/api"
+	"github.com/meshctl/meshctl/internal/spiffeid"
 )
 
 // TestIdentityIssuanceAgainstTheRealAPIServer runs the issuance service

@@ -24,8 +24,9 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
 
-	"github.com/meshctl/meshctl/controller/adminapi"
 	"github.com/meshctl/meshctl/identity/ca"
+	"github.com/meshctl/meshctl/internal/adminclient"
+	"github.com/meshctl/meshctl/internal/meshnames"
 	"github.com/meshctl/meshctl/internal/pcap"
 	"github.com/meshctl/meshctl/proxy/detect"
 )
@@ -473,7 +474,7 @@ func watchUpdates(t *testing.T, ns, clientPod string) updateWatch {
 		defer wg.Done()
 		var last map[string]bool
 		for ctx.Err() == nil {
-			raw, err := adminapi.Do(ctx, fast.CoreV1().RESTClient(), ns, clientPod, adminapi.Destinations)
+			raw, err := adminclient.Do(ctx, fast.CoreV1().RESTClient(), ns, clientPod, meshnames.AdminDestinations)
 			now := time.Now()
 			var dests map[string][]struct {
 				Addr string `json:"addr"`

@@ -15,9 +15,9 @@ import (
 	"k8s.io/client-go/dynamic"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
-	"github.com/meshctl/meshctl/controller"
 	"github.com/meshctl/meshctl/identity/ca"
 	"github.com/meshctl/meshctl/internal/kubeapply"
+	"github.com/meshctl/meshctl/internal/meshnames"
 )
 
 // routeStatusManifests are three Services and the routes attached to them:
@@ -186,7 +186,7 @@ func TestRouteStatusOnTheCluster(t *testing.T) {
 	// One replica writes: the holder of the route-status Lease, a
 	// controller pod.
 	ctx := context.Background()
-	lease, err := cluster.client.CoordinationV1().Leases("meshctl").Get(ctx, controller.RouteStatusLease, metav1.GetOptions{})
+	lease, err := cluster.client.CoordinationV1().Leases("meshctl").Get(ctx, meshnames.RouteStatusLease, metav1.GetOptions{})
 	if err != nil {
 		t.Fatalf("the route-status Lease: %v", err)
 	}

@@ -7,8 +7,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 
-	"github.com/meshctl/meshctl/controller"
 	"github.com/meshctl/meshctl/controller/adminapi"
+	"github.com/meshctl/meshctl/internal/meshnames"
 )
 
 // Names of the aggregated admin API's objects (package adminapi).
@@ -32,30 +32,30 @@ const (
 // (rbac). Bound in a namespace, a ClusterRole grants its pods only.
 func (v Values) adminAPIRBAC() []runtime.Object {
 	view := rbacv1.PolicyRule{
-		APIGroups: []string{adminapi.Group},
-		Resources: []string{adminapi.Resource + "/" + adminapi.Tap, adminapi.Resource + "/" + adminapi.Identity, adminapi.Resource + "/" + adminapi.Destinations},
-		Verbs:     []string{adminapi.VerbGet, adminapi.VerbWatch},
+		APIGroups: []string{meshnames.AdminGroup},
+		Resources: []string{meshnames.AdminResource + "/" + meshnames.AdminTap, meshnames.AdminResource + "/" + meshnames.AdminIdentity, meshnames.AdminResource + "/" + meshnames.AdminDestinations},
+		Verbs:     []string{meshnames.VerbGet, meshnames.VerbWatch},
 	}
 	renew := rbacv1.PolicyRule{
-		APIGroups: []string{adminapi.Group},
-		Resources: []string{adminapi.Resource + "/" + adminapi.Renew},
-		Verbs:     []string{adminapi.VerbCreate},
+		APIGroups: []string{meshnames.AdminGroup},
+		Resources: []string{meshnames.AdminResource + "/" + meshnames.AdminRenew},
+		Verbs:     []string{meshnames.VerbCreate},
 	}
 	return []runtime.Object{
 		&rbacv1.RoleBinding{
 			TypeMeta:   typeMeta("rbac.authorization.k8s.io/v1", "RoleBinding"),
 			ObjectMeta: v.meta(adminapi.AuthConfigMapNamespace, AuthReaderBinding, nil),
 			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: adminapi.AuthReaderRole},
-			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: controller.ServiceAccount, Namespace: v.Namespace}},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: meshnames.ServiceAccount, Namespace: v.Namespace}},
 		},
 		&rbacv1.ClusterRole{
 			TypeMeta:   typeMeta("rbac.authorization.k8s.io/v1", "ClusterRole"),
-			ObjectMeta: v.meta("", adminapi.ViewerClusterRole, nil),
+			ObjectMeta: v.meta("", meshnames.AdminViewerClusterRole, nil),
 			Rules:      []rbacv1.PolicyRule{view},
 		},
 		&rbacv1.ClusterRole{
 			TypeMeta:   typeMeta("rbac.authorization.k8s.io/v1", "ClusterRole"),
-			ObjectMeta: v.meta("", adminapi.OperatorClusterRole, nil),
+			ObjectMeta: v.meta("", meshnames.AdminOperatorClusterRole, nil),
 			Rules:      []rbacv1.PolicyRule{view, renew},
 		},
 	}
@@ -67,7 +67,7 @@ func (v Values) adminAPIRBAC() []runtime.Object {
 // are not a dependency of this module; it is built as plain maps, which is
 // what server-side apply sends.
 func (v Values) apiService() *unstructured.Unstructured {
-	meta := v.meta("", adminapi.APIServiceName, nil)
+	meta := v.meta("", meshnames.AdminAPIServiceName, nil)
 	labels := map[string]any{}
 	for k, val := range meta.Labels {
 		labels[k] = val
@@ -77,12 +77,12 @@ func (v Values) apiService() *unstructured.Unstructured {
 		"kind":       APIServiceKind,
 		"metadata":   map[string]any{"name": meta.Name, "labels": labels},
 		"spec": map[string]any{
-			"group":                adminapi.Group,
-			"version":              adminapi.Version,
+			"group":                meshnames.AdminGroup,
+			"version":              meshnames.AdminVersion,
 			"groupPriorityMinimum": int64(1000),
 			"versionPriority":      int64(100),
 			"service": map[string]any{
-				"name": controller.ServiceName, "namespace": v.Namespace, "port": int64(adminapi.Port),
+				"name": meshnames.ServiceName, "namespace": v.Namespace, "port": int64(meshnames.AdminAPIPort),
 			},
 			"caBundle": base64.StdEncoding.EncodeToString(v.Webhook.CABundle),
 		},

@@ -5,12 +5,10 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/meshctl/meshctl/internal/meshnames"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-
-	"github.com/meshctl/meshctl/controller"
-	"github.com/meshctl/meshctl/controller/adminapi"
 )
 
 // TestAdminAPIIsRegisteredAndGranted: the APIService points at a port the
@@ -52,7 +50,7 @@ func TestAdminAPIIsRegisteredAndGranted(t *testing.T) {
 	}
 	spec := apiSvc.Object["spec"].(map[string]any)
 	ref := spec["service"].(map[string]any)
-	if ref["name"] != controller.ServiceName || ref["namespace"] != "meshctl" || spec["group"] != "admin.meshctl.io" || spec["version"] != "v1alpha1" {
+	if ref["name"] != meshnames.ServiceName || ref["namespace"] != "meshctl" || spec["group"] != "admin.meshctl.io" || spec["version"] != "v1alpha1" {
 		t.Errorf("APIService spec %v", spec)
 	}
 	if ca, err := base64.StdEncoding.DecodeString(spec["caBundle"].(string)); err != nil || string(ca) != string(v.Webhook.CABundle) {
@@ -60,16 +58,16 @@ func TestAdminAPIIsRegisteredAndGranted(t *testing.T) {
 	}
 	found := false
 	for _, p := range svc.Spec.Ports {
-		if int64(p.Port) == ref["port"].(int64) && p.TargetPort.StrVal == adminapi.PortName {
+		if int64(p.Port) == ref["port"].(int64) && p.TargetPort.StrVal == meshnames.AdminAPIPortName {
 			found = true
 		}
 	}
 	if !found {
-		t.Errorf("the Service has no port %v targeting %s: %+v", ref["port"], adminapi.PortName, svc.Spec.Ports)
+		t.Errorf("the Service has no port %v targeting %s: %+v", ref["port"], meshnames.AdminAPIPortName, svc.Spec.Ports)
 	}
 
 	if reader == nil || reader.Namespace != "kube-system" || reader.RoleRef.Name != "extension-apiserver-authentication-reader" ||
-		reader.Subjects[0].Name != controller.ServiceAccount || reader.Subjects[0].Namespace != "meshctl" {
+		reader.Subjects[0].Name != meshnames.ServiceAccount || reader.Subjects[0].Namespace != "meshctl" {
 		t.Errorf("front-proxy reader binding %+v", reader)
 	}
 
@@ -77,19 +75,19 @@ func TestAdminAPIIsRegisteredAndGranted(t *testing.T) {
 		role, sub, verb string
 		want            bool
 	}{
-		{adminapi.ViewerClusterRole, "pods/tap", "watch", true},
-		{adminapi.ViewerClusterRole, "pods/tap", "get", true},
-		{adminapi.ViewerClusterRole, "pods/identity", "get", true},
-		{adminapi.ViewerClusterRole, "pods/destinations", "get", true},
-		{adminapi.ViewerClusterRole, "pods/renew", "create", false},
-		{adminapi.OperatorClusterRole, "pods/tap", "watch", true},
-		{adminapi.OperatorClusterRole, "pods/renew", "create", true},
+		{meshnames.AdminViewerClusterRole, "pods/tap", "watch", true},
+		{meshnames.AdminViewerClusterRole, "pods/tap", "get", true},
+		{meshnames.AdminViewerClusterRole, "pods/identity", "get", true},
+		{meshnames.AdminViewerClusterRole, "pods/destinations", "get", true},
+		{meshnames.AdminViewerClusterRole, "pods/renew", "create", false},
+		{meshnames.AdminOperatorClusterRole, "pods/tap", "watch", true},
+		{meshnames.AdminOperatorClusterRole, "pods/renew", "create", true},
 	} {
 		r := roles[c.role]
 		if r == nil {
 			t.Fatalf("no ClusterRole %s", c.role)
 		}
-		if got := grants(r.Rules, adminapi.Group, c.sub, c.verb); got != c.want {
+		if got := grants(r.Rules, meshnames.AdminGroup, c.sub, c.verb); got != c.want {
 			t.Errorf("%s: %s %s = %v, want %v", c.role, c.verb, c.sub, got, c.want)
 		}
 	}

@@ -4,7 +4,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
-	"github.com/meshctl/meshctl/controller"
+	"github.com/meshctl/meshctl/internal/meshnames"
 	"github.com/meshctl/meshctl/internal/policyapi"
 )
 
@@ -29,7 +29,7 @@ const ReviewerRoleName = "meshctl-controller-reviewer"
 // metadata.name=mesh-trust-roots, which is what lets RBAC apply resourceNames
 // to list and watch), plus create, which RBAC cannot restrict by name.
 func (v Values) rbac() []runtime.Object {
-	subject := []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: controller.ServiceAccount, Namespace: v.Namespace}}
+	subject := []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: meshnames.ServiceAccount, Namespace: v.Namespace}}
 	readOnly := []string{"get", "list", "watch"}
 	return []runtime.Object{
 		&rbacv1.ClusterRole{
@@ -39,7 +39,7 @@ func (v Values) rbac() []runtime.Object {
 				{APIGroups: []string{""}, Resources: []string{"services", "pods", "namespaces"}, Verbs: []string{"list", "watch"}},
 				{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: []string{"list", "watch"}},
 				{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"create"}},
-				{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{controller.TrustRootsConfigMap},
+				{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{meshnames.TrustRootsConfigMap},
 					Verbs: []string{"get", "list", "watch", "update", "patch", "delete"}},
 				{APIGroups: []string{GatewayAPIGroup}, Resources: []string{"httproutes", "grpcroutes"}, Verbs: readOnly},
 				{APIGroups: []string{GatewayAPIGroup}, Resources: []string{"httproutes/status", "grpcroutes/status"}, Verbs: []string{"update", "patch"}},
@@ -68,19 +68,19 @@ func (v Values) rbac() []runtime.Object {
 		},
 		&rbacv1.Role{
 			TypeMeta:   typeMeta("rbac.authorization.k8s.io/v1", "Role"),
-			ObjectMeta: v.meta(v.Namespace, controller.ServiceAccount, nil),
+			ObjectMeta: v.meta(v.Namespace, meshnames.ServiceAccount, nil),
 			Rules: []rbacv1.PolicyRule{
 				{APIGroups: []string{""}, Resources: []string{"secrets", "configmaps"}, Verbs: readOnly},
 				// The replicas elect the route-status writer: its Lease only
 				// (create cannot be restricted by name).
-				{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "update"}, ResourceNames: []string{controller.RouteStatusLease}},
+				{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "update"}, ResourceNames: []string{meshnames.RouteStatusLease}},
 				{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"create"}},
 			},
 		},
 		&rbacv1.RoleBinding{
 			TypeMeta:   typeMeta("rbac.authorization.k8s.io/v1", "RoleBinding"),
-			ObjectMeta: v.meta(v.Namespace, controller.ServiceAccount, nil),
-			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: controller.ServiceAccount},
+			ObjectMeta: v.meta(v.Namespace, meshnames.ServiceAccount, nil),
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: meshnames.ServiceAccount},
 			Subjects:   subject,
 		},
 	}

@@ -4,13 +4,12 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/meshctl/meshctl/internal/meshnames"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-
-	"github.com/meshctl/meshctl/controller"
 )
 
 // allowed reports whether rules grant verb on a core resource named name
@@ -42,7 +41,7 @@ func TestControllerRightsAreNarrow(t *testing.T) {
 		}
 	}
 	main := roles[ClusterRoleName].Rules
-	cm := controller.TrustRootsConfigMap
+	cm := meshnames.TrustRootsConfigMap
 	// ConfigMaps cluster-wide: only those of the bundle's name, except
 	// create, which RBAC cannot restrict by name.
 	for _, verb := range []string{"get", "list", "watch", "update", "patch", "delete"} {
@@ -106,8 +105,8 @@ func TestControllerMayHoldOnlyItsOwnLease(t *testing.T) {
 		}
 	}
 	for _, verb := range []string{"get", "update"} {
-		if !allowed(rules, "coordination.k8s.io", "leases", verb, controller.RouteStatusLease) {
-			t.Errorf("the controller may not %s its Lease %s", verb, controller.RouteStatusLease)
+		if !allowed(rules, "coordination.k8s.io", "leases", verb, meshnames.RouteStatusLease) {
+			t.Errorf("the controller may not %s its Lease %s", verb, meshnames.RouteStatusLease)
 		}
 		if allowed(rules, "coordination.k8s.io", "leases", verb, "kube-scheduler") {
 			t.Errorf("the controller may %s any Lease", verb)
@@ -116,7 +115,7 @@ func TestControllerMayHoldOnlyItsOwnLease(t *testing.T) {
 	if !allowed(rules, "coordination.k8s.io", "leases", "create", "") {
 		t.Error("the controller may not create its Lease")
 	}
-	if allowed(rules, "coordination.k8s.io", "leases", "delete", controller.RouteStatusLease) {
+	if allowed(rules, "coordination.k8s.io", "leases", "delete", meshnames.RouteStatusLease) {
 		t.Error("the controller may delete Leases")
 	}
 }

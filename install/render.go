@@ -15,10 +15,9 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
 
-	"github.com/meshctl/meshctl/controller"
-	"github.com/meshctl/meshctl/controller/adminapi"
-	"github.com/meshctl/meshctl/controller/injector"
+	"github.com/meshctl/meshctl/install/podpatch"
 	"github.com/meshctl/meshctl/install/webhookcert"
+	"github.com/meshctl/meshctl/internal/meshnames"
 )
 
 // Render returns the control plane's objects in the order they are applied:
@@ -41,7 +40,7 @@ func Render(v Values) ([]runtime.Object, error) {
 		},
 		&corev1.ServiceAccount{
 			TypeMeta:   typeMeta("v1", "ServiceAccount"),
-			ObjectMeta: v.meta(v.Namespace, controller.ServiceAccount, nil),
+			ObjectMeta: v.meta(v.Namespace, meshnames.ServiceAccount, nil),
 		},
 	}
 	objs = append(objs, v.rbac()...)
@@ -51,12 +50,12 @@ func Render(v Values) ([]runtime.Object, error) {
 	objs = append(objs,
 		&corev1.ConfigMap{
 			TypeMeta:   typeMeta("v1", "ConfigMap"),
-			ObjectMeta: v.meta(v.Namespace, controller.TrustRootsConfigMap, nil),
-			Data:       map[string]string{controller.RootsKey: string(v.Identity.TrustRootsPEM)},
+			ObjectMeta: v.meta(v.Namespace, meshnames.TrustRootsConfigMap, nil),
+			Data:       map[string]string{meshnames.RootsKey: string(v.Identity.TrustRootsPEM)},
 		},
 		&corev1.Secret{
 			TypeMeta:   typeMeta("v1", "Secret"),
-			ObjectMeta: v.meta(v.Namespace, controller.IssuerSecret, nil),
+			ObjectMeta: v.meta(v.Namespace, meshnames.IssuerSecret, nil),
 			Type:       corev1.SecretTypeTLS,
 			Data:       map[string][]byte{corev1.TLSCertKey: v.Identity.IssuerCertPEM, corev1.TLSPrivateKeyKey: v.Identity.IssuerKeyPEM},
 		},
@@ -75,7 +74,7 @@ func Render(v Values) ([]runtime.Object, error) {
 		maxUnavailable := intstr.FromInt32(1)
 		objs = append(objs, &policyv1.PodDisruptionBudget{
 			TypeMeta:   typeMeta("policy/v1", "PodDisruptionBudget"),
-			ObjectMeta: v.meta(v.Namespace, controller.ServiceName, nil),
+			ObjectMeta: v.meta(v.Namespace, meshnames.ServiceName, nil),
 			Spec: policyv1.PodDisruptionBudgetSpec{
 				MaxUnavailable: &maxUnavailable,
 				Selector:       &metav1.LabelSelector{MatchLabels: v.selector()},
@@ -101,26 +100,26 @@ func (v Values) meta(namespace, name string, extra map[string]string) metav1.Obj
 }
 
 func (v Values) selector() map[string]string {
-	return map[string]string{NameLabel: controller.ServiceName}
+	return map[string]string{NameLabel: meshnames.ServiceName}
 }
 
 func (v Values) service() *corev1.Service {
 	return &corev1.Service{
 		TypeMeta:   typeMeta("v1", "Service"),
-		ObjectMeta: v.meta(v.Namespace, controller.ServiceName, nil),
+		ObjectMeta: v.meta(v.Namespace, meshnames.ServiceName, nil),
 		Spec: corev1.ServiceSpec{
 			Selector: v.selector(),
 			Ports: []corev1.ServicePort{
-				{Name: "control", Port: controller.ControlPort, TargetPort: intstr.FromString("control")},
+				{Name: "control", Port: meshnames.ControlPort, TargetPort: intstr.FromString("control")},
 				{Name: "webhook", Port: 443, TargetPort: intstr.FromString("webhook")},
-				{Name: adminapi.PortName, Port: adminapi.Port, TargetPort: intstr.FromString(adminapi.PortName)},
+				{Name: meshnames.AdminAPIPortName, Port: meshnames.AdminAPIPort, TargetPort: intstr.FromString(meshnames.AdminAPIPortName)},
 			},
 		},
 	}
 }
 
 func (v Values) deployment() *appsv1.Deployment {
-	clusterNetworks, _ := injector.ParseClusterNetworks(v.ClusterNetworks) // validated by Render
+	clusterNetworks, _ := podpatch.ParseClusterNetworks(v.ClusterNetworks) // validated by Render
 	replicas := int32(1)
 	var affinity *corev1.Affinity
 	if v.HA {
@@ -140,14 +139,14 @@ func (v Values) deployment() *appsv1.Deployment {
 	podMeta := v.meta("", "", v.selector())
 	return &appsv1.Deployment{
 		TypeMeta:   typeMeta("apps/v1", "Deployment"),
-		ObjectMeta: v.meta(v.Namespace, controller.ServiceName, v.selector()),
+		ObjectMeta: v.meta(v.Namespace, meshnames.ServiceName, v.selector()),
 		Spec: appsv1.DeploymentSpec{
 			Replicas: &replicas,
 			Selector: &metav1.LabelSelector{MatchLabels: v.selector()},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: podMeta,
 				Spec: corev1.PodSpec{
-					ServiceAccountName: controller.ServiceAccount,
+					ServiceAccountName: meshnames.ServiceAccount,
 					Affinity:           affinity,
 					SecurityContext: &corev1.PodSecurityContext{
 						RunAsNonRoot: &yes, RunAsUser: &uid,
@@ -171,10 +170,10 @@ func (v Values) deployment() *appsv1.Deployment {
 							"--cluster-networks=" + clusterNetworks,
 						},
 						Ports: []corev1.ContainerPort{
-							{Name: "control", ContainerPort: controller.ControlPort},
-							{Name: "admin", ContainerPort: controller.AdminPort},
-							{Name: "webhook", ContainerPort: controller.WebhookPort},
-							{Name: adminapi.PortName, ContainerPort: adminapi.Port},
+							{Name: "control", ContainerPort: meshnames.ControlPort},
+							{Name: "admin", ContainerPort: meshnames.AdminPort},
+							{Name: "webhook", ContainerPort: meshnames.WebhookPort},
+							{Name: meshnames.AdminAPIPortName, ContainerPort: meshnames.AdminAPIPort},
 						},
 						ReadinessProbe: &corev1.Probe{
 							ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromString("admin")}},
@@ -201,7 +200,7 @@ func (v Values) deployment() *appsv1.Deployment {
 }
 
 func (v Values) webhookConfiguration() *admissionregistrationv1.MutatingWebhookConfiguration {
-	path := controller.InjectPath
+	path := meshnames.InjectPath
 	port := int32(443)
 	ignore := admissionregistrationv1.Ignore
 	sideEffects := admissionregistrationv1.SideEffectClassNoneOnDryRun
@@ -213,7 +212,7 @@ func (v Values) webhookConfiguration() *admissionregistrationv1.MutatingWebhookC
 		Webhooks: []admissionregistrationv1.MutatingWebhook{{
 			Name: "proxy-injector.meshctl.io",
 			ClientConfig: admissionregistrationv1.WebhookClientConfig{
-				Service:  &admissionregistrationv1.ServiceReference{Name: controller.ServiceName, Namespace: v.Namespace, Path: &path, Port: &port},
+				Service:  &admissionregistrationv1.ServiceReference{Name: meshnames.ServiceName, Namespace: v.Namespace, Path: &path, Port: &port},
 				CABundle: v.Webhook.CABundle,
 			},
 			Rules: []admissionregistrationv1.RuleWithOperations{{
@@ -231,7 +230,7 @@ func (v Values) webhookConfiguration() *admissionregistrationv1.MutatingWebhookC
 			// read, so every other pod is sent; a pod labelled
 			// meshctl.io/inject=disabled opts out of even being sent.
 			ObjectSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
-				Key: injector.DisabledLabel, Operator: metav1.LabelSelectorOpNotIn, Values: []string{"disabled"},
+				Key: meshnames.DisabledLabel, Operator: metav1.LabelSelectorOpNotIn, Values: []string{"disabled"},
 			}}},
 			// Ignore: a controller that is down must never stop pods from
 			// being created cluster-wide; they start unmeshed instead.

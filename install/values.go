@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/meshctl/meshctl/controller"
-	"github.com/meshctl/meshctl/controller/injector"
+	"github.com/meshctl/meshctl/install/podpatch"
+	"github.com/meshctl/meshctl/internal/meshnames"
 	"github.com/meshctl/meshctl/internal/policyapi"
 	"github.com/meshctl/meshctl/internal/version"
 	"github.com/meshctl/meshctl/proxy/endpoints"
@@ -150,14 +150,14 @@ func (v Values) ValidateSettings() error {
 		return fmt.Errorf("install: default inbound policy %q: want %s, %s or %s",
 			v.DefaultInboundPolicy, policyapi.DefaultAllUnauthenticated, policyapi.DefaultAllAuthenticated, policyapi.DefaultDeny)
 	}
-	if _, err := injector.ParseClusterNetworks(v.ClusterNetworks); err != nil {
+	if _, err := podpatch.ParseClusterNetworks(v.ClusterNetworks); err != nil {
 		return fmt.Errorf("install: cluster networks: %w", err)
 	}
 	if v.LeafLifetime < time.Minute {
 		return fmt.Errorf("install: a leaf lifetime of %v is too short (at least 1m)", v.LeafLifetime)
 	}
-	if v.LeafLifetime > controller.MaxLeafLifetime {
-		return fmt.Errorf("install: a leaf lifetime of %v is too long (at most %v)", v.LeafLifetime, controller.MaxLeafLifetime)
+	if v.LeafLifetime > meshnames.MaxLeafLifetime {
+		return fmt.Errorf("install: a leaf lifetime of %v is too long (at most %v)", v.LeafLifetime, meshnames.MaxLeafLifetime)
 	}
 	return nil
 }

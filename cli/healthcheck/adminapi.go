@@ -4,9 +4,9 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/meshctl/meshctl/internal/adminclient"
+	"github.com/meshctl/meshctl/internal/meshnames"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-
-	"github.com/meshctl/meshctl/controller/adminapi"
 )
 
 // adminAPICheck: the API server's aggregator reaches the controller's admin
@@ -14,19 +14,19 @@ import (
 // --proxy reach the proxies.
 func adminAPICheck() Check {
 	return Check{
-		Name: "the admin API (APIService " + adminapi.APIServiceName + ") is available",
-		Hint: "see why: kubectl get apiservice " + adminapi.APIServiceName + " -o yaml (status.conditions); " +
+		Name: "the admin API (APIService " + meshnames.AdminAPIServiceName + ") is available",
+		Hint: "see why: kubectl get apiservice " + meshnames.AdminAPIServiceName + " -o yaml (status.conditions); " +
 			"the API server needs its front proxy (--requestheader-client-ca-file, --proxy-client-cert-file) " +
-			"and must reach the controller's Service on port " + fmt.Sprint(adminapi.Port) + "; re-apply it with meshctl install",
+			"and must reach the controller's Service on port " + fmt.Sprint(meshnames.AdminAPIPort) + "; re-apply it with meshctl install",
 		Run: adminAPIAvailable,
 	}
 }
 
 func adminAPIAvailable(ctx context.Context, env *Env) error {
-	ok, why, err := adminapi.Available(ctx, env.Client.Discovery().RESTClient())
+	ok, why, err := adminclient.Available(ctx, env.Client.Discovery().RESTClient())
 	switch {
 	case apierrors.IsNotFound(err):
-		return fmt.Errorf("APIService %s does not exist", adminapi.APIServiceName)
+		return fmt.Errorf("APIService %s does not exist", meshnames.AdminAPIServiceName)
 	case err != nil:
 		return err
 	case !ok:

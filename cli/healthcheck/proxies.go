@@ -17,7 +17,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshctl/meshctl/cli/proxystats"
-	"github.com/meshctl/meshctl/controller/adminapi"
+	"github.com/meshctl/meshctl/internal/adminclient"
+	"github.com/meshctl/meshctl/internal/meshnames"
 	"github.com/meshctl/meshctl/proxy/admin"
 )
 
@@ -113,9 +114,9 @@ func proxyCertificates(ctx context.Context, env *Env) error {
 	}
 	var problems []string
 	for _, p := range pods {
-		raw, err := adminapi.Do(ctx, env.Client.CoreV1().RESTClient(), p.Namespace, p.Name, adminapi.Identity)
+		raw, err := adminclient.Do(ctx, env.Client.CoreV1().RESTClient(), p.Namespace, p.Name, meshnames.AdminIdentity)
 		if err != nil {
-			problems = append(problems, fmt.Sprintf("%s/%s: %v", p.Namespace, p.Name, adminapi.Explain(err, adminapi.Identity)))
+			problems = append(problems, fmt.Sprintf("%s/%s: %v", p.Namespace, p.Name, adminclient.Explain(err, meshnames.AdminIdentity)))
 			continue
 		}
 		var id admin.IdentityInfo
@@ -146,7 +147,7 @@ func proxiesPlaintext(ctx context.Context, env *Env) error {
 	}
 	var findings, unread []string
 	for _, p := range pods {
-		raw, err := env.Client.CoreV1().Pods(p.Namespace).ProxyGet("http", p.Name, strconv.Itoa(adminapi.DefaultProxyPort), "/metrics", nil).DoRaw(ctx)
+		raw, err := env.Client.CoreV1().Pods(p.Namespace).ProxyGet("http", p.Name, strconv.Itoa(meshnames.ProxyAdminPort), "/metrics", nil).DoRaw(ctx)
 		if err != nil {
 			unread = append(unread, fmt.Sprintf("%s/%s (%v)", p.Namespace, p.Name, err))
 			continue

@@ -13,7 +13,8 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
-	"github.com/meshctl/meshctl/controller/injector"
+	"github.com/meshctl/meshctl/install/podpatch"
+	"github.com/meshctl/meshctl/internal/meshnames"
 )
 
 // Mode says what Transform does to pod templates.
@@ -36,7 +37,7 @@ type Options struct {
 	// Annotations are config.meshctl.io annotations to add (Annotate and Manual).
 	Annotations map[string]string
 	// Injector configures Manual; it is also what validates Annotations.
-	Injector injector.Config
+	Injector podpatch.Config
 }
 
 // Report is what happened to one object.
@@ -166,20 +167,20 @@ func namespace(obj map[string]any, name string, opts Options) (bool, []Report, e
 	ann := nested(obj, "metadata", "annotations")
 	switch opts.Mode {
 	case Annotate:
-		if ann[injector.InjectAnnotation] == "enabled" {
+		if ann[meshnames.InjectAnnotation] == "enabled" {
 			rep.Note = "already enabled"
 			return false, []Report{rep}, nil
 		}
-		ann[injector.InjectAnnotation] = "enabled"
+		ann[meshnames.InjectAnnotation] = "enabled"
 		rep.Changed, rep.Note = true, "annotated: every new pod in it gets the proxy"
 	case Manual:
 		rep.Note = "skipped: --manual injects pods, not namespaces"
 	case Uninject:
-		if _, ok := ann[injector.InjectAnnotation]; !ok {
+		if _, ok := ann[meshnames.InjectAnnotation]; !ok {
 			rep.Note = "not meshed"
 			return false, []Report{rep}, nil
 		}
-		delete(ann, injector.InjectAnnotation)
+		delete(ann, meshnames.InjectAnnotation)
 		if len(ann) == 0 {
 			delete(nested(obj, "metadata"), "annotations")
 		}
@@ -210,7 +211,7 @@ func podTemplate(tmpl map[string]any, workload, namespace string, opts Options) 
 	}
 	switch opts.Mode {
 	case Uninject:
-		if !injector.Unpatch(&pod) {
+		if !podpatch.Unpatch(&pod) {
 			return false, "not meshed", nil
 		}
 		return true, "uninjected", writeBack(tmpl, &pod)
@@ -218,7 +219,7 @@ func podTemplate(tmpl map[string]any, workload, namespace string, opts Options) 
 	if pod.Spec.HostNetwork {
 		return false, "skipped: pods on the host network cannot be meshed", nil
 	}
-	if injector.HasProxy(&pod) {
+	if podpatch.HasProxy(&pod) {
 		return false, "skipped: it already has the proxy", nil
 	}
 	if opts.Mode == Annotate && alreadyAnnotated(pod.Annotations, opts.Annotations) {
@@ -227,13 +228,13 @@ func podTemplate(tmpl map[string]any, workload, namespace string, opts Options) 
 	if pod.Annotations == nil {
 		pod.Annotations = map[string]string{}
 	}
-	pod.Annotations[injector.InjectAnnotation] = "enabled"
+	pod.Annotations[meshnames.InjectAnnotation] = "enabled"
 	for k, v := range opts.Annotations {
 		pod.Annotations[k] = v
 	}
 	// The webhook's own function checks the annotations (and, for
 	// --manual, renders the proxy): one implementation.
-	patched, reason, err := injector.Patch(&pod, namespace, nil, opts.Injector)
+	patched, reason, err := podpatch.Patch(&pod, namespace, nil, opts.Injector)
 	if err != nil {
 		return false, "", err
 	}
@@ -242,18 +243,18 @@ func podTemplate(tmpl map[string]any, workload, namespace string, opts Options) 
 	}
 	if opts.Mode == Annotate {
 		ann := nested(tmpl, "metadata", "annotations")
-		ann[injector.InjectAnnotation] = "enabled"
+		ann[meshnames.InjectAnnotation] = "enabled"
 		for k, v := range opts.Annotations {
 			ann[k] = v
 		}
 		return true, "annotated: its pods get the proxy when created", nil
 	}
-	patched.Labels[injector.WorkloadLabel] = workload
+	patched.Labels[meshnames.WorkloadLabel] = workload
 	return true, "injected (the proxy is in its pod template)", writeBack(tmpl, patched)
 }
 
 func alreadyAnnotated(have, want map[string]string) bool {
-	if have[injector.InjectAnnotation] != "enabled" {
+	if have[meshnames.InjectAnnotation] != "enabled" {
 		return false
 	}
 	for k, v := range want {

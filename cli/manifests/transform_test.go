@@ -16,12 +16,13 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
-	"github.com/meshctl/meshctl/controller/injector"
+	"github.com/meshctl/meshctl/install/podpatch"
+	"github.com/meshctl/meshctl/internal/meshnames"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
 
-var testInjector = injector.Config{ProxyImage: "meshctl/proxy:v0.0.0-test", ProxyVersion: "v0.0.0-test"}
+var testInjector = podpatch.Config{ProxyImage: "meshctl/proxy:v0.0.0-test", ProxyVersion: "v0.0.0-test"}
 
 func render(t *testing.T, data []byte, opts Options) string {
 	t.Helper()
@@ -61,7 +62,7 @@ func TestInjectAndUninjectMatchGolden(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		annotate := Options{Mode: Annotate, Annotations: map[string]string{injector.OpaquePorts: "5432"}, Injector: testInjector}
+		annotate := Options{Mode: Annotate, Annotations: map[string]string{meshnames.OpaquePorts: "5432"}, Injector: testInjector}
 		manual := Options{Mode: Manual, Injector: testInjector}
 		annotated := render(t, data, annotate)
 		golden(t, input+".inject", annotated)
@@ -139,7 +140,7 @@ func TestBadInputSaysWhatIsWrong(t *testing.T) {
 	}{
 		"invalid YAML":    {"kind: [unclosed", Options{Injector: testInjector}, "document 1 is not valid YAML"},
 		"no kind":         {"metadata: {name: x}", Options{Injector: testInjector}, "without a kind"},
-		"bad annotation":  {"kind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: i}]}", Options{Annotations: map[string]string{injector.ProxyLogLevel: "loud"}, Injector: testInjector}, "proxy-log-level"},
+		"bad annotation":  {"kind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c, image: i}]}", Options{Annotations: map[string]string{meshnames.ProxyLogLevel: "loud"}, Injector: testInjector}, "proxy-log-level"},
 		"second document": {"kind: Pod\nmetadata: {name: p}\n---\n: bad", Options{Injector: testInjector}, "document 2"},
 	} {
 		_, _, err := Transform([]byte(tc.in), tc.opts)

@@ -11,9 +11,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/meshctl/meshctl/controller"
-	"github.com/meshctl/meshctl/controller/adminapi"
-	"github.com/meshctl/meshctl/controller/injector"
 	"github.com/meshctl/meshctl/internal/logging"
+	"github.com/meshctl/meshctl/internal/meshnames"
 	"github.com/meshctl/meshctl/internal/version"
 	"github.com/meshctl/meshctl/proxy/endpoints"
 )
@@ -78,15 +77,15 @@ SubjectAccessReview and relayed to the pod's proxy over mutual TLS.`,
 	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig to use outside a cluster (default: the in-cluster ServiceAccount)")
 	f.StringVar(&cfg.Namespace, "namespace", "meshctl", "the control plane's namespace")
 	f.StringVar(&cfg.TrustDomain, "trust-domain", "cluster.local", "the mesh's trust domain")
-	f.StringVar(&cfg.ControlAddr, "control-addr", fmt.Sprintf(":%d", controller.ControlPort), "control API address")
-	f.StringVar(&cfg.AdminAddr, "admin-addr", fmt.Sprintf(":%d", controller.AdminPort), "admin address (/live, /ready, /metrics)")
-	f.StringVar(&cfg.WebhookAddr, "webhook-addr", fmt.Sprintf(":%d", controller.WebhookPort), "proxy-injector webhook address (HTTPS)")
-	f.StringVar(&cfg.AdminAPIAddr, "admin-api-addr", fmt.Sprintf(":%d", adminapi.Port), "aggregated admin API address (admin.meshctl.io: HTTPS with the webhook's certificate, for the API server's front proxy)")
+	f.StringVar(&cfg.ControlAddr, "control-addr", fmt.Sprintf(":%d", meshnames.ControlPort), "control API address")
+	f.StringVar(&cfg.AdminAddr, "admin-addr", fmt.Sprintf(":%d", meshnames.AdminPort), "admin address (/live, /ready, /metrics)")
+	f.StringVar(&cfg.WebhookAddr, "webhook-addr", fmt.Sprintf(":%d", meshnames.WebhookPort), "proxy-injector webhook address (HTTPS)")
+	f.StringVar(&cfg.AdminAPIAddr, "admin-api-addr", fmt.Sprintf(":%d", meshnames.AdminAPIPort), "aggregated admin API address (admin.meshctl.io: HTTPS with the webhook's certificate, for the API server's front proxy)")
 	f.StringVar(&cfg.ClusterDomain, "cluster-domain", "cluster.local", "the cluster's DNS domain")
 	f.StringVar(&cfg.Injector.ProxyImage, "proxy-image", "meshctl/proxy:"+version.Version, "the proxy image to inject (empty: no webhook)")
 	f.StringVar(&cfg.Injector.ProxyVersion, "proxy-version", version.Version, "the injected proxy's version (label meshctl.io/proxy-version)")
 	f.StringVar(&cfg.Injector.ImagePullPolicy, "proxy-image-pull-policy", "IfNotPresent", "pull policy of the injected proxy image: Always, IfNotPresent or Never")
-	f.StringVar(&cfg.Injector.ClusterNetworks, "cluster-networks", endpoints.DefaultClusterNetworks, "the cluster's pod and Service networks (CIDRs), set on every injected proxy: a destination in them is never reached in plaintext until the controller says it is outside the mesh (annotation "+injector.ClusterNetworks+" overrides it per pod)")
+	f.StringVar(&cfg.Injector.ClusterNetworks, "cluster-networks", endpoints.DefaultClusterNetworks, "the cluster's pod and Service networks (CIDRs), set on every injected proxy: a destination in them is never reached in plaintext until the controller says it is outside the mesh (annotation "+meshnames.ClusterNetworks+" overrides it per pod)")
 	f.StringVar(&cfg.DefaultInboundPolicy, "default-inbound-policy", "all-unauthenticated", "inbound policy of servers no AuthorizationPolicy or annotation speaks for: all-unauthenticated, all-authenticated or deny")
 	f.DurationVar(&cfg.LeafLifetime, "leaf-lifetime", 24*time.Hour, "lifetime of workload certificates")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")

@@ -22,8 +22,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
-	"github.com/meshctl/meshctl/identity/spiffeid"
+	"github.com/meshctl/meshctl/internal/adminclient"
 	"github.com/meshctl/meshctl/internal/certs"
+	"github.com/meshctl/meshctl/internal/meshnames"
+	"github.com/meshctl/meshctl/internal/spiffeid"
 	"github.com/meshctl/meshctl/internal/testpki"
 	"github.com/meshctl/meshctl/proxy"
 	"github.com/meshctl/meshctl/proxy/admin"
@@ -221,7 +223,7 @@ func TestDiscoveryDocuments(t *testing.T) {
 			t.Fatalf("GET %s: %v", path, err)
 		}
 	}
-	if groups.Kind != "APIGroupList" || len(groups.Groups) != 1 || groups.Groups[0].Name != Group {
+	if groups.Kind != "APIGroupList" || len(groups.Groups) != 1 || groups.Groups[0].Name != meshnames.AdminGroup {
 		t.Errorf("/apis: %+v", groups)
 	}
 	if group.Kind != "APIGroup" || group.PreferredVersion.GroupVersion != "admin.meshctl.io/v1alpha1" || len(group.Versions) != 1 {
@@ -280,19 +282,19 @@ func TestRequestsNotFromTheFrontProxyAreUnauthorized(t *testing.T) {
 func TestTheUserIsWhomTheFrontProxyNames(t *testing.T) {
 	w := newWorld(t)
 	c := w.aggregator(t)
-	k := call{method: "GET", path: Path("demo", "web-1", Identity), user: "alice", groups: []string{"dev", "system:authenticated"},
+	k := call{method: "GET", path: adminclient.Path("demo", "web-1", meshnames.AdminIdentity), user: "alice", groups: []string{"dev", "system:authenticated"},
 		extra: map[string]string{"Scopes": "view", "Acme.com%2fproject": "x"}}
 	if resp, body := w.do(t, c, k); resp.StatusCode != 200 {
 		t.Fatalf("GET identity: %s %s", resp.Status, body)
 	}
-	k.method, k.path = "POST", Path("demo", "web-1", Renew)
+	k.method, k.path = "POST", adminclient.Path("demo", "web-1", meshnames.AdminRenew)
 	w.do(t, c, k)
 	u := w.authz.users[0]
 	if u.Name != "alice" || strings.Join(u.Groups, ",") != "dev,system:authenticated" ||
 		u.Extra["scopes"][0] != "view" || u.Extra["acme.com/project"][0] != "x" {
 		t.Errorf("user %+v", u)
 	}
-	want := []Attributes{{"demo", "web-1", Identity, VerbGet}, {"demo", "web-1", Renew, VerbCreate}}
+	want := []Attributes{{"demo", "web-1", meshnames.AdminIdentity, meshnames.VerbGet}, {"demo", "web-1", meshnames.AdminRenew, meshnames.VerbCreate}}
 	for i, a := range want {
 		if w.authz.asked[i] != a {
 			t.Errorf("asked %+v, want %+v", w.authz.asked[i], a)
@@ -307,9 +309,9 @@ func TestForbiddenWhenTheAuthorizerSaysNo(t *testing.T) {
 	w.authz.allow = false
 	c := w.aggregator(t)
 	for _, k := range []call{
-		{method: "GET", path: Path("demo", "web-1", Identity), user: "mallory"},
-		{method: "POST", path: Path("demo", "web-1", Renew), user: "mallory"},
-		{method: "GET", path: Path("demo", "web-1", Tap), user: "mallory"},
+		{method: "GET", path: adminclient.Path("demo", "web-1", meshnames.AdminIdentity), user: "mallory"},
+		{method: "POST", path: adminclient.Path("demo", "web-1", meshnames.AdminRenew), user: "mallory"},
+		{method: "GET", path: adminclient.Path("demo", "web-1", meshnames.AdminTap), user: "mallory"},
 	} {
 		resp, body := w.do(t, c, k)
 		var st metav1.Status
@@ -330,24 +332,24 @@ func TestRelaysToTheProxyOverMutualTLS(t *testing.T) {
 	w := newWorld(t)
 	w.addPod("demo", "plain", "web", false)
 	c := w.aggregator(t)
-	resp, body := w.do(t, c, call{method: "GET", path: Path("demo", "web-1", Identity), user: "alice"})
+	resp, body := w.do(t, c, call{method: "GET", path: adminclient.Path("demo", "web-1", meshnames.AdminIdentity), user: "alice"})
 	var id admin.IdentityInfo
 	if err := json.Unmarshal([]byte(body), &id); resp.StatusCode != 200 || err != nil || id.SPIFFEID != webSPIFFE {
 		t.Errorf("identity: %s %s", resp.Status, body)
 	}
-	if resp, body := w.do(t, c, call{method: "POST", path: Path("demo", "web-1", Renew), user: "alice"}); resp.StatusCode != http.StatusAccepted || w.renewed.Load() != 1 {
+	if resp, body := w.do(t, c, call{method: "POST", path: adminclient.Path("demo", "web-1", meshnames.AdminRenew), user: "alice"}); resp.StatusCode != http.StatusAccepted || w.renewed.Load() != 1 {
 		t.Errorf("renew: %s %s, renewed %d times", resp.Status, body, w.renewed.Load())
 	}
 	for path, want := range map[string]int{
-		Path("demo", "gone", Identity):  http.StatusNotFound,
-		Path("demo", "plain", Identity): http.StatusBadRequest,
-		Path("demo", "web-1", "exec"):   http.StatusNotFound,
+		adminclient.Path("demo", "gone", meshnames.AdminIdentity):  http.StatusNotFound,
+		adminclient.Path("demo", "plain", meshnames.AdminIdentity): http.StatusBadRequest,
+		adminclient.Path("demo", "web-1", "exec"):                  http.StatusNotFound,
 	} {
 		if resp, body := w.do(t, c, call{method: "GET", path: path, user: "alice"}); resp.StatusCode != want {
 			t.Errorf("GET %s: %s %s, want %d", path, resp.Status, body, want)
 		}
 	}
-	if resp, _ := w.do(t, c, call{method: "GET", path: Path("demo", "web-1", Renew), user: "alice"}); resp.StatusCode != http.StatusBadRequest {
+	if resp, _ := w.do(t, c, call{method: "GET", path: adminclient.Path("demo", "web-1", meshnames.AdminRenew), user: "alice"}); resp.StatusCode != http.StatusBadRequest {
 		t.Errorf("GET renew: %s, want 400", resp.Status)
 	}
 }
@@ -357,7 +359,7 @@ func TestRelaysToTheProxyOverMutualTLS(t *testing.T) {
 func TestRelayRefusesAProxyThatIsNotThePods(t *testing.T) {
 	w := newWorld(t)
 	w.addPod("demo", "api-1", "api", true) // its IP is the web proxy's
-	resp, body := w.do(t, w.aggregator(t), call{method: "GET", path: Path("demo", "api-1", Identity), user: "alice"})
+	resp, body := w.do(t, w.aggregator(t), call{method: "GET", path: adminclient.Path("demo", "api-1", meshnames.AdminIdentity), user: "alice"})
 	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, "is not pod demo/api-1") {
 		t.Errorf("identity of an impostor: %s %s, want 502", resp.Status, body)
 	}
@@ -370,7 +372,7 @@ func TestTapStreamsThroughTheRelay(t *testing.T) {
 	w := newWorld(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", w.api.URL+Path("demo", "web-1", Tap)+"?path=/api", nil)
+	req, _ := http.NewRequestWithContext(ctx, "GET", w.api.URL+adminclient.Path("demo", "web-1", meshnames.AdminTap)+"?path=/api", nil)
 	req.Header.Set("X-Remote-User", "alice")
 	c := w.aggregator(t)
 	c.Timeout = 0 // a stream
@@ -382,7 +384,7 @@ func TestTapStreamsThroughTheRelay(t *testing.T) {
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/x-ndjson" {
 		t.Fatalf("tap: %s", resp.Status)
 	}
-	if a := w.authz.asked[0]; a.Verb != VerbWatch || a.Subresource != Tap {
+	if a := w.authz.asked[0]; a.Verb != meshnames.VerbWatch || a.Subresource != meshnames.AdminTap {
 		t.Errorf("a tap was authorized as %+v, want watch pods/tap", a)
 	}
 	lines := bufio.NewScanner(resp.Body)
@@ -409,7 +411,7 @@ func TestTapStreamsThroughTheRelay(t *testing.T) {
 
 // TestProxyPortIsTheProxys: the relay dials the port the proxy listens on.
 func TestProxyPortIsTheProxys(t *testing.T) {
-	if DefaultProxyPort != proxy.AdminPort {
-		t.Errorf("DefaultProxyPort %d, the proxy's admin port %d", DefaultProxyPort, proxy.AdminPort)
+	if meshnames.ProxyAdminPort != proxy.AdminPort {
+		t.Errorf("DefaultProxyPort %d, the proxy's admin port %d", meshnames.ProxyAdminPort, proxy.AdminPort)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/meshctl/meshctl/internal/meshnames"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -19,7 +20,7 @@ type Attributes struct {
 
 // String reads like the API server's refusals.
 func (a Attributes) String() string {
-	return fmt.Sprintf("%s %s/%s %q in API group %q in namespace %q", a.Verb, Resource, a.Subresource, a.Pod, Group, a.Namespace)
+	return fmt.Sprintf("%s %s/%s %q in API group %q in namespace %q", a.Verb, meshnames.AdminResource, a.Subresource, a.Pod, meshnames.AdminGroup, a.Namespace)
 }
 
 // Authorizer decides whether a user may do something. reason, when the
@@ -44,8 +45,8 @@ func (s SubjectAccessReviews) Authorize(ctx context.Context, u User, a Attribute
 	sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
 		User: u.Name, UID: u.UID, Groups: u.Groups, Extra: extra,
 		ResourceAttributes: &authorizationv1.ResourceAttributes{
-			Namespace: a.Namespace, Verb: a.Verb, Group: Group, Version: Version,
-			Resource: Resource, Subresource: a.Subresource, Name: a.Pod,
+			Namespace: a.Namespace, Verb: a.Verb, Group: meshnames.AdminGroup, Version: meshnames.AdminVersion,
+			Resource: meshnames.AdminResource, Subresource: a.Subresource, Name: a.Pod,
 		},
 	}}
 	got, err := s.Client.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})

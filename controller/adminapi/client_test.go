@@ -21,6 +21,8 @@ import (
 	"k8s.io/client-go/rest"
 	k8stesting "k8s.io/client-go/testing"
 
+	"github.com/meshctl/meshctl/internal/adminclient"
+	"github.com/meshctl/meshctl/internal/meshnames"
 	"github.com/meshctl/meshctl/internal/testpki"
 )
 
@@ -50,35 +52,35 @@ func TestRequestAndExplainWithClientGo(t *testing.T) {
 	c := cs.CoreV1().RESTClient()
 	ctx := context.Background()
 
-	answer[Path("demo", "web-1", Identity)] = func(w http.ResponseWriter) {
-		status(w, http.StatusForbidden, metav1.StatusReasonForbidden, `user "bob" cannot get`, &metav1.StatusDetails{Group: Group, Kind: Resource, Name: "web-1"})
+	answer[adminclient.Path("demo", "web-1", meshnames.AdminIdentity)] = func(w http.ResponseWriter) {
+		status(w, http.StatusForbidden, metav1.StatusReasonForbidden, `user "bob" cannot get`, &metav1.StatusDetails{Group: meshnames.AdminGroup, Kind: meshnames.AdminResource, Name: "web-1"})
 	}
-	answer[Path("demo", "web-1", Renew)] = answer[Path("demo", "web-1", Identity)]
-	answer[Path("demo", "web-1", Tap)] = func(w http.ResponseWriter) {
+	answer[adminclient.Path("demo", "web-1", meshnames.AdminRenew)] = answer[adminclient.Path("demo", "web-1", meshnames.AdminIdentity)]
+	answer[adminclient.Path("demo", "web-1", meshnames.AdminTap)] = func(w http.ResponseWriter) {
 		status(w, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, "service unavailable", nil)
 	}
-	answer[Path("demo", "gone", Identity)] = func(w http.ResponseWriter) {
-		status(w, http.StatusNotFound, metav1.StatusReasonNotFound, "pod demo/gone not found", &metav1.StatusDetails{Group: Group, Kind: Resource, Name: "gone"})
+	answer[adminclient.Path("demo", "gone", meshnames.AdminIdentity)] = func(w http.ResponseWriter) {
+		status(w, http.StatusNotFound, metav1.StatusReasonNotFound, "pod demo/gone not found", &metav1.StatusDetails{Group: meshnames.AdminGroup, Kind: meshnames.AdminResource, Name: "gone"})
 	}
 
-	_, err = Do(ctx, c, "demo", "web-1", Identity)
-	if got := Explain(err, Identity); got == nil || !strings.Contains(got.Error(), "ClusterRole "+ViewerClusterRole) || !strings.Contains(got.Error(), `user "bob" cannot get`) {
+	_, err = adminclient.Do(ctx, c, "demo", "web-1", meshnames.AdminIdentity)
+	if got := adminclient.Explain(err, meshnames.AdminIdentity); got == nil || !strings.Contains(got.Error(), "ClusterRole "+meshnames.AdminViewerClusterRole) || !strings.Contains(got.Error(), `user "bob" cannot get`) {
 		t.Errorf("403 on identity: %v", got)
 	}
-	_, err = Do(ctx, c, "demo", "web-1", Renew)
-	if got := Explain(err, Renew); got == nil || !strings.Contains(got.Error(), "ClusterRole "+OperatorClusterRole) {
+	_, err = adminclient.Do(ctx, c, "demo", "web-1", meshnames.AdminRenew)
+	if got := adminclient.Explain(err, meshnames.AdminRenew); got == nil || !strings.Contains(got.Error(), "ClusterRole "+meshnames.AdminOperatorClusterRole) {
 		t.Errorf("403 on renew: %v", got)
 	}
-	_, err = Request(c, "demo", "web-1", Tap).Param("max_rps", "2").Stream(ctx)
-	if got := Explain(err, Tap); got == nil || !strings.Contains(got.Error(), "meshctl check") || !strings.Contains(got.Error(), APIServiceName) {
+	_, err = adminclient.Request(c, "demo", "web-1", meshnames.AdminTap).Param("max_rps", "2").Stream(ctx)
+	if got := adminclient.Explain(err, meshnames.AdminTap); got == nil || !strings.Contains(got.Error(), "meshctl check") || !strings.Contains(got.Error(), meshnames.AdminAPIServiceName) {
 		t.Errorf("503 on tap: %v", got)
 	}
-	_, err = Do(ctx, c, "demo", "gone", Identity)
-	if got := Explain(err, Identity); got == nil || !strings.Contains(got.Error(), "the pod is gone") {
+	_, err = adminclient.Do(ctx, c, "demo", "gone", meshnames.AdminIdentity)
+	if got := adminclient.Explain(err, meshnames.AdminIdentity); got == nil || !strings.Contains(got.Error(), "the pod is gone") {
 		t.Errorf("a missing pod: %v", got)
 	}
-	_, err = Do(ctx, c, "demo", "web-1", Destinations)
-	if got := Explain(err, Destinations); got == nil || !strings.Contains(got.Error(), "does not serve "+GroupVersion) {
+	_, err = adminclient.Do(ctx, c, "demo", "web-1", meshnames.AdminDestinations)
+	if got := adminclient.Explain(err, meshnames.AdminDestinations); got == nil || !strings.Contains(got.Error(), "does not serve "+meshnames.AdminGroupVersion) {
 		t.Errorf("no APIService: %v", got)
 	}
 	want := []string{
@@ -107,16 +109,16 @@ func TestSubjectAccessReviewsAskAboutThePodsSubresource(t *testing.T) {
 	})
 	sar := SubjectAccessReviews{Client: cs}
 	u := User{Name: "alice", UID: "42", Groups: []string{"dev"}, Extra: map[string][]string{"scopes": {"a"}}}
-	ok, _, err := sar.Authorize(context.Background(), u, Attributes{Namespace: "demo", Pod: "web-1", Subresource: Tap, Verb: VerbWatch})
+	ok, _, err := sar.Authorize(context.Background(), u, Attributes{Namespace: "demo", Pod: "web-1", Subresource: meshnames.AdminTap, Verb: meshnames.VerbWatch})
 	if err != nil || !ok {
 		t.Fatalf("alice: %v, %v", ok, err)
 	}
 	ra := got.Spec.ResourceAttributes
 	if got.Spec.User != "alice" || got.Spec.UID != "42" || got.Spec.Groups[0] != "dev" || got.Spec.Extra["scopes"][0] != "a" ||
-		*ra != (authorizationv1.ResourceAttributes{Namespace: "demo", Verb: "watch", Group: Group, Version: Version, Resource: "pods", Subresource: "tap", Name: "web-1"}) {
+		*ra != (authorizationv1.ResourceAttributes{Namespace: "demo", Verb: "watch", Group: meshnames.AdminGroup, Version: meshnames.AdminVersion, Resource: "pods", Subresource: "tap", Name: "web-1"}) {
 		t.Errorf("review %+v %+v", got.Spec, ra)
 	}
-	ok, reason, err := sar.Authorize(context.Background(), User{Name: "bob"}, Attributes{Namespace: "demo", Pod: "web-1", Subresource: Renew, Verb: VerbCreate})
+	ok, reason, err := sar.Authorize(context.Background(), User{Name: "bob"}, Attributes{Namespace: "demo", Pod: "web-1", Subresource: meshnames.AdminRenew, Verb: meshnames.VerbCreate})
 	if err != nil || ok || reason != "RBAC says so" {
 		t.Errorf("bob: %v %q %v", ok, reason, err)
 	}
@@ -181,7 +183,7 @@ func TestAvailableReadsTheAPIServicesCondition(t *testing.T) {
 	var body string
 	routed := false
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if routed && r.URL.Path == "/apis/"+GroupVersion {
+		if routed && r.URL.Path == "/apis/"+meshnames.AdminGroupVersion {
 			writeJSON(w, http.StatusOK, discovery(r.URL.Path))
 			return
 		}
@@ -198,19 +200,19 @@ func TestAvailableReadsTheAPIServicesCondition(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := cs.Discovery().RESTClient()
-	if _, _, err := Available(context.Background(), c); !apierrors.IsNotFound(err) {
+	if _, _, err := adminclient.Available(context.Background(), c); !apierrors.IsNotFound(err) {
 		t.Errorf("no APIService: %v, want NotFound", err)
 	}
 	body = `{"kind":"APIService","status":{"conditions":[{"type":"Available","status":"False","reason":"FailedDiscoveryCheck","message":"failing or missing response from https://10.244.0.5:8089/apis/admin.meshctl.io/v1alpha1: bad status from https://10.244.0.5:8089/apis/admin.meshctl.io/v1alpha1: 401"}]}}`
-	if ok, why, err := Available(context.Background(), c); ok || err != nil || !strings.Contains(why, "FailedDiscoveryCheck") || !strings.Contains(why, "401") {
+	if ok, why, err := adminclient.Available(context.Background(), c); ok || err != nil || !strings.Contains(why, "FailedDiscoveryCheck") || !strings.Contains(why, "401") {
 		t.Errorf("unavailable: %v %q %v", ok, why, err)
 	}
 	body = `{"kind":"APIService","status":{"conditions":[{"type":"Available","status":"True","reason":"Passed"}]}}`
-	if ok, why, err := Available(context.Background(), c); ok || err != nil || !strings.Contains(why, "does not answer for "+GroupVersion+" yet") {
+	if ok, why, err := adminclient.Available(context.Background(), c); ok || err != nil || !strings.Contains(why, "does not answer for "+meshnames.AdminGroupVersion+" yet") {
 		t.Errorf("available but not routed yet: %v %q %v", ok, why, err)
 	}
 	routed = true
-	if ok, _, err := Available(context.Background(), c); !ok || err != nil {
+	if ok, _, err := adminclient.Available(context.Background(), c); !ok || err != nil {
 		t.Errorf("available: %v %v", ok, err)
 	}
 }

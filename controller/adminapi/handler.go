@@ -15,8 +15,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/meshctl/meshctl/controller/injector"
 	"github.com/meshctl/meshctl/internal/certs"
+	"github.com/meshctl/meshctl/internal/meshnames"
 	"github.com/meshctl/meshctl/proxy/meshtls"
 )
 
@@ -71,7 +71,7 @@ func New(cfg Config) (*Handler, error) {
 		cfg.TrustDomain = "cluster.local"
 	}
 	if cfg.ProxyPort == 0 {
-		cfg.ProxyPort = DefaultProxyPort
+		cfg.ProxyPort = meshnames.ProxyAdminPort
 	}
 	if cfg.Authorizer == nil {
 		cfg.Authorizer = SubjectAccessReviews{Client: cfg.Client}
@@ -130,7 +130,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	t, ok, err := parsePath(r.Method, r.URL.Path)
 	switch {
 	case !ok:
-		status(w, http.StatusNotFound, metav1.StatusReasonNotFound, fmt.Sprintf("%s serves only namespaces/NS/pods/NAME/{tap,identity,destinations,renew}", GroupVersion), nil)
+		status(w, http.StatusNotFound, metav1.StatusReasonNotFound, fmt.Sprintf("%s serves only namespaces/NS/pods/NAME/{tap,identity,destinations,renew}", meshnames.AdminGroupVersion), nil)
 		return
 	case err != nil:
 		status(w, http.StatusBadRequest, metav1.StatusReasonBadRequest, err.Error(), nil)
@@ -143,7 +143,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		status(w, http.StatusInternalServerError, metav1.StatusReasonInternalError, fmt.Sprintf("could not check whether %q may %s: %v", u.Name, a, err), nil)
 		return
 	}
-	details := &metav1.StatusDetails{Group: Group, Kind: Resource, Name: t.pod}
+	details := &metav1.StatusDetails{Group: meshnames.AdminGroup, Kind: meshnames.AdminResource, Name: t.pod}
 	if !allowed {
 		h.log.Warn("admin API request refused", "user", u.Name, "groups", u.Groups, "request", a.String(), "reason", reason)
 		msg := fmt.Sprintf("user %q cannot %s", u.Name, a)
@@ -181,7 +181,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // unreachable says why a pod's proxy cannot be asked, or "".
 func unreachable(p *corev1.Pod) string {
 	switch {
-	case p.Labels[injector.VersionLabel] == "":
+	case p.Labels[meshnames.VersionLabel] == "":
 		return "has no proxy (it is not meshed)"
 	case p.Spec.HostNetwork:
 		return "runs in the host network: it has no proxy of its own"

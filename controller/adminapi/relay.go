@@ -14,7 +14,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/meshctl/meshctl/identity/spiffeid"
+	"github.com/meshctl/meshctl/internal/meshnames"
+	"github.com/meshctl/meshctl/internal/spiffeid"
 	"github.com/meshctl/meshctl/proxy/meshtls"
 )
 
@@ -61,7 +62,7 @@ func (rl relay) serve(w http.ResponseWriter, r *http.Request, pod *corev1.Pod, t
 	}
 	defer tr.CloseIdleConnections()
 	u := "https://" + addr + "/" + t.sub.name
-	if t.sub.name == Tap && r.URL.RawQuery != "" {
+	if t.sub.name == meshnames.AdminTap && r.URL.RawQuery != "" {
 		u += "?" + r.URL.RawQuery
 	}
 	req, err := http.NewRequestWithContext(r.Context(), t.sub.method, u, nil)

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"net/http"
 
-	"github.com/meshctl/meshctl/identity/spiffeid"
 	"github.com/meshctl/meshctl/internal/api"
+	"github.com/meshctl/meshctl/internal/spiffeid"
 )
 
 // clientNamespace is the namespace in the SPIFFE ID of the client's

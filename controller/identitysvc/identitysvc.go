@@ -36,8 +36,8 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/meshctl/meshctl/identity/ca"
-	"github.com/meshctl/meshctl/identity/spiffeid"
 	"github.com/meshctl/meshctl/internal/api"
+	"github.com/meshctl/meshctl/internal/spiffeid"
 )
 
 // Reviewer asks the API server who a token belongs to.

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/meshctl/meshctl/identity/spiffeid"
+	"github.com/meshctl/meshctl/internal/spiffeid"
 )
 
 // Bounds of the local token check. The TokenReview is what authenticates a

@@ -12,9 +12,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/cache"
 
-	"github.com/meshctl/meshctl/identity/spiffeid"
 	"github.com/meshctl/meshctl/internal/api"
 	"github.com/meshctl/meshctl/internal/policyapi"
+	"github.com/meshctl/meshctl/internal/spiffeid"
 )
 
 // Config configures a Server.

@@ -9,10 +9,12 @@ import (
 	"net/http"
 	"time"
 
-	jsonpatch "gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/meshctl/meshctl/install/podpatch"
+	"github.com/meshctl/meshctl/internal/meshnames"
 )
 
 // maxReviewBytes bounds an AdmissionReview body (pods are well under it).
@@ -29,7 +31,7 @@ const maxReviewBytes = 3 << 20
 // mesh (created now, it could start without a proxy it should have).
 type Webhook struct {
 	// Config is the mesh's injection configuration.
-	Config Config
+	Config podpatch.Config
 	// NamespaceAnnotations returns a namespace's annotations, or an error
 	// when the namespace is not known (not in the cache).
 	NamespaceAnnotations func(ctx context.Context, name string) (map[string]string, error)
@@ -44,12 +46,6 @@ type Webhook struct {
 	// Log receives decisions. Default: discard.
 	Log *slog.Logger
 }
-
-// DisabledLabel on a pod keeps it away from the webhook altogether: the
-// MutatingWebhookConfiguration's objectSelector skips pods labelled
-// meshctl.io/inject=disabled, so their creation never waits on the webhook
-// (annotations cannot be selected on). The webhook honours it too.
-const DisabledLabel = InjectAnnotation
 
 // namespace returns a namespace's annotations, waiting up to NamespaceWait
 // for one the cache does not know yet.
@@ -70,19 +66,6 @@ func (h *Webhook) namespace(ctx context.Context, name string) (map[string]string
 		case <-time.After(min(50*time.Millisecond, wait)):
 		}
 	}
-}
-
-// jsonPatch is the RFC 6902 patch from one pod to another.
-func jsonPatch(orig, patched *corev1.Pod) ([]jsonpatch.Operation, error) {
-	a, err := json.Marshal(orig)
-	if err != nil {
-		return nil, err
-	}
-	b, err := json.Marshal(patched)
-	if err != nil {
-		return nil, err
-	}
-	return jsonpatch.CreatePatch(a, b)
 }
 
 // ServeHTTP answers an AdmissionReview. Malformed input gets a 400 with
@@ -135,8 +118,8 @@ func (h *Webhook) review(ctx context.Context, req *admissionv1.AdmissionRequest,
 	if name == "" {
 		name = pod.GenerateName + "*"
 	}
-	if pod.Labels[DisabledLabel] == "disabled" {
-		log.Debug("pod not injected", "namespace", req.Namespace, "pod", name, "reason", "labelled "+DisabledLabel+"=disabled")
+	if pod.Labels[meshnames.DisabledLabel] == "disabled" {
+		log.Debug("pod not injected", "namespace", req.Namespace, "pod", name, "reason", "labelled "+meshnames.DisabledLabel+"=disabled")
 		return allow
 	}
 	if req.Namespace == "" {
@@ -157,7 +140,7 @@ func (h *Webhook) review(ctx context.Context, req *admissionv1.AdmissionRequest,
 		log.Warn("pod refused: its namespace is not known to the mesh yet", "namespace", req.Namespace, "pod", name, "error", err)
 		return unknownNamespace(req.Namespace)
 	}
-	patched, reason, err := Patch(&pod, req.Namespace, nsAnnotations, h.Config)
+	patched, reason, err := podpatch.Patch(&pod, req.Namespace, nsAnnotations, h.Config)
 	if err != nil {
 		log.Info("pod refused: it asked for a proxy with invalid configuration", "namespace", req.Namespace, "pod", name, "error", err)
 		return refuse("meshctl: " + err.Error())
@@ -166,7 +149,7 @@ func (h *Webhook) review(ctx context.Context, req *admissionv1.AdmissionRequest,
 	if patched == nil {
 		// Injected by hand (meshctl inject --manual, which adds the inject
 		// annotation): it needs the trust bundle too.
-		if want, _ := wanted(pod.Annotations[InjectAnnotation], nsAnnotations[InjectAnnotation]); want && HasProxy(&pod) && sideEffects {
+		if want, _ := podpatch.Wanted(pod.Annotations[meshnames.InjectAnnotation], nsAnnotations[meshnames.InjectAnnotation]); want && podpatch.HasProxy(&pod) && sideEffects {
 			if err := h.BeforeInject(ctx, req.Namespace); err != nil {
 				log.Warn("could not prepare the namespace; the pod waits for its trust bundle", "namespace", req.Namespace, "error", err)
 			}
@@ -179,7 +162,7 @@ func (h *Webhook) review(ctx context.Context, req *admissionv1.AdmissionRequest,
 			log.Warn("could not prepare the namespace; the pod waits for its trust bundle", "namespace", req.Namespace, "error", err)
 		}
 	}
-	ops, err := jsonPatch(&pod, patched)
+	ops, err := podpatch.JSONPatch(&pod, patched)
 	if err != nil {
 		return refuse("meshctl: could not build the patch: " + err.Error())
 	}
@@ -188,20 +171,20 @@ func (h *Webhook) review(ctx context.Context, req *admissionv1.AdmissionRequest,
 		return refuse("meshctl: could not encode the patch: " + err.Error())
 	}
 	pt := admissionv1.PatchTypeJSONPatch
-	warnings := Warnings(&pod, h.Config)
+	warnings := podpatch.Warnings(&pod, h.Config)
 	for _, w := range warnings {
 		log.Warn("pod injected with part of its configuration ignored", "namespace", req.Namespace, "pod", name, "warning", w)
 	}
-	log.Info("pod injected", "namespace", req.Namespace, "pod", name, "workload", patched.Labels[WorkloadLabel])
+	log.Info("pod injected", "namespace", req.Namespace, "pod", name, "workload", patched.Labels[meshnames.WorkloadLabel])
 	return &admissionv1.AdmissionResponse{Allowed: true, Patch: patch, PatchType: &pt, Warnings: warnings}
 }
 
 // mayWantMesh reports whether a pod may be meshed when its namespace's
 // annotations are not known: only a pod that opts out itself, runs on the
 // host network, or lives in the control plane's namespace clearly is not.
-func mayWantMesh(pod *corev1.Pod, namespace string, cfg Config) bool {
-	cfg = cfg.withDefaults()
-	return pod.Annotations[InjectAnnotation] != "disabled" && !pod.Spec.HostNetwork && namespace != cfg.ControlPlaneNamespace
+func mayWantMesh(pod *corev1.Pod, namespace string, cfg podpatch.Config) bool {
+	cfg = cfg.WithDefaults()
+	return pod.Annotations[meshnames.InjectAnnotation] != "disabled" && !pod.Spec.HostNetwork && namespace != cfg.ControlPlaneNamespace
 }
 
 // unknownNamespace refuses a pod whose namespace the mesh does not know

@@ -22,7 +22,22 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/meshctl/meshctl/controller/trustbundle"
+	"github.com/meshctl/meshctl/install/podpatch"
+	"github.com/meshctl/meshctl/internal/meshnames"
 )
+
+// testConfig is the injection configuration of the webhook's tests.
+var testConfig = podpatch.Config{ProxyImage: "meshctl/proxy:dev", ProxyVersion: "dev"}
+
+// fixtureDir holds the fixture pods, shared with podpatch's golden tests.
+var fixtureDir = filepath.Join("..", "..", "install", "podpatch", "testdata")
+
+// fixture is a pod on its way to creation, with its namespace.
+type fixture struct {
+	Namespace     string            `json:"namespace"`
+	NSAnnotations map[string]string `json:"nsAnnotations"`
+	Pod           corev1.Pod        `json:"pod"`
+}
 
 func newWebhook(prepared *[]string) *Webhook {
 	return &Webhook{
@@ -31,7 +46,7 @@ func newWebhook(prepared *[]string) *Webhook {
 		NamespaceAnnotations: func(_ context.Context, ns string) (map[string]string, error) {
 			switch ns {
 			case "meshed":
-				return map[string]string{InjectAnnotation: "enabled"}, nil
+				return map[string]string{meshnames.InjectAnnotation: "enabled"}, nil
 			case "plain", "shop":
 				return nil, nil
 			}
@@ -52,7 +67,7 @@ func podReview(t *testing.T, ns, fixtureName string, op admissionv1.Operation) [
 func fixturePod(t *testing.T, fixtureName string) *corev1.Pod {
 	t.Helper()
 	var fx fixture
-	data, err := os.ReadFile(filepath.Join("testdata", fixtureName+".json"))
+	data, err := os.ReadFile(filepath.Join(fixtureDir, fixtureName+".json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +161,7 @@ func TestAForgedReviewHasNoSideEffect(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	client := fake.NewClientset(
 		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "mesh-trust-roots", Namespace: "meshctl"}, Data: map[string]string{"roots.pem": "ROOTS"}},
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "meshed", Annotations: map[string]string{InjectAnnotation: "enabled"}}},
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "meshed", Annotations: map[string]string{meshnames.InjectAnnotation: "enabled"}}},
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "plain"}},
 	)
 	copies := trustbundle.NewFactory(client, "mesh-trust-roots", 0)
@@ -219,7 +234,7 @@ func TestWebhookWaitsBrieflyForANewNamespace(t *testing.T) {
 	inner := h.NamespaceAnnotations
 	h.NamespaceAnnotations = func(ctx context.Context, ns string) (map[string]string, error) {
 		if ns == "fresh" && time.Now().After(known) {
-			return map[string]string{InjectAnnotation: "enabled"}, nil
+			return map[string]string{meshnames.InjectAnnotation: "enabled"}, nil
 		}
 		return inner(ctx, ns)
 	}
@@ -248,7 +263,7 @@ func TestAPodOfANamespaceNotKnownYetIsRefusedUnlessItOptsOut(t *testing.T) {
 		{"an invalid inject value", "invalid-inject-value", nil, false},
 		{"opts out", "pod-disabled-in-enabled-namespace", nil, true},
 		{"on the host network", "host-network", nil, true},
-		{"labelled disabled", "not-enabled", func(p *corev1.Pod) { p.Labels = map[string]string{DisabledLabel: "disabled"} }, true},
+		{"labelled disabled", "not-enabled", func(p *corev1.Pod) { p.Labels = map[string]string{meshnames.DisabledLabel: "disabled"} }, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			pod := fixturePod(t, tc.fixture)
@@ -287,7 +302,7 @@ func TestAnIgnoredAnnotationIsWarnedAbout(t *testing.T) {
 	if out.Response == nil || !out.Response.Allowed || out.Response.Patch == nil {
 		t.Fatalf("%s, want injected", body)
 	}
-	if len(out.Response.Warnings) != 1 || !strings.Contains(out.Response.Warnings[0], ClusterNetworks) || !strings.Contains(out.Response.Warnings[0], "not-a-cidr") {
+	if len(out.Response.Warnings) != 1 || !strings.Contains(out.Response.Warnings[0], meshnames.ClusterNetworks) || !strings.Contains(out.Response.Warnings[0], "not-a-cidr") {
 		t.Errorf("warnings %q, want one naming the annotation and the bad value", out.Response.Warnings)
 	}
 	_, out, _ = call(t, newWebhook(&prepared), podReview(t, "shop", "cluster-networks", admissionv1.Create))
@@ -299,10 +314,10 @@ func TestAnIgnoredAnnotationIsWarnedAbout(t *testing.T) {
 func TestPodsLabelledDisabledAreLeftAlone(t *testing.T) {
 	var prepared []string
 	pod := fixturePod(t, "pod-enabled")
-	pod.Labels = map[string]string{DisabledLabel: "disabled"}
+	pod.Labels = map[string]string{meshnames.DisabledLabel: "disabled"}
 	_, out, _ := call(t, newWebhook(&prepared), review(t, "meshed", pod, admissionv1.Create))
 	if out.Response == nil || !out.Response.Allowed || out.Response.Patch != nil || len(prepared) != 0 {
-		t.Errorf("a pod labelled %s=disabled: %+v, prepared %v", DisabledLabel, out.Response, prepared)
+		t.Errorf("a pod labelled %s=disabled: %+v, prepared %v", meshnames.DisabledLabel, out.Response, prepared)
 	}
 }
 

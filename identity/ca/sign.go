@@ -18,7 +18,7 @@ import (
 	"github.com/smallstep/certificates/cas/softcas"
 	"go.step.sm/crypto/x509util"
 
-	"github.com/meshctl/meshctl/identity/spiffeid"
+	"github.com/meshctl/meshctl/internal/spiffeid"
 )
 
 // CSRError is a certificate request the CA refuses; Reason is short, for metrics.

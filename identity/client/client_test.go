@@ -23,9 +23,9 @@ import (
 	"time"
 
 	"github.com/meshctl/meshctl/identity/ca"
-	"github.com/meshctl/meshctl/identity/spiffeid"
 	"github.com/meshctl/meshctl/internal/api"
 	"github.com/meshctl/meshctl/internal/certs"
+	"github.com/meshctl/meshctl/internal/spiffeid"
 )
 
 // TestIssuanceNeverPresentsTheWorkloadCertificate: the controller asks for

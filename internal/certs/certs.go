@@ -15,7 +15,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/meshctl/meshctl/identity/spiffeid"
+	"github.com/meshctl/meshctl/internal/spiffeid"
 )
 
 // Bundle is a workload's identity at one moment. It is never modified:

@@ -20,7 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/meshctl/meshctl/identity/spiffeid"
+	"github.com/meshctl/meshctl/internal/spiffeid"
 	"github.com/meshctl/meshctl/proxy/balance"
 	"github.com/meshctl/meshctl/proxy/retry"
 	"github.com/meshctl/meshctl/proxy/servicepolicy"

@@ -5,7 +5,7 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/meshctl/meshctl/identity/spiffeid"
+	"github.com/meshctl/meshctl/internal/spiffeid"
 )
 
 func TestTableMapsDestinationsAndPassesOthersThrough(t *testing.T) {

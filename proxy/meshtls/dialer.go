@@ -6,8 +6,8 @@ import (
 	"errors"
 	"net"
 
-	"github.com/meshctl/meshctl/identity/spiffeid"
 	"github.com/meshctl/meshctl/internal/certs"
+	"github.com/meshctl/meshctl/internal/spiffeid"
 )
 
 // Dialer opens meshed connections to peers.

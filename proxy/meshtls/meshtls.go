@@ -13,8 +13,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/meshctl/meshctl/identity/spiffeid"
 	"github.com/meshctl/meshctl/internal/certs"
+	"github.com/meshctl/meshctl/internal/spiffeid"
 )
 
 // ALPN protocols of meshed connections (../shared/DESIGN.md).

@@ -1,4 +1,4 @@
-package injector
+package podpatch
 
 import (
 	"errors"
@@ -11,45 +11,12 @@ import (
 	"github.com/meshctl/meshctl/proxy/endpoints"
 )
 
-// Annotations and labels (../shared/DESIGN.md).
+// Names of what the injector adds besides the containers.
 const (
-	// InjectAnnotation, on a pod template or its namespace, asks for a proxy.
-	InjectAnnotation = "meshctl.io/inject"
-	// VersionLabel records the injected proxy's version.
-	VersionLabel = "meshctl.io/proxy-version"
-	// WorkloadLabel names the pod's workload (its owner).
-	WorkloadLabel = "meshctl.io/workload"
-
-	configPrefix = "config.meshctl.io/"
-	// SkipInboundPorts, SkipOutboundPorts and SkipOutboundSubnets pass traffic around the proxy.
-	SkipInboundPorts    = configPrefix + "skip-inbound-ports"
-	SkipOutboundPorts   = configPrefix + "skip-outbound-ports"
-	SkipOutboundSubnets = configPrefix + "skip-outbound-subnets"
-	// OpaquePorts are proxied as TCP without protocol detection.
-	OpaquePorts = configPrefix + "opaque-ports"
-	// ProxyCPURequest, ProxyMemoryRequest, ProxyCPULimit and ProxyMemoryLimit size the proxy.
-	ProxyCPURequest    = configPrefix + "proxy-cpu-request"
-	ProxyMemoryRequest = configPrefix + "proxy-memory-request"
-	ProxyCPULimit      = configPrefix + "proxy-cpu-limit"
-	ProxyMemoryLimit   = configPrefix + "proxy-memory-limit"
-	// ProxyLogLevel is the proxy's log level.
-	ProxyLogLevel = configPrefix + "proxy-log-level"
-	// ProxyQueueTimeout is how long the proxy's outbound requests wait for an
-	// endpoint when none can take them, before failing with 503.
-	ProxyQueueTimeout = configPrefix + "proxy-queue-timeout"
-	// ClusterNetworks overrides, for one pod, the cluster's pod and Service
-	// networks (CIDRs) its proxy never reaches in plaintext until the
-	// controller says a destination is outside the mesh. An invalid value is
-	// ignored (the install's networks apply) with a warning.
-	ClusterNetworks = configPrefix + "cluster-networks"
-
-	// Names of what the injector adds.
-	InitContainerName  = "mesh-init"
-	ProxyContainerName = "mesh-proxy"
-	tokenVolume        = "mesh-identity-token"
-	rootsVolume        = "mesh-trust-roots"
-	tokenDir           = "/var/run/secrets/meshctl.io/identity"
-	rootsDir           = "/var/run/meshctl/roots"
+	tokenVolume = "mesh-identity-token"
+	rootsVolume = "mesh-trust-roots"
+	tokenDir    = "/var/run/secrets/meshctl.io/identity"
+	rootsDir    = "/var/run/meshctl/roots"
 )
 
 // Config is what every injection needs to know about the mesh.
@@ -105,7 +72,8 @@ func ParseClusterNetworks(s string) (string, error) {
 	return strings.Join(out, ","), nil
 }
 
-func (c Config) withDefaults() Config {
+// WithDefaults fills in the defaults of the fields left empty.
+func (c Config) WithDefaults() Config {
 	if c.ImagePullPolicy == "" {
 		c.ImagePullPolicy = "IfNotPresent"
 	}
@@ -144,7 +112,7 @@ func (c Config) Validate() error {
 	if c.ProxyImage == "" || c.ProxyVersion == "" {
 		return errors.New("injector: the proxy image and version are required")
 	}
-	c = c.withDefaults()
+	c = c.WithDefaults()
 	switch c.ImagePullPolicy {
 	case "Always", "IfNotPresent", "Never":
 	default:

@@ -1,14 +1,17 @@
-package injector
+package podpatch
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
 
+	"gomodules.xyz/jsonpatch/v2"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/meshctl/meshctl/internal/meshnames"
 	"github.com/meshctl/meshctl/internal/portspec"
 )
 
@@ -20,7 +23,7 @@ import (
 // exception: the cluster's networks (the safe choice) apply instead, and
 // Warnings says so.
 func Patch(pod *corev1.Pod, namespace string, nsAnnotations map[string]string, cfg Config) (*corev1.Pod, string, error) {
-	cfg = cfg.withDefaults()
+	cfg = cfg.WithDefaults()
 	if namespace == cfg.ControlPlaneNamespace {
 		return nil, "the control plane is not meshed", nil
 	}
@@ -28,11 +31,11 @@ func Patch(pod *corev1.Pod, namespace string, nsAnnotations map[string]string, c
 		return nil, "pods on the host network cannot be meshed", nil
 	}
 	for _, c := range append(pod.Spec.InitContainers, pod.Spec.Containers...) {
-		if c.Name == ProxyContainerName || c.Name == InitContainerName {
+		if c.Name == meshnames.ProxyContainerName || c.Name == meshnames.InitContainerName {
 			return nil, "the pod already has the proxy", nil
 		}
 	}
-	want, err := wanted(pod.Annotations[InjectAnnotation], nsAnnotations[InjectAnnotation])
+	want, err := Wanted(pod.Annotations[meshnames.InjectAnnotation], nsAnnotations[meshnames.InjectAnnotation])
 	if err != nil {
 		return nil, "", err
 	}
@@ -42,7 +45,7 @@ func Patch(pod *corev1.Pod, namespace string, nsAnnotations map[string]string, c
 	a := pod.Annotations
 	initArgs := []string{"init"}
 	for _, f := range []struct{ annotation, flag string }{
-		{SkipInboundPorts, "--skip-inbound-ports"}, {SkipOutboundPorts, "--skip-outbound-ports"},
+		{meshnames.SkipInboundPorts, "--skip-inbound-ports"}, {meshnames.SkipOutboundPorts, "--skip-outbound-ports"},
 	} {
 		if v := a[f.annotation]; v != "" {
 			if _, err := portspec.ParsePorts(v); err != nil {
@@ -51,38 +54,38 @@ func Patch(pod *corev1.Pod, namespace string, nsAnnotations map[string]string, c
 			initArgs = append(initArgs, f.flag, v)
 		}
 	}
-	if v := a[SkipOutboundSubnets]; v != "" {
+	if v := a[meshnames.SkipOutboundSubnets]; v != "" {
 		if _, err := portspec.ParseNets(v); err != nil {
-			return nil, "", fmt.Errorf("annotation %s: %w", SkipOutboundSubnets, err)
+			return nil, "", fmt.Errorf("annotation %s: %w", meshnames.SkipOutboundSubnets, err)
 		}
 		initArgs = append(initArgs, "--skip-outbound-subnets", v)
 	}
 	proxyArgs := []string{"run", "--identity-addr", cfg.ControllerAddr, "--trust-roots", rootsDir + "/roots.pem",
 		"--identity-token-file", tokenDir + "/token", "--trust-domain", cfg.TrustDomain}
-	if v := a[OpaquePorts]; v != "" {
+	if v := a[meshnames.OpaquePorts]; v != "" {
 		ranges, err := portspec.ParsePorts(v)
 		if err != nil {
-			return nil, "", fmt.Errorf("annotation %s: %w", OpaquePorts, err)
+			return nil, "", fmt.Errorf("annotation %s: %w", meshnames.OpaquePorts, err)
 		}
 		for _, r := range ranges {
 			if r.From != r.To {
-				return nil, "", fmt.Errorf("annotation %s: list single ports, not ranges (%d-%d)", OpaquePorts, r.From, r.To)
+				return nil, "", fmt.Errorf("annotation %s: list single ports, not ranges (%d-%d)", meshnames.OpaquePorts, r.From, r.To)
 			}
 		}
 		proxyArgs = append(proxyArgs, "--opaque-ports", v)
 	}
 	logLevel := "info"
-	if v := a[ProxyLogLevel]; v != "" {
+	if v := a[meshnames.ProxyLogLevel]; v != "" {
 		switch v {
 		case "debug", "info", "warn", "error":
 			logLevel = v
 		default:
-			return nil, "", fmt.Errorf("annotation %s: %q is not debug, info, warn or error", ProxyLogLevel, v)
+			return nil, "", fmt.Errorf("annotation %s: %q is not debug, info, warn or error", meshnames.ProxyLogLevel, v)
 		}
 	}
-	if v := a[ProxyQueueTimeout]; v != "" {
+	if v := a[meshnames.ProxyQueueTimeout]; v != "" {
 		if d, err := time.ParseDuration(v); err != nil || d <= 0 {
-			return nil, "", fmt.Errorf("annotation %s: %q is not a positive duration such as 3s", ProxyQueueTimeout, v)
+			return nil, "", fmt.Errorf("annotation %s: %q is not a positive duration such as 3s", meshnames.ProxyQueueTimeout, v)
 		}
 		proxyArgs = append(proxyArgs, "--queue-timeout", v)
 	}
@@ -98,7 +101,7 @@ func Patch(pod *corev1.Pod, namespace string, nsAnnotations map[string]string, c
 	always := corev1.ContainerRestartPolicyAlways
 	pullPolicy := corev1.PullPolicy(cfg.ImagePullPolicy)
 	initC := corev1.Container{
-		Name: InitContainerName, Image: cfg.ProxyImage, ImagePullPolicy: pullPolicy, Args: initArgs,
+		Name: meshnames.InitContainerName, Image: cfg.ProxyImage, ImagePullPolicy: pullPolicy, Args: initArgs,
 		SecurityContext: &corev1.SecurityContext{
 			RunAsUser: &root, RunAsNonRoot: &no, ReadOnlyRootFilesystem: &yes, AllowPrivilegeEscalation: &no,
 			Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN", "NET_RAW"}, Drop: []corev1.Capability{"ALL"}},
@@ -112,7 +115,7 @@ func Patch(pod *corev1.Pod, namespace string, nsAnnotations map[string]string, c
 		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}}
 	}
 	proxy := corev1.Container{
-		Name: ProxyContainerName, Image: cfg.ProxyImage, ImagePullPolicy: pullPolicy, Args: proxyArgs,
+		Name: meshnames.ProxyContainerName, Image: cfg.ProxyImage, ImagePullPolicy: pullPolicy, Args: proxyArgs,
 		RestartPolicy: &always,
 		Env: []corev1.EnvVar{
 			fieldEnv("MESH_PROXY_NAMESPACE", "metadata.namespace"),
@@ -160,17 +163,17 @@ func Patch(pod *corev1.Pod, namespace string, nsAnnotations map[string]string, c
 	if out.Labels == nil {
 		out.Labels = map[string]string{}
 	}
-	out.Labels[VersionLabel] = cfg.ProxyVersion
-	out.Labels[WorkloadLabel] = workloadName(pod)
+	out.Labels[meshnames.VersionLabel] = cfg.ProxyVersion
+	out.Labels[meshnames.WorkloadLabel] = workloadName(pod)
 	return out, "", nil
 }
 
-// wanted applies the rule: a pod's own "disabled" wins, then its "enabled",
+// Wanted applies the rule: a pod's own "disabled" wins, then its "enabled",
 // then its namespace's "enabled".
-func wanted(podValue, nsValue string) (bool, error) {
+func Wanted(podValue, nsValue string) (bool, error) {
 	for _, v := range []struct{ where, value string }{{"pod", podValue}, {"namespace", nsValue}} {
 		if v.value != "" && v.value != "enabled" && v.value != "disabled" {
-			return false, fmt.Errorf("the %s's %s annotation is %q; want enabled or disabled", v.where, InjectAnnotation, v.value)
+			return false, fmt.Errorf("the %s's %s annotation is %q; want enabled or disabled", v.where, meshnames.InjectAnnotation, v.value)
 		}
 	}
 	switch {
@@ -191,10 +194,10 @@ func proxyResources(a map[string]string, cfg Config) (corev1.ResourceRequirement
 		list            corev1.ResourceList
 		name            corev1.ResourceName
 	}{
-		{ProxyCPURequest, cfg.CPURequest, r.Requests, corev1.ResourceCPU},
-		{ProxyMemoryRequest, cfg.MemoryRequest, r.Requests, corev1.ResourceMemory},
-		{ProxyCPULimit, "", r.Limits, corev1.ResourceCPU},
-		{ProxyMemoryLimit, cfg.MemoryLimit, r.Limits, corev1.ResourceMemory},
+		{meshnames.ProxyCPURequest, cfg.CPURequest, r.Requests, corev1.ResourceCPU},
+		{meshnames.ProxyMemoryRequest, cfg.MemoryRequest, r.Requests, corev1.ResourceMemory},
+		{meshnames.ProxyCPULimit, "", r.Limits, corev1.ResourceCPU},
+		{meshnames.ProxyMemoryLimit, cfg.MemoryLimit, r.Limits, corev1.ResourceMemory},
 	} {
 		v := a[f.annotation]
 		if v == "" {
@@ -244,13 +247,13 @@ func clusterNetworks(a map[string]string, cfg Config) (networks, warning string)
 	if err != nil {
 		cluster = cfg.ClusterNetworks // Validate refuses it; Patch does not fail on it
 	}
-	v, ok := a[ClusterNetworks]
+	v, ok := a[meshnames.ClusterNetworks]
 	if !ok {
 		return cluster, ""
 	}
 	n, err := ParseClusterNetworks(v)
 	if err != nil {
-		return cluster, fmt.Sprintf("annotation %s ignored (%v); the proxy uses the cluster's networks %s", ClusterNetworks, err, cluster)
+		return cluster, fmt.Sprintf("annotation %s ignored (%v); the proxy uses the cluster's networks %s", meshnames.ClusterNetworks, err, cluster)
 	}
 	return n, ""
 }
@@ -259,7 +262,7 @@ func clusterNetworks(a map[string]string, cfg Config) (networks, warning string)
 // that fall back to the cluster's settings rather than refuse the pod). The
 // webhook returns them with the injection; nil when there are none.
 func Warnings(pod *corev1.Pod, cfg Config) []string {
-	cfg = cfg.withDefaults()
+	cfg = cfg.WithDefaults()
 	if _, w := clusterNetworks(pod.Annotations, cfg); w != "" {
 		return []string{"meshctl: " + w}
 	}
@@ -277,4 +280,17 @@ func defaultInbound(pod, ns map[string]string, cluster string) string {
 		}
 	}
 	return cluster
+}
+
+// JSONPatch is the RFC 6902 patch from one pod to another.
+func JSONPatch(orig, patched *corev1.Pod) ([]jsonpatch.Operation, error) {
+	a, err := json.Marshal(orig)
+	if err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(patched)
+	if err != nil {
+		return nil, err
+	}
+	return jsonpatch.CreatePatch(a, b)
 }

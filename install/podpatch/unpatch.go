@@ -1,17 +1,19 @@
-package injector
+package podpatch
 
 import (
 	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/meshctl/meshctl/internal/meshnames"
 )
 
 // HasProxy reports whether the pod already carries the injected containers
 // (injected by hand with `meshctl inject --manual`, or already mutated).
 func HasProxy(pod *corev1.Pod) bool {
 	return slices.ContainsFunc(append(slices.Clone(pod.Spec.InitContainers), pod.Spec.Containers...), func(c corev1.Container) bool {
-		return c.Name == ProxyContainerName || c.Name == InitContainerName
+		return c.Name == meshnames.ProxyContainerName || c.Name == meshnames.InitContainerName
 	})
 }
 
@@ -21,7 +23,9 @@ func HasProxy(pod *corev1.Pod) bool {
 // whether anything changed.
 func Unpatch(meta *corev1.Pod) bool {
 	changed := false
-	drop := func(c corev1.Container) bool { return c.Name == ProxyContainerName || c.Name == InitContainerName }
+	drop := func(c corev1.Container) bool {
+		return c.Name == meshnames.ProxyContainerName || c.Name == meshnames.InitContainerName
+	}
 	if n := len(meta.Spec.InitContainers); n > 0 {
 		meta.Spec.InitContainers = slices.DeleteFunc(meta.Spec.InitContainers, drop)
 		changed = changed || len(meta.Spec.InitContainers) != n
@@ -38,14 +42,14 @@ func Unpatch(meta *corev1.Pod) bool {
 			meta.Spec.Volumes = nil
 		}
 	}
-	for _, l := range []string{VersionLabel, WorkloadLabel} {
+	for _, l := range []string{meshnames.VersionLabel, meshnames.WorkloadLabel} {
 		if _, ok := meta.Labels[l]; ok {
 			delete(meta.Labels, l)
 			changed = true
 		}
 	}
 	for k := range meta.Annotations {
-		if k == InjectAnnotation || strings.HasPrefix(k, configPrefix) {
+		if k == meshnames.InjectAnnotation || strings.HasPrefix(k, meshnames.ConfigPrefix) {
 			delete(meta.Annotations, k)
 			changed = true
 		}

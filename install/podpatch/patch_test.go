@@ -1,4 +1,4 @@
-package injector
+package podpatch
 
 import (
 	"encoding/json"
@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/meshctl/meshctl/internal/meshnames"
 	"github.com/meshctl/meshctl/proxy/endpoints"
 )
 
@@ -86,7 +87,7 @@ func TestPatchMatchesGolden(t *testing.T) {
 // original, gives the patched pod.
 func checkPatchApplies(t *testing.T, orig, patched *corev1.Pod) {
 	t.Helper()
-	ops, err := jsonPatch(orig, patched)
+	ops, err := JSONPatch(orig, patched)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +129,7 @@ func TestPatchIsIdempotentAndLeavesTheInputAlone(t *testing.T) {
 func TestUnpatchReversesPatch(t *testing.T) {
 	orig := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "web", Labels: map[string]string{"app": "web"},
-			Annotations: map[string]string{InjectAnnotation: "enabled", OpaquePorts: "5432", "keep": "me"}},
+			Annotations: map[string]string{meshnames.InjectAnnotation: "enabled", meshnames.OpaquePorts: "5432", "keep": "me"}},
 		Spec: corev1.PodSpec{
 			InitContainers: []corev1.Container{{Name: "migrate", Image: "migrate:1"}},
 			Containers:     []corev1.Container{{Name: "web", Image: "web:1"}},
@@ -146,8 +147,8 @@ func TestUnpatchReversesPatch(t *testing.T) {
 		t.Fatal("Unpatch changed nothing")
 	}
 	want := orig.DeepCopy()
-	delete(want.Annotations, InjectAnnotation)
-	delete(want.Annotations, OpaquePorts)
+	delete(want.Annotations, meshnames.InjectAnnotation)
+	delete(want.Annotations, meshnames.OpaquePorts)
 	if !equality.Semantic.DeepEqual(patched, want) {
 		t.Errorf("Unpatch(Patch(pod)) = %+v, want %+v", patched, want)
 	}
@@ -160,7 +161,7 @@ func TestUnpatchReversesPatch(t *testing.T) {
 func proxyEnv(t *testing.T, pod *corev1.Pod, name string) string {
 	t.Helper()
 	for _, c := range pod.Spec.InitContainers {
-		if c.Name != ProxyContainerName {
+		if c.Name != meshnames.ProxyContainerName {
 			continue
 		}
 		for _, e := range c.Env {
@@ -182,11 +183,11 @@ func TestEveryProxyIsToldTheClusterNetworks(t *testing.T) {
 	cfg.ClusterNetworks = "198.18.0.0/15, 10.0.0.0/8"
 	pod := func(annotation string) *corev1.Pod {
 		p := &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Name: "web", Annotations: map[string]string{InjectAnnotation: "enabled"}},
+			ObjectMeta: metav1.ObjectMeta{Name: "web", Annotations: map[string]string{meshnames.InjectAnnotation: "enabled"}},
 			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "web:1"}}},
 		}
 		if annotation != "" {
-			p.Annotations[ClusterNetworks] = annotation
+			p.Annotations[meshnames.ClusterNetworks] = annotation
 		}
 		return p
 	}
@@ -210,7 +211,7 @@ func TestEveryProxyIsToldTheClusterNetworks(t *testing.T) {
 				t.Errorf("MESH_PROXY_CLUSTER_NETWORKS = %q, want %q", got, tc.want)
 			}
 			w := Warnings(p, cfg)
-			if tc.warned != (len(w) == 1 && strings.Contains(w[0], ClusterNetworks)) {
+			if tc.warned != (len(w) == 1 && strings.Contains(w[0], meshnames.ClusterNetworks)) {
 				t.Errorf("warnings %q, want a warning: %v", w, tc.warned)
 			}
 		})

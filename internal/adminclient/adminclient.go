@@ -1,4 +1,4 @@
-package adminapi
+package adminclient
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/rest"
+
+	"github.com/meshctl/meshctl/internal/meshnames"
 )
 
 // Request is a request for a pod's subresource through the API server, with
@@ -16,11 +18,27 @@ import (
 // kubernetes.Interface's CoreV1().RESTClient()). A tap is a stream (Stream);
 // the others answer at once (Do).
 func Request(c rest.Interface, namespace, pod, sub string) *rest.Request {
-	method := http.MethodGet
-	if s, ok := lookup(sub); ok {
-		method = s.method
+	return c.Verb(Method(sub)).AbsPath(Path(namespace, pod, sub))
+}
+
+// Method is the HTTP method a subresource takes: POST to renew, GET for
+// the others.
+func Method(sub string) string {
+	if sub == meshnames.AdminRenew {
+		return http.MethodPost
 	}
-	return c.Verb(method).AbsPath(Path(namespace, pod, sub))
+	return http.MethodGet
+}
+
+// Path is the API server path of a pod's subresource. A tap goes through
+// the watch path: the API server counts watches as long-running and never
+// cuts them off at its request timeout (a minute by default).
+func Path(namespace, pod, sub string) string {
+	watch := ""
+	if sub == meshnames.AdminTap {
+		watch = "watch/"
+	}
+	return fmt.Sprintf("/apis/%s/%snamespaces/%s/pods/%s/%s", meshnames.AdminGroupVersion, watch, namespace, pod, sub)
 }
 
 // Do sends a request that answers at once (anything but a tap) and returns
@@ -45,24 +63,24 @@ func Explain(err error, sub string) error {
 	if errors.As(err, &st) {
 		code = int(st.Status().Code)
 	}
-	role, verb := ViewerClusterRole, VerbGet
+	role, verb := meshnames.AdminViewerClusterRole, meshnames.VerbGet
 	switch sub {
-	case Renew:
-		role, verb = OperatorClusterRole, VerbCreate
-	case Tap:
-		verb = VerbWatch
+	case meshnames.AdminRenew:
+		role, verb = meshnames.AdminOperatorClusterRole, meshnames.VerbCreate
+	case meshnames.AdminTap:
+		verb = meshnames.VerbWatch
 	}
 	switch {
 	case apierrors.IsForbidden(err):
 		return fmt.Errorf("you may not %s pods/%s in API group %s there; a cluster admin can grant it with the ClusterRole %s "+
-			"(kubectl create rolebinding NAME -n NAMESPACE --clusterrole=%s --user=YOU): %w", verb, sub, Group, role, role, err)
+			"(kubectl create rolebinding NAME -n NAMESPACE --clusterrole=%s --user=YOU): %w", verb, sub, meshnames.AdminGroup, role, role, err)
 	case apierrors.IsNotFound(err):
-		if d := st.Status().Details; d != nil && d.Group == Group && d.Kind == Resource && d.Name != "" {
+		if d := st.Status().Details; d != nil && d.Group == meshnames.AdminGroup && d.Kind == meshnames.AdminResource && d.Name != "" {
 			return fmt.Errorf("the pod is gone: %w", err)
 		}
-		return fmt.Errorf("the API server does not serve %s (APIService %s): is meshctl installed? run 'meshctl check': %w", GroupVersion, APIServiceName, err)
+		return fmt.Errorf("the API server does not serve %s (APIService %s): is meshctl installed? run 'meshctl check': %w", meshnames.AdminGroupVersion, meshnames.AdminAPIServiceName, err)
 	case code == http.StatusServiceUnavailable || apierrors.IsServiceUnavailable(err):
-		return fmt.Errorf("the admin API (APIService %s) is not available: run 'meshctl check': %w", APIServiceName, err)
+		return fmt.Errorf("the admin API (APIService %s) is not available: run 'meshctl check': %w", meshnames.AdminAPIServiceName, err)
 	case apierrors.IsUnauthorized(err):
 		return fmt.Errorf("unauthorized (if your credentials work elsewhere, the controller does not accept the API server's front proxy: run 'meshctl check'): %w", err)
 	case code == http.StatusBadGateway:
@@ -82,7 +100,7 @@ func Available(ctx context.Context, api rest.Interface) (ok bool, why string, er
 	if c == nil {
 		return false, "", errors.New("no REST client to read the APIService with")
 	}
-	raw, err := c.Get().AbsPath("/apis/apiregistration.k8s.io/v1/apiservices/" + APIServiceName).DoRaw(ctx)
+	raw, err := c.Get().AbsPath("/apis/apiregistration.k8s.io/v1/apiservices/" + meshnames.AdminAPIServiceName).DoRaw(ctx)
 	if err != nil {
 		return false, "", err
 	}
@@ -92,15 +110,15 @@ func Available(ctx context.Context, api rest.Interface) (ok bool, why string, er
 		}
 	}
 	if err := json.Unmarshal(raw, &svc); err != nil {
-		return false, "", fmt.Errorf("APIService %s: %w", APIServiceName, err)
+		return false, "", fmt.Errorf("APIService %s: %w", meshnames.AdminAPIServiceName, err)
 	}
 	for _, c := range svc.Status.Conditions {
 		if c.Type == "Available" {
 			if c.Status == "True" {
 				// The aggregator marks it available before the API server
 				// routes to it: ask through it, as tap and top will.
-				if _, err := api.Get().AbsPath("/apis/" + GroupVersion).DoRaw(ctx); err != nil {
-					return false, fmt.Sprintf("available, but the API server does not answer for %s yet: %v", GroupVersion, err), nil
+				if _, err := api.Get().AbsPath("/apis/" + meshnames.AdminGroupVersion).DoRaw(ctx); err != nil {
+					return false, fmt.Sprintf("available, but the API server does not answer for %s yet: %v", meshnames.AdminGroupVersion, err), nil
 				}
 				return true, "", nil
 			}
