@@ -3,7 +3,9 @@
 // namespace. A copy is made when the injector meshes the namespace's first
 // pod, carries the CopyLabel, and follows the control plane's ConfigMap (a
 // trust-anchor rotation reaches every namespace within seconds; the kubelet
-// then refreshes the mounted directory).
+// then refreshes the mounted directory). Every change queues the namespaces
+// concerned in a rate-limited work queue: a copy that fails is retried with
+// backoff, not left until the next resync.
 //
 // The name is the mesh's in every namespace: whatever a ConfigMap of that
 // name holds outside the control plane's namespace is overwritten with the
@@ -24,6 +26,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -34,12 +37,20 @@ import (
 	"k8s.io/client-go/kubernetes"
 	listerscorev1 "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
 )
 
 // CopyLabel marks the copies this package owns.
 const CopyLabel = "meshctl.io/trust-roots-copy"
 
-// Copier makes and updates the copies.
+// queueName names the Copier's work queue (in the workqueue metrics).
+const queueName = "trust-bundle-copies"
+
+// workers is how many copies Run makes at once.
+const workers = 2
+
+// Copier makes and updates the copies. Its work queue holds namespaces
+// whose copy is to be checked; a failed copy is retried with backoff.
 type Copier struct {
 	client    kubernetes.Interface
 	namespace string // the control plane's, holding the source
@@ -47,7 +58,7 @@ type Copier struct {
 	lister    listerscorev1.ConfigMapLister
 	informer  cache.SharedIndexInformer
 	log       *slog.Logger
-	wake      chan struct{}
+	queue     workqueue.TypedRateLimitingInterface[string] // namespaces
 }
 
 // NewFactory returns an informer factory that sees only ConfigMaps called
@@ -64,22 +75,43 @@ func New(client kubernetes.Interface, factory informers.SharedInformerFactory, n
 		client: client, namespace: namespace, name: name, log: log,
 		lister:   factory.Core().V1().ConfigMaps().Lister(),
 		informer: factory.Core().V1().ConfigMaps().Informer(),
-		wake:     make(chan struct{}, 1),
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
+			workqueue.TypedRateLimitingQueueConfig[string]{Name: queueName}),
 	}
-	poke := func(any) { c.poke() }
 	if _, err := c.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: poke, UpdateFunc: func(_, n any) { poke(n) }, DeleteFunc: poke,
+		AddFunc: c.enqueue, UpdateFunc: func(_, n any) { c.enqueue(n) }, DeleteFunc: c.enqueue,
 	}); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("watch the trust bundle ConfigMaps: %w", err)
 	}
 	return c, nil
 }
 
-// poke wakes Run (buffered: one pending wake-up is enough).
-func (c *Copier) poke() {
-	select {
-	case c.wake <- struct{}{}:
-	default:
+// enqueue queues the namespace of obj, a ConfigMap of the name (or its
+// tombstone); for the source, every namespace holding a copy.
+func (c *Copier) enqueue(obj any) {
+	key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
+	if err != nil {
+		c.log.Warn("a trust bundle ConfigMap event without a key", "error", err)
+		return
+	}
+	ns, _, err := cache.SplitMetaNamespaceKey(key)
+	if err != nil {
+		c.log.Warn("a trust bundle ConfigMap event without a key", "key", key, "error", err)
+		return
+	}
+	if ns != c.namespace {
+		c.queue.Add(ns)
+		return
+	}
+	all, err := c.lister.List(labels.Everything())
+	if err != nil {
+		c.log.Warn("listing the trust bundle copies", "error", err)
+		return
+	}
+	for _, cm := range all {
+		if cm.Namespace != c.namespace && cm.Name == c.name {
+			c.queue.Add(cm.Namespace)
+		}
 	}
 }
 
@@ -87,43 +119,69 @@ func (c *Copier) poke() {
 func (c *Copier) Synced() bool { return c.informer.HasSynced() }
 
 // Run brings every copy up to date whenever the source or a copy changes,
-// and at every resync of the factory's informer, until ctx ends.
+// and at every resync of the factory's informer, with a few workers; a
+// copy that fails is retried with backoff (logged at warn). It returns nil
+// once ctx has ended and its workers have exited; call it once.
 func (c *Copier) Run(ctx context.Context) error {
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-c.wake:
-		}
-		if err := c.syncAll(ctx); err != nil {
-			c.log.Warn("updating the trust bundle copies", "error", err)
-			// The informer's resync wakes us again; so does the next change.
-		}
+	go func() {
+		<-ctx.Done()
+		c.queue.ShutDown()
+	}()
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for c.processNext(ctx) {
+			}
+		})
 	}
+	wg.Wait()
+	return nil
 }
 
-// syncAll makes every ConfigMap of the name, in every namespace but the
-// control plane's, an exact copy of the source.
-func (c *Copier) syncAll(ctx context.Context) error {
+// processNext syncs the next namespace of the queue; false once the queue
+// is shut down (or ctx ended: what is left is not copied).
+func (c *Copier) processNext(ctx context.Context) bool {
+	ns, shutdown := c.queue.Get()
+	if shutdown {
+		return false
+	}
+	defer c.queue.Done(ns)
+	if ctx.Err() != nil {
+		return false
+	}
+	if err := c.sync(ctx, ns); err != nil {
+		c.log.Warn("updating the trust bundle copy, will retry", "namespace", ns, "error", err,
+			"retries", c.queue.NumRequeues(ns))
+		c.queue.AddRateLimited(ns)
+		return true
+	}
+	c.queue.Forget(ns)
+	return true
+}
+
+// sync makes the ConfigMap of the name in namespace ns, if there is one,
+// an exact copy of the source. It makes none where there is none: Ensure
+// does, for the namespaces being meshed.
+func (c *Copier) sync(ctx context.Context, ns string) error {
+	if ns == c.namespace {
+		return nil
+	}
 	src, err := c.lister.ConfigMaps(c.namespace).Get(c.name)
+	if apierrors.IsNotFound(err) {
+		return nil // no source yet: nothing to copy; its arrival queues every copy
+	}
 	if err != nil {
-		return nil // no source yet: nothing to copy
+		return fmt.Errorf("the trust bundle %s/%s: %w", c.namespace, c.name, err)
 	}
-	all, err := c.lister.List(labels.Everything())
+	cm, err := c.lister.ConfigMaps(ns).Get(c.name)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
 	if err != nil {
-		return err
+		return fmt.Errorf("%s/%s: %w", ns, c.name, err)
 	}
-	var errs []error
-	for _, cm := range all {
-		if cm.Namespace == c.namespace || cm.Name != c.name {
-			continue
-		}
-		if err := c.reconcile(ctx, src, cm); err != nil {
-			errs = append(errs, fmt.Errorf("%s/%s: %w", cm.Namespace, cm.Name, err))
-		}
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("%d copies not updated, first: %w", len(errs), errs[0])
+	if err := c.reconcile(ctx, src, cm); err != nil {
+		return fmt.Errorf("%s/%s: %w", ns, c.name, err)
 	}
 	return nil
 }

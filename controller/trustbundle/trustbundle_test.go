@@ -6,12 +6,16 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 )
 
 func configMap(ns, roots string, lbls map[string]string) *corev1.ConfigMap {
@@ -87,8 +91,14 @@ func TestCopiesFollowTheSource(t *testing.T) {
 // startCopier runs a Copier on client until the test ends.
 func startCopier(t *testing.T, client *fake.Clientset, log *slog.Logger) *Copier {
 	t.Helper()
+	return startCopierResync(t, client, log, 0)
+}
+
+// startCopierResync is startCopier with the factory's resync period.
+func startCopierResync(t *testing.T, client *fake.Clientset, log *slog.Logger, resync time.Duration) *Copier {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	factory := NewFactory(client, "mesh-trust-roots", 0)
+	factory := NewFactory(client, "mesh-trust-roots", resync)
 	c, err := New(client, factory, "meshctl", "mesh-trust-roots", log)
 	if err != nil {
 		t.Fatal(err)
@@ -216,5 +226,99 @@ func TestEnsureWithoutSourceFails(t *testing.T) {
 	factory.WaitForCacheSync(ctx.Done())
 	if err := c.Ensure(ctx, "shop"); err == nil {
 		t.Error("Ensure without a source succeeded")
+	}
+}
+
+// refuseWrites makes the fake client refuse the first n creates and updates
+// of the bundle's ConfigMap in namespace ns, and counts every attempt.
+func refuseWrites(client *fake.Clientset, ns string, n int32) (attempts *atomic.Int32) {
+	attempts = new(atomic.Int32)
+	refuse := func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if a.GetNamespace() != ns {
+			return false, nil, nil
+		}
+		if attempts.Add(1) <= n {
+			return true, nil, apierrors.NewServiceUnavailable("refused for the test")
+		}
+		return false, nil, nil
+	}
+	client.PrependReactor("create", "configmaps", refuse)
+	client.PrependReactor("update", "configmaps", refuse)
+	return attempts
+}
+
+// TestAFailedCopyIsRetried: the API server refuses the first writes of a
+// copy; the copier tries again with backoff, and the copy is right within
+// seconds, long before the informer's resync (ten minutes) could wake it,
+// with a warning naming the namespace and the error for every failure.
+func TestAFailedCopyIsRetried(t *testing.T) {
+	client := fake.NewClientset(configMap("meshctl", "NEW ROOT", nil),
+		configMap("shop", "OLD ROOT", map[string]string{CopyLabel: "true"}))
+	const refusals = 4 // more than the informer's events at start could wake a copier without retries
+	attempts := refuseWrites(client, "shop", refusals)
+	var logs syncBuffer
+	startCopierResync(t, client, slog.New(slog.NewTextHandler(&logs, nil)), 10*time.Minute)
+
+	ctx := context.Background()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		cm, err := client.CoreV1().ConfigMaps("shop").Get(ctx, "mesh-trust-roots", metav1.GetOptions{})
+		if err == nil && cm.Data["roots.pem"] == "NEW ROOT" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %d write attempts the copy in shop is %+v (%v), want NEW ROOT; logs:\n%s", attempts.Load(), cm, err, logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := attempts.Load(); n != refusals+1 {
+		t.Errorf("%d write attempts, want %d refused and 1 that succeeded", n, refusals)
+	}
+	warned := 0
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, "level=WARN") && strings.Contains(line, "namespace=shop") && strings.Contains(line, "refused for the test") {
+			warned++
+		}
+	}
+	if warned != refusals {
+		t.Errorf("%d warnings naming the namespace and the error, want %d:\n%s", warned, refusals, logs.String())
+	}
+}
+
+// TestRunReturnsWhenCtxEnds: Run returns nil once ctx ends, even with a
+// copy waiting in backoff (its every write refused).
+func TestRunReturnsWhenCtxEnds(t *testing.T) {
+	client := fake.NewClientset(configMap("meshctl", "NEW ROOT", nil),
+		configMap("shop", "OLD ROOT", map[string]string{CopyLabel: "true"}))
+	attempts := refuseWrites(client, "shop", 1<<30)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	factory := NewFactory(client, "mesh-trust-roots", 10*time.Minute)
+	c, err := New(client, factory, "meshctl", "mesh-trust-roots", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	factory.Start(ctx.Done())
+	defer factory.Shutdown()
+	defer cancel() // before Shutdown, which waits for the informers to stop
+	factory.WaitForCacheSync(ctx.Done())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+
+	deadline := time.Now().Add(5 * time.Second)
+	for attempts.Load() < 3 { // refused, then retried with backoff
+		if time.Now().After(deadline) {
+			t.Fatalf("%d write attempts in shop, want the copy retried", attempts.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run returned %v, want nil", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after ctx ended")
 	}
 }
