@@ -23,7 +23,6 @@ import (
 	"github.com/meshctl/meshctl/internal/meshnames"
 	"github.com/meshctl/meshctl/internal/policyapi"
 	"github.com/meshctl/meshctl/internal/version"
-	"github.com/meshctl/meshctl/proxy/endpoints"
 )
 
 // fieldManager owns what meshctl applies (server-side apply).
@@ -86,7 +85,7 @@ A namespace or a pod (the pod's wins) overrides it with the annotation
 --cluster-networks lists the cluster's pod and Service networks (CIDRs): a
 proxy never reaches a destination in them in plaintext until the controller
 says it is outside the mesh. The default covers the private ranges
-(` + endpoints.DefaultClusterNetworks + `);
+(` + meshnames.DefaultClusterNetworks + `);
 a cluster whose pod or Service ranges lie elsewhere must list them, or traffic
 to them fails open while discovery is slow or the controller is away. A pod
 overrides it with the annotation ` + meshnames.ClusterNetworks + `.
@@ -133,7 +132,7 @@ With -o yaml|json or --dry-run it only prints them, the Gateway API CRDs first
 	f.StringVar(&o.values.LogLevel, "controller-log-level", "info", "the controller's log level: debug, info, warn or error")
 	f.StringVar(&o.values.DefaultInboundPolicy, "default-inbound-policy", policyapi.DefaultAllUnauthenticated,
 		"what meshed pods let in on ports no AuthorizationPolicy selects: all-unauthenticated, all-authenticated or deny (annotation "+policyapi.DefaultPolicyAnnotation+" overrides it)")
-	f.StringVar(&o.values.ClusterNetworks, "cluster-networks", endpoints.DefaultClusterNetworks,
+	f.StringVar(&o.values.ClusterNetworks, "cluster-networks", meshnames.DefaultClusterNetworks,
 		"the cluster's pod and Service networks (CIDRs, comma-separated): proxies never reach them in plaintext until the controller says a destination is outside the mesh (annotation "+meshnames.ClusterNetworks+" overrides it per pod)")
 	f.StringVar(&o.identity.anchors, "identity-trust-anchors-file", "", "PEM trust anchors to use instead of generating one")
 	f.StringVar(&o.identity.issuerCert, "identity-issuer-certificate-file", "", "PEM issuer certificate, signed by one of the trust anchors")

@@ -205,7 +205,7 @@ func defaultAnchorFile(contextName string) string {
 // existingWebhook returns the cluster's webhook certificate when it is
 // still good for a while and names the Service.
 func existingWebhook(ctx context.Context, client kubernetes.Interface, ns string) (install.Webhook, bool) {
-	sec, err := client.CoreV1().Secrets(ns).Get(ctx, webhookcert.SecretName, metav1.GetOptions{})
+	sec, err := client.CoreV1().Secrets(ns).Get(ctx, meshnames.WebhookSecret, metav1.GetOptions{})
 	if err != nil {
 		return install.Webhook{}, false
 	}

@@ -15,8 +15,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/meshctl/meshctl/internal/adminclient"
+	"github.com/meshctl/meshctl/internal/api"
 	"github.com/meshctl/meshctl/internal/meshnames"
-	"github.com/meshctl/meshctl/proxy/admin"
 )
 
 // proxyAdminPort is where every proxy serves /metrics, which anyone may read
@@ -25,7 +25,7 @@ import (
 const proxyAdminPort = "4191"
 
 // proxyIdentity is a proxy's /identity.
-type proxyIdentity = admin.IdentityInfo
+type proxyIdentity = api.IdentityInfo
 
 // hasProxy says whether a pod's init containers include the proxy.
 func hasProxy(cs []corev1.Container) bool {

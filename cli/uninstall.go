@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -16,12 +17,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
 
-	"github.com/spf13/cobra"
-
-	"github.com/meshctl/meshctl/controller/adminapi"
-	"github.com/meshctl/meshctl/controller/trustbundle"
 	"github.com/meshctl/meshctl/install"
 	"github.com/meshctl/meshctl/install/gatewayapi"
+	"github.com/meshctl/meshctl/internal/meshnames"
 )
 
 type uninstallOptions struct {
@@ -123,7 +121,7 @@ func runUninstall(ctx context.Context, o *uninstallOptions, stdout, stderr io.Wr
 			del("ClusterRole "+r.Name, client.RbacV1().ClusterRoles().Delete(ctx, r.Name, metav1.DeleteOptions{}))
 		}
 	}
-	rbs, err := client.RbacV1().RoleBindings(adminapi.AuthConfigMapNamespace).List(ctx, selector)
+	rbs, err := client.RbacV1().RoleBindings(meshnames.AuthConfigMapNamespace).List(ctx, selector)
 	if err != nil {
 		errs = append(errs, err)
 	} else {
@@ -131,7 +129,7 @@ func runUninstall(ctx context.Context, o *uninstallOptions, stdout, stderr io.Wr
 			del("RoleBinding "+b.Namespace+"/"+b.Name, client.RbacV1().RoleBindings(b.Namespace).Delete(ctx, b.Name, metav1.DeleteOptions{}))
 		}
 	}
-	copies, err := client.CoreV1().ConfigMaps("").List(ctx, metav1.ListOptions{LabelSelector: trustbundle.CopyLabel + "=true"})
+	copies, err := client.CoreV1().ConfigMaps("").List(ctx, metav1.ListOptions{LabelSelector: meshnames.TrustRootsCopyLabel + "=true"})
 	if err != nil {
 		errs = append(errs, err)
 	} else {

@@ -12,7 +12,6 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
 
-	"github.com/meshctl/meshctl/install/webhookcert"
 	"github.com/meshctl/meshctl/internal/meshnames"
 )
 
@@ -28,7 +27,7 @@ type webhookCert struct {
 func (w *webhookCert) watch(factory informers.SharedInformerFactory) error {
 	on := func(obj any) {
 		s, ok := obj.(*corev1.Secret)
-		if !ok || s.Name != webhookcert.SecretName {
+		if !ok || s.Name != meshnames.WebhookSecret {
 			return
 		}
 		cert, err := tls.X509KeyPair(s.Data[corev1.TLSCertKey], s.Data[corev1.TLSPrivateKeyKey])
@@ -49,7 +48,7 @@ func (w *webhookCert) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	if c := w.cert.Load(); c != nil {
 		return c, nil
 	}
-	return nil, errors.New("no webhook certificate yet (Secret " + webhookcert.SecretName + ")")
+	return nil, errors.New("no webhook certificate yet (Secret " + meshnames.WebhookSecret + ")")
 }
 
 // webhookServer serves the injector: TLS 1.3 only, bounded headers and

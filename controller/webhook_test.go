@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/meshctl/meshctl/install/webhookcert"
+	"github.com/meshctl/meshctl/internal/meshnames"
 )
 
 func webhookSecret(t *testing.T) (*corev1.Secret, *webhookcert.Bundle) {
@@ -29,7 +30,7 @@ func webhookSecret(t *testing.T) (*corev1.Secret, *webhookcert.Bundle) {
 		t.Fatal(err)
 	}
 	return &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: webhookcert.SecretName, Namespace: "meshctl"},
+		ObjectMeta: metav1.ObjectMeta{Name: meshnames.WebhookSecret, Namespace: "meshctl"},
 		Type:       corev1.SecretTypeTLS,
 		Data:       map[string][]byte{corev1.TLSCertKey: b.CertPEM, corev1.TLSPrivateKeyKey: b.KeyPEM, "ca.crt": b.CABundle},
 	}, b

@@ -29,7 +29,6 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/meshctl/meshctl/identity/ca"
-	"github.com/meshctl/meshctl/install/webhookcert"
 	"github.com/meshctl/meshctl/internal/adminclient"
 	"github.com/meshctl/meshctl/internal/meshnames"
 )
@@ -275,7 +274,7 @@ func controllerPodIP(t *testing.T) string {
 // certificate (none when nil), and returns the status and body.
 func getController(ctx context.Context, t *testing.T, url string, cert *tls.Certificate, header http.Header) (int, string) {
 	t.Helper()
-	sec, err := cluster.client.CoreV1().Secrets("meshctl").Get(ctx, webhookcert.SecretName, metav1.GetOptions{})
+	sec, err := cluster.client.CoreV1().Secrets("meshctl").Get(ctx, meshnames.WebhookSecret, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 
-	"github.com/meshctl/meshctl/controller/adminapi"
 	"github.com/meshctl/meshctl/internal/meshnames"
 )
 
@@ -44,8 +43,8 @@ func (v Values) adminAPIRBAC() []runtime.Object {
 	return []runtime.Object{
 		&rbacv1.RoleBinding{
 			TypeMeta:   typeMeta("rbac.authorization.k8s.io/v1", "RoleBinding"),
-			ObjectMeta: v.meta(adminapi.AuthConfigMapNamespace, AuthReaderBinding, nil),
-			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: adminapi.AuthReaderRole},
+			ObjectMeta: v.meta(meshnames.AuthConfigMapNamespace, AuthReaderBinding, nil),
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: meshnames.AuthReaderRole},
 			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: meshnames.ServiceAccount, Namespace: v.Namespace}},
 		},
 		&rbacv1.ClusterRole{

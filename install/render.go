@@ -16,7 +16,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/meshctl/meshctl/install/podpatch"
-	"github.com/meshctl/meshctl/install/webhookcert"
 	"github.com/meshctl/meshctl/internal/meshnames"
 )
 
@@ -61,7 +60,7 @@ func Render(v Values) ([]runtime.Object, error) {
 		},
 		&corev1.Secret{
 			TypeMeta:   typeMeta("v1", "Secret"),
-			ObjectMeta: v.meta(v.Namespace, webhookcert.SecretName, nil),
+			ObjectMeta: v.meta(v.Namespace, meshnames.WebhookSecret, nil),
 			Type:       corev1.SecretTypeTLS,
 			Data: map[string][]byte{
 				corev1.TLSCertKey: v.Webhook.CertPEM, corev1.TLSPrivateKeyKey: v.Webhook.KeyPEM, "ca.crt": v.Webhook.CABundle,

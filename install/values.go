@@ -9,7 +9,6 @@ import (
 	"github.com/meshctl/meshctl/internal/meshnames"
 	"github.com/meshctl/meshctl/internal/policyapi"
 	"github.com/meshctl/meshctl/internal/version"
-	"github.com/meshctl/meshctl/proxy/endpoints"
 )
 
 // Labels every installed object carries; uninstall finds them by PartOfLabel.
@@ -116,7 +115,7 @@ func (v Values) WithDefaults() Values {
 		v.DefaultInboundPolicy = policyapi.DefaultAllUnauthenticated
 	}
 	if v.ClusterNetworks == "" {
-		v.ClusterNetworks = endpoints.DefaultClusterNetworks
+		v.ClusterNetworks = meshnames.DefaultClusterNetworks
 	}
 	return v
 }

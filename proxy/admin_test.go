@@ -11,10 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshctl/meshctl/internal/api"
 	"github.com/meshctl/meshctl/internal/certs"
 	"github.com/meshctl/meshctl/internal/netnstest"
 	"github.com/meshctl/meshctl/internal/testpki"
-	"github.com/meshctl/meshctl/proxy/tap"
 )
 
 // TestIdentityEndpointAndExpiryMetric: /identity describes the certificate
@@ -57,7 +57,7 @@ func TestTapStreamsFilteredEventsAndSaysWhatItDropped(t *testing.T) {
 	}
 	get("/other") // filtered out
 	get("/tapped/one")
-	var got []tap.Event
+	var got []api.TapEvent
 	for len(got) < 3 {
 		select {
 		case e := <-events:
@@ -66,13 +66,13 @@ func TestTapStreamsFilteredEventsAndSaysWhatItDropped(t *testing.T) {
 			t.Fatalf("tap gave %d events, want start, headers, end", len(got))
 		}
 	}
-	if got[0].Type != tap.Start || got[0].Path != "/tapped/one" || got[0].Method != "GET" || got[0].ClientID != clientSPIFFE || got[0].Direction != "inbound" {
+	if got[0].Type != api.TapStart || got[0].Path != "/tapped/one" || got[0].Method != "GET" || got[0].ClientID != clientSPIFFE || got[0].Direction != "inbound" {
 		t.Errorf("start event %+v", got[0])
 	}
-	if got[1].Type != tap.Headers || got[1].Status != 200 {
+	if got[1].Type != api.TapHeaders || got[1].Status != 200 {
 		t.Errorf("headers event %+v", got[1])
 	}
-	if got[2].Type != tap.End || got[2].Status != 200 || got[2].Bytes != 5 || got[2].LatencyMs <= 0 || got[2].ID != got[0].ID {
+	if got[2].Type != api.TapEnd || got[2].Status != 200 || got[2].Bytes != 5 || got[2].LatencyMs <= 0 || got[2].ID != got[0].ID {
 		t.Errorf("end event %+v", got[2])
 	}
 	cancel()
@@ -89,7 +89,7 @@ func TestTapStreamsFilteredEventsAndSaysWhatItDropped(t *testing.T) {
 	for dropped < 20 {
 		select {
 		case e := <-events:
-			if e.Type == tap.Dropped {
+			if e.Type == api.TapDropped {
 				dropped += e.Count
 			}
 		case <-deadline:
@@ -99,7 +99,7 @@ func TestTapStreamsFilteredEventsAndSaysWhatItDropped(t *testing.T) {
 }
 
 // openTap streams a proxy's /tap into a channel until ctx ends.
-func openTap(t *testing.T, ctx context.Context, r *running, query string) <-chan tap.Event {
+func openTap(t *testing.T, ctx context.Context, r *running, query string) <-chan api.TapEvent {
 	t.Helper()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+r.admin()+"/tap?"+query, nil)
 	resp, err := http.DefaultClient.Do(req)
@@ -110,12 +110,12 @@ func openTap(t *testing.T, ctx context.Context, r *running, query string) <-chan
 		t.Fatalf("/tap: %s", resp.Status)
 	}
 	// The tap is registered once the proxy flushed the response headers.
-	out := make(chan tap.Event, 1024)
+	out := make(chan api.TapEvent, 1024)
 	go func() {
 		defer resp.Body.Close()
 		s := bufio.NewScanner(resp.Body)
 		for s.Scan() {
-			var e tap.Event
+			var e api.TapEvent
 			if json.Unmarshal(s.Bytes(), &e) == nil {
 				out <- e
 			}

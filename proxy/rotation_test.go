@@ -14,8 +14,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
 
+	"github.com/meshctl/meshctl/internal/api"
 	"github.com/meshctl/meshctl/internal/testpki"
-	"github.com/meshctl/meshctl/proxy/admin"
 	"github.com/meshctl/meshctl/proxy/meshtls"
 )
 
@@ -128,7 +128,7 @@ func TestCertificateRotationDropsNothing(t *testing.T) {
 }
 
 // identityOf reads a proxy's /identity.
-func identityOf(t testing.TB, r *running) admin.IdentityInfo {
+func identityOf(t testing.TB, r *running) api.IdentityInfo {
 	t.Helper()
 	resp, err := http.Get("http://" + r.admin() + "/identity")
 	if err != nil {
@@ -138,7 +138,7 @@ func identityOf(t testing.TB, r *running) admin.IdentityInfo {
 	if resp.StatusCode != 200 {
 		t.Fatalf("/identity: %s", resp.Status)
 	}
-	var info admin.IdentityInfo
+	var info api.IdentityInfo
 	if err := json.NewDecoder(resp.Body).Decode(&info); err != nil {
 		t.Fatal(err)
 	}

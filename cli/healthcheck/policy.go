@@ -15,8 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
-	"github.com/meshctl/meshctl/controller/destination"
-	"github.com/meshctl/meshctl/controller/routestatus"
+	"github.com/meshctl/meshctl/internal/gamma"
 	"github.com/meshctl/meshctl/internal/policyapi"
 )
 
@@ -90,7 +89,7 @@ func routeFindings(name string, obj map[string]any) []string {
 	}
 	services := 0
 	for _, p := range r.Spec.ParentRefs {
-		if destination.IsServiceParent(p) {
+		if gamma.IsServiceParent(p) {
 			services++
 		}
 	}
@@ -100,11 +99,11 @@ func routeFindings(name string, obj map[string]any) []string {
 	var out []string
 	ours := 0
 	for _, p := range r.Status.Parents {
-		if p.ControllerName != routestatus.ControllerName {
+		if p.ControllerName != gamma.ControllerName {
 			continue
 		}
 		ours++
-		parent := "Service " + destination.ParentNamespace(r.Metadata.Namespace, p.ParentRef) + "/" + string(p.ParentRef.Name)
+		parent := "Service " + gamma.ParentNamespace(r.Metadata.Namespace, p.ParentRef) + "/" + string(p.ParentRef.Name)
 		if p.ParentRef.Port != nil {
 			parent += fmt.Sprintf(":%d", *p.ParentRef.Port)
 		}
@@ -118,7 +117,7 @@ func routeFindings(name string, obj map[string]any) []string {
 		}
 	}
 	if ours == 0 {
-		out = append(out, fmt.Sprintf("%s: no status from %s for its Service parents", name, routestatus.ControllerName))
+		out = append(out, fmt.Sprintf("%s: no status from %s for its Service parents", name, gamma.ControllerName))
 	}
 	return out
 }

@@ -18,8 +18,8 @@ import (
 
 	"github.com/meshctl/meshctl/cli/proxystats"
 	"github.com/meshctl/meshctl/internal/adminclient"
+	"github.com/meshctl/meshctl/internal/api"
 	"github.com/meshctl/meshctl/internal/meshnames"
-	"github.com/meshctl/meshctl/proxy/admin"
 )
 
 // Proxies checks the meshed pods' proxies (meshctl check --proxy).
@@ -119,7 +119,7 @@ func proxyCertificates(ctx context.Context, env *Env) error {
 			problems = append(problems, fmt.Sprintf("%s/%s: %v", p.Namespace, p.Name, adminclient.Explain(err, meshnames.AdminIdentity)))
 			continue
 		}
-		var id admin.IdentityInfo
+		var id api.IdentityInfo
 		if err := json.Unmarshal(raw, &id); err != nil {
 			problems = append(problems, fmt.Sprintf("%s/%s: /identity: %v", p.Namespace, p.Name, err))
 			continue

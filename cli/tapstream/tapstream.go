@@ -14,11 +14,11 @@ import (
 	"net/url"
 	"sync"
 
-	"github.com/meshctl/meshctl/proxy/tap"
+	"github.com/meshctl/meshctl/internal/api"
 )
 
 // Event is one line of a proxy's /tap stream.
-type Event = tap.Event
+type Event = api.TapEvent
 
 // PodEvent is an event and the pod whose proxy saw it.
 type PodEvent struct {

@@ -14,7 +14,6 @@ import (
 	"github.com/meshctl/meshctl/internal/logging"
 	"github.com/meshctl/meshctl/internal/meshnames"
 	"github.com/meshctl/meshctl/internal/version"
-	"github.com/meshctl/meshctl/proxy/endpoints"
 )
 
 func newRunCommand() *cobra.Command {
@@ -85,7 +84,7 @@ SubjectAccessReview and relayed to the pod's proxy over mutual TLS.`,
 	f.StringVar(&cfg.Injector.ProxyImage, "proxy-image", "meshctl/proxy:"+version.Version, "the proxy image to inject (empty: no webhook)")
 	f.StringVar(&cfg.Injector.ProxyVersion, "proxy-version", version.Version, "the injected proxy's version (label meshctl.io/proxy-version)")
 	f.StringVar(&cfg.Injector.ImagePullPolicy, "proxy-image-pull-policy", "IfNotPresent", "pull policy of the injected proxy image: Always, IfNotPresent or Never")
-	f.StringVar(&cfg.Injector.ClusterNetworks, "cluster-networks", endpoints.DefaultClusterNetworks, "the cluster's pod and Service networks (CIDRs), set on every injected proxy: a destination in them is never reached in plaintext until the controller says it is outside the mesh (annotation "+meshnames.ClusterNetworks+" overrides it per pod)")
+	f.StringVar(&cfg.Injector.ClusterNetworks, "cluster-networks", meshnames.DefaultClusterNetworks, "the cluster's pod and Service networks (CIDRs), set on every injected proxy: a destination in them is never reached in plaintext until the controller says it is outside the mesh (annotation "+meshnames.ClusterNetworks+" overrides it per pod)")
 	f.StringVar(&cfg.DefaultInboundPolicy, "default-inbound-policy", "all-unauthenticated", "inbound policy of servers no AuthorizationPolicy or annotation speaks for: all-unauthenticated, all-authenticated or deny")
 	f.DurationVar(&cfg.LeafLifetime, "leaf-lifetime", 24*time.Hour, "lifetime of workload certificates")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")

@@ -14,6 +14,7 @@ import (
 	"github.com/meshctl/meshctl/internal/api"
 	"github.com/meshctl/meshctl/internal/certs"
 	"github.com/meshctl/meshctl/internal/logging"
+	"github.com/meshctl/meshctl/internal/meshnames"
 	"github.com/meshctl/meshctl/internal/spiffeid"
 	"github.com/meshctl/meshctl/proxy"
 	"github.com/meshctl/meshctl/proxy/authz"
@@ -153,7 +154,7 @@ to --drain-timeout, then exits.`,
 	f.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "how long in-flight requests get to finish on shutdown")
 	f.StringVar(&o.podName, "pod-name", "", "the pod's name: with --identity-addr, follow the pod's inbound policy (authorization, rate limits) from the controller")
 	f.StringVar(&o.defaultInbound, "default-inbound-policy", "", "explicit mode: the inbound policy (all-unauthenticated, all-authenticated or deny); empty: let everyone in. In a pod (--pod-name) nothing is let in, and the proxy is not ready, until the controller sends the pod's policy")
-	f.StringVar(&o.clusterNetworks, "cluster-networks", endpoints.DefaultClusterNetworks, "the cluster's pod and Service networks (CIDRs): a destination in them is never reached in plaintext until the controller says it is outside the mesh; its requests wait (up to --queue-timeout) for that answer, then fail")
+	f.StringVar(&o.clusterNetworks, "cluster-networks", meshnames.DefaultClusterNetworks, "the cluster's pod and Service networks (CIDRs): a destination in them is never reached in plaintext until the controller says it is outside the mesh; its requests wait (up to --queue-timeout) for that answer, then fail")
 	f.DurationVar(&o.queueTimeout, "queue-timeout", 3*time.Second, "how long an outbound request waits for an endpoint when none can take it (none ready, all failing) before failing with 503")
 	f.IntVar(&o.maxHeaderBytes, "max-header-bytes", 64<<10, "largest request header block accepted (431 above)")
 	f.DurationVar(&o.readHeader, "read-header-timeout", 10*time.Second, "time a client gets to send a request's headers")

@@ -23,6 +23,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/meshctl/meshctl/internal/adminclient"
+	"github.com/meshctl/meshctl/internal/api"
 	"github.com/meshctl/meshctl/internal/certs"
 	"github.com/meshctl/meshctl/internal/meshnames"
 	"github.com/meshctl/meshctl/internal/spiffeid"
@@ -136,7 +137,7 @@ func newWorld(t *testing.T) *world {
 
 func (w *world) authConfigMap(allowedNames string) *corev1.ConfigMap {
 	return &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{Namespace: AuthConfigMapNamespace, Name: AuthConfigMap},
+		ObjectMeta: metav1.ObjectMeta{Namespace: meshnames.AuthConfigMapNamespace, Name: meshnames.AuthConfigMap},
 		Data: map[string]string{
 			"client-ca-file":                     "(the cluster's client CA, not the front proxy's)",
 			"requestheader-client-ca-file":       string(testpki.CertPEM(w.frontCA.Cert)),
@@ -333,7 +334,7 @@ func TestRelaysToTheProxyOverMutualTLS(t *testing.T) {
 	w.addPod("demo", "plain", "web", false)
 	c := w.aggregator(t)
 	resp, body := w.do(t, c, call{method: "GET", path: adminclient.Path("demo", "web-1", meshnames.AdminIdentity), user: "alice"})
-	var id admin.IdentityInfo
+	var id api.IdentityInfo
 	if err := json.Unmarshal([]byte(body), &id); resp.StatusCode != 200 || err != nil || id.SPIFFEID != webSPIFFE {
 		t.Errorf("identity: %s %s", resp.Status, body)
 	}
@@ -389,12 +390,12 @@ func TestTapStreamsThroughTheRelay(t *testing.T) {
 	}
 	lines := bufio.NewScanner(resp.Body)
 	for i := range 3 {
-		w.hub.Publish(tap.Event{Type: tap.Start, ID: uint64(i + 1), Path: fmt.Sprintf("/api/%d", i)})
-		w.hub.Publish(tap.Event{Type: tap.Start, ID: 100, Path: "/filtered-out"})
+		w.hub.Publish(api.TapEvent{Type: api.TapStart, ID: uint64(i + 1), Path: fmt.Sprintf("/api/%d", i)})
+		w.hub.Publish(api.TapEvent{Type: api.TapStart, ID: 100, Path: "/filtered-out"})
 		if !lines.Scan() {
 			t.Fatalf("the stream ended after %d events: %v", i, lines.Err())
 		}
-		var e tap.Event
+		var e api.TapEvent
 		if err := json.Unmarshal(lines.Bytes(), &e); err != nil || e.Path != fmt.Sprintf("/api/%d", i) {
 			t.Fatalf("event %d: %s (%v)", i, lines.Bytes(), err)
 		}

@@ -155,7 +155,7 @@ func TestFrontProxyFollowsTheConfigMap(t *testing.T) {
 		return err == nil && u.Name == "alice"
 	})
 	// Another ConfigMap in kube-system changes nothing.
-	other := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: AuthConfigMapNamespace, Name: "something-else"}}
+	other := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: meshnames.AuthConfigMapNamespace, Name: "something-else"}}
 	if _, err := cs.CoreV1().ConfigMaps(other.Namespace).Create(ctx, other, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}

@@ -20,14 +20,8 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
-)
 
-// Where the API server publishes how extension API servers authenticate its
-// front proxy (the aggregator), and the built-in Role that may read it.
-const (
-	AuthConfigMapNamespace = metav1.NamespaceSystem
-	AuthConfigMap          = "extension-apiserver-authentication"
-	AuthReaderRole         = "extension-apiserver-authentication-reader"
+	"github.com/meshctl/meshctl/internal/meshnames"
 )
 
 // Keys of AuthConfigMap (the API server's --requestheader-* flags).
@@ -205,20 +199,20 @@ func (f *FrontProxy) Authenticate(r *http.Request) (User, error) {
 // needs get, list and watch on that one ConfigMap (the Role AuthReaderRole).
 func (f *FrontProxy) Follow(ctx context.Context, client kubernetes.Interface) error {
 	factory := informers.NewSharedInformerFactoryWithOptions(client, 10*time.Minute,
-		informers.WithNamespace(AuthConfigMapNamespace),
+		informers.WithNamespace(meshnames.AuthConfigMapNamespace),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", AuthConfigMap).String()
+			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", meshnames.AuthConfigMap).String()
 		}))
 	defer factory.Shutdown()
 	on := func(obj any) {
-		if cm, ok := obj.(*corev1.ConfigMap); ok && cm.Name == AuthConfigMap {
+		if cm, ok := obj.(*corev1.ConfigMap); ok && cm.Name == meshnames.AuthConfigMap {
 			f.Set(cm)
 		}
 	}
 	if _, err := factory.Core().V1().ConfigMaps().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: on, UpdateFunc: func(_, n any) { on(n) },
 	}); err != nil {
-		return fmt.Errorf("follow ConfigMap %s/%s: %w", AuthConfigMapNamespace, AuthConfigMap, err)
+		return fmt.Errorf("follow ConfigMap %s/%s: %w", meshnames.AuthConfigMapNamespace, meshnames.AuthConfigMap, err)
 	}
 	inf := factory.Core().V1().ConfigMaps().Informer()
 	factory.Start(ctx.Done())
@@ -229,10 +223,10 @@ func (f *FrontProxy) Follow(ctx context.Context, client kubernetes.Interface) er
 	case ctx.Err() != nil:
 		return nil
 	case !synced:
-		f.log.Warn("cannot read the front-proxy settings: the admin API refuses every request until it can (is the controller bound to Role "+AuthConfigMapNamespace+"/"+AuthReaderRole+"?)",
-			"configmap", AuthConfigMapNamespace+"/"+AuthConfigMap)
+		f.log.Warn("cannot read the front-proxy settings: the admin API refuses every request until it can (is the controller bound to Role "+meshnames.AuthConfigMapNamespace+"/"+meshnames.AuthReaderRole+"?)",
+			"configmap", meshnames.AuthConfigMapNamespace+"/"+meshnames.AuthConfigMap)
 	case len(inf.GetStore().ListKeys()) == 0:
-		err := fmt.Errorf("ConfigMap %s/%s does not exist: the API server runs without a front proxy", AuthConfigMapNamespace, AuthConfigMap)
+		err := fmt.Errorf("ConfigMap %s/%s does not exist: the API server runs without a front proxy", meshnames.AuthConfigMapNamespace, meshnames.AuthConfigMap)
 		f.problem.Store(&err)
 		f.log.Warn("no front-proxy settings: the admin API refuses every request", "error", err)
 	}

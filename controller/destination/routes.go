@@ -17,6 +17,7 @@ import (
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/meshctl/meshctl/internal/api"
+	"github.com/meshctl/meshctl/internal/gamma"
 )
 
 // HTTPRoutes is the resource of the HTTPRoutes the watcher follows.
@@ -136,41 +137,14 @@ func httpRoute(obj any) (*gatewayv1.HTTPRoute, bool) {
 	return &r, true
 }
 
-// isService reports whether a reference's group and kind name a Service
-// (the default kind when unset, as for backendRefs).
-func isService(group *gatewayv1.Group, kind *gatewayv1.Kind, kindDefault string) bool {
-	g, k := "", kindDefault
-	if group != nil {
-		g = string(*group)
-	}
-	if kind != nil {
-		k = string(*kind)
-	}
-	return (g == "" || g == "core") && k == "Service"
-}
-
-// IsServiceParent reports whether a parentRef names a Service (GAMMA)
-// rather than a Gateway.
-func IsServiceParent(p gatewayv1.ParentReference) bool {
-	return isService(p.Group, p.Kind, "Gateway")
-}
-
-// ParentNamespace is the namespace of a parentRef of a route in routeNS.
-func ParentNamespace(routeNS string, p gatewayv1.ParentReference) string {
-	if p.Namespace != nil && *p.Namespace != "" {
-		return string(*p.Namespace)
-	}
-	return routeNS
-}
-
 // parentServices are the "ns/name" keys of the Services a route attaches
 // to. A route in another namespace than the Service's is a consumer route:
 // it shapes only the requests of its own namespace's clients.
 func parentServices(routeNS string, parents []gatewayv1.ParentReference) []string {
 	var out []string
 	for _, p := range parents {
-		if IsServiceParent(p) {
-			out = append(out, ParentNamespace(routeNS, p)+"/"+string(p.Name))
+		if gamma.IsServiceParent(p) {
+			out = append(out, gamma.ParentNamespace(routeNS, p)+"/"+string(p.Name))
 		}
 	}
 	return out
@@ -315,7 +289,7 @@ func boolInt(b bool) int {
 // attachesTo reports whether a route attaches to this Service port.
 func attachesTo(r meshRoute, svc *corev1.Service, port corev1.ServicePort) bool {
 	for _, p := range r.parents {
-		if IsServiceParent(p) && string(p.Name) == svc.Name && ParentNamespace(r.meta.Namespace, p) == svc.Namespace && ParentMatchesPort(p, port) {
+		if gamma.IsServiceParent(p) && string(p.Name) == svc.Name && gamma.ParentNamespace(r.meta.Namespace, p) == svc.Namespace && ParentMatchesPort(p, port) {
 			return true
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/meshctl/meshctl/internal/api"
+	"github.com/meshctl/meshctl/internal/gamma"
 )
 
 // Route kinds (api.Route.Kind).
@@ -335,7 +336,7 @@ func (t *Translation) mirror(ns string, m *gatewayv1.HTTPRequestMirrorFilter) (a
 
 // readBackendRef reads a reference to a backend.
 func readBackendRef(ns string, ref gatewayv1.BackendObjectReference) BackendRef {
-	br := BackendRef{Namespace: ns, Name: string(ref.Name), ServiceKind: isService(ref.Group, ref.Kind, "Service"), Kind: "Service"}
+	br := BackendRef{Namespace: ns, Name: string(ref.Name), ServiceKind: gamma.IsService(ref.Group, ref.Kind, "Service"), Kind: "Service"}
 	if ref.Namespace != nil {
 		br.Namespace = string(*ref.Namespace)
 	}

@@ -18,11 +18,8 @@ import (
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/meshctl/meshctl/controller/destination"
+	"github.com/meshctl/meshctl/internal/gamma"
 )
-
-// ControllerName is the controllerName of the status.parents entries
-// meshctl writes; entries of other controllers are left as they are.
-const ControllerName gatewayv1.GatewayController = "meshctl.io/mesh-controller"
 
 // ReasonConflicted is the Accepted reason of an HTTPRoute ignored because
 // GRPCRoutes attach to the same parent (GEP-1426); gateway-api v1.6.3 has
@@ -66,7 +63,7 @@ func Parents(r Route, services ServiceLookup, existing []gatewayv1.RouteParentSt
 	var out []gatewayv1.RouteParentStatus
 	previous := map[string]gatewayv1.RouteParentStatus{}
 	for _, p := range existing {
-		if p.ControllerName != ControllerName {
+		if p.ControllerName != gamma.ControllerName {
 			out = append(out, p)
 			continue
 		}
@@ -76,7 +73,7 @@ func Parents(r Route, services ServiceLookup, existing []gatewayv1.RouteParentSt
 	seen := map[string]bool{}
 	for _, ref := range r.Parents {
 		key := refKey(ref)
-		if !destination.IsServiceParent(ref) || seen[key] {
+		if !gamma.IsServiceParent(ref) || seen[key] {
 			continue
 		}
 		seen[key] = true
@@ -84,7 +81,7 @@ func Parents(r Route, services ServiceLookup, existing []gatewayv1.RouteParentSt
 		prev := previous[key].Conditions
 		out = append(out, gatewayv1.RouteParentStatus{
 			ParentRef:      ref,
-			ControllerName: ControllerName,
+			ControllerName: gamma.ControllerName,
 			Conditions: []metav1.Condition{
 				condition(prev, accepted, r.Generation, now),
 				condition(prev, resolved, r.Generation, now),
@@ -106,7 +103,7 @@ func Equal(a, b []gatewayv1.RouteParentStatus) bool {
 
 func split(ps []gatewayv1.RouteParentStatus) (ours, others []gatewayv1.RouteParentStatus) {
 	for _, p := range ps {
-		if p.ControllerName == ControllerName {
+		if p.ControllerName == gamma.ControllerName {
 			ours = append(ours, p)
 		} else {
 			others = append(others, p)
@@ -131,7 +128,7 @@ func refKey(p gatewayv1.ParentReference) string {
 
 // acceptedFor is the Accepted condition of one Service parentRef.
 func acceptedFor(r Route, ref gatewayv1.ParentReference, services ServiceLookup) metav1.Condition {
-	ns := destination.ParentNamespace(r.Namespace, ref)
+	ns := gamma.ParentNamespace(r.Namespace, ref)
 	c := metav1.Condition{Type: string(gatewayv1.RouteConditionAccepted), Status: metav1.ConditionFalse, Reason: string(gatewayv1.RouteReasonNoMatchingParent)}
 	svc, ok := services(ns, string(ref.Name))
 	if !ok {
@@ -199,7 +196,7 @@ func takenBy(r Route, ns string, svc *corev1.Service, ref gatewayv1.ParentRefere
 // to a port of the Service ns/name.
 func (g GRPCParents) attachesTo(routeNS, ns, name string, port corev1.ServicePort) bool {
 	for _, p := range g.Parents {
-		if destination.IsServiceParent(p) && string(p.Name) == name && destination.ParentNamespace(routeNS, p) == ns && destination.ParentMatchesPort(p, port) {
+		if gamma.IsServiceParent(p) && string(p.Name) == name && gamma.ParentNamespace(routeNS, p) == ns && destination.ParentMatchesPort(p, port) {
 			return true
 		}
 	}

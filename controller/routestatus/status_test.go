@@ -10,6 +10,7 @@ import (
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/meshctl/meshctl/controller/destination"
+	"github.com/meshctl/meshctl/internal/gamma"
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -91,7 +92,7 @@ func TestParentsConditions(t *testing.T) {
 			if c := conds(got[0]); c != tc.want {
 				t.Errorf("conditions %s, want %s", c, tc.want)
 			}
-			if got[0].ControllerName != ControllerName || got[0].ParentRef.Name != tc.parent.Name {
+			if got[0].ControllerName != gamma.ControllerName || got[0].ParentRef.Name != tc.parent.Name {
 				t.Errorf("entry %+v", got[0])
 			}
 			for _, c := range got[0].Conditions {
@@ -117,7 +118,7 @@ func TestParentsKeepOthersAndTransitionTimes(t *testing.T) {
 	r := Route{Namespace: "client", Generation: 1, Parents: []gatewayv1.ParentReference{{Name: "gw"}, consumerParent, consumerParent},
 		Translation: destination.Translation{Backends: []destination.BackendRef{svcRef("mesh", "echo-v2", 80)}}}
 	first := Parents(r, lookup, []gatewayv1.RouteParentStatus{other}, t0)
-	if len(first) != 2 || first[0].ControllerName != other.ControllerName || first[1].ControllerName != ControllerName {
+	if len(first) != 2 || first[0].ControllerName != other.ControllerName || first[1].ControllerName != gamma.ControllerName {
 		t.Fatalf("parents %+v: want the other controller's entry, then one of ours", first)
 	}
 	if c := conds(first[1]); c != "Accepted=True/Accepted ResolvedRefs=True/ResolvedRefs" {
@@ -144,7 +145,7 @@ func TestParentsKeepOthersAndTransitionTimes(t *testing.T) {
 // TestEqualIgnoresWhereOurEntriesSit: another controller putting its
 // entries after ours is no change of ours to write back.
 func TestEqualIgnoresWhereOurEntriesSit(t *testing.T) {
-	ours := gatewayv1.RouteParentStatus{ParentRef: serviceParent("echo", 0, ""), ControllerName: ControllerName}
+	ours := gatewayv1.RouteParentStatus{ParentRef: serviceParent("echo", 0, ""), ControllerName: gamma.ControllerName}
 	theirs := gatewayv1.RouteParentStatus{ParentRef: gatewayv1.ParentReference{Name: "gw"}, ControllerName: "example.org/gateway"}
 	if !Equal([]gatewayv1.RouteParentStatus{ours, theirs}, []gatewayv1.RouteParentStatus{theirs, ours}) {
 		t.Error("order of ours among theirs counted as a change")

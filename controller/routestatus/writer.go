@@ -24,6 +24,7 @@ import (
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/meshctl/meshctl/controller/destination"
+	"github.com/meshctl/meshctl/internal/gamma"
 )
 
 // Config configures a Writer.
@@ -192,7 +193,7 @@ func serviceKeys(kind string) cache.IndexFunc {
 func parentServices(ns string, parents []gatewayv1.ParentReference) []string {
 	var out []string
 	for _, p := range parents {
-		if k := destination.ParentNamespace(ns, p) + "/" + string(p.Name); destination.IsServiceParent(p) && !slices.Contains(out, k) {
+		if k := gamma.ParentNamespace(ns, p) + "/" + string(p.Name); gamma.IsServiceParent(p) && !slices.Contains(out, k) {
 			out = append(out, k)
 		}
 	}

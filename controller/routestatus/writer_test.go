@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/meshctl/meshctl/controller/destination"
+	"github.com/meshctl/meshctl/internal/gamma"
 )
 
 const missingBackendRoute = `
@@ -230,7 +231,7 @@ func (c *fakeCluster) accepted(ctx context.Context, gvr schema.GroupVersionResou
 		c.t.Fatal(err)
 	}
 	for _, p := range st.Status.Parents {
-		if p.ControllerName == ControllerName && len(p.Conditions) > 0 {
+		if p.ControllerName == gamma.ControllerName && len(p.Conditions) > 0 {
 			return string(p.Conditions[0].Status) + "/" + p.Conditions[0].Reason
 		}
 	}

@@ -38,10 +38,12 @@ import (
 	listerscorev1 "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
+
+	"github.com/meshctl/meshctl/internal/meshnames"
 )
 
 // CopyLabel marks the copies this package owns.
-const CopyLabel = "meshctl.io/trust-roots-copy"
+const CopyLabel = meshnames.TrustRootsCopyLabel
 
 // queueName names the Copier's work queue (in the workqueue metrics).
 const queueName = "trust-bundle-copies"

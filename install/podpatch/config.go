@@ -8,7 +8,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/resource"
 
-	"github.com/meshctl/meshctl/proxy/endpoints"
+	"github.com/meshctl/meshctl/internal/meshnames"
 )
 
 // Names of what the injector adds besides the containers.
@@ -102,7 +102,7 @@ func (c Config) WithDefaults() Config {
 		c.MemoryLimit = "128Mi"
 	}
 	if c.ClusterNetworks == "" {
-		c.ClusterNetworks = endpoints.DefaultClusterNetworks
+		c.ClusterNetworks = meshnames.DefaultClusterNetworks
 	}
 	return c
 }

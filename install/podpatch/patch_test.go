@@ -15,7 +15,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/meshctl/meshctl/internal/meshnames"
-	"github.com/meshctl/meshctl/proxy/endpoints"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -218,8 +217,8 @@ func TestEveryProxyIsToldTheClusterNetworks(t *testing.T) {
 	}
 	// Without the install's, the proxy's own defaults are spelled out.
 	patched, _, _ := Patch(pod(""), "shop", nil, testConfig)
-	if got := proxyEnv(t, patched, "MESH_PROXY_CLUSTER_NETWORKS"); got != endpoints.DefaultClusterNetworks {
-		t.Errorf("default MESH_PROXY_CLUSTER_NETWORKS = %q, want %q", got, endpoints.DefaultClusterNetworks)
+	if got := proxyEnv(t, patched, "MESH_PROXY_CLUSTER_NETWORKS"); got != meshnames.DefaultClusterNetworks {
+		t.Errorf("default MESH_PROXY_CLUSTER_NETWORKS = %q, want %q", got, meshnames.DefaultClusterNetworks)
 	}
 }
 
@@ -227,7 +226,7 @@ func TestClusterNetworksMustBeCIDRs(t *testing.T) {
 	for in, want := range map[string]string{
 		"10.0.0.0/8":                     "10.0.0.0/8",
 		" 10.1.2.3/8 , fd00::/8,":        "10.0.0.0/8,fd00::/8",
-		endpoints.DefaultClusterNetworks: endpoints.DefaultClusterNetworks,
+		meshnames.DefaultClusterNetworks: meshnames.DefaultClusterNetworks,
 	} {
 		if got, err := ParseClusterNetworks(in); err != nil || got != want {
 			t.Errorf("ParseClusterNetworks(%q) = %q, %v; want %q", in, got, err, want)

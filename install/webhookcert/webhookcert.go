@@ -17,10 +17,6 @@ import (
 	"go.step.sm/crypto/pemutil"
 )
 
-// SecretName holds the serving certificate (tls.crt with its chain, tls.key)
-// and the CA (ca.crt).
-const SecretName = "mesh-webhook-tls"
-
 // Bundle is what the webhook and its configuration need.
 type Bundle struct {
 	// CABundle is the PEM root for the webhook configuration's caBundle.

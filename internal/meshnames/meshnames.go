@@ -192,3 +192,12 @@ const (
 // controller accepts (and install allows): a stolen key is good for at
 // most that long.
 const MaxLeafLifetime = 7 * 24 * time.Hour
+
+// Where the API server publishes how extension API servers (the admin
+// API) authenticate its front proxy (the aggregator), and the built-in
+// Role that may read it.
+const (
+	AuthConfigMapNamespace = "kube-system"
+	AuthConfigMap          = "extension-apiserver-authentication"
+	AuthReaderRole         = "extension-apiserver-authentication-reader"
+)

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/time/rate"
 
+	"github.com/meshctl/meshctl/internal/api"
 	"github.com/meshctl/meshctl/internal/certs"
 	"github.com/meshctl/meshctl/internal/spiffeid"
 	"github.com/meshctl/meshctl/proxy/endpoints"
@@ -49,13 +50,6 @@ type Config struct {
 	Destinations endpoints.Lister
 	// Log receives refusals (warn). Default: discard.
 	Log *slog.Logger
-}
-
-// DestinationEndpoint is one endpoint in /destinations.
-type DestinationEndpoint struct {
-	Addr     string `json:"addr"`
-	Identity string `json:"identity,omitempty"`
-	Opaque   bool   `json:"opaque,omitempty"`
 }
 
 // Handler returns the admin endpoints. The sensitive ones answer loopback
@@ -109,22 +103,12 @@ func Handler(cfg Config) http.Handler {
 	return mux
 }
 
-// IdentityInfo is the JSON /identity answers.
-type IdentityInfo struct {
-	SPIFFEID              string    `json:"spiffe_id"`
-	Serial                string    `json:"serial"`
-	IssuerFingerprint     string    `json:"issuer_fingerprint"`
-	NotBefore             time.Time `json:"not_before"`
-	NotAfter              time.Time `json:"not_after"`
-	TrustRootFingerprints []string  `json:"trust_root_fingerprints"`
-}
-
 func serveDestinations(w http.ResponseWriter, l endpoints.Lister) {
-	out := map[string][]DestinationEndpoint{}
+	out := map[string][]api.DestinationEndpoint{}
 	for dst, eps := range l.List() {
-		list := make([]DestinationEndpoint, 0, len(eps))
+		list := make([]api.DestinationEndpoint, 0, len(eps))
 		for _, e := range eps {
-			d := DestinationEndpoint{Addr: e.Addr, Opaque: e.Opaque}
+			d := api.DestinationEndpoint{Addr: e.Addr, Opaque: e.Opaque}
 			if e.Meshed() {
 				d.Identity = e.Identity.String()
 			}
@@ -145,7 +129,7 @@ func serveIdentity(w http.ResponseWriter, src certs.Source) {
 	}
 	b := src.Bundle()
 	leaf := b.Leaf()
-	info := IdentityInfo{
+	info := api.IdentityInfo{
 		SPIFFEID:  b.ID.String(),
 		Serial:    hex.EncodeToString(leaf.SerialNumber.Bytes()),
 		NotBefore: leaf.NotBefore.UTC(),
@@ -209,7 +193,7 @@ func serveTap(w http.ResponseWriter, r *http.Request, hub *tap.Hub, defaultRPS i
 		case <-tick.C:
 		}
 		if n := t.TakeDropped(); n > 0 {
-			if err := enc.Encode(tap.Event{Type: tap.Dropped, Time: time.Now().UTC(), Count: n}); err != nil {
+			if err := enc.Encode(api.TapEvent{Type: api.TapDropped, Time: time.Now().UTC(), Count: n}); err != nil {
 				return
 			}
 		}

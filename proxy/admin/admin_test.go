@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/meshctl/meshctl/internal/api"
 	"github.com/meshctl/meshctl/internal/certs"
 	"github.com/meshctl/meshctl/internal/spiffeid"
 	"github.com/meshctl/meshctl/internal/testpki"
@@ -258,11 +259,11 @@ func TestTapStreamsToTheControllerOverMutualTLS(t *testing.T) {
 	}
 	lines := bufio.NewScanner(resp.Body)
 	for i := range 3 {
-		a.hub.Publish(tap.Event{Type: tap.Start, ID: uint64(i + 1), Method: "GET", Path: "/api/" + fmt.Sprint(i)})
+		a.hub.Publish(api.TapEvent{Type: api.TapStart, ID: uint64(i + 1), Method: "GET", Path: "/api/" + fmt.Sprint(i)})
 		if !lines.Scan() {
 			t.Fatalf("the stream ended after %d events: %v", i, lines.Err())
 		}
-		var e tap.Event
+		var e api.TapEvent
 		if err := json.Unmarshal(lines.Bytes(), &e); err != nil || e.Path != "/api/"+fmt.Sprint(i) {
 			t.Fatalf("event %d: %s (%v)", i, lines.Bytes(), err)
 		}

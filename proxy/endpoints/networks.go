@@ -6,10 +6,6 @@ import (
 	"strings"
 )
 
-// DefaultClusterNetworks are the private address ranges pods and Services
-// are taken from unless told otherwise (those Linkerd assumes too).
-const DefaultClusterNetworks = "10.0.0.0/8,100.64.0.0/10,172.16.0.0/12,192.168.0.0/16,fd00::/8"
-
 // Networks are the cluster's pod and Service networks: a destination in
 // them is inside the cluster, where traffic between meshed pods must never
 // go out in plaintext.

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/meshctl/meshctl/internal/api"
 	"github.com/meshctl/meshctl/proxy/endpoints"
 	"github.com/meshctl/meshctl/proxy/tap"
 )
@@ -39,7 +40,7 @@ func (r *recorder) noteStatus(code int) {
 		r.status = code
 		r.latency = time.Since(r.start)
 		if r.tap != nil {
-			r.tap.Publish(tap.Event{Type: tap.Headers, ID: r.tapID, Time: time.Now().UTC(), Status: code, LatencyMs: ms(r.latency)})
+			r.tap.Publish(api.TapEvent{Type: api.TapHeaders, ID: r.tapID, Time: time.Now().UTC(), Status: code, LatencyMs: ms(r.latency)})
 		}
 	}
 }
@@ -76,8 +77,8 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 // tapStart publishes the request's start and arranges the rest.
 func (r *recorder) tapStart(hub *tap.Hub, info *ConnInfo, req *http.Request) {
 	r.tap, r.tapID = hub, hub.NextID()
-	hub.Publish(tap.Event{
-		Type: tap.Start, ID: r.tapID, Time: r.start.UTC(), Direction: info.Direction,
+	hub.Publish(api.TapEvent{
+		Type: api.TapStart, ID: r.tapID, Time: r.start.UTC(), Direction: info.Direction,
 		Method: req.Method, Authority: req.Host, Path: req.URL.Path,
 		ClientID: info.ClientID, ServerID: info.ServerID,
 	})
@@ -88,8 +89,8 @@ func (r *recorder) tapEnd() {
 	if r.tap == nil {
 		return
 	}
-	r.tap.Publish(tap.Event{
-		Type: tap.End, ID: r.tapID, Time: time.Now().UTC(), Status: r.status,
+	r.tap.Publish(api.TapEvent{
+		Type: api.TapEnd, ID: r.tapID, Time: time.Now().UTC(), Status: r.status,
 		GRPCStatus: grpcStatus(r.Header()), LatencyMs: ms(time.Since(r.start)), Bytes: r.bytes,
 	})
 }

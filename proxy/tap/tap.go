@@ -9,41 +9,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"golang.org/x/time/rate"
-)
 
-// Event types.
-const (
-	Start   = "start"
-	Headers = "headers"
-	End     = "end"
-	Dropped = "dropped"
+	"github.com/meshctl/meshctl/internal/api"
 )
-
-// Event is one line of a tap stream.
-type Event struct {
-	Type      string    `json:"type"`
-	ID        uint64    `json:"id,omitempty"`
-	Time      time.Time `json:"ts"`
-	Direction string    `json:"direction,omitempty"`
-	Method    string    `json:"method,omitempty"`
-	Authority string    `json:"authority,omitempty"`
-	Path      string    `json:"path,omitempty"`
-	ClientID  string    `json:"client_id,omitempty"`
-	ServerID  string    `json:"server_id,omitempty"`
-	// Status is the HTTP status (headers, end); 0 when the request failed without one.
-	Status int `json:"status,omitempty"`
-	// GRPCStatus is the grpc-status a gRPC response ended with.
-	GRPCStatus string `json:"grpc_status,omitempty"`
-	// LatencyMs is the time to the response headers (headers) or to the end (end).
-	LatencyMs float64 `json:"latency_ms,omitempty"`
-	// Bytes is the response body size (end).
-	Bytes int64 `json:"bytes,omitempty"`
-	// Count is the number of events dropped since the last line (dropped).
-	Count uint64 `json:"count,omitempty"`
-}
 
 // Filter selects requests; empty fields match everything.
 type Filter struct {
@@ -52,7 +22,7 @@ type Filter struct {
 	Method     string
 }
 
-func (f Filter) match(e *Event) bool {
+func (f Filter) match(e *api.TapEvent) bool {
 	return (f.Authority == "" || f.Authority == e.Authority) &&
 		(f.Method == "" || strings.EqualFold(f.Method, e.Method)) &&
 		strings.HasPrefix(e.Path, f.PathPrefix)
@@ -62,7 +32,7 @@ func (f Filter) match(e *Event) bool {
 type Tap struct {
 	filter  Filter
 	limit   *rate.Limiter
-	events  chan Event
+	events  chan api.TapEvent
 	dropped atomic.Uint64
 	// ids are the requests this tap took the start of; later events of other
 	// requests are skipped so every request shows whole or not at all. Only
@@ -71,7 +41,7 @@ type Tap struct {
 }
 
 // Events delivers the tap's events.
-func (t *Tap) Events() <-chan Event { return t.events }
+func (t *Tap) Events() <-chan api.TapEvent { return t.events }
 
 // TakeDropped returns and resets the count of events dropped.
 func (t *Tap) TakeDropped() uint64 { return t.dropped.Swap(0) }
@@ -98,7 +68,7 @@ func (h *Hub) NextID() uint64 { return h.nextID.Add(1) }
 // Subscribe adds a tap taking up to maxRPS events a second (at least 1).
 func (h *Hub) Subscribe(f Filter, maxRPS int) *Tap {
 	maxRPS = max(maxRPS, 1)
-	t := &Tap{filter: f, limit: rate.NewLimiter(rate.Limit(maxRPS), maxRPS), events: make(chan Event, 256), ids: map[uint64]struct{}{}}
+	t := &Tap{filter: f, limit: rate.NewLimiter(rate.Limit(maxRPS), maxRPS), events: make(chan api.TapEvent, 256), ids: map[uint64]struct{}{}}
 	h.mu.Lock()
 	h.taps[t] = struct{}{}
 	h.mu.Unlock()
@@ -119,11 +89,11 @@ func (h *Hub) Unsubscribe(t *Tap) {
 // Publish offers an event to every tap whose filter matches. Start events
 // carry the request's fields; Headers and End events need only ID and type
 // and reach the taps that took the start.
-func (h *Hub) Publish(e Event) {
+func (h *Hub) Publish(e api.TapEvent) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for t := range h.taps {
-		if e.Type == Start {
+		if e.Type == api.TapStart {
 			if !t.filter.match(&e) {
 				continue
 			}
@@ -135,7 +105,7 @@ func (h *Hub) Publish(e Event) {
 		} else if _, ok := t.ids[e.ID]; !ok {
 			continue
 		}
-		if e.Type == End {
+		if e.Type == api.TapEnd {
 			delete(t.ids, e.ID)
 		}
 		select {
