@@ -11,6 +11,7 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"github.com/meshctl/meshctl/cli/healthcheck"
+	"github.com/meshctl/meshctl/internal/meshnames"
 	"github.com/meshctl/meshctl/internal/version"
 )
 
@@ -65,7 +66,7 @@ hint under every failure. The exit status is 0 only when nothing failed.
 	f := cmd.Flags()
 	o.kube.addFlags(f)
 	o.kube.addNamespaceFlag(f, "with --proxy: check only this namespace's pods (default: all namespaces)")
-	f.StringVar(&o.controlNS, "control-plane-namespace", "meshctl", "namespace of the control plane")
+	f.StringVar(&o.controlNS, "control-plane-namespace", meshnames.Namespace, "namespace of the control plane")
 	f.BoolVar(&o.pre, "pre", false, "check the cluster before installing")
 	f.BoolVar(&o.proxy, "proxy", false, "also check every meshed pod's proxy")
 	f.DurationVar(&o.wait, "wait", 0, "retry failing checks for up to this long, e.g. 2m")

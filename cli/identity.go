@@ -52,7 +52,7 @@ Both need the trust anchor's key, kept by meshctl install in
 func (o *rotateOptions) addFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
 	o.kube.addFlags(f)
-	f.StringVar(&o.namespace, "control-plane-namespace", "meshctl", "namespace of the control plane")
+	f.StringVar(&o.namespace, "control-plane-namespace", meshnames.Namespace, "namespace of the control plane")
 	f.StringVar(&o.anchorFile, "trust-anchor-file", "", "the trust anchor's certificate and key (default ~/.meshctl/<context>/trust-anchor.pem)")
 	f.DurationVar(&o.timeout, "timeout", 10*time.Minute, "how long each stage may wait for the proxies")
 }
@@ -344,5 +344,5 @@ func trustDomain(ctx context.Context, client kubernetes.Interface, ns string) st
 			}
 		}
 	}
-	return "cluster.local"
+	return meshnames.TrustDomain
 }

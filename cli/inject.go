@@ -74,9 +74,9 @@ code the injector runs.`,
 	f.StringVar(&o.values.Registry, "registry", "meshctl", "with --manual: registry and path of the proxy image")
 	f.StringVar(&o.values.ImageTag, "image-tag", version.Version, "with --manual: tag of the proxy image")
 	f.StringVar(&o.values.ImagePullPolicy, "image-pull-policy", "IfNotPresent", "with --manual: pull policy of the proxy image")
-	f.StringVar(&o.values.Namespace, "control-plane-namespace", "meshctl", "with --manual: namespace of the control plane")
-	f.StringVar(&o.values.TrustDomain, "trust-domain", "cluster.local", "with --manual: the mesh's trust domain")
-	f.StringVar(&o.values.ClusterDomain, "cluster-domain", "cluster.local", "with --manual: the cluster's DNS domain")
+	f.StringVar(&o.values.Namespace, "control-plane-namespace", meshnames.Namespace, "with --manual: namespace of the control plane")
+	f.StringVar(&o.values.TrustDomain, "trust-domain", meshnames.TrustDomain, "with --manual: the mesh's trust domain")
+	f.StringVar(&o.values.ClusterDomain, "cluster-domain", meshnames.ClusterDomain, "with --manual: the cluster's DNS domain")
 	return cmd
 }
 

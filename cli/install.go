@@ -21,7 +21,6 @@ import (
 	"github.com/meshctl/meshctl/install/podpatch"
 	"github.com/meshctl/meshctl/internal/kubeapply"
 	"github.com/meshctl/meshctl/internal/meshnames"
-	"github.com/meshctl/meshctl/internal/policyapi"
 	"github.com/meshctl/meshctl/internal/version"
 )
 
@@ -48,9 +47,9 @@ func (o *installOptions) validate() error {
 	if o.timeout <= 0 {
 		return errors.New("--timeout must be above zero")
 	}
-	if !policyapi.ValidDefault(o.values.DefaultInboundPolicy) {
+	if !meshnames.ValidDefaultPolicy(o.values.DefaultInboundPolicy) {
 		return fmt.Errorf("--default-inbound-policy %q: want %s, %s or %s", o.values.DefaultInboundPolicy,
-			policyapi.DefaultAllUnauthenticated, policyapi.DefaultAllAuthenticated, policyapi.DefaultDeny)
+			meshnames.DefaultAllUnauthenticated, meshnames.DefaultAllAuthenticated, meshnames.DefaultDeny)
 	}
 	if _, err := podpatch.ParseClusterNetworks(o.values.ClusterNetworks); err != nil {
 		return fmt.Errorf("--cluster-networks %q: %w", o.values.ClusterNetworks, err)
@@ -80,7 +79,7 @@ AuthorizationPolicy selects:
   all-authenticated    only meshed clients (mutual TLS, any identity of the mesh)
   deny                 only what an AuthorizationPolicy allows
 A namespace or a pod (the pod's wins) overrides it with the annotation
-` + policyapi.DefaultPolicyAnnotation + `. Kubelet probes are always let in.
+` + meshnames.DefaultPolicyAnnotation + `. Kubelet probes are always let in.
 
 --cluster-networks lists the cluster's pod and Service networks (CIDRs): a
 proxy never reaches a destination in them in plaintext until the controller
@@ -121,17 +120,17 @@ With -o yaml|json or --dry-run it only prints them, the Gateway API CRDs first
 	}
 	f := cmd.Flags()
 	o.kube.addFlags(f)
-	f.StringVar(&o.values.Namespace, "control-plane-namespace", "meshctl", "namespace of the control plane")
-	f.StringVar(&o.values.TrustDomain, "trust-domain", "cluster.local", "the mesh's trust domain (SPIFFE IDs spiffe://<trust-domain>/ns/<ns>/sa/<sa>)")
-	f.StringVar(&o.values.ClusterDomain, "cluster-domain", "cluster.local", "the cluster's DNS domain")
+	f.StringVar(&o.values.Namespace, "control-plane-namespace", meshnames.Namespace, "namespace of the control plane")
+	f.StringVar(&o.values.TrustDomain, "trust-domain", meshnames.TrustDomain, "the mesh's trust domain (SPIFFE IDs spiffe://<trust-domain>/ns/<ns>/sa/<sa>)")
+	f.StringVar(&o.values.ClusterDomain, "cluster-domain", meshnames.ClusterDomain, "the cluster's DNS domain")
 	f.StringVar(&o.values.Registry, "registry", "meshctl", "registry and path of the images (<registry>/controller, <registry>/proxy)")
 	f.StringVar(&o.values.ImageTag, "image-tag", version.Version, "tag of the images")
 	f.StringVar(&o.values.ImagePullPolicy, "image-pull-policy", "IfNotPresent", "pull policy of the images: Always, IfNotPresent or Never")
 	f.BoolVar(&o.values.HA, "ha", false, "run 3 controller replicas spread over nodes, with a PodDisruptionBudget")
 	f.DurationVar(&o.values.LeafLifetime, "identity-issuance-lifetime", 24*time.Hour, "lifetime of workload certificates (proxies renew at 70 %)")
 	f.StringVar(&o.values.LogLevel, "controller-log-level", "info", "the controller's log level: debug, info, warn or error")
-	f.StringVar(&o.values.DefaultInboundPolicy, "default-inbound-policy", policyapi.DefaultAllUnauthenticated,
-		"what meshed pods let in on ports no AuthorizationPolicy selects: all-unauthenticated, all-authenticated or deny (annotation "+policyapi.DefaultPolicyAnnotation+" overrides it)")
+	f.StringVar(&o.values.DefaultInboundPolicy, "default-inbound-policy", meshnames.DefaultAllUnauthenticated,
+		"what meshed pods let in on ports no AuthorizationPolicy selects: all-unauthenticated, all-authenticated or deny (annotation "+meshnames.DefaultPolicyAnnotation+" overrides it)")
 	f.StringVar(&o.values.ClusterNetworks, "cluster-networks", meshnames.DefaultClusterNetworks,
 		"the cluster's pod and Service networks (CIDRs, comma-separated): proxies never reach them in plaintext until the controller says a destination is outside the mesh (annotation "+meshnames.ClusterNetworks+" overrides it per pod)")
 	f.StringVar(&o.identity.anchors, "identity-trust-anchors-file", "", "PEM trust anchors to use instead of generating one")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"time"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
@@ -22,7 +23,7 @@ import (
 // proxyAdminPort is where every proxy serves /metrics, which anyone may read
 // (through the API server's pods/proxy). /identity, /renew and /tap are
 // reached through the controller's admin API (package adminapi).
-const proxyAdminPort = "4191"
+var proxyAdminPort = strconv.Itoa(meshnames.ProxyAdminPort)
 
 // proxyIdentity is a proxy's /identity.
 type proxyIdentity = api.IdentityInfo

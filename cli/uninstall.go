@@ -62,7 +62,7 @@ expire. To un-mesh workloads, remove the annotation and restart them:
 		},
 	}
 	o.kube.addFlags(cmd.Flags())
-	cmd.Flags().StringVar(&o.namespace, "control-plane-namespace", "meshctl", "namespace of the control plane")
+	cmd.Flags().StringVar(&o.namespace, "control-plane-namespace", meshnames.Namespace, "namespace of the control plane")
 	cmd.Flags().BoolVar(&o.wait, "wait", true, "wait until the namespace is gone")
 	cmd.Flags().DurationVar(&o.timeout, "timeout", 3*time.Minute, "how long --wait waits")
 	return cmd

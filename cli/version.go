@@ -30,7 +30,7 @@ func newVersionCommand() *cobra.Command {
 		},
 	}
 	o.kube.addFlags(cmd.Flags())
-	cmd.Flags().StringVar(&o.namespace, "control-plane-namespace", "meshctl", "namespace of the control plane")
+	cmd.Flags().StringVar(&o.namespace, "control-plane-namespace", meshnames.Namespace, "namespace of the control plane")
 	cmd.Flags().BoolVar(&o.clientOnly, "client", false, "print only the client's version")
 	return cmd
 }

@@ -7,12 +7,13 @@ import (
 	"io"
 	"time"
 
-	"github.com/meshctl/meshctl/internal/adminclient"
-	"github.com/meshctl/meshctl/internal/meshnames"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/meshctl/meshctl/internal/adminclient"
+	"github.com/meshctl/meshctl/internal/meshnames"
 )
 
 // waitControlPlane waits until the controller's replicas are ready and the

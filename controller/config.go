@@ -13,7 +13,6 @@ import (
 
 	"github.com/meshctl/meshctl/install/podpatch"
 	"github.com/meshctl/meshctl/internal/meshnames"
-	"github.com/meshctl/meshctl/internal/policyapi"
 	"github.com/meshctl/meshctl/internal/spiffeid"
 )
 
@@ -80,16 +79,16 @@ type Config struct {
 
 func (c Config) withDefaults() Config {
 	if c.Namespace == "" {
-		c.Namespace = "meshctl"
+		c.Namespace = meshnames.Namespace
 	}
 	if c.TrustDomain == "" {
-		c.TrustDomain = "cluster.local"
+		c.TrustDomain = meshnames.TrustDomain
 	}
 	if c.ControlAddr == "" {
-		c.ControlAddr = ":8443"
+		c.ControlAddr = fmt.Sprintf(":%d", meshnames.ControlPort)
 	}
 	if c.AdminAddr == "" {
-		c.AdminAddr = ":9990"
+		c.AdminAddr = fmt.Sprintf(":%d", meshnames.AdminPort)
 	}
 	if c.WebhookAddr == "" {
 		c.WebhookAddr = fmt.Sprintf(":%d", meshnames.WebhookPort)
@@ -98,7 +97,7 @@ func (c Config) withDefaults() Config {
 		c.AdminAPIAddr = fmt.Sprintf(":%d", meshnames.AdminAPIPort)
 	}
 	if c.ClusterDomain == "" {
-		c.ClusterDomain = "cluster.local"
+		c.ClusterDomain = meshnames.ClusterDomain
 	}
 	if c.Injector.TrustDomain == "" {
 		c.Injector.TrustDomain = c.TrustDomain
@@ -116,7 +115,7 @@ func (c Config) withDefaults() Config {
 		c.LeafLifetime = 24 * time.Hour
 	}
 	if c.DefaultInboundPolicy == "" {
-		c.DefaultInboundPolicy = policyapi.DefaultAllUnauthenticated
+		c.DefaultInboundPolicy = meshnames.DefaultAllUnauthenticated
 	}
 	if c.Injector.DefaultInboundPolicy == "" {
 		c.Injector.DefaultInboundPolicy = c.DefaultInboundPolicy
@@ -142,7 +141,7 @@ func (c Config) Validate() error {
 	if _, err := spiffeid.New(c.TrustDomain, c.Namespace, meshnames.ServiceAccount); err != nil {
 		return err
 	}
-	if !policyapi.ValidDefault(c.DefaultInboundPolicy) {
+	if !meshnames.ValidDefaultPolicy(c.DefaultInboundPolicy) {
 		return fmt.Errorf("default inbound policy %q: want all-unauthenticated, all-authenticated or deny", c.DefaultInboundPolicy)
 	}
 	if c.Injector.ProxyImage != "" {

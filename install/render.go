@@ -109,7 +109,7 @@ func (v Values) service() *corev1.Service {
 		Spec: corev1.ServiceSpec{
 			Selector: v.selector(),
 			Ports: []corev1.ServicePort{
-				{Name: "control", Port: meshnames.ControlPort, TargetPort: intstr.FromString("control")},
+				{Name: meshnames.ControlPortName, Port: meshnames.ControlPort, TargetPort: intstr.FromString(meshnames.ControlPortName)},
 				{Name: "webhook", Port: 443, TargetPort: intstr.FromString("webhook")},
 				{Name: meshnames.AdminAPIPortName, Port: meshnames.AdminAPIPort, TargetPort: intstr.FromString(meshnames.AdminAPIPortName)},
 			},
@@ -169,7 +169,7 @@ func (v Values) deployment() *appsv1.Deployment {
 							"--cluster-networks=" + clusterNetworks,
 						},
 						Ports: []corev1.ContainerPort{
-							{Name: "control", ContainerPort: meshnames.ControlPort},
+							{Name: meshnames.ControlPortName, ContainerPort: meshnames.ControlPort},
 							{Name: "admin", ContainerPort: meshnames.AdminPort},
 							{Name: "webhook", ContainerPort: meshnames.WebhookPort},
 							{Name: meshnames.AdminAPIPortName, ContainerPort: meshnames.AdminAPIPort},

@@ -7,7 +7,6 @@ import (
 
 	"github.com/meshctl/meshctl/install/podpatch"
 	"github.com/meshctl/meshctl/internal/meshnames"
-	"github.com/meshctl/meshctl/internal/policyapi"
 	"github.com/meshctl/meshctl/internal/version"
 )
 
@@ -88,13 +87,13 @@ type Webhook struct {
 // WithDefaults fills in every default.
 func (v Values) WithDefaults() Values {
 	if v.Namespace == "" {
-		v.Namespace = "meshctl"
+		v.Namespace = meshnames.Namespace
 	}
 	if v.TrustDomain == "" {
-		v.TrustDomain = "cluster.local"
+		v.TrustDomain = meshnames.TrustDomain
 	}
 	if v.ClusterDomain == "" {
-		v.ClusterDomain = "cluster.local"
+		v.ClusterDomain = meshnames.ClusterDomain
 	}
 	if v.Registry == "" {
 		v.Registry = "meshctl"
@@ -112,7 +111,7 @@ func (v Values) WithDefaults() Values {
 		v.LogLevel = "info"
 	}
 	if v.DefaultInboundPolicy == "" {
-		v.DefaultInboundPolicy = policyapi.DefaultAllUnauthenticated
+		v.DefaultInboundPolicy = meshnames.DefaultAllUnauthenticated
 	}
 	if v.ClusterNetworks == "" {
 		v.ClusterNetworks = meshnames.DefaultClusterNetworks
@@ -145,9 +144,9 @@ func (v Values) ValidateSettings() error {
 	default:
 		return fmt.Errorf("install: log level %q: want debug, info, warn or error", v.LogLevel)
 	}
-	if !policyapi.ValidDefault(v.DefaultInboundPolicy) {
+	if !meshnames.ValidDefaultPolicy(v.DefaultInboundPolicy) {
 		return fmt.Errorf("install: default inbound policy %q: want %s, %s or %s",
-			v.DefaultInboundPolicy, policyapi.DefaultAllUnauthenticated, policyapi.DefaultAllAuthenticated, policyapi.DefaultDeny)
+			v.DefaultInboundPolicy, meshnames.DefaultAllUnauthenticated, meshnames.DefaultAllAuthenticated, meshnames.DefaultDeny)
 	}
 	if _, err := podpatch.ParseClusterNetworks(v.ClusterNetworks); err != nil {
 		return fmt.Errorf("install: cluster networks: %w", err)

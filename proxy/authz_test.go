@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/meshctl/meshctl/internal/api"
+	"github.com/meshctl/meshctl/internal/meshnames"
 	"github.com/meshctl/meshctl/proxy/authz"
 )
 
@@ -17,8 +18,8 @@ func TestInboundPolicyRefusesAndRateLimits(t *testing.T) {
 	addr := backend(t, app)
 	_, portStr, _ := net.SplitHostPort(addr)
 	port, _ := strconv.Atoi(portStr)
-	g := authz.New(authz.Deny)
-	g.Update(api.InboundPolicy{Default: authz.Deny, Probes: []api.Probe{{Port: port, Path: "/ready"}}})
+	g := authz.New(meshnames.DefaultDeny)
+	g.Update(api.InboundPolicy{Default: meshnames.DefaultDeny, Probes: []api.Probe{{Port: port, Path: "/ready"}}})
 	// The test's client is the "node" (where probes come from).
 	r := startProxy(t, Config{Inbound: &SideConfig{Listen: "127.0.0.1:0", Upstream: addr}, InboundPolicy: g,
 		AdminAllow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
@@ -52,7 +53,7 @@ func TestInboundPolicyRefusesAndRateLimits(t *testing.T) {
 	}
 	conn.Close()
 
-	g.Update(api.InboundPolicy{Default: authz.AllUnauthenticated, RateLimit: 5})
+	g.Update(api.InboundPolicy{Default: meshnames.DefaultAllUnauthenticated, RateLimit: 5})
 	codes := map[int]int{}
 	var retryAfter string
 	for range 20 {

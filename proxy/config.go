@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/meshctl/meshctl/internal/certs"
+	"github.com/meshctl/meshctl/internal/meshnames"
 	"github.com/meshctl/meshctl/internal/spiffeid"
 	"github.com/meshctl/meshctl/proxy/authz"
 	"github.com/meshctl/meshctl/proxy/endpoints"
@@ -16,11 +17,11 @@ import (
 
 // The fixed ports of a meshed pod (../shared/DESIGN.md).
 const (
-	InboundPort  = 4143
-	OutboundPort = 4140
-	AdminPort    = 4191
+	InboundPort  = meshnames.ProxyInboundPort
+	OutboundPort = meshnames.ProxyOutboundPort
+	AdminPort    = meshnames.ProxyAdminPort
 	// ProxyUID is the user the proxy runs as; the redirect rules exclude it.
-	ProxyUID = 2102
+	ProxyUID = meshnames.ProxyUID
 )
 
 // DefaultOpaquePorts are server-speaks-first protocols, where detection

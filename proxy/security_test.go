@@ -20,6 +20,7 @@ import (
 	"golang.org/x/net/http2/hpack"
 
 	"github.com/meshctl/meshctl/internal/api"
+	"github.com/meshctl/meshctl/internal/meshnames"
 	"github.com/meshctl/meshctl/internal/testpki"
 	"github.com/meshctl/meshctl/proxy/authz"
 	"github.com/meshctl/meshctl/proxy/endpoints"
@@ -95,7 +96,7 @@ func TestDistinctHostsDoNotGrowTheProxysMemory(t *testing.T) {
 	}
 	up := backend(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") }))
 	out := outboundTo(t, up)
-	deny := authz.New(authz.Deny)
+	deny := authz.New(meshnames.DefaultDeny)
 	in := startProxy(t, Config{Inbound: &SideConfig{Listen: "127.0.0.1:0", Upstream: up}, InboundPolicy: deny})
 	baseOut, baseIn := metricsSize(t, out), metricsSize(t, in)
 	baseHeap := heapInUse()
@@ -190,8 +191,8 @@ func TestOpaqueConnectionsCannotSkipPerRequestPolicy(t *testing.T) {
 	ca := testpki.NewRoot(t, "root")
 	serverSrc, _ := identityFiles(t, ca.Issue(t, serverSPIFFE, -time.Minute, time.Hour), ca)
 	clientSrc, _ := identityFiles(t, ca.Issue(t, clientSPIFFE, -time.Minute, time.Hour), ca)
-	g := authz.New(authz.AllUnauthenticated)
-	g.Update(api.InboundPolicy{Default: authz.AllUnauthenticated, RateLimit: 5})
+	g := authz.New(meshnames.DefaultAllUnauthenticated)
+	g.Update(api.InboundPolicy{Default: meshnames.DefaultAllUnauthenticated, RateLimit: 5})
 	server := startProxy(t, Config{Inbound: &SideConfig{Listen: "127.0.0.1:0", Upstream: addr}, Identity: serverSrc,
 		InboundPolicy: g, DetectTimeout: 200 * time.Millisecond})
 
@@ -287,7 +288,7 @@ func TestNoPolicyYetMeansUnreadyAndClosed(t *testing.T) {
 	if n := app.hits.Load(); n != 0 {
 		t.Fatalf("the application saw %d requests before the policy", n)
 	}
-	g.Update(api.InboundPolicy{Default: authz.AllUnauthenticated})
+	g.Update(api.InboundPolicy{Default: meshnames.DefaultAllUnauthenticated})
 	eventually(t, "ready once the policy arrived", 5*time.Second, func() bool { return get(admin+"/ready") == http.StatusOK })
 	if got := get(inbound + "/"); got != http.StatusOK {
 		t.Errorf("a request after the policy: %d, want 200", got)
@@ -555,8 +556,8 @@ func TestContinuationFloodIsCutOff(t *testing.T) {
 func TestTheNodeGetsOnlyItsProbesWhereMutualTLSIsRequired(t *testing.T) {
 	app := backend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "secret") }))
 	port := portOf(t, app)
-	g := authz.New(authz.AllUnauthenticated)
-	g.Update(api.InboundPolicy{Default: authz.AllUnauthenticated, Probes: []api.Probe{{Port: int(port), Path: "/healthz"}}})
+	g := authz.New(meshnames.DefaultAllUnauthenticated)
+	g.Update(api.InboundPolicy{Default: meshnames.DefaultAllUnauthenticated, Probes: []api.Probe{{Port: int(port), Path: "/healthz"}}})
 	server := startProxy(t, Config{Inbound: &SideConfig{Listen: "127.0.0.1:0", Upstream: app}, RequireTLSPorts: []uint16{port},
 		InboundPolicy: g, AdminAllow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, DetectTimeout: 100 * time.Millisecond})
 	for path, want := range map[string]int{"/healthz": 200, "/": 403, "/healthz/../admin": 403} {
@@ -619,12 +620,12 @@ func TestATCPProbesExemptionIsNoTunnel(t *testing.T) {
 	addr := backend(t, app)
 	port := portOf(t, addr)
 	for name, pol := range map[string]api.InboundPolicy{
-		"rate limited":        {Default: authz.AllUnauthenticated, RateLimit: 5, Probes: []api.Probe{{Port: int(port)}}},
-		"default deny":        {Default: authz.Deny, Probes: []api.Probe{{Port: int(port)}}},
-		"mutual TLS required": {Default: authz.AllUnauthenticated, Probes: []api.Probe{{Port: int(port)}}},
+		"rate limited":        {Default: meshnames.DefaultAllUnauthenticated, RateLimit: 5, Probes: []api.Probe{{Port: int(port)}}},
+		"default deny":        {Default: meshnames.DefaultDeny, Probes: []api.Probe{{Port: int(port)}}},
+		"mutual TLS required": {Default: meshnames.DefaultAllUnauthenticated, Probes: []api.Probe{{Port: int(port)}}},
 	} {
 		t.Run(name, func(t *testing.T) {
-			g := authz.New(authz.AllUnauthenticated)
+			g := authz.New(meshnames.DefaultAllUnauthenticated)
 			g.Update(pol)
 			cfg := Config{Inbound: &SideConfig{Listen: "127.0.0.1:0", Upstream: addr}, InboundPolicy: g,
 				AdminAllow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, DetectTimeout: 100 * time.Millisecond}
@@ -655,8 +656,8 @@ func TestATCPProbesExemptionIsNoTunnel(t *testing.T) {
 func TestInboundSeriesNameOnlyPortsTheApplicationAnswers(t *testing.T) {
 	app := backend(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") }))
 	nothing := closedPort(t)
-	g := authz.New(authz.AllUnauthenticated)
-	g.Update(api.InboundPolicy{Default: authz.AllUnauthenticated, RateLimit: 0.01}) // one request, then 429
+	g := authz.New(meshnames.DefaultAllUnauthenticated)
+	g.Update(api.InboundPolicy{Default: meshnames.DefaultAllUnauthenticated, RateLimit: 0.01}) // one request, then 429
 	answered := startProxy(t, Config{Inbound: &SideConfig{Listen: "127.0.0.1:0", Upstream: app}, InboundPolicy: g})
 	scanned := startProxy(t, Config{Inbound: &SideConfig{Listen: "127.0.0.1:0", Upstream: nothing}})
 	for _, c := range []struct {
@@ -704,8 +705,8 @@ func TestTheNodesOtherConnectionsAreRefusedWhereMutualTLSIsRequired(t *testing.T
 	app := &counting{}
 	addr := backend(t, app)
 	port := portOf(t, addr)
-	g := authz.New(authz.AllUnauthenticated)
-	g.Update(api.InboundPolicy{Default: authz.AllUnauthenticated, Probes: []api.Probe{{Port: int(port), Path: "/healthz"}}})
+	g := authz.New(meshnames.DefaultAllUnauthenticated)
+	g.Update(api.InboundPolicy{Default: meshnames.DefaultAllUnauthenticated, Probes: []api.Probe{{Port: int(port), Path: "/healthz"}}})
 	server := startProxy(t, Config{Inbound: &SideConfig{Listen: "127.0.0.1:0", Upstream: addr}, RequireTLSPorts: []uint16{port},
 		InboundPolicy: g, AdminAllow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, DetectTimeout: 100 * time.Millisecond})
 	c, err := net.Dial("tcp", server.inbound())

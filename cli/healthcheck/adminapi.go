@@ -4,9 +4,10 @@ import (
 	"context"
 	"fmt"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
 	"github.com/meshctl/meshctl/internal/adminclient"
 	"github.com/meshctl/meshctl/internal/meshnames"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 )
 
 // adminAPICheck: the API server's aggregator reaches the controller's admin

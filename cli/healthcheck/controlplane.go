@@ -12,17 +12,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-)
 
-// Names of the installed objects (../../shared/DESIGN.md).
-const (
-	controllerName  = "mesh-controller"
-	controllerPods  = "app.kubernetes.io/name=mesh-controller"
-	webhookSecret   = "mesh-webhook-tls"
-	issuerSecret    = "mesh-issuer"
-	trustRoots      = "mesh-trust-roots"
-	versionLabel    = "app.kubernetes.io/version"
-	proxyVersionKey = "meshctl.io/proxy-version"
+	"github.com/meshctl/meshctl/install"
+	"github.com/meshctl/meshctl/internal/meshnames"
 )
 
 // ControlPlane checks the installed control plane.
@@ -39,9 +31,9 @@ func ControlPlane() Category {
 		},
 		{
 			Name: "controller pods are ready",
-			Hint: "see why: kubectl -n meshctl describe pods -l " + controllerPods + "; kubectl -n meshctl logs deploy/mesh-controller",
+			Hint: "see why: kubectl -n meshctl describe pods -l " + install.NameLabel + "=" + meshnames.ServiceName + "; kubectl -n meshctl logs deploy/mesh-controller",
 			Run: func(ctx context.Context, env *Env) error {
-				d, err := env.Client.AppsV1().Deployments(env.Namespace).Get(ctx, controllerName, metav1.GetOptions{})
+				d, err := env.Client.AppsV1().Deployments(env.Namespace).Get(ctx, meshnames.ServiceName, metav1.GetOptions{})
 				if err != nil {
 					return err
 				}
@@ -50,7 +42,7 @@ func ControlPlane() Category {
 					want = *d.Spec.Replicas
 				}
 				if want == 0 || d.Status.ReadyReplicas < want {
-					return fmt.Errorf("%d of %d %s replicas ready", d.Status.ReadyReplicas, want, controllerName)
+					return fmt.Errorf("%d of %d %s replicas ready", d.Status.ReadyReplicas, want, meshnames.ServiceName)
 				}
 				return nil
 			},
@@ -70,11 +62,11 @@ func ControlPlane() Category {
 			Name: "the control plane runs this CLI's version",
 			Hint: "upgrade the control plane with this CLI: meshctl install",
 			Run: func(ctx context.Context, env *Env) error {
-				d, err := env.Client.AppsV1().Deployments(env.Namespace).Get(ctx, controllerName, metav1.GetOptions{})
+				d, err := env.Client.AppsV1().Deployments(env.Namespace).Get(ctx, meshnames.ServiceName, metav1.GetOptions{})
 				if err != nil {
 					return err
 				}
-				if v := d.Labels[versionLabel]; v != env.Version {
+				if v := d.Labels[install.VersionLabel]; v != env.Version {
 					return Warnf("the control plane is %s, this CLI %s", v, env.Version)
 				}
 				return nil
@@ -88,11 +80,11 @@ func ControlPlane() Category {
 // certificate, and refuse a GET of certificates.
 func controlAPIAnswers(ctx context.Context, env *Env) error {
 	svc := env.Client.CoreV1().Services(env.Namespace)
-	body, err := svc.ProxyGet("https", controllerName, "control", "/v1/destinations", map[string]string{"target": "10.0.0.1:80"}).DoRaw(ctx)
+	body, err := svc.ProxyGet("https", meshnames.ServiceName, meshnames.ControlPortName, "/v1/destinations", map[string]string{"target": "10.0.0.1:80"}).DoRaw(ctx)
 	if !bytes.Contains(body, []byte("no_client_certificate")) {
 		return fmt.Errorf("the destination API did not answer as expected: %v %s", err, firstLine(body))
 	}
-	body, err = svc.ProxyGet("https", controllerName, "control", "/v1/certificate", nil).DoRaw(ctx)
+	body, err = svc.ProxyGet("https", meshnames.ServiceName, meshnames.ControlPortName, "/v1/certificate", nil).DoRaw(ctx)
 	if !bytes.Contains(body, []byte("use POST")) {
 		return fmt.Errorf("the identity API did not answer as expected: %v %s", err, firstLine(body))
 	}
@@ -107,20 +99,20 @@ func firstLine(b []byte) string {
 // webhookHealthy checks the webhook's certificate against its CA bundle and
 // has the API server call it (a dry-run pod asking for the proxy).
 func webhookHealthy(ctx context.Context, env *Env) error {
-	hook, err := env.Client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, InstallWebhook, metav1.GetOptions{})
+	hook, err := env.Client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, install.WebhookName, metav1.GetOptions{})
 	if err != nil {
 		return err
 	}
 	if len(hook.Webhooks) == 0 {
 		return errors.New("the webhook configuration has no webhook")
 	}
-	sec, err := env.Client.CoreV1().Secrets(env.Namespace).Get(ctx, webhookSecret, metav1.GetOptions{})
+	sec, err := env.Client.CoreV1().Secrets(env.Namespace).Get(ctx, meshnames.WebhookSecret, metav1.GetOptions{})
 	if err != nil {
 		return err
 	}
 	chain, err := parseCerts(sec.Data[corev1.TLSCertKey])
 	if err != nil || len(chain) == 0 {
-		return fmt.Errorf("the webhook certificate in Secret %s: %v", webhookSecret, err)
+		return fmt.Errorf("the webhook certificate in Secret %s: %v", meshnames.WebhookSecret, err)
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(hook.Webhooks[0].ClientConfig.CABundle) {
@@ -130,7 +122,7 @@ func webhookHealthy(ctx context.Context, env *Env) error {
 	for _, c := range chain[1:] {
 		inter.AddCert(c)
 	}
-	name := controllerName + "." + env.Namespace + ".svc"
+	name := meshnames.ServiceName + "." + env.Namespace + ".svc"
 	if _, err := chain[0].Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, DNSName: name, CurrentTime: env.Now}); err != nil {
 		return fmt.Errorf("the webhook certificate does not verify against the caBundle for %s: %w", name, err)
 	}

@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshctl/meshctl/identity/ca"
+	"github.com/meshctl/meshctl/internal/meshnames"
 )
 
 // renewWithin is how early an expiry warns.
@@ -59,28 +60,28 @@ func Identity() Category {
 }
 
 func readAnchors(ctx context.Context, env *Env) ([]*x509.Certificate, error) {
-	cm, err := env.Client.CoreV1().ConfigMaps(env.Namespace).Get(ctx, trustRoots, metav1.GetOptions{})
+	cm, err := env.Client.CoreV1().ConfigMaps(env.Namespace).Get(ctx, meshnames.TrustRootsConfigMap, metav1.GetOptions{})
 	if err != nil {
 		return nil, err
 	}
 	anchors, err := parseCerts([]byte(cm.Data["roots.pem"]))
 	if err != nil {
-		return nil, fmt.Errorf("the ConfigMap %s: %w", trustRoots, err)
+		return nil, fmt.Errorf("the ConfigMap %s: %w", meshnames.TrustRootsConfigMap, err)
 	}
 	if len(anchors) == 0 {
-		return nil, fmt.Errorf("the ConfigMap %s holds no certificate", trustRoots)
+		return nil, fmt.Errorf("the ConfigMap %s holds no certificate", meshnames.TrustRootsConfigMap)
 	}
 	return anchors, nil
 }
 
 func readIssuer(ctx context.Context, env *Env) (*ca.KeyPair, error) {
-	sec, err := env.Client.CoreV1().Secrets(env.Namespace).Get(ctx, issuerSecret, metav1.GetOptions{})
+	sec, err := env.Client.CoreV1().Secrets(env.Namespace).Get(ctx, meshnames.IssuerSecret, metav1.GetOptions{})
 	if err != nil {
 		return nil, err
 	}
 	kp, err := ca.ParseKeyPair(sec.Data[corev1.TLSCertKey], sec.Data[corev1.TLSPrivateKeyKey])
 	if err != nil {
-		return nil, fmt.Errorf("the Secret %s: %w", issuerSecret, err)
+		return nil, fmt.Errorf("the Secret %s: %w", meshnames.IssuerSecret, err)
 	}
 	return kp, nil
 }

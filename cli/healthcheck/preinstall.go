@@ -9,10 +9,9 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-)
 
-// InstallWebhook names meshctl's webhook configuration (install.WebhookName).
-const InstallWebhook = "meshctl-proxy-injector"
+	"github.com/meshctl/meshctl/install"
+)
 
 // PreInstall checks that `meshctl install` can work here.
 func PreInstall() Category {
@@ -26,9 +25,9 @@ func PreInstall() Category {
 			Name: "meshctl is not installed yet",
 			Hint: "it is: run meshctl check (or meshctl install again to upgrade)",
 			Run: func(ctx context.Context, env *Env) error {
-				_, err := env.Client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, InstallWebhook, metav1.GetOptions{})
+				_, err := env.Client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, install.WebhookName, metav1.GetOptions{})
 				if err == nil {
-					return errors.New("the webhook configuration " + InstallWebhook + " exists")
+					return errors.New("the webhook configuration " + install.WebhookName + " exists")
 				}
 				if !apierrors.IsNotFound(err) {
 					return err
@@ -46,7 +45,7 @@ func PreInstall() Category {
 				}
 				var others []string
 				for _, c := range list.Items {
-					if c.Name == InstallWebhook {
+					if c.Name == install.WebhookName {
 						continue
 					}
 					for _, w := range c.Webhooks {

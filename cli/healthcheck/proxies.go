@@ -65,7 +65,7 @@ func Proxies() Category {
 				}
 				var other []string
 				for _, p := range pods {
-					if v := p.Labels[proxyVersionKey]; v != env.Version {
+					if v := p.Labels[meshnames.VersionLabel]; v != env.Version {
 						other = append(other, fmt.Sprintf("%s/%s (%s)", p.Namespace, p.Name, v))
 					}
 				}
@@ -79,7 +79,7 @@ func Proxies() Category {
 }
 
 func meshedPods(ctx context.Context, env *Env) ([]corev1.Pod, error) {
-	list, err := env.Client.CoreV1().Pods(env.ProxyNamespace).List(ctx, metav1.ListOptions{LabelSelector: proxyVersionKey})
+	list, err := env.Client.CoreV1().Pods(env.ProxyNamespace).List(ctx, metav1.ListOptions{LabelSelector: meshnames.VersionLabel})
 	if err != nil {
 		return nil, err
 	}

@@ -136,7 +136,7 @@ to --drain-timeout, then exits.`,
 	f.StringVar(&o.identityAddr, "identity-addr", "", "the controller's control API (host:port): get and renew the workload certificate from it instead of --cert/--key")
 	f.StringVar(&o.controllerID, "identity-controller-id", "", "SPIFFE ID the controller must prove, and the only client the admin port's /tap, /identity, /destinations, /renew and pprof answer over mutual TLS (default spiffe://<trust-domain>/ns/meshctl/sa/mesh-controller)")
 	f.StringVar(&o.tokenFile, "identity-token-file", "/var/run/secrets/meshctl.io/identity/token", "projected ServiceAccount token (audience identity.meshctl.io)")
-	f.StringVar(&o.trustDomain, "trust-domain", "cluster.local", "the mesh's trust domain")
+	f.StringVar(&o.trustDomain, "trust-domain", meshnames.TrustDomain, "the mesh's trust domain")
 	f.StringVar(&o.namespace, "namespace", "", "the pod's namespace (for its SPIFFE ID)")
 	f.StringVar(&o.serviceAccount, "service-account", "", "the pod's ServiceAccount (for its SPIFFE ID)")
 	f.StringVar(&o.upstreamIdentity, "upstream-identity", "", "explicit mode: the SPIFFE ID the outbound upstream must prove; traffic to it goes over mutual TLS")
@@ -187,7 +187,7 @@ func (o runOptions) config() (proxy.Config, error) {
 	}
 	switch o.defaultInbound {
 	case "":
-	case authz.AllUnauthenticated, authz.AllAuthenticated, authz.Deny:
+	case meshnames.DefaultAllUnauthenticated, meshnames.DefaultAllAuthenticated, meshnames.DefaultDeny:
 		cfg.InboundPolicy = authz.New(o.defaultInbound)
 	default:
 		return cfg, fmt.Errorf("--default-inbound-policy %q: want all-unauthenticated, all-authenticated or deny", o.defaultInbound)
@@ -205,7 +205,7 @@ func (o runOptions) config() (proxy.Config, error) {
 		}
 		def := o.defaultInbound
 		if def == "" {
-			def = authz.AllUnauthenticated
+			def = meshnames.DefaultAllUnauthenticated
 		}
 		if cfg.InboundPolicy == nil {
 			cfg.InboundPolicy = authz.New(def)
@@ -218,7 +218,7 @@ func (o runOptions) config() (proxy.Config, error) {
 	cfg.TLSHandshakeTimeout = o.handshake
 	// The controller: the control API proves it, and over mutual TLS it is
 	// the one client of the admin port's sensitive endpoints.
-	if cfg.ControllerID, err = spiffeid.New(o.trustDomain, "meshctl", "mesh-controller"); o.controllerID != "" {
+	if cfg.ControllerID, err = spiffeid.New(o.trustDomain, meshnames.Namespace, meshnames.ServiceAccount); o.controllerID != "" {
 		cfg.ControllerID, err = spiffeid.Parse(o.controllerID)
 	}
 	if err != nil {

@@ -216,3 +216,18 @@ func TestAvailableReadsTheAPIServicesCondition(t *testing.T) {
 		t.Errorf("available: %v %v", ok, err)
 	}
 }
+
+// TestTheClientUsesTheServersMethods: adminclient.Method, which the CLI
+// sends, is the method the server takes for every subresource, and
+// adminclient.Path is a path the server parses as that subresource.
+func TestTheClientUsesTheServersMethods(t *testing.T) {
+	for _, s := range subresources {
+		if got := adminclient.Method(s.name); got != s.method {
+			t.Errorf("%s: the client sends %s, the server takes %s", s.name, got, s.method)
+		}
+		tg, ok, err := parsePath(s.method, adminclient.Path("demo", "web-1", s.name))
+		if !ok || err != nil || tg.sub.name != s.name || tg.namespace != "demo" || tg.pod != "web-1" {
+			t.Errorf("%s: the server parses the client's path as %+v, %v, %v", s.name, tg, ok, err)
+		}
+	}
+}

@@ -17,6 +17,7 @@
 //     workload certificate, requiring the proxy to prove the pod's
 //     ServiceAccount's SPIFFE ID, and streams the answer back.
 //
-// It also serves the discovery documents the aggregator and kubectl read. The
-// client side (Request, Explain) is what meshctl uses.
+// It also serves the discovery documents the aggregator and kubectl read. Its
+// client side (Request, Do, Explain, Available) is internal/adminclient,
+// which meshctl uses.
 package adminapi

@@ -68,7 +68,7 @@ func New(cfg Config) (*Handler, error) {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.TrustDomain == "" {
-		cfg.TrustDomain = "cluster.local"
+		cfg.TrustDomain = meshnames.TrustDomain
 	}
 	if cfg.ProxyPort == 0 {
 		cfg.ProxyPort = meshnames.ProxyAdminPort

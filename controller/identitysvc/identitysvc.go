@@ -37,6 +37,7 @@ import (
 
 	"github.com/meshctl/meshctl/identity/ca"
 	"github.com/meshctl/meshctl/internal/api"
+	"github.com/meshctl/meshctl/internal/meshnames"
 	"github.com/meshctl/meshctl/internal/spiffeid"
 )
 
@@ -109,7 +110,7 @@ func New(cfg Config) (*Service, error) {
 		return nil, errors.New("identity service: a CA, a token reviewer and the trust roots are required")
 	}
 	if cfg.TrustDomain == "" {
-		cfg.TrustDomain = "cluster.local"
+		cfg.TrustDomain = meshnames.TrustDomain
 	}
 	if cfg.Lifetime == 0 {
 		cfg.Lifetime = ca.DefaultLeafLifetime

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/meshctl/meshctl/internal/meshnames"
 	"github.com/meshctl/meshctl/internal/spiffeid"
 )
 
@@ -122,7 +123,7 @@ func CheckToken(token, audience string, now time.Time) (namespace, serviceAccoun
 	if !ok || !ok2 {
 		return "", "", tokenErr("token_malformed", "the token's subject %q is not a ServiceAccount", c.Sub)
 	}
-	if _, err := spiffeid.New("cluster.local", ns, sa); err != nil {
+	if _, err := spiffeid.New(meshnames.TrustDomain, ns, sa); err != nil {
 		return "", "", tokenErr("token_malformed", "the token's subject %q: %w", c.Sub, err)
 	}
 	return ns, sa, nil

@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/meshctl/meshctl/internal/api"
+	"github.com/meshctl/meshctl/internal/meshnames"
 	"github.com/meshctl/meshctl/internal/policyapi"
 )
 
@@ -31,15 +32,15 @@ func Compute(pod *corev1.Pod, nsAnnotations map[string]string, policies []*polic
 		return "", ""
 	}
 	p.Default = clusterDefault
-	if v, from := annotation(policyapi.DefaultPolicyAnnotation); from != "" {
-		if policyapi.ValidDefault(v) {
+	if v, from := annotation(meshnames.DefaultPolicyAnnotation); from != "" {
+		if meshnames.ValidDefaultPolicy(v) {
 			p.Default = v
 		} else {
-			p.Default = policyapi.DefaultDeny
-			errs = append(errs, fmt.Errorf("%s annotation %s: %q is not all-unauthenticated, all-authenticated or deny; denying", from, policyapi.DefaultPolicyAnnotation, v))
+			p.Default = meshnames.DefaultDeny
+			errs = append(errs, fmt.Errorf("%s annotation %s: %q is not all-unauthenticated, all-authenticated or deny; denying", from, meshnames.DefaultPolicyAnnotation, v))
 		}
 	}
-	for key, dst := range map[string]*float64{policyapi.RateLimitAnnotation: &p.RateLimit, policyapi.RateLimitPerClientAnnotation: &p.RateLimitPerClient} {
+	for key, dst := range map[string]*float64{meshnames.RateLimitAnnotation: &p.RateLimit, meshnames.RateLimitPerClientAnnotation: &p.RateLimitPerClient} {
 		if v, from := annotation(key); from != "" {
 			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
 			if err != nil || f <= 0 {

@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/meshctl/meshctl/internal/api"
+	"github.com/meshctl/meshctl/internal/meshnames"
 	"github.com/meshctl/meshctl/internal/policyapi"
 )
 
@@ -43,9 +44,9 @@ func TestComputeResolvesPoliciesProbesAndAnnotations(t *testing.T) {
 		policy("all-ports", nil, nil, policyapi.Client{SPIFFEID: "*"}),
 		policy("no-such-port", nil, &missing, policyapi.Client{SPIFFEID: "*"}),
 	}
-	got, errs := Compute(testPod(map[string]string{policyapi.RateLimitAnnotation: "100"}),
-		map[string]string{policyapi.DefaultPolicyAnnotation: "deny", policyapi.RateLimitPerClientAnnotation: "10"},
-		policies, "cluster.local", policyapi.DefaultAllUnauthenticated)
+	got, errs := Compute(testPod(map[string]string{meshnames.RateLimitAnnotation: "100"}),
+		map[string]string{meshnames.DefaultPolicyAnnotation: "deny", meshnames.RateLimitPerClientAnnotation: "10"},
+		policies, "cluster.local", meshnames.DefaultAllUnauthenticated)
 	want := api.InboundPolicy{
 		Default: "deny",
 		Rules: []api.AuthorizationRule{
@@ -67,12 +68,12 @@ func TestComputeResolvesPoliciesProbesAndAnnotations(t *testing.T) {
 
 func TestComputeDefaults(t *testing.T) {
 	// The pod's annotation wins over the namespace's; a bad value is reported and ignored.
-	got, _ := Compute(testPod(map[string]string{policyapi.DefaultPolicyAnnotation: "all-authenticated"}),
-		map[string]string{policyapi.DefaultPolicyAnnotation: "deny"}, nil, "cluster.local", "all-unauthenticated")
+	got, _ := Compute(testPod(map[string]string{meshnames.DefaultPolicyAnnotation: "all-authenticated"}),
+		map[string]string{meshnames.DefaultPolicyAnnotation: "deny"}, nil, "cluster.local", "all-unauthenticated")
 	if got.Default != "all-authenticated" {
 		t.Errorf("default %q, want the pod's", got.Default)
 	}
-	got, errs := Compute(testPod(map[string]string{policyapi.DefaultPolicyAnnotation: "maybe", policyapi.RateLimitAnnotation: "-3"}),
+	got, errs := Compute(testPod(map[string]string{meshnames.DefaultPolicyAnnotation: "maybe", meshnames.RateLimitAnnotation: "-3"}),
 		nil, nil, "cluster.local", "deny")
 	if got.Default != "deny" || got.RateLimit != 0 || len(errs) != 2 {
 		t.Errorf("bad annotations: %+v, errors %v", got, errs)
@@ -83,14 +84,14 @@ func TestComputeDefaults(t *testing.T) {
 // is no policy, over a permissive cluster default, denies; a policy whose
 // podSelector does not parse still covers the pod.
 func TestPoliciesThatCannotBeUsedNeverWidenAccess(t *testing.T) {
-	got, errs := Compute(testPod(map[string]string{policyapi.DefaultPolicyAnnotation: "denny"}), nil, nil, "cluster.local", policyapi.DefaultAllUnauthenticated)
-	if got.Default != policyapi.DefaultDeny || len(errs) != 1 {
+	got, errs := Compute(testPod(map[string]string{meshnames.DefaultPolicyAnnotation: "denny"}), nil, nil, "cluster.local", meshnames.DefaultAllUnauthenticated)
+	if got.Default != meshnames.DefaultDeny || len(errs) != 1 {
 		t.Errorf("a misspelt default over all-unauthenticated: %q (errors %v), want deny", got.Default, errs)
 	}
 	http := intstr.FromString("http")
 	bad := policy("bad-selector", nil, &http, policyapi.Client{ServiceAccount: &policyapi.ServiceAccountRef{Name: "client"}})
 	bad.Spec.PodSelector = metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "app", Operator: "Sometimes"}}}
-	got, errs = Compute(testPod(nil), nil, []*policyapi.AuthorizationPolicy{bad}, "cluster.local", policyapi.DefaultAllUnauthenticated)
+	got, errs = Compute(testPod(nil), nil, []*policyapi.AuthorizationPolicy{bad}, "cluster.local", meshnames.DefaultAllUnauthenticated)
 	if len(got.Rules) != 1 || got.Rules[0].Port != 8080 || len(errs) != 1 {
 		t.Errorf("a policy with a bad selector: rules %+v (errors %v); want it to cover port 8080", got.Rules, errs)
 	}

@@ -3,6 +3,7 @@
 // it adds the redirect-rules init container, the proxy as a native sidecar
 // started before everything else, the identity token and trust bundle
 // volumes, and the mesh's labels. The decision and the changes are a pure
-// function, Patch, golden-tested on fixture pods; the HTTP side only decodes
+// function, install/podpatch's Patch (which `meshctl inject --manual` uses
+// too), golden-tested on fixture pods; the HTTP side only decodes
 // AdmissionReviews and encodes JSON patches.
 package injector

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+
+	"github.com/meshctl/meshctl/internal/meshnames"
 )
 
 // The cluster's fixed network plan. Nothing depends on the machine's own
@@ -23,7 +25,7 @@ const (
 	APIServiceIP = "10.96.0.1"
 	DNSServiceIP = "10.96.0.10"
 	// ClusterDomain is the DNS suffix of Services and Pods.
-	ClusterDomain = "cluster.local"
+	ClusterDomain = meshnames.ClusterDomain
 	apiPort       = 6443
 )
 

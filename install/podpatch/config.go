@@ -78,19 +78,19 @@ func (c Config) WithDefaults() Config {
 		c.ImagePullPolicy = "IfNotPresent"
 	}
 	if c.DefaultInboundPolicy == "" {
-		c.DefaultInboundPolicy = "all-unauthenticated"
+		c.DefaultInboundPolicy = meshnames.DefaultAllUnauthenticated
 	}
 	if c.ControllerAddr == "" {
-		c.ControllerAddr = "mesh-controller.meshctl.svc.cluster.local:8443"
+		c.ControllerAddr = fmt.Sprintf("%s.%s.svc.%s:%d", meshnames.ServiceName, meshnames.Namespace, meshnames.ClusterDomain, meshnames.ControlPort)
 	}
 	if c.TrustDomain == "" {
-		c.TrustDomain = "cluster.local"
+		c.TrustDomain = meshnames.TrustDomain
 	}
 	if c.ControlPlaneNamespace == "" {
-		c.ControlPlaneNamespace = "meshctl"
+		c.ControlPlaneNamespace = meshnames.Namespace
 	}
 	if c.TrustRootsConfigMap == "" {
-		c.TrustRootsConfigMap = "mesh-trust-roots"
+		c.TrustRootsConfigMap = meshnames.TrustRootsConfigMap
 	}
 	if c.CPURequest == "" {
 		c.CPURequest = "10m"

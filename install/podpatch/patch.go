@@ -96,7 +96,7 @@ func Patch(pod *corev1.Pod, namespace string, nsAnnotations map[string]string, c
 	networks, _ := clusterNetworks(a, cfg)
 
 	out := pod.DeepCopy()
-	root, proxyUID := int64(0), int64(2102)
+	root, proxyUID := int64(0), int64(meshnames.ProxyUID)
 	yes, no := true, false
 	always := corev1.ContainerRestartPolicyAlways
 	pullPolicy := corev1.PullPolicy(cfg.ImagePullPolicy)
@@ -126,15 +126,15 @@ func Patch(pod *corev1.Pod, namespace string, nsAnnotations map[string]string, c
 			{Name: "MESH_PROXY_CLUSTER_NETWORKS", Value: networks},
 			{Name: "MESH_PROXY_LOG_LEVEL", Value: logLevel},
 		},
-		Ports: []corev1.ContainerPort{{Name: "mesh-admin", ContainerPort: 4191}, {Name: "mesh-inbound", ContainerPort: 4143}},
+		Ports: []corev1.ContainerPort{{Name: "mesh-admin", ContainerPort: meshnames.ProxyAdminPort}, {Name: "mesh-inbound", ContainerPort: meshnames.ProxyInboundPort}},
 		// Everything after the sidecar waits for this: the application starts
 		// with the proxy ready, certificate included.
 		StartupProbe: &corev1.Probe{
-			ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromInt32(4191)}},
+			ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromInt32(meshnames.ProxyAdminPort)}},
 			PeriodSeconds: 1, FailureThreshold: 120,
 		},
 		LivenessProbe: &corev1.Probe{
-			ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/live", Port: intstr.FromInt32(4191)}},
+			ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/live", Port: intstr.FromInt32(meshnames.ProxyAdminPort)}},
 			PeriodSeconds: 10, FailureThreshold: 3,
 		},
 		Resources: resources,
@@ -275,7 +275,7 @@ func Warnings(pod *corev1.Pod, cfg Config) []string {
 func defaultInbound(pod, ns map[string]string, cluster string) string {
 	for _, a := range []map[string]string{pod, ns} {
 		switch v := a["config.meshctl.io/default-inbound-policy"]; v {
-		case "all-unauthenticated", "all-authenticated", "deny":
+		case meshnames.DefaultAllUnauthenticated, meshnames.DefaultAllAuthenticated, meshnames.DefaultDeny:
 			return v
 		}
 	}

@@ -26,9 +26,13 @@ type DestinationEndpoint struct {
 
 // Types of TapEvent.
 const (
-	TapStart   = "start"
+	// TapStart: a request started.
+	TapStart = "start"
+	// TapHeaders: its response headers came.
 	TapHeaders = "headers"
-	TapEnd     = "end"
+	// TapEnd: it ended.
+	TapEnd = "end"
+	// TapDropped: events were dropped (Count says how many).
 	TapDropped = "dropped"
 )
 

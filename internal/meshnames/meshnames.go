@@ -81,9 +81,11 @@ const (
 const (
 	// InjectAnnotation, on a pod template or its namespace, asks for a proxy.
 	InjectAnnotation = "meshctl.io/inject"
-	// DisabledLabel, set to "disabled" on a namespace, keeps the API server
-	// from sending its pods to the injector at all (the webhook's
-	// namespaceSelector).
+	// DisabledLabel on a pod keeps it away from the webhook altogether: the
+	// MutatingWebhookConfiguration's objectSelector skips pods labelled
+	// meshctl.io/inject=disabled, so their creation never waits on the
+	// webhook (annotations cannot be selected on). The webhook honours it
+	// too.
 	DisabledLabel = InjectAnnotation
 	// VersionLabel records the injected proxy's version.
 	VersionLabel = "meshctl.io/proxy-version"
@@ -183,8 +185,11 @@ const (
 // Verbs an admin API subresource is authorized with, as the API server
 // derives them.
 const (
-	VerbGet    = "get"
-	VerbWatch  = "watch"
+	// VerbGet reads a subresource (identity, destinations).
+	VerbGet = "get"
+	// VerbWatch streams one (tap).
+	VerbWatch = "watch"
+	// VerbCreate acts (renew).
 	VerbCreate = "create"
 )
 
@@ -197,7 +202,11 @@ const MaxLeafLifetime = 7 * 24 * time.Hour
 // API) authenticate its front proxy (the aggregator), and the built-in
 // Role that may read it.
 const (
+	// AuthConfigMapNamespace holds AuthConfigMap.
 	AuthConfigMapNamespace = "kube-system"
-	AuthConfigMap          = "extension-apiserver-authentication"
-	AuthReaderRole         = "extension-apiserver-authentication-reader"
+	// AuthConfigMap is where the API server publishes its front proxy's
+	// client CA and request headers.
+	AuthConfigMap = "extension-apiserver-authentication"
+	// AuthReaderRole is the built-in Role that may read AuthConfigMap.
+	AuthReaderRole = "extension-apiserver-authentication-reader"
 )

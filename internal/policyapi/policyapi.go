@@ -1,7 +1,8 @@
-// Package policyapi holds the Kubernetes-facing names and types of inbound
-// policy: the AuthorizationPolicy custom resource (policy.meshctl.io/v1alpha1)
-// and the annotations that set a server's default policy and rate limits.
-// The controller reads them into the control API's wire types
+// Package policyapi holds the Kubernetes-facing types of inbound policy:
+// the AuthorizationPolicy custom resource (policy.meshctl.io/v1alpha1).
+// The annotations that set a server's default policy and rate limits, and
+// the default policies' names, are in internal/meshnames, which the proxy
+// shares. The controller reads them into the control API's wire types
 // (internal/api); the CLI checks them. The proxy never imports this package
 // (it would link apimachinery).
 package policyapi
@@ -22,35 +23,6 @@ const (
 
 // GroupVersionResource names AuthorizationPolicies for dynamic clients.
 var GroupVersionResource = schema.GroupVersionResource{Group: Group, Version: Version, Resource: Resource}
-
-// Annotations on a pod (or its namespace, the pod's winning) that set inbound
-// policy.
-const (
-	// DefaultPolicyAnnotation is the policy of the pod's servers (ports) that
-	// no AuthorizationPolicy selects: one of the Default* values.
-	DefaultPolicyAnnotation = "config.meshctl.io/default-inbound-policy"
-	// RateLimitAnnotation caps the requests per second the pod accepts in all.
-	RateLimitAnnotation = "config.meshctl.io/inbound-rate-limit"
-	// RateLimitPerClientAnnotation caps the requests per second from each
-	// client identity (unauthenticated clients share one limit).
-	RateLimitPerClientAnnotation = "config.meshctl.io/inbound-rate-limit-per-client"
-)
-
-// Default inbound policies.
-const (
-	// DefaultAllUnauthenticated lets every client in, meshed or not.
-	DefaultAllUnauthenticated = "all-unauthenticated"
-	// DefaultAllAuthenticated lets every meshed client in (any identity of the
-	// trust domain), no plaintext client.
-	DefaultAllAuthenticated = "all-authenticated"
-	// DefaultDeny lets in only what an AuthorizationPolicy allows.
-	DefaultDeny = "deny"
-)
-
-// ValidDefault reports whether s is a default inbound policy.
-func ValidDefault(s string) bool {
-	return s == DefaultAllUnauthenticated || s == DefaultAllAuthenticated || s == DefaultDeny
-}
 
 // AuthorizationPolicy allows clients to call some servers: the selected pods'
 // port (all ports when none is named), optionally only under some paths.

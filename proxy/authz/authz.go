@@ -10,13 +10,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/meshctl/meshctl/internal/api"
-)
-
-// Default inbound policies (the controller's names).
-const (
-	AllUnauthenticated = "all-unauthenticated"
-	AllAuthenticated   = "all-authenticated"
-	Deny               = "deny"
+	"github.com/meshctl/meshctl/internal/meshnames"
 )
 
 // Decision is what a Guard says of a request or connection.
@@ -73,7 +67,7 @@ type state struct {
 // constants) until the first Update.
 func New(def string) *Guard {
 	if def == "" {
-		def = AllUnauthenticated
+		def = meshnames.DefaultAllUnauthenticated
 	}
 	g := &Guard{ready: make(chan struct{})}
 	g.st.Store(&state{policy: api.InboundPolicy{Default: def}, defaultRule: "default:" + def})
@@ -94,7 +88,7 @@ const (
 // its pod's policy must not guess it. The proxy stays unready meanwhile.
 func NewPending() *Guard {
 	g := &Guard{ready: make(chan struct{})}
-	g.st.Store(&state{policy: api.InboundPolicy{Default: Deny}, defaultRule: Pending, pending: true})
+	g.st.Store(&state{policy: api.InboundPolicy{Default: meshnames.DefaultDeny}, defaultRule: Pending, pending: true})
 	g.CountWith(func(string, string) {})
 	return g
 }
@@ -197,9 +191,9 @@ func (g *Guard) Admit(req Request) Decision {
 	if !covered {
 		rule = st.defaultRule
 		switch p.Default {
-		case AllUnauthenticated:
+		case meshnames.DefaultAllUnauthenticated:
 			allowed = true
-		case AllAuthenticated:
+		case meshnames.DefaultAllAuthenticated:
 			allowed = clientID != ""
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/meshctl/meshctl/internal/api"
+	"github.com/meshctl/meshctl/internal/meshnames"
 )
 
 const (
@@ -13,9 +14,9 @@ const (
 )
 
 func TestPolicyEvaluation(t *testing.T) {
-	g := New(Deny)
+	g := New(meshnames.DefaultDeny)
 	g.Update(api.InboundPolicy{
-		Default: Deny,
+		Default: meshnames.DefaultDeny,
 		Rules: []api.AuthorizationRule{
 			{Name: "shop/web", Port: 8080, Identities: []string{client}},
 			{Name: "shop/admin", Port: 9000, PathPrefixes: []string{"/metrics"}, Identities: []string{"*"}},
@@ -52,7 +53,7 @@ func TestPolicyEvaluation(t *testing.T) {
 			t.Errorf("%s: %+v, want status %d by %s", tc.name, d, tc.want, tc.rule)
 		}
 	}
-	for def, want := range map[string][2]int{AllUnauthenticated: {0, 0}, AllAuthenticated: {0, 403}, Deny: {403, 403}} {
+	for def, want := range map[string][2]int{meshnames.DefaultAllUnauthenticated: {0, 0}, meshnames.DefaultAllAuthenticated: {0, 403}, meshnames.DefaultDeny: {403, 403}} {
 		g.Update(api.InboundPolicy{Default: def})
 		if got := [2]int{g.Admit(Request{Port: 80, Path: "/", ClientID: client, HTTP: true}).Status, g.Admit(Request{Port: 80, Path: "/", ClientID: "", HTTP: true}).Status}; got != want {
 			t.Errorf("default %s: meshed %d, plaintext %d; want %v", def, got[0], got[1], want)
@@ -62,9 +63,9 @@ func TestPolicyEvaluation(t *testing.T) {
 
 func TestRateLimits(t *testing.T) {
 	var counted = map[string]int{}
-	g := New(AllUnauthenticated)
+	g := New(meshnames.DefaultAllUnauthenticated)
 	g.CountWith(func(decision, _ string) { counted[decision]++ })
-	g.Update(api.InboundPolicy{Default: AllUnauthenticated, RateLimit: 10, Probes: []api.Probe{{Port: 80, Path: "/ready"}}})
+	g.Update(api.InboundPolicy{Default: meshnames.DefaultAllUnauthenticated, RateLimit: 10, Probes: []api.Probe{{Port: 80, Path: "/ready"}}})
 	allowed := 0
 	for range 100 {
 		d := g.Admit(Request{Port: 80, Path: "/", ClientID: client, HTTP: true})
@@ -85,7 +86,7 @@ func TestRateLimits(t *testing.T) {
 		t.Errorf("counted %v", counted)
 	}
 	// Per client: each identity has its own bucket; an unchanged rate keeps its state.
-	g.Update(api.InboundPolicy{Default: AllUnauthenticated, RateLimitPerClient: 5})
+	g.Update(api.InboundPolicy{Default: meshnames.DefaultAllUnauthenticated, RateLimitPerClient: 5})
 	per := map[string]int{}
 	for range 20 {
 		for _, id := range []string{client, intruder, ""} {
@@ -97,7 +98,7 @@ func TestRateLimits(t *testing.T) {
 	if per[client] != 5 || per[intruder] != 5 || per[""] != 5 {
 		t.Errorf("per-client allowances %v, want 5 each", per)
 	}
-	g.Update(api.InboundPolicy{Default: AllUnauthenticated, RateLimitPerClient: 5})
+	g.Update(api.InboundPolicy{Default: meshnames.DefaultAllUnauthenticated, RateLimitPerClient: 5})
 	if g.Admit(Request{Port: 80, Path: "/", ClientID: client, HTTP: true}).Allowed() {
 		t.Error("an update with the same rate refilled the client's bucket")
 	}
@@ -122,7 +123,7 @@ func TestAPendingGuardRefusesEverythingUntilItsPolicy(t *testing.T) {
 		t.Fatal("ready before the policy")
 	default:
 	}
-	g.Update(api.InboundPolicy{Default: AllUnauthenticated})
+	g.Update(api.InboundPolicy{Default: meshnames.DefaultAllUnauthenticated})
 	<-g.Ready()
 	if d := g.Admit(Request{Port: 8080, HTTP: true, Path: "/"}); !d.Allowed() {
 		t.Errorf("after the policy: %+v", d)
@@ -130,8 +131,8 @@ func TestAPendingGuardRefusesEverythingUntilItsPolicy(t *testing.T) {
 }
 
 func TestHTTPOnlyPorts(t *testing.T) {
-	g := New(AllUnauthenticated)
-	g.Update(api.InboundPolicy{Default: AllUnauthenticated, Rules: []api.AuthorizationRule{
+	g := New(meshnames.DefaultAllUnauthenticated)
+	g.Update(api.InboundPolicy{Default: meshnames.DefaultAllUnauthenticated, Rules: []api.AuthorizationRule{
 		{Name: "a", Port: 8080, PathPrefixes: []string{"/api"}, Identities: []string{"*"}},
 		{Name: "b", Port: 9000, Identities: []string{"*"}},
 	}})
@@ -140,7 +141,7 @@ func TestHTTPOnlyPorts(t *testing.T) {
 			t.Errorf("HTTPOnly(%d) = %v, want %v", port, got, want)
 		}
 	}
-	g.Update(api.InboundPolicy{Default: AllUnauthenticated, RateLimitPerClient: 10})
+	g.Update(api.InboundPolicy{Default: meshnames.DefaultAllUnauthenticated, RateLimitPerClient: 10})
 	if !g.HTTPOnly(5432) {
 		t.Error("a rate-limited pod's ports must be HTTP only")
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/meshctl/meshctl/internal/api"
+	"github.com/meshctl/meshctl/internal/meshnames"
 )
 
 // pathCases are request paths as sent on the wire and whether every
@@ -99,9 +100,9 @@ var pathCases = []struct {
 // apiGuard allows every meshed client under /api on port 80 and nothing
 // else; probes are allowed on /healthz.
 func apiGuard() *Guard {
-	g := New(Deny)
+	g := New(meshnames.DefaultDeny)
 	g.Update(api.InboundPolicy{
-		Default: Deny,
+		Default: meshnames.DefaultDeny,
 		Rules:   []api.AuthorizationRule{{Name: "shop/api", Port: 80, PathPrefixes: []string{"/api"}, Identities: []string{"*"}}},
 		Probes:  []api.Probe{{Port: 80, Path: "/healthz"}},
 	})
@@ -156,8 +157,8 @@ func TestProbePathsResolveLikeOtherPaths(t *testing.T) {
 }
 
 func TestARootPrefixCoversEvenRefusedPaths(t *testing.T) {
-	g := New(Deny)
-	g.Update(api.InboundPolicy{Default: Deny, Rules: []api.AuthorizationRule{{Name: "all", PathPrefixes: []string{"/"}, Identities: []string{"*"}}}})
+	g := New(meshnames.DefaultDeny)
+	g.Update(api.InboundPolicy{Default: meshnames.DefaultDeny, Rules: []api.AuthorizationRule{{Name: "all", PathPrefixes: []string{"/"}, Identities: []string{"*"}}}})
 	for _, raw := range []string{"/x", "/a%2fb", "/%zz"} {
 		if !g.Admit(Request{Port: 80, HTTP: true, RawPath: raw, ClientID: client}).Allowed() {
 			t.Errorf("%q refused under the prefix /", raw)

@@ -19,6 +19,7 @@ import (
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 
+	"github.com/meshctl/meshctl/internal/meshnames"
 	"github.com/meshctl/meshctl/internal/portspec"
 )
 
@@ -48,16 +49,16 @@ type Config struct {
 
 func (c Config) withDefaults() Config {
 	if c.ProxyUID == 0 {
-		c.ProxyUID = 2102
+		c.ProxyUID = meshnames.ProxyUID
 	}
 	if c.InboundPort == 0 {
-		c.InboundPort = 4143
+		c.InboundPort = meshnames.ProxyInboundPort
 	}
 	if c.OutboundPort == 0 {
-		c.OutboundPort = 4140
+		c.OutboundPort = meshnames.ProxyOutboundPort
 	}
 	if c.AdminPort == 0 {
-		c.AdminPort = 4191
+		c.AdminPort = meshnames.ProxyAdminPort
 	}
 	return c
 }
