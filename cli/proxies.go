@@ -50,7 +50,7 @@ func meshedPods(ctx context.Context, client kubernetes.Interface) ([]corev1.Pod,
 
 // readProxyIdentity asks a proxy for its certificate through the admin API
 // (pods/identity in admin.meshctl.io), with the user's credentials. Errors
-// say what to do (adminapi.Explain).
+// say what to do (adminclient.Explain).
 func readProxyIdentity(ctx context.Context, client kubernetes.Interface, p *corev1.Pod) (proxyIdentity, error) {
 	var id proxyIdentity
 	raw, err := adminclient.Do(ctx, client.CoreV1().RESTClient(), p.Namespace, p.Name, meshnames.AdminIdentity)

@@ -43,7 +43,7 @@ type Config struct {
 	// nil: none are read.
 	Dynamic dynamic.Interface
 	// DefaultInboundPolicy is the inbound policy of servers that no
-	// annotation or AuthorizationPolicy speaks for (policyapi.Default*).
+	// annotation or AuthorizationPolicy speaks for (meshnames.Default*).
 	// Default: all-unauthenticated.
 	DefaultInboundPolicy string
 	// Namespace the control plane lives in. Default: meshctl.

@@ -24,9 +24,9 @@ const (
 )
 
 // adminAPIRBAC lets the controller read the front proxy's settings (the
-// built-in Role adminapi.AuthReaderRole, bound in kube-system), and defines
-// the two ClusterRoles users are bound to: adminapi.ViewerClusterRole (tap,
-// identity, destinations) and adminapi.OperatorClusterRole (those, and
+// built-in Role meshnames.AuthReaderRole, bound in kube-system), and defines
+// the two ClusterRoles users are bound to: meshnames.AdminViewerClusterRole (tap,
+// identity, destinations) and meshnames.AdminOperatorClusterRole (those, and
 // renew). The controller's SubjectAccessReviews come with its TokenReviews
 // (rbac). Bound in a namespace, a ClusterRole grants its pods only.
 func (v Values) adminAPIRBAC() []runtime.Object {
@@ -61,7 +61,7 @@ func (v Values) adminAPIRBAC() []runtime.Object {
 }
 
 // apiService registers admin.meshctl.io/v1alpha1 with the API server's
-// aggregator: the controller's Service on adminapi.Port, whose certificate
+// aggregator: the controller's Service on meshnames.AdminAPIPort, whose certificate
 // (the webhook's) the webhook CA vouches for. The apiregistration Go types
 // are not a dependency of this module; it is built as plain maps, which is
 // what server-side apply sends.

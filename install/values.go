@@ -51,8 +51,8 @@ type Values struct {
 	LogLevel string
 	// DefaultInboundPolicy is the policy of servers (pod ports) that no
 	// AuthorizationPolicy selects, unless the pod's or its namespace's
-	// policyapi.DefaultPolicyAnnotation says otherwise: one of
-	// all-unauthenticated, all-authenticated or deny (policyapi.Default*).
+	// meshnames.DefaultPolicyAnnotation says otherwise: one of
+	// all-unauthenticated, all-authenticated or deny (meshnames.Default*).
 	// Default: all-unauthenticated.
 	DefaultInboundPolicy string
 	// ClusterNetworks are the cluster's pod and Service networks (CIDRs,
@@ -60,7 +60,7 @@ type Values struct {
 	// injected proxy: a destination in them is never reached in plaintext
 	// until the controller says it is outside the mesh. A cluster whose pod
 	// or Service ranges lie outside the default must list them. Default:
-	// endpoints.DefaultClusterNetworks.
+	// meshnames.DefaultClusterNetworks.
 	ClusterNetworks string
 	// Identity is the mesh's trust: required.
 	Identity Identity

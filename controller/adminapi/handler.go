@@ -34,7 +34,7 @@ type Config struct {
 	Identity certs.Source
 	// TrustDomain of the mesh, for the proxies' SPIFFE IDs. Default: cluster.local.
 	TrustDomain string
-	// ProxyPort is the proxies' admin port. Default: DefaultProxyPort.
+	// ProxyPort is the proxies' admin port. Default: meshnames.ProxyAdminPort.
 	ProxyPort int
 	// Authorizer decides what users may do. Default: SubjectAccessReviews
 	// through Client.

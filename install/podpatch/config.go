@@ -47,7 +47,7 @@ type Config struct {
 	// separated by commas, set on every proxy (MESH_PROXY_CLUSTER_NETWORKS):
 	// a destination in them is never reached in plaintext until the
 	// controller says it is outside the mesh. The pod's ClusterNetworks
-	// annotation overrides it. Default: endpoints.DefaultClusterNetworks.
+	// annotation overrides it. Default: meshnames.DefaultClusterNetworks.
 	ClusterNetworks string
 }
 

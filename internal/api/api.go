@@ -1,6 +1,8 @@
 // Package api holds the wire types of the control API between proxies and
-// mesh-controller (HTTP/2 over TLS, JSON bodies, versioned /v1/ paths), so
-// both sides agree on them in one place.
+// mesh-controller (HTTP/2 over TLS, JSON bodies, versioned /v1/ paths), and
+// those of a proxy's admin endpoints (/identity, /destinations, /tap) that
+// the admin API relays to the CLI, so every side agrees on them in one
+// place without linking the others.
 package api
 
 // Paths of the control API.

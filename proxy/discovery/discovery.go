@@ -55,7 +55,7 @@ type Config struct {
 	// destinations in them are never reached in plaintext before the
 	// controller says they are outside the mesh. Default: none (every
 	// destination not yet answered goes as it is), which only tests want;
-	// mesh-proxy passes endpoints.DefaultClusterNetworks or its flag.
+	// mesh-proxy passes meshnames.DefaultClusterNetworks or its flag.
 	ClusterNetworks endpoints.Networks
 	// CacheSize bounds the destinations followed at once; the least recently
 	// used one is dropped beyond it. Default: 500.
