@@ -3,19 +3,18 @@ package localcluster
 import (
 	"crypto"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
 	"time"
 
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/meshctl/meshctl/internal/selfsign"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
 
@@ -48,9 +47,9 @@ func writePKI(p paths) error {
 			return fmt.Errorf("create %s: %w", d, err)
 		}
 	}
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caKey, err := selfsign.NewKey()
 	if err != nil {
-		return fmt.Errorf("generate CA key: %w", err)
+		return fmt.Errorf("CA key: %w", err)
 	}
 	caTmpl := &x509.Certificate{
 		Subject:               pkix.Name{CommonName: "meshctl-local-cluster-ca"},
@@ -58,15 +57,11 @@ func writePKI(p paths) error {
 		BasicConstraintsValid: true,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
 	}
-	caDER, err := sign(caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	caCert, err := sign(caTmpl, caTmpl, &caKey.PublicKey, caKey)
 	if err != nil {
 		return fmt.Errorf("sign CA: %w", err)
 	}
-	caCert, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		return fmt.Errorf("parse CA: %w", err)
-	}
-	if err := writeCertAndKey(p.pki("ca"), caDER, caKey); err != nil {
+	if err := writeCertAndKey(p.pki("ca"), caCert, caKey); err != nil {
 		return err
 	}
 
@@ -99,22 +94,22 @@ func writePKI(p paths) error {
 	if err := writeFrontProxyPKI(p); err != nil {
 		return err
 	}
-	saKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	saKey, err := selfsign.NewKey()
 	if err != nil {
-		return fmt.Errorf("generate service-account key: %w", err)
+		return fmt.Errorf("service-account key: %w", err)
 	}
-	keyDER, err := x509.MarshalECPrivateKey(saKey)
+	keyPEM, err := selfsign.ECKeyPEM(saKey)
 	if err != nil {
-		return fmt.Errorf("encode service-account key: %w", err)
+		return fmt.Errorf("service-account key: %w", err)
 	}
 	pubDER, err := x509.MarshalPKIXPublicKey(&saKey.PublicKey)
 	if err != nil {
 		return fmt.Errorf("encode service-account public key: %w", err)
 	}
-	if err := writePEM(p.pki("sa.key"), "EC PRIVATE KEY", keyDER, 0o600); err != nil {
+	if err := selfsign.WriteFile(p.pki("sa.key"), keyPEM, 0o600); err != nil {
 		return err
 	}
-	return writePEM(p.pki("sa.pub"), "PUBLIC KEY", pubDER, 0o644)
+	return selfsign.WriteFile(p.pki("sa.pub"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}), 0o644)
 }
 
 // FrontProxyClientName is the common name of the API server's front-proxy
@@ -130,9 +125,9 @@ var frontProxyFiles = []string{"front-proxy-ca", "front-proxy-client"}
 // proxy) and the client certificate the API server proxies aggregated
 // requests with.
 func writeFrontProxyPKI(p paths) error {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, err := selfsign.NewKey()
 	if err != nil {
-		return fmt.Errorf("generate front-proxy CA key: %w", err)
+		return fmt.Errorf("front-proxy CA key: %w", err)
 	}
 	tmpl := &x509.Certificate{
 		Subject:               pkix.Name{CommonName: "meshctl-local-front-proxy-ca"},
@@ -140,15 +135,11 @@ func writeFrontProxyPKI(p paths) error {
 		BasicConstraintsValid: true,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
 	}
-	der, err := sign(tmpl, tmpl, &key.PublicKey, key)
+	ca, err := sign(tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
 		return fmt.Errorf("sign front-proxy CA: %w", err)
 	}
-	ca, err := x509.ParseCertificate(der)
-	if err != nil {
-		return fmt.Errorf("parse front-proxy CA: %w", err)
-	}
-	if err := writeCertAndKey(p.pki("front-proxy-ca"), der, key); err != nil {
+	if err := writeCertAndKey(p.pki("front-proxy-ca"), ca, key); err != nil {
 		return err
 	}
 	return issue(p.pki("front-proxy-client"), &x509.Certificate{
@@ -183,46 +174,32 @@ func ensureFrontProxyPKI(p paths) (made bool, err error) {
 
 // issue signs tmpl with the CA and writes base.crt and base.key.
 func issue(base string, tmpl, ca *x509.Certificate, caKey crypto.Signer) error {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, err := selfsign.NewKey()
 	if err != nil {
-		return fmt.Errorf("generate key for %s: %w", base, err)
+		return fmt.Errorf("key for %s: %w", base, err)
 	}
-	der, err := sign(tmpl, ca, &key.PublicKey, caKey)
+	cert, err := sign(tmpl, ca, &key.PublicKey, caKey)
 	if err != nil {
 		return fmt.Errorf("sign %s: %w", base, err)
 	}
-	return writeCertAndKey(base, der, key)
+	return writeCertAndKey(base, cert, key)
 }
 
-// sign fills in serial number and validity, then signs.
-func sign(tmpl, parent *x509.Certificate, pub crypto.PublicKey, signer crypto.Signer) ([]byte, error) {
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		return nil, err
-	}
-	tmpl.SerialNumber = serial
-	tmpl.NotBefore = time.Now().Add(-time.Hour)
-	tmpl.NotAfter = time.Now().Add(certLifetime)
-	return x509.CreateCertificate(rand.Reader, tmpl, parent, pub, signer)
+// sign signs tmpl, valid from an hour ago for certLifetime.
+func sign(tmpl, parent *x509.Certificate, pub crypto.PublicKey, signer crypto.Signer) (*x509.Certificate, error) {
+	return selfsign.Sign(tmpl, parent, pub, signer, -time.Hour, certLifetime)
 }
 
-func writeCertAndKey(base string, certDER []byte, key *ecdsa.PrivateKey) error {
-	keyDER, err := x509.MarshalECPrivateKey(key)
+// writeCertAndKey writes base.crt and base.key (SEC 1, 0600).
+func writeCertAndKey(base string, cert *x509.Certificate, key *ecdsa.PrivateKey) error {
+	keyPEM, err := selfsign.ECKeyPEM(key)
 	if err != nil {
-		return fmt.Errorf("encode key %s: %w", base, err)
+		return fmt.Errorf("%s: %w", base, err)
 	}
-	if err := writePEM(base+".crt", "CERTIFICATE", certDER, 0o644); err != nil {
+	if err := selfsign.WriteFile(base+".crt", selfsign.CertPEM(cert), 0o644); err != nil {
 		return err
 	}
-	return writePEM(base+".key", "EC PRIVATE KEY", keyDER, 0o600)
-}
-
-func writePEM(path, typ string, der []byte, mode os.FileMode) error {
-	data := pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
-	if err := os.WriteFile(path, data, mode); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return selfsign.WriteFile(base+".key", keyPEM, 0o600)
 }
 
 // writeKubeconfig writes a kubeconfig with the certificates embedded, so it

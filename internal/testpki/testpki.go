@@ -6,18 +6,17 @@ package testpki
 import (
 	"crypto"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"math/big"
 	"net/url"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/meshctl/meshctl/internal/selfsign"
 )
 
 // CA is a root (and optionally an intermediate issuer under it).
@@ -157,7 +156,7 @@ func WriteAtomic(t testing.TB, path string, data []byte) {
 
 func newKey(t testing.TB) *ecdsa.PrivateKey {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	k, err := selfsign.NewKey()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,18 +165,7 @@ func newKey(t testing.TB) *ecdsa.PrivateKey {
 
 func sign(t testing.TB, tmpl, parent *x509.Certificate, pub crypto.PublicKey, signer crypto.Signer, from, until time.Duration) *x509.Certificate {
 	t.Helper()
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl.SerialNumber = serial
-	tmpl.NotBefore = time.Now().Add(from)
-	tmpl.NotAfter = time.Now().Add(until)
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, signer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
+	c, err := selfsign.Sign(tmpl, parent, pub, signer, from, until)
 	if err != nil {
 		t.Fatal(err)
 	}
