@@ -136,7 +136,6 @@ func TestWebhookAnswersGarbageWithA400(t *testing.T) {
 	for name, body := range map[string][]byte{
 		"not JSON":   []byte("{{{"),
 		"no request": []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`),
-		"too large":  bytes.Repeat([]byte("a"), maxReviewBytes+1),
 	} {
 		code, _, text := call(t, h, body)
 		if code < 400 || code >= 500 || text == "" {
@@ -148,6 +147,35 @@ func TestWebhookAnswersGarbageWithA400(t *testing.T) {
 	_, out, _ := call(t, h, bad)
 	if out.Response == nil || out.Response.Allowed {
 		t.Errorf("undecodable pod: %+v", out.Response)
+	}
+}
+
+// TestAReviewOverTheLimitIs413: a valid review of a meshed pod, padded
+// (an annotation) to one byte over maxReviewBytes, gets the limit's own
+// answer, 413; the same review one byte under the limit is injected.
+func TestAReviewOverTheLimitIs413(t *testing.T) {
+	var prepared []string
+	h := newWebhook(&prepared)
+	sized := func(n int) []byte {
+		t.Helper()
+		pod := fixturePod(t, "not-enabled")
+		if pod.Annotations == nil {
+			pod.Annotations = map[string]string{}
+		}
+		pod.Annotations["example.org/padding"] = ""
+		base := len(review(t, "meshed", pod, admissionv1.Create))
+		pod.Annotations["example.org/padding"] = strings.Repeat("p", n-base)
+		body := review(t, "meshed", pod, admissionv1.Create)
+		if len(body) != n {
+			t.Fatalf("padded review is %d bytes, want %d", len(body), n)
+		}
+		return body
+	}
+	if code, out, _ := call(t, h, sized(maxReviewBytes-1)); code != 200 || out.Response == nil || !out.Response.Allowed || out.Response.Patch == nil {
+		t.Fatalf("a review one byte under the limit: %d %+v, want 200 with a patch", code, out.Response)
+	}
+	if code, _, text := call(t, h, sized(maxReviewBytes+1)); code != http.StatusRequestEntityTooLarge {
+		t.Errorf("a valid review one byte over the limit: %d %.100q…, want 413", code, text)
 	}
 }
 
