@@ -12,10 +12,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -27,10 +31,12 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/informers"
+	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/meshctl/meshctl/controller/adminapi"
 	"github.com/meshctl/meshctl/controller/destination"
 	"github.com/meshctl/meshctl/controller/identitysvc"
 	"github.com/meshctl/meshctl/controller/inbound"
@@ -68,6 +74,10 @@ func nilDynamic(d dynamic.Interface) dynamic.Interface {
 	return d
 }
 
+// shutdownTimeout bounds Run's shutdown: the servers' graceful stop and
+// the exit of every goroutine Run started.
+const shutdownTimeout = 5 * time.Second
+
 // Controller is a running mesh-controller.
 type Controller struct {
 	cfg   Config
@@ -77,9 +87,10 @@ type Controller struct {
 	key   crypto.Signer
 	own   atomic.Pointer[tls.Certificate]
 	ready atomic.Bool
-	// ControlAddr and AdminAddr are set once listening (tests use port 0).
-	controlLn, adminLn, webhookLn net.Listener
-	listening                     chan struct{}
+	// listen opens the listener of the named server ("control", "admin",
+	// "admin-api", "webhook") on its configured address: net.Listen, or a
+	// test's hook that learns the ports of 127.0.0.1:0.
+	listen func(server, addr string) (net.Listener, error)
 }
 
 // New checks the configuration.
@@ -92,116 +103,150 @@ func New(cfg Config) (*Controller, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Controller{cfg: cfg, log: cfg.Log.With("component", "controller"), reg: prometheus.NewRegistry(), key: key, listening: make(chan struct{})}
+	c := &Controller{cfg: cfg, log: cfg.Log.With("component", "controller"), reg: prometheus.NewRegistry(), key: key,
+		listen: func(_, addr string) (net.Listener, error) { return net.Listen("tcp", addr) }}
 	c.trust = &trust{ns: cfg.Namespace, changed: make(chan struct{}, 1), log: func(msg string, args ...any) { c.log.Info(msg, args...) }}
 	c.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return c, nil
 }
 
-// Addrs returns the control API's and the admin server's addresses once listening.
-func (c *Controller) Addrs(ctx context.Context) (control, admin string, err error) {
-	select {
-	case <-c.listening:
-		return c.controlLn.Addr().String(), c.adminLn.Addr().String(), nil
-	case <-ctx.Done():
-		return "", "", ctx.Err()
-	}
-}
-
-// WebhookAddr returns the webhook's address once listening ("" without a webhook).
-func (c *Controller) WebhookAddr(ctx context.Context) (string, error) {
-	select {
-	case <-c.listening:
-		if c.webhookLn == nil {
-			return "", nil
-		}
-		return c.webhookLn.Addr().String(), nil
-	case <-ctx.Done():
-		return "", ctx.Err()
-	}
-}
-
-// Run serves until ctx ends, then shuts down within a few seconds.
+// Run serves until ctx ends, then shuts down within a few seconds
+// (shutdownTimeout): it returns once the servers have stopped and every
+// goroutine it started has exited (the route-status election has released
+// its Lease), or the timeout has passed.
 func (c *Controller) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	// The control plane's own Secrets and ConfigMaps.
-	own := informers.NewSharedInformerFactoryWithOptions(c.cfg.Client, 10*time.Minute, informers.WithNamespace(c.cfg.Namespace))
-	defer own.Shutdown()
-	hook := &webhookCert{log: c.log.With("component", "webhook")}
-	if err := hook.watch(own); err != nil {
+	p := &parts{}
+	defer func() {
+		cancel() // the informers were started with ctx: Shutdown waits for them
+		p.shutdown()
+	}()
+	if err := c.watchOwn(ctx, p); err != nil {
 		return err
 	}
-	if err := c.trust.watch(ctx, own, 2*time.Minute); err != nil {
+	if err := c.build(p); err != nil {
 		return err
 	}
-	// Services, EndpointSlices, Pods and Namespaces everywhere, slimmed.
-	cluster := informers.NewSharedInformerFactoryWithOptions(c.cfg.Client, 10*time.Minute, informers.WithTransform(slim))
-	defer cluster.Shutdown()
-	dest, err := destination.New(cluster, c.cfg.TrustDomain, c.cfg.ClusterDomain)
+	if err := c.syncCaches(ctx, p); err != nil {
+		return err
+	}
+	servers, adminAPI, err := c.servers(ctx, p)
 	if err != nil {
 		return err
 	}
-	namespaces := cluster.Core().V1().Namespaces()
-	nsInformer := namespaces.Informer()
+	if err := c.listenAll(servers); err != nil {
+		return err
+	}
+	return c.serve(ctx, cancel, p, servers, adminAPI)
+}
+
+// parts is what Run builds before it serves: the informer factories, and
+// the watchers and services made on them.
+type parts struct {
+	// own: the control plane's own Secrets and ConfigMaps; cluster:
+	// Services, EndpointSlices, Pods and Namespaces everywhere, slimmed;
+	// copies: the trust bundle's copies; custom: custom resources.
+	own, cluster, copies informers.SharedInformerFactory
+	custom               dynamicinformer.DynamicSharedInformerFactory
+	// synced are the caches to wait for before serving.
+	synced []cache.InformerSynced
+
+	hook           *webhookCert
+	dest           *destination.Watcher
+	namespaces     coreinformers.NamespaceInformer
+	copier         *trustbundle.Copier
+	inbound        *inbound.Server
+	podBySourceIP  func(netip.Addr) (string, string, bool)
+	statuses       *routestatus.Writer // nil: no routes are followed
+	statusElection *leader.Election    // set with statuses
+}
+
+// shutdown stops the factories made so far and waits for their informers;
+// the context they were started with must have ended.
+func (p *parts) shutdown() {
+	for _, f := range []interface{ Shutdown() }{p.custom, p.copies, p.cluster, p.own} {
+		if f != nil {
+			f.Shutdown()
+		}
+	}
+}
+
+// watchOwn follows the control plane's own Secrets and ConfigMaps (the
+// webhook's certificate, the issuer and the trust bundle) and waits for a
+// valid issuer and bundle.
+func (c *Controller) watchOwn(ctx context.Context, p *parts) error {
+	p.own = informers.NewSharedInformerFactoryWithOptions(c.cfg.Client, 10*time.Minute, informers.WithNamespace(c.cfg.Namespace))
+	p.hook = &webhookCert{log: c.log.With("component", "webhook")}
+	if err := p.hook.watch(p.own); err != nil {
+		return err
+	}
+	return c.trust.watch(ctx, p.own, 2*time.Minute)
+}
+
+// build makes the cluster-wide informers (not started yet) and the
+// services that read them: destinations, the trust bundle's copies,
+// AuthorizationPolicies and routes when their CRDs are served, route
+// status, inbound policy and issuance's pod lookup.
+func (c *Controller) build(p *parts) error {
+	p.cluster = informers.NewSharedInformerFactoryWithOptions(c.cfg.Client, 10*time.Minute, informers.WithTransform(slim))
+	dest, err := destination.New(p.cluster, c.cfg.TrustDomain, c.cfg.ClusterDomain)
+	if err != nil {
+		return err
+	}
+	p.dest = dest
+	p.namespaces = p.cluster.Core().V1().Namespaces()
+	nsInformer := p.namespaces.Informer()
 	// The trust bundle's copies in meshed namespaces.
-	copies := trustbundle.NewFactory(c.cfg.Client, meshnames.TrustRootsConfigMap, 10*time.Minute)
-	defer copies.Shutdown()
-	copier, err := trustbundle.New(c.cfg.Client, copies, c.cfg.Namespace, meshnames.TrustRootsConfigMap, c.log.With("component", "trust-bundle-copies"))
-	if err != nil {
+	p.copies = trustbundle.NewFactory(c.cfg.Client, meshnames.TrustRootsConfigMap, 10*time.Minute)
+	if p.copier, err = trustbundle.New(c.cfg.Client, p.copies, c.cfg.Namespace, meshnames.TrustRootsConfigMap, c.log.With("component", "trust-bundle-copies")); err != nil {
 		return err
 	}
 	// Custom resources: AuthorizationPolicies (and HTTPRoutes), when the
 	// controller can read them.
 	var policies cache.SharedIndexInformer
-	custom := dynamicinformer.NewDynamicSharedInformerFactory(nilDynamic(c.cfg.Dynamic), 10*time.Minute)
-	defer custom.Shutdown()
-	synced := []cache.InformerSynced{dest.Synced, nsInformer.HasSynced, copier.Synced}
+	p.custom = dynamicinformer.NewDynamicSharedInformerFactory(nilDynamic(c.cfg.Dynamic), 10*time.Minute)
+	p.synced = []cache.InformerSynced{dest.Synced, nsInformer.HasSynced, p.copier.Synced}
 	if c.cfg.Dynamic != nil && c.served(policyapi.GroupVersionResource) {
-		policies = custom.ForResource(policyapi.GroupVersionResource).Informer()
-		synced = append(synced, policies.HasSynced)
+		policies = p.custom.ForResource(policyapi.GroupVersionResource).Informer()
+		p.synced = append(p.synced, policies.HasSynced)
 	}
 	var httpRoutes, grpcRoutes cache.SharedIndexInformer
 	if c.cfg.Dynamic != nil && c.served(destination.HTTPRoutes) {
-		httpRoutes = custom.ForResource(destination.HTTPRoutes).Informer()
+		httpRoutes = p.custom.ForResource(destination.HTTPRoutes).Informer()
 		if err := dest.WithRoutes(httpRoutes); err != nil {
 			return err
 		}
-		synced = append(synced, httpRoutes.HasSynced)
+		p.synced = append(p.synced, httpRoutes.HasSynced)
 	}
 	if c.cfg.Dynamic != nil && c.served(destination.GRPCRoutes) {
-		grpcRoutes = custom.ForResource(destination.GRPCRoutes).Informer()
+		grpcRoutes = p.custom.ForResource(destination.GRPCRoutes).Informer()
 		if err := dest.WithGRPCRoutes(grpcRoutes); err != nil {
 			return err
 		}
-		synced = append(synced, grpcRoutes.HasSynced)
+		p.synced = append(p.synced, grpcRoutes.HasSynced)
 	}
 	// Route status (Accepted, ResolvedRefs) for the routes attached to
 	// Services, written by the one replica that holds the Lease
 	// RouteStatusLease: two versions during a rollout never fight over a
 	// route's conditions.
-	var statuses *routestatus.Writer
-	var statusElection *leader.Election
 	if httpRoutes != nil || grpcRoutes != nil {
-		statusElection = &leader.Election{Client: c.cfg.Client, Namespace: c.cfg.Namespace, Name: meshnames.RouteStatusLease,
-			Identity: c.cfg.Identity, Log: c.log.With("component", "route-status")}
-		if statuses, err = routestatus.New(routestatus.Config{
+		p.statusElection = &leader.Election{Client: c.cfg.Client, Namespace: c.cfg.Namespace, Name: meshnames.RouteStatusLease,
+			Identity: c.cfg.Identity, Log: c.log.With("component", "route-status"), Registerer: c.reg}
+		if p.statuses, err = routestatus.New(routestatus.Config{
 			Client: c.cfg.Dynamic, HTTPRoutes: httpRoutes, GRPCRoutes: grpcRoutes, Services: dest.Services(),
-			Leading: statusElection.Leading, Log: c.log.With("component", "route-status"),
+			Leading: p.statusElection.Leading, Log: c.log.With("component", "route-status"),
 		}); err != nil {
 			return err
 		}
-		statusElection.OnLead = statuses.Resync
+		p.statusElection.OnLead = p.statuses.Resync
 	}
-	inboundPolicies, err := inbound.New(inbound.Config{
+	if p.inbound, err = inbound.New(inbound.Config{
 		Pods: dest.Pods(), Namespaces: nsInformer, Policies: policies,
 		TrustDomain: c.cfg.TrustDomain, Default: c.cfg.DefaultInboundPolicy, Log: c.log.With("service", "inbound-policy"),
-	})
-	if err != nil {
+	}); err != nil {
 		return err
 	}
-	podBySourceIP, err := sourcePods(dest.Pods())
-	if err != nil {
+	if p.podBySourceIP, err = sourcePods(dest.Pods()); err != nil {
 		return err
 	}
 	for name, inf := range map[string]cache.SharedIndexInformer{
@@ -209,116 +254,221 @@ func (c *Controller) Run(ctx context.Context) error {
 	} {
 		c.countObjects(name, inf)
 	}
-	cluster.Start(ctx.Done())
-	copies.Start(ctx.Done())
+	return nil
+}
+
+// syncCaches starts the informers build made and waits, up to two
+// minutes, for their caches to fill.
+func (c *Controller) syncCaches(ctx context.Context, p *parts) error {
+	p.cluster.Start(ctx.Done())
+	p.copies.Start(ctx.Done())
 	if c.cfg.Dynamic != nil {
-		custom.Start(ctx.Done())
+		p.custom.Start(ctx.Done())
 	}
 	syncCtx, syncDone := context.WithTimeout(ctx, 2*time.Minute)
-	ok := cache.WaitForCacheSync(syncCtx.Done(), synced...)
-	syncDone()
-	if !ok {
+	defer syncDone()
+	if !cache.WaitForCacheSync(syncCtx.Done(), p.synced...) {
 		return errors.New("the Service, EndpointSlice, Pod, Namespace, ConfigMap and AuthorizationPolicy caches did not sync (is the controller allowed to list and watch them, and are the CRDs installed?)")
 	}
+	return nil
+}
 
+// server is one of Run's HTTP servers and, once listenAll has opened it,
+// its listener.
+type server struct {
+	name string // as the listen hook gets it
+	addr string // the configured address
+	srv  *http.Server
+	tls  bool // served with srv.TLSConfig
+	ln   net.Listener
+}
+
+// servers makes the identity service, the controller's own certificate and
+// the HTTP servers: the control API, the admin server, the aggregated admin
+// API and, when injection is configured, the injector's webhook. The admin
+// API's handler is returned too: it follows the front proxy's settings
+// while Run serves.
+func (c *Controller) servers(ctx context.Context, p *parts) ([]*server, *adminapi.Handler, error) {
 	reviews, err := c.reviewClient()
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	svc, err := identitysvc.New(identitysvc.Config{
 		CA: c.trust.ca.Load(), Reviewer: identitysvc.TokenReviewer{Client: reviews},
 		TrustDomain: c.cfg.TrustDomain, TrustRoots: c.trust.Roots, Lifetime: c.cfg.LeafLifetime,
-		PodBySourceIP: podBySourceIP, Registerer: c.reg, Log: c.log.With("service", "identity"),
+		PodBySourceIP: p.podBySourceIP, Registerer: c.reg, Log: c.log.With("service", "identity"),
 	})
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	if err := c.renewOwn(); err != nil {
-		return fmt.Errorf("issue the controller's own certificate: %w", err)
+		return nil, nil, fmt.Errorf("issue the controller's own certificate: %w", err)
 	}
-
 	// Streams end with ctx: Shutdown does not wait for them.
 	base := func(net.Listener) context.Context { return ctx }
-	control := &http.Server{Handler: c.controlHandler(svc, dest, inboundPolicies), ReadHeaderTimeout: 10 * time.Second, TLSConfig: c.serverTLS(), BaseContext: base,
+	control := &http.Server{Handler: c.controlHandler(svc, p.dest, p.inbound), ReadHeaderTimeout: 10 * time.Second, TLSConfig: c.serverTLS(), BaseContext: base,
 		ErrorLog: slog.NewLogLogger(c.log.Handler(), slog.LevelDebug)}
 	admin := &http.Server{Handler: c.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
-	servers := []*http.Server{control, admin}
-	if c.controlLn, err = net.Listen("tcp", c.cfg.ControlAddr); err != nil {
-		return fmt.Errorf("control API listener: %w", err)
-	}
-	if c.adminLn, err = net.Listen("tcp", c.cfg.AdminAddr); err != nil {
-		c.controlLn.Close()
-		return fmt.Errorf("admin listener: %w", err)
-	}
-	errc := make(chan error, 16)
 	// The aggregated admin API (admin.meshctl.io): users' way to the proxies' /tap, /identity, /renew.
-	adminAPI, adminAPIServer, err := c.adminAPI(dest.Pods(), hook)
+	adminAPI, adminAPIServer, err := c.adminAPI(p.dest.Pods(), p.hook)
 	if err != nil {
-		c.controlLn.Close()
-		c.adminLn.Close()
-		return err
+		return nil, nil, err
 	}
 	adminAPIServer.BaseContext = base
-	adminAPILn, err := net.Listen("tcp", c.cfg.AdminAPIAddr)
-	if err != nil {
-		c.controlLn.Close()
-		c.adminLn.Close()
-		return fmt.Errorf("admin API listener: %w", err)
+	servers := []*server{
+		{name: "control", addr: c.cfg.ControlAddr, srv: control, tls: true},
+		{name: "admin", addr: c.cfg.AdminAddr, srv: admin},
+		{name: "admin-api", addr: c.cfg.AdminAPIAddr, srv: adminAPIServer, tls: true},
 	}
-	servers = append(servers, adminAPIServer)
-	go func() { errc <- ignoreClosed(adminAPIServer.ServeTLS(adminAPILn, "", "")) }()
-	go func() { errc <- adminAPI.Run(ctx) }()
 	if c.cfg.Injector.ProxyImage != "" {
+		namespaces := p.namespaces.Lister()
 		wh := &injector.Webhook{
 			Config: c.cfg.Injector,
 			NamespaceAnnotations: func(_ context.Context, name string) (map[string]string, error) {
-				ns, err := namespaces.Lister().Get(name)
+				ns, err := namespaces.Get(name)
 				if err != nil {
 					return nil, err
 				}
 				return ns.Annotations, nil
 			},
-			BeforeInject: copier.Ensure,
+			BeforeInject: p.copier.Ensure,
 			Log:          c.log.With("component", "injector"),
 		}
-		webhook := hook.server(wh, c.log)
-		webhookLn, err := net.Listen("tcp", c.cfg.WebhookAddr)
-		if err != nil {
-			c.controlLn.Close()
-			c.adminLn.Close()
-			_ = adminAPIServer.Close()
-			return fmt.Errorf("webhook listener: %w", err)
-		}
-		c.webhookLn = webhookLn
-		servers = append(servers, webhook)
-		go func() { errc <- ignoreClosed(webhook.ServeTLS(webhookLn, "", "")) }()
+		servers = append(servers, &server{name: "webhook", addr: c.cfg.WebhookAddr, srv: p.hook.server(wh, c.log), tls: true})
 	}
-	close(c.listening)
-	go func() { errc <- ignoreClosed(control.ServeTLS(c.controlLn, "", "")) }()
-	go func() { errc <- ignoreClosed(admin.Serve(c.adminLn)) }()
-	go func() { errc <- c.keepOwnCertificate(ctx) }()
-	go func() { errc <- copier.Run(ctx) }()
-	if statuses != nil {
-		go func() { errc <- statuses.Run(ctx) }()
-		go func() { errc <- statusElection.Run(ctx) }()
+	return servers, adminAPI, nil
+}
+
+// listenAll opens every server's listener; on failure it closes those it
+// opened.
+func (c *Controller) listenAll(servers []*server) error {
+	for _, s := range servers {
+		ln, err := c.listen(s.name, s.addr)
+		if err != nil {
+			for _, o := range servers {
+				if o.ln != nil {
+					o.ln.Close()
+				}
+			}
+			return fmt.Errorf("%s listener: %w", s.name, err)
+		}
+		s.ln = ln
+	}
+	return nil
+}
+
+// serve starts the servers and the background work (the admin API's
+// front-proxy settings, the controller's own certificate, the trust
+// bundle's copies, route status and its election), reports ready, and
+// waits for ctx to end or for any of them to stop; then it shuts down.
+func (c *Controller) serve(ctx context.Context, cancel context.CancelFunc, p *parts, servers []*server, adminAPI *adminapi.Handler) error {
+	g := newGroup()
+	for _, s := range servers {
+		g.start(s.name, func() error {
+			if s.tls {
+				return ignoreClosed(s.srv.ServeTLS(s.ln, "", ""))
+			}
+			return ignoreClosed(s.srv.Serve(s.ln))
+		})
+	}
+	g.start("admin-api-front-proxy", func() error { return adminAPI.Run(ctx) })
+	g.start("own-certificate", func() error { return c.keepOwnCertificate(ctx) })
+	g.start("trust-bundle-copies", func() error { return p.copier.Run(ctx) })
+	if p.statuses != nil {
+		g.start("route-status", func() error { return p.statuses.Run(ctx) })
+		g.start("route-status-election", func() error { return p.statusElection.Run(ctx) })
 	}
 	c.ready.Store(true)
-	c.log.Info("serving", "control", c.controlLn.Addr().String(), "admin", c.adminLn.Addr().String(), "admin_api", adminAPILn.Addr().String(),
-		"webhook", c.cfg.Injector.ProxyImage != "", "spiffe_id", c.cfg.ID().String())
+	var attrs []any // control, admin, admin_api: the addresses
+	for _, s := range servers {
+		if s.name != "webhook" {
+			attrs = append(attrs, strings.ReplaceAll(s.name, "-", "_"), s.ln.Addr().String())
+		}
+	}
+	c.log.Info("serving", append(attrs, "webhook", c.cfg.Injector.ProxyImage != "", "spiffe_id", c.cfg.ID().String())...)
 
 	var runErr error
 	select {
 	case <-ctx.Done():
-	case runErr = <-errc:
+	case runErr = <-g.first:
 	}
 	c.ready.Store(false)
 	cancel()
-	shutdown, done := context.WithTimeout(context.Background(), 5*time.Second)
+	return errors.Join(runErr, c.shutdown(servers, g))
+}
+
+// shutdown stops the servers gracefully and waits for every goroutine of
+// g, all within shutdownTimeout; Run's context has ended.
+func (c *Controller) shutdown(servers []*server, g *group) error {
+	ctx, done := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer done()
+	var err error
 	for _, s := range servers {
-		runErr = errors.Join(runErr, s.Shutdown(shutdown))
+		err = errors.Join(err, s.srv.Shutdown(ctx))
 	}
-	return runErr
+	if werr := g.wait(ctx); werr != nil {
+		c.log.Warn("shutdown incomplete", "error", werr)
+		err = errors.Join(err, werr)
+	}
+	return err
+}
+
+// group owns the goroutines Run starts: it knows which are still running,
+// and hands on the result of the first to return.
+type group struct {
+	// first gets the result of the first goroutine to return; the others'
+	// find it full (they return because Run is shutting down).
+	first chan error
+	// exited wakes wait when a goroutine returns.
+	exited chan struct{}
+
+	mu      sync.Mutex
+	running map[string]int // by name
+}
+
+func newGroup() *group {
+	return &group{first: make(chan error, 1), exited: make(chan struct{}, 1), running: map[string]int{}}
+}
+
+// start runs fn on a goroutine of the group.
+func (g *group) start(name string, fn func() error) {
+	g.mu.Lock()
+	g.running[name]++
+	g.mu.Unlock()
+	go func() {
+		err := fn()
+		select {
+		case g.first <- err:
+		default:
+		}
+		g.mu.Lock()
+		if g.running[name]--; g.running[name] == 0 {
+			delete(g.running, name)
+		}
+		g.mu.Unlock()
+		select {
+		case g.exited <- struct{}{}:
+		default:
+		}
+	}()
+}
+
+// wait returns nil once every goroutine has returned, or an error naming
+// those still running when ctx ends.
+func (g *group) wait(ctx context.Context) error {
+	for {
+		g.mu.Lock()
+		left := slices.Sorted(maps.Keys(g.running))
+		g.mu.Unlock()
+		if len(left) == 0 {
+			return nil
+		}
+		select {
+		case <-g.exited:
+		case <-ctx.Done():
+			return fmt.Errorf("still running after %v: %s", shutdownTimeout, strings.Join(left, ", "))
+		}
+	}
 }
 
 // countObjects exports how many objects an informer caches, which is what
@@ -348,6 +498,15 @@ const sourceIPIndex = "identity-source-ip"
 // address now. Finished pods (whose IPs may already be another's) and
 // hostNetwork pods (whose address is the node's) hold none; a pod being
 // deleted counts only when no other pod has the address.
+//
+// These are the rules of destination's pod-by-IP index (podByIP), but the
+// two are kept apart: issuance looks up the address a connection came from
+// (a netip.Addr, an IPv4 client possibly seen as ::ffff:a.b.c.d), so this
+// index keys pods by the parsed, unmapped, canonical form of their IPs,
+// whereas destination's keys them by the status's strings as written (a
+// non-canonical IPv6 spelling would not be found from a connection's
+// address), and it exports no lookup. Sharing one index needs destination
+// to key by the canonical form and export a lookup by netip.Addr.
 func sourcePods(pods cache.SharedIndexInformer) (func(netip.Addr) (string, string, bool), error) {
 	err := pods.AddIndexers(cache.Indexers{sourceIPIndex: func(obj any) ([]string, error) {
 		p, ok := obj.(*corev1.Pod)

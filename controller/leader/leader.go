@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/leaderelection"
@@ -36,6 +37,10 @@ type Election struct {
 	OnLead func()
 	// Log gets the changes of leadership. Default: slog.Default().
 	Log *slog.Logger
+	// Registerer, when set, gets the gauge controller_leader{lease=Name}:
+	// 1 while this replica leads, 0 otherwise. It is registered while Run
+	// runs. Default: nil, no metric.
+	Registerer prometheus.Registerer
 
 	// mu guards leading. client-go calls OnStartedLeading on a goroutine
 	// of its own, possibly after OnStoppedLeading; the term's context is
@@ -83,6 +88,21 @@ func (e *Election) log() *slog.Logger {
 func (e *Election) Run(ctx context.Context) error {
 	if e.Client == nil || e.Namespace == "" || e.Name == "" || e.Identity == "" {
 		return errors.New("leader: Client, Namespace, Name and Identity are required")
+	}
+	if e.Registerer != nil {
+		g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "controller_leader", Help: "Whether this replica holds the Lease (1) or not (0).",
+			ConstLabels: prometheus.Labels{"lease": e.Name},
+		}, func() float64 {
+			if e.Leading() {
+				return 1
+			}
+			return 0
+		})
+		if err := e.Registerer.Register(g); err != nil {
+			return fmt.Errorf("leader election %s: register its metric: %w", e.Name, err)
+		}
+		defer e.Registerer.Unregister(g)
 	}
 	lock := &resourcelock.LeaseLock{
 		LeaseMeta:  metav1.ObjectMeta{Namespace: e.Namespace, Name: e.Name},
