@@ -211,14 +211,28 @@ func TestPerTryTimeoutRetriesAnotherEndpoint(t *testing.T) {
 		Config{}, backend(t, slow), backend(t, fast))
 	c := h1Client()
 	start := time.Now()
+	var slowest time.Duration
 	for i := range 20 {
+		began := time.Now()
 		if res, _ := get(t, c, r, "GET", ""); res.StatusCode != 200 {
 			t.Fatalf("request %d: %d", i, res.StatusCode)
 		}
+		slowest = max(slowest, time.Since(began))
 	}
-	t.Logf("20 requests, slow endpoint tried %d times, in %v", slow.hits.Load(), time.Since(start).Round(time.Millisecond))
-	if slow.hits.Load() == 0 {
-		t.Error("the slow endpoint was never tried: nothing was tested")
+	tries := slow.hits.Load()
+	timedOut := metricValue(scrape(t, r), "request_timeout_total", map[string]string{"destination": serviceAddr, "kind": "try"})
+	t.Logf("20 requests, slow endpoint tried %d times, %v tries timed out, slowest request %v, all in %v",
+		tries, timedOut, slowest.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	if tries == 0 {
+		t.Fatal("the slow endpoint was never tried: nothing was tested")
+	}
+	// Every try on the slow endpoint ran out of its 100 ms and went on to
+	// the fast one: no request waited for the slow answer (2 s).
+	if timedOut != float64(tries) {
+		t.Errorf("request_timeout_total{kind=\"try\"} = %v, want one per try on the slow endpoint (%d)", timedOut, tries)
+	}
+	if slowest > time.Second {
+		t.Errorf("the slowest request took %v: a try on the slow endpoint was not cut at 100 ms", slowest)
 	}
 }
 
