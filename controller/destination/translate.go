@@ -302,7 +302,8 @@ func appendMirror(ms []api.Mirror, m api.Mirror) []api.Mirror {
 // mirror translates a RequestMirror filter. Its share is carried in parts
 // per million: a fraction rounds to the nearest, but one that mirrors
 // anything mirrors at least a millionth (only a numerator of 0, or a
-// percent of 0, mirrors nothing).
+// percent of 0, mirrors nothing). The legacy Percent goes with it for the
+// proxies of the previous release (api.Mirror.SetShare).
 func (t *Translation) mirror(ns string, m *gatewayv1.HTTPRequestMirrorFilter) (api.Mirror, error) {
 	b, err := t.backend(ns, m.BackendRef, nil)
 	if err != nil {
@@ -331,6 +332,7 @@ func (t *Translation) mirror(ns string, m *gatewayv1.HTTPRequestMirrorFilter) (a
 			out.PerMillion = max(out.PerMillion, 1)
 		}
 	}
+	out.SetShare(out.PerMillion) // and the legacy percent
 	return out, nil
 }
 

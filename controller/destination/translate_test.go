@@ -11,6 +11,8 @@ import (
 
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/meshctl/meshctl/internal/api"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -71,28 +73,35 @@ func TestTranslateRoutesGolden(t *testing.T) {
 
 // TestMirrorShareInPartsPerMillion: a RequestMirror's share is carried in
 // parts per million, so a fraction under 1 % still mirrors (it used to
-// round to 0 %), a share of 0 leaves the mirror out, and a fraction beyond
-// 0–1 is refused.
+// round to 0 %), a fraction rounds to the nearest millionth, a share of 0
+// leaves the mirror out, and a fraction beyond 0–1 is refused. The legacy
+// percent sent with it (for the proxies of the previous release) is the
+// share rounded, but at least 1 % when the share is above 0: such a proxy
+// mirrors every request when it reads no percent.
 func TestMirrorShareInPartsPerMillion(t *testing.T) {
 	for _, tc := range []struct {
 		name            string
 		percent         *int32
 		fraction        *gatewayv1.Fraction
 		wantPerMillion  int // 0: no mirror
+		wantPercent     int
 		wantUnsupported bool
 	}{
-		{name: "fraction 1/1000", fraction: &gatewayv1.Fraction{Numerator: 1, Denominator: ptr[int32](1000)}, wantPerMillion: 1_000},
-		{name: "fraction 1/3", fraction: &gatewayv1.Fraction{Numerator: 1, Denominator: ptr[int32](3)}, wantPerMillion: 333_333},
-		{name: "fraction 1 (of 100 by default)", fraction: &gatewayv1.Fraction{Numerator: 1}, wantPerMillion: 10_000},
-		{name: "fraction 1/10,000,000 mirrors a millionth", fraction: &gatewayv1.Fraction{Numerator: 1, Denominator: ptr[int32](10_000_000)}, wantPerMillion: 1},
+		{name: "fraction 1/1000", fraction: &gatewayv1.Fraction{Numerator: 1, Denominator: ptr[int32](1000)}, wantPerMillion: 1_000, wantPercent: 1},
+		{name: "fraction 1/3", fraction: &gatewayv1.Fraction{Numerator: 1, Denominator: ptr[int32](3)}, wantPerMillion: 333_333, wantPercent: 33},
+		{name: "fraction 2/3 rounds up", fraction: &gatewayv1.Fraction{Numerator: 2, Denominator: ptr[int32](3)}, wantPerMillion: 666_667, wantPercent: 67},
+		{name: "fraction 1/200: half a percent", fraction: &gatewayv1.Fraction{Numerator: 1, Denominator: ptr[int32](200)}, wantPerMillion: 5_000, wantPercent: 1},
+		{name: "fraction 3/200 rounds to 2 %", fraction: &gatewayv1.Fraction{Numerator: 3, Denominator: ptr[int32](200)}, wantPerMillion: 15_000, wantPercent: 2},
+		{name: "fraction 1 (of 100 by default)", fraction: &gatewayv1.Fraction{Numerator: 1}, wantPerMillion: 10_000, wantPercent: 1},
+		{name: "fraction 1/10,000,000 mirrors a millionth", fraction: &gatewayv1.Fraction{Numerator: 1, Denominator: ptr[int32](10_000_000)}, wantPerMillion: 1, wantPercent: 1},
 		{name: "fraction 0/100", fraction: &gatewayv1.Fraction{Numerator: 0, Denominator: ptr[int32](100)}},
-		{name: "fraction 5/5", fraction: &gatewayv1.Fraction{Numerator: 5, Denominator: ptr[int32](5)}, wantPerMillion: 1_000_000},
+		{name: "fraction 5/5", fraction: &gatewayv1.Fraction{Numerator: 5, Denominator: ptr[int32](5)}, wantPerMillion: 1_000_000, wantPercent: 100},
 		{name: "fraction with denominator 0", fraction: &gatewayv1.Fraction{Numerator: 0, Denominator: ptr[int32](0)}, wantUnsupported: true},
 		{name: "fraction over 1", fraction: &gatewayv1.Fraction{Numerator: 3, Denominator: ptr[int32](2)}, wantUnsupported: true},
-		{name: "percent 25", percent: ptr[int32](25), wantPerMillion: 250_000},
+		{name: "percent 25", percent: ptr[int32](25), wantPerMillion: 250_000, wantPercent: 25},
 		{name: "percent 0", percent: ptr[int32](0)},
 		{name: "percent 101", percent: ptr[int32](101), wantUnsupported: true},
-		{name: "neither: every request", wantPerMillion: 1_000_000},
+		{name: "neither: every request", wantPerMillion: 1_000_000, wantPercent: 100},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			hr := &gatewayv1.HTTPRoute{}
@@ -114,11 +123,13 @@ func TestMirrorShareInPartsPerMillion(t *testing.T) {
 				t.Fatalf("unsupported %q (%s), %d routes", tr.Unsupported, tr.Reason, len(tr.Routes))
 			}
 			ms := tr.Routes[0].Mirrors
+			//lint:ignore SA1019 the controller still sends the legacy percent, for the proxies of the previous release
+			percent := func(m api.Mirror) int { return m.Percent }
 			switch {
 			case tc.wantPerMillion == 0 && len(ms) != 0:
 				t.Errorf("mirrors %+v, want none", ms)
-			case tc.wantPerMillion != 0 && (len(ms) != 1 || ms[0].PerMillion != tc.wantPerMillion || ms[0].Backend.Service != "audit.shop:8080"):
-				t.Errorf("mirrors %+v, want audit.shop:8080 at %d per million", ms, tc.wantPerMillion)
+			case tc.wantPerMillion != 0 && (len(ms) != 1 || ms[0].PerMillion != tc.wantPerMillion || percent(ms[0]) != tc.wantPercent || ms[0].Backend.Service != "audit.shop:8080"):
+				t.Errorf("mirrors %+v, want audit.shop:8080 at %d per million, legacy percent %d", ms, tc.wantPerMillion, tc.wantPercent)
 			}
 		})
 	}

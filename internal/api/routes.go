@@ -112,10 +112,49 @@ const PerMillionAll = 1_000_000
 type Mirror struct {
 	Backend Backend `json:"backend"`
 	// PerMillion is the share of the requests mirrored, in parts per
-	// million, 1–PerMillionAll (every request when unset): precise enough
-	// for a RequestMirror fraction well under 1 %. A mirror of none is
-	// left out of its route instead.
+	// million, 1–PerMillionAll (every request when it and Percent are
+	// unset): precise enough for a RequestMirror fraction well under 1 %.
+	// A mirror of none is left out of its route instead.
 	PerMillion int `json:"per_million,omitempty"`
+	// Percent is the same share in whole percent, for the proxies of the
+	// previous release, which read only it (and mirror every request
+	// without it): PerMillion rounded, but at least 1 when PerMillion is
+	// above 0 (see LegacyPercent). The controller sends both; a proxy
+	// reads PerMillion, and Percent only when PerMillion is unset (a
+	// controller of the previous release: see Share).
+	//
+	// Deprecated: the legacy wire field "percent", kept for rolling
+	// upgrades only; remove it after one release.
+	Percent int `json:"percent,omitempty"`
+}
+
+// LegacyPercent is the Mirror.Percent that goes with a share of perMillion
+// parts per million: the nearest whole percent, but 1 for a share above 0
+// that rounds to 0 (a proxy of the previous release mirrors every request
+// when it reads no percent, so a small share must not read as unset).
+func LegacyPercent(perMillion int) int {
+	if perMillion <= 0 {
+		return 0
+	}
+	const perPercent = PerMillionAll / 100
+	return max((min(perMillion, PerMillionAll)+perPercent/2)/perPercent, 1)
+}
+
+// SetShare sets the mirror's share, perMillion parts per million, and the
+// legacy Percent that goes with it (LegacyPercent): the controller's way
+// to fill in both.
+func (m *Mirror) SetShare(perMillion int) {
+	m.PerMillion, m.Percent = perMillion, LegacyPercent(perMillion)
+}
+
+// Share is the mirror's share in parts per million as a proxy reads it:
+// PerMillion when set, else the legacy Percent of a controller of the
+// previous release (×10,000), else 0 (every request).
+func (m Mirror) Share() int {
+	if m.PerMillion == 0 && m.Percent > 0 {
+		return min(m.Percent, 100) * (PerMillionAll / 100)
+	}
+	return m.PerMillion
 }
 
 // RouteTimeouts bound a route's requests, in milliseconds; 0: the

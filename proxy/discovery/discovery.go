@@ -440,7 +440,7 @@ func TranslateRoutes(dst netip.AddrPort, routes []api.Route, namespace string, l
 			spec.Backends[j] = backend(b)
 		}
 		for _, m := range r.Mirrors {
-			spec.Mirrors = append(spec.Mirrors, endpoints.MirrorSpec{Backend: backend(m.Backend), PerMillion: m.PerMillion})
+			spec.Mirrors = append(spec.Mirrors, endpoints.MirrorSpec{Backend: backend(m.Backend), PerMillion: m.Share()})
 		}
 		out = append(out, spec)
 	}

@@ -90,7 +90,8 @@ type BackendSpec struct {
 }
 
 // MirrorSpec is a mirror as discovery describes it; PerMillion (parts per
-// million, api.Mirror's) 0 means every request.
+// million, api.Mirror.Share: the wire's per_million, or the legacy percent
+// of an older controller) 0 means every request.
 type MirrorSpec struct {
 	Backend    BackendSpec
 	PerMillion int

@@ -2,14 +2,19 @@ package httpproxy
 
 import (
 	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/meshctl/meshctl/internal/api"
+	"github.com/meshctl/meshctl/proxy/discovery"
 	"github.com/meshctl/meshctl/proxy/endpoints"
 	"github.com/meshctl/meshctl/proxy/metrics"
 )
@@ -156,6 +161,49 @@ func TestMirrorSharesUnderOnePercent(t *testing.T) {
 	tp.WaitMirrors()
 	if got := mirror.count.Load(); got != n/200 {
 		t.Errorf("the mirror got %d of %d requests, want %d (0.5 %%)", got, n, n/200)
+	}
+}
+
+// TestMirrorShareAcrossVersions: during a rolling upgrade a proxy may get
+// its routes from a controller of the previous release, which sends a
+// mirror's share only as the legacy "percent": the proxy mirrors that share
+// (percent × 10,000 per million), not every request. When "per_million"
+// is set (this release's controller, which sends both) it is the one read.
+// The routes come as JSON through discovery, as from the controller; the
+// proxy's draw cycles through 200 evenly spaced values, so a share of
+// 1 % copies exactly one request in 100, and one of 0.5 % one in 200.
+func TestMirrorShareAcrossVersions(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		mirror string // the wire mirror, without its backend
+		every  int    // one request in every copied
+	}{
+		{"an old controller: percent only", `"percent": 1`, 100},
+		{"a new controller: per_million and the rounded percent", `"per_million": 5000, "percent": 1`, 200},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v1, mirror := newEcho(t, "v1", nil), newEcho(t, "mirror", nil)
+			wire := `[{"name": "shop/web", "match": {}, "backends": [{"service": "v1.shop:80", "weight": 1, "endpoints": [{"addr": "` + v1.addr + `"}]}],
+				"mirrors": [{"backend": {"service": "mirror.shop:80", "weight": 0, "endpoints": [{"addr": "` + mirror.addr + `"}]}, ` + tc.mirror + `}]}]`
+			var routes []api.Route
+			if err := json.Unmarshal([]byte(wire), &routes); err != nil {
+				t.Fatal(err)
+			}
+			specs := discovery.TranslateRoutes(netip.MustParseAddrPort("10.0.0.1:80"), routes, "shop", slog.New(slog.NewTextHandler(io.Discard, nil)))
+			tp := serve(t, destination(t, "web.shop:80", nil, specs, v1.addr), Config{})
+			var draws atomic.Int64
+			tp.mirrorDraw = func(n int) int { return int((draws.Add(1)-1)%200) * (n / 200) }
+			const n = 600
+			for range n {
+				if res, _ := get(t, tp.url+"/x"); res.StatusCode != 200 {
+					t.Fatalf("%d", res.StatusCode)
+				}
+			}
+			tp.WaitMirrors()
+			if got := mirror.count.Load(); got != int64(n/tc.every) {
+				t.Errorf("the mirror got %d of %d requests, want %d (one in %d)", got, n, n/tc.every, tc.every)
+			}
+		})
 	}
 }
 
