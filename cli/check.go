@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/dynamic"
 
 	"github.com/meshctl/meshctl/cli/healthcheck"
 	"github.com/meshctl/meshctl/internal/meshnames"
@@ -75,16 +74,12 @@ hint under every failure. The exit status is 0 only when nothing failed.
 }
 
 func runCheck(ctx context.Context, o *checkOptions, stdout, stderr io.Writer) error {
-	cfg, client, err := o.kube.client()
+	kc, err := o.kube.clients()
 	if err != nil {
 		return err
 	}
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		return fmt.Errorf("dynamic client: %w", err)
-	}
 	env := &healthcheck.Env{
-		Config: cfg, Client: client, Dynamic: dyn, Namespace: o.controlNS, ProxyNamespace: o.kube.namespace,
+		Config: kc.config, Client: kc.typed, Dynamic: kc.dynamic, Namespace: o.controlNS, ProxyNamespace: o.kube.namespace,
 		Version: version.Version, Now: time.Now(),
 	}
 	cats := []healthcheck.Category{healthcheck.KubernetesAPI()}

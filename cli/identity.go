@@ -5,14 +5,17 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.step.sm/crypto/keyutil"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -83,10 +86,11 @@ old and new certificates chain to the same trust anchor.`,
 }
 
 func runRotateIssuer(ctx context.Context, o *rotateOptions, stdout, stderr io.Writer) error {
-	_, client, err := o.kube.client()
+	kc, err := o.kube.clients()
 	if err != nil {
 		return err
 	}
+	client := kc.typed
 	anchor, err := loadAnchor(o.file())
 	if err != nil {
 		return err
@@ -140,10 +144,11 @@ rotate-issuer (if stage 2 did not complete) and by hand for stage 3.`,
 }
 
 func runRotateTrustAnchor(ctx context.Context, o *rotateOptions, stdout, stderr io.Writer) error {
-	_, client, err := o.kube.client()
+	kc, err := o.kube.clients()
 	if err != nil {
 		return err
 	}
+	client := kc.typed
 	start := time.Now()
 	if err := rotateTrustAnchor(ctx, o, client, stderr); err != nil {
 		return err
@@ -162,11 +167,19 @@ func rotateTrustAnchor(ctx context.Context, o *rotateOptions, client kubernetes.
 		return err
 	}
 	td := trustDomain(ctx, client, o.namespace)
+	// The new file is marked as this cluster's, for a later meshctl install
+	// (after an uninstall) to reuse; without the mark it would refuse it.
+	var mark *anchorMark
+	if uid, err := clusterUID(ctx, client); err != nil {
+		fmt.Fprintf(stderr, "Note: the new trust anchor file is not marked with its cluster (%v): a later meshctl install will not reuse it.\n", err)
+	} else {
+		mark = &anchorMark{ClusterUID: uid, Context: o.kube.contextName()}
+	}
 	anchor, err := ca.NewTrustAnchor(td, anchorLifetime)
 	if err != nil {
 		return err
 	}
-	if err := keepAnchor(o.file(), anchor); err != nil {
+	if err := keepAnchor(o.file(), anchor, mark); err != nil {
 		return err
 	}
 	fmt.Fprintf(stderr, "A new trust anchor was made; its key is in %s (the previous one in %s.previous).\n", o.file(), o.file())
@@ -257,6 +270,9 @@ func loadAnchor(path string) (*ca.KeyPair, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	if err := keyutil.VerifyPair(kp.Cert.PublicKey, kp.Key); err != nil {
+		return nil, fmt.Errorf("%s: the private key does not match the certificate: %w", path, err)
+	}
 	if !kp.Cert.IsCA {
 		return nil, fmt.Errorf("%s: the certificate is not a CA", path)
 	}
@@ -264,8 +280,9 @@ func loadAnchor(path string) (*ca.KeyPair, error) {
 }
 
 // keepAnchor writes a new anchor's certificate and key (0600), keeping the
-// previous file beside it.
-func keepAnchor(path string, anchor *ca.KeyPair) error {
+// previous file (and its mark) beside it, and marks the new file with the
+// cluster m names when m is not nil.
+func keepAnchor(path string, anchor *ca.KeyPair, m *anchorMark) error {
 	key, err := anchor.KeyPEM()
 	if err != nil {
 		return err
@@ -274,11 +291,18 @@ func keepAnchor(path string, anchor *ca.KeyPair) error {
 		if err := os.Rename(path, path+".previous"); err != nil {
 			return fmt.Errorf("keep the previous trust anchor: %w", err)
 		}
+		if err := os.Rename(markFile(path), markFile(path+".previous")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("keep the previous trust anchor's mark: %w", err)
+		}
 	}
 	if err := os.WriteFile(path, append(anchor.CertPEM(), key...), 0o600); err != nil {
 		return fmt.Errorf("keep the new trust anchor: %w", err)
 	}
-	return nil
+	if m == nil {
+		return nil
+	}
+	m.Created = time.Now().UTC().Truncate(time.Second)
+	return writeMark(path, anchor, *m)
 }
 
 func clusterRoots(ctx context.Context, client kubernetes.Interface, ns string) ([]*x509.Certificate, error) {

@@ -61,6 +61,11 @@ func (rc *rotationCluster) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			TypeMeta: metav1.TypeMeta{APIVersion: "authorization.k8s.io/v1", Kind: "SelfSubjectAccessReview"},
 			Status:   authorizationv1.SubjectAccessReviewStatus{Allowed: true},
 		})
+	case path == "/api/v1/namespaces/kube-system":
+		write(corev1.Namespace{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"},
+			ObjectMeta: metav1.ObjectMeta{Name: "kube-system", UID: "uid-rotation"},
+		})
 	case path == "/api/v1/namespaces/meshctl/configmaps/"+meshnames.TrustRootsConfigMap:
 		if r.Method == http.MethodPut {
 			var cm corev1.ConfigMap
@@ -153,6 +158,11 @@ func TestRotateTrustAnchorHasEveryProxyRenewAtEachStage(t *testing.T) {
 	next, err := loadAnchor(o.anchorFile)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The new file is marked as this cluster's: install reuses it after an
+	// uninstall.
+	if _, err := reusableAnchor(o.anchorFile, "uid-rotation", "cluster.local"); err != nil {
+		t.Errorf("the rotated anchor file is not reusable by install: %v", err)
 	}
 	rc.mu.Lock()
 	defer rc.mu.Unlock()

@@ -48,10 +48,11 @@ meshctl-admin-viewer grants it), which relays to the proxy over mutual TLS.`,
 }
 
 func runIdentityShow(ctx context.Context, o *identityShowOptions, name string, stdout io.Writer) error {
-	_, client, err := o.kube.client()
+	kc, err := o.kube.clients()
 	if err != nil {
 		return err
 	}
+	client := kc.typed
 	ns := o.kube.defaultNamespace()
 	pod, err := client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {

@@ -11,10 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/metadata"
-	"k8s.io/client-go/rest"
 
 	"github.com/meshctl/meshctl/install"
 	"github.com/meshctl/meshctl/install/gatewayapi"
@@ -92,8 +89,13 @@ overrides it with the annotation ` + meshnames.ClusterNetworks + `.
 With no --identity-* flags it makes a trust anchor and an issuer. The trust
 anchor's private key is never stored in the cluster: it is written, with the
 anchor's certificate, to a local file (0600; its path is printed) that
-'meshctl identity rotate-issuer' needs later. Keep it safe. With -o or
---dry-run nothing is written: the printed issuer's anchor key is kept nowhere.
+'meshctl identity rotate-issuer' needs later. Keep it safe. Beside it,
+<file>.cluster.json records which cluster the anchor was made for (the UID of
+its kube-system namespace). Installing again into that cluster after
+'meshctl uninstall' reuses the anchor in the file (and says so); a file of
+another cluster, one with no such record, or one that is not a valid anchor
+is refused, never overwritten. With -o or --dry-run nothing is written: the
+printed issuer's anchor key is kept nowhere.
 
 Running it again changes nothing: the issuer, the trust roots and the webhook
 certificate in the cluster are kept as they are. Running a newer meshctl
@@ -146,9 +148,13 @@ With -o yaml|json or --dry-run it only prints them, the Gateway API CRDs first
 
 func runInstall(ctx context.Context, o *installOptions, stdout, stderr io.Writer) error {
 	printOnly := o.dryRun || o.output != ""
-	cfg, client, connErr := o.kube.client()
+	kc, connErr := o.kube.clients()
 	if connErr != nil && !printOnly {
 		return connErr
+	}
+	var client kubernetes.Interface
+	if connErr == nil {
+		client = kc.typed
 	}
 	v := o.values.WithDefaults()
 	if err := v.ValidateSettings(); err != nil {
@@ -177,7 +183,7 @@ func runInstall(ctx context.Context, o *installOptions, stdout, stderr io.Writer
 		case !found && printOnly:
 			// Printing only: no file is written, so the anchor's key is
 			// kept nowhere.
-			if v.Identity, err = newIdentity(v.TrustDomain, ""); err != nil {
+			if v.Identity, err = newIdentity(v.TrustDomain, "", nil); err != nil {
 				return err
 			}
 			fmt.Fprintln(stderr, "Generated a trust anchor and an issuer for the printed manifests; the trust anchor's key was not kept (-o and --dry-run write nothing). 'meshctl identity rotate-issuer' needs it: for a mesh you mean to keep, make your own and pass the --identity-* files, or run meshctl install without -o/--dry-run.")
@@ -186,10 +192,20 @@ func runInstall(ctx context.Context, o *installOptions, stdout, stderr io.Writer
 			if file == "" {
 				file = defaultAnchorFile(o.kube.contextName())
 			}
-			if v.Identity, err = newIdentity(v.TrustDomain, file); err != nil {
+			uid, err := clusterUID(ctx, client)
+			if err != nil {
 				return err
 			}
-			fmt.Fprintf(stderr, "Generated a trust anchor and an issuer. The trust anchor's key is in %s (not in the cluster): keep it safe, 'meshctl identity rotate-issuer' needs it.\n", file)
+			var reused bool
+			v.Identity, reused, err = clusterIdentity(v.TrustDomain, file, anchorMark{ClusterUID: uid, Context: o.kube.contextName()})
+			if err != nil {
+				return err
+			}
+			if reused {
+				fmt.Fprintf(stderr, "Reusing the trust anchor in %s (made for this cluster by an earlier meshctl install) and signing a new issuer with it.\n", file)
+			} else {
+				fmt.Fprintf(stderr, "Generated a trust anchor and an issuer. The trust anchor's key is in %s (not in the cluster): keep it safe, 'meshctl identity rotate-issuer' needs it.\n", file)
+			}
 		}
 	}
 	found := false
@@ -218,7 +234,7 @@ func runInstall(ctx context.Context, o *installOptions, stdout, stderr io.Writer
 		}
 		return printObjects(stdout, append(all, objs...), o.output)
 	}
-	return applyAndWait(ctx, cfg, client, objs, v, o, stdout, stderr)
+	return applyAndWait(ctx, kc, objs, v, o, stdout, stderr)
 }
 
 // printObjects writes YAML, or a JSON List.
@@ -244,18 +260,18 @@ func printObjects(w io.Writer, objs []runtime.Object, output string) error {
 	return err
 }
 
-func applyAndWait(ctx context.Context, cfg *rest.Config, client kubernetes.Interface, objs []runtime.Object, v install.Values, o *installOptions, stdout, stderr io.Writer) error {
+func applyAndWait(ctx context.Context, kc *kubeClients, objs []runtime.Object, v install.Values, o *installOptions, stdout, stderr io.Writer) error {
 	start := time.Now()
 	us, err := install.Unstructured(objs)
 	if err != nil {
 		return err
 	}
-	applier, err := kubeapply.New(cfg, fieldManager)
+	applier, err := kubeapply.New(kc.config, fieldManager)
 	if err != nil {
 		return err
 	}
 	crds := crdsFirst(us)
-	if err := applyCRDs(ctx, cfg, applier, crds, stderr); err != nil {
+	if err := applyCRDs(ctx, kc, applier, crds, stderr); err != nil {
 		return fmt.Errorf("%w\nNothing else was applied; fix the cause and run meshctl install again (it is safe to repeat)", err)
 	}
 	others := us[len(crds):]
@@ -263,7 +279,7 @@ func applyAndWait(ctx context.Context, cfg *rest.Config, client kubernetes.Inter
 	if err := applier.Apply(ctx, others); err != nil {
 		return fmt.Errorf("%w\nNothing after that object was applied; fix the cause and run meshctl install again (it is safe to repeat)", err)
 	}
-	if err := removeFormerBindings(ctx, client); err != nil {
+	if err := removeFormerBindings(ctx, kc.typed); err != nil {
 		return err
 	}
 	if !o.wait {
@@ -272,7 +288,7 @@ func applyAndWait(ctx context.Context, cfg *rest.Config, client kubernetes.Inter
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
-	if err := waitControlPlane(ctx, client, v.Namespace, stderr); err != nil {
+	if err := waitControlPlane(ctx, kc.typed, v.Namespace, stderr); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "✔ meshctl %s control plane ready in namespace %s (%s)\n", v.ImageTag, v.Namespace, time.Since(start).Round(time.Second))
@@ -292,20 +308,12 @@ func crdsFirst(objs []*unstructured.Unstructured) []*unstructured.Unstructured {
 // applyCRDs creates the missing Gateway API CRDs, applies meshctl's own and
 // waits until all of those are established: the controller watches their
 // kinds from its start.
-func applyCRDs(ctx context.Context, cfg *rest.Config, applier *kubeapply.Applier, own []*unstructured.Unstructured, progress io.Writer) error {
-	meta, err := metadata.NewForConfig(cfg)
-	if err != nil {
-		return fmt.Errorf("metadata client: %w", err)
-	}
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		return fmt.Errorf("dynamic client: %w", err)
-	}
-	existing, err := installedCRDs(ctx, meta)
+func applyCRDs(ctx context.Context, kc *kubeClients, applier *kubeapply.Applier, own []*unstructured.Unstructured, progress io.Writer) error {
+	existing, err := installedCRDs(ctx, kc.metadata)
 	if err != nil {
 		return err
 	}
-	created, err := ensureGatewayAPI(ctx, dyn, existing, progress)
+	created, err := ensureGatewayAPI(ctx, kc.dynamic, existing, progress)
 	if err != nil {
 		return err
 	}
@@ -319,7 +327,7 @@ func applyCRDs(ctx context.Context, cfg *rest.Config, applier *kubeapply.Applier
 	}
 	ctx, cancel := context.WithTimeout(ctx, crdTimeout)
 	defer cancel()
-	return waitEstablished(ctx, dyn, wait, progress)
+	return waitEstablished(ctx, kc.dynamic, wait, progress)
 }
 
 // crdTimeout bounds the wait for CRDs to be established (it takes the API

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,7 +14,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/meshctl/meshctl/identity/ca"
 	"github.com/meshctl/meshctl/install"
+	"github.com/meshctl/meshctl/internal/certs"
 )
 
 // TestInstallThatOnlyPrintsWritesNoKeyFile: -o yaml|json and --dry-run
@@ -57,14 +60,155 @@ func TestInstallThatOnlyPrintsWritesNoKeyFile(t *testing.T) {
 
 func TestAGeneratedAnchorNeverOverwritesAKeyFile(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "anchor.pem")
-	if _, err := newIdentity("cluster.local", file); err != nil {
+	if _, err := newIdentity("cluster.local", file, nil); err != nil {
 		t.Fatal(err)
 	}
 	if info, err := os.Stat(file); err != nil || info.Mode().Perm() != 0o600 {
 		t.Fatalf("the trust anchor file: %v, %v; want it written 0600", info, err)
 	}
-	if _, err := newIdentity("cluster.local", file); err == nil || !strings.Contains(err.Error(), "already exists") {
+	if _, err := newIdentity("cluster.local", file, nil); err == nil || !strings.Contains(err.Error(), "already exists") {
 		t.Errorf("a second generation over the same file: %v", err)
+	}
+}
+
+// TestReinstallReusesTheClusterTrustAnchor: install, uninstall, install
+// into the same cluster reuses the anchor file the first install kept (a
+// new issuer, signed by it); the file is never rewritten.
+func TestReinstallReusesTheClusterTrustAnchor(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "ctx", "trust-anchor.pem")
+	here := anchorMark{ClusterUID: "uid-here", Context: "kind-here"}
+	first, reused, err := clusterIdentity("cluster.local", file, here)
+	if err != nil || reused {
+		t.Fatalf("first install: reused %v, %v; want a new anchor", reused, err)
+	}
+	kept, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := readMark(file)
+	if err != nil || m.ClusterUID != "uid-here" || m.Context != "kind-here" {
+		t.Fatalf("the mark: %+v, %v", m, err)
+	}
+	if info, err := os.Stat(markFile(file)); err != nil || info.Mode().Perm() != 0o600 {
+		t.Errorf("the mark file: %v, %v; want it written 0600", info, err)
+	}
+	again, reused, err := clusterIdentity("cluster.local", file, here)
+	if err != nil || !reused {
+		t.Fatalf("install again into the same cluster: reused %v, %v; want the anchor reused", reused, err)
+	}
+	if !bytes.Equal(again.TrustRootsPEM, first.TrustRootsPEM) {
+		t.Error("the reinstalled mesh trusts another anchor than the first")
+	}
+	if bytes.Equal(again.IssuerCertPEM, first.IssuerCertPEM) {
+		t.Error("no new issuer was signed")
+	}
+	if err := checkIdentity(again.TrustRootsPEM, again.IssuerCertPEM, again.IssuerKeyPEM); err != nil {
+		t.Errorf("the reused anchor's identity: %v", err)
+	}
+	if now, _ := os.ReadFile(file); !bytes.Equal(now, kept) {
+		t.Error("reusing the anchor rewrote its file")
+	}
+}
+
+// TestInstallRefusesAnAnchorFileItCannotVouchFor: a file marked as another
+// cluster's, one with no mark, one that is not an anchor, whose key is not
+// the certificate's, replaced since it was marked, of another trust domain
+// or expired is refused with a message that says why and what to do, and is
+// left exactly as it was.
+func TestInstallRefusesAnAnchorFileItCannotVouchFor(t *testing.T) {
+	here := anchorMark{ClusterUID: "uid-here", Context: "kind-here"}
+	other, err := ca.NewTrustAnchor("cluster.local", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherKey, err := other.KeyPEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		spoil func(t *testing.T, file string)
+		td    string
+		want  string
+	}{
+		{name: "another cluster", want: "holds the trust anchor of another cluster (kube-system UID uid-there, context \"kind-there\"", spoil: func(t *testing.T, file string) {
+			m, _ := readMark(file)
+			m.ClusterUID, m.Context = "uid-there", "kind-there"
+			writeTestMark(t, file, m)
+		}},
+		{name: "no mark", want: "is not marked as this cluster's (no trust-anchor.pem.cluster.json)", spoil: func(t *testing.T, file string) {
+			if err := os.Remove(markFile(file)); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{name: "unreadable mark", want: "its mark is unreadable", spoil: func(t *testing.T, file string) {
+			if err := os.WriteFile(markFile(file), []byte("{"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{name: "corrupted", want: "is not a usable trust anchor", spoil: func(t *testing.T, file string) {
+			if err := os.WriteFile(file, []byte("-----BEGIN CERTIFICATE-----\ngarbage\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{name: "key of another anchor", want: "the private key does not match the certificate", spoil: func(t *testing.T, file string) {
+			data, _ := os.ReadFile(file)
+			cert, _, _ := strings.Cut(string(data), "-----END CERTIFICATE-----")
+			if err := os.WriteFile(file, append([]byte(cert+"-----END CERTIFICATE-----\n"), otherKey...), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{name: "replaced since marked", want: "holds another anchor than its mark", spoil: func(t *testing.T, file string) {
+			if err := os.WriteFile(file, append(other.CertPEM(), otherKey...), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{name: "another trust domain", td: "example.org", want: `not "example.org"`, spoil: func(*testing.T, string) {}},
+		{name: "expired", want: "is valid from", spoil: func(t *testing.T, file string) {
+			old, err := ca.NewTrustAnchor("cluster.local", time.Hour) // within renewBefore
+			if err != nil {
+				t.Fatal(err)
+			}
+			key, _ := old.KeyPEM()
+			if err := os.WriteFile(file, append(old.CertPEM(), key...), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			writeTestMark(t, file, anchorMark{ClusterUID: "uid-here", AnchorFingerprint: certs.Fingerprint(old.Cert)})
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "trust-anchor.pem")
+			if _, _, err := clusterIdentity("cluster.local", file, here); err != nil {
+				t.Fatal(err)
+			}
+			tc.spoil(t, file)
+			before, _ := os.ReadFile(file)
+			td := tc.td
+			if td == "" {
+				td = "cluster.local"
+			}
+			_, reused, err := clusterIdentity(td, file, here)
+			if err == nil || reused {
+				t.Fatalf("reused %v, %v; want a refusal", reused, err)
+			}
+			if !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), file) || !strings.Contains(err.Error(), "--trust-anchor-file") {
+				t.Errorf("the refusal %q does not say %q, name the file and the way out", err, tc.want)
+			}
+			if after, _ := os.ReadFile(file); !bytes.Equal(after, before) {
+				t.Error("the refused file was changed")
+			}
+		})
+	}
+}
+
+func writeTestMark(t *testing.T, file string, m anchorMark) {
+	t.Helper()
+	data, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(markFile(file), data, 0o600); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -119,19 +120,34 @@ func existingIdentity(ctx context.Context, client kubernetes.Interface, ns strin
 }
 
 // newIdentity makes a trust anchor and an issuer, and keeps the anchor
-// (certificate and key) in keyFile, 0600, never in the cluster. With keyFile
-// "" (install only prints), the anchor's key is kept nowhere: nothing is
-// written.
-func newIdentity(trustDomain, keyFile string) (install.Identity, error) {
-	if keyFile != "" {
-		if _, err := os.Stat(keyFile); err == nil {
-			return install.Identity{}, fmt.Errorf("%s already exists: it may hold the key of another mesh's trust anchor; move it away or choose another path with --trust-anchor-file", keyFile)
-		}
-	}
+// (certificate and key) in keyFile, 0600, never in the cluster, with the
+// mark m beside it when m is not nil. An existing keyFile is never
+// overwritten. With keyFile "" (install only prints), the anchor's key is
+// kept nowhere: nothing is written.
+func newIdentity(trustDomain, keyFile string, m *anchorMark) (install.Identity, error) {
 	anchor, err := ca.NewTrustAnchor(trustDomain, anchorLifetime)
 	if err != nil {
 		return install.Identity{}, err
 	}
+	id, err := issuerIdentity(anchor, trustDomain)
+	if err != nil || keyFile == "" {
+		return id, err
+	}
+	if err := writeNewAnchor(keyFile, anchor); err != nil {
+		return install.Identity{}, err
+	}
+	if m != nil {
+		if err := writeMark(keyFile, anchor, *m); err != nil {
+			// No cluster uses the new anchor yet: nothing is lost.
+			_ = os.Remove(keyFile)
+			return install.Identity{}, err
+		}
+	}
+	return id, nil
+}
+
+// issuerIdentity signs a new issuer with the anchor.
+func issuerIdentity(anchor *ca.KeyPair, trustDomain string) (install.Identity, error) {
 	issuer, err := ca.NewIssuer(anchor, trustDomain, issuerLifetime)
 	if err != nil {
 		return install.Identity{}, err
@@ -140,22 +156,35 @@ func newIdentity(trustDomain, keyFile string) (install.Identity, error) {
 	if err != nil {
 		return install.Identity{}, err
 	}
-	id := install.Identity{TrustRootsPEM: anchor.CertPEM(), IssuerCertPEM: issuer.CertPEM(), IssuerKeyPEM: issuerKey}
-	if keyFile == "" {
-		return id, nil
-	}
+	return install.Identity{TrustRootsPEM: anchor.CertPEM(), IssuerCertPEM: issuer.CertPEM(), IssuerKeyPEM: issuerKey}, nil
+}
+
+// writeNewAnchor writes the anchor's certificate and key to a new file,
+// 0600; a file already there is left as it is and refused.
+func writeNewAnchor(keyFile string, anchor *ca.KeyPair) error {
 	anchorKey, err := anchor.KeyPEM()
 	if err != nil {
-		return install.Identity{}, err
+		return err
 	}
 	if err := os.MkdirAll(filepath.Dir(keyFile), 0o700); err != nil {
-		return install.Identity{}, fmt.Errorf("keep the trust anchor: %w", err)
+		return fmt.Errorf("keep the trust anchor: %w", err)
 	}
-	data := append(anchor.CertPEM(), anchorKey...)
-	if err := os.WriteFile(keyFile, data, 0o600); err != nil {
-		return install.Identity{}, fmt.Errorf("keep the trust anchor: %w", err)
+	f, err := os.OpenFile(keyFile, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("%s already exists: it may hold the key of another mesh's trust anchor; move it away or choose another path with --trust-anchor-file", keyFile)
 	}
-	return id, nil
+	if err != nil {
+		return fmt.Errorf("keep the trust anchor: %w", err)
+	}
+	_, err = f.Write(append(anchor.CertPEM(), anchorKey...))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(keyFile) // ours, incomplete, used by no cluster
+		return fmt.Errorf("keep the trust anchor: %w", err)
+	}
+	return nil
 }
 
 // removeFormerBindings deletes what earlier versions installed and this one

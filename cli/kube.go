@@ -6,7 +6,9 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
@@ -52,28 +54,51 @@ func (k *kubeOptions) restConfig() (*rest.Config, error) {
 	return cfg, nil
 }
 
-// client returns a clientset for the configured cluster.
-func (k *kubeOptions) client() (*rest.Config, kubernetes.Interface, error) {
-	cfg, err := k.restConfig()
-	if err != nil {
-		return nil, nil, err
-	}
-	c, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, nil, fmt.Errorf("kubernetes client: %w", err)
-	}
-	return cfg, c, nil
+// kubeClients are the clients of one cluster, all built from one rest
+// config: the typed clientset, the dynamic client and the metadata client.
+type kubeClients struct {
+	config   *rest.Config
+	typed    kubernetes.Interface
+	dynamic  dynamic.Interface
+	metadata metadata.Interface
 }
 
-// streamClient returns a clientset for long streams (tap): no overall
-// request timeout, which would cut a stream after it.
-func (k *kubeOptions) streamClient() (kubernetes.Interface, error) {
+// clients connects to the configured cluster: the one place meshctl builds
+// its Kubernetes clients (30s request timeout, QPS 50, burst 100). Nothing
+// is sent to the cluster yet.
+func (k *kubeOptions) clients() (*kubeClients, error) {
+	cfg, err := k.restConfig()
+	if err != nil {
+		return nil, err
+	}
+	return newKubeClients(cfg)
+}
+
+// streamClients are clients for long streams (tap): no overall request
+// timeout, which would cut a stream after it.
+func (k *kubeOptions) streamClients() (*kubeClients, error) {
 	cfg, err := k.restConfig()
 	if err != nil {
 		return nil, err
 	}
 	cfg.Timeout = 0
-	return kubernetes.NewForConfig(cfg)
+	return newKubeClients(cfg)
+}
+
+func newKubeClients(cfg *rest.Config) (*kubeClients, error) {
+	typed, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("dynamic client: %w", err)
+	}
+	meta, err := metadata.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("metadata client: %w", err)
+	}
+	return &kubeClients{config: cfg, typed: typed, dynamic: dyn, metadata: meta}, nil
 }
 
 // contextName is the kubeconfig context in use ("" when unknown).

@@ -127,10 +127,11 @@ func runTap(ctx context.Context, o *tapOptions, args []string, stdout, stderr io
 	if err != nil {
 		return err
 	}
-	streams, err := o.kube.streamClient()
+	kc, err := o.kube.streamClients()
 	if err != nil {
 		return err
 	}
+	streams := kc.typed
 	events := make(chan tapstream.PodEvent, 256)
 	failed := 0
 	done := make(chan struct{})

@@ -57,10 +57,11 @@ func resolveTarget(ctx context.Context, kube *kubeOptions, all bool, args []stri
 	if err != nil {
 		return nil, "", nil, err
 	}
-	_, client, err := kube.client()
+	kc, err := kube.clients()
 	if err != nil {
 		return nil, "", nil, err
 	}
+	client := kc.typed
 	ns := kube.defaultNamespace()
 	if all {
 		ns = ""

@@ -64,10 +64,11 @@ func runTop(ctx context.Context, o *topOptions, args []string, stdout, stderr io
 	if err != nil {
 		return err
 	}
-	streams, err := o.tap.kube.streamClient()
+	kc, err := o.tap.kube.streamClients()
 	if err != nil {
 		return err
 	}
+	streams := kc.typed
 	live := !o.once && isTerminal(stdout)
 	direction := "inbound"
 	if o.tap.to != "" {

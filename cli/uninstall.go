@@ -13,9 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/metadata"
 
 	"github.com/meshctl/meshctl/install"
 	"github.com/meshctl/meshctl/install/gatewayapi"
@@ -43,6 +41,9 @@ namespace, and the trust-bundle copies in meshed namespaces; then (once the
 controller is gone) the AuthorizationPolicy CRD, and with it every
 AuthorizationPolicy in every namespace.
 
+The trust anchor's key file (~/.meshctl/<context>/trust-anchor.pem) stays:
+meshctl install into the same cluster reuses it.
+
 The Gateway API CRDs (and so your HTTPRoutes) stay: other tools may share
 them. Remove them yourself if nothing else uses them:
 
@@ -69,14 +70,11 @@ expire. To un-mesh workloads, remove the annotation and restart them:
 }
 
 func runUninstall(ctx context.Context, o *uninstallOptions, stdout, stderr io.Writer) error {
-	cfg, client, err := o.kube.client()
+	kc, err := o.kube.clients()
 	if err != nil {
 		return err
 	}
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		return fmt.Errorf("dynamic client: %w", err)
-	}
+	client, dyn := kc.typed, kc.dynamic
 	selector := metav1.ListOptions{LabelSelector: install.PartOfLabel + "=" + install.PartOfValue}
 	var errs []error
 	deleted := 0
@@ -169,18 +167,30 @@ func runUninstall(ctx context.Context, o *uninstallOptions, stdout, stderr io.Wr
 		return nil
 	}
 	fmt.Fprintln(stdout, "✔ meshctl uninstalled. Meshed pods keep their proxies until re-created: see 'meshctl uninstall --help' to un-mesh them.")
+	if file := defaultAnchorFile(o.kube.contextName()); anchorFileOf(ctx, client, file) {
+		fmt.Fprintf(stdout, "  The trust anchor's key stays in %s: meshctl install into this cluster reuses it. Keep it safe, or delete it if you will not install again.\n", file)
+	}
 	gateway := "The Gateway API CRDs, if any, were left in place"
-	if meta, err := metadata.NewForConfig(cfg); err == nil {
-		if existing, err := installedCRDs(ctx, meta); err == nil {
-			names := gatewayCRDs(existing)
-			if len(names) == 0 {
-				return nil
-			}
-			gateway = fmt.Sprintf("%d Gateway API CRDs were left in place (%s)", len(names), strings.Join(names, ", "))
+	if existing, err := installedCRDs(ctx, kc.metadata); err == nil {
+		names := gatewayCRDs(existing)
+		if len(names) == 0 {
+			return nil
 		}
+		gateway = fmt.Sprintf("%d Gateway API CRDs were left in place (%s)", len(names), strings.Join(names, ", "))
 	}
 	fmt.Fprintf(stdout, "  %s: other tools may share them; see 'meshctl uninstall --help' to remove them.\n", gateway)
 	return nil
+}
+
+// anchorFileOf says whether file is a trust anchor file marked as the
+// cluster's.
+func anchorFileOf(ctx context.Context, client kubernetes.Interface, file string) bool {
+	m, err := readMark(file)
+	if err != nil {
+		return false
+	}
+	uid, err := clusterUID(ctx, client)
+	return err == nil && m.ClusterUID == uid
 }
 
 // gatewayCRDs picks the Gateway API's CRDs (any channel) out of a cluster's,

@@ -47,11 +47,11 @@ func runVersion(ctx context.Context, o *versionOptions, stdout io.Writer) error 
 // controlPlaneVersion reads the controller Deployment's version label, or
 // says why it cannot.
 func controlPlaneVersion(ctx context.Context, kube *kubeOptions, ns string) string {
-	_, client, err := kube.client()
+	kc, err := kube.clients()
 	if err != nil {
 		return "unavailable (" + err.Error() + ")"
 	}
-	d, err := client.AppsV1().Deployments(ns).Get(ctx, meshnames.ServiceName, metav1.GetOptions{})
+	d, err := kc.typed.AppsV1().Deployments(ns).Get(ctx, meshnames.ServiceName, metav1.GetOptions{})
 	if err != nil {
 		return "unavailable (" + err.Error() + ")"
 	}
