@@ -5,11 +5,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -349,7 +351,12 @@ func meshClientHello(t *testing.T) []byte {
 func TestMeshedClientOpeningThousandsOfStreamsIsRefusedBeyondTheLimit(t *testing.T) {
 	leakCheck(t)
 	block := make(chan struct{})
+	var inflight, peak atomic.Int64
 	app := backend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := inflight.Add(1)
+		defer inflight.Add(-1)
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		}
 		select {
 		case <-block:
 		case <-r.Context().Done():
@@ -358,7 +365,8 @@ func TestMeshedClientOpeningThousandsOfStreamsIsRefusedBeyondTheLimit(t *testing
 	ca := testpki.NewRoot(t, "root")
 	serverSrc, _ := identityFiles(t, ca.Issue(t, serverSPIFFE, -time.Minute, time.Hour), ca)
 	clientSrc, _ := identityFiles(t, ca.Issue(t, clientSPIFFE, -time.Minute, time.Hour), ca)
-	server := startProxy(t, Config{Inbound: &SideConfig{Listen: "127.0.0.1:0", Upstream: app}, Identity: serverSrc, MaxConcurrentStreams: 100, DrainTimeout: time.Second})
+	const limit = 100
+	server := startProxy(t, Config{Inbound: &SideConfig{Listen: "127.0.0.1:0", Upstream: app}, Identity: serverSrc, MaxConcurrentStreams: limit, DrainTimeout: time.Second})
 	d := &meshtls.Dialer{Source: clientSrc, Net: (&net.Dialer{}).DialContext}
 	tc, err := d.Dial(context.Background(), server.inbound(), serverSrc.Bundle().ID, meshtls.ALPNHTTP2)
 	if err != nil {
@@ -379,23 +387,32 @@ func TestMeshedClientOpeningThousandsOfStreamsIsRefusedBeyondTheLimit(t *testing
 			break // the server may close the connection on us
 		}
 	}
-	refused := 0
+	// Refusals: RST_STREAM(REFUSED_STREAM) frames, or the connection
+	// closed (GOAWAY, EOF). Our own read deadline running out is neither.
+	refused, closed := 0, false
 	tc.SetReadDeadline(time.Now().Add(5 * time.Second))
-	for {
+	for refused < 1000 && !closed {
 		f, err := fr.ReadFrame()
-		if err != nil || isGoAway(f) {
-			refused++
+		var ne net.Error
+		switch {
+		case errors.As(err, &ne) && ne.Timeout():
+		case err != nil || isGoAway(f):
+			closed = true
+			continue
+		}
+		if err != nil {
 			break
 		}
 		if rst, ok := f.(*http2.RSTStreamFrame); ok && rst.ErrCode == http2.ErrCodeRefusedStream {
 			refused++
 		}
-		if refused >= 1000 {
-			break
-		}
 	}
-	if refused == 0 {
-		t.Error("2000 concurrent streams over a limit of 100 were all accepted")
+	t.Logf("2000 streams over a limit of %d: %d refused, connection closed %v, at most %d at the app at once", limit, refused, closed, peak.Load())
+	if refused == 0 && !closed {
+		t.Error("2000 concurrent streams over a limit of 100 were neither refused nor cut off")
+	}
+	if p := peak.Load(); p == 0 || p > limit {
+		t.Errorf("the app had at most %d requests at once, want between 1 and the limit %d", p, limit)
 	}
 	if v := metricValue(scrape(t, server), "protocol_error_total", map[string]string{"direction": "inbound", "protocol": "h2"}); v == 0 {
 		t.Error("the refused streams were not counted")
