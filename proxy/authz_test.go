@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"errors"
 	"net"
 	"net/http"
 	"net/netip"
@@ -48,8 +49,13 @@ func TestInboundPolicyRefusesAndRateLimits(t *testing.T) {
 	}
 	_, _ = conn.Write([]byte("\x00\x01binary"))
 	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if n, err := conn.Read(make([]byte, 10)); err == nil {
+	n, err := conn.Read(make([]byte, 10))
+	var ne net.Error
+	switch {
+	case err == nil:
 		t.Errorf("a refused opaque connection read %d bytes", n)
+	case errors.As(err, &ne) && ne.Timeout():
+		t.Error("a refused opaque connection was left open (read timed out) instead of closed")
 	}
 	conn.Close()
 
