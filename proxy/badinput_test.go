@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -192,10 +193,16 @@ func TestBadHTTP2InputGetsGoAwayOrResetAndIsCounted(t *testing.T) {
 func TestManyHTTP2StreamsAreRefusedBeyondTheLimit(t *testing.T) {
 	leakCheck(t)
 	block := make(chan struct{})
+	var inflight, peak atomic.Int64
 	up := backend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := inflight.Add(1)
+		defer inflight.Add(-1)
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		}
 		<-block
 	}))
-	p := startProxy(t, Config{Outbound: &SideConfig{Listen: "127.0.0.1:0", Upstream: up}, MaxConcurrentStreams: 10, DrainTimeout: time.Second})
+	const limit = 10
+	p := startProxy(t, Config{Outbound: &SideConfig{Listen: "127.0.0.1:0", Upstream: up}, MaxConcurrentStreams: limit, DrainTimeout: time.Second})
 	c, fr := h2Conn(t, p.outbound())
 	for i := uint32(0); i < 50; i++ {
 		var hb bytes.Buffer
@@ -221,6 +228,12 @@ func TestManyHTTP2StreamsAreRefusedBeyondTheLimit(t *testing.T) {
 	}
 	if refused == 0 {
 		t.Error("none of 50 concurrent streams over a limit of 10 was refused")
+	}
+	// The upstream saw the streams that were let through, never more
+	// than the limit at once.
+	eventually(t, "the admitted streams to reach the upstream", 5*time.Second, func() bool { return inflight.Load() > 0 })
+	if got := peak.Load(); got > limit {
+		t.Errorf("the upstream had %d requests at once, over the limit of %d", got, limit)
 	}
 	close(block)
 	c.Close()
