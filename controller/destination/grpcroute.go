@@ -3,6 +3,7 @@ package destination
 import (
 	"fmt"
 
+	"golang.org/x/net/http/httpguts"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -29,8 +30,9 @@ func grpcRoute(obj any) (*gatewayv1.GRPCRoute, bool) {
 
 // TranslateGRPCRoute reads a GRPCRoute. Its method matches become paths:
 // service and method → the exact path "/service/method"; service alone →
-// the prefix "/service/" (by whole segment). A method without a service
-// and regular expressions are unsupported.
+// the prefix "/service/" (by whole segment). A method without a service,
+// regular expressions and header names that are no HTTP token (as in an
+// HTTPRoute's match) are unsupported.
 func TranslateGRPCRoute(gr *gatewayv1.GRPCRoute) Translation {
 	name := gr.Namespace + "/" + gr.Name
 	t := Translation{Backends: grpcBackendRefs(gr)}
@@ -134,6 +136,9 @@ func grpcMatch(m gatewayv1.GRPCRouteMatch) (api.RouteMatch, error) {
 	for _, h := range m.Headers {
 		if h.Type != nil && *h.Type != gatewayv1.GRPCHeaderMatchExact {
 			return out, unsupportedf("header match type %s is not supported", *h.Type)
+		}
+		if !httpguts.ValidHeaderFieldName(string(h.Name)) {
+			return out, unsupportedf("header name %q is not an HTTP token", h.Name)
 		}
 		out.Headers = append(out.Headers, api.HeaderMatch{Name: string(h.Name), Value: h.Value})
 	}

@@ -138,16 +138,22 @@ func TestMirrorShareInPartsPerMillion(t *testing.T) {
 // TestTranslationRefusesWhatTheSchemaWouldHave: values the API server's
 // schema refuses are refused here too (a route that reached the
 // controller another way): a path without a leading "/", a header name
-// that is no token, a backend port outside 1–65535, a backend name with a
-// dot (it would make "a.b.ns:80" ambiguous).
+// that is no token (in an HTTPRoute's match or edit, or a GRPCRoute's
+// match), a backend port outside 1–65535, a backend name with a dot (it
+// would make "a.b.ns:80" ambiguous), a backend namespace that is no
+// namespace name; and a backend filter of another type than
+// RequestHeaderModifier, even one that carries a requestHeaderModifier.
 func TestTranslationRefusesWhatTheSchemaWouldHave(t *testing.T) {
 	for name, spec := range map[string]string{
-		"path":        `{rules: [{matches: [{path: {type: Exact, value: foo}}], backendRefs: [{name: echo, port: 80}]}]}`,
-		"header":      `{rules: [{matches: [{headers: [{name: "a b", value: x}]}], backendRefs: [{name: echo, port: 80}]}]}`,
-		"edit header": `{rules: [{filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: "a:b", value: x}]}}], backendRefs: [{name: echo, port: 80}]}]}`,
-		"port 0":      `{rules: [{backendRefs: [{name: echo, port: 0}]}]}`,
-		"port 65536":  `{rules: [{backendRefs: [{name: echo, port: 65536}]}]}`,
-		"dotted name": `{rules: [{backendRefs: [{name: a.b, port: 80}]}]}`,
+		"path":          `{rules: [{matches: [{path: {type: Exact, value: foo}}], backendRefs: [{name: echo, port: 80}]}]}`,
+		"header":        `{rules: [{matches: [{headers: [{name: "a b", value: x}]}], backendRefs: [{name: echo, port: 80}]}]}`,
+		"edit header":   `{rules: [{filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: "a:b", value: x}]}}], backendRefs: [{name: echo, port: 80}]}]}`,
+		"port 0":        `{rules: [{backendRefs: [{name: echo, port: 0}]}]}`,
+		"port 65536":    `{rules: [{backendRefs: [{name: echo, port: 65536}]}]}`,
+		"dotted name":   `{rules: [{backendRefs: [{name: a.b, port: 80}]}]}`,
+		"bad namespace": `{rules: [{backendRefs: [{name: echo, namespace: Bad_NS, port: 80}]}]}`,
+		"backend filter of another type": `{rules: [{backendRefs: [{name: echo, port: 80, filters: [{type: URLRewrite,
+			requestHeaderModifier: {set: [{name: x-a, value: x}]}}]}]}]}`,
 	} {
 		u := unstructuredYAML(t, `{apiVersion: gateway.networking.k8s.io/v1, kind: HTTPRoute, metadata: {name: r, namespace: mesh}, spec: `+spec+`}`)
 		hr, ok := httpRoute(u)
@@ -156,6 +162,49 @@ func TestTranslationRefusesWhatTheSchemaWouldHave(t *testing.T) {
 		}
 		if tr := TranslateHTTPRoute(hr); tr.Unsupported == "" || len(tr.Routes) != 0 {
 			t.Errorf("%s: translated as supported: %+v", name, tr.Routes)
+		}
+	}
+	for name, spec := range map[string]string{
+		"header":        `{rules: [{matches: [{headers: [{name: "a b", value: x}]}], backendRefs: [{name: echo, port: 80}]}]}`,
+		"header colon":  `{rules: [{matches: [{headers: [{name: "grpc:x", value: x}]}], backendRefs: [{name: echo, port: 80}]}]}`,
+		"bad namespace": `{rules: [{backendRefs: [{name: echo, namespace: Bad_NS, port: 80}]}]}`,
+		"backend filter of another type": `{rules: [{backendRefs: [{name: echo, port: 80, filters: [{type: RequestMirror,
+			requestHeaderModifier: {set: [{name: x-a, value: x}]}, requestMirror: {backendRef: {name: audit, port: 80}}}]}]}]}`,
+	} {
+		u := unstructuredYAML(t, `{apiVersion: gateway.networking.k8s.io/v1, kind: GRPCRoute, metadata: {name: r, namespace: mesh}, spec: `+spec+`}`)
+		gr, ok := grpcRoute(u)
+		if !ok {
+			t.Fatalf("GRPCRoute %s: not a GRPCRoute", name)
+		}
+		if tr := TranslateGRPCRoute(gr); tr.Unsupported == "" || len(tr.Routes) != 0 {
+			t.Errorf("GRPCRoute %s: translated as supported: %+v", name, tr.Routes)
+		}
+	}
+	// The same routes with valid values are supported: the refusals above
+	// are for the values, not for the shapes.
+	for kind, spec := range map[string]string{
+		KindHTTPRoute: `{rules: [{matches: [{headers: [{name: x-a, value: x}]}], backendRefs: [{name: echo, namespace: other, port: 80,
+			filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: x-a, value: x}]}}]}]}]}`,
+		KindGRPCRoute: `{rules: [{matches: [{headers: [{name: x-a, value: x}]}], backendRefs: [{name: echo, namespace: other, port: 80,
+			filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: x-a, value: x}]}}]}]}]}`,
+	} {
+		u := unstructuredYAML(t, `{apiVersion: gateway.networking.k8s.io/v1, kind: `+kind+`, metadata: {name: r, namespace: mesh}, spec: `+spec+`}`)
+		var tr Translation
+		if kind == KindGRPCRoute {
+			gr, ok := grpcRoute(u)
+			if !ok {
+				t.Fatalf("%s: not read", kind)
+			}
+			tr = TranslateGRPCRoute(gr)
+		} else {
+			hr, ok := httpRoute(u)
+			if !ok {
+				t.Fatalf("%s: not read", kind)
+			}
+			tr = TranslateHTTPRoute(hr)
+		}
+		if tr.Unsupported != "" || len(tr.Routes) != 1 {
+			t.Errorf("%s with valid values: unsupported %q, %d routes", kind, tr.Unsupported, len(tr.Routes))
 		}
 	}
 }
