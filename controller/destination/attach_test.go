@@ -187,14 +187,16 @@ func TestRoutePrecedenceCountsQueryParams(t *testing.T) {
 
 // TestStreamKeepsOnlyTheClientsConsumerRoutes: a client whose certificate
 // says namespace "client" gets the producer route and its own consumer
-// route; one of namespace "other" only the producer route.
+// route, one of namespace "other" the producer route and its own; a
+// client with no certificate (no SPIFFE ID: its namespace is unknown) gets
+// the producer route only, no namespace's consumer routes (fail closed).
 func TestStreamKeepsOnlyTheClientsConsumerRoutes(t *testing.T) {
 	other := strings.ReplaceAll(consumer, "client", "other")
 	w := routesWatcher(t, []*corev1.Service{echo}, onPort80, consumer, other)
 	for ns, want := range map[string][]string{
 		"client": {"client/mine@client", "mesh/port80"},
 		"other":  {"mesh/port80", "other/mine@other"},
-		"":       {"client/mine@client", "mesh/port80", "other/mine@other"}, // no certificate: all
+		"":       {"mesh/port80"}, // no certificate: the producer routes only
 	} {
 		ctx, cancel := context.WithCancel(context.Background())
 		req := httptest.NewRequestWithContext(ctx, http.MethodGet, "/v1/destinations?target=echo.mesh:80", nil)

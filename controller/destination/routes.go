@@ -33,9 +33,15 @@ const parentIndex = "parentService"
 // Service's namespace, that namespace's consumer routes otherwise.
 func groupKey(svc, routeNS string) string { return svc + "@" + routeNS }
 
-// AllConsumers asks for the consumer routes of every namespace (a client
-// whose namespace is unknown: tests and local tools).
+// AllConsumers asks for the consumer routes of every namespace (Resolve
+// and Watch: tests and local tools, never a proxy's stream).
 const AllConsumers = ""
+
+// producerOnly asks for the producer routes alone: the client of a
+// destination stream whose namespace is unknown gets no namespace's
+// consumer routes. No namespace has this name ("/" cannot appear in one),
+// so it matches no consumer group.
+const producerOnly = "/"
 
 // meshRoute is an HTTPRoute or a GRPCRoute, read from an informer.
 type meshRoute struct {
@@ -175,7 +181,8 @@ func backendKey(service string) string {
 
 // routesFor lists the routes attached to a Service port, most specific
 // match first, for a client of namespace client: the producer routes and
-// that namespace's consumer routes (AllConsumers: every namespace's). Within each group (the producer
+// that namespace's consumer routes (AllConsumers: every namespace's;
+// producerOnly: none). Within each group (the producer
 // routes, each namespace's consumer routes) GRPCRoutes attached to the port
 // take it over from HTTPRoutes; a group never changes another's.
 func (w *Watcher) routesFor(svc *corev1.Service, port corev1.ServicePort, client string) []api.Route {
@@ -185,7 +192,7 @@ func (w *Watcher) routesFor(svc *corev1.Service, port corev1.ServicePort, client
 		// Only the producer group and the client's own: a namespace's
 		// consumer routes, however many, cost nothing to other clients.
 		indexKeys = []string{groupKey(key, svc.Namespace)}
-		if client != svc.Namespace {
+		if client != svc.Namespace && client != producerOnly {
 			indexKeys = append(indexKeys, groupKey(key, client))
 		}
 	}

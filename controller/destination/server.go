@@ -26,7 +26,10 @@ func clientNamespace(r *http.Request) (string, bool) {
 // ServeHTTP streams a target's destination as JSON lines (GET ?target=host:port).
 // A client known by its certificate gets the producer routes and its own
 // namespace's consumer routes only; one that is not (no client
-// certificate: tests, local tools) gets every route.
+// certificate, or none with a SPIFFE ID) gets the producer routes only:
+// the control API refuses such clients, but a handler mounted elsewhere
+// must not hand every namespace's consumer routes to anyone who asks.
+// (Resolve and Watch, for tests and local tools, still give every route.)
 func (w *Watcher) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
 		http.Error(rw, `{"error":"use GET"}`, http.StatusMethodNotAllowed)
@@ -45,7 +48,7 @@ func (w *Watcher) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	enc := json.NewEncoder(rw)
 	client, known := clientNamespace(r)
 	if !known {
-		client = AllConsumers
+		client = producerOnly // fail closed: no namespace's consumer routes
 	}
 	err := w.WatchFor(r.Context(), target, client, func(d api.Destination) error {
 		if err := enc.Encode(d); err != nil {
