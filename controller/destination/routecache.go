@@ -9,7 +9,9 @@ import (
 )
 
 // translatedRoute is a route as read from an informer, with its
-// translation, for one resourceVersion.
+// translation, for one resourceVersion. It keeps only what routesFor
+// needs (meshRoute, Translation): not the typed route, its metadata or its
+// spec, which a cache of every route would hold for as long as it lives.
 type translatedRoute struct {
 	filled          bool // false: tracked, not translated yet
 	resourceVersion string
@@ -50,11 +52,11 @@ func (c *routeCache) get(obj any) (meshRoute, Translation, bool) {
 			return e.route, e.translation, true
 		}
 	}
-	r, ok := readRoute(u)
+	r, translate, ok := readRoute(u)
 	if !ok {
 		return meshRoute{}, Translation{}, false
 	}
-	t := r.translate()
+	t := translate()
 	c.translations.Add(1)
 	if uid != "" {
 		c.mu.Lock()

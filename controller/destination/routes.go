@@ -43,35 +43,45 @@ const AllConsumers = ""
 // so it matches no consumer group.
 const producerOnly = "/"
 
-// meshRoute is an HTTPRoute or a GRPCRoute, read from an informer.
+// meshRoute is what the watcher keeps of an HTTPRoute or a GRPCRoute read
+// from an informer: what routesFor needs besides its Translation, and
+// nothing else (the route cache holds one per route: no managedFields,
+// no spec).
 type meshRoute struct {
-	meta    metav1.ObjectMeta
-	parents []gatewayv1.ParentReference
-	kind    string
-	// translate reads the spec (TranslateHTTPRoute, TranslateGRPCRoute).
-	translate func() Translation
+	name, namespace string
+	created         time.Time
+	parents         []gatewayv1.ParentReference
+	kind            string
 }
 
-// readRoute reads an informer's HTTPRoute or GRPCRoute.
-func readRoute(obj any) (meshRoute, bool) {
+// readRoute reads an informer's HTTPRoute or GRPCRoute, and returns with
+// it translate, which reads its spec (TranslateHTTPRoute,
+// TranslateGRPCRoute): call it, then let it go, for the typed route it
+// holds to go too.
+func readRoute(obj any) (r meshRoute, translate func() Translation, ok bool) {
 	u, ok := tombstone(obj).(*unstructured.Unstructured)
 	if !ok {
-		return meshRoute{}, false
+		return meshRoute{}, nil, false
 	}
 	switch u.GetKind() {
 	case KindGRPCRoute:
 		gr, ok := grpcRoute(u)
 		if !ok {
-			return meshRoute{}, false
+			return meshRoute{}, nil, false
 		}
-		return meshRoute{meta: gr.ObjectMeta, parents: gr.Spec.ParentRefs, kind: KindGRPCRoute, translate: func() Translation { return TranslateGRPCRoute(gr) }}, true
+		return routeOf(gr.ObjectMeta, gr.Spec.ParentRefs, KindGRPCRoute), func() Translation { return TranslateGRPCRoute(gr) }, true
 	default:
 		hr, ok := httpRoute(u)
 		if !ok {
-			return meshRoute{}, false
+			return meshRoute{}, nil, false
 		}
-		return meshRoute{meta: hr.ObjectMeta, parents: hr.Spec.ParentRefs, kind: KindHTTPRoute, translate: func() Translation { return TranslateHTTPRoute(hr) }}, true
+		return routeOf(hr.ObjectMeta, hr.Spec.ParentRefs, KindHTTPRoute), func() Translation { return TranslateHTTPRoute(hr) }, true
 	}
+}
+
+// routeOf keeps what a meshRoute needs of a route's metadata and spec.
+func routeOf(meta metav1.ObjectMeta, parents []gatewayv1.ParentReference, kind string) meshRoute {
+	return meshRoute{name: meta.Name, namespace: meta.Namespace, created: meta.CreationTimestamp.Time, parents: parents, kind: kind}
 }
 
 // WithRoutes makes the watcher follow HTTPRoutes from inf (unstructured
@@ -101,21 +111,21 @@ func (w *Watcher) WithGRPCRoutes(inf cache.SharedIndexInformer) error {
 // streams of those Services on every change.
 func (w *Watcher) follow(inf cache.SharedIndexInformer) error {
 	if err := inf.AddIndexers(cache.Indexers{parentIndex: func(obj any) ([]string, error) {
-		r, ok := readRoute(obj)
+		r, _, ok := readRoute(obj)
 		if !ok {
 			return nil, nil
 		}
 		var keys []string
-		for _, svc := range parentServices(r.meta.Namespace, r.parents) {
-			keys = append(keys, svc, groupKey(svc, r.meta.Namespace))
+		for _, svc := range parentServices(r.namespace, r.parents) {
+			keys = append(keys, svc, groupKey(svc, r.namespace))
 		}
 		return keys, nil
 	}}); err != nil {
 		return fmt.Errorf("index routes by parent: %w", err)
 	}
 	notify := func(obj any) {
-		if r, ok := readRoute(obj); ok {
-			for _, key := range parentServices(r.meta.Namespace, r.parents) {
+		if r, _, ok := readRoute(obj); ok {
+			for _, key := range parentServices(r.namespace, r.parents) {
 				w.notify(key)
 			}
 		}
@@ -216,10 +226,10 @@ func (w *Watcher) routesFor(svc *corev1.Service, port corev1.ServicePort, client
 				continue // never in part, never widened: see the route's status
 			}
 			for i, route := range t.Routes {
-				if r.meta.Namespace != svc.Namespace {
-					route.Consumer = r.meta.Namespace
+				if r.namespace != svc.Namespace {
+					route.Consumer = r.namespace
 				}
-				e := routeEntry{route: route, created: r.meta.CreationTimestamp.Time, order: i}
+				e := routeEntry{route: route, created: r.created, order: i}
 				g := groups[route.Consumer]
 				if g == nil {
 					g = &group{}
@@ -296,7 +306,7 @@ func boolInt(b bool) int {
 // attachesTo reports whether a route attaches to this Service port.
 func attachesTo(r meshRoute, svc *corev1.Service, port corev1.ServicePort) bool {
 	for _, p := range r.parents {
-		if gamma.IsServiceParent(p) && string(p.Name) == svc.Name && gamma.ParentNamespace(r.meta.Namespace, p) == svc.Namespace && ParentMatchesPort(p, port) {
+		if gamma.IsServiceParent(p) && string(p.Name) == svc.Name && gamma.ParentNamespace(r.namespace, p) == svc.Namespace && ParentMatchesPort(p, port) {
 			return true
 		}
 	}
