@@ -119,9 +119,6 @@ func (p *Proxy) fromNode(addr net.Addr) bool {
 	return false
 }
 
-// Metrics returns the proxy's metrics.
-func (p *Proxy) Metrics() *metrics.Metrics { return p.metrics }
-
 // Listen binds every listener, so that a caller knows the proxy accepts
 // connections before Serve runs. Serve calls it when it was not called.
 func (p *Proxy) Listen() error {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -10,16 +9,15 @@ import (
 
 	"github.com/spf13/cobra"
 
-	identity "github.com/meshctl/meshctl/identity/client"
 	"github.com/meshctl/meshctl/internal/api"
-	"github.com/meshctl/meshctl/internal/certs"
 	"github.com/meshctl/meshctl/internal/logging"
 	"github.com/meshctl/meshctl/internal/meshnames"
+	"github.com/meshctl/meshctl/internal/portspec"
 	"github.com/meshctl/meshctl/internal/spiffeid"
 	"github.com/meshctl/meshctl/proxy"
 	"github.com/meshctl/meshctl/proxy/authz"
-	"github.com/meshctl/meshctl/proxy/discovery"
 	"github.com/meshctl/meshctl/proxy/endpoints"
+	"github.com/meshctl/meshctl/proxy/podstart"
 )
 
 type runOptions struct {
@@ -87,44 +85,7 @@ to --drain-timeout, then exits.`,
 			if err != nil {
 				return err
 			}
-			if o.identityAddr != "" {
-				return o.runWithIdentityService(cmd.Context(), cfg)
-			}
-			var files *certs.Files
-			if o.certFile != "" || o.keyFile != "" || o.rootsFile != "" {
-				files, err = certs.NewFiles(certs.FilesConfig{Cert: o.certFile, Key: o.keyFile, Roots: o.rootsFile, Log: cfg.Log})
-				if err != nil {
-					return err
-				}
-				cfg.Identity = files
-				if o.upstreamIdentity != "" {
-					id, err := spiffeid.Parse(o.upstreamIdentity)
-					if err != nil {
-						return fmt.Errorf("--upstream-identity: %w", err)
-					}
-					if cfg.Outbound == nil || cfg.Outbound.Upstream == "" {
-						return fmt.Errorf("--upstream-identity needs --outbound-upstream")
-					}
-					cfg.Outbound.UpstreamIdentity = id
-				}
-			} else if o.upstreamIdentity != "" {
-				return fmt.Errorf("--upstream-identity needs the proxy's own --cert, --key and --trust-roots")
-			}
-			p, err := proxy.New(cfg)
-			if err != nil {
-				return err
-			}
-			if files == nil {
-				return p.Run(cmd.Context())
-			}
-			ctx, cancel := context.WithCancel(cmd.Context())
-			defer cancel()
-			reloaded := make(chan error, 1)
-			go func() { reloaded <- files.Run(ctx) }()
-			err = p.Run(ctx)
-			cancel()
-			<-reloaded
-			return err
+			return podstart.Run(cmd.Context(), cfg)
 		},
 	}
 	f := cmd.Flags()
@@ -132,7 +93,7 @@ to --drain-timeout, then exits.`,
 	f.StringVar(&o.adminAllow, "admin-allow", "", "the node's addresses (CIDRs or IPs): they may reach ports that require mutual TLS in plaintext (the kubelet's probes); in a pod, the default gateway is added. They grant nothing on the admin port")
 	f.StringVar(&o.certFile, "cert", "", "PEM workload certificate (with its chain), re-read when it changes")
 	f.StringVar(&o.keyFile, "key", "", "PEM private key of --cert")
-	f.StringVar(&o.rootsFile, "trust-roots", "", "PEM trust anchors meshed peers must chain to")
+	f.StringVar(&o.rootsFile, "trust-roots", "", "PEM trust bundle, re-read when it changes. With --cert/--key: the trust anchors meshed peers must chain to. With --identity-addr: only what the controller is verified with until its first answer, which brings the bundle peers are verified with from then on; a change of the file makes the proxy ask the controller again, it is never trusted itself")
 	f.StringVar(&o.identityAddr, "identity-addr", "", "the controller's control API (host:port): get and renew the workload certificate from it instead of --cert/--key")
 	f.StringVar(&o.controllerID, "identity-controller-id", "", "SPIFFE ID the controller must prove, and the only client the admin port's /tap, /identity, /destinations, /renew and pprof answer over mutual TLS (default spiffe://<trust-domain>/ns/meshctl/sa/mesh-controller)")
 	f.StringVar(&o.tokenFile, "identity-token-file", "/var/run/secrets/meshctl.io/identity/token", "projected ServiceAccount token (audience identity.meshctl.io)")
@@ -150,7 +111,7 @@ to --drain-timeout, then exits.`,
 	f.StringVar(&o.endpointsFile, "endpoints-file", "", `JSON file mapping outbound destinations to endpoints: {"10.96.0.12:80": ["10.244.0.7:8080"]}`)
 	f.BoolVar(&o.discovery, "discovery", true, "with --identity-addr: find outbound destinations' endpoints and identities through the controller's destination service (unless --endpoints-file)")
 	f.DurationVar(&o.detectTimeout, "detect-timeout", time.Second, "how long to wait for a client's first bytes before treating the connection as opaque TCP")
-	f.StringVar(&o.opaquePorts, "opaque-ports", joinPorts(proxy.DefaultOpaquePorts), "ports proxied as opaque TCP without detection (server-speaks-first protocols)")
+	f.StringVar(&o.opaquePorts, "opaque-ports", portspec.FormatPortList(proxy.DefaultOpaquePorts), "ports proxied as opaque TCP without detection (server-speaks-first protocols)")
 	f.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "how long in-flight requests get to finish on shutdown")
 	f.StringVar(&o.podName, "pod-name", "", "the pod's name: with --identity-addr, follow the pod's inbound policy (authorization, rate limits) from the controller")
 	f.StringVar(&o.defaultInbound, "default-inbound-policy", "", "explicit mode: the inbound policy (all-unauthenticated, all-authenticated or deny); empty: let everyone in. In a pod (--pod-name) nothing is let in, and the proxy is not ready, until the controller sends the pod's policy")
@@ -167,12 +128,41 @@ to --drain-timeout, then exits.`,
 	return cmd
 }
 
-func (o runOptions) config() (proxy.Config, error) {
+// config makes the start's configuration from the flags.
+func (o *runOptions) config() (podstart.Config, error) {
+	cfg := podstart.Config{
+		CertFile: o.certFile, KeyFile: o.keyFile, RootsFile: o.rootsFile,
+		IdentityAddr: o.identityAddr, TokenFile: o.tokenFile, Discovery: o.discovery, PodName: o.podName,
+	}
+	err := o.proxyConfig(&cfg.Proxy)
+	if err != nil {
+		return cfg, err
+	}
+	if o.identityAddr != "" {
+		if cfg.ID, err = spiffeid.New(o.trustDomain, o.namespace, o.serviceAccount); err != nil {
+			return cfg, fmt.Errorf("the workload's identity (--namespace, --service-account): %w", err)
+		}
+	}
+	if o.upstreamIdentity != "" {
+		id, err := spiffeid.Parse(o.upstreamIdentity)
+		if err != nil {
+			return cfg, fmt.Errorf("--upstream-identity: %w", err)
+		}
+		if cfg.Proxy.Outbound == nil || cfg.Proxy.Outbound.Upstream == "" {
+			return cfg, fmt.Errorf("--upstream-identity needs --outbound-upstream")
+		}
+		cfg.Proxy.Outbound.UpstreamIdentity = id
+	}
+	return cfg, nil
+}
+
+// proxyConfig makes the proxy's configuration from the flags.
+func (o *runOptions) proxyConfig(cfg *proxy.Config) error {
 	log, err := logging.New(o.logLevel, o.logFormat)
 	if err != nil {
-		return proxy.Config{}, err
+		return err
 	}
-	cfg := proxy.Config{
+	*cfg = proxy.Config{
 		Admin:                o.admin,
 		DetectTimeout:        o.detectTimeout,
 		DrainTimeout:         o.drainTimeout,
@@ -190,18 +180,18 @@ func (o runOptions) config() (proxy.Config, error) {
 	case meshnames.DefaultAllUnauthenticated, meshnames.DefaultAllAuthenticated, meshnames.DefaultDeny:
 		cfg.InboundPolicy = authz.New(o.defaultInbound)
 	default:
-		return cfg, fmt.Errorf("--default-inbound-policy %q: want all-unauthenticated, all-authenticated or deny", o.defaultInbound)
+		return fmt.Errorf("--default-inbound-policy %q: want all-unauthenticated, all-authenticated or deny", o.defaultInbound)
 	}
 	if cfg.ClusterNetworks, err = endpoints.ParseNetworks(o.clusterNetworks); err != nil {
-		return cfg, fmt.Errorf("--cluster-networks: %w", err)
+		return fmt.Errorf("--cluster-networks: %w", err)
 	}
-	if cfg.OpaquePorts, err = parsePortList(o.opaquePorts); err != nil {
-		return cfg, fmt.Errorf("--opaque-ports: %w", err)
+	if cfg.OpaquePorts, err = portspec.ParsePortList(o.opaquePorts); err != nil {
+		return fmt.Errorf("--opaque-ports: %w", err)
 	}
 	if o.kubeletProbes != "" {
 		probes, err := parseProbes(o.kubeletProbes)
 		if err != nil {
-			return cfg, fmt.Errorf("--kubelet-probes: %w", err)
+			return fmt.Errorf("--kubelet-probes: %w", err)
 		}
 		def := o.defaultInbound
 		if def == "" {
@@ -212,8 +202,8 @@ func (o runOptions) config() (proxy.Config, error) {
 		}
 		cfg.InboundPolicy.Update(api.InboundPolicy{Default: def, Probes: probes})
 	}
-	if cfg.RequireTLSPorts, err = parsePortList(o.requireTLSPorts); err != nil {
-		return cfg, fmt.Errorf("--require-tls-ports: %w", err)
+	if cfg.RequireTLSPorts, err = portspec.ParsePortList(o.requireTLSPorts); err != nil {
+		return fmt.Errorf("--require-tls-ports: %w", err)
 	}
 	cfg.TLSHandshakeTimeout = o.handshake
 	// The controller: the control API proves it, and over mutual TLS it is
@@ -222,7 +212,7 @@ func (o runOptions) config() (proxy.Config, error) {
 		cfg.ControllerID, err = spiffeid.Parse(o.controllerID)
 	}
 	if err != nil {
-		return cfg, fmt.Errorf("--identity-controller-id: %w", err)
+		return fmt.Errorf("--identity-controller-id: %w", err)
 	}
 	for _, s := range strings.Split(o.adminAllow, ",") {
 		if s = strings.TrimSpace(s); s == "" {
@@ -233,27 +223,18 @@ func (o runOptions) config() (proxy.Config, error) {
 			// A bare address (as the downward API gives the node's) means just it.
 			a, aerr := netip.ParseAddr(s)
 			if aerr != nil {
-				return cfg, fmt.Errorf("--admin-allow %q: %w", s, err)
+				return fmt.Errorf("--admin-allow %q: %w", s, err)
 			}
 			p = netip.PrefixFrom(a, a.BitLen())
 		}
 		cfg.AdminAllow = append(cfg.AdminAllow, p)
 	}
 	if o.outboundUpstream != "" && o.outboundListen == "" || o.inboundUpstream != "" && o.inboundListen == "" {
-		return cfg, fmt.Errorf("an --*-upstream needs its --*-listen")
+		return fmt.Errorf("an --*-upstream needs its --*-listen")
 	}
 	if o.outboundListen == "" && o.inboundListen == "" {
-		cfg.Outbound = &proxy.SideConfig{Listen: fmt.Sprintf("127.0.0.1:%d", proxy.OutboundPort)}
-		cfg.Inbound = &proxy.SideConfig{Listen: fmt.Sprintf("0.0.0.0:%d", proxy.InboundPort)}
-		// In a pod, requests to the pod itself stay in the pod.
-		if cfg.LocalAddrs, err = podAddrs(); err != nil {
-			return cfg, err
-		}
-		// In a pod, the node reaches it from the pod network's gateway too.
-		if gw, err := defaultGateway(); err == nil {
-			cfg.AdminAllow = append(cfg.AdminAllow, netip.PrefixFrom(gw, 32))
-		} else {
-			log.Warn("no default gateway: only the addresses in --admin-allow count as the node", "error", err)
+		if *cfg, err = podstart.RedirectMode(*cfg); err != nil {
+			return err
 		}
 	}
 	if o.outboundListen != "" {
@@ -264,10 +245,10 @@ func (o runOptions) config() (proxy.Config, error) {
 	}
 	if o.endpointsFile != "" {
 		if cfg.Endpoints, err = endpoints.Load(o.endpointsFile); err != nil {
-			return cfg, err
+			return err
 		}
 	}
-	return cfg, nil
+	return nil
 }
 
 // parseProbes reads PORT/PATH (HTTP) and PORT (TCP) probes, comma-separated.
@@ -289,99 +270,4 @@ func parseProbes(s string) ([]api.Probe, error) {
 		out = append(out, p)
 	}
 	return out, nil
-}
-
-func parsePortList(s string) ([]uint16, error) {
-	out := []uint16{}
-	for _, part := range strings.Split(s, ",") {
-		part = strings.TrimSpace(part)
-		if part == "" {
-			continue
-		}
-		n, err := strconv.ParseUint(part, 10, 16)
-		if err != nil || n == 0 {
-			return nil, fmt.Errorf("port %q: want a number from 1 to 65535", part)
-		}
-		out = append(out, uint16(n))
-	}
-	return out, nil
-}
-
-func joinPorts(ports []uint16) string {
-	s := make([]string, len(ports))
-	for i, p := range ports {
-		s[i] = strconv.Itoa(int(p))
-	}
-	return strings.Join(s, ",")
-}
-
-// runWithIdentityService gets the workload certificate from the controller,
-// reports ready only once it has one, and keeps it renewed while proxying.
-func (o runOptions) runWithIdentityService(ctx context.Context, cfg proxy.Config) error {
-	if o.certFile != "" || o.keyFile != "" {
-		return fmt.Errorf("use either --identity-addr or --cert/--key, not both")
-	}
-	if o.rootsFile == "" {
-		return fmt.Errorf("--identity-addr needs --trust-roots (the trust bundle file)")
-	}
-	id, err := spiffeid.New(o.trustDomain, o.namespace, o.serviceAccount)
-	if err != nil {
-		return fmt.Errorf("the workload's identity (--namespace, --service-account): %w", err)
-	}
-	controllerID := cfg.ControllerID
-	client, err := identity.New(identity.Config{
-		Addr: o.identityAddr, ControllerID: controllerID, ID: id,
-		TokenFile: o.tokenFile, RootsFile: o.rootsFile, Log: cfg.Log.With("component", "identity"),
-	})
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	done := make(chan error, 2)
-	go func() { done <- client.Run(ctx) }()
-	cfg.Log.Info("waiting for the workload certificate", "spiffe_id", id.String(), "controller", o.identityAddr)
-	select {
-	case <-client.Ready():
-	case <-ctx.Done():
-		<-done
-		return nil
-	}
-	cfg.Identity = client
-	workers := 1
-	if o.discovery && (o.endpointsFile == "" || o.podName != "") {
-		dcfg := discovery.Config{
-			Addr: o.identityAddr, ControllerID: controllerID, Identity: client, ClusterNetworks: cfg.ClusterNetworks,
-			Log: cfg.Log.With("component", "discovery"),
-		}
-		if o.podName != "" {
-			// Nothing gets in until the pod's own policy arrives, and the
-			// proxy stays unready until then: never a guess that could be
-			// wider than the policy (--default-inbound-policy is for
-			// explicit mode).
-			cfg.InboundPolicy = authz.NewPending()
-			cfg.ReadyWhen, cfg.ReadyWhenWhat = cfg.InboundPolicy.Ready(), "the pod's inbound policy from the controller"
-			dcfg.Pod, dcfg.InboundPolicy = o.podName, cfg.InboundPolicy.Update
-		}
-		dc, err := discovery.New(dcfg)
-		if err != nil {
-			cancel()
-			<-done
-			return err
-		}
-		if o.endpointsFile == "" {
-			cfg.Endpoints = dc
-		}
-		workers++
-		go func() { done <- dc.Run(ctx) }()
-	}
-	p, err := proxy.New(cfg)
-	if err == nil {
-		err = p.Run(ctx)
-	}
-	cancel()
-	for range workers {
-		<-done
-	}
-	return err
 }

@@ -40,6 +40,34 @@ func ParsePorts(s string) ([]PortRange, error) {
 	return out, nil
 }
 
+// ParsePortList reads a comma-separated list of single ports: "25,3306".
+// The list is never nil: an empty string gives an empty list (which
+// proxy.Config reads as "none", where nil would mean its default).
+func ParsePortList(s string) ([]uint16, error) {
+	out := []uint16{}
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		n, err := parsePort(part)
+		if err != nil {
+			return nil, fmt.Errorf("port %q: %w", part, err)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// FormatPortList writes ports as ParsePortList reads them: "25,3306".
+func FormatPortList(ports []uint16) string {
+	s := make([]string, len(ports))
+	for i, p := range ports {
+		s[i] = strconv.Itoa(int(p))
+	}
+	return strings.Join(s, ",")
+}
+
 func parsePort(s string) (uint16, error) {
 	n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 16)
 	if err != nil || n == 0 {

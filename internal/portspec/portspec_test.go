@@ -37,3 +37,43 @@ func FuzzParsePorts(f *testing.F) {
 		}
 	})
 }
+
+func TestParsePortList(t *testing.T) {
+	got, err := ParsePortList(" 25, 3306,,443 ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := FormatPortList(got); s != "25,3306,443" {
+		t.Errorf("ParsePortList = %v (%q), want 25,3306,443", got, s)
+	}
+	if got, err := ParsePortList(""); err != nil || got == nil || len(got) != 0 {
+		t.Errorf("ParsePortList(\"\") = %#v, %v; want an empty, non-nil list", got, err)
+	}
+	for _, bad := range []string{"0", "70000", "8000-8080", "x", "-1"} {
+		if _, err := ParsePortList(bad); err == nil {
+			t.Errorf("ParsePortList(%q) = nil error", bad)
+		}
+	}
+	if _, err := ParsePortList("22,x"); err == nil || err.Error() != `port "x": want a number from 1 to 65535` {
+		t.Errorf("ParsePortList(22,x) error = %v", err)
+	}
+}
+
+func FuzzParsePortList(f *testing.F) {
+	f.Add("25,3306")
+	f.Fuzz(func(t *testing.T, s string) {
+		ports, err := ParsePortList(s)
+		if err != nil {
+			return
+		}
+		again, err := ParsePortList(FormatPortList(ports))
+		if err != nil || len(again) != len(ports) {
+			t.Fatalf("ParsePortList(FormatPortList(%v)) = %v, %v", ports, again, err)
+		}
+		for i := range ports {
+			if ports[i] == 0 || again[i] != ports[i] {
+				t.Fatalf("port %d of %q: %d then %d", i, s, ports[i], again[i])
+			}
+		}
+	})
+}
