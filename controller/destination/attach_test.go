@@ -270,3 +270,20 @@ func TestPrecedenceTiesIgnoreATrailingSlash(t *testing.T) {
 		}
 	}
 }
+
+// TestGRPCRoutesThatApplyNowhereTakeNoPort: a GRPCRoute with no rules (no
+// routes) and an unsupported one (applied nowhere) take no port over from
+// the HTTPRoutes of their group: the HTTPRoute on the port is applied, as
+// routestatus says (Accepted, not Conflicted).
+func TestGRPCRoutesThatApplyNowhereTakeNoPort(t *testing.T) {
+	empty := `{apiVersion: gateway.networking.k8s.io/v1, kind: GRPCRoute, metadata: {name: empty, namespace: mesh},
+  spec: {parentRefs: [{group: "", kind: Service, name: echo, port: 80}], rules: []}}`
+	regex := `{apiVersion: gateway.networking.k8s.io/v1, kind: GRPCRoute, metadata: {name: regex, namespace: mesh},
+  spec: {parentRefs: [{group: "", kind: Service, name: echo, port: 80}], rules: [{matches: [{method: {type: RegularExpression, service: "a.*"}}], backendRefs: [{name: echo, port: 80}]}]}}`
+	for name, grpc := range map[string]string{"no rules": empty, "unsupported": regex} {
+		w := routesWatcher(t, []*corev1.Service{echo}, onPort80, grpc)
+		if got, want := resolveRoutes(t, w, "echo.mesh:80"), []string{"mesh/port80"}; !sameStrings(got, want) {
+			t.Errorf("with a GRPCRoute of %s on port 80: routes %v, want the HTTPRoute's %v", name, got, want)
+		}
+	}
+}

@@ -357,8 +357,9 @@ spec:
 )
 
 // TestWriterGRPCRouteConflicts: a GRPCRoute appearing on the port of an
-// HTTPRoute of its namespace turns that HTTPRoute Conflicted, and its
-// removal gives the port back; a consumer HTTPRoute (another group) stays
+// HTTPRoute of its namespace turns that HTTPRoute Conflicted; moving it to
+// another port of the Service, or to another Service, gives the port back,
+// and so does its removal; a consumer HTTPRoute (another group) stays
 // Accepted throughout, and so does the GRPCRoute.
 func TestWriterGRPCRouteConflicts(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -387,12 +388,131 @@ func TestWriterGRPCRouteConflicts(t *testing.T) {
 		t.Errorf("consumer HTTPRoute %s: a producer GRPCRoute is of another group", got)
 	}
 
+	// A spec change: the GRPCRoute moves to the Service's other port
+	// (7070), then back to 80, then to a Service the HTTPRoutes do not
+	// name (only the GRPCRoute's old parents lead to them).
+	for _, step := range []struct {
+		parent gatewayv1.ParentReference
+		web    string
+	}{
+		{serviceParent("echo", 7070, ""), "True/Accepted"},
+		{serviceParent("echo", 80, ""), "False/Conflicted"},
+		{serviceParent("elsewhere", 80, ""), "True/Accepted"}, // a Service web names in no way
+	} {
+		c.moveGRPCRoute(ctx, "mesh", "rpc", step.parent)
+		c.waitFor("the HTTPRoute "+step.web+" with the GRPCRoute on "+string(step.parent.Name)+":"+strconv.Itoa(int(*step.parent.Port)),
+			func() bool { return web() == step.web })
+		if got := consumer(); got != "True/Accepted" {
+			t.Errorf("consumer HTTPRoute %s with the GRPCRoute on %s", got, step.parent.Name)
+		}
+	}
+
 	if err := c.dyn.Resource(destination.GRPCRoutes).Namespace("mesh").Delete(ctx, "rpc", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	c.waitFor("the HTTPRoute accepted again", func() bool { return web() == "True/Accepted" })
 	if got := consumer(); got != "True/Accepted" {
 		t.Errorf("consumer HTTPRoute %s after the GRPCRoute went", got)
+	}
+}
+
+// moveGRPCRoute updates the spec of the GRPCRoute ns/name: parent is its
+// only parentRef.
+func (c *fakeCluster) moveGRPCRoute(ctx context.Context, ns, name string, parent gatewayv1.ParentReference) {
+	c.t.Helper()
+	res := c.dyn.Resource(destination.GRPCRoutes).Namespace(ns)
+	u, err := res.Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	p, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&parent)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if err := unstructured.SetNestedSlice(u.Object, []any{p}, "spec", "parentRefs"); err != nil {
+		c.t.Fatal(err)
+	}
+	if _, err := res.Update(ctx, u, metav1.UpdateOptions{}); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// runWriter runs the cluster's Writer until the test ends.
+func (c *fakeCluster) runWriter(ctx context.Context, cancel context.CancelFunc) {
+	done := make(chan error, 1)
+	go func() { done <- c.w.Run(ctx) }()
+	c.t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			c.t.Error(err)
+		}
+	})
+}
+
+// TestWriterGRPCRoutesThatApplyNowhereConflictWithNothing: a GRPCRoute
+// with no rules (no routes) and an unsupported one (applied nowhere) on
+// the port of an HTTPRoute of their namespace take the port over from
+// nothing: the HTTPRoute stays Accepted, as the destination service
+// applies it (destination.TestGRPCRoutesThatApplyNowhereTakeNoPort).
+func TestWriterGRPCRoutesThatApplyNowhereConflictWithNothing(t *testing.T) {
+	const (
+		empty = `
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: empty, namespace: mesh}
+spec:
+  parentRefs: [{group: "", kind: Service, name: echo, port: 80}]
+  rules: []
+`
+		regex = `
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: regex, namespace: mesh}
+spec:
+  parentRefs: [{group: "", kind: Service, name: echo, port: 80}]
+  rules: [{matches: [{method: {type: RegularExpression, service: "a.*"}}], backendRefs: [{name: echo-v2, port: 80}]}]
+`
+	)
+	for name, grpc := range map[string]string{"empty": empty, "regex": regex} {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			c := newFakeCluster(ctx, t, 2, []runtime.Object{services["mesh/echo"], services["mesh/echo-v2"]}, nil, webRoute, grpc)
+			c.runWriter(ctx, cancel)
+			c.waitFor("both routes written", func() bool { return c.updates("web") >= 1 && c.updates(name) >= 1 })
+			if name == "regex" {
+				if got := c.accepted(ctx, destination.GRPCRoutes, "mesh", name); got != "False/UnsupportedValue" {
+					t.Errorf("the regex GRPCRoute %s, want False/UnsupportedValue", got)
+				}
+			}
+			if got := c.accepted(ctx, destination.HTTPRoutes, "mesh", "web"); got != "True/Accepted" {
+				t.Errorf("HTTPRoute %s next to the %s GRPCRoute, want True/Accepted: it takes no port", got, name)
+			}
+		})
+	}
+}
+
+// TestWriterProducerGRPCRouteNamingItsNamespace: a producer GRPCRoute whose
+// parentRef names the Service's namespace explicitly takes the port over
+// from the producer HTTPRoute only: a consumer HTTPRoute of another
+// namespace on the same port (another group) stays Accepted.
+func TestWriterProducerGRPCRouteNamingItsNamespace(t *testing.T) {
+	const explicit = `
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: rpc, namespace: mesh}
+spec:
+  parentRefs: [{group: "", kind: Service, name: echo, namespace: mesh, port: 80}]
+  rules: [{backendRefs: [{name: echo-v2, port: 80}]}]
+`
+	ctx, cancel := context.WithCancel(context.Background())
+	c := newFakeCluster(ctx, t, 2, []runtime.Object{services["mesh/echo"], services["mesh/echo-v2"]}, nil, webRoute, consumerWebRoute, explicit)
+	c.runWriter(ctx, cancel)
+	c.waitFor("the producer HTTPRoute conflicted", func() bool {
+		return c.accepted(ctx, destination.HTTPRoutes, "mesh", "web") == "False/Conflicted"
+	})
+	c.waitFor("the consumer HTTPRoute written", func() bool { return c.updates("web") >= 2 })
+	if got := c.accepted(ctx, destination.HTTPRoutes, "client", "web"); got != "True/Accepted" {
+		t.Errorf("consumer HTTPRoute %s: the producer GRPCRoute is of another group", got)
 	}
 }
 
