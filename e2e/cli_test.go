@@ -3,9 +3,11 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -62,11 +64,19 @@ func checkFails(t *testing.T, check, hint string, args ...string) {
 // TestMeshctlInstallsChecksInjectsAndUninstalls is the CLI-first path: check
 // --pre, install (twice: nothing changes), check, inject a running app through
 // kubectl, check --proxy, break things on purpose and see the matching check
-// fail with its hint, and uninstall leaving nothing behind.
+// fail with its hint, uninstall leaving nothing behind, and install again
+// into the same cluster, which reuses the trust anchor the first install
+// kept. meshctl runs as a new user would, with no flag about the trust
+// anchor: its file goes to ~/.meshctl/<context>/, with HOME a temporary
+// directory.
 func TestMeshctlInstallsChecksInjectsAndUninstalls(t *testing.T) {
 	ctx := context.Background()
+	// The harness finds its cached kubectl under the real HOME: before
+	// HOME changes.
+	kubectl := cluster.local.Kubectl() + " --kubeconfig " + cluster.local.Kubeconfig()
+	home := t.TempDir()
+	t.Setenv("HOME", home) // for the meshctl processes: never the developer's ~/.meshctl
 	meshctl(t, false, "check", "--pre")
-	anchorFile := filepath.Join(t.TempDir(), "trust-anchor.pem")
 	uninstalled := false
 	t.Cleanup(func() {
 		if !uninstalled {
@@ -76,8 +86,13 @@ func TestMeshctlInstallsChecksInjectsAndUninstalls(t *testing.T) {
 			meshctl(t, true, "uninstall")
 		}
 	})
-	install := []string{"install", "--image-pull-policy", "Never", "--trust-anchor-file", anchorFile}
+	install := []string{"install", "--image-pull-policy", "Never"}
 	meshctl(t, false, install...)
+	anchorFiles, err := filepath.Glob(filepath.Join(home, ".meshctl", "*", "trust-anchor.pem"))
+	if err != nil || len(anchorFiles) != 1 {
+		t.Fatalf("install kept the trust anchor in %v (%v); want one ~/.meshctl/<context>/trust-anchor.pem", anchorFiles, err)
+	}
+	anchorFile := anchorFiles[0]
 	before := installedState(t)
 	meshctl(t, false, install...)
 	if installedState(t) != before {
@@ -91,7 +106,6 @@ func TestMeshctlInstallsChecksInjectsAndUninstalls(t *testing.T) {
 	applyTemplate(t, "meshed-client.yaml", map[string]string{"Namespace": ns})
 	waitReady(t, ns, "web", 3*time.Minute)
 	waitReady(t, ns, "client", 3*time.Minute)
-	kubectl := cluster.local.Kubectl() + " --kubeconfig " + cluster.local.Kubeconfig()
 	pipeline := fmt.Sprintf("%s get deploy -n %s -o yaml | %s inject - | %s apply -f -",
 		kubectl, ns, filepath.Join(cluster.local.RepoDir, "bin", "meshctl"), kubectl)
 	if out, err := exec.Command("sh", "-c", pipeline).CombinedOutput(); err != nil {
@@ -174,9 +188,14 @@ func TestMeshctlInstallsChecksInjectsAndUninstalls(t *testing.T) {
 	}
 	meshctl(t, false, "check", "--proxy", "-n", ns, "--wait", "1m")
 
-	// Uninstall leaves nothing behind.
-	meshctl(t, false, "uninstall")
+	// Uninstall leaves nothing behind but the trust anchor's file, and says
+	// so.
+	roots := trustRoots(t)
+	out, _ := meshctl(t, false, "uninstall")
 	uninstalled = true
+	if !strings.Contains(out, "The trust anchor's key stays in "+anchorFile) {
+		t.Errorf("uninstall did not say where the trust anchor's key stays (%s):\n%s", anchorFile, out)
+	}
 	sel := metav1.ListOptions{LabelSelector: "app.kubernetes.io/part-of=meshctl"}
 	crs, _ := cluster.client.RbacV1().ClusterRoles().List(ctx, sel)
 	crbs, _ := cluster.client.RbacV1().ClusterRoleBindings().List(ctx, sel)
@@ -187,6 +206,37 @@ func TestMeshctlInstallsChecksInjectsAndUninstalls(t *testing.T) {
 		t.Errorf("uninstall left %d ClusterRoles, %d ClusterRoleBindings, %d webhook configurations, %d trust-bundle copies, namespace meshctl: %v",
 			len(crs.Items), len(crbs.Items), len(hooks.Items), len(copies.Items), nsErr == nil)
 	}
+
+	// Install again, with no flag about the trust anchor: the anchor kept for
+	// this cluster is reused, its file left as it was.
+	kept, err := os.ReadFile(anchorFile)
+	if err != nil {
+		t.Fatalf("the trust anchor file is gone after uninstall: %v", err)
+	}
+	uninstalled = false
+	meshctl(t, false, install...)
+	if got := trustRoots(t); got != roots {
+		t.Errorf("install after uninstall put other trust roots in place:\n%s\nwant the kept anchor:\n%s", got, roots)
+	}
+	if now, err := os.ReadFile(anchorFile); err != nil || !bytes.Equal(now, kept) {
+		t.Errorf("install after uninstall changed the trust anchor file (%v)", err)
+	}
+	meshctl(t, false, "check", "--wait", "1m")
+	meshctl(t, false, "uninstall")
+	uninstalled = true
+	if _, err := os.Stat(anchorFile); err != nil {
+		t.Errorf("the trust anchor file after the second uninstall: %v", err)
+	}
+}
+
+// trustRoots is the control plane's trust bundle.
+func trustRoots(t *testing.T) string {
+	t.Helper()
+	cm, err := cluster.client.CoreV1().ConfigMaps("meshctl").Get(context.Background(), "mesh-trust-roots", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cm.Data["roots.pem"]
 }
 
 // webhookCAFromElsewhere is a valid CA bundle (base64, as the API wants it
