@@ -161,8 +161,14 @@ func TestInjectAndUninjectThroughTheCommandLine(t *testing.T) {
 	if _, _, err := run(t, "", "inject"); err == nil {
 		t.Error("inject with no input succeeded")
 	}
-	if _, _, err := run(t, "", "inject", "-", "--proxy-log-level", "loud"); err != nil {
-		t.Logf("(empty input with a bad flag: %v)", err)
+	// A bad value is refused with the values it may take, and nothing is
+	// written out.
+	out, _, err = run(t, in, "inject", "-", "--proxy-log-level", "loud")
+	if err == nil || !strings.Contains(err.Error(), `"loud" is not debug, info, warn or error`) {
+		t.Errorf("inject --proxy-log-level loud: error %v, want one naming the valid levels", err)
+	}
+	if strings.TrimSpace(out) != "" {
+		t.Errorf("inject with a bad value wrote:\n%s", out)
 	}
 }
 
