@@ -15,7 +15,7 @@ import (
 	"github.com/meshctl/meshctl/proxy/endpoints"
 )
 
-// The fixed ports of a meshed pod (../shared/DESIGN.md).
+// The fixed ports of a meshed pod (docs/DESIGN.md).
 const (
 	InboundPort  = meshnames.ProxyInboundPort
 	OutboundPort = meshnames.ProxyOutboundPort

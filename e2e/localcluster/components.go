@@ -131,7 +131,7 @@ func writeConfigs(p paths) error {
 }
 
 // containerdConfig keeps every file containerd makes under the cluster's own
-// directories, and carries the fixes this VM needs (see ../shared/CLUSTER.md):
+// directories, and carries the fixes this VM needs (see docs/CLUSTER.md):
 // restrict_oom_score_adj because the VM lacks CAP_SYS_RESOURCE, network
 // namespaces under the state directory so that `ip netns add` elsewhere cannot
 // pin them, and Debian's runc, which has seccomp.

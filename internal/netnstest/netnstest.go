@@ -2,7 +2,7 @@
 // so that redirect rules, original destinations and cross-host traffic can be
 // exercised for real on one machine. It needs root. Namespaces are held only
 // by file descriptors (never bind-mounted under /run/netns, which would pin
-// the local cluster's pod namespaces; see ../shared/CLUSTER.md) and vanish
+// the local cluster's pod namespaces; see docs/CLUSTER.md) and vanish
 // when the test ends.
 package netnstest
 

@@ -17,7 +17,7 @@ import (
 	"github.com/meshctl/meshctl/internal/spiffeid"
 )
 
-// ALPN protocols of meshed connections (../shared/DESIGN.md).
+// ALPN protocols of meshed connections (docs/DESIGN.md).
 const (
 	// ALPNHTTP2 carries HTTP requests, multiplexed HTTP/2.
 	ALPNHTTP2 = "meshctl/h2"

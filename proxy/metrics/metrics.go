@@ -22,7 +22,7 @@ import (
 )
 
 // LatencyBucketsMs are the fixed latency histogram buckets, in milliseconds
-// (../shared/DESIGN.md).
+// (docs/DESIGN.md).
 var LatencyBucketsMs = []float64{1, 2, 3, 4, 5, 10, 20, 30, 40, 50, 100, 200, 300, 400, 500, 1000, 2000, 3000, 4000, 5000, 10000}
 
 // Directions of traffic.
