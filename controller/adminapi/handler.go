@@ -56,6 +56,24 @@ type Handler struct {
 	log    *slog.Logger
 }
 
+// withDefaults returns the configuration with its unset fields at their
+// defaults.
+func (c Config) withDefaults() Config {
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	if c.TrustDomain == "" {
+		c.TrustDomain = meshnames.TrustDomain
+	}
+	if c.ProxyPort == 0 {
+		c.ProxyPort = meshnames.ProxyAdminPort
+	}
+	if c.Authorizer == nil {
+		c.Authorizer = SubjectAccessReviews{Client: c.Client}
+	}
+	return c
+}
+
 // New checks cfg and returns the API's handler.
 func New(cfg Config) (*Handler, error) {
 	if cfg.Pods == nil || cfg.Identity == nil {
@@ -64,18 +82,7 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Client == nil && (cfg.Authorizer == nil || cfg.FrontProxy == nil) {
 		return nil, errors.New("admin API: a Kubernetes client is required unless Authorizer and FrontProxy are given")
 	}
-	if cfg.Log == nil {
-		cfg.Log = slog.New(slog.DiscardHandler)
-	}
-	if cfg.TrustDomain == "" {
-		cfg.TrustDomain = meshnames.TrustDomain
-	}
-	if cfg.ProxyPort == 0 {
-		cfg.ProxyPort = meshnames.ProxyAdminPort
-	}
-	if cfg.Authorizer == nil {
-		cfg.Authorizer = SubjectAccessReviews{Client: cfg.Client}
-	}
+	cfg = cfg.withDefaults()
 	h := &Handler{cfg: cfg, front: cfg.FrontProxy, log: cfg.Log}
 	if h.front == nil {
 		h.front, h.follow = NewFrontProxy(cfg.Log), true

@@ -104,41 +104,48 @@ type Service struct {
 	latency  prometheus.Histogram
 }
 
+// withDefaults returns the configuration with its unset fields at their
+// defaults.
+func (c Config) withDefaults() Config {
+	if c.TrustDomain == "" {
+		c.TrustDomain = meshnames.TrustDomain
+	}
+	if c.Lifetime == 0 {
+		c.Lifetime = ca.DefaultLeafLifetime
+	}
+	if c.RatePerSecond == 0 {
+		c.RatePerSecond = 5
+	}
+	if c.Burst == 0 {
+		c.Burst = 20
+	}
+	if c.SourceRatePerSecond == 0 {
+		c.SourceRatePerSecond = 5
+	}
+	if c.SourceBurst == 0 {
+		c.SourceBurst = 50
+	}
+	if c.MaxConcurrentReviews == 0 {
+		c.MaxConcurrentReviews = 32
+	}
+	if c.ReviewWait == 0 {
+		c.ReviewWait = time.Second
+	}
+	if c.ReviewTimeout == 0 {
+		c.ReviewTimeout = 10 * time.Second
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
 // New returns the service.
 func New(cfg Config) (*Service, error) {
 	if cfg.CA == nil || cfg.Reviewer == nil || cfg.TrustRoots == nil {
 		return nil, errors.New("identity service: a CA, a token reviewer and the trust roots are required")
 	}
-	if cfg.TrustDomain == "" {
-		cfg.TrustDomain = meshnames.TrustDomain
-	}
-	if cfg.Lifetime == 0 {
-		cfg.Lifetime = ca.DefaultLeafLifetime
-	}
-	if cfg.RatePerSecond == 0 {
-		cfg.RatePerSecond = 5
-	}
-	if cfg.Burst == 0 {
-		cfg.Burst = 20
-	}
-	if cfg.SourceRatePerSecond == 0 {
-		cfg.SourceRatePerSecond = 5
-	}
-	if cfg.SourceBurst == 0 {
-		cfg.SourceBurst = 50
-	}
-	if cfg.MaxConcurrentReviews == 0 {
-		cfg.MaxConcurrentReviews = 32
-	}
-	if cfg.ReviewWait == 0 {
-		cfg.ReviewWait = time.Second
-	}
-	if cfg.ReviewTimeout == 0 {
-		cfg.ReviewTimeout = 10 * time.Second
-	}
-	if cfg.Log == nil {
-		cfg.Log = slog.New(slog.DiscardHandler)
-	}
+	cfg = cfg.withDefaults()
 	limiters, err := lru.New[string, *rate.Limiter](10000)
 	if err != nil {
 		return nil, err

@@ -50,6 +50,20 @@ type Config struct {
 	Log *slog.Logger
 }
 
+// withDefaults returns cfg with its unset fields at their defaults.
+func (c Config) withDefaults() Config {
+	if c.Workers <= 0 {
+		c.Workers = 2
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Log == nil {
+		c.Log = slog.Default()
+	}
+	return c
+}
+
 // Validate checks that the required fields are set.
 func (c Config) Validate() error {
 	if c.Client == nil || c.Services == nil {
@@ -90,15 +104,7 @@ func New(cfg Config) (*Writer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Workers <= 0 {
-		cfg.Workers = 2
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.Log == nil {
-		cfg.Log = slog.Default()
-	}
+	cfg = cfg.withDefaults()
 	w := &Writer{
 		cfg:      cfg,
 		services: listerscorev1.NewServiceLister(cfg.Services.GetIndexer()),

@@ -97,6 +97,21 @@ type Client struct {
 	fileChanged bool
 }
 
+// withDefaults returns the configuration with its unset fields at their
+// defaults.
+func (c Config) withDefaults() Config {
+	if c.RenewAt == 0 {
+		c.RenewAt = 0.7
+	}
+	if c.Poll == 0 {
+		c.Poll = 5 * time.Second
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
 // New makes the workload's key; nothing is requested until Run.
 func New(cfg Config) (*Client, error) {
 	if cfg.Addr == "" || cfg.TokenFile == "" || cfg.RootsFile == "" {
@@ -108,15 +123,7 @@ func New(cfg Config) (*Client, error) {
 	if err := cfg.ControllerID.Validate(); err != nil {
 		return nil, fmt.Errorf("identity: controller ID: %w", err)
 	}
-	if cfg.RenewAt == 0 {
-		cfg.RenewAt = 0.7
-	}
-	if cfg.Poll == 0 {
-		cfg.Poll = 5 * time.Second
-	}
-	if cfg.Log == nil {
-		cfg.Log = slog.New(slog.DiscardHandler)
-	}
+	cfg = cfg.withDefaults()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("identity: generate key: %w", err)

@@ -99,23 +99,30 @@ type subscription struct {
 	cancel    context.CancelFunc
 }
 
+// withDefaults returns the configuration with its unset fields at their
+// defaults.
+func (c Config) withDefaults() Config {
+	if c.FirstAnswer == 0 {
+		c.FirstAnswer = time.Second
+	}
+	if c.CacheSize == 0 {
+		c.CacheSize = 500
+	}
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = 10 * time.Second
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
 // New checks the configuration. Call Run to keep the subscriptions going.
 func New(cfg Config) (*Client, error) {
 	if cfg.Addr == "" || cfg.Identity == nil || cfg.ControllerID == (spiffeid.ID{}) {
 		return nil, errors.New("discovery: Addr, ControllerID and Identity are required")
 	}
-	if cfg.FirstAnswer == 0 {
-		cfg.FirstAnswer = time.Second
-	}
-	if cfg.CacheSize == 0 {
-		cfg.CacheSize = 500
-	}
-	if cfg.MaxBackoff == 0 {
-		cfg.MaxBackoff = 10 * time.Second
-	}
-	if cfg.Log == nil {
-		cfg.Log = slog.New(slog.DiscardHandler)
-	}
+	cfg = cfg.withDefaults()
 	c := &Client{cfg: cfg}
 	c.ctx, c.stop = context.WithCancel(context.Background())
 	cache, err := lru.NewWithEvict(cfg.CacheSize, func(_ netip.AddrPort, s *subscription) { s.cancel() })

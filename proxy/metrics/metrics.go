@@ -88,18 +88,25 @@ type Config struct {
 	MaxDestinations int
 }
 
+// withDefaults returns the configuration with its unset fields at their
+// defaults.
+func (c Config) withDefaults() Config {
+	if c.MaxRoutes <= 0 {
+		c.MaxRoutes = 500
+	}
+	if c.MaxStatusesPerRoute <= 0 {
+		c.MaxStatusesPerRoute = 4
+	}
+	if c.MaxDestinations <= 0 {
+		c.MaxDestinations = 500
+	}
+	return c
+}
+
 // New creates the metric families and registers them, with the Go runtime
 // and process collectors, in a new registry.
 func New(cfg Config) *Metrics {
-	if cfg.MaxRoutes <= 0 {
-		cfg.MaxRoutes = 500
-	}
-	if cfg.MaxStatusesPerRoute <= 0 {
-		cfg.MaxStatusesPerRoute = 4
-	}
-	if cfg.MaxDestinations <= 0 {
-		cfg.MaxDestinations = 500
-	}
+	cfg = cfg.withDefaults()
 	reqLabels := append(append([]string{}, connLabelNames...), "authority")
 	rspLabels := append(append([]string{}, reqLabels...), "status_code", "classification")
 	m := &Metrics{
