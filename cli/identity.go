@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -124,7 +125,8 @@ func newRotateTrustAnchorCommand() *cobra.Command {
 		Use:   "rotate-trust-anchor",
 		Short: "Replace the trust anchor, in stages, with no failed request",
 		Long: `Make a new trust anchor (its key goes to the trust anchor file; the previous
-file is kept beside it as <file>.previous) and move the mesh to it in stages,
+file is kept beside it as <file>.previous, or .previous.2 and so on when an
+earlier one is there: no key is ever replaced) and move the mesh to it in stages,
 each asking every proxy to renew (proxies get their trust bundle from the
 controller with each certificate) and waiting until all have:
 
@@ -179,10 +181,15 @@ func rotateTrustAnchor(ctx context.Context, o *rotateOptions, client kubernetes.
 	if err != nil {
 		return err
 	}
-	if err := keepAnchor(o.file(), anchor, mark); err != nil {
+	kept, err := keepAnchor(o.file(), anchor, mark)
+	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "A new trust anchor was made; its key is in %s (the previous one in %s.previous).\n", o.file(), o.file())
+	if kept != "" {
+		fmt.Fprintf(stderr, "A new trust anchor was made; its key is in %s (the previous one in %s).\n", o.file(), kept)
+	} else {
+		fmt.Fprintf(stderr, "A new trust anchor was made; its key is in %s.\n", o.file())
+	}
 
 	fmt.Fprintln(stderr, "[1/3] adding the new trust anchor to the trust bundle")
 	if err := putRoots(ctx, client, o.namespace, append(roots, anchor.Cert)); err != nil {
@@ -280,29 +287,47 @@ func loadAnchor(path string) (*ca.KeyPair, error) {
 }
 
 // keepAnchor writes a new anchor's certificate and key (0600), keeping the
-// previous file (and its mark) beside it, and marks the new file with the
-// cluster m names when m is not nil.
-func keepAnchor(path string, anchor *ca.KeyPair, m *anchorMark) error {
+// previous file (and its mark) beside it under the first free name of
+// <file>.previous, <file>.previous.2, …, so that no earlier key is ever
+// replaced, and marks the new file with the cluster m names when m is not
+// nil. It returns where the previous file went ("" when there was none).
+func keepAnchor(path string, anchor *ca.KeyPair, m *anchorMark) (string, error) {
 	key, err := anchor.KeyPEM()
 	if err != nil {
-		return err
+		return "", err
 	}
+	kept := ""
 	if _, err := os.Stat(path); err == nil {
-		if err := os.Rename(path, path+".previous"); err != nil {
-			return fmt.Errorf("keep the previous trust anchor: %w", err)
+		for i := 1; kept == ""; i++ {
+			candidate := path + ".previous"
+			if i > 1 {
+				candidate += "." + strconv.Itoa(i)
+			}
+			// A hard link never replaces an existing file: a name taken by
+			// an earlier rotation's key is skipped, not overwritten.
+			switch err := os.Link(path, candidate); {
+			case err == nil:
+				kept = candidate
+			case errors.Is(err, fs.ErrExist):
+			default:
+				return "", fmt.Errorf("keep the previous trust anchor: %w", err)
+			}
 		}
-		if err := os.Rename(markFile(path), markFile(path+".previous")); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("keep the previous trust anchor's mark: %w", err)
+		if err := os.Rename(markFile(path), markFile(kept)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return "", fmt.Errorf("keep the previous trust anchor's mark: %w", err)
+		}
+		if err := os.Remove(path); err != nil {
+			return "", fmt.Errorf("keep the previous trust anchor: %w", err)
 		}
 	}
 	if err := os.WriteFile(path, append(anchor.CertPEM(), key...), 0o600); err != nil {
-		return fmt.Errorf("keep the new trust anchor: %w", err)
+		return "", fmt.Errorf("keep the new trust anchor: %w", err)
 	}
 	if m == nil {
-		return nil
+		return kept, nil
 	}
 	m.Created = time.Now().UTC().Truncate(time.Second)
-	return writeMark(path, anchor, *m)
+	return kept, writeMark(path, anchor, *m)
 }
 
 func clusterRoots(ctx context.Context, client kubernetes.Interface, ns string) ([]*x509.Certificate, error) {

@@ -1,11 +1,13 @@
 package cli
 
 import (
+	"bytes"
 	"crypto/x509"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -173,5 +175,41 @@ func TestRotateTrustAnchorHasEveryProxyRenewAtEachStage(t *testing.T) {
 	}
 	if rc.renews < 3*len(rc.proxies) {
 		t.Errorf("%d renewals asked, want one per proxy at each of the 3 stages at least", rc.renews)
+	}
+}
+
+// TestKeepAnchorNeverReplacesAKey rotates the anchor file three times: each
+// earlier key stays, under <file>.previous, then .previous.2, .previous.3,
+// and none is overwritten.
+func TestKeepAnchorNeverReplacesAKey(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "trust-anchor.pem")
+	var written [][]byte
+	for i := range 4 {
+		anchor, err := ca.NewTrustAnchor("cluster.local", 24*time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kept, err := keepAnchor(path, anchor, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[int]string{0: "", 1: path + ".previous", 2: path + ".previous.2", 3: path + ".previous.3"}[i]
+		if kept != want {
+			t.Errorf("rotation %d kept the previous file as %q, want %q", i, kept, want)
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		written = append(written, data)
+	}
+	for i, name := range []string{path + ".previous", path + ".previous.2", path + ".previous.3"} {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(data, written[i]) {
+			t.Errorf("%s does not hold the key of rotation %d", name, i)
+		}
 	}
 }
