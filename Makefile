@@ -102,7 +102,7 @@ images: build bin/mkimage
 		--file /cert.crt=bin/echo-cert.pem --file /cert.key=bin/echo-key.pem \
 		--env PATH=/usr/local/bin:/usr/bin:/bin --user 1338 --out bin/images/echo.tar
 
-## cluster-up: start the real local Kubernetes cluster (root; ~35 min the first time, ~1 min after)
+## cluster-up: start the real local Kubernetes cluster (root; about 30 min the first time: it builds Kubernetes, containerd and CoreDNS; ~1 min after)
 cluster-up: bin/localcluster
 	bin/localcluster up
 
@@ -132,7 +132,7 @@ conformance: cluster-up cluster-load
 demo: cluster-up cluster-load bin/demo
 	bin/demo --kubeconfig .cluster/kubeconfig
 
-## bench: meshctl's two meshed hops against nginx and HAProxy (bench/RESULTS.md, then one JSON line); ~12 min
+## bench: meshctl's two meshed hops against nginx and HAProxy (bench/RESULTS.md, then one JSON line); about 13 min
 bench: build
 	CGO_ENABLED=0 $(GO) build -o bin/bench-backend ./bench/cmd/backend
 	$(GO) build -o bin/meshbench ./bench/cmd/meshbench

@@ -23,5 +23,7 @@
 //   - metrics, tap and admin: what the proxy reports, and the admin port
 //     that serves it.
 //
-// This package wires them into listeners with a graceful drain.
+// This package wires them into listeners with a graceful drain; podstart
+// starts a proxy in a pod (its identity, discovery, the pod's inbound
+// policy) or from certificate files.
 package proxy

@@ -65,8 +65,14 @@ var magics = []struct {
 	{[]byte{0xcf, 0xfa, 0xed, 0xfe}, "a Mach-O executable"},
 	{[]byte{0xce, 0xfa, 0xed, 0xfe}, "a Mach-O executable"},
 	{[]byte{0xca, 0xfe, 0xba, 0xbe}, "a Mach-O universal binary or Java class"},
-	{[]byte("MZ"), "a Windows (PE) executable"},
 	{[]byte("!<arch>\n"), "an ar archive (a compiled library)"},
+	{[]byte("\x00asm"), "a WebAssembly module"},
+	{[]byte{0x1f, 0x8b}, "a gzip archive"},
+	{[]byte("PK\x03\x04"), "a zip archive"},
+	{[]byte{0xfd, '7', 'z', 'X', 'Z', 0x00}, "an xz archive"},
+	{[]byte("BZh"), "a bzip2 archive"},
+	{[]byte{0x28, 0xb5, 0x2f, 0xfd}, "a zstd archive"},
+	{[]byte("version https://git-lfs.github.com/spec/"), "a Git LFS pointer (the file itself lives outside git)"},
 }
 
 // inspect says why a file may not be tracked ("" when it may).
@@ -83,7 +89,7 @@ func inspect(path string, executable bool) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("inspect %s: %w", path, err)
 	}
-	head := make([]byte, 8)
+	head := make([]byte, 512)
 	n, err := io.ReadFull(f, head)
 	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
 		return "", fmt.Errorf("read %s: %w", path, err)
@@ -91,8 +97,12 @@ func inspect(path string, executable bool) (string, error) {
 	head = head[:n]
 	for _, m := range magics {
 		if bytes.HasPrefix(head, m.prefix) {
-			return m.what + ": a build output, not a source", nil
+			return m.what + ": a build output or an archive, not a source", nil
 		}
+	}
+	// "MZ" also starts text; a PE executable has NUL bytes in its header.
+	if bytes.HasPrefix(head, []byte("MZ")) && bytes.IndexByte(head, 0) >= 0 {
+		return "a Windows (PE) executable: a build output, not a source", nil
 	}
 	if executable && !bytes.HasPrefix(head, []byte("#!")) {
 		return "executable but not a script (no #! line)", nil
