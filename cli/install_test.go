@@ -266,3 +266,19 @@ func TestInstallPassesTheClusterNetworksOn(t *testing.T) {
 		}
 	}
 }
+
+// TestDefaultAnchorFileStaysInItsContextsDirectory: whatever the context's
+// name, the anchor file is in a directory of its own under ~/.meshctl.
+func TestDefaultAnchorFileStaysInItsContextsDirectory(t *testing.T) {
+	home, err := os.UserHomeDir()
+	if err != nil {
+		t.Skip("no home directory")
+	}
+	base := filepath.Join(home, ".meshctl")
+	for _, name := range []string{"", ".", "..", "../..", "a/../..", "arn:aws:eks:eu-west-1:1:cluster/x", "kind-dev"} {
+		got := defaultAnchorFile(name)
+		if filepath.Dir(filepath.Dir(got)) != base || filepath.Base(got) != "trust-anchor.pem" {
+			t.Errorf("context %q: anchor file %s, want one in a directory of its own under %s", name, got, base)
+		}
+	}
+}

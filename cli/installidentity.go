@@ -228,6 +228,9 @@ func defaultAnchorFile(contextName string) string {
 		}
 		return r
 	}, contextName)
+	if safe == "." || safe == ".." {
+		safe = "_" + safe // never ~/.meshctl itself or its parent
+	}
 	return filepath.Join(home, ".meshctl", safe, "trust-anchor.pem")
 }
 
