@@ -73,7 +73,7 @@ func waitControlPlane(ctx context.Context, client kubernetes.Interface, ns strin
 // (Service, endpoints, certificate, CA bundle).
 func injectorAnswers(ctx context.Context, client kubernetes.Interface) (bool, string) {
 	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{GenerateName: "meshctl-injector-probe-", Annotations: map[string]string{"meshctl.io/inject": "enabled"}},
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "meshctl-injector-probe-", Annotations: map[string]string{meshnames.InjectAnnotation: "enabled"}},
 		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "probe", Image: "meshctl/probe"}}},
 	}
 	got, err := client.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
@@ -84,7 +84,7 @@ func injectorAnswers(ctx context.Context, client kubernetes.Interface) (bool, st
 		return false, err.Error()
 	}
 	for _, c := range got.Spec.InitContainers {
-		if c.Name == "mesh-proxy" {
+		if c.Name == meshnames.ProxyContainerName {
 			return true, "it answers"
 		}
 	}

@@ -362,7 +362,7 @@ func (c *Controller) listenAll(servers []*server) error {
 // bundle's copies, route status and its election), reports ready, and
 // waits for ctx to end or for any of them to stop; then it shuts down.
 func (c *Controller) serve(ctx context.Context, cancel context.CancelFunc, p *parts, servers []*server, adminAPI *adminapi.Handler) error {
-	g := newGroup()
+	g := newGroup(ctx)
 	for _, s := range servers {
 		g.start(s.name, func() error {
 			if s.tls {
@@ -387,14 +387,14 @@ func (c *Controller) serve(ctx context.Context, cancel context.CancelFunc, p *pa
 	}
 	c.log.Info("serving", append(attrs, "webhook", c.cfg.Injector.ProxyImage != "", "spiffe_id", c.cfg.ID().String())...)
 
-	var runErr error
 	select {
 	case <-ctx.Done():
-	case runErr = <-g.first:
+	case <-g.first:
 	}
 	c.ready.Store(false)
 	cancel()
-	return errors.Join(runErr, c.shutdown(servers, g))
+	shutErr := c.shutdown(servers, g)
+	return errors.Join(g.err(), shutErr)
 }
 
 // shutdown stops the servers gracefully and waits for every goroutine of
@@ -414,20 +414,24 @@ func (c *Controller) shutdown(servers []*server, g *group) error {
 }
 
 // group owns the goroutines Run starts: it knows which are still running,
-// and hands on the result of the first to return.
+// signals when the first returns, and keeps every error they return.
 type group struct {
-	// first gets the result of the first goroutine to return; the others'
-	// find it full (they return because Run is shutting down).
-	first chan error
+	// ctx is Run's: a goroutine returning before it ends, even with nil,
+	// stopped before the controller was asked to, which is an error.
+	ctx context.Context
+	// first is closed when the first goroutine returns.
+	first     chan struct{}
+	firstOnce sync.Once
 	// exited wakes wait when a goroutine returns.
 	exited chan struct{}
 
 	mu      sync.Mutex
 	running map[string]int // by name
+	errs    []error        // in the order the goroutines returned
 }
 
-func newGroup() *group {
-	return &group{first: make(chan error, 1), exited: make(chan struct{}, 1), running: map[string]int{}}
+func newGroup(ctx context.Context) *group {
+	return &group{ctx: ctx, first: make(chan struct{}), exited: make(chan struct{}, 1), running: map[string]int{}}
 }
 
 // start runs fn on a goroutine of the group.
@@ -437,20 +441,33 @@ func (g *group) start(name string, fn func() error) {
 	g.mu.Unlock()
 	go func() {
 		err := fn()
-		select {
-		case g.first <- err:
-		default:
+		switch asked := g.ctx.Err(); {
+		case asked == nil && err == nil:
+			err = fmt.Errorf("%s stopped before the controller was asked to", name)
+		case asked != nil && errors.Is(err, asked):
+			err = nil // it stopped as asked
 		}
 		g.mu.Lock()
+		if err != nil {
+			g.errs = append(g.errs, err)
+		}
 		if g.running[name]--; g.running[name] == 0 {
 			delete(g.running, name)
 		}
 		g.mu.Unlock()
+		g.firstOnce.Do(func() { close(g.first) })
 		select {
 		case g.exited <- struct{}{}:
 		default:
 		}
 	}()
+}
+
+// err joins the errors the goroutines returned so far (nil if none did).
+func (g *group) err() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return errors.Join(g.errs...)
 }
 
 // wait returns nil once every goroutine has returned, or an error naming

@@ -5,6 +5,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/meshctl/meshctl/internal/meshnames"
 )
 
 // slim is the cluster-wide informers' transform: the caches keep only what
@@ -39,7 +41,7 @@ func slim(obj any) (any, error) {
 // meshedContainers keeps, for meshed pods, what inbound policy reads of
 // their containers: named ports and probe targets.
 func meshedContainers(p *corev1.Pod) []corev1.Container {
-	if _, meshed := p.Labels["meshctl.io/proxy-version"]; !meshed {
+	if _, meshed := p.Labels[meshnames.VersionLabel]; !meshed {
 		return nil
 	}
 	out := make([]corev1.Container, len(p.Spec.Containers))

@@ -310,19 +310,23 @@ func (l gatedLeaseClient) Update(ctx context.Context, lease *coordinationv1.Leas
 	return l.LeaseInterface.Update(ctx, lease, opts)
 }
 
-// TestTheGroupWaitsForEveryGoroutineOrNamesThoseLeft: the first result
-// is handed on; wait returns nil once all have returned, and names those
-// still running when its context ends.
+// TestTheGroupWaitsForEveryGoroutineOrNamesThoseLeft: the first to return
+// is signalled; every error is kept; wait returns nil once all have
+// returned, and names those still running when its context ends.
 func TestTheGroupWaitsForEveryGoroutineOrNamesThoseLeft(t *testing.T) {
-	g := newGroup()
+	runCtx, stopRun := context.WithCancel(context.Background())
+	defer stopRun()
+	g := newGroup(runCtx)
 	stop, stuck := make(chan struct{}), make(chan struct{})
 	defer close(stuck)
 	g.start("fails", func() error { return errors.New("boom") })
-	g.start("stops", func() error { <-stop; return nil })
+	g.start("stops", func() error { <-stop; return errors.New("bang") })
 	g.start("stuck", func() error { <-stuck; return nil })
-	if err := <-g.first; err == nil || err.Error() != "boom" {
-		t.Fatalf("first = %v, want boom", err)
+	<-g.first
+	if err := g.err(); err == nil || err.Error() != "boom" {
+		t.Fatalf("err = %v after the first returned, want boom", err)
 	}
+	stopRun()
 	close(stop)
 	poll(t, 5*time.Second, "stops returned", func() bool {
 		g.mu.Lock()
@@ -335,13 +339,36 @@ func TestTheGroupWaitsForEveryGoroutineOrNamesThoseLeft(t *testing.T) {
 	if err := g.wait(ctx); err == nil || !strings.Contains(err.Error(), "stuck") || strings.Contains(err.Error(), "stops") {
 		t.Errorf("wait = %v, want an error naming stuck alone", err)
 	}
+	if err := g.err(); err == nil || err.Error() != "boom\nbang" {
+		t.Errorf("err = %v, want boom and then the later bang, both kept", err)
+	}
 
-	g = newGroup()
+	// Asked to stop, nil and the context's error are clean returns.
+	runCtx, stopRun = context.WithCancel(context.Background())
+	g = newGroup(runCtx)
 	release := make(chan struct{})
 	g.start("a", func() error { <-release; return nil })
-	g.start("b", func() error { <-release; return nil })
+	g.start("b", func() error { <-release; return runCtx.Err() })
+	stopRun()
 	close(release)
 	if err := g.wait(context.Background()); err != nil {
 		t.Errorf("wait = %v once all returned", err)
+	}
+	if err := g.err(); err != nil {
+		t.Errorf("err = %v, want nil: both stopped as asked", err)
+	}
+}
+
+// TestAnEarlyNilReturnIsAnError: a goroutine returning nil before Run's
+// context ends stopped unasked; the error names it.
+func TestAnEarlyNilReturnIsAnError(t *testing.T) {
+	runCtx, stopRun := context.WithCancel(context.Background())
+	defer stopRun()
+	g := newGroup(runCtx)
+	g.start("trust-bundle-copies", func() error { return nil })
+	<-g.first
+	want := "trust-bundle-copies stopped before the controller was asked to"
+	if err := g.err(); err == nil || err.Error() != want {
+		t.Errorf("err = %v, want %q", err, want)
 	}
 }

@@ -130,7 +130,7 @@ func webhookHealthy(ctx context.Context, env *Env) error {
 		return Warnf("the webhook certificate expires in %s", left.Round(time.Hour))
 	}
 	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{GenerateName: "meshctl-injector-probe-", Annotations: map[string]string{"meshctl.io/inject": "enabled"}},
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "meshctl-injector-probe-", Annotations: map[string]string{meshnames.InjectAnnotation: "enabled"}},
 		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "probe", Image: "meshctl/probe"}}},
 	}
 	got, err := env.Client.CoreV1().Pods("default").Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
@@ -138,7 +138,7 @@ func webhookHealthy(ctx context.Context, env *Env) error {
 		return fmt.Errorf("a dry-run pod was refused: %w", err)
 	}
 	for _, c := range got.Spec.InitContainers {
-		if c.Name == "mesh-proxy" {
+		if c.Name == meshnames.ProxyContainerName {
 			return nil
 		}
 	}

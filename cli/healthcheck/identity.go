@@ -64,7 +64,7 @@ func readAnchors(ctx context.Context, env *Env) ([]*x509.Certificate, error) {
 	if err != nil {
 		return nil, err
 	}
-	anchors, err := parseCerts([]byte(cm.Data["roots.pem"]))
+	anchors, err := parseCerts([]byte(cm.Data[meshnames.RootsKey]))
 	if err != nil {
 		return nil, fmt.Errorf("the ConfigMap %s: %w", meshnames.TrustRootsConfigMap, err)
 	}

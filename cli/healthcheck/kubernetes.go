@@ -9,6 +9,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/meshctl/meshctl/internal/meshnames"
 )
 
 // minMinor is the oldest Kubernetes minor version supported: native
@@ -52,7 +54,7 @@ func KubernetesAPI() Category {
 			Run: func(ctx context.Context, env *Env) error {
 				always := corev1.ContainerRestartPolicyAlways
 				pod := &corev1.Pod{
-					ObjectMeta: metav1.ObjectMeta{GenerateName: "meshctl-sidecar-probe-", Annotations: map[string]string{"meshctl.io/inject": "disabled"}},
+					ObjectMeta: metav1.ObjectMeta{GenerateName: "meshctl-sidecar-probe-", Annotations: map[string]string{meshnames.InjectAnnotation: "disabled"}},
 					Spec: corev1.PodSpec{
 						InitContainers: []corev1.Container{{Name: "sidecar", Image: "meshctl/probe", RestartPolicy: &always}},
 						Containers:     []corev1.Container{{Name: "main", Image: "meshctl/probe"}},

@@ -94,7 +94,7 @@ func meshedPods(ctx context.Context, env *Env) ([]corev1.Pod, error) {
 
 func proxyReady(p *corev1.Pod) bool {
 	for _, s := range p.Status.InitContainerStatuses {
-		if s.Name == "mesh-proxy" {
+		if s.Name == meshnames.ProxyContainerName {
 			return s.Ready
 		}
 	}

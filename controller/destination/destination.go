@@ -32,15 +32,16 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/meshctl/meshctl/internal/api"
+	"github.com/meshctl/meshctl/internal/meshnames"
 )
 
 const (
 	clusterIPIndex = "clusterIP"
 	podIPIndex     = "podIP"
 	// proxyLabel marks meshed pods (the injector sets it).
-	proxyLabel    = "meshctl.io/proxy-version"
-	workloadLabel = "meshctl.io/workload"
-	opaquePorts   = "config.meshctl.io/opaque-ports"
+	proxyLabel    = meshnames.VersionLabel
+	workloadLabel = meshnames.WorkloadLabel
+	opaquePorts   = meshnames.OpaquePorts
 )
 
 // Watcher answers destination lookups from informer caches.

@@ -25,6 +25,7 @@ import (
 
 	"github.com/meshctl/meshctl/controller/destination"
 	"github.com/meshctl/meshctl/internal/gamma"
+	"github.com/meshctl/meshctl/internal/meshnames"
 )
 
 // Config configures a Writer.
@@ -430,7 +431,7 @@ func (w *Writer) write(ctx context.Context, gvr schema.GroupVersionResource, cac
 	}
 	u := cached.DeepCopy()
 	u.Object["status"] = status
-	_, err = w.cfg.Client.Resource(gvr).Namespace(u.GetNamespace()).UpdateStatus(ctx, u, metav1.UpdateOptions{FieldManager: "mesh-controller"})
+	_, err = w.cfg.Client.Resource(gvr).Namespace(u.GetNamespace()).UpdateStatus(ctx, u, metav1.UpdateOptions{FieldManager: meshnames.FieldManager})
 	switch {
 	case apierrors.IsNotFound(err):
 		return nil

@@ -211,7 +211,7 @@ func (c *Copier) reconcile(ctx context.Context, src, cm *corev1.ConfigMap) error
 	if cm.Immutable != nil && *cm.Immutable {
 		err = c.replace(ctx, cm, upd)
 	} else {
-		_, err = c.client.CoreV1().ConfigMaps(cm.Namespace).Update(ctx, upd, metav1.UpdateOptions{FieldManager: "mesh-controller"})
+		_, err = c.client.CoreV1().ConfigMaps(cm.Namespace).Update(ctx, upd, metav1.UpdateOptions{FieldManager: meshnames.FieldManager})
 	}
 	if err != nil {
 		return err
@@ -237,7 +237,7 @@ func (c *Copier) replace(ctx context.Context, cur, upd *corev1.ConfigMap) error 
 		ObjectMeta: metav1.ObjectMeta{Name: upd.Name, Namespace: upd.Namespace, Labels: upd.Labels},
 		Data:       upd.Data,
 	}
-	_, err = c.client.CoreV1().ConfigMaps(cur.Namespace).Create(ctx, fresh, metav1.CreateOptions{FieldManager: "mesh-controller"})
+	_, err = c.client.CoreV1().ConfigMaps(cur.Namespace).Create(ctx, fresh, metav1.CreateOptions{FieldManager: meshnames.FieldManager})
 	return err
 }
 
@@ -261,7 +261,7 @@ func (c *Copier) Ensure(ctx context.Context, namespace string) error {
 		ObjectMeta: metav1.ObjectMeta{Name: c.name, Namespace: namespace, Labels: map[string]string{CopyLabel: "true"}},
 		Data:       maps.Clone(src.Data),
 	}
-	_, err = c.client.CoreV1().ConfigMaps(namespace).Create(ctx, cm, metav1.CreateOptions{FieldManager: "mesh-controller"})
+	_, err = c.client.CoreV1().ConfigMaps(namespace).Create(ctx, cm, metav1.CreateOptions{FieldManager: meshnames.FieldManager})
 	if apierrors.IsAlreadyExists(err) {
 		// Made meanwhile (another replica, or our cache is behind): make
 		// it the copy now, before the pod that needs it is admitted.

@@ -28,7 +28,7 @@ type Config struct {
 	// ImagePullPolicy of the proxy image. Default: IfNotPresent.
 	ImagePullPolicy string
 	// ControllerAddr is the control API, host:port. Default:
-	// mesh-controller.meshctl.svc.cluster.local:8443.
+	// mesh-controller.<ControlPlaneNamespace>.svc.cluster.local:8443.
 	ControllerAddr string
 	// TrustDomain of the mesh. Default: cluster.local.
 	TrustDomain string
@@ -80,14 +80,15 @@ func (c Config) WithDefaults() Config {
 	if c.DefaultInboundPolicy == "" {
 		c.DefaultInboundPolicy = meshnames.DefaultAllUnauthenticated
 	}
-	if c.ControllerAddr == "" {
-		c.ControllerAddr = fmt.Sprintf("%s.%s.svc.%s:%d", meshnames.ServiceName, meshnames.Namespace, meshnames.ClusterDomain, meshnames.ControlPort)
-	}
 	if c.TrustDomain == "" {
 		c.TrustDomain = meshnames.TrustDomain
 	}
 	if c.ControlPlaneNamespace == "" {
 		c.ControlPlaneNamespace = meshnames.Namespace
+	}
+	if c.ControllerAddr == "" {
+		// The control plane's Service, in its namespace.
+		c.ControllerAddr = fmt.Sprintf("%s.%s.svc.%s:%d", meshnames.ServiceName, c.ControlPlaneNamespace, meshnames.ClusterDomain, meshnames.ControlPort)
 	}
 	if c.TrustRootsConfigMap == "" {
 		c.TrustRootsConfigMap = meshnames.TrustRootsConfigMap

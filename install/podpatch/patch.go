@@ -60,7 +60,7 @@ func Patch(pod *corev1.Pod, namespace string, nsAnnotations map[string]string, c
 		}
 		initArgs = append(initArgs, "--skip-outbound-subnets", v)
 	}
-	proxyArgs := []string{"run", "--identity-addr", cfg.ControllerAddr, "--trust-roots", rootsDir + "/roots.pem",
+	proxyArgs := []string{"run", "--identity-addr", cfg.ControllerAddr, "--trust-roots", rootsDir + "/" + meshnames.RootsKey,
 		"--identity-token-file", tokenDir + "/token", "--trust-domain", cfg.TrustDomain}
 	if v := a[meshnames.OpaquePorts]; v != "" {
 		ranges, err := portspec.ParsePorts(v)
@@ -274,7 +274,7 @@ func Warnings(pod *corev1.Pod, cfg Config) []string {
 // (The controller reports values it cannot use; here they are skipped.)
 func defaultInbound(pod, ns map[string]string, cluster string) string {
 	for _, a := range []map[string]string{pod, ns} {
-		switch v := a["config.meshctl.io/default-inbound-policy"]; v {
+		switch v := a[meshnames.DefaultPolicyAnnotation]; v {
 		case meshnames.DefaultAllUnauthenticated, meshnames.DefaultAllAuthenticated, meshnames.DefaultDeny:
 			return v
 		}

@@ -15,6 +15,8 @@ import (
 	"go.step.sm/crypto/keyutil"
 	"go.step.sm/crypto/minica"
 	"go.step.sm/crypto/pemutil"
+
+	"github.com/meshctl/meshctl/internal/meshnames"
 )
 
 // Bundle is what the webhook and its configuration need.
@@ -31,7 +33,7 @@ type Bundle struct {
 func DNSNames(service, namespace string) []string {
 	return []string{
 		service + "." + namespace + ".svc",
-		service + "." + namespace + ".svc.cluster.local",
+		service + "." + namespace + ".svc." + meshnames.ClusterDomain,
 	}
 }
 

@@ -8,20 +8,32 @@ import "time"
 // IdentityInfo is the JSON a proxy's /identity (and the admin API's
 // pods/identity) answers: its workload certificate.
 type IdentityInfo struct {
-	SPIFFEID              string    `json:"spiffe_id"`
-	Serial                string    `json:"serial"`
-	IssuerFingerprint     string    `json:"issuer_fingerprint"`
-	NotBefore             time.Time `json:"not_before"`
-	NotAfter              time.Time `json:"not_after"`
-	TrustRootFingerprints []string  `json:"trust_root_fingerprints"`
+	// SPIFFEID is the identity the certificate proves.
+	SPIFFEID string `json:"spiffe_id"`
+	// Serial is the certificate's serial number, in hex.
+	Serial string `json:"serial"`
+	// IssuerFingerprint is the SHA-256 (hex) of the certificate that
+	// signed it; empty when the proxy does not hold it.
+	IssuerFingerprint string `json:"issuer_fingerprint"`
+	// NotBefore and NotAfter bound the certificate's validity (UTC).
+	NotBefore time.Time `json:"not_before"`
+	NotAfter  time.Time `json:"not_after"`
+	// TrustRootFingerprints are the SHA-256s (hex) of the trust roots the
+	// proxy verifies peers with.
+	TrustRootFingerprints []string `json:"trust_root_fingerprints"`
 }
 
 // DestinationEndpoint is one endpoint in a proxy's /destinations (and the
 // admin API's pods/destinations), which maps each destination to them.
 type DestinationEndpoint struct {
-	Addr     string `json:"addr"`
+	// Addr is the endpoint's address, host:port.
+	Addr string `json:"addr"`
+	// Identity is the SPIFFE ID the endpoint must prove; empty when it is
+	// not meshed (plaintext).
 	Identity string `json:"identity,omitempty"`
-	Opaque   bool   `json:"opaque,omitempty"`
+	// Opaque says the endpoint's port is proxied as TCP, without protocol
+	// detection.
+	Opaque bool `json:"opaque,omitempty"`
 }
 
 // Types of TapEvent.
@@ -39,15 +51,23 @@ const (
 // TapEvent is one line of a proxy's tap stream (its admin port's /tap,
 // and the admin API's pods/tap).
 type TapEvent struct {
-	Type      string    `json:"type"`
-	ID        uint64    `json:"id,omitempty"`
-	Time      time.Time `json:"ts"`
-	Direction string    `json:"direction,omitempty"`
-	Method    string    `json:"method,omitempty"`
-	Authority string    `json:"authority,omitempty"`
-	Path      string    `json:"path,omitempty"`
-	ClientID  string    `json:"client_id,omitempty"`
-	ServerID  string    `json:"server_id,omitempty"`
+	// Type is one of the Tap* types.
+	Type string `json:"type"`
+	// ID ties a request's events together (start, headers, end).
+	ID uint64 `json:"id,omitempty"`
+	// Time is when the event happened (UTC).
+	Time time.Time `json:"ts"`
+	// Direction is the proxy side the request crossed, inbound or
+	// outbound (start).
+	Direction string `json:"direction,omitempty"`
+	// Method, Authority and Path are the request's (start).
+	Method    string `json:"method,omitempty"`
+	Authority string `json:"authority,omitempty"`
+	Path      string `json:"path,omitempty"`
+	// ClientID and ServerID are the SPIFFE IDs the client and the server
+	// proved; empty for a side that proved none (start).
+	ClientID string `json:"client_id,omitempty"`
+	ServerID string `json:"server_id,omitempty"`
 	// Status is the HTTP status (headers, end); 0 when the request failed without one.
 	Status int `json:"status,omitempty"`
 	// GRPCStatus is the grpc-status a gRPC response ended with.

@@ -52,6 +52,9 @@ const (
 	// RouteStatusController is the controllerName of the status.parents
 	// entries the controller writes on HTTPRoutes and GRPCRoutes.
 	RouteStatusController = "meshctl.io/mesh-controller"
+	// FieldManager is the field manager the controller writes objects as
+	// (the trust bundle's copies, the routes' status).
+	FieldManager = "mesh-controller"
 )
 
 // A meshed pod.
