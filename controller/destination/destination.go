@@ -26,6 +26,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/informers"
 	listerscorev1 "k8s.io/client-go/listers/core/v1"
 	listersdiscoveryv1 "k8s.io/client-go/listers/discovery/v1"
@@ -269,6 +270,9 @@ func (w *Watcher) parse(raw string) (target, error) {
 	}
 	var svc *corev1.Service
 	if ip, err := netip.ParseAddr(host); err == nil {
+		// The form the indexes hold (and the proxies send): IPv4 unmapped,
+		// no zone.
+		ip = ip.Unmap().WithZone("")
 		objs, _ := w.services.GetIndexer().ByIndex(clusterIPIndex, ip.String())
 		if len(objs) > 0 {
 			svc = objs[0].(*corev1.Service)
@@ -295,14 +299,16 @@ func (w *Watcher) parse(raw string) (target, error) {
 	return target{key: svc.Namespace + "/" + svc.Name}, nil
 }
 
-// serviceName reads <name>.<ns>[.svc[.<cluster domain>]]; explicit says
-// the name had the .svc suffix, so it can only be a cluster name.
+// serviceName reads <name>.<ns>[.svc[.<cluster domain>]], in any case
+// (DNS names are not case-sensitive); explicit says the name had the .svc
+// suffix, so it can only be a cluster name. A name or namespace that is no
+// DNS label is no cluster name.
 func (w *Watcher) serviceName(host string) (name, ns string, explicit, ok bool) {
-	host = strings.TrimSuffix(host, ".")
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
 	host = strings.TrimSuffix(host, "."+w.clusterDomain)
 	host, explicit = strings.CutSuffix(host, ".svc")
 	parts := strings.Split(host, ".")
-	if len(parts) != 2 || parts[0] == "" || parts[1] == "" {
+	if len(parts) != 2 || len(validation.IsDNS1123Label(parts[0])) > 0 || len(validation.IsDNS1123Label(parts[1])) > 0 {
 		return "", "", false, false
 	}
 	return parts[0], parts[1], explicit, true

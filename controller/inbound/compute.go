@@ -14,13 +14,17 @@ import (
 	"github.com/meshctl/meshctl/internal/api"
 	"github.com/meshctl/meshctl/internal/meshnames"
 	"github.com/meshctl/meshctl/internal/policyapi"
+	"github.com/meshctl/meshctl/internal/spiffeid"
 )
 
 // Compute is pod's inbound policy, given its namespace's annotations, the
 // AuthorizationPolicies of its namespace and the cluster's default. Values
 // that cannot be used are reported in errs and never widen access: a
-// default annotation that is no policy name is deny, a policy whose
-// podSelector does not parse applies to every pod of its namespace.
+// default annotation that is no policy name is deny; a policy whose
+// podSelector does not parse applies to every pod of its namespace, and a
+// policy with a client that names no one (no valid SPIFFE ID or
+// ServiceAccount), like it, covers its port but admits no one; a policy
+// whose port is no port of the pod is left out.
 func Compute(pod *corev1.Pod, nsAnnotations map[string]string, policies []*policyapi.AuthorizationPolicy, trustDomain, clusterDefault string) (p api.InboundPolicy, errs []error) {
 	annotation := func(key string) (string, string) {
 		if v, ok := pod.Annotations[key]; ok {
@@ -63,10 +67,12 @@ func Compute(pod *corev1.Pod, nsAnnotations map[string]string, policies []*polic
 		}
 		name := ap.Namespace + "/" + ap.Name
 		sel, err := metav1.LabelSelectorAsSelector(&ap.Spec.PodSelector)
+		admitNoOne := err != nil
 		if err != nil {
-			// A policy only narrows who gets in: applied to every pod it may
-			// have meant, it cannot open anything.
-			errs = append(errs, fmt.Errorf("AuthorizationPolicy %s: podSelector: %w; applying it to every pod of the namespace", name, err))
+			// Applied to every pod it may have meant, admitting no one, it
+			// cannot open anything: over a deny default, its clients would
+			// otherwise get into pods it was never meant for.
+			errs = append(errs, fmt.Errorf("AuthorizationPolicy %s: podSelector: %w; applying it to every pod of the namespace, admitting no one", name, err))
 		} else if !sel.Matches(labels.Set(pod.Labels)) {
 			continue
 		}
@@ -79,22 +85,46 @@ func Compute(pod *corev1.Pod, nsAnnotations map[string]string, policies []*polic
 			}
 			rule.Port = port
 		}
-		for _, from := range ap.Spec.From {
-			switch {
-			case from.SPIFFEID != "":
-				rule.Identities = append(rule.Identities, from.SPIFFEID)
-			case from.ServiceAccount != nil && from.ServiceAccount.Name != "":
-				ns := from.ServiceAccount.Namespace
-				if ns == "" {
-					ns = ap.Namespace
-				}
-				rule.Identities = append(rule.Identities, "spiffe://"+trustDomain+"/ns/"+ns+"/sa/"+from.ServiceAccount.Name)
+		for i, from := range ap.Spec.From {
+			id, err := clientID(from, ap.Namespace, trustDomain)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("AuthorizationPolicy %s: from[%d]: %w; admitting no one", name, i, err))
+				admitNoOne = true
+				continue
 			}
+			rule.Identities = append(rule.Identities, id)
+		}
+		if admitNoOne {
+			rule.Identities = []string{}
 		}
 		p.Rules = append(p.Rules, rule)
 	}
 	slices.SortFunc(p.Rules, func(a, b api.AuthorizationRule) int { return strings.Compare(a.Name, b.Name) })
 	return p, errs
+}
+
+// clientID is the SPIFFE ID (or "*") a policy's client names; a
+// ServiceAccount without a namespace is of the policy's.
+func clientID(from policyapi.Client, namespace, trustDomain string) (string, error) {
+	switch {
+	case from.SPIFFEID == "*":
+		return "*", nil
+	case from.SPIFFEID != "":
+		if _, err := spiffeid.Parse(from.SPIFFEID); err != nil {
+			return "", err
+		}
+		return from.SPIFFEID, nil
+	case from.ServiceAccount != nil && from.ServiceAccount.Name != "":
+		if from.ServiceAccount.Namespace != "" {
+			namespace = from.ServiceAccount.Namespace
+		}
+		id, err := spiffeid.New(trustDomain, namespace, from.ServiceAccount.Name)
+		if err != nil {
+			return "", fmt.Errorf("serviceAccount %s/%s: %w", namespace, from.ServiceAccount.Name, err)
+		}
+		return id.String(), nil
+	}
+	return "", fmt.Errorf("a client needs a spiffeID or a serviceAccount name")
 }
 
 // probeOf is a probe's port and, for HTTP probes, path.
@@ -126,7 +156,7 @@ func probeOf(pod *corev1.Pod, probe *corev1.Probe) (api.Probe, bool) {
 // containerPort resolves a port number or name against the pod's containers.
 func containerPort(pod *corev1.Pod, p intstr.IntOrString) (int, bool) {
 	if p.Type == intstr.Int {
-		return p.IntValue(), p.IntValue() > 0
+		return p.IntValue(), p.IntValue() > 0 && p.IntValue() <= 65535
 	}
 	for _, c := range pod.Spec.Containers {
 		for _, cp := range c.Ports {

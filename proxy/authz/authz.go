@@ -176,6 +176,9 @@ func (g *Guard) Admit(req Request) Decision {
 		count(Allowed, ProbeRule)
 		return Decision{Rule: ProbeRule, ConnectOnly: !http && !(pr.TLS && req.TLS)}
 	}
+	if http && pathOK {
+		path = withUnresolved(path, req.Path, req.RawPath) // dot segments left in too, for path prefixes
+	}
 	covered, allowed, rule := false, false, ""
 	for i := range p.Rules {
 		r := &p.Rules[i]

@@ -113,6 +113,38 @@ func resolveAs(p string, escaped, backslash, params, dotsFirst bool) string {
 	return strings.Join(segs, "/")
 }
 
+// withUnresolved adds to served (servedPath's answer for decoded and raw)
+// the path as servers that route it as sent see it: decoded, repeated
+// slashes merged, but "." and ".." left in. Envoy without normalize_path,
+// Express and Fastify route /admin/../api/x to their /admin routes, while
+// the others serve /api/x: such a path is under neither prefix (see
+// matchPath). Path prefixes are matched against this; probes, which the
+// kubelet sends as configured, against servedPath's.
+func withUnresolved(served, decoded, raw string) string {
+	p := decoded
+	if raw != "" {
+		p, _ = unescape(raw) // it decodes: servedPath accepted it
+	}
+	if p == "" || !strings.Contains(p, ".") {
+		return served
+	}
+	segs := strings.Split(p, "/")
+	kept := segs[:0]
+	for _, s := range segs {
+		if s != "" {
+			kept = append(kept, s)
+		}
+	}
+	u := "/" + strings.Join(kept, "/")
+	if strings.HasSuffix(p, "/") && u != "/" {
+		u += "/"
+	}
+	if slices.Contains(strings.Split(served, "\x00"), u) {
+		return served
+	}
+	return served + "\x00" + u
+}
+
 // unescape percent-decodes s, refusing bad escapes and the bytes that would
 // change how a path splits or decodes (see servedPath).
 func unescape(s string) (string, bool) {
