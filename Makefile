@@ -49,14 +49,16 @@ FUZZTIME ?= 30000x
 FUZZ_TARGETS := ./proxy/detect:FuzzClassify ./proxy:FuzzHTTP1Request ./proxy:FuzzErrorReply \
 	./proxy/endpoints:FuzzParse ./internal/portspec:FuzzParsePorts ./internal/mountinfo:FuzzParse ./internal/spiffeid:FuzzParse ./proxy/detect:FuzzClientHelloALPN ./controller/identitysvc:FuzzParseCSR ./controller/identitysvc:FuzzCheckToken ./controller/injector:FuzzWebhook \
 	./internal/pcap:FuzzStreams ./cli/manifests:FuzzTransform ./cli/proxystats:FuzzParse ./proxy/retry:FuzzParseHTTP ./proxy/resetguard:FuzzFrameScanner ./proxy/servicepolicy:FuzzParse ./proxy/authz:FuzzPathMatch ./cli/tapstream:FuzzPrintable \
-	./controller/destination:FuzzTranslateRoutes
+	./controller/destination:FuzzTranslateRoutes ./proxy/endpoints:FuzzRouteMatch ./cli/tapstream:FuzzDecode ./proxy:FuzzHTTP2Frames:2000x \
+	./controller/destination:FuzzParseTarget:10000x ./controller/identitysvc:FuzzIssue:10000x ./controller/inbound:FuzzCompute:10000x ./proxy/authz:FuzzPathDifferential
 
-## fuzz: run every fuzz target briefly (FUZZTIME executions each, default 30000x)
+## fuzz: run every fuzz target briefly (FUZZTIME executions each, default 30000x; pkg:Fn:N sets a slow target's own)
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
-		pkg=$${t%%:*}; fn=$${t##*:}; \
-		echo "fuzz $$pkg $$fn"; \
-		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		pkg=$${t%%:*}; rest=$${t#*:}; fn=$${rest%%:*}; n=$(FUZZTIME); \
+		case $$rest in *:*) n=$${rest#*:};; esac; \
+		echo "fuzz $$pkg $$fn ($$n)"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $$n $$pkg || exit 1; \
 	done
 
 ## lint: go vet, staticcheck and govulncheck (tools and database from the Go module proxy on first use)
@@ -118,10 +120,12 @@ cluster-status: bin/localcluster
 cluster-load: images bin/localcluster
 	bin/localcluster load bin/images/*.tar
 
-## e2e: the real-cluster suite, then the Gateway API mesh conformance suite (starts the cluster when none is up)
+## e2e: the real-cluster suite, the Gateway API mesh conformance suite, then the cluster-crash test
+## (starts the cluster when none is up; leaves a new, empty one; figures in e2e/reports/e2e-report.json)
 e2e: cluster-up cluster-load
 	$(GO) test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -v ./e2e/...
 	$(MAKE) conformance
+	E2E_CLUSTER_CRASH=1 $(GO) test -tags e2e -count=1 -timeout 10m -v -run '^TestClusterComesBackAfterEveryProcessIsKilled$$' ./e2e/
 
 ## conformance: the Gateway API conformance suite's mesh tests against meshctl on the local cluster
 ## (results in e2e/conformance/reports/)

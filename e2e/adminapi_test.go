@@ -84,7 +84,6 @@ func TestAdminAPIOnTheCluster(t *testing.T) {
 	})
 
 	t.Run("a tap outlives the API server's request timeout", func(t *testing.T) {
-		longTest(t)
 		ctx, cancel := context.WithTimeout(context.Background(), 75*time.Second)
 		defer cancel()
 		stream, err := adminclient.Request(cluster.client.CoreV1().RESTClient(), ns, web, meshnames.AdminTap).Param("max_rps", "1").Stream(ctx)

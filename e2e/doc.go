@@ -4,5 +4,8 @@
 //	make e2e
 //
 // starts the cluster when none is up, loads the project's images and runs
-// them. Tests that are too slow for CI run only with E2E_LONG=1.
+// them, then the Gateway API mesh conformance suite, then, alone and last,
+// TestClusterComesBackAfterEveryProcessIsKilled (E2E_CLUSTER_CRASH=1), which
+// leaves a new, empty cluster behind. Figures the suite measures are written
+// to e2e/reports/e2e-report.json (see report_test.go).
 package e2e

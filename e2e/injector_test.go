@@ -529,8 +529,8 @@ func readyAddrs(eps []discoveryv1.Endpoint) map[string]bool {
 	return out
 }
 
-// reportLatency logs the update latencies and fails on any beyond the
-// issue's 1 s bound with room for the polling and a busy 2-core machine.
+// reportLatency reports the update latencies and fails when their median or
+// worst is beyond a few times what was measured here.
 func reportLatency(t *testing.T, d []time.Duration, pollEvery time.Duration) {
 	t.Helper()
 	if len(d) == 0 {
@@ -540,7 +540,17 @@ func reportLatency(t *testing.T, d []time.Duration, pollEvery time.Duration) {
 	slices.Sort(d)
 	t.Logf("EndpointSlice change → client proxy's endpoints: %d changes, min %v, median %v, max %v (the proxy polled every %v)",
 		len(d), d[0].Round(time.Millisecond), d[len(d)/2].Round(time.Millisecond), d[len(d)-1].Round(time.Millisecond), pollEvery.Round(time.Millisecond))
-	if d[len(d)-1] > 3*time.Second {
-		t.Errorf("an update took %v to reach the proxy", d[len(d)-1])
+	// Measured here: median about 10 ms, at most 46 ms. The bounds are a
+	// few times that plus the polling, so that a change queued behind a
+	// resync or a slow path fails the test.
+	median, worst := d[len(d)/2], d[len(d)-1]
+	medianBound, worstBound := 100*time.Millisecond+pollEvery, time.Second+pollEvery
+	measure(t, "discovery.endpointslice_to_proxy_median_ms", float64(median.Microseconds())/1000, "ms", fmt.Sprintf("<= %d", medianBound.Milliseconds()))
+	measure(t, "discovery.endpointslice_to_proxy_max_ms", float64(worst.Microseconds())/1000, "ms", fmt.Sprintf("<= %d", worstBound.Milliseconds()))
+	if median > medianBound {
+		t.Errorf("updates took %v to reach the proxy (median), want at most %v", median, medianBound)
+	}
+	if worst > worstBound {
+		t.Errorf("an update took %v to reach the proxy, want at most %v", worst, worstBound)
 	}
 }

@@ -179,8 +179,13 @@ func TestResilienceOnTheCluster(t *testing.T) {
 		if final.Errors > 0 || len(fast) != 2 || slow == 0 || fast[0] == 0 || fast[1] == 0 {
 			t.Fatalf("want every replica to get some and no errors: %+v", final)
 		}
-		if slow*3 >= fast[0] || slow*3 >= fast[1] {
-			t.Errorf("the slow replica got %d, not under a third of each fast one's %v", slow, fast)
+		// Peak-EWMA picks the +50 ms replica only to measure it again (a
+		// handful of requests in 3,000; one in the README's run); round robin
+		// would give it 1,000 and a latency-blind power of two choices about
+		// 333. 1 % catches either, with room for a re-measure or two.
+		measure(t, "resilience.slow_replica_requests_of_3000", float64(slow), "requests", "<= 30")
+		if slow > 30 {
+			t.Errorf("the slow replica got %d of 3,000 requests, want at most 30 (1 %%); fast ones %v", slow, fast)
 		}
 	})
 
@@ -190,6 +195,8 @@ func TestResilienceOnTheCluster(t *testing.T) {
 		t.Logf("retries on (5xx, limit 4, budget ratio 0.3): %d requests, %d failed (statuses %v): %.3f%% success, p99 %.1f ms; at random, 0.2⁵ × %d = %.1f would fail all five tries",
 			on.Requests, on.Errors, on.Statuses, 100*on.successRate(), on.P99ms, on.Requests, 0.00032*float64(on.Requests))
 		t.Logf("retries off: %d requests, %d failed: %.2f%% success", off.Requests, off.Errors, 100*off.successRate())
+		measure(t, "resilience.retry_success_pct", 100*on.successRate(), "%", ">= 99.9")
+		measure(t, "resilience.no_retry_success_pct", 100*off.successRate(), "%", "75..85")
 		if on.successRate() < 0.999 {
 			t.Errorf("with retries: %.3f%% success, want at least 99.9%%", 100*on.successRate())
 		}
@@ -228,6 +235,7 @@ func TestResilienceOnTheCluster(t *testing.T) {
 		bound := 0.2*requests + 10*final.DurationS
 		t.Logf("%d requests in %.2f s to a service failing all: %.0f retries reached it (the client's proxy counted %.0f, and %.0f refused by the budget); bound 0.2 × %d + 10/s × %.2f s = %.1f; without a budget: %d",
 			final.Requests, final.DurationS, retries, counted, refused, requests, final.DurationS, bound, 4*requests)
+		measure(t, "resilience.budget_retries", retries, "retries", fmt.Sprintf("<= %.1f (0.2 × requests + 10/s × duration)", bound))
 		if final.Errors != requests {
 			t.Errorf("%d of %d requests failed, want all", final.Errors, requests)
 		}
@@ -245,6 +253,7 @@ func TestResilienceOnTheCluster(t *testing.T) {
 		if final.Statuses["504"] != 6 {
 			t.Errorf("statuses %v, want 6 × 504", final.Statuses)
 		}
+		measure(t, "resilience.timeout_504_max_ms", final.MaxMs, "ms", "450..1500")
 		if final.P50ms < 450 || final.MaxMs > 1500 {
 			t.Errorf("504s after p50 %.0f ms, max %.0f ms: want about 500 ms", final.P50ms, final.MaxMs)
 		}
@@ -311,6 +320,18 @@ func TestResilienceOnTheCluster(t *testing.T) {
 		}
 		t.Logf("one of 3 replicas failing everything: ejected within %.1f s, %d of %d requests failed until then; the next %d s: %d of %d failed (%.3f%% success: the probes), %d successes from it; ejected gauge %v",
 			ejectedAfter.Seconds(), firstErrs, firstReqs, window, errs, reqs, 100*rate, victimHits, ejected)
+		// Consecutive failure accrual ejects after 7 failures in a row; with
+		// two requests in flight one more may fail before the ejection shows.
+		// The time includes polling the client proxy's metrics (250 ms) through
+		// the API server.
+		measure(t, "resilience.ejection_s", ejectedAfter.Seconds(), "s", "<= 3")
+		measure(t, "resilience.failures_before_ejection", float64(firstErrs), "requests", "7..9")
+		if firstErrs < 7 || firstErrs > 9 {
+			t.Errorf("%d requests failed before the replica was ejected; the accrual limit is 7 in a row (up to 2 more in flight)", firstErrs)
+		}
+		if ejectedAfter > 3*time.Second {
+			t.Errorf("the replica was ejected %.1f s after it began to fail, want within 3 s (7 failures at 200 requests/s)", ejectedAfter.Seconds())
+		}
 		if rate < 0.999 {
 			t.Errorf("success %.3f%% once the replica was out, want at least 99.9%%", 100*rate)
 		}
@@ -326,11 +347,16 @@ func TestResilienceOnTheCluster(t *testing.T) {
 			}
 			return fmt.Errorf("no answer from %s yet", victim)
 		})
-		t.Logf("readmitted %.0f s after healing", time.Since(healed).Seconds())
+		// Its probe comes at the end of the current penalty: at most the
+		// 20 s maximum (the jitter only shortens it), plus the 1 s reports.
+		readmitted := time.Since(healed)
+		measure(t, "resilience.readmission_s", readmitted.Seconds(), "s", "<= 23")
+		if readmitted > 23*time.Second {
+			t.Errorf("readmitted %.1f s after healing, want within the 20 s maximum penalty (+3 s)", readmitted.Seconds())
+		}
 	})
 
 	t.Run("killing a replica under 500 rps loses nothing with retries", func(t *testing.T) {
-		longTest(t)
 		pod := startLoad(t, load{Namespace: ns, Name: "load-kill", Service: "steady", RPS: 500, Count: 15000, Concurrency: 8})
 		eventually(t, "steady load", time.Minute, func(ctx context.Context) error {
 			r, err := loadReports(ctx, ns, pod)
@@ -347,6 +373,7 @@ func TestResilienceOnTheCluster(t *testing.T) {
 		final := waitFinal(t, ns, pod, 3*time.Minute)
 		t.Logf("pod %s killed under load: %d requests, %d failed (%.3f%% success), statuses %v, p99 %.1f ms",
 			victim, final.Requests, final.Errors, 100*final.successRate(), final.Statuses, final.P99ms)
+		measure(t, "resilience.killed_replica_lost_requests", float64(final.Errors), "requests", "<= 15 (99.9 %)")
 		if final.successRate() < 0.999 {
 			t.Errorf("%.3f%% success, want at least 99.9%%", 100*final.successRate())
 		}

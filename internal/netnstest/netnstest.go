@@ -31,11 +31,27 @@ type NS struct {
 	handle netns.NsHandle
 }
 
-// RequireRoot skips the test when not running as root, saying why.
+// MustRunEnv names the environment variable that turns the skips of tests
+// needing root or a network into failures: CI (.ci/run) sets it to 1, so that
+// a test it relies on can never pass by not running.
+const MustRunEnv = "MESHCTL_TESTS_MUST_RUN"
+
+// SkipUnlessMustRun skips the test, saying why, or fails it when MustRunEnv
+// is 1.
+func SkipUnlessMustRun(t testing.TB, why string) {
+	t.Helper()
+	if os.Getenv(MustRunEnv) == "1" {
+		t.Fatalf("%s, and %s=1 forbids skipping this test", why, MustRunEnv)
+	}
+	t.Skip(why)
+}
+
+// RequireRoot skips the test when not running as root, saying why (or fails
+// it under MustRunEnv=1).
 func RequireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to create network namespaces")
+		SkipUnlessMustRun(t, "needs root to create network namespaces")
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 
 	"github.com/meshctl/meshctl/internal/api"
 	"github.com/meshctl/meshctl/internal/certs"
+	"github.com/meshctl/meshctl/internal/netnstest"
 	"github.com/meshctl/meshctl/internal/spiffeid"
 	"github.com/meshctl/meshctl/internal/testpki"
 	"github.com/meshctl/meshctl/proxy/endpoints"
@@ -109,7 +110,7 @@ func nodeAddress(t *testing.T) net.IP {
 			return n.IP
 		}
 	}
-	t.Skip("this machine has no non-loopback IPv4 address to connect from")
+	netnstest.SkipUnlessMustRun(t, "this machine has no non-loopback IPv4 address to connect from")
 	return nil
 }
 
