@@ -75,6 +75,7 @@ func TestPolicyOnTheCluster(t *testing.T) {
 		v1, v2 := byVersion(final.Backends)
 		share := 100 * float64(v2) / float64(v1+v2)
 		t.Logf("10,000 requests to Service web over one connection: web-v1 %d, web-v2 %d (%.2f %%, route 10 %%), %d errors", v1, v2, share, final.Errors)
+		measure(t, "split.v2_share_pct_of_10000", share, "%", "10 ± 1.5")
 		if final.Errors > 0 || math.Abs(share-10) > 1.5 {
 			t.Errorf("web-v2 got %.2f %% with %d errors, want 10 ± 1.5 %% and none", share, final.Errors)
 		}
@@ -186,6 +187,7 @@ func TestPolicyOnTheCluster(t *testing.T) {
 		t.Logf("300 requests/s for %.1f s against a 100/s limit: %d succeeded (%.1f/s, a 100-request burst included), %d got 429, other %v",
 			final.DurationS, ok, rate, limited, final.Statuses)
 		want := 100*final.DurationS + 100 // the bucket starts full: one second's burst
+		measure(t, "ratelimit.ok_of_3000_at_300rps", float64(ok), "requests", fmt.Sprintf("%.0f..%.0f, the rest 429", 0.85*want, 1.1*want))
 		if ok+limited != final.Requests || float64(ok) < 0.85*want || float64(ok) > 1.1*want {
 			t.Errorf("%d × 200 and %d × 429 of %d, want about %.0f × 200 and the rest 429", ok, limited, final.Requests, want)
 		}

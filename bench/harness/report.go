@@ -7,24 +7,56 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 )
 
 // proxies are the setups compared with one another (direct is the baseline).
 var proxies = []string{"meshctl", "nginx", "haproxy"}
 
-// Summary is the one-line JSON `make bench` ends with: for each figure, the
-// better of the two runs.
+// Summary is the one-line JSON `make bench` ends with. Every figure is the
+// median over all runs of that run's own value (an added latency is the
+// setup's percentile minus the direct path's in the same run), with the
+// spread across runs beside it, so that no figure is picked from a lucky run.
 type Summary struct {
-	P50AddedMs   map[string]float64 `json:"p50_added_ms"`
-	P90AddedMs   map[string]float64 `json:"p90_added_ms"`
-	P99AddedMs   map[string]float64 `json:"p99_added_ms"`
-	RSSMB        map[string]float64 `json:"rss_mb"`
-	RPSPerCPUS   map[string]float64 `json:"rps_per_cpu_s"`
-	H2P50AddedMs map[string]float64 `json:"h2_p50_added_ms"`
-	TapP99Ratio  float64            `json:"tap_p99_ratio,omitempty"`
-	TapCPURatio  float64            `json:"tap_cpu_ratio,omitempty"`
-	IdleRSSMB10k float64            `json:"idle_10k_conns_rss_mb,omitempty"`
+	Runs         int               `json:"runs"`
+	P50AddedMs   map[string]Figure `json:"p50_added_ms"`
+	P90AddedMs   map[string]Figure `json:"p90_added_ms"`
+	P99AddedMs   map[string]Figure `json:"p99_added_ms"`
+	RSSMB        map[string]Figure `json:"rss_mb"`
+	RPSPerCPUS   map[string]Figure `json:"rps_per_cpu_s"`
+	H2P50AddedMs map[string]Figure `json:"h2_p50_added_ms"`
+	TapP99Ratio  float64           `json:"tap_p99_ratio,omitempty"`
+	TapCPURatio  float64           `json:"tap_cpu_ratio,omitempty"`
+	IdleRSSMB10k float64           `json:"idle_10k_conns_rss_mb,omitempty"`
+	// Noise names the added latencies ("p99_added_ms.nginx") whose runs do
+	// not agree on their sign: the proxy's cost there is below the
+	// run-to-run noise, and the median says nothing but that.
+	Noise []string `json:"noise,omitempty"`
+}
+
+// Figure is one figure over the runs: their median, and their lowest and
+// highest values (the spread).
+type Figure struct {
+	Median float64 `json:"median"`
+	Min    float64 `json:"min"`
+	Max    float64 `json:"max"`
+}
+
+// String is the figure as "median (min–max)".
+func (f Figure) String() string {
+	return fmt.Sprintf("%.3f (%.3f–%.3f)", f.Median, f.Min, f.Max)
+}
+
+// figureOf summarises one value per run.
+func figureOf(v []float64, places int) Figure {
+	v = slices.Clone(v)
+	slices.Sort(v)
+	med := v[len(v)/2]
+	if len(v)%2 == 0 {
+		med = (v[len(v)/2-1] + v[len(v)/2]) / 2
+	}
+	return Figure{Median: round(med, places), Min: round(v[0], places), Max: round(v[len(v)-1], places)}
 }
 
 func round(v float64, places int) float64 {
@@ -32,34 +64,53 @@ func round(v float64, places int) float64 {
 	return math.Round(v*p) / p
 }
 
-// Summarize picks, per setup and figure, the better of the runs.
+// Summarize takes, per setup and figure, the median over the runs and the
+// spread, and names the added latencies that are below the noise.
 func (r *Report) Summarize() Summary {
 	s := Summary{
-		P50AddedMs: map[string]float64{}, P90AddedMs: map[string]float64{}, P99AddedMs: map[string]float64{},
-		RSSMB: map[string]float64{}, RPSPerCPUS: map[string]float64{}, H2P50AddedMs: map[string]float64{},
+		P50AddedMs: map[string]Figure{}, P90AddedMs: map[string]Figure{}, P99AddedMs: map[string]Figure{},
+		RSSMB: map[string]Figure{}, RPSPerCPUS: map[string]Figure{}, H2P50AddedMs: map[string]Figure{},
 	}
 	for _, name := range proxies {
-		first := true
+		var p50, p90, p99, h2, rss, perCPU []float64
 		for _, run := range r.Runs {
-			res, ok := run.Results[name]
-			base := run.Results["direct"]
-			if !ok || base == nil {
+			res, base := run.Results[name], run.Results["direct"]
+			if res == nil || base == nil {
 				continue
 			}
-			better := func(m map[string]float64, v float64, lower bool) {
-				if cur, seen := m[name]; first || !seen || (lower && v < cur) || (!lower && v > cur) {
-					m[name] = v
-				}
+			p50 = append(p50, res.H1.P50-base.H1.P50)
+			p90 = append(p90, res.H1.P90-base.H1.P90)
+			p99 = append(p99, res.H1.P99-base.H1.P99)
+			h2 = append(h2, res.H2.P50-base.H2.P50)
+			rss = append(rss, maxOf(res.RSSMB))
+			perCPU = append(perCPU, res.RPSPerCPUSecond)
+		}
+		if len(p50) == 0 {
+			continue
+		}
+		s.Runs = max(s.Runs, len(p50))
+		for _, f := range []struct {
+			key    string
+			m      map[string]Figure
+			v      []float64
+			places int
+			added  bool
+		}{
+			{"p50_added_ms", s.P50AddedMs, p50, 3, true},
+			{"p90_added_ms", s.P90AddedMs, p90, 3, true},
+			{"p99_added_ms", s.P99AddedMs, p99, 3, true},
+			{"h2_p50_added_ms", s.H2P50AddedMs, h2, 3, true},
+			{"rss_mb", s.RSSMB, rss, 1, false},
+			{"rps_per_cpu_s", s.RPSPerCPUS, perCPU, 0, false},
+		} {
+			fig := figureOf(f.v, f.places)
+			f.m[name] = fig
+			if f.added && (fig.Min < 0 || fig.Median < 0) {
+				s.Noise = append(s.Noise, f.key+"."+name)
 			}
-			better(s.P50AddedMs, round(res.H1.P50-base.H1.P50, 3), true)
-			better(s.P90AddedMs, round(res.H1.P90-base.H1.P90, 3), true)
-			better(s.P99AddedMs, round(res.H1.P99-base.H1.P99, 3), true)
-			better(s.H2P50AddedMs, round(res.H2.P50-base.H2.P50, 3), true)
-			better(s.RSSMB, round(maxOf(res.RSSMB), 1), true)
-			better(s.RPSPerCPUS, math.Round(res.RPSPerCPUSecond), false)
-			first = false
 		}
 	}
+	slices.Sort(s.Noise)
 	if r.Extras != nil {
 		s.TapP99Ratio, s.TapCPURatio = round(r.Extras.TapP99Ratio, 2), round(r.Extras.TapCPURatio, 2)
 		s.IdleRSSMB10k = round(r.Extras.IdleRSSMB, 1)
@@ -129,7 +180,20 @@ func (r *Report) Markdown(command string) string {
 			ex.IdleConns, ex.IdleRSSMB, ex.IdleRSSBeforeMB)
 	}
 	s := r.Summarize()
-	fmt.Fprintf(&b, "## Best of the two runs\n\n```json\n%s\n```\n", s.JSON())
+	fmt.Fprintf(&b, "## Summary: median of the %d runs (lowest–highest)\n\n", s.Runs)
+	b.WriteString("| setup | added p50 | added p90 | added p99 | added h2c p50 | rps per CPU-s per hop | peak RSS per hop (MB) |\n|---|---|---|---|---|---|---|\n")
+	for _, name := range proxies {
+		if _, ok := s.P50AddedMs[name]; !ok {
+			continue
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s |\n", name, s.P50AddedMs[name], s.P90AddedMs[name], s.P99AddedMs[name],
+			s.H2P50AddedMs[name], s.RPSPerCPUS[name], s.RSSMB[name])
+	}
+	b.WriteString("\nLatencies in milliseconds.")
+	if len(s.Noise) > 0 {
+		fmt.Fprintf(&b, " Below the run-to-run noise (the runs disagree on the sign, or the median is negative: the proxy's cost is too small to measure here): %s.", strings.Join(s.Noise, ", "))
+	}
+	fmt.Fprintf(&b, "\n\n```json\n%s\n```\n", s.JSON())
 	return b.String()
 }
 

@@ -264,8 +264,9 @@ func matches(m api.RouteMatch, method string, u *url.URL, header http.Header) bo
 	}
 	for _, h := range m.Headers {
 		// Names are canonical already (SetRoutes); the first value counts.
+		// A header that is absent never matches, not even an empty value.
 		if vv := header[h.Name]; len(vv) == 0 || vv[0] != h.Value {
-			if header.Get(h.Name) != h.Value { // a name canonical() did not see
+			if vv := header.Values(h.Name); len(vv) == 0 || vv[0] != h.Value { // a name canonical() did not see
 				return false
 			}
 		}

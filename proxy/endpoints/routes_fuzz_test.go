@@ -306,13 +306,9 @@ func (p routeProgram) routes(method string, u *url.URL, header http.Header) []Ro
 			}
 		}
 		for range p.next(3) {
-			// The Gateway API wants a value (MinLength 1): an empty one
-			// would match a request without the header (see matches).
-			v := pick(values)
-			if v == "" {
-				v = "true"
-			}
-			m.Headers = append(m.Headers, api.HeaderMatch{Name: recase(pick(names)), Value: v})
+			// An empty value (the Gateway API wants one, MinLength 1)
+			// still needs the header to be there.
+			m.Headers = append(m.Headers, api.HeaderMatch{Name: recase(pick(names)), Value: pick(values)})
 		}
 		for range p.next(3) {
 			m.QueryParams = append(m.QueryParams, api.HeaderMatch{Name: pick(qnames), Value: pick(qvalues)})

@@ -37,6 +37,7 @@ func run(ctx context.Context) error {
 	flag.DurationVar(&cfg.MaxDuration, "max-duration", 15*time.Second, "length of the maximum-throughput load")
 	flag.Float64Var(&cfg.Rate, "rate", 1000, "requests per second of the constant-rate loads")
 	flag.StringVar(&setups, "setups", "", "comma-separated setups to run (meshctl,nginx,haproxy); empty: all")
+	flag.IntVar(&cfg.Runs, "runs", 3, "how many times to measure every setup (at least 3); the summary is each figure's median with its spread")
 	flag.BoolVar(&cfg.Extras, "extras", true, "also measure the cost of tapping and of 10,000 idle connections")
 	flag.StringVar(&results, "results", "bench/RESULTS.md", "where to write the results table ('' for nowhere)")
 	flag.StringVar(&profile, "profile", "", "instead of the benchmark, save CPU profiles of meshctl's two hops at full load in this directory")
