@@ -33,6 +33,9 @@ import (
 
 // loadReport is one line of `testapp load`.
 type loadReport struct {
+	// Final marks the summary of the whole run (`load --count`), whose
+	// counts add up every report before it.
+	Final    bool           `json:"final"`
 	Requests int            `json:"requests"`
 	Errors   int            `json:"errors"`
 	Backends map[string]int `json:"backends"`
@@ -540,11 +543,11 @@ func reportLatency(t *testing.T, d []time.Duration, pollEvery time.Duration) {
 	slices.Sort(d)
 	t.Logf("EndpointSlice change → client proxy's endpoints: %d changes, min %v, median %v, max %v (the proxy polled every %v)",
 		len(d), d[0].Round(time.Millisecond), d[len(d)/2].Round(time.Millisecond), d[len(d)-1].Round(time.Millisecond), pollEvery.Round(time.Millisecond))
-	// Measured here: median about 10 ms, at most 46 ms. The bounds are a
+	// Measured here: medians of 10 to 41 ms, at most 46 ms. The bounds are a
 	// few times that plus the polling, so that a change queued behind a
 	// resync or a slow path fails the test.
 	median, worst := d[len(d)/2], d[len(d)-1]
-	medianBound, worstBound := 100*time.Millisecond+pollEvery, time.Second+pollEvery
+	medianBound, worstBound := 200*time.Millisecond+pollEvery, time.Second+pollEvery
 	measure(t, "discovery.endpointslice_to_proxy_median_ms", float64(median.Microseconds())/1000, "ms", fmt.Sprintf("<= %d", medianBound.Milliseconds()))
 	measure(t, "discovery.endpointslice_to_proxy_max_ms", float64(worst.Microseconds())/1000, "ms", fmt.Sprintf("<= %d", worstBound.Milliseconds()))
 	if median > medianBound {

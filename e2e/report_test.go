@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -109,14 +110,17 @@ func writeReport(repo string) error {
 	for i, n := range names {
 		doc.Figures[i].Name, doc.Figures[i].figure = n, all[n]
 	}
-	b, err := json.MarshalIndent(doc, "", "  ")
-	if err != nil {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // bounds read "<= 5", not "\u003c= 5"
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(doc); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("e2e report: %w", err)
 	}
-	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
 		return fmt.Errorf("e2e report: %w", err)
 	}
 	fmt.Fprintf(os.Stderr, "e2e: %d figures measured, written to %s\n", len(report.figures), path)

@@ -42,7 +42,7 @@ func cachedBinDirs(cfg Config) binDirs {
 }
 
 // ensureBinaries builds whatever is not cached yet and returns where everything is.
-// A cold build takes about 30 minutes on two cores (Kubernetes about 20 of them); a warm one is free.
+// A cold build takes 30 to 40 minutes on two cores (Kubernetes about 20 of them); a warm one is free.
 func ensureBinaries(ctx context.Context, cfg Config) (binDirs, error) {
 	dirs := cachedBinDirs(cfg)
 	v := strings.TrimPrefix(KubeVersion, "v")
