@@ -224,9 +224,9 @@ func TestIdentityIssuanceAgainstTheRealAPIServer(t *testing.T) {
 	// Each request is a TokenReview and a signature; 100 at once queue on
 	// two cores. The bound is a few times what was measured here.
 	measure(t, "identity.issuance_100_concurrent_p50_ms", float64(lat[49].Milliseconds()), "ms", "")
-	measure(t, "identity.issuance_100_concurrent_p99_ms", float64(lat[98].Milliseconds()), "ms", "<= 1000")
-	if lat[98] > time.Second {
-		t.Errorf("issuance p99 %s under 100 concurrent requests, want at most 1 s (about 190 ms measured here)", lat[98].Round(time.Millisecond))
+	measure(t, "identity.issuance_100_concurrent_p99_ms", float64(lat[98].Milliseconds()), "ms", "<= 1500")
+	if lat[98] > 1500*time.Millisecond {
+		t.Errorf("issuance p99 %s under 100 concurrent requests, want at most 1.5 s (190 to 410 ms measured here)", lat[98].Round(time.Millisecond))
 	}
 }
 
