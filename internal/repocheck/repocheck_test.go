@@ -49,6 +49,7 @@ func TestCheckFindsBinariesAndLargeFiles(t *testing.T) {
 		"main.go":              {[]byte("package main\n"), 0o644, false},
 		"run.sh":               {[]byte("#!/bin/sh\necho hi\n"), 0o755, false},
 		"testapp":              {append([]byte("\x7fELF\x02\x01\x01"), make([]byte, 100)...), 0o755, true},
+		"elf-object":           {append([]byte("\x7fELF\x02\x01\x01"), make([]byte, 100)...), 0o644, true}, // not executable: refused for being ELF
 		"lib.a":                {[]byte("!<arch>\nstuff"), 0o644, true},
 		"tool.exe":             {[]byte("MZ\x90\x00"), 0o644, true},
 		"MZ-notes.txt":         {[]byte("MZ is where the notes start\n"), 0o644, false},
