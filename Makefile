@@ -56,7 +56,7 @@ FUZZ_TARGETS := ./proxy/detect:FuzzClassify ./proxy:FuzzHTTP1Request ./proxy:Fuz
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; rest=$${t#*:}; fn=$${rest%%:*}; n=$(FUZZTIME); \
-		case $$rest in *:*) n=$${rest#*:};; esac; \
+		case $$rest in *:*) [ "$(origin FUZZTIME)" = "command line" ] || n=$${rest#*:};; esac; \
 		echo "fuzz $$pkg $$fn ($$n)"; \
 		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $$n $$pkg || exit 1; \
 	done

@@ -187,6 +187,7 @@ func TestPolicyOnTheCluster(t *testing.T) {
 		t.Logf("300 requests/s for %.1f s against a 100/s limit: %d succeeded (%.1f/s, a 100-request burst included), %d got 429, other %v",
 			final.DurationS, ok, rate, limited, final.Statuses)
 		want := 100*final.DurationS + 100 // the bucket starts full: one second's burst
+		measure(t, "ratelimit.duration_s", final.DurationS, "s", "")
 		measure(t, "ratelimit.ok_of_3000_at_300rps", float64(ok), "requests", fmt.Sprintf("%.0f..%.0f, the rest 429", 0.85*want, 1.1*want))
 		if ok+limited != final.Requests || float64(ok) < 0.85*want || float64(ok) > 1.1*want {
 			t.Errorf("%d × 200 and %d × 429 of %d, want about %.0f × 200 and the rest 429", ok, limited, final.Requests, want)

@@ -24,7 +24,8 @@ import (
 var report = struct {
 	sync.Mutex
 	figures map[string]figure
-}{figures: map[string]figure{}}
+	tests   map[string]*testing.T // who measured each figure, asked at the end whether it failed
+}{figures: map[string]figure{}, tests: map[string]*testing.T{}}
 
 // figure is one measurement in the e2e report.
 type figure struct {
@@ -37,6 +38,9 @@ type figure struct {
 	// a few tests keeps the other figures of the file from earlier runs.
 	Date   string `json:"date"`
 	Commit string `json:"commit"`
+	// Failed says the test that measured it failed: the figure is kept for
+	// the post-mortem, never to be quoted.
+	Failed bool `json:"failed,omitempty"`
 }
 
 // reportDoc is the report file.
@@ -54,6 +58,7 @@ func measure(t *testing.T, name string, value float64, unit, bound string) {
 	t.Helper()
 	report.Lock()
 	defer report.Unlock()
+	report.tests[name] = t
 	report.figures[name] = figure{Test: t.Name(), Value: value, Unit: unit, Bound: bound, Date: time.Now().UTC().Format(time.DateOnly)}
 	t.Logf("report: %s = %.4g %s (%s)", name, value, unit, orNone(bound))
 }
@@ -95,6 +100,7 @@ func writeReport(repo string) error {
 	commit, _ := exec.Command("git", "-C", repo, "rev-parse", "--short", "HEAD").Output()
 	for n, f := range report.figures {
 		f.Commit = strings.TrimSpace(string(commit))
+		f.Failed = report.tests[n].Failed()
 		all[n] = f
 	}
 	names := make([]string, 0, len(all))

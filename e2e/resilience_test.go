@@ -325,6 +325,7 @@ func TestResilienceOnTheCluster(t *testing.T) {
 		// The time includes polling the client proxy's metrics (250 ms) through
 		// the API server.
 		measure(t, "resilience.ejection_s", ejectedAfter.Seconds(), "s", "<= 3")
+		measure(t, "resilience.failures_in_25s_after_ejection", float64(errs), "requests", ">= 99.9 % success")
 		measure(t, "resilience.failures_before_ejection", float64(firstErrs), "requests", "7..9")
 		if firstErrs < 7 || firstErrs > 9 {
 			t.Errorf("%d requests failed before the replica was ejected; the accrual limit is 7 in a row (up to 2 more in flight)", firstErrs)
@@ -348,11 +349,12 @@ func TestResilienceOnTheCluster(t *testing.T) {
 			return fmt.Errorf("no answer from %s yet", victim)
 		})
 		// Its probe comes at the end of the current penalty: at most the
-		// 20 s maximum (the jitter only shortens it), plus the 1 s reports.
+		// 20 s maximum (the jitter only shortens it), plus the 1 s reports,
+		// the 250 ms polling and reading the logs through the API server.
 		readmitted := time.Since(healed)
-		measure(t, "resilience.readmission_s", readmitted.Seconds(), "s", "<= 23")
-		if readmitted > 23*time.Second {
-			t.Errorf("readmitted %.1f s after healing, want within the 20 s maximum penalty (+3 s)", readmitted.Seconds())
+		measure(t, "resilience.readmission_s", readmitted.Seconds(), "s", "<= 25")
+		if readmitted > 25*time.Second {
+			t.Errorf("readmitted %.1f s after healing, want within the 20 s maximum penalty (+5 s)", readmitted.Seconds())
 		}
 	})
 

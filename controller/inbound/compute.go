@@ -21,10 +21,10 @@ import (
 // AuthorizationPolicies of its namespace and the cluster's default. Values
 // that cannot be used are reported in errs and never widen access: a
 // default annotation that is no policy name is deny; a policy whose
-// podSelector does not parse applies to every pod of its namespace, and a
-// policy with a client that names no one (no valid SPIFFE ID or
-// ServiceAccount), like it, covers its port but admits no one; a policy
-// whose port is no port of the pod is left out.
+// podSelector does not parse applies to every pod of its namespace but
+// admits no one; a client that names no one (no valid SPIFFE ID or
+// ServiceAccount) is left out of its policy (a policy left with no client
+// admits no one); a policy whose port is no port of the pod is left out.
 func Compute(pod *corev1.Pod, nsAnnotations map[string]string, policies []*policyapi.AuthorizationPolicy, trustDomain, clusterDefault string) (p api.InboundPolicy, errs []error) {
 	annotation := func(key string) (string, string) {
 		if v, ok := pod.Annotations[key]; ok {
@@ -88,8 +88,10 @@ func Compute(pod *corev1.Pod, nsAnnotations map[string]string, policies []*polic
 		for i, from := range ap.Spec.From {
 			id, err := clientID(from, ap.Namespace, trustDomain)
 			if err != nil {
-				errs = append(errs, fmt.Errorf("AuthorizationPolicy %s: from[%d]: %w; admitting no one", name, i, err))
-				admitNoOne = true
+				// No client can ever present such an ID (clients' IDs are
+				// parsed the same way), so leaving it out narrows nothing
+				// and keeps the policy's other clients in.
+				errs = append(errs, fmt.Errorf("AuthorizationPolicy %s: from[%d]: %w; ignoring it", name, i, err))
 				continue
 			}
 			rule.Identities = append(rule.Identities, id)

@@ -40,6 +40,10 @@ type fuzzPolicy struct {
 	ap      *policyapi.AuthorizationPolicy
 	matches bool // in the pod's namespace, selector parses and matches
 	invalid bool // selector, port or a client cannot be used
+	// cleaned is the policy without its client entries that name no one,
+	// when those are all that is wrong with it: such entries are left out,
+	// so the policy must admit exactly what cleaned admits, no more.
+	cleaned *policyapi.AuthorizationPolicy
 }
 
 // genPolicies builds up to eight AuthorizationPolicies from data, drawing
@@ -115,6 +119,20 @@ func genPolicies(data []byte, s1, s2 string) []fuzzPolicy {
 			}
 		}
 		fp.matches = fp.ap.Namespace == "shop" && err == nil && sel.Matches(labels.Set{"app": "web"})
+		if fp.invalid && err == nil && !validClients(spec.From) {
+			portOK := spec.Port == nil || (spec.Port.Type == intstr.Int && spec.Port.IntValue() >= 1 && spec.Port.IntValue() <= 65535) ||
+				(spec.Port.Type != intstr.Int && (spec.Port.StrVal == "http" || spec.Port.StrVal == "admin"))
+			if portOK {
+				c := *fp.ap // shallow: only From is replaced
+				c.Spec.From = nil
+				for _, f := range spec.From {
+					if validClients([]policyapi.Client{f}) {
+						c.Spec.From = append(c.Spec.From, f)
+					}
+				}
+				fp.cleaned = &c
+			}
+		}
 		out = append(out, fp)
 	}
 	return out
@@ -274,6 +292,8 @@ func FuzzCompute(f *testing.F) {
 			}
 			if !fp.invalid {
 				valid = append(valid, fp.ap)
+			} else if fp.cleaned != nil {
+				valid = append(valid, fp.cleaned)
 			}
 		}
 		if only, errs2 := compute(pod, nsAnn, selecting); !reflect.DeepEqual(got, only) || !reflect.DeepEqual(errs, errs2) {
@@ -298,6 +318,10 @@ func FuzzCompute(f *testing.F) {
 				continue
 			}
 			without := slices.Delete(slices.Clone(all), i, i+1)
+			if fp.cleaned != nil {
+				without = slices.Clone(all)
+				without[i] = fp.cleaned
+			}
 			p2, _ := compute(pod, nsAnn, without)
 			if k, ok := wider(a, access(p2, gen)); ok {
 				t.Fatalf("invalid policy %s %+v lets in %s", fp.ap.Name, fp.ap.Spec, k)
@@ -347,5 +371,13 @@ func TestInvalidPoliciesAdmitNoOne(t *testing.T) {
 		if _, errs := Compute(testPod(nil), nil, []*policyapi.AuthorizationPolicy{ap}, "cluster.local", meshnames.DefaultDeny); len(errs) != 1 {
 			t.Errorf("%s: errors %v, want one", ap.Name, errs)
 		}
+	}
+	// A client entry that names no one is left out; the policy's valid
+	// clients still get in, and no one else does.
+	mixed := policy("mixed", nil, &http, policyapi.Client{SPIFFEID: "spiffe://cluster.local/ns/shop"},
+		policyapi.Client{ServiceAccount: &policyapi.ServiceAccountRef{Name: "client"}})
+	got, errs = Compute(testPod(nil), nil, []*policyapi.AuthorizationPolicy{mixed}, "cluster.local", meshnames.DefaultDeny)
+	if len(got.Rules) != 1 || len(errs) != 1 || len(got.Rules[0].Identities) != 1 || !strings.HasSuffix(got.Rules[0].Identities[0], "/sa/client") {
+		t.Errorf("a policy with one bad client and one good: rules %+v (errors %v); want only the good client admitted", got.Rules, errs)
 	}
 }
