@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes/fake"
@@ -52,6 +53,16 @@ func formatTarget(t target, clusterDomain string) (string, bool) {
 	return "", false
 }
 
+// clusterIPKey is the namespace/name of the Service whose ClusterIP is ip.
+func clusterIPKey(w *Watcher, ip string) (string, bool) {
+	for _, o := range w.services.GetIndexer().List() {
+		if svc := o.(*corev1.Service); slices.Contains(svc.Spec.ClusterIPs, ip) || svc.Spec.ClusterIP == ip {
+			return svc.Namespace + "/" + svc.Name, true
+		}
+	}
+	return "", false
+}
+
 // checkTarget is FuzzParseTarget's oracle for one target, as the handler
 // reads it from the query (already percent-decoded).
 func checkTarget(t *testing.T, w *Watcher, raw string) {
@@ -86,6 +97,12 @@ func checkTarget(t *testing.T, w *Watcher, raw string) {
 			if !slices.Contains(got.service.Spec.ClusterIPs, want) || int(got.port.Port) != int(ap.Port()) {
 				t.Fatalf("parse(%q) = Service %s port %d, not ClusterIP %s port %d", raw, got.key, got.port.Port, want, ap.Port())
 			}
+		} else if key, ok := clusterIPKey(w, want); ok {
+			// A Service's ClusterIP on a port the Service does not have:
+			// the Service, with nothing to route to.
+			if got != (target{key: key}) {
+				t.Fatalf("parse(%q) = %+v, want the Service %s without a port", raw, got, key)
+			}
 		} else if got.podIP != want || got.podPort != int(ap.Port()) {
 			t.Fatalf("parse(%q) = pod %q port %d, want %s port %d", raw, got.podIP, got.podPort, want, ap.Port())
 		}
@@ -94,7 +111,7 @@ func checkTarget(t *testing.T, w *Watcher, raw string) {
 		// An IP: a pod IP or a ClusterIP, in the form the indexes hold
 		// (canonical, IPv4 unmapped), never a name.
 		canon := ip.Unmap().WithZone("").String()
-		if got.service == nil && (got.podIP != canon || got.podPort != port || got.key != canon) {
+		if _, isService := clusterIPKey(w, canon); got.service == nil && !isService && (got.podIP != canon || got.podPort != port || got.key != canon) {
 			t.Fatalf("parse(%q) = %+v, want the pod IP %s port %d", raw, got, canon, port)
 		}
 	} else {
