@@ -50,7 +50,8 @@ FUZZ_TARGETS := ./proxy/detect:FuzzClassify ./proxy:FuzzHTTP1Request ./proxy:Fuz
 	./proxy/endpoints:FuzzParse ./internal/portspec:FuzzParsePorts ./internal/mountinfo:FuzzParse ./internal/spiffeid:FuzzParse ./proxy/detect:FuzzClientHelloALPN ./controller/identitysvc:FuzzParseCSR ./controller/identitysvc:FuzzCheckToken ./controller/injector:FuzzWebhook \
 	./internal/pcap:FuzzStreams ./cli/manifests:FuzzTransform ./cli/proxystats:FuzzParse ./proxy/retry:FuzzParseHTTP ./proxy/resetguard:FuzzFrameScanner ./proxy/servicepolicy:FuzzParse ./proxy/authz:FuzzPathMatch ./cli/tapstream:FuzzPrintable \
 	./controller/destination:FuzzTranslateRoutes ./proxy/endpoints:FuzzRouteMatch ./cli/tapstream:FuzzDecode ./proxy:FuzzHTTP2Frames:2000x \
-	./controller/destination:FuzzParseTarget:10000x ./proxy/authz:FuzzPathDifferential
+	./controller/destination:FuzzParseTarget:10000x ./proxy/authz:FuzzPathDifferential \
+	./controller/identitysvc:FuzzIssue:10000x ./controller/inbound:FuzzCompute:10000x
 
 ## fuzz: run every fuzz target briefly (FUZZTIME executions each, default 30000x; pkg:Fn:N sets a slow target's own)
 fuzz:

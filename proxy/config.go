@@ -175,7 +175,11 @@ func (c Config) Validate() error {
 	if c.Outbound == nil && c.Inbound == nil {
 		return errors.New("nothing to proxy: configure an outbound or an inbound listener")
 	}
-	for name, s := range map[string]*SideConfig{"outbound": c.Outbound, "inbound": c.Inbound} {
+	for _, side := range [...]struct {
+		name string
+		s    *SideConfig
+	}{{"outbound", c.Outbound}, {"inbound", c.Inbound}} { // in order: the same config, the same error
+		name, s := side.name, side.s
 		if s == nil {
 			continue
 		}

@@ -167,7 +167,8 @@ func vouchedID(user string) (string, bool) {
 // no CA, for the request's key, verifies to the trust anchor through the
 // issuer and lasts the configured lifetime; only a request that asks for
 // exactly that ID with an acceptable key is issued, and such a request is;
-// every refusal is a 4xx with a JSON error; a body over the limit is 413.
+// every refusal is a 4xx with a JSON error; a method other than POST is 405,
+// and a POST body over the limit 413.
 func FuzzIssue(f *testing.F) {
 	const web = "spiffe://cluster.local/ns/shop/sa/web"
 	const webUser = "system:serviceaccount:shop:web"
@@ -234,13 +235,14 @@ func FuzzIssue(f *testing.F) {
 		exact := method == http.MethodPost && vouched && key <= goodKeyMax && flags&(askCA|askEmail|askIP) == 0 &&
 			len(csr.DNSNames) == 0 && len(csr.URIs) == 1 && csr.URIs[0].String() == want &&
 			string(body) == `{"csr":`+string(csrJSON)+`,"token":"`+tok+`"}`
-		checkIssue(t, fx, rec, issueCase{body: body, csr: csr, want: want, vouched: vouched, goodKey: key <= goodKeyMax, reviewed: reviewed, mustIssue: exact})
+		checkIssue(t, fx, rec, issueCase{body: body, post: method == http.MethodPost, csr: csr, want: want, vouched: vouched, goodKey: key <= goodKeyMax, reviewed: reviewed, mustIssue: exact})
 	})
 }
 
 // issueCase is what checkIssue knows of one request.
 type issueCase struct {
 	body      []byte
+	post      bool // the method is POST (any other is 405, whatever the body)
 	csr       *x509.CertificateRequest
 	want      string // the SPIFFE ID the review vouched for
 	vouched   bool   // the review's user is a ServiceAccount
@@ -252,7 +254,10 @@ type issueCase struct {
 // checkIssue is FuzzIssue's oracle for one answer.
 func checkIssue(t *testing.T, fx *issueFixture, rec *httptest.ResponseRecorder, c issueCase) {
 	t.Helper()
-	if len(c.body) > maxBodyBytes && rec.Code != http.StatusRequestEntityTooLarge {
+	if !c.post && rec.Code != http.StatusMethodNotAllowed {
+		t.Fatalf("a request that is not a POST: status %d, want 405", rec.Code)
+	}
+	if c.post && len(c.body) > maxBodyBytes && rec.Code != http.StatusRequestEntityTooLarge {
 		t.Fatalf("a body of %d bytes (limit %d): status %d, want 413", len(c.body), maxBodyBytes, rec.Code)
 	}
 	if rec.Code != http.StatusOK {

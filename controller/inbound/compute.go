@@ -44,7 +44,11 @@ func Compute(pod *corev1.Pod, nsAnnotations map[string]string, policies []*polic
 			errs = append(errs, fmt.Errorf("%s annotation %s: %q is not all-unauthenticated, all-authenticated or deny; denying", from, meshnames.DefaultPolicyAnnotation, v))
 		}
 	}
-	for key, dst := range map[string]*float64{meshnames.RateLimitAnnotation: &p.RateLimit, meshnames.RateLimitPerClientAnnotation: &p.RateLimitPerClient} {
+	for _, limit := range [...]struct {
+		key string
+		dst *float64
+	}{{meshnames.RateLimitAnnotation, &p.RateLimit}, {meshnames.RateLimitPerClientAnnotation, &p.RateLimitPerClient}} {
+		key, dst := limit.key, limit.dst
 		if v, from := annotation(key); from != "" {
 			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
 			if err != nil || f <= 0 {

@@ -36,7 +36,10 @@ func (id ID) Validate() error {
 			return fmt.Errorf("trust domain %q: character %q is not allowed (lowercase letters, digits, '.', '-', '_')", id.TrustDomain, c)
 		}
 	}
-	for what, v := range map[string]string{"namespace": id.Namespace, "service account": id.ServiceAccount} {
+	// In a fixed order (not a map's), so that the same ID always gets the
+	// same error: policies' errors are compared and reported from it.
+	for _, part := range [...]struct{ what, v string }{{"namespace", id.Namespace}, {"service account", id.ServiceAccount}} {
+		what, v := part.what, part.v
 		if v == "" || len(v) > 253 {
 			return fmt.Errorf("%s must be 1 to 253 characters", what)
 		}
