@@ -198,3 +198,6 @@ func FormatMs(v float64, bounds []float64) string {
 	}
 	return strings.TrimSuffix(strconv.FormatFloat(v, 'f', -1, 64), ".0") + "ms"
 }
+
+// AddHistograms sums two latency histograms of the proxies' buckets.
+func AddHistograms(a, b Histogram) Histogram { return add(a, b) }

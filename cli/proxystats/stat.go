@@ -180,16 +180,45 @@ type Edge struct {
 	Requests float64 `json:"requests"`
 }
 
+// Traffic is an edge and what crossed it.
+type Traffic struct {
+	Edge
+	// ToWorkload says the destination is a workload of the mesh (its name
+	// came from the proxy's dst_workload label), not an authority.
+	ToWorkload bool
+	// Successes counts, like Edge.Requests, since the proxies started.
+	Successes float64
+	// Window is what crossed the edge between each pod's Start and End
+	// samples (all of End for a pod without Start): requests, successes
+	// and the latency histogram.
+	WindowRequests, WindowSuccesses float64
+	Latency                         Histogram
+}
+
 // Edges lists the edges out of the resources' pods, from their outbound
 // metrics (cumulative: every edge seen since the proxies started).
 func Edges(resources []Resource) []Edge {
+	traffic := EdgeTraffic(resources)
+	out := make([]Edge, len(traffic))
+	for i, t := range traffic {
+		out[i] = t.Edge
+	}
+	return out
+}
+
+// EdgeTraffic is Edges with what crossed each edge, in total and in the
+// window between the pods' Start and End samples. The source of an edge
+// is the resource, its destination the series' dst_workload, else its
+// authority.
+func EdgeTraffic(resources []Resource) []Traffic {
 	type key struct{ srcNS, src, dstNS, dst string }
-	agg := map[key]*Edge{}
+	agg := map[key]*Traffic{}
 	for _, res := range resources {
 		for _, p := range res.Pods {
 			if p.End == nil || !p.Meshed {
 				continue
 			}
+			d := Delta(p.Start, p.End)
 			for s, n := range p.End.Responses {
 				if s.Direction != "outbound" || noEndpoint(s) {
 					continue
@@ -201,17 +230,26 @@ func Edges(resources []Resource) []Edge {
 				k := key{p.Namespace, res.Name, dstNS, dst}
 				e := agg[k]
 				if e == nil {
-					e = &Edge{SrcNamespace: k.srcNS, Src: k.src, DstNamespace: k.dstNS, Dst: k.dst, Secured: true}
+					e = &Traffic{Edge: Edge{SrcNamespace: k.srcNS, Src: k.src, DstNamespace: k.dstNS, Dst: k.dst, Secured: true}, ToWorkload: s.DstWorkload != ""}
 					agg[k] = e
 				}
 				e.Requests += n
+				w := d.Responses[s]
+				e.WindowRequests += w
+				if s.Success {
+					e.Successes += n
+					e.WindowSuccesses += w
+				}
+				if h, ok := d.Latency[s]; ok {
+					e.Latency = add(e.Latency, h)
+				}
 				if !s.TLS || s.ServerID == "" {
 					e.Secured = false
 				}
 			}
 		}
 	}
-	out := make([]Edge, 0, len(agg))
+	out := make([]Traffic, 0, len(agg))
 	for _, e := range agg {
 		out = append(out, *e)
 	}

@@ -164,7 +164,7 @@ func Patch(pod *corev1.Pod, namespace string, nsAnnotations map[string]string, c
 		out.Labels = map[string]string{}
 	}
 	out.Labels[meshnames.VersionLabel] = cfg.ProxyVersion
-	out.Labels[meshnames.WorkloadLabel] = workloadName(pod)
+	out.Labels[meshnames.WorkloadLabel] = WorkloadName(pod)
 	return out, "", nil
 }
 
@@ -221,9 +221,10 @@ func proxyResources(a map[string]string, cfg Config) (corev1.ResourceRequirement
 	return r, nil
 }
 
-// workloadName names the pod's workload: a Deployment's pods belong to a
-// ReplicaSet named <deployment>-<pod-template-hash>.
-func workloadName(pod *corev1.Pod) string {
+// WorkloadName names the pod's workload: its controller's name, a
+// Deployment's for a ReplicaSet's pod (named <deployment>-<pod-template-hash>),
+// else the pod's own.
+func WorkloadName(pod *corev1.Pod) string {
 	for _, o := range pod.OwnerReferences {
 		if o.Controller == nil || !*o.Controller {
 			continue

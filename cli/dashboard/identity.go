@@ -1,0 +1,91 @@
+package dashboard
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/meshctl/meshctl/cli/healthcheck"
+	"github.com/meshctl/meshctl/internal/certs"
+)
+
+// maxIdentityProxies bounds the proxies the identity page asks.
+const maxIdentityProxies = 500
+
+func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }
+
+func certOf(c *x509.Certificate) Cert {
+	return Cert{Subject: c.Subject.String(), Fingerprint: certs.Fingerprint(c), NotBefore: c.NotBefore.UTC(), NotAfter: c.NotAfter.UTC()}
+}
+
+func (s *Server) identity(w http.ResponseWriter, r *http.Request) {
+	objs, err := s.Source.Identity(r.Context())
+	if err != nil {
+		writeError(w, http.StatusBadGateway, err.Error())
+		return
+	}
+	writeJSON(w, s.identityPage(r.Context(), objs))
+}
+
+// identityPage lists the anchors and the issuer, and asks every meshed
+// proxy (up to maxIdentityProxies) which issuer signed its certificate.
+func (s *Server) identityPage(ctx context.Context, objs *IdentityObjects) *Identity {
+	page := &Identity{TrustAnchors: []Cert{}, OnOldIssuer: []ProxyIssuer{}, Errors: objs.Errors}
+	for _, a := range objs.Anchors {
+		page.TrustAnchors = append(page.TrustAnchors, certOf(a))
+	}
+	current := ""
+	if objs.Issuer != nil {
+		c := certOf(objs.Issuer)
+		page.Issuer, current = &c, c.Fingerprint
+	} else if objs.IssuerError != "" {
+		page.Errors = append(page.Errors, "issuer: "+objs.IssuerError)
+	}
+	pods := objs.MeshedPods
+	if len(pods) > maxIdentityProxies {
+		page.Errors = append(page.Errors, fmt.Sprintf("only the first %d of %d proxies were asked", maxIdentityProxies, len(pods)))
+		pods = pods[:maxIdentityProxies]
+	}
+	results := make([]ProxyIssuer, len(pods))
+	sem := make(chan struct{}, identityConcurrency)
+	var wg sync.WaitGroup
+	for i, key := range pods {
+		ns, name, _ := strings.Cut(key, "/")
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			results[i] = ProxyIssuer{Namespace: ns, Pod: name}
+			id, err := s.Source.ProxyIdentity(ctx, ns, name)
+			if err != nil {
+				results[i].Error = err.Error()
+				return
+			}
+			results[i].Issuer, results[i].NotAfter = id.IssuerFingerprint, id.NotAfter.UTC()
+		}()
+	}
+	wg.Wait()
+	for _, p := range results {
+		switch {
+		case p.Error != "":
+			page.Unread = append(page.Unread, p)
+		case current != "" && p.Issuer != current:
+			page.OnOldIssuer = append(page.OnOldIssuer, p)
+		}
+	}
+	page.Proxies = len(pods)
+	slices.SortFunc(page.OnOldIssuer, func(a, b ProxyIssuer) int { return strings.Compare(a.Namespace+"/"+a.Pod, b.Namespace+"/"+b.Pod) })
+	return page
+}
+
+func (s *Server) healthPage(w http.ResponseWriter, r *http.Request) {
+	s.health.Lock() // one run of the checks at a time
+	defer s.health.Unlock()
+	results := s.Source.Health(r.Context())
+	writeJSON(w, Health{Passed: healthcheck.Passed(results), Results: results})
+}
