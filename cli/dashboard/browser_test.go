@@ -1,0 +1,134 @@
+package dashboard
+
+import (
+	"net"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshctl/meshctl/internal/api"
+	"github.com/meshctl/meshctl/internal/browsertest"
+)
+
+// TestPageInARealBrowser loads the page in headless Chromium over the
+// fixture and checks what it shows: every node and edge drawn, padlocks,
+// success rates as the API gives them, colours by health, the split's
+// weights, a workload page with its pods and a live tap, the identity and
+// health pages; and no script error or CSP violation on the way.
+func TestPageInARealBrowser(t *testing.T) {
+	f := newFixture(t)
+	f.src.tap = []api.TapEvent{{Type: "start", ID: 7, Method: "GET", Path: "/tapped", Direction: "inbound"}, {Type: "end", ID: 7, Status: 503, LatencyMs: 2}}
+	f.src.issuer = f.src.identityIssuer()
+	f.src.issuers["api-v2-77a-ccccc"] = "0ld"
+	srv := httptest.NewServer(f.h)
+	t.Cleanup(srv.Close) // after the browser (cleanups run last first): its tap stream is open
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	f.s.SetHosts(LoopbackHosts(port))
+	b := browsertest.New(t, 1400, 900)
+
+	b.Navigate(t, srv.URL+"/#/topology?namespace=shop")
+	b.WaitFor(t, "the graph", `!!(window.meshctlDashboard && window.meshctlDashboard.ready > 0)`, 20*time.Second)
+	ids := browsertest.Eval[[]string](t, b, `window.meshctlDashboard.cy.nodes().map(n => n.id()).sort()`)
+	want := []string{"external:example.com:443", "shop/api-v1", "shop/api-v2", "shop/legacy", "shop/load", "shop/web", "svc:shop/api", "unmeshed:shop"}
+	if strings.Join(ids, " ") != strings.Join(want, " ") {
+		t.Errorf("nodes drawn %v, want %v", ids, want)
+	}
+	type edge struct {
+		ID, Health, Label string
+		Secured, Split  bool
+	}
+	edges := browsertest.Eval[[]edge](t, b, `window.meshctlDashboard.cy.edges().map(e => ({ID: e.id(), Health: e.data('health'), Label: e.data('label') || '', Secured: !!e.data('secured'), Split: !!e.data('split')}))`)
+	byID := map[string]edge{}
+	splits := 0
+	for _, e := range edges {
+		byID[e.ID] = e
+		if e.Split {
+			splits++
+		}
+	}
+	if e := byID["shop/load>shop/web"]; !e.Secured || e.Health != "warn" || !strings.Contains(e.Label, " 98") || !strings.Contains(e.Label, "🔒") {
+		t.Errorf("load→web drawn as %+v, want secured, warn, 98%% with a padlock", e)
+	}
+	if e := byID["shop/web>external:example.com:443"]; e.Secured || strings.Contains(e.Label, "🔒") || e.Health != "ok" {
+		t.Errorf("web→example.com drawn as %+v, want no padlock", e)
+	}
+	if splits != 2 {
+		t.Errorf("%d split edges drawn, want 2: %+v", splits, edges)
+	}
+	cell := browsertest.Eval[string](t, b, `document.querySelector('tr[data-edge-id="shop/load>shop/web"] td[data-col="success"]').textContent.trim()`)
+	if cell != "98.00%" {
+		t.Errorf("edges table: load→web success %q, want 98.00%%", cell)
+	}
+	weights := browsertest.Eval[[]string](t, b, `[...document.querySelectorAll('#splits-table tr[data-split-id] td[data-col="weight"]')].map(td => td.textContent.trim())`)
+	if strings.Join(weights, ",") != "90,10" {
+		t.Errorf("split weights shown %v, want 90 and 10", weights)
+	}
+	// A workload that fails turns red, on the next refresh, without relayout.
+	pos := browsertest.Eval[map[string]float64](t, b, `window.meshctlDashboard.cy.getElementById('shop/load').position()`)
+	f.src.mu.Lock()
+	f.src.pods[3].series = func(n int) []traffic {
+		return []traffic{{dir: "inbound", tls: true, clientID: webID, status: 500, count: float64(5 * n), le: 10}}
+	}
+	f.src.mu.Unlock()
+	f.scrape(t)
+	f.scrape(t)
+	b.WaitFor(t, "api-v2 to turn red", `window.meshctlDashboard.cy.getElementById('shop/api-v2').data('health') === 'fail'`, 20*time.Second)
+	if pos2 := browsertest.Eval[map[string]float64](t, b, `window.meshctlDashboard.cy.getElementById('shop/load').position()`); pos2["x"] != pos["x"] || pos2["y"] != pos["y"] {
+		t.Errorf("a refresh moved the load node from %v to %v", pos, pos2)
+	}
+	shots := os.Getenv("DASHBOARD_SCREENSHOTS")
+	if shots != "" {
+		b.Screenshot(t, filepath.Join(shots, "fixture-topology.png"))
+	}
+
+	// The workload page.
+	b.Navigate(t, srv.URL+"/#/workload/shop/web")
+	b.WaitFor(t, "web's pods", `!!document.querySelector('tr[data-pod="web-5c6b-aaaaa"]')`, 20*time.Second)
+	b.WaitFor(t, "the charts", `!!document.querySelector('#chart-success canvas') && !!document.querySelector('#chart-rps canvas') && !!document.querySelector('#chart-latency canvas')`, 20*time.Second)
+	b.WaitFor(t, "the live tap", `[...document.querySelectorAll('#tap-table tbody tr td[data-col="status"]')].some(td => td.textContent.includes('503'))`, 20*time.Second)
+	if p := browsertest.Eval[string](t, b, `document.querySelector('#tap-table tbody tr td[data-col="path"]').textContent`); p != "/tapped" {
+		t.Errorf("tap row path %q, want /tapped", p)
+	}
+	if shots != "" {
+		b.Screenshot(t, filepath.Join(shots, "fixture-workload.png"))
+	}
+
+	b.Navigate(t, srv.URL+"/#/identity")
+	b.WaitFor(t, "the proxy on the old issuer", `!!document.querySelector('#identity-old-issuer') && document.querySelector('#identity-old-issuer').textContent.includes('api-v2-77a-ccccc')`, 20*time.Second)
+	b.Navigate(t, srv.URL+"/#/health")
+	b.WaitFor(t, "the health summary", `!!document.querySelector('#health-summary') && document.querySelector('#health-summary').textContent.includes('failed')`, 20*time.Second)
+
+	if p := b.Problems(); len(p) > 0 {
+		t.Errorf("the page reported problems: %q", p)
+	}
+}
+
+// TestPageShowsHostileNamesAsText: names and paths from the cluster and
+// from clients are text, never markup.
+func TestPageShowsHostileNamesAsText(t *testing.T) {
+	f := newFixture(t)
+	evil := `<img src=x onerror="window.pwned=1">`
+	f.src.tap = []api.TapEvent{{Type: "start", ID: 1, Method: "GET", Path: "/" + evil, Authority: evil, Direction: "inbound"}, {Type: "end", ID: 1, Status: 200}}
+	f.src.mu.Lock()
+	f.src.pods[1].series = func(n int) []traffic {
+		return []traffic{{dir: "outbound", tls: false, authority: evil, status: 200, count: float64(10 * n), le: 10}}
+	}
+	f.src.mu.Unlock()
+	f.scrape(t)
+	f.scrape(t)
+	srv := httptest.NewServer(f.h)
+	t.Cleanup(srv.Close) // after the browser (cleanups run last first): its tap stream is open
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	f.s.SetHosts(LoopbackHosts(port))
+	b := browsertest.New(t, 1200, 800)
+	b.Navigate(t, srv.URL+"/#/topology?namespace=shop")
+	b.WaitFor(t, "the graph", `!!(window.meshctlDashboard && window.meshctlDashboard.ready > 0)`, 20*time.Second)
+	b.Navigate(t, srv.URL+"/#/workload/shop/web")
+	b.WaitFor(t, "the tap row", `document.querySelectorAll('#tap-table tbody tr').length > 0`, 20*time.Second)
+	if pwned := browsertest.Eval[bool](t, b, `window.pwned === 1 || document.querySelectorAll('img[src="x"]').length > 0`); pwned {
+		t.Error("a name from the cluster became markup")
+	}
+}
