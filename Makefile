@@ -38,9 +38,15 @@ build:
 test: test-deps
 	$(GO) test -race -count=1 ./...
 
-# Tools the tests use that a fresh machine lacks: tcpdump captures the meshed hop.
+# Tools the tests use that a fresh machine lacks: tcpdump captures the meshed
+# hop; Debian's chromium runs the dashboard's real-browser tests (with an
+# emoji font for the padlocks in its screenshots).
 test-deps:
-	@command -v tcpdump >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends tcpdump; }
+	@missing=""; \
+	command -v tcpdump >/dev/null || missing="$$missing tcpdump"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	[ -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || missing="$$missing fonts-noto-color-emoji"; \
+	[ -z "$$missing" ] || { echo "installing$$missing"; apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; }
 
 # An execution count, not a duration: with a duration, Go 1.26's fuzzing
 # coordinator can report a spurious "context deadline exceeded" when the
@@ -123,7 +129,7 @@ cluster-load: images bin/localcluster
 
 ## e2e: the real-cluster suite, the Gateway API mesh conformance suite, then the cluster-crash test
 ## (starts the cluster when none is up; leaves a new, empty one; figures in e2e/reports/e2e-report.json)
-e2e: cluster-up cluster-load
+e2e: test-deps cluster-up cluster-load
 	$(GO) test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -v ./e2e/...
 	$(MAKE) conformance
 	E2E_CLUSTER_CRASH=1 $(GO) test -tags e2e -count=1 -timeout 10m -v -run '^TestClusterComesBackAfterEveryProcessIsKilled$$' ./e2e/

@@ -125,7 +125,14 @@ web → greeter over gRPC) is mutual TLS between the pods' proxies.`)
 	if err := meshctl.run(ctx, out, "stat", "deploy", "-n", "demo", "-t", "10s"); err != nil {
 		return err
 	}
-	return meshctl.run(ctx, out, "edges", "deploy", "-n", "demo")
+	if err := meshctl.run(ctx, out, "edges", "deploy", "-n", "demo"); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, `==> see it in a browser: the topology, golden metrics, identity and live requests
+    bin/meshctl dashboard -n demo --kubeconfig %s
+(it opens your browser, or prints the address to open; Ctrl-C stops it)
+`, kubeconfig)
+	return nil
 }
 
 // waitPodsReady waits until n pods of the namespace are Running and Ready.
