@@ -173,7 +173,9 @@ disabled_plugins = ["io.containerd.nri.v1.nri", "io.containerd.tracing.processor
 // cgroupfs driver (PID 1 is not systemd), low eviction thresholds because the
 // root filesystem's stats are not found, and no swap check. ConfigMap and
 // Secret volumes are resynced every 10 s (default 1 min) so that rotation
-// tests see trust-bundle changes quickly.
+// tests see trust-bundle changes quickly. maxPods is 300 (default 110) so
+// that the dashboard's scale test can run 200 host-network pods (they take
+// no address of the node's /24).
 func kubeletConfig(p paths) string {
 	return fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -199,6 +201,7 @@ podCIDR: %[6]s
 podLogsDir: %[7]s
 resolvConf: /etc/resolv.conf
 failSwapOn: false
+maxPods: 300
 syncFrequency: 10s
 serializeImagePulls: false
 imageGCHighThresholdPercent: 100
