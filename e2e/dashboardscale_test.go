@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -108,10 +109,18 @@ func TestDashboardAtScale(t *testing.T) {
 	nsView := "#/topology?namespace=" + nss[3]
 	nsReady := fmt.Sprintf(`!!(window.meshctlDashboard && window.meshctlDashboard.ready > 0 && window.meshctlDashboard.cy.nodes().length === %d)`, perNamespace)
 	timed(nsView, nsReady) // the browser's cold start, and the namespace's first scrape
-	took := timed(nsView, nsReady)
-	measure(t, "dashboard: one namespace's view rendered (10 of 200 workloads)", took.Seconds(), "s", "<= 2")
+	// The median of five loads: 200 pods that just started keep the
+	// node's two cores busy for a while, and one load can land in that.
+	var loads []time.Duration
+	for range 5 {
+		loads = append(loads, timed(nsView, nsReady))
+	}
+	slices.Sort(loads)
+	took := loads[len(loads)/2]
+	t.Logf("one namespace's view: %v (median %s)", loads, took.Round(time.Millisecond))
+	measure(t, "dashboard: one namespace's view rendered (10 of 200 workloads), median of 5", took.Seconds(), "s", "<= 2")
 	if took > 2*time.Second {
-		t.Errorf("one namespace's view took %s to render, want under 2 s", took.Round(time.Millisecond))
+		t.Errorf("one namespace's view took %s to render (median of 5), want under 2 s", took.Round(time.Millisecond))
 	}
 	allReady := fmt.Sprintf(`!!(window.meshctlDashboard && window.meshctlDashboard.ready > 0 && window.meshctlDashboard.cy.nodes().filter(n => n.id().startsWith('dash-scale')).length === %d)`, namespaces*perNamespace)
 	took = timed("#/topology?namespace=", allReady)
