@@ -32,6 +32,11 @@ async function start() {
     showError('config', e.message);
   }
   $('version').textContent = app.config.version ? 'v' + String(app.config.version).replace(/^v/, '') : '';
+  // The page does not wait for the namespace list (a List of every
+  // namespace from the API server): the picker fills when it comes.
+  window.addEventListener('hashchange', route);
+  route();
+  fillNamespaces(app.namespaces);
   try {
     const list = await api('namespaces');
     app.namespaces = Array.isArray(list) ? list : [];
@@ -40,8 +45,6 @@ async function start() {
     showError('namespaces', e.message);
   }
   fillNamespaces(app.namespaces);
-  window.addEventListener('hashchange', route);
-  route();
 }
 
 if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);
