@@ -36,7 +36,7 @@ type dashboardLoad struct{ Name, Target, RPS string }
 func startDashboard(t *testing.T, ns string) string {
 	t.Helper()
 	bin := filepath.Join(cluster.local.RepoDir, "bin", "meshctl")
-	cmd := exec.Command(bin, "dashboard", "-n", ns, "--no-browser", "--port", "0", "--refresh", "3s", "--kubeconfig", cluster.local.Kubeconfig())
+	cmd := exec.Command(bin, "dashboard", "-n", ns, "--no-browser", "--port", "0", "--refresh", "5s", "--kubeconfig", cluster.local.Kubeconfig())
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -161,7 +161,16 @@ func TestDashboardInABrowser(t *testing.T) {
 		t.Errorf("split weights shown %v, want 80 and 20", weights)
 	}
 
-	// The success rate shown against the load generator's own count.
+	// The success rate shown against the load generator's own count, once
+	// it has counted 1,000 requests (web fails every 50th: its count is
+	// 98 % within 0.1 point then, and a 5 s window of 250 within 0.4).
+	eventually(t, "the load generator to count 1,000 requests", 2*time.Minute, func(context.Context) error {
+		if n, _ := loadCounts(t, ns, "load"); n < 1000 {
+			return fmt.Errorf("%d so far", n)
+		}
+		return nil
+	})
+	b.WaitFor(t, "a refresh after that", fmt.Sprintf(`window.meshctlDashboard.ready > %d`, browsertest.Eval[int](t, b, `window.meshctlDashboard.ready`)), 30*time.Second)
 	cell := browsertest.Eval[string](t, b, fmt.Sprintf(`document.querySelector('tr[data-edge-id=%q] td[data-col="success"]').textContent.trim()`, loadEdge))
 	shown, err := strconv.ParseFloat(strings.TrimSuffix(cell, "%"), 64)
 	if err != nil {

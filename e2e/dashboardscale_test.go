@@ -106,27 +106,43 @@ func TestDashboardAtScale(t *testing.T) {
 		b.WaitFor(t, hash, cond, time.Minute)
 		return time.Since(start)
 	}
-	nsView := "#/topology?namespace=" + nss[3]
-	nsReady := fmt.Sprintf(`!!(window.meshctlDashboard && window.meshctlDashboard.ready > 0 && window.meshctlDashboard.cy.nodes().length === %d)`, perNamespace)
-	timed(nsView, nsReady) // the browser's cold start, and the namespace's first scrape
-	// The median of five loads: 200 pods that just started keep the
-	// node's two cores busy for a while, and one load can land in that.
-	var loads []time.Duration
-	for range 5 {
-		loads = append(loads, timed(nsView, nsReady))
+	// switchTo changes the page's route as the namespace picker does and
+	// waits for the next render that satisfies cond.
+	switchTo := func(hash, cond string) time.Duration {
+		t.Helper()
+		r0 := browsertest.Eval[int](t, b, `window.meshctlDashboard.ready`)
+		start := time.Now()
+		browsertest.Eval[string](t, b, fmt.Sprintf(`location.hash = %q`, hash))
+		b.WaitFor(t, hash, fmt.Sprintf(`window.meshctlDashboard.ready > %d && %s`, r0, cond), time.Minute)
+		return time.Since(start)
 	}
-	slices.Sort(loads)
-	took := loads[len(loads)/2]
-	t.Logf("one namespace's view: %v (median %s)", loads, took.Round(time.Millisecond))
+	nsView := "#/topology?namespace=" + nss[3]
+	nsReady := fmt.Sprintf(`window.meshctlDashboard.cy.nodes().length === %d`, perNamespace)
+	allView := "#/topology?namespace="
+	allReady := fmt.Sprintf(`window.meshctlDashboard.cy.nodes().filter(n => n.id().startsWith('dash-scale')).length === %d`, namespaces*perNamespace)
+
+	// A cold page load straight into the namespace: the browser's start,
+	// the page's scripts, the namespace's first scrape.
+	took := timed(nsView, `!!(window.meshctlDashboard && window.meshctlDashboard.ready > 0) && `+nsReady)
+	measure(t, "dashboard: page load into one namespace's view (cold, 10 of 200 workloads)", took.Seconds(), "s", "")
+	took = switchTo(allView, allReady)
+	measure(t, "dashboard: every namespace's view rendered (200 workloads), first visit", took.Seconds(), "s", "")
+	// The namespace view, picked five times from every namespace's: the
+	// median (200 pods that just started keep the node's two cores busy
+	// for a while, and one switch can land in that).
+	var switches []time.Duration
+	for range 5 {
+		switches = append(switches, switchTo(nsView, nsReady))
+		took = switchTo(allView, allReady)
+	}
+	measure(t, "dashboard: every namespace's view rendered (200 workloads)", took.Seconds(), "s", "")
+	slices.Sort(switches)
+	took = switches[len(switches)/2]
+	t.Logf("one namespace's view: %v (median %s)", switches, took.Round(time.Millisecond))
 	measure(t, "dashboard: one namespace's view rendered (10 of 200 workloads), median of 5", took.Seconds(), "s", "<= 2")
 	if took > 2*time.Second {
 		t.Errorf("one namespace's view took %s to render (median of 5), want under 2 s", took.Round(time.Millisecond))
 	}
-	allReady := fmt.Sprintf(`!!(window.meshctlDashboard && window.meshctlDashboard.ready > 0 && window.meshctlDashboard.cy.nodes().filter(n => n.id().startsWith('dash-scale')).length === %d)`, namespaces*perNamespace)
-	took = timed("#/topology?namespace=", allReady)
-	measure(t, "dashboard: every namespace's view rendered (200 workloads), first visit", took.Seconds(), "s", "")
-	took = timed("#/topology?namespace=", allReady)
-	measure(t, "dashboard: every namespace's view rendered (200 workloads)", took.Seconds(), "s", "")
 	before := browsertest.Eval[int](t, b, `window.meshctlDashboard.ready`)
 	b.WaitFor(t, "a refresh of every namespace's view", fmt.Sprintf(`window.meshctlDashboard.ready > %d`, before), 30*time.Second)
 	if p := b.Problems(); len(p) > 0 {
