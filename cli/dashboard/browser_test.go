@@ -38,7 +38,7 @@ func TestPageInARealBrowser(t *testing.T) {
 	}
 	type edge struct {
 		ID, Health, Label string
-		Secured, Split  bool
+		Secured, Split    bool
 	}
 	edges := browsertest.Eval[[]edge](t, b, `window.meshctlDashboard.cy.edges().map(e => ({ID: e.id(), Health: e.data('health'), Label: e.data('label') || '', Secured: !!e.data('secured'), Split: !!e.data('split')}))`)
 	byID := map[string]edge{}

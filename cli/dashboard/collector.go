@@ -148,11 +148,20 @@ func (c *Collector) watch(namespace string) *view {
 func (c *Collector) refresh(ctx context.Context, v *view) error {
 	v.scrape.Lock()
 	defer v.scrape.Unlock()
+	c.mu.Lock()
+	recent := v.graph != nil && c.Now().Sub(v.prevTime) < c.Interval/2
+	c.mu.Unlock()
+	if recent {
+		// Scraped just now (a request and the ticker, or many first
+		// requests at once): rates over a sliver of time are noise.
+		return nil
+	}
+	// The proxies are read during Snapshot: the interval is from its start.
+	now := c.Now()
 	snap, err := c.Source.Snapshot(ctx, v.namespace)
 	if err != nil {
 		return err
 	}
-	now := c.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var interval time.Duration
@@ -162,10 +171,15 @@ func (c *Collector) refresh(ctx context.Context, v *view) error {
 	next := map[string]*proxystats.Sample{}
 	for _, w := range snap.Workloads {
 		for _, p := range w.Pods {
+			key := p.Namespace + "/" + p.Name
 			if p.End == nil {
+				// Unread this time: keep its last sample, or the next
+				// read would count its whole life as one interval.
+				if prev := v.prev[key]; prev != nil {
+					next[key] = prev
+				}
 				continue
 			}
-			key := p.Namespace + "/" + p.Name
 			p.Start = v.prev[key]
 			next[key] = p.End
 		}

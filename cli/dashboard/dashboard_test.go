@@ -362,7 +362,7 @@ func TestTapStreamsEventsAndFailures(t *testing.T) {
 	f.s.taps <- struct{}{}
 	f.s.taps <- struct{}{}
 	f.s.taps <- struct{}{}
-	r2, err := http.Get(srv.URL + "/api/tap?namespace=shop&name=web")
+	r2, err := (&http.Client{Timeout: 5 * time.Second}).Get(srv.URL + "/api/tap?namespace=shop&name=web")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -84,7 +84,10 @@ func (s *Server) identityPage(ctx context.Context, objs *IdentityObjects) *Ident
 }
 
 func (s *Server) healthPage(w http.ResponseWriter, r *http.Request) {
-	s.health.Lock() // one run of the checks at a time
+	if !s.health.TryLock() { // one run of the checks at a time
+		writeError(w, http.StatusTooManyRequests, "the checks are running already: try again when they are done")
+		return
+	}
 	defer s.health.Unlock()
 	results := s.Source.Health(r.Context())
 	writeJSON(w, Health{Passed: healthcheck.Passed(results), Results: results})

@@ -70,8 +70,10 @@ func (s *scaleSource) Workload(context.Context, string, string) (*WorkloadObject
 func (s *scaleSource) ProxyIdentity(context.Context, string, string) (api.IdentityInfo, error) {
 	return api.IdentityInfo{}, nil
 }
-func (s *scaleSource) Identity(context.Context) (*IdentityObjects, error) { return &IdentityObjects{}, nil }
-func (s *scaleSource) Health(context.Context) []healthcheck.Result     { return nil }
+func (s *scaleSource) Identity(context.Context) (*IdentityObjects, error) {
+	return &IdentityObjects{}, nil
+}
+func (s *scaleSource) Health(context.Context) []healthcheck.Result { return nil }
 func (s *scaleSource) Tap(ctx context.Context, _ []tapstream.Pod, _ tapstream.Filter, _ chan<- tapstream.PodEvent, _ func(tapstream.Pod, error)) {
 	<-ctx.Done()
 }

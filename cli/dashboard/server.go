@@ -112,15 +112,33 @@ func (s *Server) Handler() http.Handler {
 		if !slices.Contains(s.hosts, strings.ToLower(r.Host)) {
 			s.Log.Warn("dashboard: request refused: its Host header does not name the dashboard's address (DNS rebinding?)",
 				"host", r.Host, "remote", r.RemoteAddr)
-			writeError(w, http.StatusForbidden, fmt.Sprintf("Host %q is not the dashboard's address: open it as %s", r.Host, s.hosts[0]))
+			msg := fmt.Sprintf("Host %q is not the dashboard's address", r.Host)
+			if len(s.hosts) > 0 {
+				msg += ": open it as " + s.hosts[0]
+			}
+			writeError(w, http.StatusForbidden, msg)
 			return
 		}
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			h.Set("Allow", "GET, HEAD")
+		// Another site's page may send GETs here (an <img>, a no-cors
+		// fetch) even if it cannot read the answers: browsers say where a
+		// request comes from, and only the dashboard's own page is served.
+		if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
+			s.Log.Warn("dashboard: request refused: it comes from another site's page", "sec-fetch-site", site, "origin", r.Header.Get("Origin"))
+			writeError(w, http.StatusForbidden, "requests from other sites' pages are refused")
+			return
+		}
+		if origin := r.Header.Get("Origin"); origin != "" && !slices.Contains(s.hosts, strings.ToLower(strings.TrimPrefix(origin, "http://"))) {
+			s.Log.Warn("dashboard: request refused: its Origin is another site", "origin", origin)
+			writeError(w, http.StatusForbidden, "requests from other sites' pages are refused")
+			return
+		}
+		api := strings.HasPrefix(r.URL.Path, "/api/")
+		if r.Method != http.MethodGet && (r.Method != http.MethodHead || api) {
+			h.Set("Allow", "GET")
 			writeError(w, http.StatusMethodNotAllowed, "the dashboard is read-only: GET only")
 			return
 		}
-		if strings.HasPrefix(r.URL.Path, "/api/") {
+		if api {
 			h.Set("Cache-Control", "no-store")
 		}
 		mux.ServeHTTP(w, r)
@@ -133,7 +151,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if s.hosts == nil {
 		s.hosts = AllowedHosts(ln.Addr())
 	}
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10, BaseContext: func(net.Listener) context.Context { return ctx }}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
