@@ -1,8 +1,6 @@
 package dashboard
 
 import (
-	"net"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,10 +21,7 @@ func TestPageInARealBrowser(t *testing.T) {
 	f.src.tap = []api.TapEvent{{Type: "start", ID: 7, Method: "GET", Path: "/tapped", Direction: "inbound"}, {Type: "end", ID: 7, Status: 503, LatencyMs: 2}}
 	f.src.issuer = f.src.identityIssuer()
 	f.src.issuers["api-v2-77a-ccccc"] = "0ld"
-	srv := httptest.NewServer(f.h)
-	t.Cleanup(srv.Close) // after the browser (cleanups run last first): its tap stream is open
-	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
-	f.s.SetHosts(LoopbackHosts(port))
+	srv := f.serve(t)
 	b := browsertest.New(t, 1400, 900)
 
 	b.Navigate(t, srv.URL+"/#/topology?namespace=shop")
@@ -119,10 +114,7 @@ func TestPageShowsHostileNamesAsText(t *testing.T) {
 	f.src.mu.Unlock()
 	f.scrape(t)
 	f.scrape(t)
-	srv := httptest.NewServer(f.h)
-	t.Cleanup(srv.Close) // after the browser (cleanups run last first): its tap stream is open
-	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
-	f.s.SetHosts(LoopbackHosts(port))
+	srv := f.serve(t)
 	b := browsertest.New(t, 1200, 800)
 	b.Navigate(t, srv.URL+"/#/topology?namespace=shop")
 	b.WaitFor(t, "the graph", `!!(window.meshctlDashboard && window.meshctlDashboard.ready > 0)`, 20*time.Second)

@@ -53,6 +53,18 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
+// serve serves the dashboard on a loopback port, with that port's Host
+// headers allowed, until the test's cleanups (registered before a
+// browser's, it closes after it: an open tap stream would hold it).
+func (f *fixture) serve(t *testing.T) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(f.h)
+	t.Cleanup(srv.Close)
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	f.s.SetHosts(LoopbackHosts(port))
+	return srv
+}
+
 // scrape advances the clock 5s and scrapes shop.
 func (f *fixture) scrape(t *testing.T) {
 	t.Helper()
@@ -320,10 +332,7 @@ func TestHealthPage(t *testing.T) {
 func TestTapStreamsEventsAndFailures(t *testing.T) {
 	f := newFixture(t)
 	f.src.tap = []api.TapEvent{{Type: "start", ID: 1, Method: "GET", Path: "/x"}, {Type: "end", ID: 1, Status: 200, LatencyMs: 1.5}}
-	srv := httptest.NewServer(f.h)
-	defer srv.Close()
-	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
-	f.s.SetHosts(LoopbackHosts(port))
+	srv := f.serve(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/api/tap?namespace=shop&name=web", nil)
