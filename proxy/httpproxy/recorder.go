@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -99,8 +100,13 @@ func (r *recorder) tapEnd() {
 // remembers why reading stopped, and its Close only stops further reads.
 type bodyReader struct {
 	src    io.ReadCloser
-	err    error // only the transport's writer touches it, then the handler after RoundTrip
 	closed atomic.Bool
+	// err is why reading stopped. The transport's body writer sets it and
+	// the handler reads it; an HTTP/2 RoundTrip can return (an early
+	// response, a reset) while that writer is still running, so it is
+	// guarded.
+	mu  sync.Mutex
+	err error
 }
 
 var errBodyClosed = errors.New("read of a request body after the proxy closed it")
@@ -111,7 +117,9 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 	}
 	n, err := b.src.Read(p)
 	if err != nil {
+		b.mu.Lock()
 		b.err = err
+		b.mu.Unlock()
 	}
 	return n, err
 }
@@ -124,5 +132,7 @@ func (b *bodyReader) Close() error {
 
 // incomplete reports whether the client stopped sending its body midway.
 func (b *bodyReader) incomplete() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	return b.err != nil && !errors.Is(b.err, io.EOF) && !errors.Is(b.err, errBodyClosed)
 }
