@@ -325,16 +325,20 @@ func TestResilienceOnTheCluster(t *testing.T) {
 			ejectedAfter.Seconds(), firstErrs, firstReqs, window, errs, reqs, 100*rate, victimHits, ejected)
 		// Consecutive failure accrual ejects after 7 failures in a row; with
 		// two requests in flight one more may fail before the ejection shows.
-		// The time includes polling the client proxy's metrics (250 ms) through
-		// the API server.
-		measure(t, "resilience.ejection_s", ejectedAfter.Seconds(), "s", "<= 3")
+		// That count is the contract (at 200 requests/s it is 35 ms of
+		// traffic). The time is what an operator watching the gauge sees: it
+		// includes polling the client proxy's metrics through the API server
+		// and the kubelet, which on a busy 2-core CI machine took 3.8 s once,
+		// so its bound only catches an ejection that waits for something
+		// (a resync, a probe period), not the polling's jitter.
+		measure(t, "resilience.ejection_s", ejectedAfter.Seconds(), "s", "<= 10")
 		measure(t, "resilience.failures_in_25s_after_ejection", float64(errs), "requests", ">= 99.9 % success")
 		measure(t, "resilience.failures_before_ejection", float64(firstErrs), "requests", "7..9")
 		if firstErrs < 7 || firstErrs > 9 {
 			t.Errorf("%d requests failed before the replica was ejected; the accrual limit is 7 in a row (up to 2 more in flight)", firstErrs)
 		}
-		if ejectedAfter > 3*time.Second {
-			t.Errorf("the replica was ejected %.1f s after it began to fail, want within 3 s (7 failures at 200 requests/s)", ejectedAfter.Seconds())
+		if ejectedAfter > 10*time.Second {
+			t.Errorf("the replica was ejected %.1f s after it began to fail, want within 10 s of polling (7 failures at 200 requests/s take 35 ms)", ejectedAfter.Seconds())
 		}
 		if rate < 0.999 {
 			t.Errorf("success %.3f%% once the replica was out, want at least 99.9%%", 100*rate)
