@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 	"os/exec"
+	"regexp"
 	"runtime"
 	"strconv"
 	"sync"
@@ -23,6 +25,13 @@ import (
 
 // dashboardPort is the dashboard's default port.
 const dashboardPort = 50750
+
+// dashboardTokenEnv names the variable that sets the dashboard's token
+// (scripts that call its API); without it each run makes a new one.
+const dashboardTokenEnv = "MESHCTL_DASHBOARD_TOKEN"
+
+// dashboardToken is what a token given in dashboardTokenEnv must look like.
+var dashboardToken = regexp.MustCompile(`^[A-Za-z0-9._~-]{16,256}$`)
 
 type dashboardOptions struct {
 	kube          kubeOptions
@@ -70,11 +79,18 @@ scraped every --refresh from the namespaces the page shows; time series start
 when the dashboard does and keep an hour.
 
 It listens on 127.0.0.1 and serves only requests addressed to that address
-(a defence against DNS rebinding). With --address 0.0.0.0 anyone who reaches
-the port sees what your credentials see. Stop it with Ctrl-C.`,
+(a defence against DNS rebinding) that carry its token: other users of this
+machine reach 127.0.0.1 too. The address it prints holds the token (a new one
+each run, or $MESHCTL_DASHBOARD_TOKEN); the browser keeps it in a cookie, and
+scripts send "Authorization: Bearer TOKEN". With --address 0.0.0.0 anyone who
+reaches the port and has the token sees what your credentials see. Stop it
+with Ctrl-C.`,
 		Example: `  meshctl dashboard -n demo
   meshctl dashboard -A --no-browser --port 8084
-  curl -s 'http://127.0.0.1:50750/api/graph?namespace=demo&format=dot' | dot -Tsvg > mesh.svg`,
+  export MESHCTL_DASHBOARD_TOKEN=$(head -c 16 /dev/urandom | base64 | tr -d '/+=')
+  meshctl dashboard --no-browser &
+  curl -s -H "Authorization: Bearer $MESHCTL_DASHBOARD_TOKEN" \
+    'http://127.0.0.1:50750/api/graph?namespace=demo&format=dot' | dot -Tsvg > mesh.svg`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := o.validate(); err != nil {
@@ -118,8 +134,14 @@ func runDashboard(ctx context.Context, o *dashboardOptions, stdout, stderr io.Wr
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	collector := &dashboard.Collector{Source: src, Interval: o.refresh, Log: log}
-	server := &dashboard.Server{Collector: collector, Source: src, Namespace: ns, AllNamespaces: o.allNamespaces, Version: version.Version, Log: log}
-	link := dashboardURL(ln.Addr(), ns, o.allNamespaces)
+	token := os.Getenv(dashboardTokenEnv)
+	if token == "" {
+		token = dashboard.NewToken()
+	} else if !dashboardToken.MatchString(token) {
+		return fmt.Errorf("$%s: want at least 16 letters, digits, '-', '_', '.' or '~' (it goes in a URL and a cookie)", dashboardTokenEnv)
+	}
+	server := &dashboard.Server{Collector: collector, Source: src, Namespace: ns, AllNamespaces: o.allNamespaces, Version: version.Version, Log: log, Token: token}
+	link := dashboardURL(ln.Addr(), ns, o.allNamespaces, token)
 	if ip := net.ParseIP(o.address); !ip.IsLoopback() {
 		fmt.Fprintf(stderr, "warning: listening on %s: anyone who reaches this port sees what your Kubernetes credentials see\n", ln.Addr())
 		if ip.IsUnspecified() {
@@ -149,13 +171,14 @@ func runDashboard(ctx context.Context, o *dashboardOptions, stdout, stderr io.Wr
 	return err
 }
 
-// dashboardURL is the address to open: the topology of the namespace.
-func dashboardURL(addr net.Addr, ns string, all bool) string {
+// dashboardURL is the address to open, with the token: the topology of
+// the namespace.
+func dashboardURL(addr net.Addr, ns string, all bool, token string) string {
 	host, port, _ := net.SplitHostPort(addr.String())
 	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
 		host = "127.0.0.1"
 	}
-	u := url.URL{Scheme: "http", Host: net.JoinHostPort(host, port), Path: "/"}
+	u := url.URL{Scheme: "http", Host: net.JoinHostPort(host, port), Path: "/", RawQuery: url.Values{"token": {token}}.Encode()}
 	q := url.Values{}
 	if !all {
 		q.Set("namespace", ns)

@@ -18,9 +18,9 @@ import (
 	"github.com/meshctl/meshctl/cli/healthcheck"
 	"github.com/meshctl/meshctl/cli/proxystats"
 	"github.com/meshctl/meshctl/cli/tapstream"
-	"github.com/meshctl/meshctl/identity/ca"
 	"github.com/meshctl/meshctl/install/podpatch"
 	"github.com/meshctl/meshctl/internal/api"
+	"github.com/meshctl/meshctl/internal/certs"
 	"github.com/meshctl/meshctl/internal/gamma"
 	"github.com/meshctl/meshctl/internal/meshnames"
 	"github.com/meshctl/meshctl/internal/policyapi"
@@ -210,10 +210,11 @@ func (k *kubeSource) Identity(ctx context.Context) (*dashboard.IdentityObjects, 
 	sec, err := client.CoreV1().Secrets(k.controlNS).Get(ctx, meshnames.IssuerSecret, metav1.GetOptions{})
 	if err != nil {
 		objs.IssuerError = err.Error()
-	} else if kp, err := ca.ParseKeyPair(sec.Data[corev1.TLSCertKey], sec.Data[corev1.TLSPrivateKeyKey]); err != nil {
-		objs.IssuerError = err.Error()
+	} else if _, chain, err := certs.ParseRoots(sec.Data[corev1.TLSCertKey]); err != nil {
+		// Only the certificate: the page has no use for the key.
+		objs.IssuerError = fmt.Sprintf("the issuer's certificate: %v", err)
 	} else {
-		objs.Issuer = kp.Cert
+		objs.Issuer = chain[0]
 	}
 	pods, err := meshedPods(ctx, client)
 	if err != nil {

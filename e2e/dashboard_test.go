@@ -25,6 +25,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshctl/meshctl/identity/ca"
+	"github.com/meshctl/meshctl/internal/certs"
 	"github.com/meshctl/meshctl/internal/browsertest"
 )
 
@@ -133,6 +134,7 @@ func TestDashboardInABrowser(t *testing.T) {
 	} else {
 		resp.Body.Close()
 	}
+	token := checkDashboardToken(t, u, ns)
 
 	b := browsertest.New(t, 1400, 900)
 	started := time.Now()
@@ -191,6 +193,13 @@ func TestDashboardInABrowser(t *testing.T) {
 	b.WaitFor(t, "the live tap to fill", `document.querySelectorAll('#tap-table tbody tr td[data-col="status"]').length >= 5`, time.Minute)
 	b.WaitFor(t, "the charts", `!!document.querySelector('#chart-success canvas')`, 30*time.Second)
 	b.Screenshot(t, filepath.Join(cluster.local.RepoDir, "e2e", "reports", "dashboard-workload.png"))
+
+	// The API behind the other pages, on the real cluster; then the pages.
+	checkDashboardAPI(t, u, token, ns, anchor, issuer)
+	b.Navigate(t, strings.SplitN(link, "#", 2)[0]+"#/identity")
+	b.WaitFor(t, "the identity page's issuer", fmt.Sprintf(`[...document.querySelectorAll('tr[data-fingerprint]')].some(tr => tr.dataset.fingerprint === %q)`, certs.Fingerprint(issuer.Cert)), 30*time.Second)
+	b.Navigate(t, strings.SplitN(link, "#", 2)[0]+"#/health")
+	b.WaitFor(t, "the health page's checks", `document.querySelectorAll('[data-category] li[data-result]').length >= 10`, 2*time.Minute)
 	if p := b.Problems(); len(p) > 0 {
 		t.Errorf("the page reported problems: %q", p)
 	}

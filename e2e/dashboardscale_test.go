@@ -96,7 +96,7 @@ func TestDashboardAtScale(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base := "http://" + u.Host + "/"
+	base := "http://" + u.Host + "/?" + u.RawQuery // the token: the page swaps it for a cookie
 	b := browsertest.New(t, 1600, 1000)
 	timed := func(hash, cond string) time.Duration {
 		t.Helper()

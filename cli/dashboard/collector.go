@@ -27,13 +27,18 @@ type Collector struct {
 	Idle time.Duration
 	// MaxViews bounds the namespaces scraped (default 32).
 	MaxViews int
+	// MaxScrapes bounds the namespaces read at once (default 2): the
+	// ticker reads one at a time, but each namespace's first request
+	// reads it at once, and a page may ask for many.
+	MaxScrapes int
 	// Log receives scrape failures.
 	Log *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 
-	mu    sync.Mutex
-	views map[string]*view
+	mu      sync.Mutex
+	views   map[string]*view
+	scrapes chan struct{}
 }
 
 // view is one namespace's ("" every namespace) scrapes.
@@ -64,6 +69,12 @@ func (c *Collector) defaults() {
 	}
 	if c.MaxViews <= 0 {
 		c.MaxViews = 32
+	}
+	if c.MaxScrapes <= 0 {
+		c.MaxScrapes = 2
+	}
+	if c.scrapes == nil {
+		c.scrapes = make(chan struct{}, c.MaxScrapes)
 	}
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
@@ -156,6 +167,12 @@ func (c *Collector) refresh(ctx context.Context, v *view) error {
 		// requests at once): rates over a sliver of time are noise.
 		return nil
 	}
+	select {
+	case c.scrapes <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-c.scrapes }()
 	// The proxies are read during Snapshot: the interval is from its start.
 	now := c.Now()
 	snap, err := c.Source.Snapshot(ctx, v.namespace)

@@ -8,8 +8,10 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/meshctl/meshctl/cli/healthcheck"
+	"github.com/meshctl/meshctl/internal/api"
 	"github.com/meshctl/meshctl/internal/certs"
 )
 
@@ -22,13 +24,42 @@ func certOf(c *x509.Certificate) Cert {
 	return Cert{Subject: c.Subject.String(), Fingerprint: certs.Fingerprint(c), NotBefore: c.NotBefore.UTC(), NotAfter: c.NotAfter.UTC()}
 }
 
+// identityTimeout bounds one identity page's reads.
+const identityTimeout = time.Minute
+
 func (s *Server) identity(w http.ResponseWriter, r *http.Request) {
-	objs, err := s.Source.Identity(r.Context())
-	if err != nil {
-		writeError(w, http.StatusBadGateway, err.Error())
-		return
+	// Requests at the same time share one run: each asks every proxy.
+	// The run is not the first request's: it outlives its cancellation.
+	run := s.identityRuns.DoChan("identity", func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), identityTimeout)
+		defer cancel()
+		objs, err := s.Source.Identity(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return s.identityPage(ctx, objs), nil
+	})
+	select {
+	case <-r.Context().Done():
+	case res := <-run:
+		if res.Err != nil {
+			writeError(w, http.StatusBadGateway, res.Err.Error())
+			return
+		}
+		writeJSON(w, res.Val)
 	}
-	writeJSON(w, s.identityPage(r.Context(), objs))
+}
+
+// proxyIdentity asks a proxy for its certificate, with at most
+// identityConcurrency proxies asked at once across every page answered.
+func (s *Server) proxyIdentity(ctx context.Context, ns, pod string) (api.IdentityInfo, error) {
+	select {
+	case s.proxyReads <- struct{}{}:
+	case <-ctx.Done():
+		return api.IdentityInfo{}, ctx.Err()
+	}
+	defer func() { <-s.proxyReads }()
+	return s.Source.ProxyIdentity(ctx, ns, pod)
 }
 
 // identityPage lists the anchors and the issuer, and asks every meshed
@@ -51,17 +82,14 @@ func (s *Server) identityPage(ctx context.Context, objs *IdentityObjects) *Ident
 		pods = pods[:maxIdentityProxies]
 	}
 	results := make([]ProxyIssuer, len(pods))
-	sem := make(chan struct{}, identityConcurrency)
 	var wg sync.WaitGroup
 	for i, key := range pods {
 		ns, name, _ := strings.Cut(key, "/")
 		wg.Add(1)
-		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
-			defer func() { <-sem }()
 			results[i] = ProxyIssuer{Namespace: ns, Pod: name}
-			id, err := s.Source.ProxyIdentity(ctx, ns, name)
+			id, err := s.proxyIdentity(ctx, ns, name)
 			if err != nil {
 				results[i].Error = err.Error()
 				return

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 )
 
 //go:embed web
@@ -39,6 +41,10 @@ type Server struct {
 	Log *slog.Logger
 	// MaxTaps bounds the live tap streams open at once (default 4).
 	MaxTaps int
+	// Token, when set, is the secret every request must carry (see
+	// TokenCookie): another user of the machine can reach a loopback port
+	// too, and must not see what the dashboard's user sees.
+	Token string
 
 	// hosts are the Host headers served (set by Serve, or by SetHosts).
 	hosts []string
@@ -46,6 +52,12 @@ type Server struct {
 	once  sync.Once
 	// health lets one `check` run at a time.
 	health sync.Mutex
+	// proxyReads bounds the proxies asked for their certificates at once,
+	// across every page being answered.
+	proxyReads chan struct{}
+	// identityRuns shares one identity page's reads between the requests
+	// that ask for it at the same time.
+	identityRuns singleflight.Group
 }
 
 // LoopbackHosts are the Host headers a browser sends for a server on a
@@ -79,6 +91,7 @@ func (s *Server) init() {
 			s.MaxTaps = 4
 		}
 		s.taps = make(chan struct{}, s.MaxTaps)
+		s.proxyReads = make(chan struct{}, identityConcurrency)
 		if s.Log == nil {
 			s.Log = slog.New(slog.DiscardHandler)
 		}
@@ -130,6 +143,9 @@ func (s *Server) Handler() http.Handler {
 		if origin := r.Header.Get("Origin"); origin != "" && !slices.Contains(s.hosts, strings.ToLower(strings.TrimPrefix(origin, "http://"))) {
 			s.Log.Warn("dashboard: request refused: its Origin is another site", "origin", origin)
 			writeError(w, http.StatusForbidden, "requests from other sites' pages are refused")
+			return
+		}
+		if !s.authenticated(w, r) {
 			return
 		}
 		api := strings.HasPrefix(r.URL.Path, "/api/")

@@ -16,6 +16,10 @@ const tapMaxRPS = 50
 // tapMaxPods bounds the pods one page follows.
 const tapMaxPods = 50
 
+// tapWriteTimeout bounds one event's write: a page that stops reading
+// loses its stream (and its slot) instead of holding them.
+const tapWriteTimeout = 10 * time.Second
+
 // tap streams a workload's requests as server-sent events: a default
 // event per tap event (TapEvent JSON), "info" and "failure" events about
 // the streams. At most MaxTaps streams are open at once.
@@ -24,11 +28,6 @@ func (s *Server) tap(w http.ResponseWriter, r *http.Request) {
 	ns, name := q.Get("namespace"), q.Get("name")
 	if !dnsLabel.MatchString(ns) || !dnsLabel.MatchString(name) {
 		writeError(w, http.StatusBadRequest, "give a workload's namespace and name: /api/tap?namespace=NS&name=NAME")
-		return
-	}
-	flusher, ok := w.(http.Flusher)
-	if !ok {
-		writeError(w, http.StatusInternalServerError, "streaming is not supported here")
 		return
 	}
 	if _, err := s.Collector.Graph(r.Context(), ns); err != nil {
@@ -78,19 +77,21 @@ func (s *Server) tap(w http.ResponseWriter, r *http.Request) {
 				}
 			})
 	}()
+	rc := http.NewResponseController(w)
+	deadline := func() { _ = rc.SetWriteDeadline(time.Now().Add(tapWriteTimeout)) }
 	send := func(event string, v any) bool {
 		b, err := json.Marshal(v)
 		if err != nil {
 			return false
 		}
+		deadline()
 		if event != "" {
 			fmt.Fprintf(w, "event: %s\n", event)
 		}
 		if _, err := fmt.Fprintf(w, "data: %s\n\n", b); err != nil {
 			return false
 		}
-		flusher.Flush()
-		return true
+		return rc.Flush() == nil
 	}
 	send("info", map[string]string{"message": fmt.Sprintf("tapping %d pods of %s/%s", len(pods), ns, name)})
 	keepalive := time.NewTicker(15 * time.Second)
@@ -109,10 +110,10 @@ func (s *Server) tap(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		case <-keepalive.C:
-			if _, err := fmt.Fprint(w, ": keepalive\n\n"); err != nil {
+			deadline()
+			if _, err := fmt.Fprint(w, ": keepalive\n\n"); err != nil || rc.Flush() != nil {
 				return
 			}
-			flusher.Flush()
 		}
 	}
 }

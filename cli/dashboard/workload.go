@@ -13,7 +13,8 @@ import (
 )
 
 // maxIdentityReads bounds the proxies asked for their certificate for one
-// page, and identityConcurrency those asked at once.
+// workload page, and identityConcurrency those asked at once by every page
+// together.
 const (
 	maxIdentityReads    = 50
 	identityConcurrency = 8
@@ -91,7 +92,6 @@ func running(pods []corev1.Pod) *corev1.Pod {
 // running pods' certificates from their proxies.
 func (s *Server) podInfos(ctx context.Context, pods []corev1.Pod) []PodInfo {
 	out := make([]PodInfo, len(pods))
-	sem := make(chan struct{}, identityConcurrency)
 	var wg sync.WaitGroup
 	reads := 0
 	for i := range pods {
@@ -106,11 +106,9 @@ func (s *Server) podInfos(ctx context.Context, pods []corev1.Pod) []PodInfo {
 			continue
 		}
 		wg.Add(1)
-		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
-			defer func() { <-sem }()
-			id, err := s.Source.ProxyIdentity(ctx, p.Namespace, p.Name)
+			id, err := s.proxyIdentity(ctx, p.Namespace, p.Name)
 			if err != nil {
 				out[i].IdentityError = err.Error()
 				return
