@@ -25,8 +25,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshctl/meshctl/identity/ca"
-	"github.com/meshctl/meshctl/internal/certs"
 	"github.com/meshctl/meshctl/internal/browsertest"
+	"github.com/meshctl/meshctl/internal/certs"
 )
 
 // dashboardLoad is a load generator of the dashboard's scene.

@@ -179,7 +179,9 @@ func TestProxyReadsAreBoundedAcrossPages(t *testing.T) {
 			recs[i] = get(target)
 		})
 	}
-	eventually(t, "proxies asked", 5*time.Second, func() bool { return entered.Load() == int32(len(targets)) && src.inflight.Load() == identityConcurrency })
+	eventually(t, "proxies asked", 5*time.Second, func() bool {
+		return entered.Load() == int32(len(targets)) && src.inflight.Load() == identityConcurrency
+	})
 	// Six pages want 100 + 3×50 proxies; only 8 at once, for all of them.
 	never(t, "more proxies asked at once than the bound", 200*time.Millisecond, func() bool { return src.maxSeen.Load() > identityConcurrency })
 	if n := src.identityRuns.Load(); n != 1 {
