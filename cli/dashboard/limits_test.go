@@ -180,7 +180,7 @@ func TestProxyReadsAreBoundedAcrossPages(t *testing.T) {
 		})
 	}
 	eventually(t, "proxies asked", 5*time.Second, func() bool {
-		return entered.Load() == int32(len(targets)) && src.inflight.Load() == identityConcurrency
+		return entered.Load() == int32(len(targets)) && src.inflight.Load() >= identityConcurrency
 	})
 	// Six pages want 100 + 3×50 proxies; only 8 at once, for all of them.
 	never(t, "more proxies asked at once than the bound", 200*time.Millisecond, func() bool { return src.maxSeen.Load() > identityConcurrency })
@@ -193,8 +193,8 @@ func TestProxyReadsAreBoundedAcrossPages(t *testing.T) {
 		t.Errorf("%d proxies asked at once, want at most %d", m, identityConcurrency)
 	}
 	// 100 for the shared identity run, 50 for each workload page.
-	if n := src.asks.Load(); n != 100+3*maxIdentityReads {
-		t.Errorf("%d proxies asked, want %d", n, 100+3*maxIdentityReads)
+	if n := src.asks.Load(); n != 100+3*50 {
+		t.Errorf("%d proxies asked, want 250", n)
 	}
 	for i, rec := range recs[:3] {
 		id := decode[Identity](t, rec)
@@ -212,8 +212,8 @@ func TestProxyReadsAreBoundedAcrossPages(t *testing.T) {
 			notRead++
 		}
 	}
-	if len(w.Pods) != 60 || read != maxIdentityReads || notRead != 10 {
-		t.Errorf("web's 60 pods: %d listed, %d certificates read, %d said not read; want 60, %d and 10", len(w.Pods), read, notRead, maxIdentityReads)
+	if len(w.Pods) != 60 || read != 50 || notRead != 10 {
+		t.Errorf("web's 60 pods: %d listed, %d certificates read, %d said not read; want 60, 50 and 10", len(w.Pods), read, notRead)
 	}
 }
 
@@ -246,7 +246,7 @@ func TestFirstScrapesOfManyNamespacesAreBounded(t *testing.T) {
 	for i := range errs {
 		wg.Go(func() { _, errs[i] = c.Graph(context.Background(), fmt.Sprintf("ns-%d", i)) })
 	}
-	eventually(t, "namespaces read", 5*time.Second, func() bool { return src.inflight.Load() == 2 })
+	eventually(t, "namespaces read", 5*time.Second, func() bool { return src.inflight.Load() >= 2 })
 	never(t, "more than 2 namespaces read at once", 200*time.Millisecond, func() bool { return src.maxSeen.Load() > 2 })
 	close(src.gate)
 	wg.Wait()
