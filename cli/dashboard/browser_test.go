@@ -124,3 +124,28 @@ func TestPageShowsHostileNamesAsText(t *testing.T) {
 		t.Error("a name from the cluster became markup")
 	}
 }
+
+// TestTokenLinkInARealBrowser opens the address `meshctl dashboard`
+// prints, with its token, in headless Chromium: the page renders the
+// route in the fragment, the token leaves the address bar, the cookie
+// that replaced it is out of the page's reach (HttpOnly), and later
+// navigations without the token are served.
+func TestTokenLinkInARealBrowser(t *testing.T) {
+	f := newFixture(t)
+	f.s.Token = NewToken()
+	srv := f.serve(t)
+	b := browsertest.New(t, 1200, 800)
+	b.Navigate(t, srv.URL+"/?token="+f.s.Token+"#/topology?namespace=shop")
+	b.WaitFor(t, "the graph", `!!(window.meshctlDashboard && window.meshctlDashboard.ready > 0) && window.meshctlDashboard.cy.nodes().length > 0`, 20*time.Second)
+	if loc := browsertest.Eval[string](t, b, `location.search + location.hash`); loc != "#/topology?namespace=shop" {
+		t.Errorf("the address after the token was taken: %q, want only the route #/topology?namespace=shop", loc)
+	}
+	if c := browsertest.Eval[string](t, b, `document.cookie`); c != "" {
+		t.Errorf("the page's scripts see the cookie %q, want it HttpOnly", c)
+	}
+	b.Navigate(t, srv.URL+"/#/health")
+	b.WaitFor(t, "the health page, with the cookie only", `!!document.querySelector('#health-summary')`, 20*time.Second)
+	if p := b.Problems(); len(p) > 0 {
+		t.Errorf("the page reported problems: %q", p)
+	}
+}
