@@ -179,11 +179,14 @@ func (c *Collector) refresh(ctx context.Context, v *view) error {
 	if err != nil {
 		return err
 	}
+	// Only this view's refresh, serialised by v.scrape, writes prev and
+	// prevTime: the graph is built without holding up other views' readers.
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	prev, prevTime := v.prev, v.prevTime
+	c.mu.Unlock()
 	var interval time.Duration
-	if !v.prevTime.IsZero() {
-		interval = now.Sub(v.prevTime)
+	if !prevTime.IsZero() {
+		interval = now.Sub(prevTime)
 	}
 	next := map[string]*proxystats.Sample{}
 	for _, w := range snap.Workloads {
@@ -192,16 +195,18 @@ func (c *Collector) refresh(ctx context.Context, v *view) error {
 			if p.End == nil {
 				// Unread this time: keep its last sample, or the next
 				// read would count its whole life as one interval.
-				if prev := v.prev[key]; prev != nil {
-					next[key] = prev
+				if last := prev[key]; last != nil {
+					next[key] = last
 				}
 				continue
 			}
-			p.Start = v.prev[key]
+			p.Start = prev[key]
 			next[key] = p.End
 		}
 	}
 	g := buildGraph(v.namespace, snap, interval, now)
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	v.prev, v.prevTime, v.graph, v.snap = next, now, &g, snap
 	if interval > 0 {
 		seen := map[string]bool{}
