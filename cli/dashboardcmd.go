@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"html"
 	"io"
 	"log/slog"
 	"net"
@@ -153,7 +154,15 @@ func runDashboard(ctx context.Context, o *dashboardOptions, stdout, stderr io.Wr
 	fmt.Fprintf(stdout, "meshctl dashboard is at %s\n", link)
 	fmt.Fprintln(stdout, "Press Ctrl-C to stop.")
 	if !o.noBrowser {
-		if err := openBrowser(link); err != nil {
+		// The browser gets a file only this user can read that leads to
+		// the address: the token in a command line would be in every
+		// user's process list.
+		opener, err := launchFile(link)
+		if err == nil {
+			defer os.Remove(opener)
+			err = openBrowser("file://" + opener)
+		}
+		if err != nil {
 			fmt.Fprintf(stderr, "could not open a browser (%v): open the address above\n", err)
 		}
 	}
@@ -201,6 +210,23 @@ func hostsOfInterfaces(port string) []string {
 		}
 	}
 	return out
+}
+
+// launchFile writes a page that sends the browser to link into a new
+// file only this user can read (0600), and returns its path.
+func launchFile(link string) (string, error) {
+	f, err := os.CreateTemp("", "meshctl-dashboard-*.html")
+	if err != nil {
+		return "", err
+	}
+	page := fmt.Sprintf("<!doctype html><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"0;url=%s\"><a href=\"%s\">meshctl dashboard</a>\n",
+		html.EscapeString(link), html.EscapeString(link))
+	if _, err := f.WriteString(page); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), f.Close()
 }
 
 // openBrowser opens link in the user's browser.

@@ -5,6 +5,8 @@ import (
 	"crypto/subtle"
 	"net"
 	"net/http"
+	"net/url"
+	"path"
 	"strings"
 )
 
@@ -34,8 +36,12 @@ func (s *Server) authenticated(w http.ResponseWriter, r *http.Request) bool {
 		return true
 	}
 	name := tokenCookie(r.Host)
-	if c, err := r.Cookie(name); err == nil && s.tokenIs(c.Value) {
-		return true
+	// Every cookie of the name: another origin on this host may plant one
+	// with a narrower path, which the browser sends first.
+	for _, c := range r.CookiesNamed(name) {
+		if s.tokenIs(c.Value) {
+			return true
+		}
 	}
 	if v, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && s.tokenIs(v) {
 		return true
@@ -51,9 +57,10 @@ func (s *Server) authenticated(w http.ResponseWriter, r *http.Request) bool {
 	}
 	http.SetCookie(w, &http.Cookie{Name: name, Value: s.Token, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
 	q.Del("token")
-	u := *r.URL
-	u.RawQuery = q.Encode()
-	http.Redirect(w, r, u.RequestURI(), http.StatusSeeOther)
+	// To this server's own path only: "//evil.example/" would otherwise be
+	// a redirect to another site.
+	to := url.URL{Path: "/" + strings.TrimLeft(path.Clean(r.URL.Path), "/"), RawQuery: q.Encode()}
+	http.Redirect(w, r, to.RequestURI(), http.StatusSeeOther)
 	return false
 }
 

@@ -105,6 +105,24 @@ func TestTokenIsRequired(t *testing.T) {
 	if rec := serve("/", func(r *http.Request) { r.AddCookie(cookies[0]) }); rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "<html") {
 		t.Errorf("the page with the cookie: %d", rec.Code)
 	}
+	if strings.Contains(rec.Body.String(), "<html") {
+		t.Errorf("the redirect also served the page")
+	}
+	// Only to its own path: not to another site.
+	for _, target := range []string{"//evil.example/?token=" + token, "///evil.example/?token=" + token, "/a/../..//evil.example?token=" + token} {
+		rec := serve(target, nil)
+		if loc := rec.Header().Get("Location"); rec.Code != http.StatusSeeOther || !strings.HasPrefix(loc, "/") || strings.HasPrefix(loc, "//") {
+			t.Errorf("GET %s: %d to %q, want 303 to a path of this server", target, rec.Code, loc)
+		}
+	}
+	// A cookie planted first by another origin of the host does not
+	// shadow the real one.
+	if rec := serve("/api/graph", func(r *http.Request) {
+		r.AddCookie(&http.Cookie{Name: "meshctl-dashboard-50750", Value: "junk"})
+		r.AddCookie(cookies[0])
+	}); rec.Code != http.StatusOK {
+		t.Errorf("a planted cookie before the real one: %d, want 200", rec.Code)
+	}
 }
 
 // gatedSource is the shop fixture with 100 meshed pods on the identity
