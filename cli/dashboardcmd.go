@@ -81,9 +81,11 @@ when the dashboard does and keep an hour.
 
 It listens on 127.0.0.1 and serves only requests addressed to that address
 (a defence against DNS rebinding) that carry its token: other users of this
-machine reach 127.0.0.1 too. The address it prints holds the token (a new one
-each run, or $MESHCTL_DASHBOARD_TOKEN); the browser keeps it in a cookie, and
-scripts send "Authorization: Bearer TOKEN". With --address 0.0.0.0 anyone who
+machine reach 127.0.0.1 too. The address it prints holds the token after the
+"#" (a new one each run, or $MESHCTL_DASHBOARD_TOKEN), where the browser never
+sends it; the page keeps it for its tab only (no cookie, which the browser
+would hand to every port of 127.0.0.1), and scripts send "Authorization:
+Bearer TOKEN". With --address 0.0.0.0 anyone who
 reaches the port and has the token sees what your credentials see. Stop it
 with Ctrl-C.`,
 		Example: `  meshctl dashboard -n demo
@@ -139,7 +141,7 @@ func runDashboard(ctx context.Context, o *dashboardOptions, stdout, stderr io.Wr
 	if token == "" {
 		token = dashboard.NewToken()
 	} else if !dashboardToken.MatchString(token) {
-		return fmt.Errorf("$%s: want at least 16 letters, digits, '-', '_', '.' or '~' (it goes in a URL and a cookie)", dashboardTokenEnv)
+		return fmt.Errorf("$%s: want at least 16 letters, digits, '-', '_', '.' or '~' (it goes in a URL and a header)", dashboardTokenEnv)
 	}
 	server := &dashboard.Server{Collector: collector, Source: src, Namespace: ns, AllNamespaces: o.allNamespaces, Version: version.Version, Log: log, Token: token}
 	link := dashboardURL(ln.Addr(), ns, o.allNamespaces, token)
@@ -187,11 +189,13 @@ func dashboardURL(addr net.Addr, ns string, all bool, token string) string {
 	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
 		host = "127.0.0.1"
 	}
-	u := url.URL{Scheme: "http", Host: net.JoinHostPort(host, port), Path: "/", RawQuery: url.Values{"token": {token}}.Encode()}
+	u := url.URL{Scheme: "http", Host: net.JoinHostPort(host, port), Path: "/"}
 	q := url.Values{}
 	if !all {
 		q.Set("namespace", ns)
 	}
+	// In the fragment, which the browser never sends: see dashboard.TokenParam.
+	q.Set(dashboard.TokenParam, token)
 	u.Fragment = "/topology?" + q.Encode()
 	return u.String()
 }

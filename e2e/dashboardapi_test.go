@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -45,14 +46,27 @@ func dashboardAPI(t *testing.T, u *url.URL, token, path string, v any) int {
 	return resp.StatusCode
 }
 
+// dashboardToken is the token in the fragment of the dashboard's
+// address (#/topology?namespace=NS&token=TOKEN).
+func dashboardToken(t *testing.T, u *url.URL) string {
+	t.Helper()
+	_, query, _ := strings.Cut(u.Fragment, "?")
+	q, err := url.ParseQuery(query)
+	if token := q.Get(dashboard.TokenParam); err == nil && len(token) >= 16 {
+		return token
+	}
+	t.Fatalf("the dashboard's address %s carries no token in its fragment", u)
+	return ""
+}
+
 // checkDashboardToken checks that the dashboard at link refuses requests
 // without its token (another user of the machine reaches 127.0.0.1 too)
 // and serves those with it; it returns the token.
 func checkDashboardToken(t *testing.T, u *url.URL, ns string) string {
 	t.Helper()
-	token := u.Query().Get("token")
-	if len(token) < 16 {
-		t.Fatalf("the dashboard's address %s carries no token", u)
+	token := dashboardToken(t, u)
+	if u.RawQuery != "" {
+		t.Errorf("the dashboard's address %s has a query, which browsers send: the token belongs in the fragment", u)
 	}
 	path := "/api/graph?namespace=" + ns
 	for _, bad := range []string{"", token[:len(token)-1], token + "x"} {
@@ -60,8 +74,8 @@ func checkDashboardToken(t *testing.T, u *url.URL, ns string) string {
 			t.Errorf("GET %s with token %q: %d, want 401", path, bad, code)
 		}
 	}
-	if code := dashboardAPI(t, u, "", "/?token=nope", nil); code != http.StatusUnauthorized {
-		t.Errorf("the page with a wrong token: %d, want 401", code)
+	if code := dashboardAPI(t, u, "", path+"&token="+token, nil); code != http.StatusUnauthorized {
+		t.Errorf("GET %s with the token in the query: %d, want 401 (only the header carries it)", path, code)
 	}
 	var g dashboard.Graph
 	if code := dashboardAPI(t, u, token, path, &g); code != http.StatusOK || len(g.Nodes) == 0 {

@@ -3,68 +3,64 @@ package dashboard
 import (
 	"crypto/rand"
 	"crypto/subtle"
-	"net"
 	"net/http"
-	"net/url"
 	"path"
 	"strings"
+	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // NewToken is a random token for Server.Token: 128 random bits, as
 // URL-safe text.
 func NewToken() string { return rand.Text() }
 
-// tokenCookie names the cookie that carries the token for the server at
-// host (a cookie is shared by every port of a host, so the port is in the
-// name: two dashboards do not log each other out).
-func tokenCookie(host string) string {
-	_, port, err := net.SplitHostPort(host)
-	if err != nil || port == "" {
-		port = "80"
-	}
-	return "meshctl-dashboard-" + port
-}
+// TokenParam is the fragment parameter that carries the token in the
+// address `meshctl dashboard` prints (http://127.0.0.1:50750/#/topology?token=…).
+// A fragment never leaves the browser: not in a request, a server's log or
+// a Referer. The page keeps the token in its tab's sessionStorage, which
+// belongs to the dashboard's origin alone, and sends it as
+// "Authorization: Bearer". There is no cookie: a browser sends the cookies
+// of 127.0.0.1 to every port of 127.0.0.1, another user's server included.
+const TokenParam = "token"
 
-// authenticated reports whether r carries the server's Token: in its
-// cookie, in an "Authorization: Bearer" header (scripts), or as the
-// token query parameter. A page opened with the parameter (the address
-// `meshctl dashboard` prints) gets the cookie and is sent to the same
-// address without it, out of the address bar. Otherwise it answers 401 and
-// returns false. Without a Token every request is authenticated.
+// refusalLogEvery spaces the warnings about refused requests: a client
+// that retries in a loop gets one line per interval, not one per request.
+const refusalLogEvery = 10 * time.Second
+
+// authenticated reports whether r may be answered. The page's own files
+// (the HTML, scripts and styles embedded in the binary) are public; the
+// API answers only a request with "Authorization: Bearer TOKEN". Otherwise
+// it answers 401 and returns false. Without a Token every request is
+// authenticated.
 func (s *Server) authenticated(w http.ResponseWriter, r *http.Request) bool {
-	if s.Token == "" {
+	if s.Token == "" || !isAPIPath(r.URL.Path) {
 		return true
-	}
-	name := tokenCookie(r.Host)
-	// Every cookie of the name: another origin on this host may plant one
-	// with a narrower path, which the browser sends first.
-	for _, c := range r.CookiesNamed(name) {
-		if s.tokenIs(c.Value) {
-			return true
-		}
 	}
 	if v, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && s.tokenIs(v) {
 		return true
 	}
-	q := r.URL.Query()
-	if !s.tokenIs(q.Get("token")) {
-		s.Log.Warn("dashboard: request refused: it carries no valid token", "path", r.URL.Path, "remote", r.RemoteAddr)
-		writeError(w, http.StatusUnauthorized, "this dashboard needs its token: open the address `meshctl dashboard` printed, or send \"Authorization: Bearer TOKEN\"")
-		return false
-	}
-	if strings.HasPrefix(r.URL.Path, "/api/") {
-		return true
-	}
-	http.SetCookie(w, &http.Cookie{Name: name, Value: s.Token, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
-	q.Del("token")
-	// To this server's own path only: "//evil.example/" would otherwise be
-	// a redirect to another site.
-	to := url.URL{Path: "/" + strings.TrimLeft(path.Clean(r.URL.Path), "/"), RawQuery: q.Encode()}
-	http.Redirect(w, r, to.RequestURI(), http.StatusSeeOther)
+	s.refused.Add(1)
+	s.refusalLog.Do(func() {
+		s.Log.Warn("dashboard: API request refused: it carries no valid token (\"Authorization: Bearer TOKEN\")",
+			"path", r.URL.Path, "remote", r.RemoteAddr, "refused_so_far", s.refused.Load())
+	})
+	writeError(w, http.StatusUnauthorized, "this dashboard needs its token: open the address `meshctl dashboard` printed "+
+		"(the token is in the part after #), or send \"Authorization: Bearer TOKEN\"")
 	return false
+}
+
+// isAPIPath reports whether p is, or cleans to, a path under /api (the
+// mux sends "//api/x" and "/./api/x" there).
+func isAPIPath(p string) bool {
+	c := path.Clean("/" + p)
+	return c == "/api" || strings.HasPrefix(c, "/api/")
 }
 
 // tokenIs compares in constant time.
 func (s *Server) tokenIs(v string) bool {
 	return v != "" && subtle.ConstantTimeCompare([]byte(v), []byte(s.Token)) == 1
 }
+
+// newRefusalLog is the limiter of refusal warnings.
+func newRefusalLog() *rate.Sometimes { return &rate.Sometimes{Interval: refusalLogEvery} }

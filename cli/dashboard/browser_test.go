@@ -1,9 +1,13 @@
 package dashboard
 
 import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -126,26 +130,70 @@ func TestPageShowsHostileNamesAsText(t *testing.T) {
 }
 
 // TestTokenLinkInARealBrowser opens the address `meshctl dashboard`
-// prints, with its token, in headless Chromium: the page renders the
-// route in the fragment, the token leaves the address bar, the cookie
-// that replaced it is out of the page's reach (HttpOnly), and later
-// navigations without the token are served.
+// prints, with its token in the fragment, in headless Chromium: the page
+// renders the route, the token leaves the address bar, no cookie is set,
+// the API and the live tap (a fetch stream, as an EventSource cannot send
+// the header) work with the token from the tab's storage, another server
+// on another port of 127.0.0.1 gets neither the token nor a cookie, and a
+// browser without the token is told where to find it.
 func TestTokenLinkInARealBrowser(t *testing.T) {
 	f := newFixture(t)
 	f.s.Token = NewToken()
+	f.src.tap = []api.TapEvent{{Type: "start", ID: 9, Method: "GET", Path: "/with-token", Direction: "inbound"}, {Type: "end", ID: 9, Status: 201, LatencyMs: 1}}
 	srv := f.serve(t)
+	// Another user's server on another port of the same address.
+	var seen struct {
+		sync.Mutex
+		requests int
+		headers  []string
+	}
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen.Lock()
+		seen.requests++
+		for _, h := range []string{"Cookie", "Authorization"} {
+			if v := r.Header.Get(h); v != "" {
+				seen.headers = append(seen.headers, h+": "+v)
+			}
+		}
+		seen.Unlock()
+		fmt.Fprint(w, "<!doctype html><title>another server</title>")
+	}))
+	t.Cleanup(other.Close)
+
 	b := browsertest.New(t, 1200, 800)
-	b.Navigate(t, srv.URL+"/?token="+f.s.Token+"#/topology?namespace=shop")
+	b.Navigate(t, srv.URL+"/#/topology?namespace=shop&token="+f.s.Token)
 	b.WaitFor(t, "the graph", `!!(window.meshctlDashboard && window.meshctlDashboard.ready > 0) && window.meshctlDashboard.cy.nodes().length > 0`, 20*time.Second)
 	if loc := browsertest.Eval[string](t, b, `location.search + location.hash`); loc != "#/topology?namespace=shop" {
 		t.Errorf("the address after the token was taken: %q, want only the route #/topology?namespace=shop", loc)
 	}
 	if c := browsertest.Eval[string](t, b, `document.cookie`); c != "" {
-		t.Errorf("the page's scripts see the cookie %q, want it HttpOnly", c)
+		t.Errorf("the page has cookies %q, want none", c)
 	}
+	b.Navigate(t, srv.URL+"/#/workload/shop/web")
+	b.WaitFor(t, "the live tap, with the token from the tab's storage",
+		`[...document.querySelectorAll('#tap-table tbody tr td[data-col="path"]')].some(td => td.textContent === '/with-token')`, 20*time.Second)
 	b.Navigate(t, srv.URL+"/#/health")
-	b.WaitFor(t, "the health page, with the cookie only", `!!document.querySelector('#health-summary')`, 20*time.Second)
+	b.WaitFor(t, "the health page", `!!document.querySelector('#health-summary')`, 20*time.Second)
 	if p := b.Problems(); len(p) > 0 {
 		t.Errorf("the page reported problems: %q", p)
 	}
+
+	// The same tab goes to the other port: that server sees no token and
+	// no cookie, and its scripts cannot read the dashboard's storage.
+	b.Navigate(t, other.URL+"/")
+	b.WaitFor(t, "the other server's page", `document.title === 'another server'`, 10*time.Second)
+	if v := browsertest.Eval[string](t, b, `String(sessionStorage.getItem('meshctl-dashboard-token')) + ' ' + document.cookie`); strings.Contains(v, f.s.Token) {
+		t.Errorf("another port's page reads the token: %q", v)
+	}
+	seen.Lock()
+	if seen.requests == 0 || len(seen.headers) > 0 {
+		t.Errorf("the server on another port got %d requests with %q, want requests with neither a cookie nor the token", seen.requests, seen.headers)
+	}
+	seen.Unlock()
+
+	// A browser that never had the token: the page loads and says why
+	// it shows nothing.
+	b2 := browsertest.New(t, 1200, 800)
+	b2.Navigate(t, srv.URL+"/#/topology?namespace=shop")
+	b2.WaitFor(t, "the banner naming the token", `!document.getElementById('error-banner').hidden && document.getElementById('error-list').textContent.includes('needs its token')`, 20*time.Second)
 }

@@ -14,9 +14,11 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/singleflight"
+	"golang.org/x/time/rate"
 )
 
 //go:embed web
@@ -41,9 +43,10 @@ type Server struct {
 	Log *slog.Logger
 	// MaxTaps bounds the live tap streams open at once (default 4).
 	MaxTaps int
-	// Token, when set, is the secret every request must carry (see
-	// TokenCookie): another user of the machine can reach a loopback port
-	// too, and must not see what the dashboard's user sees.
+	// Token, when set, is the secret every API request must carry as
+	// "Authorization: Bearer" (see TokenParam): another user of the
+	// machine can reach a loopback port too, and must not see what the
+	// dashboard's user sees.
 	Token string
 
 	// hosts are the Host headers served (set by Serve, or by SetHosts).
@@ -58,6 +61,10 @@ type Server struct {
 	// identityRuns shares one identity page's reads between the requests
 	// that ask for it at the same time.
 	identityRuns singleflight.Group
+	// refused counts the API requests refused for want of the token;
+	// refusalLog spaces their warnings.
+	refused    atomic.Int64
+	refusalLog *rate.Sometimes
 }
 
 // LoopbackHosts are the Host headers a browser sends for a server on a
@@ -92,6 +99,7 @@ func (s *Server) init() {
 		}
 		s.taps = make(chan struct{}, s.MaxTaps)
 		s.proxyReads = make(chan struct{}, identityConcurrency)
+		s.refusalLog = newRefusalLog()
 		if s.Log == nil {
 			s.Log = slog.New(slog.DiscardHandler)
 		}

@@ -31,6 +31,43 @@ export function setupBanner() {
   $('error-dismiss').addEventListener('click', clearAllErrors);
 }
 
+// ---------------------------------------------------------------- token
+
+// The token the API wants arrives in the address's fragment
+// (#/topology?token=…), which the browser never sends anywhere. It is kept
+// in this tab's sessionStorage, which belongs to this origin alone (scheme,
+// host and port: unlike a cookie, another server on another port of
+// 127.0.0.1 never sees it), and is sent as "Authorization: Bearer".
+const TOKEN_KEY = 'meshctl-dashboard-token';
+let token = '';
+
+// takeToken moves a token from the fragment to sessionStorage and takes it
+// out of the address bar and the history. Called once, before routing.
+export function takeToken() {
+  const h = location.hash;
+  const qi = h.indexOf('?');
+  const params = new URLSearchParams(qi >= 0 ? h.slice(qi + 1) : h.replace(/^#/, ''));
+  const given = params.get('token');
+  if (given) {
+    token = given;
+    try { sessionStorage.setItem(TOKEN_KEY, given); } catch (_) { /* storage off: this page only */ }
+    params.delete('token');
+    const rest = params.toString();
+    let route = qi >= 0 ? h.slice(0, qi) : '#/';
+    if (route === '#' || route === '') route = '#/';
+    history.replaceState(null, '', location.pathname + location.search + route + (rest ? '?' + rest : ''));
+    return;
+  }
+  try { token = sessionStorage.getItem(TOKEN_KEY) || ''; } catch (_) { token = ''; }
+}
+
+// authHeaders are the headers that carry the token.
+export function authHeaders(extra) {
+  const h = Object.assign({}, extra);
+  if (token) h.Authorization = 'Bearer ' + token;
+  return h;
+}
+
 // ---------------------------------------------------------------- API
 
 export class APIError extends Error {
@@ -42,7 +79,7 @@ export async function api(path, params, signal) {
   const url = apiURL(path, params);
   let resp;
   try {
-    resp = await fetch(url, { signal, headers: { Accept: 'application/json' }, cache: 'no-store' });
+    resp = await fetch(url, { signal, headers: authHeaders({ Accept: 'application/json' }), cache: 'no-store' });
   } catch (e) {
     if (e.name === 'AbortError') throw e;
     throw new APIError(`${path}: the dashboard server did not answer (${e.message})`, 0);

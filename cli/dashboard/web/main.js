@@ -11,7 +11,7 @@
 // topology.js, workload.js (charts.js, tap.js), identity.js, health.js: the pages
 
 import { $ } from './dom.js';
-import { api, clearError, setupBanner, showError } from './api.js';
+import { api, clearError, setupBanner, showError, takeToken } from './api.js';
 import { HealthPage } from './health.js';
 import { IdentityPage } from './identity.js';
 import { fillNamespaces, route, setPages, setupHeader } from './router.js';
@@ -22,6 +22,7 @@ import { WorkloadPage } from './workload.js';
 setPages({ topology: TopologyPage, workload: WorkloadPage, identity: IdentityPage, health: HealthPage });
 
 async function start() {
+  takeToken();
   setupBanner();
   setupHeader();
   try {

@@ -1,7 +1,7 @@
 // meshctl dashboard: the live tap of a workload (server-sent events).
 
 import { el, table, td } from './dom.js';
-import { apiURL, clearError, showError } from './api.js';
+import { apiURL, authHeaders, clearError, showError } from './api.js';
 import { fmtClock, fmtMsNum, isNum, parseJSON } from './format.js';
 
 const TAP_MAX_ROWS = 500;
@@ -21,7 +21,7 @@ export class Tap {
     this.paused = false;
     this.skipped = 0;
     this.dropped = 0;
-    this.es = null;
+    this.ac = null;
 
     this.pathInput = el('input', { type: 'text', id: 'tap-path', placeholder: '/prefix', spellcheck: 'false', autocomplete: 'off' });
     this.methodSelect = el('select', { id: 'tap-method' }, METHODS.map((m) => el('option', { value: m, text: m || 'any' })));
@@ -79,68 +79,66 @@ export class Tap {
     this.byKey.clear();
     this.renderNow();
     this.messages.replaceChildren();
-    if (typeof EventSource !== 'function') {
-      this.setState('this browser has no EventSource');
-      return;
-    }
-    const url = this.url();
-    this.currentURL = url;
-    const es = new EventSource(url);
-    this.es = es;
-    this.setState('connecting…');
-    // Request IDs may start again on a new connection: the key has the
-    // connection's number.
-    es.onopen = () => {
-      if (this.es !== es) return;
-      this.conn = (this.conn || 0) + 1;
-      clearError('tap');
-      this.setState('streaming');
-    };
-    es.onmessage = (ev) => { if (this.es === es) this.onEvent(ev.data); };
-    es.addEventListener('info', (ev) => {
-      if (this.es !== es) return;
-      const d = parseJSON(ev.data);
-      this.message('info', d && d.message !== undefined ? String(d.message) : String(ev.data));
-    });
-    es.addEventListener('failure', (ev) => {
-      if (this.es !== es) return;
-      const d = parseJSON(ev.data);
-      this.message('failure', d ? `${d.pod || '?'}: ${d.error || ''}` : String(ev.data));
-    });
-    es.onerror = () => {
-      if (this.es !== es) return;
-      if (es.readyState === EventSource.CLOSED) {
-        this.setState('stopped');
-        this.explainFailure(url);
-      } else {
-        this.setState('disconnected, reconnecting…');
-      }
-    };
+    this.connect(this.url());
   }
 
-  // explainFailure: EventSource hides a refused stream's answer, so ask
-  // once more with fetch to show the server's {"error"}.
-  async explainFailure(url) {
+  // connect reads the stream of server-sent events with fetch (an
+  // EventSource cannot send the token's header). Like an EventSource it
+  // connects again 3 s after a stream ends or breaks; a refused stream
+  // (401, 404, 429, 502) is shown and not asked again.
+  async connect(url) {
     const ac = new AbortController();
+    this.ac = ac;
+    this.setState('connecting…');
+    let resp;
     try {
-      const resp = await fetch(url, { signal: ac.signal, cache: 'no-store' });
-      if (!resp.ok) {
-        const body = parseJSON(await resp.text());
-        showError('tap', `tap: ${resp.status} ${body && body.error ? body.error : resp.statusText}`);
-      } else {
-        showError('tap', 'tap: the stream ended');
-      }
+      resp = await fetch(url, { signal: ac.signal, cache: 'no-store', headers: authHeaders({ Accept: 'text/event-stream' }) });
     } catch (e) {
-      showError('tap', 'tap: the dashboard server did not answer');
-    } finally {
-      ac.abort();
+      this.retry(url, ac);
+      return;
+    }
+    if (this.ac !== ac) { ac.abort(); return; }
+    if (!resp.ok || !resp.body) {
+      const body = parseJSON(await resp.text().catch(() => ''));
+      showError('tap', `tap: ${resp.status} ${body && body.error ? body.error : resp.statusText}`);
+      this.setState('stopped');
+      this.ac = null;
+      return;
+    }
+    // Request IDs may start again on a new connection: the key has the
+    // connection's number.
+    this.conn = (this.conn || 0) + 1;
+    clearError('tap');
+    this.setState('streaming');
+    try {
+      await readEvents(resp.body, (event, data) => { if (this.ac === ac) this.dispatch(event, data); });
+    } catch (_) { /* broken or aborted: see below */ }
+    this.retry(url, ac);
+  }
+
+  retry(url, ac) {
+    if (this.ac !== ac || this.stopped) return;
+    this.setState('disconnected, reconnecting…');
+    this.retryTimer = setTimeout(() => { if (this.ac === ac && !this.stopped) this.connect(url); }, 3000);
+  }
+
+  dispatch(event, data) {
+    if (event === 'info') {
+      const d = parseJSON(data);
+      this.message('info', d && d.message !== undefined ? String(d.message) : String(data));
+    } else if (event === 'failure') {
+      const d = parseJSON(data);
+      this.message('failure', d ? `${d.pod || '?'}: ${d.error || ''}` : String(data));
+    } else if (event === 'message') {
+      this.onEvent(data);
     }
   }
 
   stop() {
     this.stopped = true;
-    if (this.es) this.es.close();
-    this.es = null;
+    clearTimeout(this.retryTimer);
+    if (this.ac) this.ac.abort();
+    this.ac = null;
   }
 
   setState(s) { this.connState = s; this.showState(); }
@@ -255,5 +253,45 @@ export class Tap {
       tbody.replaceChildren(...rows);
       this.table.classList.remove('no-rows');
     }
+  }
+}
+
+// readEvents reads a text/event-stream body and calls on(event, data) for
+// each event ("message" when it names none), as an EventSource would:
+// lines end with LF, CR LF or CR; "data:" lines join with LF; a blank line
+// ends an event; lines starting with ":" are comments.
+export async function readEvents(body, on) {
+  const reader = body.getReader();
+  const decoder = new TextDecoder();
+  let buf = '';
+  let event = '';
+  let data = [];
+  const line = (l) => {
+    if (l === '') {
+      if (data.length) on(event || 'message', data.join('\n'));
+      event = '';
+      data = [];
+      return;
+    }
+    if (l.startsWith(':')) return;
+    const ci = l.indexOf(':');
+    const field = ci >= 0 ? l.slice(0, ci) : l;
+    let value = ci >= 0 ? l.slice(ci + 1) : '';
+    if (value.startsWith(' ')) value = value.slice(1);
+    if (field === 'event') event = value;
+    else if (field === 'data') data.push(value);
+  };
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return;
+    buf += decoder.decode(value, { stream: true });
+    for (;;) {
+      const m = /\r\n|\r|\n/.exec(buf);
+      // A CR at the end may be the first half of CR LF: wait for more.
+      if (!m || (m[0] === '\r' && m.index === buf.length - 1)) break;
+      line(buf.slice(0, m.index));
+      buf = buf.slice(m.index + m[0].length);
+    }
+    if (buf.length > 1 << 20) throw new Error('an event of over 1 MiB');
   }
 }
