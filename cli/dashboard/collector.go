@@ -51,6 +51,7 @@ type view struct {
 	// The fields below are guarded by Collector.mu.
 	asked    time.Time
 	prev     map[string]*proxystats.Sample // by "namespace/pod"
+	prevAt   map[string]time.Time          // when each of prev was read
 	prevTime time.Time
 	graph    *Graph
 	snap     *Snapshot
@@ -182,32 +183,40 @@ func (c *Collector) refresh(ctx context.Context, v *view) error {
 	// Only this view's refresh, serialised by v.scrape, writes prev and
 	// prevTime: the graph is built without holding up other views' readers.
 	c.mu.Lock()
-	prev, prevTime := v.prev, v.prevTime
+	prev, prevAt, prevTime := v.prev, v.prevAt, v.prevTime
 	c.mu.Unlock()
 	var interval time.Duration
 	if !prevTime.IsZero() {
 		interval = now.Sub(prevTime)
 	}
-	next := map[string]*proxystats.Sample{}
+	next, nextAt := map[string]*proxystats.Sample{}, map[string]time.Time{}
 	for _, w := range snap.Workloads {
 		for _, p := range w.Pods {
 			key := p.Namespace + "/" + p.Name
+			last, lastAt := prev[key], prevAt[key]
 			if p.End == nil {
 				// Unread this time: keep its last sample, or the next
 				// read would count its whole life as one interval.
-				if last := prev[key]; last != nil {
-					next[key] = last
+				if last != nil {
+					next[key], nextAt[key] = last, lastAt
 				}
 				continue
 			}
-			p.Start = prev[key]
-			next[key] = p.End
+			p.Start = last
+			if last != nil && lastAt.Before(prevTime) && now.After(lastAt) {
+				// Its last read is older than the window's start (a read
+				// failed in between): what it counted since then spans
+				// more than this window, so the window's start is
+				// estimated, or its rate would be counted too high.
+				p.Start = proxystats.Interpolate(last, p.End, float64(prevTime.Sub(lastAt))/float64(now.Sub(lastAt)))
+			}
+			next[key], nextAt[key] = p.End, now
 		}
 	}
 	g := buildGraph(v.namespace, snap, interval, now)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	v.prev, v.prevTime, v.graph, v.snap = next, now, &g, snap
+	v.prev, v.prevAt, v.prevTime, v.graph, v.snap = next, nextAt, now, &g, snap
 	if interval > 0 {
 		seen := map[string]bool{}
 		for _, n := range g.Nodes {

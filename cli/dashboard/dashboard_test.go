@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -165,6 +166,28 @@ func TestFailingProxyIsReportedAndOthersShown(t *testing.T) {
 	}
 	if edgeByID(g, "shop/load>shop/web") == nil {
 		t.Error("the other edges are gone")
+	}
+}
+
+// TestRateAfterAFailedReadIsNotDoubled: a proxy unread for one scrape
+// counted two intervals' requests by the next; its rate is still what it
+// served per second (load sends web 100 requests every 5 s scrape: 20/s),
+// and its success rate and totals are unchanged.
+func TestRateAfterAFailedReadIsNotDoubled(t *testing.T) {
+	f := newFixture(t)
+	f.src.failing = "load-7d9f-abcde"
+	f.scrape(t)
+	f.src.failing = ""
+	f.scrape(t)
+	g := decode[Graph](t, f.get(t, "/api/graph"))
+	e := edgeByID(g, "shop/load>shop/web")
+	if e == nil || math.Abs(e.RPS-20) > 0.01 || e.SuccessRate == nil || math.Abs(*e.SuccessRate-0.98) > 1e-9 || e.Requests != 400 {
+		t.Fatalf("load→web after a failed read: %+v, want 20 requests/s, 98%% success, 400 in all", e)
+	}
+	// And the scrape after that is an ordinary one.
+	f.scrape(t)
+	if e := edgeByID(decode[Graph](t, f.get(t, "/api/graph")), "shop/load>shop/web"); e == nil || math.Abs(e.RPS-20) > 0.01 {
+		t.Fatalf("load→web on the next scrape: %+v, want 20 requests/s", e)
 	}
 }
 

@@ -154,6 +154,37 @@ func Delta(start, end *Sample) *Sample {
 	return d
 }
 
+// Interpolate estimates the sample the proxy showed at the fraction frac
+// (0..1) of the time from start to end, its counters growing evenly in
+// between: the Start of a window that begins after start was taken (the
+// proxy's read at the window's beginning failed). A proxy that restarted
+// in between has no such estimate: start is returned, and Delta counts
+// end whole.
+func Interpolate(start, end *Sample, frac float64) *Sample {
+	if start == nil || restarted(start, end) || frac <= 0 {
+		return start
+	}
+	frac = min(frac, 1)
+	at := func(a, b float64) float64 { return a + (b-a)*frac }
+	s := &Sample{Started: end.Started, Responses: map[Series]float64{}, Latency: map[Series]Histogram{}, OpenConns: start.OpenConns, Plaintext: start.Plaintext}
+	for k, v := range end.Responses {
+		s.Responses[k] = at(start.Responses[k], v)
+	}
+	for k, h := range end.Latency {
+		prev, ok := start.Latency[k]
+		out := Histogram{Bounds: h.Bounds, Counts: make([]float64, len(h.Counts))}
+		for i, c := range h.Counts {
+			if ok && len(prev.Counts) == len(h.Counts) {
+				out.Counts[i] = at(prev.Counts[i], c)
+			} else {
+				out.Counts[i] = at(0, c)
+			}
+		}
+		s.Latency[k] = out
+	}
+	return s
+}
+
 func restarted(start, end *Sample) bool {
 	if start.Started != 0 && end.Started != 0 && start.Started != end.Started {
 		return true
