@@ -97,6 +97,10 @@ func TestTokenIsRequired(t *testing.T) {
 		{"the bearer", "/api/graph", bearer(token), http.StatusOK},
 		{"the bearer, the tap of nothing", "/api/tap?namespace=shop&name=nothing", bearer(token), http.StatusNotFound},
 		{"the token, but another Host", "/api/graph", func(r *http.Request) { bearer(token)(r); r.Host = "evil.example:50750" }, http.StatusForbidden},
+		// The Host is checked first: a rebound name learns nothing, not
+		// even that a token is wanted.
+		{"another Host, no token", "/api/graph", func(r *http.Request) { r.Host = "evil.example:50750" }, http.StatusForbidden},
+		{"another Host, the page", "/", func(r *http.Request) { r.Host = "evil.example:50750" }, http.StatusForbidden},
 	} {
 		if rec := serve(c.target, c.edit); rec.Code != c.want {
 			t.Errorf("%s: GET %s: %d, want %d", c.name, c.target, rec.Code, c.want)
@@ -139,16 +143,24 @@ func TestTokenIsRequired(t *testing.T) {
 type gatedSource struct {
 	*fixtureSource
 	gate               chan struct{}
-	inflight, maxSeen  atomic.Int32
+	proxies            gauge
 	identityRuns, asks atomic.Int32
+}
+
+// gauge counts what is under way, and the most at once.
+type gauge struct{ now, max atomic.Int32 }
+
+// enter counts one more under way until the returned func is called.
+func (g *gauge) enter() (leave func()) {
+	n := g.now.Add(1)
+	for m := g.max.Load(); n > m && !g.max.CompareAndSwap(m, n); m = g.max.Load() {
+	}
+	return func() { g.now.Add(-1) }
 }
 
 func (g *gatedSource) ProxyIdentity(ctx context.Context, ns, pod string) (api.IdentityInfo, error) {
 	g.asks.Add(1)
-	n := g.inflight.Add(1)
-	defer g.inflight.Add(-1)
-	for m := g.maxSeen.Load(); n > m && !g.maxSeen.CompareAndSwap(m, n); m = g.maxSeen.Load() {
-	}
+	defer g.proxies.enter()()
 	select {
 	case <-g.gate:
 	case <-ctx.Done():
@@ -206,17 +218,18 @@ func TestProxyReadsAreBoundedAcrossPages(t *testing.T) {
 		})
 	}
 	eventually(t, "proxies asked", 5*time.Second, func() bool {
-		return entered.Load() == int32(len(targets)) && src.inflight.Load() >= identityConcurrency
+		return entered.Load() == int32(len(targets)) && src.proxies.now.Load() >= 8
 	})
-	// Six pages want 100 + 3×50 proxies; only 8 at once, for all of them.
-	never(t, "more proxies asked at once than the bound", 200*time.Millisecond, func() bool { return src.maxSeen.Load() > identityConcurrency })
+	// Six pages want 100 + 3×50 proxies; only 8 at once, for all of them
+	// (the number the README gives).
+	never(t, "more proxies asked at once than the bound", 200*time.Millisecond, func() bool { return src.proxies.max.Load() > 8 })
 	if n := src.identityRuns.Load(); n != 1 {
 		t.Errorf("three identity pages at once read the identity %d times, want once (one run shared)", n)
 	}
 	close(src.gate)
 	wg.Wait()
-	if m := src.maxSeen.Load(); m > identityConcurrency {
-		t.Errorf("%d proxies asked at once, want at most %d", m, identityConcurrency)
+	if m := src.proxies.max.Load(); m != 8 {
+		t.Errorf("%d proxies asked at once at most, want 8", m)
 	}
 	// 100 for the shared identity run, 50 for each workload page.
 	if n := src.asks.Load(); n != 100+3*50 {
@@ -247,15 +260,12 @@ func TestProxyReadsAreBoundedAcrossPages(t *testing.T) {
 // test's gate, counting those under way.
 type gatedSnapshots struct {
 	*fixtureSource
-	gate              chan struct{}
-	inflight, maxSeen atomic.Int32
+	gate  chan struct{}
+	reads gauge
 }
 
 func (g *gatedSnapshots) Snapshot(ctx context.Context, ns string) (*Snapshot, error) {
-	n := g.inflight.Add(1)
-	defer g.inflight.Add(-1)
-	for m := g.maxSeen.Load(); n > m && !g.maxSeen.CompareAndSwap(m, n); m = g.maxSeen.Load() {
-	}
+	defer g.reads.enter()()
 	select {
 	case <-g.gate:
 	case <-ctx.Done():
@@ -272,8 +282,8 @@ func TestFirstScrapesOfManyNamespacesAreBounded(t *testing.T) {
 	for i := range errs {
 		wg.Go(func() { _, errs[i] = c.Graph(context.Background(), fmt.Sprintf("ns-%d", i)) })
 	}
-	eventually(t, "namespaces read", 5*time.Second, func() bool { return src.inflight.Load() >= 2 })
-	never(t, "more than 2 namespaces read at once", 200*time.Millisecond, func() bool { return src.maxSeen.Load() > 2 })
+	eventually(t, "namespaces read", 5*time.Second, func() bool { return src.reads.now.Load() >= 2 })
+	never(t, "more than 2 namespaces read at once", 200*time.Millisecond, func() bool { return src.reads.max.Load() > 2 })
 	close(src.gate)
 	wg.Wait()
 	for i, err := range errs {
@@ -281,11 +291,21 @@ func TestFirstScrapesOfManyNamespacesAreBounded(t *testing.T) {
 			t.Errorf("ns-%d: %v", i, err)
 		}
 	}
+	// MaxScrapes, when set, is the bound.
+	src3 := &gatedSnapshots{fixtureSource: newFixtureSource(), gate: make(chan struct{})}
+	c3 := &Collector{Source: src3, MaxScrapes: 3}
+	for i := range 6 {
+		wg.Go(func() { _, _ = c3.Graph(context.Background(), fmt.Sprintf("ns-%d", i)) })
+	}
+	eventually(t, "3 namespaces read with MaxScrapes 3", 5*time.Second, func() bool { return src3.reads.now.Load() == 3 })
+	never(t, "more than 3 namespaces read at once with MaxScrapes 3", 200*time.Millisecond, func() bool { return src3.reads.max.Load() > 3 })
+	close(src3.gate)
+	wg.Wait()
 	// A first read that gives up waiting for its turn says so.
 	src2 := &gatedSnapshots{fixtureSource: newFixtureSource(), gate: make(chan struct{})}
 	c2 := &Collector{Source: src2, MaxScrapes: 1}
 	go func() { _, _ = c2.Graph(context.Background(), "busy") }()
-	eventually(t, "the first read under way", 5*time.Second, func() bool { return src2.inflight.Load() == 1 })
+	eventually(t, "the first read under way", 5*time.Second, func() bool { return src2.reads.now.Load() == 1 })
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	if _, err := c2.Graph(ctx, "waiting"); err == nil {

@@ -43,6 +43,9 @@ type Server struct {
 	Log *slog.Logger
 	// MaxTaps bounds the live tap streams open at once (default 4).
 	MaxTaps int
+	// TapWriteTimeout bounds the write of one tap event (default 10s): a
+	// page that stops reading loses its stream, and its slot, after it.
+	TapWriteTimeout time.Duration
 	// Token, when set, is the secret every API request must carry as
 	// "Authorization: Bearer" (see TokenParam): another user of the
 	// machine can reach a loopback port too, and must not see what the
@@ -97,6 +100,9 @@ func (s *Server) init() {
 		if s.MaxTaps <= 0 {
 			s.MaxTaps = 4
 		}
+		if s.TapWriteTimeout <= 0 {
+			s.TapWriteTimeout = 10 * time.Second
+		}
 		s.taps = make(chan struct{}, s.MaxTaps)
 		s.proxyReads = make(chan struct{}, identityConcurrency)
 		s.refusalLog = newRefusalLog()
@@ -123,6 +129,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/api/identity", s.identity)
 	mux.HandleFunc("/api/health", s.healthPage)
 	mux.HandleFunc("/api/tap", s.tap)
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no such API: %s", r.URL.Path))
+	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("Content-Security-Policy", contentSecurityPolicy)

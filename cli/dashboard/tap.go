@@ -16,10 +16,6 @@ const tapMaxRPS = 50
 // tapMaxPods bounds the pods one page follows.
 const tapMaxPods = 50
 
-// tapWriteTimeout bounds one event's write: a page that stops reading
-// loses its stream (and its slot) instead of holding them.
-const tapWriteTimeout = 10 * time.Second
-
 // tap streams a workload's requests as server-sent events: a default
 // event per tap event (TapEvent JSON), "info" and "failure" events about
 // the streams. At most MaxTaps streams are open at once.
@@ -78,7 +74,7 @@ func (s *Server) tap(w http.ResponseWriter, r *http.Request) {
 			})
 	}()
 	rc := http.NewResponseController(w)
-	deadline := func() { _ = rc.SetWriteDeadline(time.Now().Add(tapWriteTimeout)) }
+	deadline := func() { _ = rc.SetWriteDeadline(time.Now().Add(s.TapWriteTimeout)) }
 	send := func(event string, v any) bool {
 		b, err := json.Marshal(v)
 		if err != nil {
