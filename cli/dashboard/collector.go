@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"time"
 
@@ -55,7 +56,7 @@ type view struct {
 	prevTime time.Time
 	graph    *Graph
 	snap     *Snapshot
-	history  map[string][]Point // by node ID
+	history  map[string][]point // by node ID
 }
 
 func (c *Collector) defaults() {
@@ -149,7 +150,7 @@ func (c *Collector) watch(namespace string) *view {
 			}
 			delete(c.views, oldest.namespace)
 		}
-		v = &view{namespace: namespace, history: map[string][]Point{}}
+		v = &view{namespace: namespace, history: map[string][]point{}}
 		c.views[namespace] = v
 	}
 	v.asked = c.Now()
@@ -224,9 +225,9 @@ func (c *Collector) refresh(ctx context.Context, v *view) error {
 				continue
 			}
 			seen[n.ID] = true
-			h := append(v.history[n.ID], Point{Time: now.UTC(), Stats: n.Inbound})
+			h := append(v.history[n.ID], pointOf(now, n.Inbound))
 			if len(h) > c.HistoryLen {
-				h = append([]Point(nil), h[len(h)-c.HistoryLen:]...)
+				h = append([]point(nil), h[len(h)-c.HistoryLen:]...)
 			}
 			v.history[n.ID] = h
 		}
@@ -265,7 +266,36 @@ func (c *Collector) History(namespace, id string) []Point {
 	if v == nil {
 		return []Point{}
 	}
-	return append([]Point{}, v.history[id]...)
+	h := v.history[id]
+	out := make([]Point, len(h))
+	for i, p := range h {
+		out[i] = p.Point()
+	}
+	return out
+}
+
+// point is a Point as kept in a history: no pointers (NaN for null), so a
+// point is one flat 64-byte value and an hour of them one allocation.
+type point struct {
+	at                                               int64 // Unix milliseconds
+	rps, success, p50, p95, p99, requests, successes float64
+}
+
+func pointOf(t time.Time, s Stats) point {
+	val := func(v *float64) float64 {
+		if v == nil {
+			return math.NaN()
+		}
+		return *v
+	}
+	return point{at: t.UnixMilli(), rps: s.RPS, success: val(s.SuccessRate), p50: val(s.P50), p95: val(s.P95), p99: val(s.P99),
+		requests: s.Requests, successes: s.Successes}
+}
+
+// Point is the point as the API gives it.
+func (p point) Point() Point {
+	return Point{Time: time.UnixMilli(p.at).UTC(), Stats: Stats{RPS: p.rps, SuccessRate: num(p.success), P50: num(p.p50), P95: num(p.p95), P99: num(p.p99),
+		Requests: p.requests, Successes: p.successes}}
 }
 
 // snapshot is the view's latest snapshot (nil before its first scrape).
