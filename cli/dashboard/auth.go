@@ -37,17 +37,26 @@ func (s *Server) authenticated(w http.ResponseWriter, r *http.Request) bool {
 	if s.Token == "" || !isAPIPath(r.URL.Path) {
 		return true
 	}
-	if v, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && s.tokenIs(v) {
+	// The scheme's name is case-insensitive (RFC 9110).
+	if scheme, v, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") && s.tokenIs(v) {
 		return true
 	}
-	s.refused.Add(1)
-	s.refusalLog.Do(func() {
-		s.Log.Warn("dashboard: API request refused: it carries no valid token (\"Authorization: Bearer TOKEN\")",
-			"path", r.URL.Path, "remote", r.RemoteAddr, "refused_so_far", s.refused.Load())
-	})
-	writeError(w, http.StatusUnauthorized, "this dashboard needs its token: open the address `meshctl dashboard` printed "+
-		"(the token is in the part after #), or send \"Authorization: Bearer TOKEN\"")
+	s.refuse(w, http.StatusUnauthorized, "this dashboard needs its token: open the address `meshctl dashboard` printed "+
+		"(the token is in the part after #), or send \"Authorization: Bearer TOKEN\"",
+		"an API request carries no valid token (\"Authorization: Bearer TOKEN\")", "path", r.URL.Path, "remote", r.RemoteAddr)
 	return false
+}
+
+// refuse answers status with the message answer, and warns that a request
+// was refused, why: at most one line per refusalLogEvery for every kind of
+// refusal together (any web page the user visits can send requests here
+// in a loop), with the count so far.
+func (s *Server) refuse(w http.ResponseWriter, status int, answer, why string, attrs ...any) {
+	n := s.refused.Add(1)
+	s.refusalLog.Do(func() {
+		s.Log.Warn("dashboard: request refused: "+why, append(attrs, "refused_so_far", n)...)
+	})
+	writeError(w, status, answer)
 }
 
 // isAPIPath reports whether p is, or cleans to, a path under /api (the

@@ -1,13 +1,16 @@
 package dashboard
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -169,11 +172,24 @@ func TestTokenLinkInARealBrowser(t *testing.T) {
 	if c := browsertest.Eval[string](t, b, `document.cookie`); c != "" {
 		t.Errorf("the page has cookies %q, want none", c)
 	}
+	// The graph exported: a download, fetched with the token.
+	browsertest.Eval[bool](t, b, `(() => { window.__downloads = []; const orig = URL.createObjectURL;
+		URL.createObjectURL = (blob) => { blob.text().then((x) => window.__downloads.push(x)); return orig(blob); };
+		document.getElementById('export-dot').click(); return true; })()`)
+	b.WaitFor(t, "the DOT export", `window.__downloads.length === 1 && window.__downloads[0].startsWith('digraph')`, 10*time.Second)
+	// A new document in the same tab (not a change of fragment): the token
+	// comes from the tab's sessionStorage.
+	b.Navigate(t, "about:blank")
 	b.Navigate(t, srv.URL+"/#/workload/shop/web")
 	b.WaitFor(t, "the live tap, with the token from the tab's storage",
 		`[...document.querySelectorAll('#tap-table tbody tr td[data-col="path"]')].some(td => td.textContent === '/with-token')`, 20*time.Second)
+	// Leaving the page stops its tap: the server's slot is given back.
+	if n := len(f.s.taps); n != 1 {
+		t.Errorf("%d taps open on the workload page, want 1", n)
+	}
 	b.Navigate(t, srv.URL+"/#/health")
 	b.WaitFor(t, "the health page", `!!document.querySelector('#health-summary')`, 20*time.Second)
+	eventually(t, "the tap's slot given back after the page left", 10*time.Second, func() bool { return len(f.s.taps) == 0 })
 	if p := b.Problems(); len(p) > 0 {
 		t.Errorf("the page reported problems: %q", p)
 	}
@@ -196,4 +212,44 @@ func TestTokenLinkInARealBrowser(t *testing.T) {
 	b2 := browsertest.New(t, 1200, 800)
 	b2.Navigate(t, srv.URL+"/#/topology?namespace=shop")
 	b2.WaitFor(t, "the banner naming the token", `!document.getElementById('error-banner').hidden && document.getElementById('error-list').textContent.includes('needs its token')`, 20*time.Second)
+	// The link pasted into that open tab changes only the fragment: its
+	// token is taken all the same, and leaves the address bar.
+	browsertest.Eval[string](t, b2, fmt.Sprintf(`location.hash = %q`, "#/topology?namespace=shop&token="+f.s.Token))
+	b2.WaitFor(t, "the graph once the link is pasted", `!!(window.meshctlDashboard && window.meshctlDashboard.cy) && window.meshctlDashboard.cy.nodes().length > 0`, 20*time.Second)
+	if loc := browsertest.Eval[string](t, b2, `location.hash`); strings.Contains(loc, "token") {
+		t.Errorf("the pasted link's token stayed in the address bar: %q", loc)
+	}
+}
+
+// TestRefusedTapIsNotAskedAgain: a tap the server refuses (every slot
+// taken: 429) is shown and not asked for again and again.
+func TestRefusedTapIsNotAskedAgain(t *testing.T) {
+	f := newFixture(t)
+	s := &Server{Collector: f.c, Source: f.src, Namespace: "shop", MaxTaps: 1}
+	h := s.Handler()
+	var taps atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/tap" {
+			taps.Add(1)
+		}
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	s.SetHosts(LoopbackHosts(port))
+	// Another page holds the one slot.
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/api/tap?namespace=shop&name=web", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("the first tap: %v %v", resp, err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+
+	b := browsertest.New(t, 1200, 800)
+	b.Navigate(t, srv.URL+"/#/workload/shop/web")
+	b.WaitFor(t, "the refusal shown", `document.getElementById('error-list').textContent.includes('429') && document.getElementById('tap-state').textContent === 'stopped'`, 20*time.Second)
+	// An EventSource, or a retry loop, would ask again within 3 s.
+	never(t, "the refused tap asked again", 4*time.Second, func() bool { return taps.Load() > 2 })
 }

@@ -64,7 +64,7 @@ type Server struct {
 	// identityRuns shares one identity page's reads between the requests
 	// that ask for it at the same time.
 	identityRuns singleflight.Group
-	// refused counts the API requests refused for want of the token;
+	// refused counts the requests refused (Host, origin, token);
 	// refusalLog spaces their warnings.
 	refused    atomic.Int64
 	refusalLog *rate.Sometimes
@@ -140,26 +140,24 @@ func (s *Server) Handler() http.Handler {
 		h.Set("Referrer-Policy", "no-referrer")
 		h.Set("Cross-Origin-Resource-Policy", "same-origin")
 		if !slices.Contains(s.hosts, strings.ToLower(r.Host)) {
-			s.Log.Warn("dashboard: request refused: its Host header does not name the dashboard's address (DNS rebinding?)",
-				"host", r.Host, "remote", r.RemoteAddr)
 			msg := fmt.Sprintf("Host %q is not the dashboard's address", r.Host)
 			if len(s.hosts) > 0 {
 				msg += ": open it as " + s.hosts[0]
 			}
-			writeError(w, http.StatusForbidden, msg)
+			s.refuse(w, http.StatusForbidden, msg, "its Host header does not name the dashboard's address (DNS rebinding?)",
+				"host", r.Host, "remote", r.RemoteAddr)
 			return
 		}
 		// Another site's page may send GETs here (an <img>, a no-cors
 		// fetch) even if it cannot read the answers: browsers say where a
 		// request comes from, and only the dashboard's own page is served.
 		if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
-			s.Log.Warn("dashboard: request refused: it comes from another site's page", "sec-fetch-site", site, "origin", r.Header.Get("Origin"))
-			writeError(w, http.StatusForbidden, "requests from other sites' pages are refused")
+			s.refuse(w, http.StatusForbidden, "requests from other sites' pages are refused", "it comes from another site's page",
+				"sec-fetch-site", site, "origin", r.Header.Get("Origin"))
 			return
 		}
 		if origin := r.Header.Get("Origin"); origin != "" && !slices.Contains(s.hosts, strings.ToLower(strings.TrimPrefix(origin, "http://"))) {
-			s.Log.Warn("dashboard: request refused: its Origin is another site", "origin", origin)
-			writeError(w, http.StatusForbidden, "requests from other sites' pages are refused")
+			s.refuse(w, http.StatusForbidden, "requests from other sites' pages are refused", "its Origin is another site", "origin", origin)
 			return
 		}
 		if !s.authenticated(w, r) {

@@ -95,6 +95,28 @@ export async function api(path, params, signal) {
   return body;
 }
 
+// download GETs an API path with the token and hands the answer to the
+// browser as a file named filename.
+export async function download(path, params, filename) {
+  let resp;
+  try {
+    resp = await fetch(apiURL(path, params), { headers: authHeaders(), cache: 'no-store' });
+  } catch (e) {
+    throw new APIError(`${path}: the dashboard server did not answer (${e.message})`, 0);
+  }
+  if (!resp.ok) {
+    let msg = resp.statusText;
+    try { msg = JSON.parse(await resp.text()).error || msg; } catch (_) { /* not JSON */ }
+    throw new APIError(`${path}: ${resp.status} ${msg}`, resp.status);
+  }
+  const url = URL.createObjectURL(await resp.blob());
+  const a = el('a', { href: url, download: filename });
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60000);
+}
+
 // apiURL is a relative URL (the dashboard may be served under a prefix).
 export function apiURL(path, params) {
   const q = new URLSearchParams();

@@ -35,7 +35,9 @@ async function start() {
   $('version').textContent = app.config.version ? 'v' + String(app.config.version).replace(/^v/, '') : '';
   // The page does not wait for the namespace list (a List of every
   // namespace from the API server): the picker fills when it comes.
-  window.addEventListener('hashchange', route);
+  // A link pasted into this tab later (a dashboard restarted with a new
+  // token) changes only the fragment: take its token too.
+  window.addEventListener('hashchange', () => { takeToken(); route(); });
   route();
   fillNamespaces(app.namespaces);
   try {

@@ -100,6 +100,8 @@ export class Tap {
     if (this.ac !== ac) { ac.abort(); return; }
     if (!resp.ok || !resp.body) {
       const body = parseJSON(await resp.text().catch(() => ''));
+      ac.abort();
+      if (this.ac !== ac) return; // a newer stream started meanwhile
       showError('tap', `tap: ${resp.status} ${body && body.error ? body.error : resp.statusText}`);
       this.setState('stopped');
       this.ac = null;
@@ -112,7 +114,11 @@ export class Tap {
     this.setState('streaming');
     try {
       await readEvents(resp.body, (event, data) => { if (this.ac === ac) this.dispatch(event, data); });
-    } catch (_) { /* broken or aborted: see below */ }
+    } catch (_) {
+      /* broken, aborted, or an event too large: see below */
+    } finally {
+      ac.abort(); // the stream, whatever ended the reading, gives its slot back
+    }
     this.retry(url, ac);
   }
 
@@ -283,7 +289,7 @@ export async function readEvents(body, on) {
   };
   for (;;) {
     const { done, value } = await reader.read();
-    if (done) return;
+    if (done) return; // an event the stream's end cut short is not dispatched (as in an EventSource)
     buf += decoder.decode(value, { stream: true });
     for (;;) {
       const m = /\r\n|\r|\n/.exec(buf);
@@ -292,6 +298,9 @@ export async function readEvents(body, on) {
       line(buf.slice(0, m.index));
       buf = buf.slice(m.index + m[0].length);
     }
-    if (buf.length > 1 << 20) throw new Error('an event of over 1 MiB');
+    if (buf.length > 1 << 20) {
+      reader.cancel().catch(() => {});
+      throw new Error('an event of over 1 MiB');
+    }
   }
 }

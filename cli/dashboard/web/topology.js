@@ -1,7 +1,7 @@
 // meshctl dashboard: the topology page (graph, edges and splits tables).
 
 import { append, el, emptyRow, table, td, warningsBox, yesNo } from './dom.js';
-import { api, apiURL, clearError, poller, showError } from './api.js';
+import { api, clearError, download, poller, showError } from './api.js';
 import { fmtBound, fmtPercent, fmtRps, fmtSuccess, health, isNum, parseTime } from './format.js';
 import { CY_STYLE, graphElements } from './graph.js';
 import { workloadHash } from './router.js';
@@ -15,8 +15,11 @@ export class TopologyPage {
     this.needFit = true;
     this.abort = null;
 
-    this.exportJSON = el('a', { target: '_blank', rel: 'noopener', text: 'JSON' });
-    this.exportDOT = el('a', { target: '_blank', rel: 'noopener', text: 'DOT' });
+    // Downloads, not links: a link cannot send the token's header.
+    this.exportJSON = el('a', { href: '#', id: 'export-json', text: 'JSON' });
+    this.exportDOT = el('a', { href: '#', id: 'export-dot', text: 'DOT' });
+    this.exportJSON.addEventListener('click', (ev) => { ev.preventDefault(); this.exportGraph(''); });
+    this.exportDOT.addEventListener('click', (ev) => { ev.preventDefault(); this.exportGraph('dot'); });
     this.status = el('span', { class: 'muted small', id: 'graph-status' });
     this.warnings = warningsBox('graph-warnings');
     this.empty = el('div', { class: 'graph-empty', hidden: true });
@@ -79,10 +82,21 @@ export class TopologyPage {
 
   setQuery(r) {
     this.route = r;
-    const params = { namespace: r.namespace };
-    if (r.filter) params.filter = r.filter;
-    this.exportJSON.href = apiURL('graph', params);
-    this.exportDOT.href = apiURL('graph', Object.assign({}, params, { format: 'dot' }));
+  }
+
+  // exportGraph downloads the graph of the current query as JSON, or in
+  // another format ('dot').
+  async exportGraph(format) {
+    const params = { namespace: this.route.namespace };
+    if (this.route.filter) params.filter = this.route.filter;
+    if (format) params.format = format;
+    const name = 'mesh-' + (this.route.namespace || 'all') + (format === 'dot' ? '.dot' : '.json');
+    try {
+      await download('graph', params, name);
+      clearError('export');
+    } catch (e) {
+      showError('export', e.message);
+    }
   }
 
   update(r) {
