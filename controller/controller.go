@@ -7,19 +7,13 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net"
 	"net/http"
 	"net/netip"
-	"net/url"
-	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -44,8 +38,6 @@ import (
 	"github.com/meshctl/meshctl/controller/leader"
 	"github.com/meshctl/meshctl/controller/routestatus"
 	"github.com/meshctl/meshctl/controller/trustbundle"
-	"github.com/meshctl/meshctl/internal/api"
-	"github.com/meshctl/meshctl/internal/certs"
 	"github.com/meshctl/meshctl/internal/meshnames"
 	"github.com/meshctl/meshctl/internal/policyapi"
 )
@@ -413,82 +405,6 @@ func (c *Controller) shutdown(servers []*server, g *group) error {
 	return err
 }
 
-// group owns the goroutines Run starts: it knows which are still running,
-// signals when the first returns, and keeps every error they return.
-type group struct {
-	// ctx is Run's: a goroutine returning before it ends, even with nil,
-	// stopped before the controller was asked to, which is an error.
-	ctx context.Context
-	// first is closed when the first goroutine returns.
-	first     chan struct{}
-	firstOnce sync.Once
-	// exited wakes wait when a goroutine returns.
-	exited chan struct{}
-
-	mu      sync.Mutex
-	running map[string]int // by name
-	errs    []error        // in the order the goroutines returned
-}
-
-func newGroup(ctx context.Context) *group {
-	return &group{ctx: ctx, first: make(chan struct{}), exited: make(chan struct{}, 1), running: map[string]int{}}
-}
-
-// start runs fn on a goroutine of the group.
-func (g *group) start(name string, fn func() error) {
-	g.mu.Lock()
-	g.running[name]++
-	g.mu.Unlock()
-	go func() {
-		err := fn()
-		switch asked := g.ctx.Err(); {
-		case asked == nil && err == nil:
-			err = fmt.Errorf("%s stopped before the controller was asked to", name)
-		case asked != nil && errors.Is(err, asked):
-			err = nil // it stopped as asked
-		}
-		g.mu.Lock()
-		if err != nil {
-			g.errs = append(g.errs, err)
-		}
-		if g.running[name]--; g.running[name] == 0 {
-			delete(g.running, name)
-		}
-		g.mu.Unlock()
-		g.firstOnce.Do(func() { close(g.first) })
-		select {
-		case g.exited <- struct{}{}:
-		default:
-		}
-	}()
-}
-
-// err joins the errors the goroutines returned so far (nil if none did).
-func (g *group) err() error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return errors.Join(g.errs...)
-}
-
-// wait returns nil once every goroutine has returned, or an error naming
-// those still running when ctx ends.
-func (g *group) wait(ctx context.Context) error {
-	for {
-		g.mu.Lock()
-		left := slices.Sorted(maps.Keys(g.running))
-		g.mu.Unlock()
-		if len(left) == 0 {
-			return nil
-		}
-		select {
-		case <-g.exited:
-		case <-ctx.Done():
-			return fmt.Errorf("still running after %v: %s", shutdownTimeout, strings.Join(left, ", "))
-		}
-	}
-}
-
-// countObjects exports how many objects an informer caches, which is what
 // the controller's memory grows with.
 func (c *Controller) countObjects(resource string, inf cache.SharedIndexInformer) {
 	g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -565,51 +481,6 @@ func sourcePods(pods cache.SharedIndexInformer) (func(netip.Addr) (string, strin
 	}, nil
 }
 
-// renewOwn issues the controller's serving certificate from the current issuer.
-func (c *Controller) renewOwn() error {
-	csrDER, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{URIs: []*url.URL{c.cfg.ID().URL()}}, c.key)
-	if err != nil {
-		return err
-	}
-	csr, err := x509.ParseCertificateRequest(csrDER)
-	if err != nil {
-		return err
-	}
-	chain, err := c.trust.ca.Load().Sign(csr, c.cfg.ID(), c.cfg.LeafLifetime)
-	if err != nil {
-		return err
-	}
-	cert := &tls.Certificate{PrivateKey: c.key, Leaf: chain[0]}
-	for _, ch := range chain {
-		cert.Certificate = append(cert.Certificate, ch.Raw)
-	}
-	c.own.Store(cert)
-	return nil
-}
-
-// keepOwnCertificate renews the serving certificate at 70% of its life, and
-// at once when the issuer or the bundle changes.
-func (c *Controller) keepOwnCertificate(ctx context.Context) error {
-	for {
-		leaf := c.own.Load().Leaf
-		life := leaf.NotAfter.Sub(leaf.NotBefore)
-		t := time.NewTimer(time.Until(leaf.NotBefore.Add(life * 7 / 10)))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil
-		case <-t.C:
-		case <-c.trust.changed:
-			t.Stop()
-		}
-		if err := c.renewOwn(); err != nil {
-			c.log.Error("could not renew the controller's certificate", "error", err)
-			continue
-		}
-		c.log.Info("controller certificate renewed", "issuer", c.own.Load().Leaf.Issuer.CommonName)
-	}
-}
-
 // reviewClient is the Kubernetes client TokenReviews are made with: its own
 // (from a copy of Config.RestConfig, with ReviewQPS and ReviewBurst), so that
 // a burst of issuance neither starves the informers nor waits behind them.
@@ -626,62 +497,6 @@ func (c *Controller) reviewClient() (kubernetes.Interface, error) {
 		return nil, fmt.Errorf("the TokenReview client: %w", err)
 	}
 	return client, nil
-}
-
-// controlHandler routes the control API: certificate issuance is
-// authenticated by the ServiceAccount token alone; every other /v1/ path
-// needs a client certificate valid now.
-func (c *Controller) controlHandler(issue, destinations, inboundPolicy http.Handler) http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle(api.CertificatePath, issue)
-	mux.Handle(api.DestinationsPath, c.requireClientCert(destinations))
-	mux.Handle(api.InboundPolicyPath, c.requireClientCert(inboundPolicy))
-	mux.Handle("/v1/", c.requireClientCert(http.NotFoundHandler()))
-	return mux
-}
-
-// serverTLS serves the control API: TLS 1.3, the controller's own
-// certificate, and client certificates requested but never checked in the
-// handshake: a proxy whose certificate expired (a controller outage longer
-// than a certificate's life) must still reach /v1/certificate, where the
-// token alone authenticates. requireClientCert checks the certificate per
-// request on every other path. (crypto/tls still verifies that the client
-// holds the certificate's key.)
-func (c *Controller) serverTLS() *tls.Config {
-	return &tls.Config{
-		MinVersion: tls.VersionTLS13,
-		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-			return c.own.Load(), nil
-		},
-		ClientAuth: tls.RequestClientCert,
-	}
-}
-
-// requireClientCert lets through only callers whose client certificate
-// chains to the current trust bundle now, with a SPIFFE ID; others get 401.
-// The chain is verified per request, not per connection: roots change and
-// certificates expire while HTTP/2 connections live on.
-func (c *Controller) requireClientCert(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fail := func(reason, msg string) {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusUnauthorized)
-			_ = json.NewEncoder(w).Encode(api.Error{Error: msg, Reason: reason})
-		}
-		if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
-			fail("no_client_certificate", "a workload client certificate is required")
-			return
-		}
-		raw := make([][]byte, len(r.TLS.PeerCertificates))
-		for i, pc := range r.TLS.PeerCertificates {
-			raw[i] = pc.Raw
-		}
-		if _, err := certs.VerifyChain(raw, c.trust.roots.Load(), time.Now()); err != nil {
-			fail("bad_client_certificate", "the client certificate is not valid (renew it on "+api.CertificatePath+"): "+err.Error())
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
 }
 
 func (c *Controller) adminHandler() http.Handler {
