@@ -79,126 +79,41 @@ func (r *Request) Parse(b []byte) (int, error) {
 	if err := r.parseRequestLine(line); err != nil {
 		return 0, err
 	}
-	maxFields := r.MaxFields
-	if maxFields <= 0 {
-		maxFields = DefaultMaxFields
+	var fs fieldSection
+	if r.Fields, pos, err = fs.parse(b, pos, r.MaxFields, r.Fields); err != nil {
+		return 0, err
 	}
-	var hosts, lengths, tes, expects int
-	var te, upgrade, expect []byte
-	for first := true; ; first = false {
-		line, pos, err = nextLine(b, pos)
-		if err != nil {
-			return 0, err
-		}
-		if len(line) == 0 {
-			break
-		}
-		if line[0] == ' ' || line[0] == '\t' {
-			if first {
-				return 0, errFirstFold
-			}
-			return 0, errObsFold
-		}
-		colon := bytes.IndexByte(line, ':')
-		if colon < 0 {
-			return 0, errFieldLine
-		}
-		name, value := line[:colon], trimOWS(line[colon+1:])
-		if !validName(name) {
-			return 0, errFieldName
-		}
-		if !validValue(value) {
-			return 0, errFieldValue
-		}
-		if len(r.Fields) == maxFields {
-			return 0, errTooManyFields
-		}
-		r.Fields = append(r.Fields, Field{Name: name, Value: value})
-		switch {
-		case equalFold(name, "host"):
-			hosts++
-			r.Host = value
-		case equalFold(name, "content-length"):
-			n, err := parseLength(value)
-			if err != nil {
-				return 0, err
-			}
-			if lengths++; lengths > 1 && n != r.ContentLength {
-				return 0, errContentLength // two lengths that disagree
-			}
-			r.ContentLength = n
-		case equalFold(name, "transfer-encoding"):
-			tes++
-			te = value
-		case equalFold(name, "upgrade"):
-			upgrade = value
-		case equalFold(name, "expect"):
-			if expects++; expects == 1 {
-				expect = value
-			}
-		}
-	}
-	return pos, r.frame(hosts, lengths, tes, te, upgrade, expect)
+	r.Host, r.ContentLength = fs.host, fs.length
+	return pos, r.frame(&fs)
 }
 
 // frame checks the fields that decide where the request ends and what the
 // connection does next, as net/http's server does, and more strictly
 // where a proxy must.
-func (r *Request) frame(hosts, lengths, tes int, te, upgrade, expect []byte) error {
+func (r *Request) frame(fs *fieldSection) error {
 	http11 := r.ProtoAtLeast11()
 	connect := string(r.Method) == "CONNECT"
 	switch {
-	case hosts > 1:
+	case fs.hosts > 1:
 		return errHost
-	case hosts == 0 && http11 && !connect:
+	case fs.hosts == 0 && http11 && !connect:
 		return errHost
-	case hosts == 1 && !httpguts.ValidHostHeader(str(r.Host)):
+	case fs.hosts == 1 && !httpguts.ValidHostHeader(str(r.Host)):
 		return errHost
 	}
 	if r.authority != nil { // an absolute-form target's authority wins
 		r.Host = r.authority
 	}
-	if tes > 0 {
-		if !http11 {
-			return errTEInHTTP10
-		}
-		if tes > 1 || !equalFold(te, "chunked") {
-			return errTE
-		}
-		if lengths > 0 {
-			return errLengthAndTE
-		}
-		r.Framing = Chunked
+	var err error
+	if r.Framing, err = fs.framing(http11); err != nil {
+		return err
 	}
-	if lengths > 1 {
-		return errTwoLengths // that agree: net/http takes one of them
+	if r.Framing == UntilClose || r.Framing == Length && r.ContentLength == 0 {
+		r.Framing, r.ContentLength = NoBody, 0 // a request without a length has no body
 	}
-	if r.Framing != Chunked {
-		if r.ContentLength > 0 {
-			r.Framing = Length
-		} else {
-			r.Framing, r.ContentLength = NoBody, 0
-		}
-	}
-	// Every Connection field counts: "close" in any of them closes.
-	closeToken, keepAlive, upgradeToken := false, false, false
-	for _, f := range r.Fields {
-		if equalFold(f.Name, "connection") {
-			closeToken = closeToken || listHas(f.Value, "close")
-			keepAlive = keepAlive || listHas(f.Value, "keep-alive")
-			upgradeToken = upgradeToken || listHas(f.Value, "upgrade")
-		}
-	}
-	if http11 {
-		r.KeepAlive = !closeToken
-	} else {
-		r.KeepAlive = keepAlive && !closeToken
-	}
-	if upgradeToken && len(upgrade) > 0 {
-		r.Upgrade = upgrade
-	}
-	if len(expect) > 0 {
-		if !hasToken(expect, "100-continue") {
+	r.KeepAlive, r.Upgrade = fs.connection(r.Fields, http11)
+	if len(fs.expect) > 0 {
+		if !hasToken(fs.expect, "100-continue") {
 			return errExpect
 		}
 		r.ExpectContinue = http11 && r.Framing != NoBody
