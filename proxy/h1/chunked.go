@@ -31,6 +31,10 @@ type ChunkedReader struct {
 	left    uint64
 	inChunk bool
 	err     error
+	// excess is the overhead (size lines, extensions, CRLFs) beyond what
+	// the data read so far allows: a body of many tiny chunks with long
+	// extensions costs the proxy far more than it carries.
+	excess int64
 	// Trailers are the trailer fields, copied (they are rare).
 	Trailers []Field
 }
@@ -67,6 +71,9 @@ func (c *ChunkedReader) Read(p []byte) (int, error) {
 		}
 		if c.inChunk { // the chunk's data is read: its CRLF
 			c.err = c.expectCRLF()
+			if c.err == nil {
+				c.err = c.overhead(2)
+			}
 			c.inChunk = false
 			continue
 		}
@@ -83,6 +90,7 @@ func (c *ChunkedReader) Read(p []byte) (int, error) {
 			break
 		}
 		c.left, c.inChunk = size, true
+		c.excess = max(c.excess-16-2*int64(min(size, 1<<40)), 0) // data earns an allowance of overhead
 	}
 	return 0, c.err
 }
@@ -93,10 +101,16 @@ func (c *ChunkedReader) sizeLine() (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
+	if err := c.overhead(len(line) + 2); err != nil {
+		return 0, err
+	}
+	// As net/http: whitespace may end the line, not start it or sit
+	// between the size and its extensions ("5 ;x" is refused: a hop that
+	// stops at the space would read another size).
+	line = bytes.TrimRight(line, " \t")
 	if i := bytes.IndexByte(line, ';'); i >= 0 {
 		line = line[:i]
 	}
-	line = trimOWS(line)
 	if len(line) == 0 || len(line) > 16 {
 		return 0, ErrMalformedChunk
 	}
@@ -121,6 +135,17 @@ func (c *ChunkedReader) sizeLine() (uint64, error) {
 	return n, nil
 }
 
+// MaxChunkOverhead bounds the chunked encoding's overhead beyond an
+// allowance earned by the data (16 bytes per chunk and 2 per data byte).
+const MaxChunkOverhead = 16 << 10
+
+func (c *ChunkedReader) overhead(n int) error {
+	if c.excess += int64(n); c.excess > MaxChunkOverhead {
+		return ErrMalformedChunk
+	}
+	return nil
+}
+
 // trailers reads the trailer section up to its empty line.
 func (c *ChunkedReader) trailers() error {
 	total := 0
@@ -140,7 +165,7 @@ func (c *ChunkedReader) trailers() error {
 			return ErrMalformedChunk
 		}
 		value := trimOWS(line[colon+1:])
-		if !validValue(value) {
+		if !validValue(value) || framingField(line[:colon]) {
 			return ErrMalformedChunk
 		}
 		c.Trailers = append(c.Trailers, Field{Name: bytes.Clone(line[:colon]), Value: bytes.Clone(value)})
@@ -183,4 +208,11 @@ func (c *ChunkedReader) expectCRLF() error {
 	}
 	_, err = c.r.Discard(2)
 	return err
+}
+
+// framingField: a field that frames the message or routes it, which a
+// trailer must not carry (merged into the head on an HTTP/2 hop, it would
+// change what the head said).
+func framingField(name []byte) bool {
+	return equalFold(name, "content-length") || equalFold(name, "transfer-encoding") || equalFold(name, "trailer") || equalFold(name, "host")
 }

@@ -30,37 +30,39 @@ type Reason string
 // The reasons a head is refused. Those marked strict are refused here
 // although net/http's server accepts them (see the package doc).
 const (
-	ReasonRequestLine     Reason = "malformed request line"
-	ReasonMethod          Reason = "invalid method"
-	ReasonTarget          Reason = "invalid request target"
-	ReasonTargetForm      Reason = "unsupported request-target form" // strict (CONNECT authority-form, unusual absolute forms)
-	ReasonVersion         Reason = "malformed HTTP version"
-	ReasonVersionSupport  Reason = "unsupported HTTP version"
-	ReasonPreface         Reason = "HTTP/2 preface on an HTTP/1 connection" // strict
-	ReasonStatusLine      Reason = "malformed status line"
-	ReasonStatusForm      Reason = "unusual status line"        // strict: spaces before the code, a sign, a code under 100, control characters
-	ReasonResponseVersion Reason = "a response not in HTTP/1.x" // strict
-	ReasonBareLF          Reason = "line ending without CR"     // strict
-	ReasonBareCR          Reason = "CR without LF"
-	ReasonObsFold         Reason = "obs-fold continuation line" // strict after the first field line
-	ReasonFieldLine       Reason = "malformed field line"
-	ReasonFieldName       Reason = "invalid field name"
-	ReasonFieldValue      Reason = "invalid field value"
-	ReasonTooManyFields   Reason = "too many fields" // strict
-	ReasonHost            Reason = "missing, repeated or invalid Host"
-	ReasonContentLength   Reason = "invalid Content-Length, or two that disagree"
-	ReasonTwoLengths      Reason = "more than one Content-Length"          // strict when they agree
-	ReasonLengthAndTE     Reason = "Content-Length with Transfer-Encoding" // strict
-	ReasonTE              Reason = "unsupported Transfer-Encoding"
-	ReasonTEInHTTP10      Reason = "Transfer-Encoding in HTTP/1.0" // strict
-	ReasonExpect          Reason = "unsupported Expect"
+	ReasonRequestLine       Reason = "malformed request line"
+	ReasonMethod            Reason = "invalid method"
+	ReasonTarget            Reason = "invalid request target"
+	ReasonTargetForm        Reason = "unsupported request-target form" // strict (CONNECT authority-form, unusual absolute forms)
+	ReasonVersion           Reason = "malformed HTTP version"
+	ReasonVersionSupport    Reason = "unsupported HTTP version"
+	ReasonPreface           Reason = "HTTP/2 preface on an HTTP/1 connection" // strict
+	ReasonStatusLine        Reason = "malformed status line"
+	ReasonStatusForm        Reason = "unusual status line"              // strict: spaces before the code, a sign, a code under 100, control characters
+	ReasonResponseVersion   Reason = "a response not in HTTP/1.x"       // strict
+	ReasonResponseFieldName Reason = "invalid field name in a response" // strict: net/http's response reader keeps names with spaces
+	ReasonBareLF            Reason = "line ending without CR"           // strict
+	ReasonBareCR            Reason = "CR without LF"
+	ReasonObsFold           Reason = "obs-fold continuation line" // strict after the first field line
+	ReasonFieldLine         Reason = "malformed field line"
+	ReasonFieldName         Reason = "invalid field name"
+	ReasonFieldValue        Reason = "invalid field value"
+	ReasonTooManyFields     Reason = "too many fields" // strict
+	ReasonHost              Reason = "missing, repeated or invalid Host"
+	ReasonContentLength     Reason = "invalid Content-Length, or two that disagree"
+	ReasonTwoLengths        Reason = "more than one Content-Length"          // strict when they agree
+	ReasonLengthAndTE       Reason = "Content-Length with Transfer-Encoding" // strict
+	ReasonTE                Reason = "unsupported Transfer-Encoding"
+	ReasonTEInHTTP10        Reason = "Transfer-Encoding in HTTP/1.0" // strict
+	ReasonExpect            Reason = "unsupported Expect"
+	ReasonTrailer           Reason = "a Trailer naming Content-Length, Transfer-Encoding or Trailer"
 )
 
 // StrictOnly reports whether net/http's server would have accepted a head
 // refused for this reason: the ways this codec is deliberately stricter.
 func (r Reason) StrictOnly() bool {
 	switch r {
-	case ReasonTargetForm, ReasonPreface, ReasonStatusForm, ReasonResponseVersion, ReasonBareLF, ReasonObsFold, ReasonTooManyFields, ReasonTwoLengths, ReasonLengthAndTE, ReasonTEInHTTP10:
+	case ReasonTargetForm, ReasonPreface, ReasonStatusForm, ReasonResponseVersion, ReasonResponseFieldName, ReasonBareLF, ReasonObsFold, ReasonTooManyFields, ReasonTwoLengths, ReasonLengthAndTE, ReasonTEInHTTP10:
 		return true
 	}
 	return false
@@ -95,4 +97,17 @@ var (
 	errTE              = refuse(http.StatusNotImplemented, ReasonTE)
 	errTEInHTTP10      = refuse(http.StatusBadRequest, ReasonTEInHTTP10)
 	errExpect          = refuse(http.StatusExpectationFailed, ReasonExpect)
+	errTrailer         = refuse(http.StatusBadRequest, ReasonTrailer)
+
+	errResponseFieldName = refuse(http.StatusBadGateway, ReasonResponseFieldName)
+	// responseErrors are the refusals of a response's fields: 502.
+	responseErrors = func() map[*Error]*Error {
+		m := map[*Error]*Error{}
+		for _, err := range []error{errBareLF, errBareCR, errObsFold, errFirstFold, errFieldLine, errFieldValue, errTooManyFields,
+			errContentLength, errTwoLengths, errLengthAndTE, errTE, errTEInHTTP10, errTrailer} {
+			e := err.(*Error)
+			m[e] = &Error{Status: http.StatusBadGateway, Reason: e.Reason}
+		}
+		return m
+	}()
 )

@@ -5,9 +5,11 @@ import "bytes"
 // fieldSection is what a head's field lines say about the message's
 // framing and its connection, gathered while they are parsed.
 type fieldSection struct {
-	hosts, lengths, tes, expects int
-	host, te, upgrade, expect    []byte
-	length                       int64
+	hosts, lengths, tes, expects     int
+	host, te, upgrade, expect, lenAt []byte
+	length                           int64
+	// badTrailer: a Trailer field names a field that frames the message.
+	badTrailer bool
 }
 
 // parse reads the field lines from pos to the empty line that ends the
@@ -65,15 +67,19 @@ func (fs *fieldSection) note(name, value []byte) error {
 		if err != nil {
 			return err
 		}
-		if fs.lengths++; fs.lengths > 1 && n != fs.length {
-			return errContentLength // two lengths that disagree
+		// Two that differ as text disagree (net/http compares the text:
+		// "4" and "04" are refused there too).
+		if fs.lengths++; fs.lengths > 1 && !bytes.Equal(value, fs.lenAt) {
+			return errContentLength
 		}
-		fs.length = n
+		fs.length, fs.lenAt = n, value
 	case equalFold(name, "transfer-encoding"):
 		fs.tes++
 		fs.te = value
 	case equalFold(name, "upgrade"):
 		fs.upgrade = value
+	case equalFold(name, "trailer"):
+		fs.badTrailer = fs.badTrailer || listHas(value, "content-length") || listHas(value, "transfer-encoding") || listHas(value, "trailer")
 	case equalFold(name, "expect"):
 		if fs.expects++; fs.expects == 1 {
 			fs.expect = value
@@ -94,6 +100,9 @@ func (fs *fieldSection) framing(http11 bool) (Framing, error) {
 		}
 		if fs.lengths > 0 {
 			return 0, errLengthAndTE
+		}
+		if fs.badTrailer {
+			return 0, errTrailer // as net/http: a trailer may not frame the message
 		}
 		return Chunked, nil
 	}

@@ -150,7 +150,7 @@ func FuzzRequestHeadAgainstNetHTTP(f *testing.F) {
 		// Transfer-Encoding, Expect (100-continue) and (for "close")
 		// Connection out, and adds Cache-Control for "Pragma: no-cache".
 		skip := func(k string) bool {
-			return k == "Host" || k == "Transfer-Encoding" || k == "Connection" || k == "Content-Length" || k == "Expect" ||
+			return k == "Host" || k == "Transfer-Encoding" || k == "Connection" || k == "Content-Length" || k == "Expect" || k == "Trailer" ||
 				k == "Cache-Control" && goReq.Header.Get("Pragma") == "no-cache"
 		}
 		ours := http.Header{}
@@ -202,6 +202,9 @@ func TestStrictReasonsAreAcceptedByNetHTTP(t *testing.T) {
 		"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
 		"GET / HTTP/2.0\r\nHost: h\r\n\r\n",
 		"GET /a%zz HTTP/1.1\r\nHost: h\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nContent-Length: 04\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTrailer: Content-Length\r\n\r\n",
+		"GET 1:x HTTP/1.1\r\nHost: h\r\n\r\n",
 	} {
 		var r Request
 		_, err := r.Parse([]byte(head))

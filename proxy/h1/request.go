@@ -183,7 +183,14 @@ func nextLine(b []byte, pos int) (line []byte, next int, err error) {
 
 // parseLength reads a Content-Length: decimal digits, at most 2^63-1.
 func parseLength(v []byte) (int64, error) {
-	if len(v) == 0 || len(v) > 19 {
+	if len(v) == 0 {
+		return 0, errContentLength
+	}
+	digits := v
+	for len(digits) > 1 && digits[0] == '0' {
+		digits = digits[1:] // leading zeros count for nothing (net/http reads "007" as 7)
+	}
+	if len(digits) > 19 {
 		return 0, errContentLength
 	}
 	var n uint64
@@ -191,6 +198,8 @@ func parseLength(v []byte) (int64, error) {
 		if !isDigit(c) {
 			return 0, errContentLength
 		}
+	}
+	for _, c := range digits {
 		n = n*10 + uint64(c-'0')
 	}
 	if n > 1<<63-1 {

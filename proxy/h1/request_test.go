@@ -39,6 +39,8 @@ func TestParseReadsRequests(t *testing.T) {
 		{"IPv6 authority", "GET http://[fd00::1]:80 HTTP/1.1\r\nHost: x\r\n\r\n", "GET", "http://[fd00::1]:80", "[fd00::1]:80", 1, NoBody, 0, true, false, "", 1},
 		{"OPTIONS *", "OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n", "OPTIONS", "*", "h", 1, NoBody, 0, true, false, "", 1},
 		{"whitespace around values, obs-text", "GET / HTTP/1.1\r\nHost:\th \r\nX-A:  caf\xc3\xa9 \t\r\n\r\n", "GET", "/", "h", 1, NoBody, 0, true, false, "", 2},
+		{"leading zeros in Content-Length", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 00000000000000000005\r\n\r\n", "POST", "/", "h", 1, Length, 5, true, false, "", 2},
+		{"only the first Expect counts", "PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nExpect: other\r\nContent-Length: 1\r\n\r\n", "PUT", "/", "h", 1, Length, 1, true, true, "", 4},
 		{"an empty Host", "GET / HTTP/1.1\r\nHost:\r\n\r\n", "GET", "/", "", 1, NoBody, 0, true, false, "", 1},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -92,6 +94,11 @@ func TestSmugglingAndMalformedHeadsAreRefused(t *testing.T) {
 		{"a signed Content-Length", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: +4\r\n\r\n", 400, ReasonContentLength},
 		{"a hex Content-Length", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0x4\r\n\r\n", 400, ReasonContentLength},
 		{"an empty Content-Length", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length:\r\n\r\n", 400, ReasonContentLength},
+		{"a 20-digit Content-Length that wraps to 5", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 18446744073709551621\r\n\r\n", 400, ReasonContentLength},
+		{"Content-Lengths equal as numbers, not as text", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nContent-Length: 04\r\n\r\n", 400, ReasonContentLength},
+		{"a Trailer naming Content-Length", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTrailer: Content-Length\r\n\r\n", 400, ReasonTrailer},
+		{"a Trailer naming Transfer-Encoding", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTrailer: X, transfer-encoding\r\n\r\n", 400, ReasonTrailer},
+		{"a scheme starting with a digit", "GET 1:x HTTP/1.1\r\nHost: h\r\n\r\n", 400, ReasonTarget},
 		{"an overflowing Content-Length", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 9223372036854775808\r\n\r\n", 400, ReasonContentLength},
 		{"chunked, identity", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, identity\r\n\r\n", 501, ReasonTE},
 		{"identity", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: identity\r\n\r\n", 501, ReasonTE},

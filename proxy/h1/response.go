@@ -1,9 +1,6 @@
 package h1
 
-import (
-	"bytes"
-	"strconv"
-)
+import "bytes"
 
 // Response is a response head parsed in place. Reuse one per connection:
 // Parse resets it, and its Fields keep their capacity.
@@ -39,21 +36,24 @@ func (r *Response) reset() {
 func (r *Response) Parse(b []byte, head bool) (int, error) {
 	r.reset()
 	line, pos, err := nextLine(b, 0)
+	if err == errBareCR {
+		return 0, errStatusForm // net/http keeps a CR in the reason phrase
+	}
 	if err != nil {
-		return 0, err
+		return 0, forResponse(err)
 	}
 	if err := r.parseStatusLine(line); err != nil {
 		return 0, err
 	}
 	var fs fieldSection
 	if r.Fields, pos, err = fs.parse(b, pos, r.MaxFields, r.Fields); err != nil {
-		return 0, err
+		return 0, forResponse(err)
 	}
 	r.ContentLength = fs.length
 	http11 := r.Minor >= 1
 	framing, err := fs.framing(http11)
 	if err != nil {
-		return 0, err
+		return 0, forResponse(err)
 	}
 	r.KeepAlive, r.Upgrade = fs.connection(r.Fields, http11)
 	switch {
@@ -86,18 +86,16 @@ func (r *Response) parseStatusLine(line []byte) error {
 	}
 	major, minor, ok := parseVersion(line[:sp])
 	if !ok {
-		return errVersion
-	}
-	rest := line[sp+1:]
-	// What net/http reads as the code: after any spaces, up to the next.
-	status := bytes.TrimLeft(rest, " ")
-	code, _, _ := bytes.Cut(status, []byte(" "))
-	if len(code) != 3 {
 		return errStatusLine
 	}
-	n, err := strconv.Atoi(str(code))
+	rest := line[sp+1:]
+	// What net/http reads as the code: after any spaces, up to the next,
+	// three characters that strconv.Atoi reads as a number from 0.
+	status := bytes.TrimLeft(rest, " ")
+	code, _, _ := bytes.Cut(status, []byte(" "))
+	n, ok := statusCode(code)
 	switch {
-	case err != nil || n < 0:
+	case !ok:
 		return errStatusLine
 	case major != 1:
 		return errResponseVersion
@@ -112,4 +110,43 @@ func (r *Response) parseStatusLine(line []byte) error {
 		}
 	}
 	return nil
+}
+
+// statusCode reads three characters as strconv.Atoi would (an optional
+// sign, digits), ok only for a number from 0.
+func statusCode(c []byte) (int, bool) {
+	if len(c) != 3 {
+		return 0, false
+	}
+	sign, digits := 1, c
+	switch c[0] {
+	case '+':
+		digits = c[1:]
+	case '-':
+		sign, digits = -1, c[1:]
+	}
+	n := 0
+	for _, d := range digits {
+		if !isDigit(d) {
+			return 0, false
+		}
+		n = n*10 + int(d-'0')
+	}
+	n *= sign
+	return n, n >= 0
+}
+
+// forResponse is a refusal of a response head: the same reason, answered
+// 502 (the client's request was not at fault); a field name net/http's
+// response reader keeps (one with a space) is a strict refusal there.
+func forResponse(err error) error {
+	if err == errFieldName {
+		return errResponseFieldName
+	}
+	if e, ok := err.(*Error); ok {
+		if re, ok := responseErrors[e]; ok {
+			return re
+		}
+	}
+	return err
 }

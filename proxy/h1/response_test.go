@@ -58,7 +58,7 @@ func TestDesyncingResponsesAreRefused(t *testing.T) {
 		{"a code under 100", "HTTP/1.1 099 Odd\r\n\r\n", ReasonStatusForm},
 		{"spaces before the code", "HTTP/1.1  200 OK\r\n\r\n", ReasonStatusForm},
 		{"HTTP/2.0", "HTTP/2.0 200 OK\r\n\r\n", ReasonResponseVersion},
-		{"no version", "200 OK\r\n\r\n", ReasonVersion},
+		{"no version", "200 OK\r\n\r\n", ReasonStatusLine},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var r Response
@@ -133,4 +133,55 @@ func FuzzResponseHeadAgainstNetHTTP(f *testing.F) {
 			t.Errorf("keep-alive %v; net/http close %v", r.KeepAlive, goResp.Close)
 		}
 	})
+}
+
+// TestResponseStrictReasonsAreAcceptedByNetHTTP keeps the strict reasons
+// honest for responses, whose reader in net/http is laxer than its server.
+func TestResponseStrictReasonsAreAcceptedByNetHTTP(t *testing.T) {
+	for _, head := range []string{
+		"HTTP/1.1  200 OK\r\n\r\n",
+		"HTTP/1.1 +99 Odd\r\n\r\n",
+		"HTTP/1.1 200 O\rK\r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.0 100 \r\n0 :\r\n\r\n",
+		"HTTP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+		"HTTP/1.1 20 OK\r\n\r\n",
+		"HTTP/1.1 -12 OK\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nX/Y: z\r\n\r\n",
+	} {
+		var r Response
+		_, err := r.Parse([]byte(head), false)
+		var e *Error
+		if !errors.As(err, &e) {
+			t.Errorf("%q: %v, want a refusal", head, err)
+			continue
+		}
+		if e.Status != http.StatusBadGateway {
+			t.Errorf("%q: status %d, want 502 (the upstream is at fault)", head, e.Status)
+		}
+		_, goErr := http.ReadResponse(bufio.NewReader(bytes.NewReader([]byte(head))), &http.Request{Method: http.MethodGet})
+		if goAccepts := goErr == nil; goAccepts && !e.Reason.StrictOnly() {
+			t.Errorf("%q: refused for %q (not strict); net/http accepts it", head, e.Reason)
+		}
+	}
+}
+
+func TestRefusalsAllocateNothing(t *testing.T) {
+	var req Request
+	var resp Response
+	for _, head := range []string{"GET http://[zz]/ HTTP/1.1\r\nHost: h\r\n\r\n", "GET /%zz HTTP/1.1\r\nHost: h\r\n\r\n"} {
+		b := []byte(head)
+		if n := testing.AllocsPerRun(50, func() { _, _ = req.Parse(b) }); n != 0 {
+			t.Errorf("%q: %v allocations", head, n)
+		}
+	}
+	for _, head := range []string{"HTTP/1.1 abc OK\r\n\r\n", "HTTP/1.1 200 OK\r\nX: a\x00\r\n\r\n"} {
+		b := []byte(head)
+		if n := testing.AllocsPerRun(50, func() { _, _ = resp.Parse(b, false) }); n != 0 {
+			t.Errorf("%q: %v allocations", head, n)
+		}
+	}
 }

@@ -36,7 +36,11 @@ func (r *Request) parseAbsolute(t []byte) error {
 	if colon <= 0 {
 		return errTarget
 	}
-	if scheme := t[:colon]; !equalFold(scheme, "http") && !equalFold(scheme, "https") {
+	scheme := t[:colon]
+	if !validScheme(scheme) {
+		return errTarget // not a URI at all (net/url refuses it too)
+	}
+	if !equalFold(scheme, "http") && !equalFold(scheme, "https") {
 		return errTargetForm
 	}
 	rest := t[colon+1:]
@@ -67,6 +71,11 @@ func validAuthority(a []byte) bool {
 		end := bytes.IndexByte(a, ']')
 		if end < 0 {
 			return false
+		}
+		for _, c := range a[1:end] {
+			if !isHex(c) && c != ':' && c != '.' {
+				return false // before ParseAddr, whose errors allocate
+			}
 		}
 		ip, err := netip.ParseAddr(str(a[1:end]))
 		if err != nil || !ip.Is6() || ip.Zone() != "" {
@@ -114,4 +123,17 @@ func validPath(t []byte) error {
 		}
 	}
 	return nil
+}
+
+// validScheme: a letter, then letters, digits, '+', '-' or '.'.
+func validScheme(s []byte) bool {
+	if len(s) == 0 || isDigit(s[0]) || !isAlnum(s[0]) {
+		return false
+	}
+	for _, c := range s {
+		if !isAlnum(c) && c != '+' && c != '-' && c != '.' {
+			return false
+		}
+	}
+	return true
 }
