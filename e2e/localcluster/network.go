@@ -131,6 +131,12 @@ func removeLinks(ctx context.Context) error {
 			continue
 		}
 		if err := run(ctx, "ip", "link", "del", l); err != nil {
+			// A pod's veth goes by itself when its network namespace does
+			// (the shims were just killed), maybe between the check above
+			// and the delete: gone is what was wanted.
+			if exec.CommandContext(ctx, "ip", "link", "show", l).Run() != nil {
+				continue
+			}
 			errs = append(errs, err)
 		}
 	}
