@@ -7,8 +7,6 @@ import (
 	"path"
 	"strings"
 	"time"
-
-	"golang.org/x/time/rate"
 )
 
 // NewToken is a random token for Server.Token: 128 random bits, as
@@ -70,6 +68,3 @@ func isAPIPath(p string) bool {
 func (s *Server) tokenIs(v string) bool {
 	return v != "" && subtle.ConstantTimeCompare([]byte(v), []byte(s.Token)) == 1
 }
-
-// newRefusalLog is the limiter of refusal warnings.
-func newRefusalLog() *rate.Sometimes { return &rate.Sometimes{Interval: refusalLogEvery} }

@@ -105,7 +105,7 @@ func (s *Server) init() {
 		}
 		s.taps = make(chan struct{}, s.MaxTaps)
 		s.proxyReads = make(chan struct{}, identityConcurrency)
-		s.refusalLog = newRefusalLog()
+		s.refusalLog = &rate.Sometimes{Interval: refusalLogEvery}
 		if s.Log == nil {
 			s.Log = slog.New(slog.DiscardHandler)
 		}
