@@ -68,6 +68,9 @@ func TestDashboardAtScale(t *testing.T) {
 			return nil
 		})
 		t.Logf("the scale test's 200 pods were gone %s after it ended", time.Since(started).Round(time.Second))
+		// The node goes on tearing them down (100 % CPU for most of a
+		// minute after the API server has forgotten them).
+		waitForQuietNode(t, 3*time.Minute)
 	})
 	for range namespaces {
 		nss = append(nss, newNamespace(t, "dash-scale"))

@@ -20,10 +20,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -198,67 +195,7 @@ func TestIdentityIssuanceAgainstTheRealAPIServer(t *testing.T) {
 		})
 	}
 
-	// Latency of 100 concurrent requests (TokenReview included). The client
-	// does what the proxy's identity client does with a 503 "busy" (every
-	// review slot taken for longer than ReviewWait): it retries after
-	// Retry-After. A request's latency runs from its first try to its
-	// certificate, retries included.
-	tok := token("x", aud, nil)
-	var mu sync.Mutex
-	var lat []time.Duration
-	var busy atomic.Int64
-	var wg sync.WaitGroup
-	for range 100 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			csr := csrPEMFor(t, newKey(t), &x509.CertificateRequest{URIs: []*url.URL{mustURL(xID)}})
-			start := time.Now()
-			for try := 1; ; try++ {
-				status, body := postCSR(t, srv.URL, csr, tok)
-				if status == http.StatusServiceUnavailable && try < 10 {
-					var e api.Error
-					if json.Unmarshal(body, &e) == nil && e.Reason == "busy" {
-						busy.Add(1)
-						time.Sleep(time.Second) // the service's Retry-After
-						continue
-					}
-				}
-				if status != 200 {
-					t.Errorf("concurrent request, try %d: %d %s", try, status, body)
-				}
-				break
-			}
-			mu.Lock()
-			lat = append(lat, time.Since(start))
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	slices.Sort(lat)
-	t.Logf("issuance latency for 100 concurrent requests: p50 %s, p99 %s; %d busy answers retried", lat[49].Round(time.Millisecond), lat[98].Round(time.Millisecond), busy.Load())
-	// Each request is a TokenReview and a signature; 100 at once queue on
-	// two cores. The bound is several times what was measured here (190 to
-	// 410 ms), with room for one retry after a busy answer on a loaded CI
-	// machine; a service that reviewed one token at a time, or lost
-	// requests, would still break it.
-	measure(t, "identity.issuance_100_concurrent_p50_ms", float64(lat[49].Milliseconds()), "ms", "")
-	measure(t, "identity.issuance_100_concurrent_p99_ms", float64(lat[98].Milliseconds()), "ms", "<= 3000")
-	measure(t, "identity.issuance_100_concurrent_busy_retries", float64(busy.Load()), "answers", "")
-	if lat[98] > 3*time.Second {
-		t.Errorf("issuance p99 %s under 100 concurrent requests, want at most 3 s (190 to 410 ms measured here)", lat[98].Round(time.Millisecond))
-	}
-}
-
-// countingReviewer counts the TokenReviews its reviewer makes.
-type countingReviewer struct {
-	r identitysvc.Reviewer
-	n atomic.Int64
-}
-
-func (c *countingReviewer) Review(ctx context.Context, token, audience string) (string, error) {
-	c.n.Add(1)
-	return c.r.Review(ctx, token, audience)
+	measureConcurrentIssuance(t, srv.URL, reviewer, token("x", aud, nil), xID)
 }
 
 func postCSR(t *testing.T, base, csr, token string) (int, []byte) {
