@@ -52,7 +52,7 @@ func TestDashboardAtScale(t *testing.T) {
 	// Registered first, so it runs last, after the namespaces' deletion is
 	// asked for: the test ends when 200 pods are gone, not while the node
 	// tears them down under the next test (whose timings it would skew: an
-	// issuance test after it measured TokenReviews 5 times slower).
+	// issuance test after it measured TokenReviews about 10 times slower).
 	t.Cleanup(func() {
 		started := time.Now()
 		eventually(t, "the scale test's namespaces to be gone", 5*time.Minute, func(ctx context.Context) error {

@@ -195,20 +195,17 @@ func TestIdentityIssuanceAgainstTheRealAPIServer(t *testing.T) {
 		})
 	}
 
-	measureConcurrentIssuance(t, srv.URL, reviewer, token("x", aud, nil), xID)
+	measureConcurrentIssuance(t, srv.URL, reviewer, func() string { return token("x", aud, nil) }, xID)
 }
 
 func postCSR(t *testing.T, base, csr, token string) (int, []byte) {
 	t.Helper()
 	body, _ := json.Marshal(api.CertificateRequest{CSR: csr, Token: token})
-	resp, err := http.Post(base+api.CertificatePath, "application/json", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
+	status, b := postBody(t, http.DefaultClient, base, body)
+	if status == 0 {
+		t.FailNow()
 	}
-	defer resp.Body.Close()
-	var b bytes.Buffer
-	b.ReadFrom(resp.Body)
-	return resp.StatusCode, b.Bytes()
+	return status, b
 }
 
 func newKey(t *testing.T) *ecdsa.PrivateKey {

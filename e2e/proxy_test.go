@@ -3,12 +3,14 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	appsv1 "k8s.io/api/apps/v1"
@@ -62,8 +64,7 @@ func podMetrics(ctx context.Context, ns, pod, port string) (map[string]float64, 
 	if err != nil {
 		return nil, err
 	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(strings.NewReader(string(raw)))
+	fams, err := parseMetrics(raw)
 	if err != nil {
 		return nil, err
 	}
@@ -84,6 +85,12 @@ func podMetrics(ctx context.Context, ns, pod, port string) (map[string]float64, 
 		}
 	}
 	return out, nil
+}
+
+// parseMetrics parses Prometheus text exposition into metric families.
+func parseMetrics(raw []byte) (map[string]*dto.MetricFamily, error) {
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	return parser.TextToMetricFamilies(bytes.NewReader(raw))
 }
 
 // sumMatching adds the samples whose key contains every fragment.
@@ -137,10 +144,15 @@ func TestProxySidecarCarriesPodTraffic(t *testing.T) {
 		},
 	}
 	withHandMadeSidecar(&client.Spec.Template.Spec)
+	// The client starts sending at once, to the ClusterIP, over keep-alive
+	// connections: it starts once kube-proxy routes the ClusterIP to the
+	// servers, or one connection made before could carry everything to
+	// wherever stale rules pointed.
+	waitReady(t, ns, "web", 3*time.Minute)
+	waitServiceProgrammed(t, ns, "web", "http", 2)
 	if _, err := cluster.client.AppsV1().Deployments(ns).Create(ctx, client, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitReady(t, ns, "web", 3*time.Minute)
 	waitReady(t, ns, "client", 3*time.Minute)
 
 	podNames := func(app string) []string {
@@ -195,9 +207,11 @@ func TestProxySidecarCarriesPodTraffic(t *testing.T) {
 }
 
 // explainSidecarFailure logs where the client's requests went: its proxy's
-// responses by status, the servers' inbound counts, and the Service's
-// endpoints (a CI run once saw every request answered 404 by something
-// that was not the servers).
+// responses by status, the servers' inbound counts, the Service's
+// endpoints, the proxy's log and the path through kube-proxy (a CI run once
+// saw every request answered 404 by something that was not the servers,
+// after two were refused by the ClusterIP: kube-proxy behind, after the
+// scale test, is the suspect).
 func explainSidecarFailure(t *testing.T, ns, clientPod string, servers []string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -221,6 +235,11 @@ func explainSidecarFailure(t *testing.T, ns, clientPod string, servers []string)
 	if svc, err := cluster.client.CoreV1().Services(ns).Get(ctx, "web", metav1.GetOptions{}); err == nil {
 		t.Logf("Service web: clusterIP %s ports %v", svc.Spec.ClusterIP, svc.Spec.Ports)
 	}
+	tail := int64(40)
+	if logs, err := cluster.client.CoreV1().Pods(ns).GetLogs(clientPod, &corev1.PodLogOptions{Container: "mesh-proxy", TailLines: &tail}).DoRaw(ctx); err == nil {
+		t.Logf("the client's proxy's log:\n%s", logs)
+	}
+	explainServicePath(t, ns, "web", "http")
 }
 
 // waitMeshedResponses waits until a client pod's proxy has had at least n

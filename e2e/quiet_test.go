@@ -4,8 +4,10 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -29,6 +31,12 @@ func waitForQuietNode(t *testing.T, max time.Duration) time.Duration {
 	start := time.Now()
 	quiet := 0
 	var last float64
+	procs := processCPU()
+	defer func() {
+		if waited := time.Since(start); waited > 10*time.Second {
+			t.Logf("what kept the node busy for %s: %s", waited.Round(time.Second), busiestSince(procs, 5))
+		}
+	}()
 	prev, err := cpuTimes()
 	if err != nil {
 		t.Logf("cannot tell whether the node is quiet: %v", err)
@@ -61,10 +69,12 @@ func waitForQuietNode(t *testing.T, max time.Duration) time.Duration {
 // cpuSample is the machine's CPU time so far, in clock ticks.
 type cpuSample struct{ busy, total uint64 }
 
-// busySince is the share of the CPU time since prev that was not idle.
+// busySince is the share of the CPU time since prev that was not idle. A
+// counter that did not move forward says nothing, and nothing is not
+// "quiet": it counts as fully busy.
 func (s cpuSample) busySince(prev cpuSample) float64 {
-	if s.total <= prev.total {
-		return 0
+	if s.total <= prev.total || s.busy < prev.busy {
+		return 1
 	}
 	return float64(s.busy-prev.busy) / float64(s.total-prev.total)
 }
@@ -94,4 +104,55 @@ func cpuTimes() (cpuSample, error) {
 		}
 	}
 	return s, nil
+}
+
+// processCPU reads every process's CPU time so far (user and system, in
+// clock ticks) from /proc, by "pid name".
+func processCPU() map[string]uint64 {
+	out := map[string]uint64{}
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		if _, err := strconv.Atoi(d.Name()); err != nil {
+			continue
+		}
+		raw, err := os.ReadFile("/proc/" + d.Name() + "/stat")
+		if err != nil {
+			continue // gone since the listing
+		}
+		// pid (comm) state ppid ... utime is field 14, stime 15; comm may
+		// hold spaces and parentheses, so count from its closing one.
+		lp, rp := bytes.IndexByte(raw, '('), bytes.LastIndexByte(raw, ')')
+		if lp < 0 || rp < lp {
+			continue
+		}
+		fields := strings.Fields(string(raw[rp+1:]))
+		if len(fields) < 13 {
+			continue
+		}
+		utime, _ := strconv.ParseUint(fields[11], 10, 64)
+		stime, _ := strconv.ParseUint(fields[12], 10, 64)
+		out[d.Name()+" "+string(raw[lp+1:rp])] = utime + stime
+	}
+	return out
+}
+
+// busiestSince names the n processes that used the most CPU since the
+// sample before, with the seconds each used (100 ticks a second).
+func busiestSince(before map[string]uint64, n int) string {
+	type use struct {
+		name  string
+		ticks uint64
+	}
+	var uses []use
+	for name, ticks := range processCPU() {
+		if ticks > before[name] {
+			uses = append(uses, use{name, ticks - before[name]})
+		}
+	}
+	slices.SortFunc(uses, func(a, b use) int { return cmp.Compare(b.ticks, a.ticks) })
+	var parts []string
+	for _, u := range uses[:min(n, len(uses))] {
+		parts = append(parts, fmt.Sprintf("%s %.1f s", u.name, float64(u.ticks)/100))
+	}
+	return strings.Join(parts, ", ")
 }

@@ -70,7 +70,8 @@ type Config struct {
 	// asks once at start and then every ~17 h).
 	SourceRatePerSecond float64
 	SourceBurst         int
-	// MaxConcurrentReviews bounds the TokenReviews in flight. Default: 32.
+	// MaxConcurrentReviews bounds the TokenReviews in flight. Default:
+	// DefaultMaxConcurrentReviews.
 	MaxConcurrentReviews int
 	// ReviewWait is how long a request waits for a review slot before it is
 	// answered 503 with Retry-After. Default: 1s.
@@ -92,6 +93,10 @@ type Config struct {
 
 // maxBodyBytes bounds a request body: the CSR, the token and JSON around them.
 const maxBodyBytes = api.MaxCSRBytes + 4<<10
+
+// DefaultMaxConcurrentReviews is how many TokenReviews the service makes at
+// once unless configured otherwise.
+const DefaultMaxConcurrentReviews = 32
 
 // Service is the issuance endpoint.
 type Service struct {
@@ -126,7 +131,7 @@ func (c Config) withDefaults() Config {
 		c.SourceBurst = 50
 	}
 	if c.MaxConcurrentReviews == 0 {
-		c.MaxConcurrentReviews = 32
+		c.MaxConcurrentReviews = DefaultMaxConcurrentReviews
 	}
 	if c.ReviewWait == 0 {
 		c.ReviewWait = time.Second

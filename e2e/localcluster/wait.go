@@ -144,6 +144,16 @@ func dnsAnswers(ctx context.Context) error {
 // errNotRunning reports a cluster that is not (fully) up.
 var errNotRunning = errors.New("the local cluster is not running")
 
+// ComponentLog returns the last lines of one component's log (e.g.
+// "kube-proxy"), for a test that wants to know what it did.
+func ComponentLog(cfg Config, name string, lines int) string {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return err.Error()
+	}
+	return logTail(paths{cfg}, name, lines)
+}
+
 // Diagnose returns the last lines of every component's log, for a test or a
 // person to see why the cluster is unhealthy.
 func Diagnose(cfg Config, lines int) string {
