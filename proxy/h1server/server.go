@@ -1,0 +1,332 @@
+package h1server
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/meshctl/meshctl/proxy/h1"
+)
+
+// BufferSize is the size of a connection's read buffer while it has bytes
+// in flight; a request head larger than this is handed off.
+const BufferSize = 8 << 10
+
+// Server serves HTTP/1.1 connections to Handler.
+type Server struct {
+	// Handler answers every request. Required.
+	Handler http.Handler
+	// ReadHeaderTimeout bounds the time from a request's first byte to the
+	// end of its head. Default: 10 s.
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout bounds the wait for a keep-alive connection's next
+	// request. Default: 90 s.
+	IdleTimeout time.Duration
+	// ConnContext, when set, makes the context of a connection's requests.
+	ConnContext func(ctx context.Context, c net.Conn) context.Context
+	// HandOff takes a connection at a request this server does not serve
+	// (see the package documentation), with the bytes read of it so far,
+	// which begin with that request. Without it such a request is answered
+	// 501 and the connection closed.
+	HandOff func(c net.Conn, buffered []byte)
+	// Refused, when set, hears of every head refused (and answered with
+	// status) and why.
+	Refused func(c net.Conn, status int, reason h1.Reason)
+	// Log receives what goes wrong with a connection, at debug level.
+	// Default: discard.
+	Log *slog.Logger
+
+	mu       sync.Mutex
+	conns    map[*conn]struct{}
+	shutting bool
+	wg       sync.WaitGroup
+}
+
+// readers are the buffers of connections with bytes in flight.
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, BufferSize) }}
+
+// ErrServerClosed is returned by Shutdown's waits and refused connections
+// once the server is shutting down.
+var ErrServerClosed = errors.New("h1server: server closed")
+
+// ServeConn serves c until it closes or is handed off; buffered are bytes
+// already read from c (detection's), served first. It returns when it is
+// done with c.
+func (s *Server) ServeConn(c net.Conn, buffered []byte) {
+	cc := &conn{s: s, c: c}
+	cc.src.conn = cc
+	if len(buffered) > 0 {
+		cc.src.pending = append([]byte(nil), buffered...)
+	}
+	if rc, ok := c.(syscall.Conn); ok {
+		cc.raw, _ = rc.SyscallConn()
+	}
+	if !s.track(cc) {
+		c.Close()
+		return
+	}
+	defer s.untrack(cc)
+	cc.serve()
+}
+
+func (s *Server) track(cc *conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shutting {
+		return false
+	}
+	if s.conns == nil {
+		s.conns = map[*conn]struct{}{}
+	}
+	s.conns[cc] = struct{}{}
+	s.wg.Add(1)
+	return true
+}
+
+func (s *Server) untrack(cc *conn) {
+	s.mu.Lock()
+	delete(s.conns, cc)
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+// Shutdown stops the server taking connections, closes the idle ones now
+// and every other once its current response is written, and waits for them
+// until ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.shutting = true
+	for cc := range s.conns {
+		cc.shutdown()
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close closes every connection at once.
+func (s *Server) Close() {
+	s.mu.Lock()
+	s.shutting = true
+	for cc := range s.conns {
+		cc.mu.Lock()
+		if !cc.handedOff {
+			cc.c.Close()
+		}
+		cc.mu.Unlock()
+	}
+	s.mu.Unlock()
+}
+
+func (s *Server) readHeaderTimeout() time.Duration {
+	if s.ReadHeaderTimeout > 0 {
+		return s.ReadHeaderTimeout
+	}
+	return 10 * time.Second
+}
+
+func (s *Server) idleTimeout() time.Duration {
+	if s.IdleTimeout > 0 {
+		return s.IdleTimeout
+	}
+	return 90 * time.Second
+}
+
+func (s *Server) debug(msg string, args ...any) {
+	if s.Log != nil {
+		s.Log.Debug(msg, args...)
+	}
+}
+
+// conn is one connection being served.
+type conn struct {
+	s   *Server
+	c   net.Conn
+	raw syscall.RawConn // nil when c is not a socket
+	src source
+	br  *bufio.Reader // nil while idle
+	req h1.Request
+	bw  *bufio.Writer // nil between responses
+
+	// mu guards state and handedOff against Shutdown.
+	mu        sync.Mutex
+	state     connState
+	handedOff bool
+
+	remoteAddr string
+	ctx        context.Context
+
+	// The background read while a handler runs (see watch).
+	bg       sync.WaitGroup
+	bgByte   [1]byte
+	bgGot    bool
+	bgGone   bool
+	bgCancel context.CancelFunc
+}
+
+type connState uint8
+
+const (
+	stateIdle connState = iota
+	stateActive
+	stateClosing // answer the current request, then close
+)
+
+// shutdown closes an idle connection, and has an active one close after
+// its response.
+func (cc *conn) shutdown() {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if cc.state == stateIdle && !cc.handedOff {
+		cc.c.Close()
+	}
+	cc.state = stateClosing
+}
+
+// setState moves between idle and active; false when the connection is to
+// close instead.
+func (cc *conn) setState(st connState) bool {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if cc.state == stateClosing {
+		return false
+	}
+	cc.state = st
+	return true
+}
+
+func (cc *conn) closing() bool {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	return cc.state == stateClosing
+}
+
+// serve reads and answers requests until the connection ends.
+func (cc *conn) serve() {
+	defer func() {
+		cc.release()
+		if !cc.handedOff {
+			cc.c.Close()
+		}
+	}()
+	cc.remoteAddr = cc.c.RemoteAddr().String()
+	cc.ctx = context.Background()
+	if cc.s.ConnContext != nil {
+		cc.ctx = cc.s.ConnContext(cc.ctx, cc.c)
+	}
+	for {
+		if cc.br == nil || cc.br.Buffered() == 0 {
+			cc.release()
+			if !cc.setState(stateIdle) {
+				return
+			}
+			if err := cc.waitRequest(); err != nil {
+				if !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, net.ErrClosed) {
+					cc.s.debug("connection ended while idle", "client", cc.remoteAddr, "error", err)
+				}
+				return
+			}
+		}
+		if !cc.setState(stateActive) {
+			return
+		}
+		if !cc.serveRequest() {
+			return
+		}
+	}
+}
+
+// release returns the connection's read buffer to the pool.
+func (cc *conn) release() {
+	if cc.br != nil {
+		cc.br.Reset(nil)
+		readers.Put(cc.br)
+		cc.br = nil
+	}
+}
+
+// waitRequest waits, holding no buffer, until the connection has bytes
+// (or ends), and reads them into a pooled buffer.
+func (cc *conn) waitRequest() error {
+	if err := cc.c.SetReadDeadline(time.Now().Add(cc.s.idleTimeout())); err != nil {
+		return err
+	}
+	cc.br = readers.Get().(*bufio.Reader)
+	cc.br.Reset(&cc.src)
+	if len(cc.src.pending) > 0 || cc.raw == nil {
+		_, err := cc.br.Peek(1)
+		return err
+	}
+	// The buffer goes back to the pool each time the socket has nothing;
+	// the read that finds bytes fills it.
+	cc.release()
+	var err error
+	rerr := cc.raw.Read(func(fd uintptr) bool {
+		br := readers.Get().(*bufio.Reader)
+		br.Reset(&cc.src)
+		cc.src.fd, cc.src.direct = int(fd), true
+		_, err = br.Peek(1)
+		cc.src.direct = false
+		if errors.Is(err, syscall.EAGAIN) {
+			br.Reset(nil)
+			readers.Put(br)
+			return false
+		}
+		cc.br = br
+		return true
+	})
+	if rerr != nil {
+		return rerr
+	}
+	return err
+}
+
+// source is what a connection's buffer reads from: bytes read before
+// (detection's, or the background read's byte), then the connection; while
+// waiting for a request, the socket itself, without blocking.
+type source struct {
+	conn    *conn
+	pending []byte
+	fd      int
+	direct  bool
+}
+
+func (s *source) Read(p []byte) (int, error) {
+	if len(s.pending) > 0 {
+		n := copy(p, s.pending)
+		s.pending = s.pending[n:]
+		if len(s.pending) == 0 {
+			s.pending = nil
+		}
+		return n, nil
+	}
+	if s.direct {
+		for {
+			n, err := syscall.Read(s.fd, p)
+			switch {
+			case err == syscall.EINTR:
+				continue
+			case err != nil:
+				return 0, err
+			case n == 0:
+				return 0, io.EOF
+			}
+			return n, nil
+		}
+	}
+	return s.conn.c.Read(p)
+}
