@@ -6,8 +6,10 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"time"
+	"unsafe"
 
 	"github.com/meshctl/meshctl/proxy/h1"
 )
@@ -134,7 +136,8 @@ func (cc *conn) refuse(status int, reason h1.Reason) {
 // without one.
 func (cc *conn) newRequest(n int) (*http.Request, *body, error) {
 	r := &cc.req
-	u, err := url.ParseRequestURI(string(r.Target))
+	header, target, host := headers(r.Fields, r.Target, r.Host)
+	u, err := url.ParseRequestURI(target)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -143,10 +146,10 @@ func (cc *conn) newRequest(n int) (*http.Request, *body, error) {
 		URL:        u,
 		Proto:      "HTTP/1.1",
 		ProtoMajor: 1, ProtoMinor: 1,
-		Header:     headers(r.Fields),
-		Host:       string(r.Host),
+		Header:     header,
+		Host:       host,
 		RemoteAddr: cc.remoteAddr,
-		RequestURI: string(r.Target),
+		RequestURI: target,
 		Close:      !r.KeepAlive,
 		Body:       http.NoBody,
 	}
@@ -195,21 +198,26 @@ func method(m []byte) string {
 	return string(m)
 }
 
-// headers makes the header map of the fields: one string holds every
-// value, one slice every value list (as net/http's reader does).
-func headers(fields []h1.Field) http.Header {
-	size := 0
+// headers makes the header map of the fields, and the strings of the
+// target and the host: one string holds them and every value, one slice
+// every value list (as net/http's reader does).
+func headers(fields []h1.Field, target, host []byte) (h http.Header, targetStr, hostStr string) {
+	size := len(target) + len(host)
 	for _, f := range fields {
 		size += len(f.Value)
 	}
 	all := make([]byte, 0, size)
+	all = append(all, target...)
+	all = append(all, host...)
 	for _, f := range fields {
 		all = append(all, f.Value...)
 	}
-	values := string(all)
+	// all is never written again: the string may share its bytes.
+	values := unsafe.String(unsafe.SliceData(all), len(all))
+	targetStr, hostStr = values[:len(target)], values[len(target):len(target)+len(host)]
+	off := len(target) + len(host)
 	lists := make([]string, len(fields))
-	h := make(http.Header, len(fields))
-	off := 0
+	h = make(http.Header, len(fields))
 	for i, f := range fields {
 		v := values[off : off+len(f.Value)]
 		off += len(f.Value)
@@ -221,7 +229,7 @@ func headers(fields []h1.Field) http.Header {
 		lists[i] = v
 		h[key] = lists[i : i+1 : i+1]
 	}
-	return h
+	return h, targetStr, hostStr
 }
 
 // body is a request body read from the connection's buffer.
@@ -328,7 +336,4 @@ func (cc *conn) unwatch() {
 
 var aLongTimeAgo = time.Unix(1, 0)
 
-func isTimeout(err error) bool {
-	var ne interface{ Timeout() bool }
-	return errors.As(err, &ne) && ne.Timeout()
-}
+func isTimeout(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }

@@ -157,6 +157,9 @@ type conn struct {
 	s   *Server
 	c   net.Conn
 	raw syscall.RawConn // nil when c is not a socket
+	// readable and waitErr serve waitRequest's wait on raw.
+	readable func(fd uintptr) bool
+	waitErr  error
 	src source
 	br  *bufio.Reader // nil while idle
 	req h1.Request
@@ -274,25 +277,32 @@ func (cc *conn) waitRequest() error {
 	// The buffer goes back to the pool each time the socket has nothing;
 	// the read that finds bytes fills it.
 	cc.release()
-	var err error
-	rerr := cc.raw.Read(func(fd uintptr) bool {
-		br := readers.Get().(*bufio.Reader)
-		br.Reset(&cc.src)
-		cc.src.fd, cc.src.direct = int(fd), true
-		_, err = br.Peek(1)
-		cc.src.direct = false
-		if errors.Is(err, syscall.EAGAIN) {
-			br.Reset(nil)
-			readers.Put(br)
-			return false
-		}
-		cc.br = br
-		return true
-	})
-	if rerr != nil {
-		return rerr
+	if cc.readable == nil {
+		cc.readable = cc.readWhenReadable // made once: a method value allocates
 	}
-	return err
+	cc.waitErr = nil
+	if err := cc.raw.Read(cc.readable); err != nil {
+		return err
+	}
+	return cc.waitErr
+}
+
+// readWhenReadable is waitRequest's RawConn.Read callback: it reads the
+// socket into a pooled buffer, or gives the buffer back and waits (false)
+// when there is nothing yet.
+func (cc *conn) readWhenReadable(fd uintptr) bool {
+	br := readers.Get().(*bufio.Reader)
+	br.Reset(&cc.src)
+	cc.src.fd, cc.src.direct = int(fd), true
+	_, err := br.Peek(1)
+	cc.src.direct = false
+	if errors.Is(err, syscall.EAGAIN) {
+		br.Reset(nil)
+		readers.Put(br)
+		return false
+	}
+	cc.br, cc.waitErr = br, err
+	return true
 }
 
 // source is what a connection's buffer reads from: bytes read before
