@@ -160,10 +160,10 @@ type conn struct {
 	// readable and waitErr serve waitRequest's wait on raw.
 	readable func(fd uintptr) bool
 	waitErr  error
-	src source
-	br  *bufio.Reader // nil while idle
-	req h1.Request
-	bw  *bufio.Writer // nil between responses
+	src      source
+	br       *bufio.Reader // nil while idle
+	req      h1.Request
+	bw       *bufio.Writer // nil between responses
 
 	// mu guards state and handedOff against Shutdown.
 	mu        sync.Mutex
