@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -262,11 +263,14 @@ func (p *Proxy) drain() {
 	p.closeListeners()
 	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.DrainTimeout)
 	defer cancel()
+	var shutdowns sync.WaitGroup
 	for _, s := range p.sides {
-		// Closes idle HTTP/1 connections, waits for busy ones, and sends
+		// Close idle HTTP/1 connections, wait for busy ones, and send
 		// HTTP/2 clients a GOAWAY.
-		_ = s.http.Shutdown(ctx)
+		shutdowns.Go(func() { _ = s.http.Shutdown(ctx) })
+		shutdowns.Go(func() { _ = s.h1.Shutdown(ctx) })
 	}
+	shutdowns.Wait()
 	done := make(chan struct{})
 	go func() {
 		for _, s := range p.sides {

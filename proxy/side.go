@@ -13,12 +13,15 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/meshctl/meshctl/internal/spiffeid"
 	"github.com/meshctl/meshctl/proxy/authz"
 	"github.com/meshctl/meshctl/proxy/detect"
 	"github.com/meshctl/meshctl/proxy/endpoints"
+	"github.com/meshctl/meshctl/proxy/h1"
+	"github.com/meshctl/meshctl/proxy/h1server"
 	"github.com/meshctl/meshctl/proxy/httpproxy"
 	"github.com/meshctl/meshctl/proxy/meshtls"
 	"github.com/meshctl/meshctl/proxy/metrics"
@@ -40,6 +43,10 @@ type side struct {
 	fixedDst netip.AddrPort // its address, when it is an IP
 	httpLn   *chanListener
 	http     *http.Server
+	// h1 serves plaintext HTTP/1 connections from applications; what it
+	// does not serve itself (upgrades, CONNECT, 100-continue, large heads)
+	// it hands to http.
+	h1 *h1server.Server
 
 	// mu guards conns, the connections accepted and not yet closed.
 	mu    sync.Mutex
@@ -96,7 +103,42 @@ func (s *side) listen() error {
 			},
 		},
 	}
+	s.h1 = &h1server.Server{
+		Handler:           s.p.http,
+		ReadHeaderTimeout: pc.ReadHeaderTimeout,
+		IdleTimeout:       pc.IdleTimeout,
+		ConnContext:       s.http.ConnContext,
+		HandOff:           s.handOffHTTP1,
+		Refused: func(c net.Conn, status int, reason h1.Reason) {
+			c.(h1Conn).metrics.ProtocolError("http1", strconv.Itoa(status))
+			s.log.Debug("HTTP/1 request refused", "client", c.RemoteAddr(), "status", status, "reason", reason)
+		},
+		Log: s.log,
+	}
 	return nil
+}
+
+// h1Conn is a client connection served by the HTTP/1 server: it lets the
+// server wait for the next request on the socket itself, and counts what
+// the server reads there.
+type h1Conn struct{ *serverConn }
+
+// SyscallConn returns the socket's raw connection.
+func (c h1Conn) SyscallConn() (syscall.RawConn, error) {
+	return c.serverConn.Conn.(*net.TCPConn).SyscallConn()
+}
+
+// CountRead counts bytes the server read from the socket directly.
+func (c h1Conn) CountRead(n int) { c.read(n) }
+
+// handOffHTTP1 gives net/http's server a connection at a request the
+// HTTP/1 server does not serve, with the bytes read of it.
+func (s *side) handOffHTTP1(c net.Conn, buffered []byte) {
+	sc := c.(h1Conn).serverConn
+	sc.peeked = buffered
+	if !s.httpLn.push(sc) {
+		sc.Close() // shutting down
+	}
 }
 
 // serve runs the accept loop and the HTTP/1 server until the listener closes.
@@ -232,15 +274,16 @@ func (s *side) handle(c *net.TCPConn) {
 	}
 	sc.open(labels, info)
 	switch proto {
-	case detect.HTTP1, detect.HTTP2:
-		if proto == detect.HTTP1 {
-			sc.info.Hooks = sc
-		}
-		var hc net.Conn = sc
-		if proto == detect.HTTP2 {
-			hc = s.watchResets(sc, sc.info)
-		}
-		if !s.httpLn.push(hc) {
+	case detect.HTTP1:
+		sc.info.Hooks = sc
+		// What detection read is counted as read now, as the replay of it
+		// through serverConn.Read counts it for net/http.
+		buffered := append([]byte(nil), sc.peeked...)
+		sc.releasePeek()
+		sc.read(len(buffered))
+		s.h1.ServeConn(h1Conn{sc}, buffered)
+	case detect.HTTP2:
+		if !s.httpLn.push(s.watchResets(sc, sc.info)) {
 			sc.Close() // shutting down
 		}
 	default:

@@ -38,6 +38,10 @@ func (cc *conn) serveRequest() bool {
 			cc.refuse(herr.Status, herr.Reason)
 		case errors.Is(err, errTooLarge):
 			cc.handOff()
+		case cc.br.Buffered() > 0 && !isTimeout(err):
+			// The client ended (or reset) its connection mid-head: answered
+			// 400 as net/http does, if anyone is still there to read it.
+			cc.refuse(http.StatusBadRequest, h1.Reason("incomplete request head"))
 		default:
 			cc.s.debug("request head not read", "client", cc.remoteAddr, "error", err)
 		}

@@ -57,6 +57,13 @@ var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, Buffer
 // once the server is shutting down.
 var ErrServerClosed = errors.New("h1server: server closed")
 
+// ReadCounter is a connection that counts the bytes read from it: when
+// ServeConn reads its socket directly (waiting for a request through
+// syscall.Conn, not through Read), it tells it what it read.
+type ReadCounter interface {
+	CountRead(n int)
+}
+
 // ServeConn serves c until it closes or is handed off; buffered are bytes
 // already read from c (detection's), served first. It returns when it is
 // done with c.
@@ -69,6 +76,7 @@ func (s *Server) ServeConn(c net.Conn, buffered []byte) {
 	if rc, ok := c.(syscall.Conn); ok {
 		cc.raw, _ = rc.SyscallConn()
 	}
+	cc.counter, _ = c.(ReadCounter)
 	if !s.track(cc) {
 		c.Close()
 		return
@@ -154,9 +162,10 @@ func (s *Server) debug(msg string, args ...any) {
 
 // conn is one connection being served.
 type conn struct {
-	s   *Server
-	c   net.Conn
-	raw syscall.RawConn // nil when c is not a socket
+	s       *Server
+	c       net.Conn
+	raw     syscall.RawConn // nil when c is not a socket
+	counter ReadCounter     // c's, if it has one
 	// readable and waitErr serve waitRequest's wait on raw.
 	readable func(fd uintptr) bool
 	waitErr  error
@@ -334,6 +343,9 @@ func (s *source) Read(p []byte) (int, error) {
 				return 0, err
 			case n == 0:
 				return 0, io.EOF
+			}
+			if s.conn.counter != nil {
+				s.conn.counter.CountRead(n)
 			}
 			return n, nil
 		}
