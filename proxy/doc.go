@@ -16,6 +16,10 @@
 //   - balance: the endpoint per request (latency-aware, failure accrual);
 //     retry: whether a failed request may go again, within a budget;
 //     servicepolicy: the retries and timeouts a Service's annotations ask;
+//   - h1: the strict HTTP/1 codec (heads parsed in place); h1server: the
+//     HTTP/1 server of plaintext application connections on it (an idle
+//     connection holds no buffer), which hands upgrades, CONNECT and
+//     100-continue to net/http's server (that also serves HTTP/2);
 //   - httpproxy: HTTP forwarding, routes' filters, redirects and mirrors;
 //     tcpproxy: opaque forwarding; resetguard: HTTP/2 rapid-reset defence;
 //   - meshtls: the mutual TLS between proxies; authz: who may reach an
