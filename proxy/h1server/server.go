@@ -66,7 +66,8 @@ type ReadCounter interface {
 
 // ServeConn serves c until it closes or is handed off; buffered are bytes
 // already read from c (detection's), served first. It returns when it is
-// done with c.
+// done with c, or when c first waits for a request: a new goroutine waits
+// (see loop), and serves c to its end. Shutdown waits for every connection.
 func (s *Server) ServeConn(c net.Conn, buffered []byte) {
 	cc := &conn{s: s, c: c}
 	cc.src.conn = cc
@@ -81,7 +82,6 @@ func (s *Server) ServeConn(c net.Conn, buffered []byte) {
 		c.Close()
 		return
 	}
-	defer s.untrack(cc)
 	cc.serve()
 }
 
@@ -166,9 +166,10 @@ type conn struct {
 	c       net.Conn
 	raw     syscall.RawConn // nil when c is not a socket
 	counter ReadCounter     // c's, if it has one
-	// readable and waitErr serve waitRequest's wait on raw.
+	// readable, waitErr and tryOnly serve waitRequest's wait on raw.
 	readable func(fd uintptr) bool
 	waitErr  error
+	tryOnly  bool
 	src      source
 	br       *bufio.Reader // nil while idle
 	req      h1.Request
@@ -229,24 +230,48 @@ func (cc *conn) closing() bool {
 
 // serve reads and answers requests until the connection ends.
 func (cc *conn) serve() {
-	defer func() {
-		cc.release()
-		if !cc.handedOff {
-			cc.c.Close()
-		}
-	}()
 	cc.remoteAddr = cc.c.RemoteAddr().String()
 	cc.ctx = context.Background()
 	if cc.s.ConnContext != nil {
 		cc.ctx = cc.s.ConnContext(cc.ctx, cc.c)
 	}
+	cc.loop(false)
+}
+
+// errWouldBlock: the socket has nothing to read yet.
+var errWouldBlock = errors.New("h1server: nothing to read yet")
+
+// loop serves requests until the connection ends. When the connection has
+// to wait for its next request, the goroutine that served the last one
+// (its stack grown by the handler) hands the wait to a new goroutine,
+// whose stack is the smallest the runtime makes, and ends: an idle
+// connection holds a minimal stack and no buffer. parked says this
+// goroutine is that new one.
+func (cc *conn) loop(parked bool) {
+	done := true
+	defer func() {
+		if done {
+			cc.release()
+			if !cc.handedOff {
+				cc.c.Close()
+			}
+			cc.s.untrack(cc)
+		}
+	}()
 	for {
 		if cc.br == nil || cc.br.Buffered() == 0 {
 			cc.release()
 			if !cc.setState(stateIdle) {
 				return
 			}
-			if err := cc.waitRequest(); err != nil {
+			err := cc.waitRequest(!parked)
+			if errors.Is(err, errWouldBlock) {
+				done = false
+				go cc.loop(true)
+				return
+			}
+			parked = false
+			if err != nil {
 				if !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, net.ErrClosed) {
 					cc.s.debug("connection ended while idle", "client", cc.remoteAddr, "error", err)
 				}
@@ -272,8 +297,9 @@ func (cc *conn) release() {
 }
 
 // waitRequest waits, holding no buffer, until the connection has bytes
-// (or ends), and reads them into a pooled buffer.
-func (cc *conn) waitRequest() error {
+// (or ends), and reads them into a pooled buffer. With try it does not
+// wait: errWouldBlock says there is nothing yet.
+func (cc *conn) waitRequest(try bool) error {
 	if err := cc.c.SetReadDeadline(time.Now().Add(cc.s.idleTimeout())); err != nil {
 		return err
 	}
@@ -289,7 +315,7 @@ func (cc *conn) waitRequest() error {
 	if cc.readable == nil {
 		cc.readable = cc.readWhenReadable // made once: a method value allocates
 	}
-	cc.waitErr = nil
+	cc.waitErr, cc.tryOnly = nil, try
 	if err := cc.raw.Read(cc.readable); err != nil {
 		return err
 	}
@@ -308,6 +334,10 @@ func (cc *conn) readWhenReadable(fd uintptr) bool {
 	if errors.Is(err, syscall.EAGAIN) {
 		br.Reset(nil)
 		readers.Put(br)
+		if cc.tryOnly {
+			cc.waitErr = errWouldBlock
+			return true
+		}
 		return false
 	}
 	cc.br, cc.waitErr = br, err
