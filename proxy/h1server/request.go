@@ -1,13 +1,17 @@
 package h1server
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
+	"runtime"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -32,8 +36,8 @@ func (cc *conn) serveRequest() bool {
 	if err != nil {
 		var herr *h1.Error
 		switch {
-		case errors.As(err, &herr) && cc.connect():
-			cc.handOff() // h1 leaves the authority form to net/http
+		case errors.As(err, &herr) && herr.Reason == h1.ReasonTargetForm && cc.connect():
+			cc.handOff() // h1 leaves CONNECT's authority form to net/http
 		case errors.As(err, &herr):
 			cc.refuse(herr.Status, herr.Reason)
 		case errors.Is(err, errTooLarge):
@@ -63,7 +67,7 @@ func (cc *conn) serveRequest() bool {
 	ctx, cancel := context.WithCancel(cc.ctx)
 	defer cancel()
 	req = req.WithContext(ctx)
-	w := &response{cc: cc, req: req, header: make(http.Header), keepAlive: r.KeepAlive && !cc.closing(),
+	w := &response{cc: cc, req: req, body: body, header: make(http.Header), keepAlive: r.KeepAlive,
 		head: req.Method == http.MethodHead, http11: r.ProtoAtLeast11()}
 	cc.bgCancel = cancel
 	if body == nil {
@@ -71,26 +75,103 @@ func (cc *conn) serveRequest() bool {
 	} else {
 		body.onEOF = cc.watch
 	}
-	cc.s.Handler.ServeHTTP(w, req)
-	cc.unwatch()
-	if !w.finish() || cc.bgGone {
+	panicked := cc.runHandler(w, req)
+	// Nothing reads the connection from here on but this goroutine: a
+	// body read still in flight (a transport streaming it after an early
+	// answer) and the background read are cut off by a past deadline, and
+	// the body refuses new reads.
+	bodyWhole := cc.stopReaders(body)
+	if panicked {
+		w.abandon()
+		return false
+	}
+	if !w.finish() || cc.bgGone || !w.keepAlive {
+		if !bodyWhole {
+			cc.closeGracefully()
+		}
 		return false
 	}
 	if body != nil && !body.drain() {
+		cc.closeGracefully()
 		return false
 	}
-	return w.keepAlive && !cc.closing()
+	return !cc.closing()
+}
+
+// runHandler runs the handler; true when it panicked. A panic ends the
+// request and the connection, as in net/http: http.ErrAbortHandler (an
+// upstream that broke its response off) quietly, any other logged.
+func (cc *conn) runHandler(w *response, req *http.Request) (panicked bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			panicked = true
+			if v != http.ErrAbortHandler {
+				buf := make([]byte, 64<<10)
+				buf = buf[:runtime.Stack(buf, false)]
+				if cc.s.Log != nil {
+					cc.s.Log.Error("handler panicked", "client", cc.remoteAddr, "panic", v, "stack", string(buf))
+				}
+			}
+		}
+	}()
+	cc.s.Handler.ServeHTTP(w, req)
+	return false
+}
+
+// stopReaders cuts off whatever still reads the connection once the
+// handler has returned (see serveRequest) and reports whether the request
+// body was read whole (true without one).
+func (cc *conn) stopReaders(b *body) bool {
+	if b != nil {
+		b.closed.Store(true)
+	}
+	_ = cc.c.SetReadDeadline(aLongTimeAgo)
+	whole := true
+	if b != nil {
+		b.mu.Lock()
+		b.onEOF = nil
+		whole = errors.Is(b.err, io.EOF)
+		b.mu.Unlock()
+	}
+	cc.bg.Wait()
+	_ = cc.c.SetReadDeadline(time.Time{})
+	if cc.bgGot {
+		cc.bgGot = false
+		cc.src.pending = append(cc.src.pending, cc.bgByte[0])
+	}
+	return whole
+}
+
+// closeGracefully ends a connection the client may still be sending a
+// request body on: closing it with unread bytes would reset it, and the
+// reset can destroy the response before the client reads it. It closes
+// the writing half, and reads (and drops) for a moment before the caller
+// closes it.
+func (cc *conn) closeGracefully() {
+	cw, ok := cc.c.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		return
+	}
+	_ = cc.c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	_, _ = io.Copy(io.Discard, io.LimitReader(cc.c, maxDrainBytes))
 }
 
 // readHead reads until the buffer holds a whole head and parses it into
 // cc.req; it returns the head's length.
 func (cc *conn) readHead() (int, error) {
+	scanned := 0
 	for {
 		buf, _ := cc.br.Peek(cc.br.Buffered())
-		n, err := cc.req.Parse(buf)
-		if !errors.Is(err, h1.ErrIncomplete) {
-			return n, err
+		// A head arriving in pieces is parsed again only once a piece may
+		// have ended it (a blank line): a client that trickles a head a byte
+		// at a time costs a scan per byte, not a parse of all it sent.
+		if scanned == 0 || endsHead(buf[max(0, scanned-2):]) {
+			n, err := cc.req.Parse(buf)
+			if !errors.Is(err, h1.ErrIncomplete) {
+				return n, err
+			}
 		}
+		scanned = len(buf)
 		if cc.br.Buffered() == cc.br.Size() {
 			return 0, errTooLarge
 		}
@@ -98,6 +179,12 @@ func (cc *conn) readHead() (int, error) {
 			return 0, err
 		}
 	}
+}
+
+// endsHead reports whether b holds a blank line's end: what ends a head
+// (bare LF included, for the parser to refuse).
+func endsHead(b []byte) bool {
+	return bytes.Contains(b, []byte("\n\n")) || bytes.Contains(b, []byte("\n\r\n"))
 }
 
 // connect reports whether the buffered request is a CONNECT.
@@ -113,7 +200,8 @@ func (cc *conn) handOff() {
 		return
 	}
 	buffered, _ := cc.br.Peek(cc.br.Buffered())
-	rest := append([]byte(nil), buffered...)
+	rest := append(append([]byte(nil), buffered...), cc.src.pending...)
+	cc.src.pending = nil
 	cc.release()
 	_ = cc.c.SetReadDeadline(time.Time{})
 	cc.mu.Lock()
@@ -161,6 +249,7 @@ func (cc *conn) newRequest(n int) (*http.Request, *body, error) {
 		req.Proto, req.ProtoMinor = "HTTP/1.0", 0
 	}
 	delete(req.Header, "Host")
+	delete(req.Header, "Transfer-Encoding") // in TransferEncoding, as net/http has it
 	var b *body
 	switch r.Framing {
 	case h1.Length:
@@ -236,22 +325,34 @@ func headers(fields []h1.Field, target, host []byte) (h http.Header, targetStr, 
 	return h, targetStr, hostStr
 }
 
-// body is a request body read from the connection's buffer.
+// body is a request body read from the connection's buffer. Its mutex
+// serialises reads: a transport may still be reading it in another
+// goroutine when the handler returns.
 type body struct {
 	cc      *conn
 	chunked *h1.ChunkedReader
+	mu      sync.Mutex
 	left    int64 // Content-Length bytes not read yet; -1 when chunked
 	err     error
 	onEOF   func()
-	closed  bool
+	closed  atomic.Bool
 }
 
 func (b *body) Read(p []byte) (int, error) {
+	if b.closed.Load() {
+		return 0, http.ErrBodyReadAfterClose
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed.Load() {
+		return 0, http.ErrBodyReadAfterClose
+	}
+	return b.readLocked(p)
+}
+
+func (b *body) readLocked(p []byte) (int, error) {
 	if b.err != nil {
 		return 0, b.err
-	}
-	if b.closed {
-		return 0, http.ErrBodyReadAfterClose
 	}
 	var n int
 	var err error
@@ -282,24 +383,45 @@ func (b *body) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Close stops the handler's reads; what is left is drained or the
+// connection closed once the handler returns.
 func (b *body) Close() error {
-	b.closed = true
+	b.closed.Store(true)
 	return nil
 }
 
+// drainable reports whether what is left of the body is known to be small
+// enough to drain after the handler (a chunked body's rest is not known).
+// A read in flight (a transport still streaming the body while the answer
+// starts) makes it unknown: the mutex is not waited for.
+func (b *body) drainable() bool {
+	if !b.mu.TryLock() {
+		return false
+	}
+	defer b.mu.Unlock()
+	return errors.Is(b.err, io.EOF) || b.err == nil && b.chunked == nil && b.left <= maxDrainBytes
+}
+
 // drain reads what the handler left of the body, up to maxDrainBytes;
-// false when the connection cannot carry another request.
+// false when the connection cannot carry another request. It runs once
+// nothing else reads the body.
 func (b *body) drain() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	if errors.Is(b.err, io.EOF) {
 		return true
 	}
 	if b.err != nil {
 		return false
 	}
-	b.closed = false
-	n, err := io.Copy(io.Discard, io.LimitReader(b, maxDrainBytes+1))
+	n, err := io.Copy(io.Discard, io.LimitReader(readerFunc(b.readLocked), maxDrainBytes+1))
 	return n <= maxDrainBytes && (err == nil || errors.Is(err, io.EOF)) && errors.Is(b.err, io.EOF)
 }
+
+// readerFunc is a function that reads.
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
 
 // watch reads the connection in the background while the handler runs, as
 // net/http does, to cancel the request when the client goes away. It is
@@ -317,25 +439,11 @@ func (cc *conn) watch() {
 			cc.bgGot = true // the next request's first byte
 			return
 		}
-		if err != nil && !errors.Is(err, errAborted) && !isTimeout(err) {
+		if err != nil && !isTimeout(err) {
 			cc.bgGone = true
 			cc.bgCancel()
 		}
 	}()
-}
-
-// errAborted is never returned: the watch is aborted with a past deadline.
-var errAborted = errors.New("h1server: watch aborted")
-
-// unwatch stops the background read and keeps the byte it read, if any.
-func (cc *conn) unwatch() {
-	_ = cc.c.SetReadDeadline(aLongTimeAgo)
-	cc.bg.Wait()
-	_ = cc.c.SetReadDeadline(time.Time{})
-	if cc.bgGot {
-		cc.bgGot = false
-		cc.src.pending = append(cc.src.pending, cc.bgByte[0])
-	}
 }
 
 var aLongTimeAgo = time.Unix(1, 0)

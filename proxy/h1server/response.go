@@ -19,6 +19,7 @@ var writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10)
 type response struct {
 	cc     *conn
 	req    *http.Request
+	body   *body // nil without one
 	header http.Header
 
 	keepAlive, head, http11 bool
@@ -153,6 +154,11 @@ func (w *response) commit(final bool) {
 	if connectionClose(h) || w.cc.closing() {
 		w.keepAlive = false
 	}
+	if w.body != nil && !w.body.drainable() {
+		// More of the request may follow than is worth reading to keep
+		// the connection (as net/http decides).
+		w.keepAlive = false
+	}
 	switch {
 	case !bodyAllowed(w.status) || w.head:
 	case w.length >= 0:
@@ -164,8 +170,11 @@ func (w *response) commit(final bool) {
 	default:
 		w.keepAlive = false // the body runs until the connection closes
 	}
-	if !w.keepAlive {
+	switch {
+	case !w.keepAlive:
 		h["Connection"] = closeValue
+	case !w.http11:
+		h["Connection"] = keepAliveValue // HTTP/1.0 closes unless told otherwise
 	}
 	bw := w.writer()
 	w.statusLine(bw, w.status)
@@ -183,8 +192,9 @@ func (w *response) commit(final bool) {
 }
 
 var (
-	zeroLength = []string{"0"}
-	closeValue = []string{"close"}
+	zeroLength     = []string{"0"}
+	closeValue     = []string{"close"}
+	keepAliveValue = []string{"keep-alive"}
 )
 
 // connectionClose reports whether the handler's Connection field says close.
@@ -258,6 +268,17 @@ func (w *response) finish() bool {
 	writers.Put(bw)
 	w.cc.bw = nil
 	return complete && w.err == nil
+}
+
+// abandon drops what the response buffered after its handler panicked:
+// the connection is closed without ending the response, so the client
+// sees it cut off rather than complete.
+func (w *response) abandon() {
+	if bw := w.cc.bw; bw != nil {
+		bw.Reset(nil)
+		writers.Put(bw)
+		w.cc.bw = nil
+	}
 }
 
 // bodyAllowed reports whether a response with status may have a body.

@@ -112,8 +112,13 @@ func (s *Server) untrack(cc *conn) {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.shutting = true
+	// Every connection is marked before any idle one is closed: a handler
+	// that answers meanwhile says Connection: close.
 	for cc := range s.conns {
-		cc.shutdown()
+		cc.markClosing()
+	}
+	for cc := range s.conns {
+		cc.closeIfIdle()
 	}
 	s.mu.Unlock()
 	done := make(chan struct{})
@@ -179,6 +184,9 @@ type conn struct {
 	mu        sync.Mutex
 	state     connState
 	handedOff bool
+	// idleAtShutdown: the connection was waiting for a request when
+	// Shutdown marked it.
+	idleAtShutdown bool
 
 	remoteAddr string
 	ctx        context.Context
@@ -199,15 +207,23 @@ const (
 	stateClosing // answer the current request, then close
 )
 
-// shutdown closes an idle connection, and has an active one close after
-// its response.
-func (cc *conn) shutdown() {
+// markClosing has the connection close after its current response.
+func (cc *conn) markClosing() {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
 	if cc.state == stateIdle && !cc.handedOff {
-		cc.c.Close()
+		cc.idleAtShutdown = true
 	}
 	cc.state = stateClosing
+}
+
+// closeIfIdle closes the connection if it was idle when marked.
+func (cc *conn) closeIfIdle() {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if cc.idleAtShutdown && !cc.handedOff {
+		cc.c.Close()
+	}
 }
 
 // setState moves between idle and active; false when the connection is to
