@@ -73,7 +73,7 @@ func get(t *testing.T, c *http.Client, req *http.Request) (*http.Response, strin
 
 func TestKeepAliveRequestsShareOneConnection(t *testing.T) {
 	addr, accepted := serve(t, &Server{Handler: echo})
-	c := &http.Client{Transport: &http.Transport{}}
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}}
 	for i := range 50 {
 		req, _ := http.NewRequest("GET", fmt.Sprintf("http://%s/p/%d?q=1", addr, i), nil)
 		req.Header.Set("X-Test", "v")
@@ -93,7 +93,7 @@ func TestKeepAliveRequestsShareOneConnection(t *testing.T) {
 
 func TestRequestBodies(t *testing.T) {
 	addr, _ := serve(t, &Server{Handler: echo})
-	c := &http.Client{Transport: &http.Transport{}}
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}}
 	req, _ := http.NewRequest("POST", "http://"+addr+"/len", strings.NewReader("hello"))
 	if _, body := get(t, c, req); !strings.HasSuffix(body, "te=[] len=5 body=hello") {
 		t.Errorf("Content-Length body: %q", body)
@@ -127,7 +127,7 @@ func TestStreamedResponseWithTrailers(t *testing.T) {
 		io.WriteString(w, "part 2")
 		w.Header().Set(http.TrailerPrefix+"Grpc-Status", "0")
 	})})
-	res, body := get(t, http.DefaultClient, mustRequest(t, "GET", "http://"+addr+"/"))
+	res, body := get(t, &http.Client{Timeout: 10 * time.Second}, mustRequest(t, "GET", "http://"+addr+"/"))
 	if res.StatusCode != 201 || body != "part 1;part 2" || len(res.TransferEncoding) != 1 || res.Trailer.Get("Grpc-Status") != "0" {
 		t.Errorf("got %d %q, transfer encoding %v, trailers %v", res.StatusCode, body, res.TransferEncoding, res.Trailer)
 	}
@@ -145,7 +145,7 @@ func TestResponsesWithoutBodies(t *testing.T) {
 			io.WriteString(w, "hello")
 		}
 	})})
-	c := &http.Client{Transport: &http.Transport{}}
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}}
 	for _, tc := range []struct {
 		method, path string
 		status       int
