@@ -33,6 +33,12 @@ type serverConn struct {
 	// peeked and peekBuf are touched only by the reader (one goroutine at a time).
 	peeked  []byte
 	peekBuf *[]byte
+	// replay are bytes already read and counted (by the HTTP/1 server,
+	// which handed the connection to net/http's), replayed first.
+	replay []byte
+	// halfClosed: the proxy closed its writing half; nothing read after it
+	// is a request that could time out.
+	halfClosed atomic.Bool
 	// early counts bytes read before metrics were opened (during a TLS
 	// handshake, when the labels are not known yet).
 	early int
@@ -78,6 +84,11 @@ func clientGone(err error, allowHalfClose bool) bool {
 }
 
 func (c *serverConn) Read(b []byte) (int, error) {
+	if len(c.replay) > 0 {
+		n := copy(b, c.replay)
+		c.replay = c.replay[n:]
+		return n, nil
+	}
 	if len(c.peeked) > 0 {
 		n := copy(b, c.peeked)
 		c.peeked = c.peeked[n:]
@@ -89,7 +100,7 @@ func (c *serverConn) Read(b []byte) (int, error) {
 	}
 	n, err := c.Conn.Read(b)
 	c.read(n)
-	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) && c.handling.Load() == 0 && c.pending.Swap(0) > 0 {
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) && c.handling.Load() == 0 && !c.halfClosed.Load() && c.pending.Swap(0) > 0 {
 		c.headerTimeout.Store(true)
 	}
 	if clientGone(err, c.side.p.cfg.AllowHalfClose) {
@@ -166,6 +177,7 @@ func errorReply(b []byte) (int, bool) {
 
 // CloseWrite lets a hijacked (upgraded) connection be half-closed.
 func (c *serverConn) CloseWrite() error {
+	c.halfClosed.Store(true)
 	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
 	}
@@ -181,7 +193,7 @@ func (c *serverConn) Close() error {
 		if c.metrics != nil {
 			c.metrics.Close()
 		}
-		c.side.release(c)
+		c.side.release(c.Conn) // tracked by the accepted socket
 	})
 	return err
 }

@@ -135,7 +135,7 @@ func (c h1Conn) CountRead(n int) { c.read(n) }
 // HTTP/1 server does not serve, with the bytes read of it.
 func (s *side) handOffHTTP1(c net.Conn, buffered []byte) {
 	sc := c.(h1Conn).serverConn
-	sc.peeked = buffered
+	sc.replay = buffered // counted when the HTTP/1 server read them
 	if !s.httpLn.push(sc) {
 		sc.Close() // shutting down
 	}

@@ -37,7 +37,15 @@ func (cc *conn) serveRequest() bool {
 		var herr *h1.Error
 		switch {
 		case errors.As(err, &herr) && herr.Reason == h1.ReasonTargetForm && cc.connect():
-			cc.handOff() // h1 leaves CONNECT's authority form to net/http
+			// h1 leaves CONNECT's authority form to net/http, once its
+			// fields have passed the strict checks.
+			if err := cc.checkConnect(); err != nil {
+				if errors.As(err, &herr) {
+					cc.refuse(herr.Status, herr.Reason)
+				}
+				return false
+			}
+			cc.handOff()
 		case errors.As(err, &herr):
 			cc.refuse(herr.Status, herr.Reason)
 		case errors.Is(err, errTooLarge):
@@ -91,9 +99,19 @@ func (cc *conn) serveRequest() bool {
 		}
 		return false
 	}
-	if body != nil && !body.drain() {
-		cc.closeGracefully()
-		return false
+	if body != nil {
+		// The client gets as long to send the rest as it would get to send
+		// a head.
+		_ = cc.c.SetReadDeadline(time.Now().Add(cc.s.readHeaderTimeout()))
+		if !body.drain() {
+			if !isTimeout(body.err) {
+				// Unread bytes may be on their way: closed with them, the
+				// connection would be reset under the answer. A client that
+				// stopped sending has none.
+				cc.closeGracefully()
+			}
+			return false
+		}
 	}
 	return !cc.closing()
 }
@@ -130,6 +148,11 @@ func (cc *conn) stopReaders(b *body) bool {
 	if b != nil {
 		b.mu.Lock()
 		b.onEOF = nil
+		if b.chunked == nil && isTimeout(b.err) {
+			// Our own cut-off, not the client's doing: the buffer is intact
+			// and the rest can still be drained.
+			b.err = nil
+		}
 		whole = errors.Is(b.err, io.EOF)
 		b.mu.Unlock()
 	}
@@ -153,7 +176,7 @@ func (cc *conn) closeGracefully() {
 		return
 	}
 	_ = cc.c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
-	_, _ = io.Copy(io.Discard, io.LimitReader(cc.c, maxDrainBytes))
+	_, _ = io.Copy(io.Discard, cc.c) // bounded by time: a fast uploader sends 256 KiB in milliseconds
 }
 
 // readHead reads until the buffer holds a whole head and parses it into
@@ -173,6 +196,14 @@ func (cc *conn) readHead() (int, error) {
 		}
 		scanned = len(buf)
 		if cc.br.Buffered() == cc.br.Size() {
+			// A full buffer is parsed once more whatever the scan said: a
+			// head too large for it still has its strict refusals.
+			if _, err := cc.req.Parse(buf); !errors.Is(err, h1.ErrIncomplete) {
+				var herr *h1.Error
+				if errors.As(err, &herr) {
+					return 0, err
+				}
+			}
 			return 0, errTooLarge
 		}
 		if _, err := cc.br.Peek(cc.br.Buffered() + 1); err != nil {
@@ -185,6 +216,31 @@ func (cc *conn) readHead() (int, error) {
 // (bare LF included, for the parser to refuse).
 func endsHead(b []byte) bool {
 	return bytes.Contains(b, []byte("\n\n")) || bytes.Contains(b, []byte("\n\r\n"))
+}
+
+// checkConnect reads the rest of a CONNECT head in authority form and
+// holds its fields to the strict checks, by parsing the same head with an
+// origin-form target.
+func (cc *conn) checkConnect() error {
+	for {
+		buf, _ := cc.br.Peek(cc.br.Buffered())
+		if endsHead(buf) {
+			line, rest, _ := bytes.Cut(buf, []byte("\n"))
+			version := line[bytes.LastIndexByte(line, ' ')+1:]
+			head := make([]byte, 0, len(buf)+8)
+			head = append(append(append(head, "CONNECT / "...), version...), '\n')
+			head = append(head, rest...)
+			var r h1.Request
+			_, err := r.Parse(head)
+			return err
+		}
+		if cc.br.Buffered() == cc.br.Size() {
+			return nil // too large for the buffer: net/http's limit decides
+		}
+		if _, err := cc.br.Peek(cc.br.Buffered() + 1); err != nil {
+			return err
+		}
+	}
 }
 
 // connect reports whether the buffered request is a CONNECT.
