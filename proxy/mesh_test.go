@@ -411,8 +411,13 @@ func TestMeshedClientOpeningThousandsOfStreamsIsRefusedBeyondTheLimit(t *testing
 	if refused == 0 && !closed {
 		t.Error("2000 concurrent streams over a limit of 100 were neither refused nor cut off")
 	}
-	if p := peak.Load(); p == 0 || p > limit {
-		t.Errorf("the app had at most %d requests at once, want between 1 and the limit %d", p, limit)
+	// The streams within the limit reach the app, unless the rapid-reset
+	// guard cut the client off first: 2000 streams opened at once leave
+	// more unanswered than it allows when the server's writer falls behind
+	// (a loaded machine), and it sends GOAWAY before any handler got there.
+	tripped := metricValue(scrape(t, server), "protocol_error_total", map[string]string{"protocol": "h2", "error": "rapid_reset"}) > 0
+	if p := peak.Load(); p > limit || p == 0 && !tripped {
+		t.Errorf("the app had at most %d requests at once, want between 1 and the limit %d (the guard tripped: %v)", p, limit, tripped)
 	}
 	if v := metricValue(scrape(t, server), "protocol_error_total", map[string]string{"direction": "inbound", "protocol": "h2"}); v == 0 {
 		t.Error("the refused streams were not counted")
