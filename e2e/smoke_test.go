@@ -28,6 +28,10 @@ func TestClusterServesPodsDNSServicesAndAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitReady(t, ns, "web", 2*time.Minute)
+	// Ready pods are in the EndpointSlice before kube-proxy has written
+	// them into its rules; on a busy node (a CI run, right after other
+	// tests' teardown) every request once went to the one replica it had.
+	waitServiceProgrammed(t, ns, "web", "http", 2)
 	pods, err := cluster.client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
 	if err != nil {
 		t.Fatal(err)
