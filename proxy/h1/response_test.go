@@ -123,10 +123,18 @@ func FuzzResponseHeadAgainstNetHTTP(f *testing.F) {
 			t.Errorf("status %d HTTP/1.%d; net/http %d HTTP/1.%d", r.Status, r.Minor, goResp.StatusCode, goResp.ProtoMinor)
 		}
 		goLength := goResp.ContentLength
+		bodyless := head || goResp.StatusCode < 200 || goResp.StatusCode == 204 || goResp.StatusCode == 304
 		if head {
 			goLength = 0 // net/http gives the GET's length; there is no body
 		}
-		if r.ContentLength != goLength || (r.Framing == Chunked) != slices.Equal(goResp.TransferEncoding, []string{"chunked"}) {
+		// A response that cannot have a body has none, whatever its fields
+		// say: net/http still reports their Transfer-Encoding (its Body is
+		// NoBody), Parse reports NoBody.
+		goChunked := slices.Equal(goResp.TransferEncoding, []string{"chunked"}) && !bodyless
+		if bodyless && r.Framing != NoBody {
+			t.Errorf("a response without a body (status %d, HEAD %v) framed %v", r.Status, head, r.Framing)
+		}
+		if r.ContentLength != goLength || (r.Framing == Chunked) != goChunked {
 			t.Errorf("framing %v length %d; net/http length %d, transfer encoding %q", r.Framing, r.ContentLength, goResp.ContentLength, goResp.TransferEncoding)
 		}
 		if r.KeepAlive == goResp.Close {
