@@ -136,7 +136,6 @@ func TestTheDrainHasADeadline(t *testing.T) {
 	}
 }
 
-
 // A client uploading fast while the answer (large) is still in flight: the
 // graceful close reads its 256 KiB in a few milliseconds and closes with
 // unread bytes, the reset destroys the rest of the answer.

@@ -24,20 +24,8 @@ const benchRequest = "GET /api/v1/items?page=2 HTTP/1.1\r\n" +
 // (serveConn serves each accepted connection), with a client that
 // allocates nothing: the allocations reported are the server's.
 func benchServer(b *testing.B, serveConn func(net.Conn)) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
+	ln := listenEach(b, serveConn)
 	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go serveConn(c)
-		}
-	}()
 	c, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		b.Fatal(err)
@@ -81,4 +69,24 @@ func BenchmarkNetHTTPServer(b *testing.B) {
 	go std.Serve(&chanListener{conns: one, done: make(chan struct{})})
 	defer std.Close()
 	benchServer(b, func(c net.Conn) { one <- c })
+}
+
+// listenEach listens on loopback and serves each accepted connection with
+// serveConn in its own goroutine, until the listener is closed.
+func listenEach(tb testing.TB, serveConn func(net.Conn)) net.Listener {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go serveConn(c)
+		}
+	}()
+	return ln
 }

@@ -168,20 +168,8 @@ func TestShutdownClosesIdleConnectionsAndFinishesActiveOnes(t *testing.T) {
 // idle connection afterwards.
 func idleCost(t *testing.T, n int, serveConn func(net.Conn)) float64 {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := listenEach(t, serveConn)
 	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go serveConn(c)
-		}
-	}()
 	before := inUse()
 	conns := make([]net.Conn, 0, n)
 	defer func() {
