@@ -71,12 +71,21 @@ type Run struct {
 
 // Extras are the meshctl-only measurements.
 type Extras struct {
-	TapP99Ratio, TapCPURatio   float64
-	P99NoTap, P99Tap           float64
-	CPUNoTap, CPUTap           float64
-	IdleConns                  int
-	IdleRSSMB, IdleRSSBeforeMB float64
+	TapP99Ratio, TapCPURatio float64
+	P99NoTap, P99Tap         float64
+	CPUNoTap, CPUTap         float64
+	IdleConns                int
+	// IdleRSSOpenMB is the RSS right after the idle connections opened,
+	// IdleRSSMB after they sat idle for IdleSettle.
+	IdleRSSMB, IdleRSSOpenMB, IdleRSSBeforeMB float64
+	// P99Idle is the p99 of the same 1000 rps load while they are open.
+	P99Idle float64
 }
+
+// IdleSettle is how long the idle connections sit before the RSS holding
+// them is read: the proxy parks a connection idle for a second (see
+// proxy/h1server's ParkAfter), and the last ones opened need that long.
+const IdleSettle = 3 * time.Second
 
 // Report is the whole benchmark.
 type Report struct {
@@ -258,7 +267,17 @@ func measureExtras(ctx context.Context, cfg Config, env *environment) (*Extras, 
 		return nil, err
 	}
 	ex.IdleConns = len(conns)
+	ex.IdleRSSOpenMB = hops[0].rssMB()
+	select {
+	case <-time.After(IdleSettle):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 	ex.IdleRSSMB = hops[0].rssMB()
+	// New requests meanwhile: the same load as the tap's baseline.
+	if ex.P99Idle, _, err = phase(); err != nil {
+		return nil, fmt.Errorf("load beside the idle connections: %w", err)
+	}
 	return ex, nil
 }
 

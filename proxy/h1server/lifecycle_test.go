@@ -165,8 +165,8 @@ func TestShutdownClosesIdleConnectionsAndFinishesActiveOnes(t *testing.T) {
 
 // idleCost opens n keep-alive connections to serveConn's server, makes one
 // request on each, and returns the heap and stack bytes the server holds per
-// idle connection afterwards.
-func idleCost(t *testing.T, n int, serveConn func(net.Conn)) float64 {
+// idle connection afterwards, once settled returns true (nil: at once).
+func idleCost(t *testing.T, n int, serveConn func(net.Conn), settled func() bool) float64 {
 	t.Helper()
 	ln := listenEach(t, serveConn)
 	defer ln.Close()
@@ -189,6 +189,9 @@ func idleCost(t *testing.T, n int, serveConn func(net.Conn)) float64 {
 			t.Fatal(err)
 		}
 	}
+	if settled != nil {
+		waitFor(t, "the idle connections settled", 30*time.Second, settled)
+	}
 	after := inUse()
 	return float64(after-before) / float64(n)
 }
@@ -210,17 +213,24 @@ func TestAnIdleConnectionCostsAFractionOfNetHTTPs(t *testing.T) {
 	}
 	const n = 1000
 	hello := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hi") })
-	s := &Server{Handler: hello}
+	s := &Server{Handler: hello, ParkAfter: -1}
 	defer s.Close()
-	ours := idleCost(t, n, func(c net.Conn) { s.ServeConn(c, nil) })
+	ours := idleCost(t, n, func(c net.Conn) { s.ServeConn(c, nil) }, nil)
+	ps := &Server{Handler: hello, ParkAfter: 10 * time.Millisecond}
+	defer ps.Close()
+	parked := idleCost(t, n, func(c net.Conn) { ps.ServeConn(c, nil) }, func() bool { return ps.Parked() == n })
 	std := &http.Server{Handler: hello}
 	one := make(chan net.Conn)
 	go std.Serve(&chanListener{conns: one, done: make(chan struct{})})
 	defer std.Close()
-	theirs := idleCost(t, n, func(c net.Conn) { one <- c })
-	t.Logf("memory held per idle keep-alive connection (server and client side together): h1server %.0f B, net/http %.0f B", ours, theirs)
+	theirs := idleCost(t, n, func(c net.Conn) { one <- c }, nil)
+	t.Logf("memory held per idle keep-alive connection (server and client side together): h1server %.0f B (parked %.0f B), net/http %.0f B", ours, parked, theirs)
 	if ours > theirs/2 {
 		t.Errorf("an idle connection costs %.0f B here, net/http's %.0f B: want at most half", ours, theirs)
+	}
+	// Parked, it holds no goroutine: at least the smallest stack (2 KiB) less.
+	if parked > ours-2048 {
+		t.Errorf("a parked idle connection costs %.0f B, one waiting in its goroutine %.0f B: want 2 KiB less", parked, ours)
 	}
 }
 

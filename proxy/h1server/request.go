@@ -59,7 +59,7 @@ func (cc *conn) serveRequest() bool {
 		}
 		return false
 	}
-	r := &cc.req
+	r := cc.req
 	if r.Upgrade != nil || r.ExpectContinue || string(r.Method) == http.MethodConnect {
 		cc.handOff()
 		return false
@@ -89,6 +89,7 @@ func (cc *conn) serveRequest() bool {
 	// answer) and the background read are cut off by a past deadline, and
 	// the body refuses new reads.
 	bodyWhole := cc.stopReaders(body)
+	cc.bgCancel = nil // the request's context is not kept while idle
 	if panicked {
 		w.abandon()
 		return false
@@ -182,6 +183,9 @@ func (cc *conn) closeGracefully() {
 // readHead reads until the buffer holds a whole head and parses it into
 // cc.req; it returns the head's length.
 func (cc *conn) readHead() (int, error) {
+	if cc.req == nil {
+		cc.req = requests.Get().(*h1.Request)
+	}
 	scanned := 0
 	for {
 		buf, _ := cc.br.Peek(cc.br.Buffered())
@@ -283,7 +287,7 @@ func (cc *conn) refuse(status int, reason h1.Reason) {
 // and discards the head from the buffer. body is nil for a request
 // without one.
 func (cc *conn) newRequest(n int) (*http.Request, *body, error) {
-	r := &cc.req
+	r := cc.req
 	header, target, host := headers(r.Fields, r.Target, r.Host)
 	u, err := url.ParseRequestURI(target)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/meshctl/meshctl/proxy/h1"
+	"github.com/meshctl/meshctl/proxy/idlepoll"
 )
 
 // BufferSize is the size of a connection's read buffer while it has bytes
@@ -43,15 +44,28 @@ type Server struct {
 	// Log receives what goes wrong with a connection, at debug level.
 	// Default: discard.
 	Log *slog.Logger
+	// ParkAfter is how long a keep-alive connection waits for its next
+	// request in a goroutine of its own before it is handed to the
+	// server's idle poller (proxy/idlepoll), where it waits without one.
+	// Default: 100 ms; negative: never.
+	ParkAfter time.Duration
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
 	shutting bool
 	wg       sync.WaitGroup
+	// idle is the poller of connections parked while idle; made at the
+	// first park, closed when the server is.
+	idle     *idlepoll.Poller
+	noPoller bool // making one failed
 }
 
-// readers are the buffers of connections with bytes in flight.
-var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, BufferSize) }}
+// readers are the buffers of connections with bytes in flight, and
+// requests the parsed heads of the requests being served.
+var (
+	readers  = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, BufferSize) }}
+	requests = sync.Pool{New: func() any { return new(h1.Request) }}
+)
 
 // ErrServerClosed is returned by Shutdown's waits and refused connections
 // once the server is shutting down.
@@ -125,10 +139,59 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	go func() { s.wg.Wait(); close(done) }()
 	select {
 	case <-done:
+		s.closePoller()
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// poller returns the server's idle poller, made on first use; nil when
+// parking is off, the server is shutting down or the poller cannot be made.
+func (s *Server) poller() *idlepoll.Poller {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ParkAfter < 0 || s.shutting || s.noPoller {
+		return nil
+	}
+	if s.idle == nil {
+		p, err := idlepoll.New()
+		if err != nil {
+			s.debug("no idle poller: idle connections keep a goroutine", "error", err)
+			s.noPoller = true
+			return nil
+		}
+		s.idle = p
+	}
+	return s.idle
+}
+
+// Parked returns the number of connections waiting in the idle poller now,
+// with no goroutine.
+func (s *Server) Parked() int {
+	s.mu.Lock()
+	p := s.idle
+	s.mu.Unlock()
+	if p == nil {
+		return 0
+	}
+	return p.Parked()
+}
+
+func (s *Server) closePoller() {
+	s.mu.Lock()
+	p := s.idle
+	s.mu.Unlock()
+	if p != nil {
+		p.Close()
+	}
+}
+
+func (s *Server) parkAfter() time.Duration {
+	if s.ParkAfter > 0 {
+		return s.ParkAfter
+	}
+	return 100 * time.Millisecond
 }
 
 // Close closes every connection at once.
@@ -139,10 +202,12 @@ func (s *Server) Close() {
 		cc.mu.Lock()
 		if !cc.handedOff {
 			cc.c.Close()
+			cc.unpark()
 		}
 		cc.mu.Unlock()
 	}
 	s.mu.Unlock()
+	s.closePoller()
 }
 
 func (s *Server) readHeaderTimeout() time.Duration {
@@ -177,7 +242,7 @@ type conn struct {
 	tryOnly  bool
 	src      source
 	br       *bufio.Reader // nil while idle
-	req      h1.Request
+	req      *h1.Request   // the head being served; nil while idle
 	bw       *bufio.Writer // nil between responses
 
 	// mu guards state and handedOff against Shutdown.
@@ -187,6 +252,12 @@ type conn struct {
 	// idleAtShutdown: the connection was waiting for a request when
 	// Shutdown marked it.
 	idleAtShutdown bool
+	// parked: the connection waits in the server's idle poller, with no
+	// goroutine (see park); wait is its place there.
+	parked bool
+	wait   idlepoll.Waiter
+	// idleUntil is when the current wait for a request ends.
+	idleUntil time.Time
 
 	remoteAddr string
 	ctx        context.Context
@@ -223,6 +294,16 @@ func (cc *conn) closeIfIdle() {
 	defer cc.mu.Unlock()
 	if cc.idleAtShutdown && !cc.handedOff {
 		cc.c.Close()
+		cc.unpark()
+	}
+}
+
+// unpark ends the connection (already closed) if it is parked in the idle
+// poller; cc.mu is held.
+func (cc *conn) unpark() {
+	if cc.parked && cc.s.idle.Unpark(&cc.wait) {
+		cc.parked = false
+		go cc.resume(net.ErrClosed)
 	}
 }
 
@@ -257,12 +338,17 @@ func (cc *conn) serve() {
 // errWouldBlock: the socket has nothing to read yet.
 var errWouldBlock = errors.New("h1server: nothing to read yet")
 
+// errParked: the connection waits in the idle poller; resume goes on.
+var errParked = errors.New("h1server: parked in the idle poller")
+
 // loop serves requests until the connection ends. When the connection has
 // to wait for its next request, the goroutine that served the last one
 // (its stack grown by the handler) hands the wait to a new goroutine,
 // whose stack is the smallest the runtime makes, and ends: an idle
-// connection holds a minimal stack and no buffer. parked says this
-// goroutine is that new one.
+// connection holds a minimal stack and no buffer. If the wait lasts
+// ParkAfter, that goroutine too hands the connection to the idle poller
+// and ends (see park). parked says this goroutine is one that took over a
+// wait.
 func (cc *conn) loop(parked bool) {
 	done := true
 	defer func() {
@@ -280,10 +366,17 @@ func (cc *conn) loop(parked bool) {
 			if !cc.setState(stateIdle) {
 				return
 			}
+			if !parked {
+				cc.idleUntil = time.Now().Add(cc.s.idleTimeout())
+			}
 			err := cc.waitRequest(!parked)
 			if errors.Is(err, errWouldBlock) {
 				done = false
 				go cc.loop(true)
+				return
+			}
+			if errors.Is(err, errParked) {
+				done = false
 				return
 			}
 			parked = false
@@ -310,15 +403,83 @@ func (cc *conn) release() {
 		readers.Put(cc.br)
 		cc.br = nil
 	}
+	if cc.req != nil {
+		requests.Put(cc.req)
+		cc.req = nil
+	}
 }
 
 // waitRequest waits, holding no buffer, until the connection has bytes
 // (or ends), and reads them into a pooled buffer. With try it does not
 // wait: errWouldBlock says there is nothing yet.
 func (cc *conn) waitRequest(try bool) error {
-	if err := cc.c.SetReadDeadline(time.Now().Add(cc.s.idleTimeout())); err != nil {
+	deadline := cc.idleUntil
+	var idle *idlepoll.Poller
+	if !try && cc.raw != nil && len(cc.src.pending) == 0 {
+		if idle = cc.s.poller(); idle != nil {
+			deadline = earliest(deadline, time.Now().Add(cc.s.parkAfter()))
+		}
+	}
+	if err := cc.c.SetReadDeadline(deadline); err != nil {
 		return err
 	}
+	err := cc.read(try)
+	if idle != nil && errors.Is(err, os.ErrDeadlineExceeded) && time.Now().Before(cc.idleUntil) {
+		return cc.park(idle)
+	}
+	return err
+}
+
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// park hands the idle connection to the poller: errParked, and resume
+// serves it when it is readable; or the error that ends it.
+func (cc *conn) park(idle *idlepoll.Poller) error {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if cc.state == stateClosing {
+		return ErrServerClosed
+	}
+	if cc.wait.Wake == nil {
+		cc.wait.Wake = cc.resume // made once: a method value allocates
+	}
+	if err := idle.Park(&cc.wait, cc.raw, cc.idleUntil); err != nil {
+		// Wait here instead, for the rest of the idle time.
+		if err := cc.c.SetReadDeadline(cc.idleUntil); err != nil {
+			return err
+		}
+		return cc.read(false)
+	}
+	cc.parked = true
+	return errParked
+}
+
+// resume is the idle poller's wake-up: it goes on serving the connection
+// when it is readable, or ends it (err).
+func (cc *conn) resume(err error) {
+	cc.mu.Lock()
+	cc.parked = false
+	cc.mu.Unlock()
+	if err == nil {
+		cc.loop(true)
+		return
+	}
+	if !errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, net.ErrClosed) {
+		cc.s.debug("connection ended while parked", "client", cc.remoteAddr, "error", err)
+	}
+	cc.release()
+	cc.c.Close()
+	cc.s.untrack(cc)
+}
+
+// read fills the connection's buffer (see waitRequest) under the read
+// deadline set.
+func (cc *conn) read(try bool) error {
 	cc.br = readers.Get().(*bufio.Reader)
 	cc.br.Reset(&cc.src)
 	if len(cc.src.pending) > 0 || cc.raw == nil {

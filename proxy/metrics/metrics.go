@@ -64,7 +64,11 @@ type Metrics struct {
 	// decided caches the decisions' counters ([2]string → Counter): a
 	// decision is counted on every inbound request.
 	decided sync.Map
-	routes  routeTable
+	// conns caches the connection counters' handles (ConnLabels →
+	// *connHandles), shared by every connection with the same labels. The
+	// TCP series are never deleted, so neither are these.
+	conns  sync.Map
+	routes routeTable
 	// destinations holds the destination label values in use (string →
 	// struct{}), at most maxDestinations of them (counted by ndestinations).
 	destinations    sync.Map
@@ -267,12 +271,7 @@ func (l ConnLabels) values() []string {
 
 // Conn records one connection's metrics.
 type Conn struct {
-	m      *Metrics
-	labels []string
-	read   prometheus.Counter
-	write  prometheus.Counter
-	open   prometheus.Gauge
-	close  prometheus.Counter
+	*connHandles
 
 	// mu guards the request handles cached for the connection: most
 	// connections send every request to one destination.
@@ -292,15 +291,31 @@ type routeTo struct {
 
 // Open counts a new connection and returns its handle.
 func (m *Metrics) Open(l ConnLabels) *Conn {
-	v := l.values()
-	c := &Conn{
-		m: m, labels: v,
-		read: m.tcpRead.WithLabelValues(v...), write: m.tcpWrite.WithLabelValues(v...),
-		open: m.tcpOpenNow.WithLabelValues(v...), close: m.tcpClose.WithLabelValues(v...),
+	h, ok := m.conns.Load(l)
+	if !ok {
+		v := l.values()
+		h, _ = m.conns.LoadOrStore(l, &connHandles{
+			m: m, labels: v,
+			opened: m.tcpOpen.WithLabelValues(v...),
+			read:   m.tcpRead.WithLabelValues(v...), write: m.tcpWrite.WithLabelValues(v...),
+			open: m.tcpOpenNow.WithLabelValues(v...), close: m.tcpClose.WithLabelValues(v...),
+		})
 	}
-	m.tcpOpen.WithLabelValues(v...).Inc()
+	c := &Conn{connHandles: h.(*connHandles)}
+	c.opened.Inc()
 	c.open.Inc()
 	return c
+}
+
+// connHandles are the counters of the connections with one label set.
+type connHandles struct {
+	m      *Metrics
+	labels []string
+	opened prometheus.Counter
+	read   prometheus.Counter
+	write  prometheus.Counter
+	open   prometheus.Gauge
+	close  prometheus.Counter
 }
 
 // Read counts bytes received from the client.
