@@ -15,6 +15,10 @@ import (
 	"github.com/meshctl/meshctl/internal/api"
 )
 
+// Buffer is how many events a tap holds for its reader: at the default
+// limit of 1000 requests a second (3000 events), about 170 ms of them.
+const Buffer = 512
+
 // Filter selects requests; empty fields match everything.
 type Filter struct {
 	Authority  string
@@ -68,7 +72,7 @@ func (h *Hub) NextID() uint64 { return h.nextID.Add(1) }
 // Subscribe adds a tap taking up to maxRPS events a second (at least 1).
 func (h *Hub) Subscribe(f Filter, maxRPS int) *Tap {
 	maxRPS = max(maxRPS, 1)
-	t := &Tap{filter: f, limit: rate.NewLimiter(rate.Limit(maxRPS), maxRPS), events: make(chan api.TapEvent, 256), ids: map[uint64]struct{}{}}
+	t := &Tap{filter: f, limit: rate.NewLimiter(rate.Limit(maxRPS), maxRPS), events: make(chan api.TapEvent, Buffer), ids: map[uint64]struct{}{}}
 	h.mu.Lock()
 	h.taps[t] = struct{}{}
 	h.mu.Unlock()
