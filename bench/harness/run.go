@@ -78,13 +78,15 @@ type Extras struct {
 	// IdleRSSOpenMB is the RSS right after the idle connections opened,
 	// IdleRSSMB after they sat idle for IdleSettle.
 	IdleRSSMB, IdleRSSOpenMB, IdleRSSBeforeMB float64
-	// P99Idle is the p99 of the same 1000 rps load while they are open.
-	P99Idle float64
+	// P50Idle and P99Idle are the same 1000 rps load's while they are
+	// open; P50NoTap its p50 before.
+	P50NoTap, P50Idle, P99Idle float64
 }
 
 // IdleSettle is how long the idle connections sit before the RSS holding
-// them is read: the proxy parks a connection idle for a second (see
-// proxy/h1server's ParkAfter), and the last ones opened need that long.
+// them is read: the proxy parks a connection idle for 100 ms (see
+// proxy/h1server's ParkAfter), and the idle poller's deadline sweep runs
+// once a second.
 const IdleSettle = 3 * time.Second
 
 // Report is the whole benchmark.
@@ -228,17 +230,19 @@ func measureExtras(ctx context.Context, cfg Config, env *environment) (*Extras, 
 		return nil, err
 	}
 	ex := &Extras{}
-	phase := func() (float64, float64, error) {
+	phase := func() (Latencies, float64, error) {
 		before := cpuOf(hops)
 		r, err := loadgen.Run(ctx, loadgen.Config{URL: h1, Rate: cfg.Rate, Conns: 16, Duration: cfg.Duration})
 		if err != nil {
-			return 0, 0, err
+			return Latencies{}, 0, err
 		}
-		return latencies(r).P99, cpuOf(hops) - before, nil
+		return latencies(r), cpuOf(hops) - before, nil
 	}
-	if ex.P99NoTap, ex.CPUNoTap, err = phase(); err != nil {
+	noTap, cpuNoTap, err := phase()
+	if err != nil {
 		return nil, err
 	}
+	ex.P50NoTap, ex.P99NoTap, ex.CPUNoTap = noTap.P50, noTap.P99, cpuNoTap
 	tapCtx, stopTaps := context.WithCancel(ctx)
 	for _, admin := range []string{"127.0.0.1:14191", "127.0.0.1:14192"} {
 		req, _ := http.NewRequestWithContext(tapCtx, http.MethodGet, "http://"+admin+"/tap", nil)
@@ -249,7 +253,8 @@ func measureExtras(ctx context.Context, cfg Config, env *environment) (*Extras, 
 		}
 		go func() { io.Copy(io.Discard, resp.Body); resp.Body.Close() }()
 	}
-	ex.P99Tap, ex.CPUTap, err = phase()
+	withTap, cpuTap, err := phase()
+	ex.P99Tap, ex.CPUTap = withTap.P99, cpuTap
 	stopTaps()
 	if err != nil {
 		return nil, err
@@ -275,9 +280,11 @@ func measureExtras(ctx context.Context, cfg Config, env *environment) (*Extras, 
 	}
 	ex.IdleRSSMB = hops[0].rssMB()
 	// New requests meanwhile: the same load as the tap's baseline.
-	if ex.P99Idle, _, err = phase(); err != nil {
+	idle, _, err := phase()
+	if err != nil {
 		return nil, fmt.Errorf("load beside the idle connections: %w", err)
 	}
+	ex.P50Idle, ex.P99Idle = idle.P50, idle.P99
 	return ex, nil
 }
 
