@@ -266,6 +266,10 @@ func (cc *conn) handOff() {
 	_ = cc.c.SetReadDeadline(time.Time{})
 	cc.mu.Lock()
 	cc.handedOff = true // serve's deferred close, and Shutdown, leave it alone
+	if cc.idle != nil {
+		// Parked before: its new owner gets it without our registration.
+		cc.idle.Forget(&cc.wait, cc.raw)
+	}
 	cc.mu.Unlock()
 	cc.s.HandOff(cc.c, rest)
 }

@@ -137,9 +137,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
+	// Nothing parks once shutting; whatever is still parked when ctx ends
+	// is woken (and closed) by the poller's Close.
+	defer s.closePoller()
 	select {
 	case <-done:
-		s.closePoller()
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
@@ -256,6 +258,7 @@ type conn struct {
 	// goroutine (see park); wait is its place there.
 	parked bool
 	wait   idlepoll.Waiter
+	idle   *idlepoll.Poller // where it parked last; guarded by mu
 	// idleUntil is when the current wait for a request ends.
 	idleUntil time.Time
 
@@ -301,7 +304,7 @@ func (cc *conn) closeIfIdle() {
 // unpark ends the connection (already closed) if it is parked in the idle
 // poller; cc.mu is held.
 func (cc *conn) unpark() {
-	if cc.parked && cc.s.idle.Unpark(&cc.wait) {
+	if cc.parked && cc.idle.Unpark(&cc.wait) {
 		cc.parked = false
 		go cc.resume(net.ErrClosed)
 	}
@@ -441,22 +444,41 @@ func earliest(a, b time.Time) time.Time {
 // serves it when it is readable; or the error that ends it.
 func (cc *conn) park(idle *idlepoll.Poller) error {
 	cc.mu.Lock()
-	defer cc.mu.Unlock()
 	if cc.state == stateClosing {
+		cc.mu.Unlock()
 		return ErrServerClosed
 	}
 	if cc.wait.Wake == nil {
 		cc.wait.Wake = cc.resume // made once: a method value allocates
 	}
-	if err := idle.Park(&cc.wait, cc.raw, cc.idleUntil); err != nil {
-		// Wait here instead, for the rest of the idle time.
-		if err := cc.c.SetReadDeadline(cc.idleUntil); err != nil {
-			return err
-		}
-		return cc.read(false)
+	err := idle.Park(&cc.wait, cc.raw, cc.idleUntil)
+	if err == nil {
+		cc.parked, cc.idle = true, idle
 	}
-	cc.parked = true
-	return errParked
+	cc.mu.Unlock()
+	if err == nil {
+		return errParked
+	}
+	if errors.Is(err, idlepoll.ErrClosed) {
+		cc.s.poisonPoller(idle)
+	}
+	// Wait here instead, for the rest of the idle time, without cc.mu:
+	// Shutdown and Close take it (and close the connection to end this).
+	if err := cc.c.SetReadDeadline(cc.idleUntil); err != nil {
+		return err
+	}
+	return cc.read(false)
+}
+
+// poisonPoller stops handing connections to p, a poller that closed
+// itself (its wait failed): they would each wait ParkAfter for nothing.
+func (s *Server) poisonPoller(p *idlepoll.Poller) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.idle == p && !s.shutting {
+		s.noPoller = true
+		s.debug("idle poller failed: idle connections keep a goroutine")
+	}
 }
 
 // resume is the idle poller's wake-up: it goes on serving the connection

@@ -12,7 +12,7 @@
 // no goroutines. Busy connections never meet the Poller: the hand-over
 // happens only after the first wait times out.
 //
-// The Poller's goroutine runs only while something is parked. Deadlines are
-// checked about once a DeadlineTick, so a waiter wakes for its deadline up
-// to that much late.
+// The Poller's goroutine runs only while something is parked, and wakes for
+// readiness, for the earliest waiter's deadline, and at least once a
+// DeadlineTick (when it looks at every waiter's deadline).
 package idlepoll

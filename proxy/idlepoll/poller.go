@@ -11,8 +11,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// DeadlineTick is how often a running Poller looks for waiters whose
-// deadline has passed.
+// DeadlineTick is the longest a running Poller waits between looks at its
+// waiters' deadlines; it also looks when the earliest deadline comes.
 const DeadlineTick = time.Second
 
 // ErrClosed is returned by Park once the Poller is closed.
@@ -47,6 +47,10 @@ type Poller struct {
 	running bool
 	closed  bool
 	done    chan struct{} // closed when the run goroutine exits; nil while none runs
+	// nextLook is when the run goroutine next looks at deadlines: the
+	// earliest waiter's, or DeadlineTick after the last look. It is ep's
+	// read deadline, set under mu.
+	nextLook time.Time
 }
 
 // New makes a Poller.
@@ -108,9 +112,36 @@ func (p *Poller) Park(w *Waiter, rc syscall.RawConn, deadline time.Time) error {
 	if !p.running {
 		p.running = true
 		p.done = make(chan struct{})
+		p.nextLook = earliest(time.Now().Add(DeadlineTick), deadline)
 		go p.run(p.done)
+	} else if deadline.Before(p.nextLook) {
+		// The run goroutine's wait ends sooner.
+		p.nextLook = deadline
+		_ = p.ep.SetReadDeadline(deadline)
 	}
 	return nil
+}
+
+// Forget removes the socket behind rc, not parked now, from p's watch (a
+// socket handed to someone else keeps no registration here). A socket
+// closed before it is forgotten needs nothing.
+func (p *Poller) Forget(w *Waiter, rc syscall.RawConn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !w.registered || p.closed || p.waiters[w.id] == w {
+		return
+	}
+	w.registered = false
+	_ = rc.Control(func(fd uintptr) {
+		_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, int(fd), nil)
+	})
+}
+
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // Unpark ends w's wait without waking it; it reports whether w was parked
@@ -162,9 +193,8 @@ func (p *Poller) Close() error {
 func (p *Poller) run(done chan struct{}) {
 	defer close(done)
 	events := make([]unix.EpollEvent, 128)
-	nextSweep := time.Now().Add(DeadlineTick)
 	for {
-		n, err := p.wait(events, nextSweep)
+		n, err := p.wait(events)
 		now := time.Now()
 		p.mu.Lock()
 		for _, ev := range events[:n] {
@@ -174,14 +204,17 @@ func (p *Poller) run(done chan struct{}) {
 				go w.Wake(nil)
 			}
 		}
-		if !now.Before(nextSweep) {
+		if !now.Before(p.nextLook) {
+			next := now.Add(DeadlineTick)
 			for id, w := range p.waiters {
 				if !now.Before(w.deadline) {
 					delete(p.waiters, id)
 					go w.Wake(ErrDeadline)
+				} else {
+					next = earliest(next, w.deadline)
 				}
 			}
-			nextSweep = now.Add(DeadlineTick)
+			p.nextLook = next
 		}
 		if len(p.waiters) == 0 || p.closed || (err != nil && !errors.Is(err, os.ErrDeadlineExceeded)) {
 			// A failed wait that is not ours to end (not the deadline) would
@@ -202,14 +235,18 @@ func (p *Poller) run(done chan struct{}) {
 	}
 }
 
-// wait collects ready events, waiting for them until sweep.
-func (p *Poller) wait(events []unix.EpollEvent, sweep time.Time) (int, error) {
-	if err := p.ep.SetReadDeadline(sweep); err != nil {
+// wait collects ready events, waiting for them until nextLook (which Park
+// may bring forward meanwhile).
+func (p *Poller) wait(events []unix.EpollEvent) (int, error) {
+	p.mu.Lock()
+	err := p.ep.SetReadDeadline(p.nextLook)
+	p.mu.Unlock()
+	if err != nil {
 		return 0, err
 	}
 	var n int
 	var waitErr error
-	err := p.raw.Read(func(fd uintptr) bool {
+	err = p.raw.Read(func(fd uintptr) bool {
 		for {
 			n, waitErr = unix.EpollWait(int(fd), events, 0)
 			if waitErr != unix.EINTR {

@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // pair returns both ends of a loopback TCP connection.
@@ -231,4 +233,62 @@ func TestParkedSocketsHoldNoGoroutine(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// A deadline sooner than the running Poller's next look brings the look
+// forward: the waiter wakes at its deadline, not up to a DeadlineTick late.
+func TestAnEarlyDeadlineIsNotATickLate(t *testing.T) {
+	p := newPoller(t)
+	ln := listen(t)
+	_, first := pair(t, ln)
+	long, _ := waiter()
+	if err := p.Park(long, raw(t, first), time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	_, second := pair(t, ln)
+	w, woke := waiter()
+	start := time.Now()
+	if err := p.Park(w, raw(t, second), start.Add(100*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	expectWake(t, woke, ErrDeadline, 5*time.Second)
+	if waited := time.Since(start); waited < 100*time.Millisecond || waited >= DeadlineTick {
+		t.Fatalf("woken %v after parking with a 100 ms deadline; want it then, well before the %v tick", waited, DeadlineTick)
+	}
+}
+
+// A socket forgotten after its wake is no longer in the epoll set.
+func TestForgetDropsTheRegistration(t *testing.T) {
+	p := newPoller(t)
+	client, server := pair(t, listen(t))
+	w, woke := waiter()
+	rc := raw(t, server)
+	if err := p.Park(w, rc, time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	client.Write([]byte("x"))
+	expectWake(t, woke, nil, 5*time.Second)
+	inSet := func() bool {
+		var err error
+		rc.Control(func(fd uintptr) {
+			ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLONESHOT}
+			err = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, int(fd), &ev)
+		})
+		return !errors.Is(err, unix.ENOENT)
+	}
+	if !inSet() {
+		t.Fatal("the woken socket's registration is already gone: the test proves nothing")
+	}
+	p.Forget(w, rc)
+	if inSet() {
+		t.Fatal("Forget left the socket in the epoll set")
+	}
+	// Parked again, it is added back and wakes.
+	buf := make([]byte, 1)
+	server.Read(buf)
+	if err := p.Park(w, rc, time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	client.Write([]byte("y"))
+	expectWake(t, woke, nil, 5*time.Second)
 }
