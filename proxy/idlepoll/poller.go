@@ -228,6 +228,9 @@ func (p *Poller) run(done chan struct{}) {
 				p.ep.Close()
 			}
 			p.running = false
+			// A map keeps its size: one that held a spike of parked sockets
+			// is let go with them.
+			p.waiters = map[uint64]*Waiter{}
 			p.mu.Unlock()
 			return
 		}
