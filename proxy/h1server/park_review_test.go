@@ -1,6 +1,7 @@
 package h1server
 
 import (
+	"bufio"
 	"context"
 	"io"
 	"net"
@@ -11,19 +12,25 @@ import (
 	"time"
 )
 
-// BUG: when idle.Park fails (poller closed by its run goroutine's error
-// path, or epoll_ctl failing: ENOSPC at fs.epoll.max_user_watches, ENOMEM)
-// park falls back to a blocking read for the rest of the idle time while
-// holding cc.mu. Shutdown (which holds s.mu and takes every cc.mu in
-// markClosing) and Close then block for up to IdleTimeout, ignoring
+// When idle.Park fails (a poller its run goroutine closed after a failed
+// wait, or epoll_ctl failing: ENOSPC at fs.epoll.max_user_watches, ENOMEM)
+// the connection waits in its goroutine instead. It once did so holding
+// cc.mu, and Shutdown (which holds s.mu and takes every cc.mu in
+// markClosing) and Close then blocked for up to IdleTimeout, ignoring
 // Shutdown's ctx.
-func TestShutdownIsNotBlockedByAConnectionWhoseParkFailed(t *testing.T) {
+func failedParkServer(t *testing.T) (*Server, net.Conn, *bufio.Reader) {
+	t.Helper()
 	s := &Server{Handler: echo, ParkAfter: 20 * time.Millisecond, IdleTimeout: 6 * time.Second}
 	addr, _ := serve(t, s)
 	// The poller dies before anything parks (what run does on a failed wait).
 	s.poller().Close()
 	conns, readers := openKeepAlive(t, addr, 1)
 	waitFor(t, "the park tried and the dead poller given up", 10*time.Second, s.gaveUpPoller)
+	return s, conns[0], readers[0]
+}
+
+func TestShutdownIsNotBlockedByAConnectionWhoseParkFailed(t *testing.T) {
+	s, c, br := failedParkServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	start := time.Now()
@@ -35,24 +42,20 @@ func TestShutdownIsNotBlockedByAConnectionWhoseParkFailed(t *testing.T) {
 		t.Errorf("Shutdown(ctx of 1 s) still blocked after %v: cc.mu held by park's fallback read", time.Since(start))
 		<-done
 	}
-	expectClosed(t, conns[0], readers[0])
+	expectClosed(t, c, br)
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("idle connection closed %v after Shutdown began", d)
 	}
 }
 
 func TestCloseIsNotBlockedByAConnectionWhoseParkFailed(t *testing.T) {
-	s := &Server{Handler: echo, ParkAfter: 20 * time.Millisecond, IdleTimeout: 6 * time.Second}
-	addr, _ := serve(t, s)
-	s.poller().Close()
-	conns, readers := openKeepAlive(t, addr, 1)
-	waitFor(t, "the park tried and the dead poller given up", 10*time.Second, s.gaveUpPoller)
+	s, c, br := failedParkServer(t)
 	start := time.Now()
 	s.Close()
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("Close took %v: cc.mu held by park's fallback read", d)
 	}
-	expectClosed(t, conns[0], readers[0])
+	expectClosed(t, c, br)
 }
 
 // A parked connection whose next request is handed off (upgrade,

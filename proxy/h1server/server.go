@@ -356,11 +356,7 @@ func (cc *conn) loop(parked bool) {
 	done := true
 	defer func() {
 		if done {
-			cc.release()
-			if !cc.handedOff {
-				cc.c.Close()
-			}
-			cc.s.untrack(cc)
+			cc.end()
 		}
 	}()
 	for {
@@ -494,8 +490,16 @@ func (cc *conn) resume(err error) {
 	if !errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, net.ErrClosed) {
 		cc.s.debug("connection ended while parked", "client", cc.remoteAddr, "error", err)
 	}
+	cc.end()
+}
+
+// end is the connection's last step: its buffers go back, it is closed
+// unless handed off, and the server forgets it.
+func (cc *conn) end() {
 	cc.release()
-	cc.c.Close()
+	if !cc.handedOff {
+		cc.c.Close()
+	}
 	cc.s.untrack(cc)
 }
 
