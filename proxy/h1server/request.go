@@ -13,7 +13,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/meshctl/meshctl/proxy/h1"
 )
@@ -192,7 +191,7 @@ func (cc *conn) readHead() (int, error) {
 		// A head arriving in pieces is parsed again only once a piece may
 		// have ended it (a blank line): a client that trickles a head a byte
 		// at a time costs a scan per byte, not a parse of all it sent.
-		if scanned == 0 || endsHead(buf[max(0, scanned-2):]) {
+		if scanned == 0 || h1.MayEndHead(buf[max(0, scanned-2):]) {
 			n, err := cc.req.Parse(buf)
 			if !errors.Is(err, h1.ErrIncomplete) {
 				return n, err
@@ -216,19 +215,13 @@ func (cc *conn) readHead() (int, error) {
 	}
 }
 
-// endsHead reports whether b holds a blank line's end: what ends a head
-// (bare LF included, for the parser to refuse).
-func endsHead(b []byte) bool {
-	return bytes.Contains(b, []byte("\n\n")) || bytes.Contains(b, []byte("\n\r\n"))
-}
-
 // checkConnect reads the rest of a CONNECT head in authority form and
 // holds its fields to the strict checks, by parsing the same head with an
 // origin-form target.
 func (cc *conn) checkConnect() error {
 	for {
 		buf, _ := cc.br.Peek(cc.br.Buffered())
-		if endsHead(buf) {
+		if h1.MayEndHead(buf) {
 			line, rest, _ := bytes.Cut(buf, []byte("\n"))
 			version := line[bytes.LastIndexByte(line, ' ')+1:]
 			head := make([]byte, 0, len(buf)+8)
@@ -292,7 +285,7 @@ func (cc *conn) refuse(status int, reason h1.Reason) {
 // without one.
 func (cc *conn) newRequest(n int) (*http.Request, *body, error) {
 	r := cc.req
-	header, target, host := headers(r.Fields, r.Target, r.Host)
+	header, target, host := h1.Header(r.Fields, r.Target, r.Host)
 	u, err := url.ParseRequestURI(target)
 	if err != nil {
 		return nil, nil, err
@@ -353,40 +346,6 @@ func method(m []byte) string {
 		return http.MethodOptions
 	}
 	return string(m)
-}
-
-// headers makes the header map of the fields, and the strings of the
-// target and the host: one string holds them and every value, one slice
-// every value list (as net/http's reader does).
-func headers(fields []h1.Field, target, host []byte) (h http.Header, targetStr, hostStr string) {
-	size := len(target) + len(host)
-	for _, f := range fields {
-		size += len(f.Value)
-	}
-	all := make([]byte, 0, size)
-	all = append(all, target...)
-	all = append(all, host...)
-	for _, f := range fields {
-		all = append(all, f.Value...)
-	}
-	// all is never written again: the string may share its bytes.
-	values := unsafe.String(unsafe.SliceData(all), len(all))
-	targetStr, hostStr = values[:len(target)], values[len(target):len(target)+len(host)]
-	off := len(target) + len(host)
-	lists := make([]string, len(fields))
-	h = make(http.Header, len(fields))
-	for i, f := range fields {
-		v := values[off : off+len(f.Value)]
-		off += len(f.Value)
-		key := canonicalKey(f.Name)
-		if old, ok := h[key]; ok {
-			h[key] = append(old, v)
-			continue
-		}
-		lists[i] = v
-		h[key] = lists[i : i+1 : i+1]
-	}
-	return h, targetStr, hostStr
 }
 
 // body is a request body read from the connection's buffer. Its mutex

@@ -24,6 +24,7 @@ import (
 	"github.com/meshctl/meshctl/internal/spiffeid"
 	"github.com/meshctl/meshctl/proxy/authz"
 	"github.com/meshctl/meshctl/proxy/endpoints"
+	"github.com/meshctl/meshctl/proxy/h1client"
 	"github.com/meshctl/meshctl/proxy/meshtls"
 	"github.com/meshctl/meshctl/proxy/metrics"
 	"github.com/meshctl/meshctl/proxy/tap"
@@ -120,7 +121,8 @@ type Proxy struct {
 	// copies: rand.IntN (tests set their own, safe for concurrent use).
 	mirrorDraw func(n int) int
 
-	h1         *http.Transport // plaintext HTTP/1
+	h1         *h1client.Client // plaintext HTTP/1
+	h1Fallback *http.Transport  // plaintext HTTP/1 that h1 hands over: upgrades, 100-continue
 	h2c        *http.Transport // plaintext prior-knowledge HTTP/2
 	meshH2     *http.Transport // HTTP/2 over mTLS (ALPN meshctl/h2)
 	meshOpaque *http.Transport // one HTTP/1 exchange over its own mTLS stream (upgrades)
@@ -145,7 +147,7 @@ func New(cfg Config) *Proxy {
 		mesh = &meshtls.Dialer{Source: cfg.Identity, Net: upstreams.dial, Sessions: tls.NewLRUClientSessionCache(256)}
 	}
 	http2Cfg := &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 10 * time.Second}
-	p.h1 = &http.Transport{
+	p.h1Fallback = &http.Transport{
 		Proxy:                 nil, // never an environment proxy: the sidecar is the proxy
 		DialContext:           p.plainDial,
 		MaxIdleConnsPerHost:   cfg.MaxIdleConnsPerHost,
@@ -153,6 +155,12 @@ func New(cfg Config) *Proxy {
 		ExpectContinueTimeout: time.Second,
 		DisableCompression:    true, // pass bodies through as the application sent them
 	}
+	p.h1 = h1client.New(h1client.Config{
+		Dial:                p.plainDial,
+		Fallback:            p.h1Fallback,
+		MaxIdleConnsPerHost: cfg.MaxIdleConnsPerHost,
+		IdleConnTimeout:     cfg.IdleConnTimeout,
+	})
 	p.h2c = &http.Transport{
 		Protocols:          unencryptedHTTP2(),
 		DialContext:        p.plainDial,
@@ -264,7 +272,8 @@ func (p *Proxy) RoundTrip(r *http.Request) (*http.Response, error) {
 // Close closes every upstream connection, in use or not. Call it once no
 // request is being served any more.
 func (p *Proxy) Close() {
-	for _, t := range []*http.Transport{p.h1, p.h2c, p.meshH2, p.meshOpaque} {
+	p.h1.Close()
+	for _, t := range []*http.Transport{p.h1Fallback, p.h2c, p.meshH2, p.meshOpaque} {
 		t.CloseIdleConnections()
 	}
 	p.upstreams.closeAll()

@@ -2,8 +2,10 @@ package httpproxy
 
 import (
 	"context"
+	"errors"
 	"net"
 	"sync"
+	"syscall"
 )
 
 // upstreamConns tracks the connections dialed to upstreams, so that shutdown
@@ -56,4 +58,13 @@ func (c *upstreamConn) Close() error {
 		c.set.mu.Unlock()
 	})
 	return c.Conn.Close()
+}
+
+// SyscallConn reaches the socket under the connection, which the HTTP/1
+// client peeks at before it reuses a kept-alive connection.
+func (c *upstreamConn) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, errors.ErrUnsupported
 }
