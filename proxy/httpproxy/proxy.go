@@ -123,9 +123,9 @@ type Proxy struct {
 
 	h1         *h1client.Client // plaintext HTTP/1
 	h1Fallback *http.Transport  // plaintext HTTP/1 that h1 hands over: upgrades, 100-continue
-	h2c        *http.Transport // plaintext prior-knowledge HTTP/2
-	meshH2     *http.Transport // HTTP/2 over mTLS (ALPN meshctl/h2)
-	meshOpaque *http.Transport // one HTTP/1 exchange over its own mTLS stream (upgrades)
+	h2c        *http.Transport  // plaintext prior-knowledge HTTP/2
+	meshH2     *http.Transport  // HTTP/2 over mTLS (ALPN meshctl/h2)
+	meshOpaque *http.Transport  // one HTTP/1 exchange over its own mTLS stream (upgrades)
 }
 
 // New returns a Proxy.
