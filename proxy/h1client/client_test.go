@@ -128,8 +128,8 @@ func TestResponsesWithoutBodies(t *testing.T) {
 // An idle connection the upstream closed is not used: the request goes on
 // a new one, whatever its method.
 func TestClosedIdleConnectionIsNotUsed(t *testing.T) {
-	s := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
-	s.Config.IdleTimeout = 20 * time.Millisecond
+	s := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }),
+		func(s *http.Server) { s.IdleTimeout = 20 * time.Millisecond })
 	c := newClient(t, Config{})
 	get(t, c, context.Background(), "GET", "http://"+s.addr()).Body.Close()
 	eventually(t, "the server to close the idle connection", 5*time.Second, func() bool { return s.open.Load() == 0 })

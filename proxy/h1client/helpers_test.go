@@ -41,10 +41,13 @@ type countingServer struct {
 	accepted, open atomic.Int64
 }
 
-func newServer(t *testing.T, h http.Handler) *countingServer {
+func newServer(t *testing.T, h http.Handler, configure ...func(*http.Server)) *countingServer {
 	t.Helper()
 	s := &countingServer{}
 	s.Server = httptest.NewUnstartedServer(h)
+	for _, f := range configure {
+		f(s.Config)
+	}
 	s.Config.ConnState = func(_ net.Conn, st http.ConnState) {
 		switch st {
 		case http.StateNew:
