@@ -133,11 +133,8 @@ func (c *Client) get(ctx context.Context, addr string) (*conn, error) {
 		}
 		cc := list[len(list)-1]
 		list[len(list)-1] = nil
-		if len(list) == 1 {
-			delete(c.idle, addr) // the map keeps only upstreams with idle connections
-		} else {
-			c.idle[addr] = list[:len(list)-1]
-		}
+		// An emptied list stays for the next put (the sweep deletes it).
+		c.idle[addr] = list[:len(list)-1]
 		c.count--
 		c.mu.Unlock()
 		if now.Sub(cc.idleSince) < c.cfg.IdleConnTimeout && cc.stillOpen() {
@@ -186,7 +183,8 @@ func (c *Client) expire() {
 		}
 		expired = append(expired, list[:n]...)
 		if n == len(list) {
-			delete(c.idle, addr)
+			clear(list)
+			delete(c.idle, addr) // the map keeps only upstreams with idle connections
 			continue
 		}
 		rest := append(list[:0], list[n:]...)
