@@ -284,11 +284,17 @@ func (cc *conn) readHead(head *h1.Response, isHead bool, answered *bool) (int, e
 		buf, _ := cc.br.Peek(cc.br.Buffered())
 		if len(buf) > 0 && (scanned == 0 || h1.MayEndHead(buf[max(0, scanned-2):])) {
 			n, err := head.Parse(buf, isHead)
+			if err == nil && n > limit {
+				return 0, ErrHeadTooLarge
+			}
 			if !errors.Is(err, h1.ErrIncomplete) {
 				return n, err
 			}
 		}
 		scanned = len(buf)
+		if len(buf) >= limit {
+			return 0, ErrHeadTooLarge
+		}
 		if cc.br.Buffered() == cc.br.Size() {
 			if cc.br.Size() >= limit {
 				return 0, ErrHeadTooLarge

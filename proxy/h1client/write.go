@@ -75,8 +75,11 @@ func check(req *http.Request) error {
 			}
 		}
 	}
+	if !validTarget(req.URL.RawQuery) || !validTarget(req.URL.Opaque) {
+		return errors.New("h1client: a control character or space in the request target")
+	}
 	for k := range req.Trailer {
-		if !httpguts.ValidHeaderFieldName(k) {
+		if !validTrailer(k) {
 			return fmt.Errorf("h1client: invalid trailer name %q", k)
 		}
 	}
@@ -84,6 +87,27 @@ func check(req *http.Request) error {
 		return fmt.Errorf("h1client: Content-Length %d without a body", req.ContentLength)
 	}
 	return nil
+}
+
+// validTarget reports whether a part of the target written as it is (the
+// query, an opaque target) has no byte that would end the request line.
+func validTarget(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// validTrailer reports whether a trailer field may be sent: a valid name
+// that does not frame or route the message (the receiver refuses those).
+func validTrailer(name string) bool {
+	switch http.CanonicalHeaderKey(name) {
+	case "Content-Length", "Transfer-Encoding", "Trailer", "Host":
+		return false
+	}
+	return httpguts.ValidHeaderFieldName(name)
 }
 
 func validMethod(m string) bool {
@@ -266,6 +290,9 @@ func (ex *exchange) copyChunked(bw *bufio.Writer) error {
 	}
 	bw.WriteString("0\r\n")
 	for k, vv := range ex.req.Trailer {
+		if !validTrailer(k) {
+			continue // added while the body was read: dropped, as net/http's Header.Write does
+		}
 		for _, v := range vv {
 			if httpguts.ValidHeaderFieldValue(v) {
 				bw.WriteString(k)
