@@ -280,42 +280,6 @@ func TestFramingFieldsFromHeaderDropped(t *testing.T) {
 	}
 }
 
-// A trailer value with CR LF is not written.
-func TestTrailerValueInjection(t *testing.T) {
-	wire := make(chan string, 1)
-	addr := rawServer(t, func(c net.Conn) {
-		c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
-		b, _ := io.ReadAll(c)
-		wire <- string(b)
-	})
-	c := newClient(t, Config{})
-	body := &trailerSetter{r: strings.NewReader("abc")}
-	req, _ := http.NewRequest("POST", "http://"+addr, body)
-	req.ContentLength = -1
-	req.Trailer = http.Header{"X-T": nil}
-	body.trailer = req.Trailer
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer cancel()
-	c.RoundTrip(req.WithContext(ctx))
-	if w := <-wire; strings.Contains(w, "Injected") {
-		t.Errorf("wire:\n%q", w)
-	}
-}
-
-type trailerSetter struct {
-	r       io.Reader
-	trailer http.Header
-}
-
-func (b *trailerSetter) Read(p []byte) (int, error) {
-	n, err := b.r.Read(p)
-	if err == io.EOF {
-		b.trailer.Set("X-T", "v\r\n\r\nGET /admin HTTP/1.1\r\nInjected: 1")
-	}
-	return n, err
-}
-func (b *trailerSetter) Close() error { return nil }
-
 // A body shorter than its ContentLength fails the request at once.
 func TestShortBody(t *testing.T) {
 	s := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.Copy(io.Discard, r.Body) }))
