@@ -1,10 +1,13 @@
 package h1client
 
 import (
+	"bufio"
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -125,4 +128,24 @@ func eventually(t *testing.T, what string, d time.Duration, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// headServer sends each request head it reads on wire and answers it
+// 200, closing the connection.
+func headServer(t *testing.T) (addr string, wire <-chan string) {
+	heads := make(chan string, 1)
+	addr = rawServer(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		var head strings.Builder
+		for {
+			l, err := br.ReadString('\n')
+			head.WriteString(l)
+			if err != nil || l == "\r\n" {
+				break
+			}
+		}
+		heads <- head.String()
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+	})
+	return addr, heads
 }

@@ -93,20 +93,7 @@ func TestCloseIdleConnections(t *testing.T) {
 }
 
 func TestDefaultPortAndWire(t *testing.T) {
-	wire := make(chan string, 1)
-	addr := rawServer(t, func(c net.Conn) {
-		br := bufio.NewReader(c)
-		var head strings.Builder
-		for {
-			l, err := br.ReadString('\n')
-			head.WriteString(l)
-			if err != nil || l == "\r\n" {
-				break
-			}
-		}
-		wire <- head.String()
-		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-	})
+	addr, wire := headServer(t)
 	var dialed []string
 	c := newClient(t, Config{Dial: func(ctx context.Context, n, a string) (net.Conn, error) {
 		dialed = append(dialed, a)

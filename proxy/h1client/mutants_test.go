@@ -252,20 +252,7 @@ func TestCloseWhileInFlight(t *testing.T) {
 
 // The request's own framing fields are not forwarded from its Header.
 func TestFramingFieldsFromHeaderDropped(t *testing.T) {
-	wire := make(chan string, 1)
-	addr := rawServer(t, func(c net.Conn) {
-		br := bufio.NewReader(c)
-		var head strings.Builder
-		for {
-			l, err := br.ReadString('\n')
-			head.WriteString(l)
-			if err != nil || l == "\r\n" {
-				break
-			}
-		}
-		wire <- head.String()
-		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-	})
+	addr, wire := headServer(t)
 	c := newClient(t, Config{})
 	req, _ := http.NewRequest("POST", "http://"+addr, io.NopCloser(strings.NewReader("abc")))
 	req.ContentLength = -1
