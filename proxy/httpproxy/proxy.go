@@ -146,7 +146,8 @@ func New(cfg Config) *Proxy {
 	if cfg.Identity != nil {
 		mesh = &meshtls.Dialer{Source: cfg.Identity, Net: upstreams.dial, Sessions: tls.NewLRUClientSessionCache(256)}
 	}
-	http2Cfg := &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 10 * time.Second}
+	http2Cfg := &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 10 * time.Second,
+		MaxReceiveBufferPerStream: ReceiveWindowPerStream, MaxReceiveBufferPerConnection: ReceiveWindowPerConnection}
 	p.h1Fallback = &http.Transport{
 		Proxy:                 nil, // never an environment proxy: the sidecar is the proxy
 		DialContext:           p.plainDial,
@@ -182,6 +183,19 @@ func New(cfg Config) *Proxy {
 	}
 	return p
 }
+
+// The flow-control windows of the proxy's HTTP/2 clients (to meshed
+// endpoints and h2c upstreams): how much of a response an upstream may send
+// ahead of the proxy's client reading it, which the proxy holds meanwhile.
+// net/http's defaults are 4 MiB per stream and 1 GiB per connection, so a
+// burst to a slow reader could pin megabytes per request; these keep a
+// stalled response under 1 MiB and a connection under 4 MiB, and still
+// let one stream move gigabytes a second at in-cluster round trips. (The
+// servers' windows, for request bodies, are net/http's: 1 MiB each.)
+const (
+	ReceiveWindowPerStream     = 1 << 20
+	ReceiveWindowPerConnection = 4 << 20
+)
 
 // meshDial dials the meshed endpoint a request was routed to; the TLS
 // stream is handed to net/http as plaintext that speaks what ALPN agreed.
