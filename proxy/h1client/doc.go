@@ -23,6 +23,12 @@
 // their fields say. A request's context cancels it at any point, the body's
 // reading included.
 //
+// A body of unknown length is sent chunked, whatever the method: net/http
+// first waits up to 200 ms for a byte of a GET's, HEAD's or DELETE's body
+// and sends none when it is empty, which this client does not (such a
+// request reaches it only from an HTTP/2 client whose HEADERS did not end
+// the stream).
+//
 // What it does not do it hands to Config.Fallback (net/http): upgrades
 // (WebSocket), requests that expect 100-continue, and CONNECT.
 package h1client
