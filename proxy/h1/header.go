@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"net/http"
 	"unsafe"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // Header makes the http.Header of parsed fields, with their names in
@@ -88,4 +90,10 @@ func CanonicalKey(name []byte) string {
 // per byte, not a parse of everything it sent.
 func MayEndHead(b []byte) bool {
 	return bytes.Contains(b, []byte("\n\n")) || bytes.Contains(b, []byte("\n\r\n"))
+}
+
+// ConnectionClose reports whether a header's Connection field names the
+// close option (in any of its values, any case).
+func ConnectionClose(h http.Header) bool {
+	return httpguts.HeaderValuesContainsToken(h["Connection"], "close")
 }

@@ -83,7 +83,7 @@ func (b *body) Read(p []byte) (int, error) {
 			}
 		}
 		b.err = err
-		b.ex.finish(err == io.EOF && b.framing != h1.UntilClose)
+		b.ex.finish(err == io.EOF) // a body until close left keepAlive false
 	}
 	return n, err
 }
@@ -136,7 +136,7 @@ func (ex *exchange) response(head *h1.Response) *http.Response {
 		Request:    ex.req,
 	}
 	ex.keepAlive = ex.keepAlive && head.KeepAlive
-	if head.Minor >= 1 && connectionClose(h) {
+	if head.Minor >= 1 && h1.ConnectionClose(h) {
 		delete(h, "Connection") // as net/http: Close says it
 	}
 	_, chunked := h["Transfer-Encoding"]

@@ -16,30 +16,11 @@ import (
 // A GET with a body that meets a connection closed under it: not sent again.
 func TestGETWithBodyIsNotRetriedOnAnotherConnection(t *testing.T) {
 	var dials atomic.Int32
-	var served atomic.Int32
-	addr := rawServer(t, func(c net.Conn) {
-		br := bufio.NewReader(c)
-		for first := true; ; first = false {
-			req, err := http.ReadRequest(br)
-			if err != nil {
-				c.Close()
-				return
-			}
-			io.Copy(io.Discard, req.Body)
-			served.Add(1)
-			if !first {
-				c.Close()
-				return
-			}
-			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-		}
-	})
 	d := &net.Dialer{}
-	c := newClient(t, Config{Dial: func(ctx context.Context, n, a string) (net.Conn, error) {
+	c, addr, _ := reuseThenWith(t, Config{Dial: func(ctx context.Context, n, a string) (net.Conn, error) {
 		dials.Add(1)
 		return d.DialContext(ctx, n, a)
-	}})
-	readAll(t, get(t, c, context.Background(), "GET", "http://"+addr))
+	}}, func(net.Conn, *http.Request) {})
 	req, _ := http.NewRequest("GET", "http://"+addr, strings.NewReader("body"))
 	if _, err := c.RoundTrip(req); err == nil || dials.Load() != 1 {
 		t.Fatalf("%v, %d dials", err, dials.Load())

@@ -70,6 +70,11 @@ func TestUpstreamClosesEveryConnection(t *testing.T) {
 // reuseThen primes one pooled connection; the second request on it is
 // handled by second.
 func reuseThen(t *testing.T, second func(c net.Conn, req *http.Request)) (*Client, string, *atomic.Int32) {
+	return reuseThenWith(t, Config{}, second)
+}
+
+// reuseThenWith is reuseThen with a client of cfg.
+func reuseThenWith(t *testing.T, cfg Config, second func(c net.Conn, req *http.Request)) (*Client, string, *atomic.Int32) {
 	var served atomic.Int32
 	addr := rawServer(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
@@ -89,7 +94,7 @@ func reuseThen(t *testing.T, second func(c net.Conn, req *http.Request)) (*Clien
 			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 		}
 	})
-	c := newClient(t, Config{})
+	c := newClient(t, cfg)
 	readAll(t, get(t, c, context.Background(), "GET", "http://"+addr))
 	served.Store(0)
 	return c, addr, &served

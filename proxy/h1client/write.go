@@ -13,6 +13,8 @@ import (
 	"sync"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/meshctl/meshctl/proxy/h1"
 )
 
 // chunks are the buffers a chunked request body is copied through.
@@ -33,7 +35,7 @@ type framing struct {
 }
 
 func framingOf(req *http.Request, hasBody bool) framing {
-	f := framing{length: -1, close: req.Close || connectionClose(req.Header)}
+	f := framing{length: -1, close: req.Close || h1.ConnectionClose(req.Header)}
 	switch {
 	case !hasBody:
 		switch req.Method {
@@ -46,10 +48,6 @@ func framingOf(req *http.Request, hasBody bool) framing {
 		f.chunked = true // an unknown length, or trailers to send
 	}
 	return f
-}
-
-func connectionClose(h http.Header) bool {
-	return httpguts.HeaderValuesContainsToken(h["Connection"], "close")
 }
 
 // check refuses a request that cannot be written as it is (as net/http's
@@ -150,7 +148,7 @@ func writeHead(bw *bufio.Writer, req *http.Request, f framing) {
 			bw.WriteString("\r\n")
 		}
 	}
-	if f.close && !connectionClose(req.Header) {
+	if f.close && !h1.ConnectionClose(req.Header) {
 		bw.WriteString("Connection: close\r\n")
 	}
 	switch {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/meshctl/meshctl/proxy/h1"
 )
 
 // writers are the write buffers of connections writing a response.
@@ -151,7 +153,7 @@ func (w *response) commit(final bool) {
 		}
 	}
 	delete(h, "Transfer-Encoding")
-	if connectionClose(h) || w.cc.closing() {
+	if h1.ConnectionClose(h) || w.cc.closing() {
 		w.keepAlive = false
 	}
 	if w.body != nil && !w.body.drainable() {
@@ -196,18 +198,6 @@ var (
 	closeValue     = []string{"close"}
 	keepAliveValue = []string{"keep-alive"}
 )
-
-// connectionClose reports whether the handler's Connection field says close.
-func connectionClose(h http.Header) bool {
-	for _, v := range h["Connection"] {
-		for tok := range strings.SplitSeq(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(tok), "close") {
-				return true
-			}
-		}
-	}
-	return false
-}
 
 // statusLine writes "HTTP/1.1 <code> <reason>".
 func (w *response) statusLine(bw *bufio.Writer, code int) {
