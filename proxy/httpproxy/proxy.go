@@ -25,6 +25,7 @@ import (
 	"github.com/meshctl/meshctl/proxy/authz"
 	"github.com/meshctl/meshctl/proxy/endpoints"
 	"github.com/meshctl/meshctl/proxy/h1client"
+	"github.com/meshctl/meshctl/proxy/h2client"
 	"github.com/meshctl/meshctl/proxy/meshtls"
 	"github.com/meshctl/meshctl/proxy/metrics"
 	"github.com/meshctl/meshctl/proxy/tap"
@@ -124,7 +125,7 @@ type Proxy struct {
 	h1         *h1client.Client // plaintext HTTP/1
 	h1Fallback *http.Transport  // plaintext HTTP/1 that h1 hands over: upgrades, 100-continue
 	h2c        *http.Transport  // plaintext prior-knowledge HTTP/2
-	meshH2     *http.Transport  // HTTP/2 over mTLS (ALPN meshctl/h2)
+	meshH2     *h2client.Client // HTTP/2 over mTLS (ALPN meshctl/h2)
 	meshOpaque *http.Transport  // one HTTP/1 exchange over its own mTLS stream (upgrades)
 }
 
@@ -169,13 +170,15 @@ func New(cfg Config) *Proxy {
 		DisableCompression: true,
 		HTTP2:              http2Cfg,
 	}
-	p.meshH2 = &http.Transport{
-		Protocols:          unencryptedHTTP2(),
-		DialContext:        meshDial(mesh, meshtls.ALPNHTTP2),
-		IdleConnTimeout:    cfg.IdleConnTimeout,
-		DisableCompression: true,
-		HTTP2:              http2Cfg,
-	}
+	p.meshH2 = h2client.New(h2client.Config{
+		Dial:            meshDialTLS(mesh),
+		Key:             meshKey,
+		StreamWindow:    ReceiveWindowPerStream,
+		ConnWindow:      ReceiveWindowPerConnection,
+		IdleConnTimeout: cfg.IdleConnTimeout,
+		SendPingTimeout: 30 * time.Second,
+		PingTimeout:     10 * time.Second,
+	})
 	p.meshOpaque = &http.Transport{
 		DialContext:        meshDial(mesh, meshtls.ALPNOpaque),
 		DisableKeepAlives:  true,
@@ -214,6 +217,22 @@ func meshDial(mesh *meshtls.Dialer, alpn string) func(ctx context.Context, netwo
 		}
 		return meshtls.Plain{Conn: tc}, nil
 	}
+}
+
+// meshDialTLS dials the meshed endpoint a request was routed to for the
+// HTTP/2 client, which speaks over the TLS connection itself.
+func meshDialTLS(mesh *meshtls.Dialer) func(ctx context.Context, addr string) (net.Conn, error) {
+	dial := meshDial(mesh, meshtls.ALPNHTTP2)
+	return func(ctx context.Context, addr string) (net.Conn, error) {
+		return dial(ctx, "tcp", addr)
+	}
+}
+
+// meshKey is what else than its address a meshed request's connection must
+// match: the identity its endpoint has to prove.
+func meshKey(ctx context.Context) string {
+	ep, _ := endpointFrom(ctx)
+	return ep.Identity.String()
 }
 
 // plainDial connects to an unmeshed endpoint, counting outbound
@@ -274,7 +293,13 @@ func (p *Proxy) RoundTrip(r *http.Request) (*http.Response, error) {
 		if r.ProtoMajor == 1 {
 			r.Header.Set(meshtls.OrigProtoHeader, "HTTP/1.1")
 		}
-		return p.meshH2.RoundTrip(r)
+		res, err := p.meshH2.RoundTrip(r)
+		if err != nil && (errors.Is(err, h2client.ErrUnprocessed) || errors.Is(err, h2client.ErrNotConnected)) {
+			// Nothing of it reached the application: as safe to send
+			// elsewhere as a connection that could not be made.
+			err = &dialError{err}
+		}
+		return res, err
 	case r.ProtoMajor == 2 && origProto == "":
 		return p.h2c.RoundTrip(r)
 	default:
@@ -287,7 +312,8 @@ func (p *Proxy) RoundTrip(r *http.Request) (*http.Response, error) {
 // request is being served any more.
 func (p *Proxy) Close() {
 	p.h1.Close()
-	for _, t := range []*http.Transport{p.h1Fallback, p.h2c, p.meshH2, p.meshOpaque} {
+	p.meshH2.Close()
+	for _, t := range []*http.Transport{p.h1Fallback, p.h2c, p.meshOpaque} {
 		t.CloseIdleConnections()
 	}
 	p.upstreams.closeAll()

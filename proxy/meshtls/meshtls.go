@@ -81,6 +81,9 @@ func verifyPeer(src certs.Source, chain []*x509.Certificate) (spiffeid.ID, error
 func ClientConfig(src certs.Source, want spiffeid.ID, alpn string, cache tls.ClientSessionCache) *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS13,
+		// Full-size records from the first byte: the HTTP/2 hop gathers frames
+		// into 16 KiB writes, which small early records would split.
+		DynamicRecordSizingDisabled: true,
 		NextProtos: []string{alpn},
 		// The chain is verified in VerifyConnection, against the roots of the
 		// moment and by SPIFFE ID rather than by host name.
@@ -110,6 +113,9 @@ func ClientConfig(src certs.Source, want spiffeid.ID, alpn string, cache tls.Cli
 func ServerConfig(src certs.Source) *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS13,
+		// Full-size records from the first byte: the HTTP/2 hop gathers frames
+		// into 16 KiB writes, which small early records would split.
+		DynamicRecordSizingDisabled: true,
 		NextProtos: []string{ALPNHTTP2, ALPNOpaque},
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 			return src.Bundle().Certificate, nil

@@ -1,0 +1,253 @@
+package h2client
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"golang.org/x/net/http/httpguts"
+	"golang.org/x/net/http2"
+)
+
+// maxInformational bounds the 1xx responses skipped before the final one.
+const maxInformational = 5
+
+// onHeaders handles a response head or its trailers. The caller holds c.mu.
+func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
+	s := c.streams[f.StreamID]
+	if s == nil {
+		if f.StreamID >= c.nextID {
+			return fmt.Errorf("h2client: HEADERS on idle stream %d", f.StreamID)
+		}
+		return nil // a stream that ended or was reset meanwhile
+	}
+	if f.Truncated {
+		s.resetLocked(http2.ErrCodeProtocol, fmt.Errorf("h2client: response head over %d bytes", c.cl.cfg.MaxHeaderListSize))
+		return nil
+	}
+	if s.res != nil {
+		if !f.StreamEnded() || len(f.PseudoFields()) > 0 || s.gotEnd {
+			return errors.New("h2client: HEADERS after the response head that are no trailers")
+		}
+		for _, hf := range f.RegularFields() {
+			if s.trailer == nil {
+				s.trailer = http.Header{}
+			}
+			k := canonical(hf.Name)
+			s.trailer[k] = append(s.trailer[k], hf.Value)
+		}
+		s.onEnd()
+		s.wakeReader()
+		return nil
+	}
+	res, err := response(f)
+	if err != nil {
+		s.resetLocked(http2.ErrCodeProtocol, err)
+		return nil
+	}
+	if res.StatusCode < 200 {
+		s.n1xx++
+		switch {
+		case f.StreamEnded():
+			s.resetLocked(http2.ErrCodeProtocol, errors.New("h2client: 1xx response with END_STREAM"))
+		case res.StatusCode == http.StatusSwitchingProtocols:
+			s.resetLocked(http2.ErrCodeProtocol, errors.New("h2client: 101 Switching Protocols over HTTP/2"))
+		case s.n1xx > maxInformational:
+			s.resetLocked(http2.ErrCodeProtocol, errors.New("h2client: too many 1xx responses"))
+		}
+		return nil
+	}
+	res.Request = s.req
+	if !s.isHead {
+		s.declared = res.ContentLength
+	}
+	if res.ContentLength < 0 && f.StreamEnded() && !s.isHead {
+		res.ContentLength = 0
+	}
+	s.res = res
+	switch {
+	case s.isHead:
+		res.Body = http.NoBody
+		s.bodyClosed = true
+	case f.StreamEnded() && res.ContentLength <= 0:
+		res.Body = http.NoBody
+		s.eofSeen = true
+	default:
+		res.Body = responseBody{s}
+	}
+	if f.StreamEnded() {
+		s.onEnd()
+	}
+	s.wakeReader()
+	return nil
+}
+
+// response builds a response from its head's fields.
+func response(f *http2.MetaHeadersFrame) (*http.Response, error) {
+	status := f.PseudoValue("status")
+	code, err := strconv.Atoi(status)
+	if len(status) != 3 || err != nil || code < 100 {
+		return nil, fmt.Errorf("h2client: malformed :status %q", status)
+	}
+	fields := f.RegularFields()
+	header := make(http.Header, len(fields))
+	res := &http.Response{Proto: "HTTP/2.0", ProtoMajor: 2, Header: header, StatusCode: code,
+		Status: status + " " + http.StatusText(code), ContentLength: -1}
+	for _, hf := range fields {
+		k := canonical(hf.Name)
+		switch k {
+		case "Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade":
+			continue // connection-specific: no place in HTTP/2 (RFC 9113 §8.2.2)
+		case "Trailer":
+			if res.Trailer == nil {
+				res.Trailer = http.Header{}
+			}
+			for _, v := range strings.Split(hf.Value, ",") {
+				if v = strings.TrimSpace(v); v != "" && httpguts.ValidHeaderFieldName(v) {
+					res.Trailer[canonical(strings.ToLower(v))] = nil
+				}
+			}
+			continue
+		}
+		header[k] = append(header[k], hf.Value)
+	}
+	if cl, ok := header["Content-Length"]; ok {
+		n, err := strconv.ParseUint(cl[0], 10, 63)
+		if err != nil || slices.ContainsFunc(cl[1:], func(v string) bool { return v != cl[0] }) {
+			delete(header, "Content-Length")
+		} else {
+			header["Content-Length"] = cl[:1]
+			res.ContentLength = int64(n)
+		}
+	}
+	return res, nil
+}
+
+// responseBody is a response's Body: it reads the stream's buffer.
+type responseBody struct{ s *stream }
+
+func (b responseBody) Read(p []byte) (int, error) {
+	s := b.s
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for {
+		switch {
+		case s.bodyClosed:
+			return 0, errBodyClosed
+		case s.recv.n > 0:
+			n := s.recv.read(p)
+			c.creditConn(int64(n))
+			if !s.done {
+				s.credit(int64(n))
+			}
+			return n, nil
+		case s.gotEnd:
+			if !s.eofSeen {
+				s.eofSeen = true
+				for k, vv := range s.trailer {
+					if s.res.Trailer == nil {
+						s.res.Trailer = http.Header{}
+					}
+					s.res.Trailer[k] = vv
+				}
+				s.maybeFinish()
+			}
+			if s.endErr != nil {
+				return 0, s.endErr
+			}
+			return 0, io.EOF
+		case s.err != nil:
+			return 0, s.err
+		}
+		c.mu.Unlock()
+		<-s.resWake
+		c.mu.Lock()
+	}
+}
+
+func (b responseBody) Close() error {
+	s := b.s
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s.bodyClosed {
+		return nil
+	}
+	s.bodyClosed = true
+	if n := s.recv.n; n > 0 {
+		s.recv.free()
+		c.creditConn(int64(n))
+	}
+	if !s.gotEnd {
+		s.resetLocked(http2.ErrCodeCancel, errBodyClosed)
+	}
+	s.maybeFinish()
+	return nil
+}
+
+// chunkPool holds the 16 KiB chunks received data waits in.
+var chunkPool = sync.Pool{New: func() any { return new([16384]byte) }}
+
+// recvBuf is a stream's received and unread bytes: a list of pooled
+// chunks, each returned as soon as it is read.
+type recvBuf struct {
+	chunks []*[16384]byte
+	r, w   int // read offset in the first chunk, write offset in the last
+	n      int
+}
+
+func (b *recvBuf) write(p []byte) {
+	for len(p) > 0 {
+		if len(b.chunks) == 0 || b.w == len(b.chunks[0]) {
+			b.chunks = append(b.chunks, chunkPool.Get().(*[16384]byte))
+			b.w = 0
+		}
+		k := copy(b.chunks[len(b.chunks)-1][b.w:], p)
+		b.w += k
+		b.n += k
+		p = p[k:]
+	}
+}
+
+func (b *recvBuf) read(p []byte) int {
+	total := 0
+	for len(p) > 0 && b.n > 0 {
+		end := len(b.chunks[0])
+		if len(b.chunks) == 1 {
+			end = b.w
+		}
+		k := copy(p, b.chunks[0][b.r:end])
+		b.r += k
+		b.n -= k
+		total += k
+		p = p[k:]
+		if b.r == end {
+			b.drop()
+		}
+	}
+	return total
+}
+
+// drop returns the first chunk to the pool.
+func (b *recvBuf) drop() {
+	chunkPool.Put(b.chunks[0])
+	b.chunks[0] = nil
+	b.chunks = b.chunks[1:]
+	b.r = 0
+	if len(b.chunks) == 0 {
+		b.chunks, b.w = nil, 0
+	}
+}
+
+func (b *recvBuf) free() {
+	for len(b.chunks) > 0 {
+		b.drop()
+	}
+	b.n = 0
+}
