@@ -22,6 +22,7 @@ import (
 	"github.com/meshctl/meshctl/proxy/endpoints"
 	"github.com/meshctl/meshctl/proxy/h1"
 	"github.com/meshctl/meshctl/proxy/h1server"
+	"github.com/meshctl/meshctl/proxy/h2server"
 	"github.com/meshctl/meshctl/proxy/httpproxy"
 	"github.com/meshctl/meshctl/proxy/meshtls"
 	"github.com/meshctl/meshctl/proxy/metrics"
@@ -47,6 +48,9 @@ type side struct {
 	// does not serve itself (upgrades, CONNECT, 100-continue, large heads)
 	// it hands to http.
 	h1 *h1server.Server
+	// mesh serves the HTTP/2 connections of other proxies (ALPN
+	// meshctl/h2).
+	mesh *h2server.Server
 
 	// mu guards conns, the connections accepted and not yet closed.
 	mu    sync.Mutex
@@ -103,6 +107,16 @@ func (s *side) listen() error {
 			},
 		},
 	}
+	s.mesh = h2server.New(h2server.Config{
+		Handler:              s.p.http,
+		MaxConcurrentStreams: pc.MaxConcurrentStreams,
+		MaxHeaderBytes:       pc.MaxHeaderBytes,
+		IdleTimeout:          pc.IdleTimeout,
+		CountError: func(errType string) {
+			s.p.metrics.ProtocolError(s.name, "h2", errType)
+		},
+		Log: s.log,
+	})
 	s.h1 = &h1server.Server{
 		Handler:           s.p.http,
 		ReadHeaderTimeout: pc.ReadHeaderTimeout,
@@ -392,8 +406,10 @@ func (s *side) serveMeshed(sc *serverConn, dst *endpoints.Set, port uint16) {
 		}
 		return
 	}
-	if !s.httpLn.push(s.watchResets(&meshedConn{Plain: meshtls.Plain{Conn: tc}, sc: sc}, info)) {
-		tc.Close()
+	// Served here: this goroutine reads the connection until it ends.
+	hc := s.watchResets(&meshedConn{Plain: meshtls.Plain{Conn: tc}, sc: sc}, info)
+	if err := s.mesh.ServeConn(httpproxy.WithConnInfo(context.Background(), info), hc); err != nil {
+		s.log.Debug("meshed HTTP/2 connection ended", "client", sc.RemoteAddr(), "error", err)
 	}
 }
 

@@ -43,7 +43,11 @@ func Profile(ctx context.Context, cfg Config, out string, seconds int) error {
 	}
 	loadDone := make(chan error, 1)
 	go func() {
-		_, err := loadgen.Run(ctx, loadgen.Config{URL: h1, Conns: 32, Duration: time.Duration(seconds+3) * time.Second, Warmup: time.Second})
+		res, err := loadgen.Run(ctx, loadgen.Config{URL: h1, Conns: 32, Duration: time.Duration(seconds+3) * time.Second, Warmup: time.Second})
+		if err == nil && cfg.Log != nil {
+			// With it, each profile's CPU time divides into a cost per request.
+			cfg.Log.Info("load while profiling", "requests_per_second", int(res.RPS()), "errors", res.Errors)
+		}
 		loadDone <- err
 	}()
 	time.Sleep(2 * time.Second) // let the load reach full speed

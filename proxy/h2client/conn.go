@@ -1,6 +1,8 @@
 package h2client
 
 import (
+	"github.com/meshctl/meshctl/proxy/h2"
+
 	"bytes"
 	"crypto/rand"
 	"errors"
@@ -36,7 +38,7 @@ type conn struct {
 	key string
 	nc  net.Conn
 	fr  *http2.Framer
-	out outBuf
+	out h2.OutBuf
 
 	// Writer only.
 	henc *hpack.Encoder
@@ -102,7 +104,7 @@ func newConn(cl *Client, key string, nc net.Conn) (*conn, error) {
 	c := &conn{cl: cl, key: key, nc: nc, wake: make(chan struct{}, 1), done: make(chan struct{}),
 		streams: map[uint32]*stream{}, nextID: 1, sendConn: initialWindow,
 		recvConn: int64(cfg.ConnWindow)}
-	c.out.nc, c.out.timeout = nc, cfg.WriteTimeout
+	c.out.Conn, c.out.Timeout = nc, cfg.WriteTimeout
 	c.fr = http2.NewFramer(&c.out, nc)
 	c.fr.SetReuseFrames()
 	c.fr.SetMaxReadFrameSize(16384)
@@ -364,7 +366,7 @@ func (c *conn) onData(f *http2.DataFrame) error {
 	if s.bodyClosed {
 		c.refund(int64(len(data)))
 	} else {
-		s.recv.write(data)
+		s.recv.Write(data)
 	}
 	if f.StreamEnded() {
 		s.onEnd()

@@ -1,6 +1,8 @@
 package h2client
 
 import (
+	"github.com/meshctl/meshctl/proxy/h2"
+
 	"errors"
 	"fmt"
 	"io"
@@ -8,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 
 	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2"
@@ -38,7 +39,7 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 			if s.trailer == nil {
 				s.trailer = http.Header{}
 			}
-			k := canonical(hf.Name)
+			k := h2.Canonical(hf.Name)
 			s.trailer[k] = append(s.trailer[k], hf.Value)
 		}
 		s.onEnd()
@@ -99,7 +100,7 @@ func response(f *http2.MetaHeadersFrame) (*http.Response, error) {
 	res := &http.Response{Proto: "HTTP/2.0", ProtoMajor: 2, Header: header, StatusCode: code,
 		Status: status + " " + http.StatusText(code), ContentLength: -1}
 	for _, hf := range fields {
-		k := canonical(hf.Name)
+		k := h2.Canonical(hf.Name)
 		switch k {
 		case "Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade":
 			continue // connection-specific: no place in HTTP/2 (RFC 9113 §8.2.2)
@@ -109,7 +110,7 @@ func response(f *http2.MetaHeadersFrame) (*http.Response, error) {
 			}
 			for _, v := range strings.Split(hf.Value, ",") {
 				if v = strings.TrimSpace(v); v != "" && httpguts.ValidHeaderFieldName(v) {
-					res.Trailer[canonical(strings.ToLower(v))] = nil
+					res.Trailer[h2.Canonical(strings.ToLower(v))] = nil
 				}
 			}
 			continue
@@ -140,8 +141,8 @@ func (b responseBody) Read(p []byte) (int, error) {
 		switch {
 		case s.bodyClosed:
 			return 0, errBodyClosed
-		case s.recv.n > 0:
-			n := s.recv.read(p)
+		case s.recv.Len() > 0:
+			n := s.recv.Read(p)
 			c.creditConn(int64(n))
 			if !s.done {
 				s.credit(int64(n))
@@ -180,8 +181,8 @@ func (b responseBody) Close() error {
 		return nil
 	}
 	s.bodyClosed = true
-	if n := s.recv.n; n > 0 {
-		s.recv.free()
+	if n := s.recv.Len(); n > 0 {
+		s.recv.Free()
 		c.creditConn(int64(n))
 	}
 	if !s.gotEnd {
@@ -189,65 +190,4 @@ func (b responseBody) Close() error {
 	}
 	s.maybeFinish()
 	return nil
-}
-
-// chunkPool holds the 16 KiB chunks received data waits in.
-var chunkPool = sync.Pool{New: func() any { return new([16384]byte) }}
-
-// recvBuf is a stream's received and unread bytes: a list of pooled
-// chunks, each returned as soon as it is read.
-type recvBuf struct {
-	chunks []*[16384]byte
-	r, w   int // read offset in the first chunk, write offset in the last
-	n      int
-}
-
-func (b *recvBuf) write(p []byte) {
-	for len(p) > 0 {
-		if len(b.chunks) == 0 || b.w == len(b.chunks[0]) {
-			b.chunks = append(b.chunks, chunkPool.Get().(*[16384]byte))
-			b.w = 0
-		}
-		k := copy(b.chunks[len(b.chunks)-1][b.w:], p)
-		b.w += k
-		b.n += k
-		p = p[k:]
-	}
-}
-
-func (b *recvBuf) read(p []byte) int {
-	total := 0
-	for len(p) > 0 && b.n > 0 {
-		end := len(b.chunks[0])
-		if len(b.chunks) == 1 {
-			end = b.w
-		}
-		k := copy(p, b.chunks[0][b.r:end])
-		b.r += k
-		b.n -= k
-		total += k
-		p = p[k:]
-		if b.r == end {
-			b.drop()
-		}
-	}
-	return total
-}
-
-// drop returns the first chunk to the pool.
-func (b *recvBuf) drop() {
-	chunkPool.Put(b.chunks[0])
-	b.chunks[0] = nil
-	b.chunks = b.chunks[1:]
-	b.r = 0
-	if len(b.chunks) == 0 {
-		b.chunks, b.w = nil, 0
-	}
-}
-
-func (b *recvBuf) free() {
-	for len(b.chunks) > 0 {
-		b.drop()
-	}
-	b.n = 0
 }

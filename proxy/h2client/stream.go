@@ -1,6 +1,8 @@
 package h2client
 
 import (
+	"github.com/meshctl/meshctl/proxy/h2"
+
 	"context"
 	"errors"
 	"fmt"
@@ -41,7 +43,7 @@ type stream struct {
 	// Receiving.
 	res                  *http.Response
 	n1xx                 int
-	recv                 recvBuf
+	recv                 h2.RecvBuf
 	recvWin, recvUnacked int64
 	declared, received   int64
 	trailer              http.Header
@@ -132,8 +134,8 @@ func (s *stream) failLocked(err error) {
 	}
 	if !s.gotEnd {
 		s.err = err
-		if n := s.recv.n; n > 0 {
-			s.recv.free()
+		if n := s.recv.Len(); n > 0 {
+			s.recv.Free()
 			s.c.creditConn(int64(n))
 		}
 	}
@@ -273,10 +275,10 @@ func (c *conn) creditConn(n int64) { c.refund(n) }
 // sent before the next is read, and then its trailers.
 func (s *stream) pump() {
 	c, req := s.c, s.req
-	bufp := bufPool.Get().(*[]byte)
+	bufp := h2.GetBuf()
 	buf := (*bufp)[:maxData]
 	defer func() {
-		bufPool.Put(bufp)
+		h2.PutBuf(bufp)
 		s.closeReqBody()
 	}()
 	want := req.ContentLength

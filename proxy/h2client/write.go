@@ -1,10 +1,7 @@
 package h2client
 
 import (
-	"net"
 	"runtime"
-	"sync"
-	"time"
 
 	"golang.org/x/net/http2"
 )
@@ -250,58 +247,4 @@ func (c *conn) complete(b *batch) {
 	}
 	clear(b.heads)
 	clear(b.data)
-}
-
-// bufPool holds the writer's 16 KiB buffers: one fills one TLS record.
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 16384); return &b }}
-
-// outBuf gathers frames for one write. Unlike bufio.Writer it never writes
-// a large frame around itself: it always sends exactly 16 KiB (one TLS
-// record) while more is to come, and its buffer goes back to the pool after
-// a flush.
-type outBuf struct {
-	nc      net.Conn
-	timeout time.Duration
-	buf     *[]byte
-	n       int
-}
-
-// Write copies p into the buffer, writing each full 16 KiB.
-func (o *outBuf) Write(p []byte) (int, error) {
-	total := len(p)
-	for len(p) > 0 {
-		if o.buf == nil {
-			o.buf = bufPool.Get().(*[]byte)
-		}
-		k := copy((*o.buf)[o.n:], p)
-		o.n += k
-		p = p[k:]
-		if o.n == len(*o.buf) {
-			if err := o.write(); err != nil {
-				return total - len(p), err
-			}
-		}
-	}
-	return total, nil
-}
-
-// Flush writes what is buffered and returns the buffer to the pool.
-func (o *outBuf) Flush() error {
-	if o.buf == nil {
-		return nil
-	}
-	err := o.write()
-	bufPool.Put(o.buf)
-	o.buf = nil
-	return err
-}
-
-func (o *outBuf) write() error {
-	if o.n == 0 {
-		return nil
-	}
-	_ = o.nc.SetWriteDeadline(time.Now().Add(o.timeout))
-	_, err := o.nc.Write((*o.buf)[:o.n])
-	o.n = 0
-	return err
 }
