@@ -59,7 +59,7 @@ FUZZ_TARGETS := ./proxy/detect:FuzzClassify ./proxy:FuzzHTTP1Request ./proxy:Fuz
 	./controller/destination:FuzzParseTarget:10000x ./proxy/authz:FuzzPathDifferential \
 	./controller/identitysvc:FuzzIssue:10000x ./controller/inbound:FuzzCompute:10000x \
 	./proxy/h1:FuzzRequestHeadAgainstNetHTTP:10000x ./proxy/h1:FuzzChunkedAgainstNetHTTP ./proxy/h1:FuzzResponseHeadAgainstNetHTTP \
-	./proxy/h1client:FuzzResponseAgainstTransport
+	./proxy/h1client:FuzzResponseAgainstTransport ./proxy/h2client:FuzzServerFrames:10000x ./proxy/h2server:FuzzServerFrames:10000x
 
 ## fuzz: run every fuzz target briefly (FUZZTIME executions each, default 30000x; pkg:Fn:N sets a slow target's own)
 fuzz:

@@ -1,8 +1,6 @@
 package h2client
 
 import (
-	"github.com/meshctl/meshctl/proxy/h2"
-
 	"bytes"
 	"crypto/rand"
 	"errors"
@@ -15,6 +13,8 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/meshctl/meshctl/proxy/h2"
 )
 
 const (
@@ -55,7 +55,7 @@ type conn struct {
 	nextID   uint32
 	reserved int // streams given a slot and not finished
 	open     int // streams whose head was taken and that are not finished
-	ctrl     []ctrlFrame
+	ctrl     []h2.Ctrl
 	heads    []headItem
 	ready    []*stream // streams with DATA to send and window, in turn
 	sendConn int64     // the connection's send window
@@ -79,15 +79,6 @@ type conn struct {
 	pingOut   bool
 	pingSent  time.Time
 	pingData  [8]byte
-}
-
-// ctrlFrame is a control frame queued for the writer.
-type ctrlFrame struct {
-	typ  http2.FrameType
-	id   uint32 // stream, for RST_STREAM and WINDOW_UPDATE
-	val  uint32 // increment or error code
-	data [8]byte
-	ack  bool
 }
 
 // headItem is a HEADERS frame queued for the writer: a request's head, or
@@ -159,7 +150,7 @@ func (c *conn) signal() {
 }
 
 // queueCtrl queues a control frame. The caller holds c.mu.
-func (c *conn) queueCtrl(f ctrlFrame) {
+func (c *conn) queueCtrl(f h2.Ctrl) {
 	if len(c.ctrl) >= maxCtrl {
 		c.failLocked(errors.New("h2client: the server sends control frames faster than it reads ours"))
 		return
@@ -235,7 +226,7 @@ func (c *conn) dispatch(f http2.Frame) error {
 			}
 			return nil
 		}
-		c.queueCtrl(ctrlFrame{typ: http2.FramePing, data: f.Data, ack: true})
+		c.queueCtrl(h2.Ctrl{Type: http2.FramePing, Data: f.Data, Ack: true})
 	case *http2.GoAwayFrame:
 		c.onGoAway(f.LastStreamID, f.ErrCode)
 	case *http2.PushPromiseFrame:
@@ -278,7 +269,7 @@ func (c *conn) onSettings(f *http2.SettingsFrame) error {
 	if err != nil {
 		return fmt.Errorf("h2client: the server's SETTINGS: %w", err)
 	}
-	c.queueCtrl(ctrlFrame{typ: http2.FrameSettings, ack: true})
+	c.queueCtrl(h2.Ctrl{Type: http2.FrameSettings, Ack: true})
 	return nil
 }
 
@@ -381,7 +372,7 @@ func (c *conn) refund(n int64) {
 	c.recvConn += n
 	c.recvUnacked += n
 	if c.recvUnacked >= int64(c.cl.cfg.ConnWindow)/4 {
-		c.queueCtrl(ctrlFrame{typ: http2.FrameWindowUpdate, val: uint32(c.recvUnacked)})
+		c.queueCtrl(h2.Ctrl{Type: http2.FrameWindowUpdate, Val: uint32(c.recvUnacked)})
 		c.recvUnacked = 0
 	}
 }
@@ -491,7 +482,7 @@ func (c *conn) healthCheck() {
 	}
 	_, _ = rand.Read(c.pingData[:])
 	c.pingOut, c.pingSent = true, time.Now()
-	c.queueCtrl(ctrlFrame{typ: http2.FramePing, data: c.pingData})
+	c.queueCtrl(h2.Ctrl{Type: http2.FramePing, Data: c.pingData})
 	c.health.Reset(cfg.PingTimeout)
 	c.mu.Unlock()
 }

@@ -1,8 +1,6 @@
 package h2client
 
 import (
-	"github.com/meshctl/meshctl/proxy/h2"
-
 	"errors"
 	"fmt"
 	"net/http"
@@ -12,6 +10,8 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/meshctl/meshctl/proxy/h2"
 )
 
 // requestFields returns the request's head as HTTP/2 fields, or why it

@@ -360,3 +360,55 @@ func TestGoAwayLetsStreamsInFlightFinish(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// FuzzServerFrames answers a request with arbitrary frames after a valid
+// SETTINGS: the client must neither panic nor hang past the request's
+// deadline.
+func FuzzServerFrames(f *testing.F) {
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for _, fl := range [][2]string{{":status", "200"}, {"content-length", "3"}, {"trailer", "x-t"}} {
+		_ = enc.WriteField(hpack.HeaderField{Name: fl[0], Value: fl[1]})
+	}
+	var seed bytes.Buffer
+	fr := http2.NewFramer(&seed, nil)
+	_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndHeaders: true})
+	_ = fr.WriteData(1, false, []byte("abc"))
+	hb.Reset()
+	_ = enc.WriteField(hpack.HeaderField{Name: "x-t", Value: "1"})
+	_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndHeaders: true, EndStream: true})
+	_ = fr.WriteGoAway(1, http2.ErrCodeNo, nil)
+	f.Add(seed.Bytes())
+	f.Fuzz(func(t *testing.T, frames []byte) {
+		c := New(Config{Dial: func(ctx context.Context, addr string) (net.Conn, error) {
+			client, server := net.Pipe()
+			go func() {
+				defer server.Close()
+				go func() { _, _ = io.Copy(io.Discard, server) }()
+				sfr := http2.NewFramer(server, nil)
+				if sfr.WriteSettings() != nil {
+					return
+				}
+				_, _ = server.Write(frames)
+			}()
+			return client, nil
+		}, WriteTimeout: time.Second})
+		defer c.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, "GET", "http://fuzz/", nil)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if res, err := c.RoundTrip(req); err == nil {
+				_, _ = io.Copy(io.Discard, res.Body)
+				_ = res.Body.Close()
+			}
+		}()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the request outlived its deadline")
+		}
+	})
+}

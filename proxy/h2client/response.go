@@ -1,8 +1,6 @@
 package h2client
 
 import (
-	"github.com/meshctl/meshctl/proxy/h2"
-
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +11,8 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2"
+
+	"github.com/meshctl/meshctl/proxy/h2"
 )
 
 // maxInformational bounds the 1xx responses skipped before the final one.

@@ -1,8 +1,6 @@
 package h2client
 
 import (
-	"github.com/meshctl/meshctl/proxy/h2"
-
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +11,8 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/meshctl/meshctl/proxy/h2"
 )
 
 // stream is one request and its response. Every field but the immutable
@@ -121,7 +121,7 @@ func (s *stream) resetLocked(code http2.ErrCode, err error) {
 	}
 	if s.id != 0 && !s.rstQueued {
 		s.rstQueued = true
-		s.c.queueCtrl(ctrlFrame{typ: http2.FrameRSTStream, id: s.id, val: uint32(code)})
+		s.c.queueCtrl(h2.Ctrl{Type: http2.FrameRSTStream, Stream: s.id, Val: uint32(code)})
 	}
 	s.failLocked(err)
 }
@@ -150,7 +150,11 @@ func (s *stream) failLocked(err error) {
 
 // closeReqBody closes the request's body once.
 func (s *stream) closeReqBody() {
-	s.closeBody.Do(func() { _ = s.req.Body.Close() })
+	s.closeBody.Do(func() {
+		if s.req.Body != nil {
+			_ = s.req.Body.Close()
+		}
+	})
 }
 
 // finishLocked takes the stream out of the connection's books.
@@ -242,7 +246,7 @@ func (s *stream) onEnd() {
 		s.stopSending()
 		if s.id != 0 && !s.rstQueued {
 			s.rstQueued = true
-			s.c.queueCtrl(ctrlFrame{typ: http2.FrameRSTStream, id: s.id, val: uint32(http2.ErrCodeCancel)})
+			s.c.queueCtrl(h2.Ctrl{Type: http2.FrameRSTStream, Stream: s.id, Val: uint32(http2.ErrCodeCancel)})
 		}
 	}
 	s.maybeFinish()
@@ -253,7 +257,9 @@ func (s *stream) stopSending() {
 	if !s.sentEnd {
 		s.sendStopped, s.sentEnd = true, true
 		s.wakeSender()
-		go s.closeReqBody() // unblocks a copier waiting for the body
+		if !s.endOnHead {
+			go s.closeReqBody() // unblocks a copier waiting for the body
+		}
 	}
 }
 
@@ -263,7 +269,7 @@ func (s *stream) credit(n int64) {
 	s.recvWin += n
 	s.recvUnacked += n
 	if !s.gotEnd && s.recvUnacked >= int64(s.c.cl.cfg.StreamWindow)/4 {
-		s.c.queueCtrl(ctrlFrame{typ: http2.FrameWindowUpdate, id: s.id, val: uint32(s.recvUnacked)})
+		s.c.queueCtrl(h2.Ctrl{Type: http2.FrameWindowUpdate, Stream: s.id, Val: uint32(s.recvUnacked)})
 		s.recvUnacked = 0
 	}
 }

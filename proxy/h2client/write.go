@@ -4,11 +4,13 @@ import (
 	"runtime"
 
 	"golang.org/x/net/http2"
+
+	"github.com/meshctl/meshctl/proxy/h2"
 )
 
 // batch is what one pass of the writer takes from the queues.
 type batch struct {
-	ctrl  []ctrlFrame
+	ctrl  []h2.Ctrl
 	heads []headItem
 	data  []dataItem
 	// tableSize is a new HPACK table size limit to apply first, if
@@ -158,18 +160,7 @@ func (c *conn) encode(b *batch) error {
 	}
 	fr := c.fr
 	for _, f := range b.ctrl {
-		var err error
-		switch f.typ {
-		case http2.FrameSettings:
-			err = fr.WriteSettingsAck()
-		case http2.FramePing:
-			err = fr.WritePing(f.ack, f.data)
-		case http2.FrameWindowUpdate:
-			err = fr.WriteWindowUpdate(f.id, f.val)
-		case http2.FrameRSTStream:
-			err = fr.WriteRSTStream(f.id, http2.ErrCode(f.val))
-		}
-		if err != nil {
+		if err := h2.WriteCtrl(fr, f); err != nil {
 			return err
 		}
 	}
@@ -185,7 +176,7 @@ func (c *conn) encode(b *batch) error {
 				return err
 			}
 		}
-		if err := c.writeBlock(h.s.id, end, c.hbuf.Bytes()); err != nil {
+		if err := h2.WriteBlock(c.fr, h.s.id, end, c.hbuf.Bytes()); err != nil {
 			return err
 		}
 	}
@@ -193,28 +184,6 @@ func (c *conn) encode(b *batch) error {
 		if err := fr.WriteData(d.s.id, d.end, d.p); err != nil {
 			return err
 		}
-	}
-	return nil
-}
-
-// writeBlock writes a header block as HEADERS and as many CONTINUATION
-// frames as it needs.
-func (c *conn) writeBlock(id uint32, end bool, block []byte) error {
-	first := true
-	for first || len(block) > 0 {
-		frag := block[:min(len(block), 16384)]
-		block = block[len(frag):]
-		var err error
-		if first {
-			err = c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: frag,
-				EndStream: end, EndHeaders: len(block) == 0})
-		} else {
-			err = c.fr.WriteContinuation(id, len(block) == 0, frag)
-		}
-		if err != nil {
-			return err
-		}
-		first = false
 	}
 	return nil
 }
@@ -235,7 +204,7 @@ func (c *conn) complete(b *batch) {
 		}
 		if s.done && !s.rstQueued {
 			s.rstQueued = true
-			c.queueCtrl(ctrlFrame{typ: http2.FrameRSTStream, id: s.id, val: uint32(http2.ErrCodeCancel)})
+			c.queueCtrl(h2.Ctrl{Type: http2.FrameRSTStream, Stream: s.id, Val: uint32(http2.ErrCodeCancel)})
 		}
 		s.wakeSender()
 		s.maybeFinish()

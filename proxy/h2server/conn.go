@@ -35,7 +35,7 @@ type conn struct {
 	mu        sync.Mutex
 	streams   map[uint32]*stream
 	maxPeerID uint32
-	ctrl      []ctrlFrame
+	ctrl      []h2.Ctrl
 	heads     []headItem
 	ready     []*stream
 	sendConn  int64
@@ -55,15 +55,6 @@ type conn struct {
 	closed        bool
 	idleSince     time.Time
 	idleTimer     *time.Timer
-}
-
-// ctrlFrame is a control frame queued for the writer.
-type ctrlFrame struct {
-	typ  http2.FrameType
-	id   uint32
-	val  uint32
-	data [8]byte
-	ack  bool
 }
 
 // headKind is what a queued HEADERS frame carries.
@@ -90,7 +81,7 @@ func (c *conn) signal() {
 }
 
 // queueCtrl queues a control frame. The caller holds c.mu.
-func (c *conn) queueCtrl(f ctrlFrame) {
+func (c *conn) queueCtrl(f h2.Ctrl) {
 	if len(c.ctrl) >= maxCtrl {
 		c.srv.cfg.CountError("ctrl_flood")
 		c.failLocked(errors.New("h2server: the client sends control frames faster than it reads ours"))
@@ -186,7 +177,7 @@ func (c *conn) dispatch(f http2.Frame) (http2.ErrCode, error) {
 		}
 	case *http2.PingFrame:
 		if !f.IsAck() {
-			c.queueCtrl(ctrlFrame{typ: http2.FramePing, data: f.Data, ack: true})
+			c.queueCtrl(h2.Ctrl{Type: http2.FramePing, Data: f.Data, Ack: true})
 		}
 	case *http2.PushPromiseFrame:
 		c.srv.cfg.CountError("push_promise")
@@ -228,7 +219,7 @@ func (c *conn) onSettings(f *http2.SettingsFrame) (http2.ErrCode, error) {
 		}
 		return http2.ErrCodeProtocol, err
 	}
-	c.queueCtrl(ctrlFrame{typ: http2.FrameSettings, ack: true})
+	c.queueCtrl(h2.Ctrl{Type: http2.FrameSettings, Ack: true})
 	return 0, nil
 }
 
@@ -317,7 +308,7 @@ func (c *conn) refund(n int64) {
 	c.recvConn += n
 	c.recvUnacked += n
 	if c.recvUnacked >= int64(c.srv.cfg.ConnWindow)/4 {
-		c.queueCtrl(ctrlFrame{typ: http2.FrameWindowUpdate, val: uint32(c.recvUnacked)})
+		c.queueCtrl(h2.Ctrl{Type: http2.FrameWindowUpdate, Val: uint32(c.recvUnacked)})
 		c.recvUnacked = 0
 	}
 }
@@ -329,7 +320,7 @@ func (c *conn) resetStream(id uint32, code http2.ErrCode) {
 		s.resetLocked(code)
 		return
 	}
-	c.queueCtrl(ctrlFrame{typ: http2.FrameRSTStream, id: id, val: uint32(code)})
+	c.queueCtrl(h2.Ctrl{Type: http2.FrameRSTStream, Stream: id, Val: uint32(code)})
 }
 
 // goAway queues GOAWAY: the client opens no more streams, those running
@@ -344,7 +335,7 @@ func (c *conn) goAway(code http2.ErrCode, cause error) {
 	if !c.goingAway {
 		c.goingAway, c.goAwayID = true, c.maxPeerID
 		var data [8]byte
-		c.ctrl = append(c.ctrl, ctrlFrame{typ: http2.FrameGoAway, id: c.maxPeerID, val: uint32(code), data: data})
+		c.ctrl = append(c.ctrl, h2.Ctrl{Type: http2.FrameGoAway, Stream: c.maxPeerID, Val: uint32(code), Data: data})
 	}
 	if cause != nil {
 		c.closeWhenDone = true

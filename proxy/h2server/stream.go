@@ -95,7 +95,7 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) (http2.ErrCode, error) {
 	c.maxPeerID = id
 	switch {
 	case c.goingAway:
-		c.queueCtrl(ctrlFrame{typ: http2.FrameRSTStream, id: id, val: uint32(http2.ErrCodeRefusedStream)})
+		c.queueCtrl(h2.Ctrl{Type: http2.FrameRSTStream, Stream: id, Val: uint32(http2.ErrCodeRefusedStream)})
 		return 0, nil
 	case len(c.streams) >= int(cfg.MaxConcurrentStreams):
 		cfg.CountError("over_max_streams")
@@ -103,7 +103,7 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) (http2.ErrCode, error) {
 		if !c.settingsAcked {
 			code = http2.ErrCodeRefusedStream // it may not know the limit yet
 		}
-		c.queueCtrl(ctrlFrame{typ: http2.FrameRSTStream, id: id, val: uint32(code)})
+		c.queueCtrl(h2.Ctrl{Type: http2.FrameRSTStream, Stream: id, Val: uint32(code)})
 		return 0, nil
 	}
 	s := &stream{c: c, id: id, declared: -1, recvWin: int64(cfg.StreamWindow), sendWin: c.peer.initWindow,
@@ -120,7 +120,7 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) (http2.ErrCode, error) {
 	req, err := c.newRequest(f, s)
 	if err != nil {
 		cfg.CountError("bad_request")
-		c.queueCtrl(ctrlFrame{typ: http2.FrameRSTStream, id: id, val: uint32(http2.ErrCodeProtocol)})
+		c.queueCtrl(h2.Ctrl{Type: http2.FrameRSTStream, Stream: id, Val: uint32(http2.ErrCodeProtocol)})
 		return 0, nil
 	}
 	s.req = req
@@ -251,7 +251,7 @@ func (s *stream) resetLocked(code http2.ErrCode) {
 	if s.reset {
 		return
 	}
-	s.c.queueCtrl(ctrlFrame{typ: http2.FrameRSTStream, id: s.id, val: uint32(code)})
+	s.c.queueCtrl(h2.Ctrl{Type: http2.FrameRSTStream, Stream: s.id, Val: uint32(code)})
 	s.onReset()
 }
 
@@ -265,7 +265,7 @@ func (s *stream) maybeFinish() {
 	c := s.c
 	if !s.recvDone && !s.reset {
 		s.reset = true
-		c.queueCtrl(ctrlFrame{typ: http2.FrameRSTStream, id: s.id, val: uint32(http2.ErrCodeNo)})
+		c.queueCtrl(h2.Ctrl{Type: http2.FrameRSTStream, Stream: s.id, Val: uint32(http2.ErrCodeNo)})
 	}
 	if n := s.recv.Len(); n > 0 {
 		s.recv.Free()
@@ -319,7 +319,7 @@ func (s *stream) credit(n int64) {
 	s.recvWin += n
 	s.recvUnacked += n
 	if !s.recvDone && s.recvUnacked >= int64(s.c.srv.cfg.StreamWindow)/4 {
-		s.c.queueCtrl(ctrlFrame{typ: http2.FrameWindowUpdate, id: s.id, val: uint32(s.recvUnacked)})
+		s.c.queueCtrl(h2.Ctrl{Type: http2.FrameWindowUpdate, Stream: s.id, Val: uint32(s.recvUnacked)})
 		s.recvUnacked = 0
 	}
 }

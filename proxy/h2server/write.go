@@ -3,12 +3,12 @@ package h2server
 import (
 	"runtime"
 
-	"golang.org/x/net/http2"
+	"github.com/meshctl/meshctl/proxy/h2"
 )
 
 // batch is what one pass of the writer takes from the queues.
 type batch struct {
-	ctrl         []ctrlFrame
+	ctrl         []h2.Ctrl
 	heads        []headItem
 	data         []dataItem
 	tableSize    uint32
@@ -132,20 +132,7 @@ func (c *conn) encode(b *batch) error {
 	}
 	fr := c.fr
 	for _, f := range b.ctrl {
-		var err error
-		switch f.typ {
-		case http2.FrameSettings:
-			err = fr.WriteSettingsAck()
-		case http2.FramePing:
-			err = fr.WritePing(f.ack, f.data)
-		case http2.FrameWindowUpdate:
-			err = fr.WriteWindowUpdate(f.id, f.val)
-		case http2.FrameRSTStream:
-			err = fr.WriteRSTStream(f.id, http2.ErrCode(f.val))
-		case http2.FrameGoAway:
-			err = fr.WriteGoAway(f.id, http2.ErrCode(f.val), nil)
-		}
-		if err != nil {
+		if err := h2.WriteCtrl(fr, f); err != nil {
 			return err
 		}
 	}
@@ -156,22 +143,8 @@ func (c *conn) encode(b *batch) error {
 				return err
 			}
 		}
-		block := c.hbuf.Bytes()
-		first := true
-		for first || len(block) > 0 {
-			frag := block[:min(len(block), 16384)]
-			block = block[len(frag):]
-			var err error
-			if first {
-				err = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: h.s.id, BlockFragment: frag,
-					EndStream: h.end, EndHeaders: len(block) == 0})
-			} else {
-				err = fr.WriteContinuation(h.s.id, len(block) == 0, frag)
-			}
-			if err != nil {
-				return err
-			}
-			first = false
+		if err := h2.WriteBlock(fr, h.s.id, h.end, c.hbuf.Bytes()); err != nil {
+			return err
 		}
 	}
 	for _, d := range b.data {
