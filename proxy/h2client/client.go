@@ -3,6 +3,7 @@ package h2client
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"sync"
@@ -195,9 +196,12 @@ func (cl *Client) get(ctx context.Context, key, addr string) (*conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		if reserved {
-			return c, nil
+		if !reserved {
+			// A connection just made that takes no stream (its server's
+			// limit is 0): dialing again would only repeat it.
+			return nil, fmt.Errorf("%w: a new connection to %s takes no stream", ErrNotConnected, addr)
 		}
+		return c, nil
 	}
 }
 

@@ -181,25 +181,37 @@ func (c *conn) readLoop() {
 			return
 		}
 		c.lastRead.Store(time.Now().UnixNano())
-		c.mu.Lock()
-		if !c.gotFrame {
-			c.gotFrame = true
-			if sf, ok := f.(*http2.SettingsFrame); !ok || sf.IsAck() {
-				c.failLocked(errors.New("h2client: the server's first frame is not SETTINGS"))
-			}
-		}
-		if c.err == nil {
-			if err := c.dispatch(f); err != nil {
-				c.failLocked(err)
-			}
-		}
-		failed := c.err
-		c.mu.Unlock()
-		if failed != nil {
+		if failed := c.handle(f); failed != nil {
 			c.close(failed)
 			return
 		}
 	}
+}
+
+// handle dispatches one frame under c.mu, and returns the connection's
+// error if it failed. A panic (a defect here, which a peer's frames
+// reached) ends this connection only, not the process.
+func (c *conn) handle(f http2.Frame) (failed error) {
+	c.mu.Lock()
+	defer func() {
+		if p := recover(); p != nil {
+			c.failLocked(fmt.Errorf("h2client: panic handling a frame: %v", p))
+		}
+		failed = c.err
+		c.mu.Unlock()
+	}()
+	if !c.gotFrame {
+		c.gotFrame = true
+		if sf, ok := f.(*http2.SettingsFrame); !ok || sf.IsAck() {
+			c.failLocked(errors.New("h2client: the server's first frame is not SETTINGS"))
+		}
+	}
+	if c.err == nil {
+		if err := c.dispatch(f); err != nil {
+			c.failLocked(err)
+		}
+	}
+	return c.err
 }
 
 // dispatch handles one frame. The caller holds c.mu.
@@ -351,6 +363,7 @@ func (c *conn) onData(f *http2.DataFrame) error {
 	}
 	s.received += int64(len(data))
 	if s.declared >= 0 && s.received > s.declared {
+		c.refund(int64(len(data)))
 		s.resetLocked(http2.ErrCodeProtocol, errors.New("h2client: the response body is longer than its Content-Length"))
 		return nil
 	}

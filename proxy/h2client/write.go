@@ -100,6 +100,7 @@ func (c *conn) take(b *batch) bool {
 		default:
 			s.id = c.nextID
 			c.nextID += 2
+			s.sendWin = c.peer.initWindow // the server's SETTINGS may have come since it was queued
 			c.streams[s.id] = s
 			c.open++
 		}

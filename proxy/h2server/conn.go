@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -114,23 +116,17 @@ func (c *conn) readLoop() error {
 			}
 			return err
 		}
-		c.mu.Lock()
 		if first {
 			first = false
 			if sf, ok := f.(*http2.SettingsFrame); !ok || sf.IsAck() {
 				c.srv.cfg.CountError("first_frame")
-				c.mu.Unlock()
-				c.goAway(http2.ErrCodeProtocol, errors.New("h2server: the client's first frame is not SETTINGS"))
+				err := errors.New("h2server: the client's first frame is not SETTINGS")
+				c.goAway(http2.ErrCodeProtocol, err)
 				c.waitClosed()
-				return errors.New("h2server: the client's first frame is not SETTINGS")
+				return err
 			}
 		}
-		var code http2.ErrCode
-		if c.err == nil {
-			code, err = c.dispatch(f)
-		}
-		failed := c.err
-		c.mu.Unlock()
+		code, err, failed := c.handle(f)
 		if err != nil {
 			c.goAway(code, err)
 			c.waitClosed()
@@ -140,6 +136,24 @@ func (c *conn) readLoop() error {
 			return failed
 		}
 	}
+}
+
+// handle dispatches one frame under c.mu. A panic (a defect here, which a
+// peer's frames reached) ends this connection only, not the process.
+func (c *conn) handle(f http2.Frame) (code http2.ErrCode, err, failed error) {
+	c.mu.Lock()
+	defer func() {
+		if p := recover(); p != nil {
+			c.srv.cfg.Log.Error("h2server: panic handling a frame; closing the connection", "panic", p, "stack", string(debug.Stack()))
+			c.failLocked(fmt.Errorf("h2server: panic handling a frame: %v", p))
+			failed = c.err
+		}
+		c.mu.Unlock()
+	}()
+	if c.err == nil {
+		code, err = c.dispatch(f)
+	}
+	return code, err, c.err
 }
 
 // waitClosed waits (bounded by the write timeout) for the writer to flush

@@ -118,9 +118,16 @@ func (srv *Server) ServeConn(ctx context.Context, nc net.Conn) error {
 	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	c.henc = hpack.NewEncoder(&c.hbuf)
 
+	if cfg.IdleTimeout > 0 {
+		c.idleSince = time.Now()
+		c.idleTimer = time.AfterFunc(cfg.IdleTimeout, c.idleCheck)
+	}
 	srv.mu.Lock()
 	if srv.shutdown {
 		srv.mu.Unlock()
+		if c.idleTimer != nil {
+			c.idleTimer.Stop()
+		}
 		_ = nc.Close()
 		return ErrServerClosed
 	}
@@ -131,10 +138,6 @@ func (srv *Server) ServeConn(ctx context.Context, nc net.Conn) error {
 	if err := c.start(); err != nil {
 		_ = nc.Close()
 		return err
-	}
-	if cfg.IdleTimeout > 0 {
-		c.idleSince = time.Now()
-		c.idleTimer = time.AfterFunc(cfg.IdleTimeout, c.idleCheck)
 	}
 	go c.writeLoop()
 	err := c.readLoop()
@@ -186,8 +189,8 @@ func (srv *Server) forget(c *conn) {
 func (srv *Server) Shutdown(ctx context.Context) error {
 	srv.mu.Lock()
 	srv.shutdown = true
-	var drained chan struct{}
-	if len(srv.conns) > 0 {
+	drained := srv.drained // a Shutdown already waiting
+	if drained == nil && len(srv.conns) > 0 {
 		drained = make(chan struct{})
 		srv.drained = drained
 	}

@@ -3,6 +3,7 @@ package h2server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -32,6 +33,10 @@ type stream struct {
 	bodyErr              error
 	bodyClosed           bool
 	bodyWake             chan struct{}
+	// trailer is what the client sent after the body; its declared keys
+	// are copied into the request's Trailer when the body's reader meets
+	// its end (the handler's goroutine), never by the connection's reader.
+	trailer http.Header
 
 	// Sending the response.
 	sendWin     int64
@@ -84,10 +89,10 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) (http2.ErrCode, error) {
 				s.resetLocked(http2.ErrCodeProtocol)
 				return 0, nil
 			}
-			if s.req.Trailer == nil {
-				s.req.Trailer = http.Header{}
+			if s.trailer == nil {
+				s.trailer = http.Header{}
 			}
-			s.req.Trailer[k] = append(s.req.Trailer[k], hf.Value)
+			s.trailer[k] = append(s.trailer[k], hf.Value)
 		}
 		s.onEnd()
 		return 0, nil
@@ -111,7 +116,7 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) (http2.ErrCode, error) {
 	if f.Truncated {
 		cfg.CountError("request_header_list_too_large")
 		c.streams[id] = s
-		s.handlerDone = true
+		s.handlerDone, s.bodyClosed = true, true // no request: what follows of it is dropped
 		c.heads = append(c.heads, headItem{s: s, kind: headFinal, end: true,
 			fields: statusFields(http.StatusRequestHeaderFieldsTooLarge)})
 		c.signal()
@@ -217,6 +222,7 @@ func (s *stream) onEnd() {
 	s.recvDone = true
 	if s.declared >= 0 && s.received != s.declared {
 		s.c.srv.cfg.CountError("data_length_mismatch")
+		s.bodyErr = fmt.Errorf("h2server: request body of %d bytes where Content-Length said %d: %w", s.received, s.declared, io.ErrUnexpectedEOF)
 		s.resetLocked(http2.ErrCodeProtocol)
 		return
 	}
@@ -344,6 +350,12 @@ func (b requestBody) Read(p []byte) (int, error) {
 		case s.bodyErr != nil:
 			return 0, s.bodyErr
 		case s.recvDone:
+			for k := range s.req.Trailer { // the declared keys only, as net/http
+				if vv, ok := s.trailer[k]; ok {
+					s.req.Trailer[k] = vv
+				}
+			}
+			s.trailer = nil
 			return 0, io.EOF
 		}
 		c.mu.Unlock()
