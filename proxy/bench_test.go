@@ -6,7 +6,9 @@ import (
 	"io"
 	"net/http"
 	"testing"
+	"time"
 
+	"github.com/meshctl/meshctl/internal/testpki"
 	"github.com/meshctl/meshctl/proxy/endpoints"
 )
 
@@ -79,4 +81,13 @@ func balancedBench(b *testing.B, annotations map[string]string) *running {
 		b.Fatal(err)
 	}
 	return startProxy(b, Config{Endpoints: tab, Outbound: &SideConfig{Listen: "127.0.0.1:0", Upstream: serviceAddr}})
+}
+
+// BenchmarkMeshedHTTP1 is one HTTP/1 request through two proxies and the
+// meshed hop between them (HTTP/2 over mutual TLS): the sidecar-to-sidecar
+// path every meshed request takes.
+func BenchmarkMeshedHTTP1(b *testing.B) {
+	ca := testpki.NewRoot(b, "root")
+	m := newMeshPair(b, benchBackend(b), serverSPIFFE, ca.Issue(b, serverSPIFFE, -time.Minute, time.Hour), ca)
+	benchGet(b, h1Client(), "http://"+m.client.outbound()+"/")
 }

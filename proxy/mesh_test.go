@@ -59,7 +59,7 @@ type meshPair struct {
 }
 
 // newMeshPair starts both proxies; expect is the identity the client requires.
-func newMeshPair(t *testing.T, app string, expect string, serverLeaf *testpki.Leaf, ca *testpki.CA, mutate ...func(*Config)) *meshPair {
+func newMeshPair(t testing.TB, app string, expect string, serverLeaf *testpki.Leaf, ca *testpki.CA, mutate ...func(*Config)) *meshPair {
 	t.Helper()
 	clientSrc, _ := identityFiles(t, ca.Issue(t, clientSPIFFE, -time.Minute, time.Hour), ca)
 	serverSrc, _ := identityFiles(t, serverLeaf, ca)
