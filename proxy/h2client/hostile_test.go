@@ -412,3 +412,114 @@ func FuzzServerFrames(f *testing.F) {
 		}
 	})
 }
+
+// TestRefusedStreamsAreSentAgain: a stream the server refuses
+// (REFUSED_STREAM: not processed) is sent again when it has no body.
+func TestRefusedStreamsAreSentAgain(t *testing.T) {
+	var heads atomic.Int64
+	addr, _ := rawServer(t, func(t *testing.T, fr *http2.Framer, nc net.Conn) {
+		for {
+			id, err := nextHeaders(fr)
+			if err != nil {
+				return
+			}
+			if heads.Add(1) == 1 {
+				_ = fr.WriteRSTStream(id, http2.ErrCodeRefusedStream)
+				continue
+			}
+			_ = writeHead(fr, id, true, ":status", "204")
+		}
+	})
+	c := client(t, nil)
+	if res, _ := get(t, c, "GET", "http://"+addr+"/", nil); res.StatusCode != 204 || heads.Load() != 2 {
+		t.Fatalf("status %d after %d heads, want 204 after 2", res.StatusCode, heads.Load())
+	}
+}
+
+// TestBodiesOfTheWrongLengthFail: a request body that does not match its
+// ContentLength fails the request, and a response body shorter than its
+// Content-Length fails its reader.
+func TestBodiesOfTheWrongLengthFail(t *testing.T) {
+	addr, _ := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/short" {
+			w.Header().Set("Content-Length", "10")
+			_, _ = io.WriteString(w, "abcd")
+			return
+		}
+		_, _ = io.Copy(io.Discard, r.Body)
+	}))
+	c := client(t, nil)
+	for _, body := range []string{"abcd", "abcdefghijklmnop"} {
+		req, _ := http.NewRequest("POST", "http://"+addr+"/", strings.NewReader(body))
+		req.ContentLength = 10
+		res, err := c.RoundTrip(req)
+		if err == nil {
+			_, err = io.ReadAll(res.Body)
+		}
+		if err == nil {
+			t.Errorf("a %d-byte body sent as 10 bytes: no error", len(body))
+		}
+	}
+	req, _ := http.NewRequest("GET", "http://"+addr+"/short", nil)
+	res, err := c.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := io.ReadAll(res.Body); err == nil {
+		t.Fatalf("a response of %q under a Content-Length of 10 read whole", b)
+	}
+}
+
+// TestBodyLongerThanItsLengthIsNotSent: a request body that runs past its
+// ContentLength is cut off before the excess goes out, whatever the server
+// would make of it.
+func TestBodyLongerThanItsLengthIsNotSent(t *testing.T) {
+	got := make(chan int, 1)
+	seen := make(chan struct{})
+	addr, _ := rawServer(t, func(t *testing.T, fr *http2.Framer, nc net.Conn) {
+		if _, err := nextHeaders(fr); err != nil {
+			return
+		}
+		close(seen)
+		n := 0
+		for {
+			f, err := fr.ReadFrame()
+			if err != nil {
+				got <- -1
+				return
+			}
+			switch f := f.(type) {
+			case *http2.DataFrame:
+				n += len(f.Data())
+				if f.StreamEnded() {
+					got <- n
+					return
+				}
+			case *http2.RSTStreamFrame:
+				got <- n
+				return
+			}
+		}
+	})
+	c := client(t, nil)
+	// The body comes once the head is out, so the stream has a number to
+	// reset.
+	body := io.MultiReader(readerFunc(func(p []byte) (int, error) { <-seen; return 0, io.EOF }), strings.NewReader("abcdefghijklmnop"))
+	req, _ := http.NewRequest("POST", "http://"+addr+"/", body)
+	req.ContentLength = 10
+	if res, err := c.RoundTrip(req); err == nil {
+		_ = res.Body.Close()
+	}
+	select {
+	case n := <-got:
+		if n < 0 || n > 10 {
+			t.Fatalf("the server received %d bytes of a body declared as 10", n)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stream neither ended nor was reset")
+	}
+}
+
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }

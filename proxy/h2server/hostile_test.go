@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"strconv"
 	"testing"
 	"time"
 
@@ -71,7 +72,9 @@ func TestContinuationFloodIsCutOff(t *testing.T) {
 // TestPingFloodWithoutReadingIsCutOff: a client that sends PINGs and never
 // reads the answers cannot make the server queue them without bound.
 func TestPingFloodWithoutReadingIsCutOff(t *testing.T) {
-	addr, srv, _ := start(t, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	// Writes never time out here: only the cap on queued answers can end it.
+	addr, srv, _ := start(t, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}),
+		func(c *Config) { c.WriteTimeout = time.Hour })
 	nc, fr := rawClient(t, addr)
 	defer nc.Close()
 	done := make(chan int)
@@ -205,4 +208,177 @@ func FuzzServerFrames(f *testing.F) {
 			t.Fatal("ServeConn did not return after the client closed")
 		}
 	})
+}
+
+// TestDataBeyondAStreamsWindowResetsOnlyThatStream: DATA past a stream's
+// window (within the connection's) resets that stream with
+// FLOW_CONTROL_ERROR; the connection serves the next request.
+func TestDataBeyondAStreamsWindowResetsOnlyThatStream(t *testing.T) {
+	addr, _, _ := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			<-r.Context().Done()
+		}
+	}), func(c *Config) { c.StreamWindow, c.ConnWindow = 64<<10, 1<<20 })
+	nc, fr := rawClient(t, addr)
+	defer nc.Close()
+	_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, EndHeaders: true, BlockFragment: block(
+		":method", "POST", ":scheme", "http", ":authority", "x", ":path", "/")})
+	chunk := make([]byte, 16384)
+	for range 5 { // 80 KiB into a 64 KiB window
+		_ = fr.WriteData(1, false, chunk)
+	}
+	writeRequest(t, fr, 3)
+	_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var rst *http2.RSTStreamFrame
+	status := ""
+	for rst == nil || status == "" {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("RST_STREAM %v, status of the next request %q, then %v", rst, status, err)
+		}
+		switch f := f.(type) {
+		case *http2.RSTStreamFrame:
+			if f.StreamID == 1 {
+				rst = &http2.RSTStreamFrame{ErrCode: f.ErrCode}
+			}
+		case *http2.MetaHeadersFrame:
+			if f.StreamID == 3 {
+				status = f.PseudoValue("status")
+			}
+		case *http2.GoAwayFrame:
+			t.Fatalf("GOAWAY %v for a stream's window", f.ErrCode)
+		}
+	}
+	if rst.ErrCode != http2.ErrCodeFlowControl || status != "200" {
+		t.Fatalf("RST_STREAM %v (want FLOW_CONTROL_ERROR), next request %s", rst.ErrCode, status)
+	}
+}
+
+// TestUnreadBodiesGiveTheirWindowBack: handlers that answer without
+// reading their request's body do not use up the connection's window:
+// a body read whole still passes after many that were not.
+func TestUnreadBodiesGiveTheirWindowBack(t *testing.T) {
+	addr, _, _ := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/read" {
+			n, _ := io.Copy(io.Discard, r.Body)
+			_, _ = io.WriteString(w, strconv.FormatInt(n, 10))
+		}
+	}), func(c *Config) { c.StreamWindow, c.ConnWindow = 64<<10, 64<<10 })
+	rt := ourClient(t, nil)
+	for range 20 {
+		req, _ := http.NewRequest("POST", "http://"+addr+"/ignore", bytes.NewReader(make([]byte, 60<<10)))
+		if res, err := rt.RoundTrip(req); err == nil {
+			_, _ = io.Copy(io.Discard, res.Body)
+			_ = res.Body.Close()
+		}
+	}
+	done := make(chan string, 1)
+	go func() {
+		req, _ := http.NewRequest("POST", "http://"+addr+"/read", bytes.NewReader(make([]byte, 60<<10)))
+		res, err := rt.RoundTrip(req)
+		if err != nil {
+			done <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(res.Body)
+		done <- string(b)
+	}()
+	select {
+	case got := <-done:
+		if got != strconv.Itoa(60<<10) {
+			t.Fatalf("the body read whole: %s", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the connection's window was used up by bodies nobody read")
+	}
+}
+
+// TestStreamsOpenedAfterGoAwayAreRefused: during Shutdown, a stream the
+// client opens after the server's GOAWAY is refused (REFUSED_STREAM: safe
+// to send elsewhere), while the one in flight finishes.
+func TestStreamsOpenedAfterGoAwayAreRefused(t *testing.T) {
+	release := make(chan struct{})
+	addr, srv, _ := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-release }))
+	nc, fr := rawClient(t, addr)
+	defer nc.Close()
+	writeRequest(t, fr, 1)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		srv.mu.Lock()
+		var open int
+		for c := range srv.conns {
+			c.mu.Lock()
+			open += len(c.streams)
+			c.mu.Unlock()
+		}
+		srv.mu.Unlock()
+		if open == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first request did not arrive")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	go func() { _ = srv.Shutdown(context.Background()) }()
+	_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ga, ok := f.(*http2.GoAwayFrame); ok {
+			if ga.LastStreamID != 1 {
+				t.Fatalf("GOAWAY's last stream %d, want 1", ga.LastStreamID)
+			}
+			break
+		}
+	}
+	writeRequest(t, fr, 3)
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rst, ok := f.(*http2.RSTStreamFrame); ok && rst.StreamID == 3 {
+			if rst.ErrCode != http2.ErrCodeRefusedStream {
+				t.Fatalf("stream after GOAWAY reset with %v, want REFUSED_STREAM", rst.ErrCode)
+			}
+			break
+		}
+	}
+	close(release)
+	if got := statuses(t, nc, fr, 1); got[1] != "200" {
+		t.Fatalf("the request in flight: %v", got)
+	}
+}
+
+// TestCloseWhileAConnectionStarts: Close may meet a connection still
+// starting (its idle timer included; run with -race).
+func TestCloseWhileAConnectionStarts(t *testing.T) {
+	srv := New(Config{Handler: http.NotFoundHandler(), IdleTimeout: time.Minute})
+	client, server := net.Pipe()
+	defer client.Close()
+	go func() { _, _ = client.Write([]byte(http2.ClientPreface)); _, _ = io.Copy(io.Discard, client) }()
+	done := make(chan struct{})
+	go func() { _ = srv.ServeConn(context.Background(), server); close(done) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		srv.mu.Lock()
+		n := len(srv.conns)
+		srv.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the connection was not taken")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	srv.Close()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("ServeConn did not return after Close")
+	}
 }

@@ -32,8 +32,10 @@ type Config struct {
 	// IdleTimeout closes (with GOAWAY) a connection without streams for
 	// this long. Default: none.
 	IdleTimeout time.Duration
-	// WriteTimeout fails a connection whose writes block this long (a
-	// client that does not read). Default: 30s.
+	// WriteTimeout fails a connection whose socket writes block this long
+	// (a client that does not read). A client that reads but grants no
+	// flow-control window holds its handlers in Write without limit, as
+	// with net/http's server. Default: 30s.
 	WriteTimeout time.Duration
 	// CountError, if set, is told of each protocol error by a short token
 	// (x/net's names: "over_max_streams", "headers_even", …).
