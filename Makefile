@@ -40,11 +40,14 @@ test: test-deps
 
 # Tools the tests use that a fresh machine lacks: tcpdump captures the meshed
 # hop; Debian's chromium runs the dashboard's real-browser tests (with an
-# emoji font for the padlocks in its screenshots).
+# emoji font for the padlocks in its screenshots); nghttp2's client and
+# server are the other HTTP/2 implementation the proxy's h2c is tried with.
 test-deps:
 	@missing=""; \
 	command -v tcpdump >/dev/null || missing="$$missing tcpdump"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v nghttp >/dev/null || missing="$$missing nghttp2-client"; \
+	command -v nghttpd >/dev/null || missing="$$missing nghttp2-server"; \
 	[ -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || missing="$$missing fonts-noto-color-emoji"; \
 	[ -z "$$missing" ] || { echo "installing$$missing"; apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; }
 

@@ -19,10 +19,11 @@
 //   - h1: the strict HTTP/1 codec (heads parsed in place); h1server: the
 //     HTTP/1 server of plaintext application connections on it (an idle
 //     connection holds no buffer), which hands upgrades, CONNECT and
-//     100-continue to net/http's server (that also serves h2c);
-//   - h2: what the meshed hop's HTTP/2 client (h2client) and server
-//     (h2server) share, on x/net's Framer and hpack: writes that batch the
-//     frames of many streams;
+//     100-continue to net/http's server;
+//   - h2: what the proxy's HTTP/2 client (h2client) and server (h2server)
+//     share, on x/net's Framer and hpack: writes that batch the frames of
+//     many streams. They carry the meshed hop and h2c from and to
+//     applications;
 //   - httpproxy: HTTP forwarding, routes' filters, redirects and mirrors;
 //     tcpproxy: opaque forwarding; resetguard: HTTP/2 rapid-reset defence;
 //   - meshtls: the mutual TLS between proxies; authz: who may reach an

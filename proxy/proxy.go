@@ -269,7 +269,7 @@ func (p *Proxy) drain() {
 		// HTTP/2 clients a GOAWAY.
 		shutdowns.Go(func() { _ = s.http.Shutdown(ctx) })
 		shutdowns.Go(func() { _ = s.h1.Shutdown(ctx) })
-		shutdowns.Go(func() { _ = s.mesh.Shutdown(ctx) })
+		shutdowns.Go(func() { _ = s.h2.Shutdown(ctx) })
 	}
 	shutdowns.Wait()
 	done := make(chan struct{})

@@ -48,9 +48,9 @@ type side struct {
 	// does not serve itself (upgrades, CONNECT, 100-continue, large heads)
 	// it hands to http.
 	h1 *h1server.Server
-	// mesh serves the HTTP/2 connections of other proxies (ALPN
-	// meshctl/h2).
-	mesh *h2server.Server
+	// h2 serves HTTP/2: the connections of other proxies (ALPN
+	// meshctl/h2) and applications' prior-knowledge h2c.
+	h2 *h2server.Server
 
 	// mu guards conns, the connections accepted and not yet closed.
 	mu    sync.Mutex
@@ -81,13 +81,8 @@ func (s *side) listen() error {
 	s.ln = ln
 	s.httpLn = newChanListener(ln.Addr())
 	pc := s.p.cfg
-	// One server takes both HTTP/1 and prior-knowledge HTTP/2 connections
-	// (it recognises the h2c preface itself), so one Shutdown drains both.
-	var protocols http.Protocols
-	protocols.SetHTTP1(true)
-	protocols.SetUnencryptedHTTP2(true)
+	// net/http's server takes only the HTTP/1 connections h1 hands over.
 	s.http = &http.Server{
-		Protocols:         &protocols,
 		Handler:           s.p.http,
 		ReadHeaderTimeout: pc.ReadHeaderTimeout,
 		IdleTimeout:       pc.IdleTimeout,
@@ -99,15 +94,8 @@ func (s *side) listen() error {
 			return ctx
 		},
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-		HTTP2: &http.HTTP2Config{
-			MaxConcurrentStreams: int(pc.MaxConcurrentStreams),
-			MaxReadFrameSize:     1 << 20,
-			CountError: func(errType string) {
-				s.p.metrics.ProtocolError(s.name, "h2", errType)
-			},
-		},
 	}
-	s.mesh = h2server.New(h2server.Config{
+	s.h2 = h2server.New(h2server.Config{
 		Handler:              s.p.http,
 		MaxConcurrentStreams: pc.MaxConcurrentStreams,
 		MaxHeaderBytes:       pc.MaxHeaderBytes,
@@ -297,9 +285,7 @@ func (s *side) handle(c *net.TCPConn) {
 		sc.read(len(buffered))
 		s.h1.ServeConn(h1Conn{sc}, buffered)
 	case detect.HTTP2:
-		if !s.httpLn.push(s.watchResets(sc, sc.info)) {
-			sc.Close() // shutting down
-		}
+		s.serveH2(sc, sc.info)
 	default:
 		admitted, connectOnly := s.admit(port, "", info.FromNode, proto == detect.TLS)
 		if !admitted {
@@ -378,11 +364,10 @@ func (s *side) serveMeshed(sc *serverConn, dst *endpoints.Set, port uint16) {
 			if proto == detect.HTTP1 {
 				info.Hooks = sc
 			}
-			var hc net.Conn = &meshedConn{Plain: meshtls.Plain{Conn: tc}, sc: sc, peeked: peeked}
+			hc := &meshedConn{Plain: meshtls.Plain{Conn: tc}, sc: sc, peeked: peeked}
 			if proto == detect.HTTP2 {
-				hc = s.watchResets(hc, info)
-			}
-			if !s.httpLn.push(hc) {
+				s.serveH2(hc, info)
+			} else if !s.httpLn.push(hc) {
 				tc.Close()
 			}
 			return
@@ -406,10 +391,15 @@ func (s *side) serveMeshed(sc *serverConn, dst *endpoints.Set, port uint16) {
 		}
 		return
 	}
-	// Served here: this goroutine reads the connection until it ends.
-	hc := s.watchResets(&meshedConn{Plain: meshtls.Plain{Conn: tc}, sc: sc}, info)
-	if err := s.mesh.ServeConn(httpproxy.WithConnInfo(context.Background(), info), hc); err != nil {
-		s.log.Debug("meshed HTTP/2 connection ended", "client", sc.RemoteAddr(), "error", err)
+	s.serveH2(&meshedConn{Plain: meshtls.Plain{Conn: tc}, sc: sc}, info)
+}
+
+// serveH2 serves an HTTP/2 connection (an application's h2c, or another
+// proxy's over mutual TLS), guarded against rapid resets. This goroutine
+// reads the connection until it ends.
+func (s *side) serveH2(c net.Conn, info *httpproxy.ConnInfo) {
+	if err := s.h2.ServeConn(httpproxy.WithConnInfo(context.Background(), info), s.watchResets(c, info)); err != nil {
+		s.log.Debug("HTTP/2 connection ended", "client", c.RemoteAddr(), "error", err)
 	}
 }
 

@@ -148,3 +148,42 @@ func TestABusyConnectionIsNotParked(t *testing.T) {
 		t.Fatal("a connection parked before ParkAfter")
 	}
 }
+
+// goroutineID is the ID of the goroutine that calls it.
+func goroutineID() string {
+	var buf [64]byte
+	s := string(buf[:runtime.Stack(buf[:], false)])
+	s = s[len("goroutine "):]
+	for i := range len(s) {
+		if s[i] == ' ' {
+			return s[:i]
+		}
+	}
+	return s
+}
+
+func TestBusyConnectionKeepsItsGoroutineForHandOffAfter(t *testing.T) {
+	// A request right after the last one is served by the goroutine that
+	// served the last (its stack already grown), not a new one.
+	s := &Server{HandOffAfter: time.Hour, ParkAfter: -1}
+	ids := make(chan string, 2)
+	s.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { ids <- goroutineID() })
+	addr, _ := serve(t, s)
+	conns, readers := openKeepAlive(t, addr, 1)
+	first := <-ids
+	roundTrip(t, conns[0], readers[0])
+	if second := <-ids; second != first {
+		t.Errorf("second request served by goroutine %s, the first by %s: handed off within HandOffAfter", second, first)
+	}
+
+	// Negative: the wait is handed off at once.
+	s2 := &Server{HandOffAfter: -1, ParkAfter: -1}
+	s2.Handler = s.Handler
+	addr2, _ := serve(t, s2)
+	conns, readers = openKeepAlive(t, addr2, 1)
+	first = <-ids
+	roundTrip(t, conns[0], readers[0])
+	if second := <-ids; second == first {
+		t.Errorf("second request served by the first one's goroutine %s with HandOffAfter < 0", first)
+	}
+}

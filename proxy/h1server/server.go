@@ -49,6 +49,13 @@ type Server struct {
 	// server's idle poller (proxy/idlepoll), where it waits without one.
 	// Default: 100 ms; negative: never.
 	ParkAfter time.Duration
+	// HandOffAfter is how long the goroutine that answered a request waits
+	// for the connection's next one, its stack as deep as the handler made
+	// it, before it hands the wait to a new goroutine with the smallest
+	// stack (and ends). A busy connection's next request usually comes
+	// sooner, and is served without a new goroutine's stack growing again
+	// through the handler. Default: 20 ms; negative: at once.
+	HandOffAfter time.Duration
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -219,6 +226,16 @@ func (s *Server) readHeaderTimeout() time.Duration {
 	return 10 * time.Second
 }
 
+func (s *Server) handOffAfter() time.Duration {
+	switch {
+	case s.HandOffAfter < 0:
+		return 0
+	case s.HandOffAfter > 0:
+		return s.HandOffAfter
+	}
+	return 20 * time.Millisecond
+}
+
 func (s *Server) idleTimeout() time.Duration {
 	if s.IdleTimeout > 0 {
 		return s.IdleTimeout
@@ -338,7 +355,7 @@ func (cc *conn) serve() {
 	cc.loop(false)
 }
 
-// errWouldBlock: the socket has nothing to read yet.
+// errWouldBlock: nothing to read yet (nothing came within HandOffAfter).
 var errWouldBlock = errors.New("h1server: nothing to read yet")
 
 // errParked: the connection waits in the idle poller; resume goes on.
@@ -346,7 +363,8 @@ var errParked = errors.New("h1server: parked in the idle poller")
 
 // loop serves requests until the connection ends. When the connection has
 // to wait for its next request, the goroutine that served the last one
-// (its stack grown by the handler) hands the wait to a new goroutine,
+// (its stack grown by the handler) waits HandOffAfter, then hands the wait
+// to a new goroutine,
 // whose stack is the smallest the runtime makes, and ends: an idle
 // connection holds a minimal stack and no buffer. If the wait lasts
 // ParkAfter, that goroutine too hands the connection to the idle poller
@@ -409,12 +427,20 @@ func (cc *conn) release() {
 }
 
 // waitRequest waits, holding no buffer, until the connection has bytes
-// (or ends), and reads them into a pooled buffer. With try it does not
-// wait: errWouldBlock says there is nothing yet.
-func (cc *conn) waitRequest(try bool) error {
+// (or ends), and reads them into a pooled buffer. With handOff the wait
+// lasts HandOffAfter at most: errWouldBlock says nothing came meanwhile
+// (the caller hands the wait to a goroutine with a smaller stack).
+func (cc *conn) waitRequest(handOff bool) error {
 	deadline := cc.idleUntil
+	try, linger := false, false
 	var idle *idlepoll.Poller
-	if !try && cc.raw != nil && len(cc.src.pending) == 0 {
+	onSocket := cc.raw != nil && len(cc.src.pending) == 0
+	switch {
+	case handOff && onSocket && cc.s.handOffAfter() > 0:
+		deadline, linger = earliest(deadline, time.Now().Add(cc.s.handOffAfter())), true
+	case handOff:
+		try = true
+	case onSocket:
 		if idle = cc.s.poller(); idle != nil {
 			deadline = earliest(deadline, time.Now().Add(cc.s.parkAfter()))
 		}
@@ -423,7 +449,11 @@ func (cc *conn) waitRequest(try bool) error {
 		return err
 	}
 	err := cc.read(try)
-	if idle != nil && errors.Is(err, os.ErrDeadlineExceeded) && time.Now().Before(cc.idleUntil) {
+	timedOut := errors.Is(err, os.ErrDeadlineExceeded) && time.Now().Before(cc.idleUntil)
+	switch {
+	case linger && timedOut:
+		return errWouldBlock
+	case idle != nil && timedOut:
 		return cc.park(idle)
 	}
 	return err

@@ -1,5 +1,6 @@
-// Package h2client is mesh-proxy's HTTP/2 client for the meshed hop: the
-// requests one proxy sends another over mutual TLS (ALPN meshctl/h2). It is
+// Package h2client is mesh-proxy's HTTP/2 client: for the meshed hop (the
+// requests one proxy sends another over mutual TLS, ALPN meshctl/h2) and
+// for h2c to applications and unmeshed endpoints. It is
 // built on golang.org/x/net/http2's Framer and hpack, in place of net/http's
 // Transport, for one reason: batching.
 //

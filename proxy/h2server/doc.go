@@ -1,6 +1,6 @@
-// Package h2server is mesh-proxy's HTTP/2 server for the meshed hop: the
-// requests another proxy sends over mutual TLS (ALPN meshctl/h2), served
-// to the proxy's handler. It is built on golang.org/x/net/http2's Framer
+// Package h2server is mesh-proxy's HTTP/2 server: for the meshed hop (the
+// requests another proxy sends over mutual TLS, ALPN meshctl/h2) and for
+// applications' prior-knowledge h2c, served to the proxy's handler. It is built on golang.org/x/net/http2's Framer
 // and hpack, in place of net/http's server, so that responses batch.
 //
 // ServeConn's goroutine reads the connection; one writer goroutine per
@@ -24,6 +24,9 @@
 // window), and the control frames a client can make the server owe while
 // not reading (1000; beyond, the connection is closed). Rapid reset is the
 // caller's to guard against (package resetguard wraps the connection).
+//
+// A request that asks for 100 (Continue) gets it when the handler first
+// reads its body (the Expect field is taken out, as net/http's server does).
 //
 // Shutdown sends GOAWAY with the last stream the server took; those finish
 // and the connection closes after the last. IdleTimeout does the same for

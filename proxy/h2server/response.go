@@ -161,7 +161,7 @@ func (w *responseWriter) send(final bool) error {
 	hasData := w.n > 0
 	endWithData := final && len(trailers) == 0
 	if !w.headQueued {
-		w.headQueued = true
+		w.headQueued, s.finalHead = true, true
 		end := endWithData && !hasData
 		c.heads = append(c.heads, headItem{s: s, kind: headFinal, fields: head, end: end})
 		c.signal()

@@ -37,8 +37,13 @@ type stream struct {
 	// are copied into the request's Trailer when the body's reader meets
 	// its end (the handler's goroutine), never by the connection's reader.
 	trailer http.Header
+	// needsContinue: the client asked for 100 (Continue) before it sends
+	// the body; the first read of the body sends it, as net/http's server
+	// does, unless the final answer went first.
+	needsContinue bool
 
 	// Sending the response.
+	finalHead   bool // the final head is queued
 	sendWin     int64
 	data        []byte
 	off         int
@@ -181,6 +186,10 @@ func (c *conn) newRequest(f *http2.MetaHeadersFrame, s *stream) (*http.Request, 
 		}
 		length = int64(n)
 		s.declared = length
+	}
+	if vv := header["Expect"]; len(vv) == 1 && strings.EqualFold(vv[0], "100-continue") && !s.recvDone {
+		s.needsContinue = true
+		delete(header, "Expect")
 	}
 	var trailer http.Header
 	if vv, ok := header["Trailer"]; ok {
@@ -338,6 +347,13 @@ func (b requestBody) Read(p []byte) (int, error) {
 	c := s.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if s.needsContinue {
+		s.needsContinue = false
+		if !s.finalHead && !s.reset && !s.recvDone && s.recv.Len() == 0 {
+			c.heads = append(c.heads, headItem{s: s, kind: headInfo, fields: statusFields(http.StatusContinue)})
+			c.signal()
+		}
+	}
 	for {
 		switch {
 		case s.bodyClosed:

@@ -3,8 +3,8 @@
 // connections (package h1client; net/http's Transport only for what it
 // hands over: upgrades, 100-continue), HTTP/2 requests over multiplexed h2c
 // connections, and requests to meshed endpoints over HTTP/2 with mutual TLS
-// (package h2client, whose requests refused unprocessed come back as
-// connection failures, safe to send elsewhere). It streams
+// (both with package h2client, whose requests refused unprocessed come back
+// as connection failures, safe to send elsewhere). It streams
 // bodies both ways (gRPC bidi included), keeps trailers, passes Upgrade
 // (WebSocket) through, drops hop-by-hop headers as RFC 9110 says, and records
 // each request's metrics.

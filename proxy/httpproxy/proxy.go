@@ -124,7 +124,7 @@ type Proxy struct {
 
 	h1         *h1client.Client // plaintext HTTP/1
 	h1Fallback *http.Transport  // plaintext HTTP/1 that h1 hands over: upgrades, 100-continue
-	h2c        *http.Transport  // plaintext prior-knowledge HTTP/2
+	h2c        *h2client.Client // plaintext prior-knowledge HTTP/2
 	meshH2     *h2client.Client // HTTP/2 over mTLS (ALPN meshctl/h2)
 	meshOpaque *http.Transport  // one HTTP/1 exchange over its own mTLS stream (upgrades)
 }
@@ -147,8 +147,6 @@ func New(cfg Config) *Proxy {
 	if cfg.Identity != nil {
 		mesh = &meshtls.Dialer{Source: cfg.Identity, Net: upstreams.dial, Sessions: tls.NewLRUClientSessionCache(256)}
 	}
-	http2Cfg := &http.HTTP2Config{SendPingTimeout: 30 * time.Second, PingTimeout: 10 * time.Second,
-		MaxReceiveBufferPerStream: ReceiveWindowPerStream, MaxReceiveBufferPerConnection: ReceiveWindowPerConnection}
 	p.h1Fallback = &http.Transport{
 		Proxy:                 nil, // never an environment proxy: the sidecar is the proxy
 		DialContext:           p.plainDial,
@@ -163,13 +161,16 @@ func New(cfg Config) *Proxy {
 		MaxIdleConnsPerHost: cfg.MaxIdleConnsPerHost,
 		IdleConnTimeout:     cfg.IdleConnTimeout,
 	})
-	p.h2c = &http.Transport{
-		Protocols:          unencryptedHTTP2(),
-		DialContext:        p.plainDial,
-		IdleConnTimeout:    cfg.IdleConnTimeout,
-		DisableCompression: true,
-		HTTP2:              http2Cfg,
-	}
+	p.h2c = h2client.New(h2client.Config{
+		Dial: func(ctx context.Context, addr string) (net.Conn, error) {
+			return p.plainDial(ctx, "tcp", addr)
+		},
+		StreamWindow:    ReceiveWindowPerStream,
+		ConnWindow:      ReceiveWindowPerConnection,
+		IdleConnTimeout: cfg.IdleConnTimeout,
+		SendPingTimeout: 30 * time.Second,
+		PingTimeout:     10 * time.Second,
+	})
 	p.meshH2 = h2client.New(h2client.Config{
 		Dial:            meshDialTLS(mesh),
 		Key:             meshKey,
@@ -273,13 +274,6 @@ func PlaintextReason(set *endpoints.Set) string {
 	return metrics.PlaintextNotInMesh
 }
 
-// unencryptedHTTP2 selects prior-knowledge HTTP/2 over a plaintext stream.
-func unencryptedHTTP2() *http.Protocols {
-	var p http.Protocols
-	p.SetUnencryptedHTTP2(true)
-	return &p
-}
-
 // RoundTrip sends a request the way its endpoint and protocol need.
 func (p *Proxy) RoundTrip(r *http.Request) (*http.Response, error) {
 	ep, _ := endpointFrom(r.Context())
@@ -293,19 +287,24 @@ func (p *Proxy) RoundTrip(r *http.Request) (*http.Response, error) {
 		if r.ProtoMajor == 1 {
 			r.Header.Set(meshtls.OrigProtoHeader, "HTTP/1.1")
 		}
-		res, err := p.meshH2.RoundTrip(r)
-		if err != nil && (errors.Is(err, h2client.ErrUnprocessed) || errors.Is(err, h2client.ErrNotConnected)) {
-			// Nothing of it reached the application: as safe to send
-			// elsewhere as a connection that could not be made.
-			err = &dialError{err}
-		}
-		return res, err
+		return roundTripH2(p.meshH2, r)
 	case r.ProtoMajor == 2 && origProto == "":
-		return p.h2c.RoundTrip(r)
+		return roundTripH2(p.h2c, r)
 	default:
 		// HTTP/1 from the client, or HTTP/1 at the far end of the mesh.
 		return p.h1.RoundTrip(r)
 	}
+}
+
+// roundTripH2 sends r with the HTTP/2 client c.
+func roundTripH2(c *h2client.Client, r *http.Request) (*http.Response, error) {
+	res, err := c.RoundTrip(r)
+	if err != nil && (errors.Is(err, h2client.ErrUnprocessed) || errors.Is(err, h2client.ErrNotConnected)) {
+		// Nothing of it reached the application: as safe to send
+		// elsewhere as a connection that could not be made.
+		err = &dialError{err}
+	}
+	return res, err
 }
 
 // Close closes every upstream connection, in use or not. Call it once no
@@ -313,7 +312,8 @@ func (p *Proxy) RoundTrip(r *http.Request) (*http.Response, error) {
 func (p *Proxy) Close() {
 	p.h1.Close()
 	p.meshH2.Close()
-	for _, t := range []*http.Transport{p.h1Fallback, p.h2c, p.meshOpaque} {
+	p.h2c.Close()
+	for _, t := range []*http.Transport{p.h1Fallback, p.meshOpaque} {
 		t.CloseIdleConnections()
 	}
 	p.upstreams.closeAll()

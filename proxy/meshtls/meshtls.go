@@ -84,7 +84,7 @@ func ClientConfig(src certs.Source, want spiffeid.ID, alpn string, cache tls.Cli
 		// Full-size records from the first byte: the HTTP/2 hop gathers frames
 		// into 16 KiB writes, which small early records would split.
 		DynamicRecordSizingDisabled: true,
-		NextProtos: []string{alpn},
+		NextProtos:                  []string{alpn},
 		// The chain is verified in VerifyConnection, against the roots of the
 		// moment and by SPIFFE ID rather than by host name.
 		InsecureSkipVerify: true,
@@ -116,7 +116,7 @@ func ServerConfig(src certs.Source) *tls.Config {
 		// Full-size records from the first byte: the HTTP/2 hop gathers frames
 		// into 16 KiB writes, which small early records would split.
 		DynamicRecordSizingDisabled: true,
-		NextProtos: []string{ALPNHTTP2, ALPNOpaque},
+		NextProtos:                  []string{ALPNHTTP2, ALPNOpaque},
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 			return src.Bundle().Certificate, nil
 		},
