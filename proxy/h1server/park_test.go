@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 )
@@ -149,6 +150,12 @@ func TestABusyConnectionIsNotParked(t *testing.T) {
 	}
 }
 
+// goroutineAlive reports whether the goroutine with this ID exists.
+func goroutineAlive(id string) bool {
+	buf := make([]byte, 1<<20)
+	return strings.Contains(string(buf[:runtime.Stack(buf, true)]), "goroutine "+id+" [")
+}
+
 // goroutineID is the ID of the goroutine that calls it.
 func goroutineID() string {
 	var buf [64]byte
@@ -182,6 +189,10 @@ func TestBusyConnectionKeepsItsGoroutineForHandOffAfter(t *testing.T) {
 	addr2, _ := serve(t, s2)
 	conns, readers = openKeepAlive(t, addr2, 1)
 	first = <-ids
+	// The hand-off happens once the answer is written: the answer can
+	// reach the client first, and a request sent at once still find the
+	// goroutine there.
+	waitFor(t, "the first request's goroutine to end", 10*time.Second, func() bool { return !goroutineAlive(first) })
 	roundTrip(t, conns[0], readers[0])
 	if second := <-ids; second == first {
 		t.Errorf("second request served by the first one's goroutine %s with HandOffAfter < 0", first)

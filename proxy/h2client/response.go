@@ -15,9 +15,6 @@ import (
 	"github.com/meshctl/meshctl/proxy/h2"
 )
 
-// maxInformational bounds the 1xx responses skipped before the final one.
-const maxInformational = 5
-
 // onHeaders handles a response head or its trailers. The caller holds c.mu.
 func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 	s := c.streams[f.StreamID]
@@ -52,14 +49,17 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 		return nil
 	}
 	if res.StatusCode < 200 {
-		s.n1xx++
+		// 1xx heads are skipped; what they add up to is bounded by the
+		// size of one head, as net/http's HTTP/2 client does (not by
+		// their number: 102 heartbeats may be many).
+		s.size1xx += listSize(f.Fields)
 		switch {
 		case f.StreamEnded():
 			s.resetLocked(http2.ErrCodeProtocol, errors.New("h2client: 1xx response with END_STREAM"))
 		case res.StatusCode == http.StatusSwitchingProtocols:
 			s.resetLocked(http2.ErrCodeProtocol, errors.New("h2client: 101 Switching Protocols over HTTP/2"))
-		case s.n1xx > maxInformational:
-			s.resetLocked(http2.ErrCodeProtocol, errors.New("h2client: too many 1xx responses"))
+		case s.size1xx > uint64(c.fr.MaxHeaderListSize):
+			s.resetLocked(http2.ErrCodeProtocol, errors.New("h2client: 1xx responses over the header list size"))
 		}
 		return nil
 	}

@@ -42,7 +42,7 @@ type stream struct {
 
 	// Receiving.
 	res                  *http.Response
-	n1xx                 int
+	size1xx              uint64
 	recv                 h2.RecvBuf
 	recvWin, recvUnacked int64
 	declared, received   int64
@@ -68,10 +68,12 @@ func (c *conn) roundTrip(req *http.Request, fields []hpack.HeaderField, noBody b
 		s.sendWake = make(chan struct{}, 1)
 	}
 	ctx := req.Context()
+	c.mu.Lock()
 	if ctx.Done() != nil {
+		// Under c.mu: a context already done runs the func at once, in a
+		// goroutine of its own, which reads stopCancel under c.mu too.
 		s.stopCancel = context.AfterFunc(ctx, func() { s.cancel(context.Cause(ctx)) })
 	}
-	c.mu.Lock()
 	if c.err != nil {
 		err := fmt.Errorf("%w: %w", ErrUnprocessed, c.err)
 		s.finishLocked()

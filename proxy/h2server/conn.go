@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"runtime/debug"
 	"sync"
@@ -53,6 +54,7 @@ type conn struct {
 	goingAway     bool // GOAWAY queued: no new streams
 	goAwayID      uint32
 	closeWhenDone bool // close once the writer has flushed and no stream is left
+	lingering     bool // GOAWAY written; the reader closes the connection (see linger)
 	err           error
 	closed        bool
 	idleSince     time.Time
@@ -125,6 +127,11 @@ func (c *conn) readLoop() error {
 				c.waitClosed()
 				return err
 			}
+			c.mu.Lock()
+			if !c.lingering { // the deadline is the linger's now
+				_ = c.nc.SetReadDeadline(time.Time{})
+			}
+			c.mu.Unlock()
 		}
 		code, err, failed := c.handle(f)
 		if err != nil {
@@ -156,13 +163,33 @@ func (c *conn) handle(f http2.Frame) (code http2.ErrCode, err, failed error) {
 	return code, err, c.err
 }
 
-// waitClosed waits (bounded by the write timeout) for the writer to flush
-// a GOAWAY and close the connection.
+// waitClosed reads and drops what the client still sends after a
+// connection error's GOAWAY, until the client closes the connection or
+// goAwayTimeout passes: closing it with the client's bytes unread would
+// reset it and could lose the GOAWAY (golang.org/issue/18701).
 func (c *conn) waitClosed() {
-	select {
-	case <-c.done:
-	case <-time.After(time.Second):
+	c.mu.Lock()
+	c.lingering = true
+	_ = c.nc.SetReadDeadline(time.Now().Add(goAwayTimeout))
+	c.mu.Unlock()
+	_, _ = io.Copy(io.Discard, c.nc)
+}
+
+// linger, once the writer has written the GOAWAY of a connection to
+// close, leaves it to the reader, which goes on reading (and dropping what
+// new streams come) until the client closes it or goAwayTimeout passes.
+// False when there was no GOAWAY, or the connection is closed already.
+func (c *conn) linger() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.goingAway || c.closed {
+		return false
 	}
+	if !c.lingering {
+		c.lingering = true
+		_ = c.nc.SetReadDeadline(time.Now().Add(goAwayTimeout))
+	}
+	return true
 }
 
 // dispatch handles one frame; a connection error comes back with its code.
@@ -196,9 +223,16 @@ func (c *conn) dispatch(f http2.Frame) (http2.ErrCode, error) {
 	case *http2.PushPromiseFrame:
 		c.srv.cfg.CountError("push_promise")
 		return http2.ErrCodeProtocol, errors.New("h2server: PUSH_PROMISE from a client")
+	case *http2.PriorityFrame:
+		// Priorities are ignored, but a stream cannot depend on itself
+		// (RFC 9113, 5.3.1).
+		if f.StreamDep == f.StreamID {
+			c.srv.cfg.CountError("priority_on_itself")
+			c.resetStream(f.StreamID, http2.ErrCodeProtocol)
+		}
 	default:
-		// GOAWAY (the client opens no more streams: nothing to do),
-		// PRIORITY, and unknown frame types are ignored.
+		// GOAWAY (the client opens no more streams: nothing to do) and
+		// unknown frame types are ignored.
 	}
 	return 0, nil
 }

@@ -77,8 +77,14 @@ const (
 	// maxCtrl bounds the control frames queued for the writer: a client
 	// that floods PINGs or SETTINGS without reading the answers is cut off.
 	maxCtrl = 1000
-	// prefaceTimeout bounds the wait for a client's preface.
-	prefaceTimeout = 10 * time.Second
+	// prefaceTimeout bounds the wait for a client's preface;
+	// firstSettingsTimeout the wait for its SETTINGS after it (net/http's).
+	prefaceTimeout       = 10 * time.Second
+	firstSettingsTimeout = 2 * time.Second
+	// goAwayTimeout is how long a connection stays open after its GOAWAY,
+	// its client's frames read and dropped, unless the client closes it
+	// first (net/http's: see conn.linger).
+	goAwayTimeout = time.Second
 )
 
 const preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -155,7 +161,7 @@ func (c *conn) start() error {
 	if _, err := io.ReadFull(c.nc, buf); err != nil {
 		return fmt.Errorf("h2server: reading the client's preface: %w", err)
 	}
-	_ = c.nc.SetReadDeadline(time.Time{})
+	_ = c.nc.SetReadDeadline(time.Now().Add(firstSettingsTimeout))
 	if !bytes.Equal(buf, []byte(preface)) {
 		cfg.CountError("bad_preface")
 		return errors.New("h2server: not an HTTP/2 client preface")

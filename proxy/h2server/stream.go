@@ -104,6 +104,10 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) (http2.ErrCode, error) {
 	}
 	c.maxPeerID = id
 	switch {
+	case f.HasPriority() && f.Priority.StreamDep == id:
+		cfg.CountError("priority_on_itself")
+		c.queueCtrl(h2.Ctrl{Type: http2.FrameRSTStream, Stream: id, Val: uint32(http2.ErrCodeProtocol)})
+		return 0, nil
 	case c.goingAway:
 		c.queueCtrl(h2.Ctrl{Type: http2.FrameRSTStream, Stream: id, Val: uint32(http2.ErrCodeRefusedStream)})
 		return 0, nil
@@ -150,6 +154,17 @@ func (c *conn) newRequest(f *http2.MetaHeadersFrame, s *stream) (*http.Request, 
 		}
 	} else if method == "" || path == "" || scheme == "" {
 		return nil, errors.New("missing pseudo-header")
+	} else if scheme != "http" && scheme != "https" {
+		return nil, errors.New(":scheme neither http nor https")
+	}
+	if f.PseudoValue("protocol") != "" {
+		// Extended CONNECT (RFC 8441) needs SETTINGS_ENABLE_CONNECT_PROTOCOL,
+		// which this server does not send.
+		return nil, errors.New(":protocol without extended CONNECT")
+	}
+	if strings.Contains(authority, "@") {
+		// RFC 9113, 8.3.1: no userinfo in :authority.
+		return nil, errors.New("userinfo in :authority")
 	}
 	fields := f.RegularFields()
 	header := make(http.Header, len(fields))
@@ -187,8 +202,8 @@ func (c *conn) newRequest(f *http2.MetaHeadersFrame, s *stream) (*http.Request, 
 		length = int64(n)
 		s.declared = length
 	}
-	if vv := header["Expect"]; len(vv) == 1 && strings.EqualFold(vv[0], "100-continue") && !s.recvDone {
-		s.needsContinue = true
+	if httpguts.HeaderValuesContainsToken(header["Expect"], "100-continue") {
+		s.needsContinue = !s.recvDone
 		delete(header, "Expect")
 	}
 	var trailer http.Header

@@ -57,7 +57,9 @@ func (c *conn) writeLoop() {
 		closing := err != nil || (c.closeWhenDone && (c.err != nil || len(c.streams) == 0))
 		c.mu.Unlock()
 		if closing {
-			c.close(err)
+			if err != nil || !c.linger() {
+				c.close(err)
+			}
 			return
 		}
 	}
