@@ -114,7 +114,7 @@ func (c *conn) readLoop() error {
 			if errors.As(err, &ce) {
 				c.srv.cfg.CountError("conn_" + http2.ErrCode(ce).String())
 				c.goAway(http2.ErrCode(ce), err)
-				c.waitClosed()
+				c.waitClosed(false)
 			}
 			return err
 		}
@@ -124,7 +124,7 @@ func (c *conn) readLoop() error {
 				c.srv.cfg.CountError("first_frame")
 				err := errors.New("h2server: the client's first frame is not SETTINGS")
 				c.goAway(http2.ErrCodeProtocol, err)
-				c.waitClosed()
+				c.waitClosed(true)
 				return err
 			}
 			c.mu.Lock()
@@ -136,7 +136,7 @@ func (c *conn) readLoop() error {
 		code, err, failed := c.handle(f)
 		if err != nil {
 			c.goAway(code, err)
-			c.waitClosed()
+			c.waitClosed(true)
 			return err
 		}
 		if failed != nil {
@@ -163,17 +163,36 @@ func (c *conn) handle(f http2.Frame) (code http2.ErrCode, err, failed error) {
 	return code, err, c.err
 }
 
-// waitClosed reads and drops what the client still sends after a
-// connection error's GOAWAY, until the client closes the connection or
-// goAwayTimeout passes: closing it with the client's bytes unread would
-// reset it and could lose the GOAWAY (golang.org/issue/18701).
-func (c *conn) waitClosed() {
+// waitClosed leaves time for a connection error's GOAWAY to reach the
+// client before the connection is closed, goAwayTimeout at most: closing
+// at once, with the client's bytes unread, resets the connection and can
+// lose the GOAWAY (golang.org/issue/18701). With drain, what the client
+// sends meanwhile is read and dropped (up to maxDrain; beyond, it waits
+// unread), so that the close finds nothing unread. Without (the framing
+// itself failed, e.g. a CONTINUATION flood), nothing more is read, as
+// net/http's server does: a flooding client fills the socket's buffers
+// and stalls. The wait ends early when the connection closes.
+func (c *conn) waitClosed(drain bool) {
+	deadline := time.Now().Add(goAwayTimeout)
 	c.mu.Lock()
 	c.lingering = true
-	_ = c.nc.SetReadDeadline(time.Now().Add(goAwayTimeout))
+	_ = c.nc.SetReadDeadline(deadline)
 	c.mu.Unlock()
-	_, _ = io.Copy(io.Discard, c.nc)
+	if drain {
+		if _, err := io.CopyN(io.Discard, c.nc, maxDrain); err != nil {
+			return // the client closed, or the deadline passed
+		}
+	}
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-c.done:
+	case <-t.C:
+	}
 }
+
+// maxDrain bounds what waitClosed reads after a GOAWAY.
+const maxDrain = 1 << 20
 
 // linger, once the writer has written the GOAWAY of a connection to
 // close, leaves it to the reader, which goes on reading (and dropping what
