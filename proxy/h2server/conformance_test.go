@@ -294,7 +294,7 @@ func TestRequestHeadsAsNetHTTP(t *testing.T) {
 // (golang.org/issue/18701): here the client reads slowly (a small receive
 // buffer, and a pause), so the GOAWAY would still be in the server's send
 // queue at the close. Both servers read and drop the client's frames for
-// up to goAwayTimeout (1 s) before closing. (The immediate close also made
+// up to GoAwayTimeout (1 s) before closing. (The immediate close also made
 // TestDataBeyondTheWindowEndsTheConnection flaky, ~1%.)
 func TestGoAwayIsNotLostToAReset(t *testing.T) {
 	servers := bothServers(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))

@@ -164,7 +164,7 @@ func (c *conn) handle(f http2.Frame) (code http2.ErrCode, err, failed error) {
 }
 
 // waitClosed leaves time for a connection error's GOAWAY to reach the
-// client before the connection is closed, goAwayTimeout at most: closing
+// client before the connection is closed, GoAwayTimeout at most: closing
 // at once, with the client's bytes unread, resets the connection and can
 // lose the GOAWAY (golang.org/issue/18701). With drain, what the client
 // sends meanwhile is read and dropped (up to maxDrain; beyond, it waits
@@ -173,7 +173,7 @@ func (c *conn) handle(f http2.Frame) (code http2.ErrCode, err, failed error) {
 // net/http's server does: a flooding client fills the socket's buffers
 // and stalls. The wait ends early when the connection closes.
 func (c *conn) waitClosed(drain bool) {
-	deadline := time.Now().Add(goAwayTimeout)
+	deadline := time.Now().Add(c.srv.cfg.GoAwayTimeout)
 	c.mu.Lock()
 	c.lingering = true
 	_ = c.nc.SetReadDeadline(deadline)
@@ -196,7 +196,7 @@ const maxDrain = 1 << 20
 
 // linger, once the writer has written the GOAWAY of a connection to
 // close, leaves it to the reader, which goes on reading (and dropping what
-// new streams come) until the client closes it or goAwayTimeout passes.
+// new streams come) until the client closes it or GoAwayTimeout passes.
 // False when there was no GOAWAY, or the connection is closed already.
 func (c *conn) linger() bool {
 	c.mu.Lock()
@@ -206,7 +206,7 @@ func (c *conn) linger() bool {
 	}
 	if !c.lingering {
 		c.lingering = true
-		_ = c.nc.SetReadDeadline(time.Now().Add(goAwayTimeout))
+		_ = c.nc.SetReadDeadline(time.Now().Add(c.srv.cfg.GoAwayTimeout))
 	}
 	return true
 }

@@ -189,7 +189,7 @@ func FuzzServerFrames(f *testing.F) {
 	srv := New(Config{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(w, r.Body)
 		w.Header().Set(http.TrailerPrefix+"X-T", "1")
-	}), WriteTimeout: time.Second})
+	}), WriteTimeout: time.Second, GoAwayTimeout: 10 * time.Millisecond}) // each input's close waits it
 	f.Fuzz(func(t *testing.T, frames []byte) {
 		client, server := net.Pipe()
 		done := make(chan struct{})

@@ -37,6 +37,10 @@ type Config struct {
 	// flow-control window holds its handlers in Write without limit, as
 	// with net/http's server. Default: 30s.
 	WriteTimeout time.Duration
+	// GoAwayTimeout is how long a connection stays open after its GOAWAY,
+	// so that the GOAWAY reaches the client before the close (see
+	// conn.waitClosed and conn.linger). Default: 1s, net/http's.
+	GoAwayTimeout time.Duration
 	// CountError, if set, is told of each protocol error by a short token
 	// (x/net's names: "over_max_streams", "headers_even", …).
 	CountError func(token string)
@@ -47,6 +51,9 @@ type Config struct {
 }
 
 func (c Config) withDefaults() Config {
+	if c.GoAwayTimeout <= 0 {
+		c.GoAwayTimeout = time.Second
+	}
 	if c.MaxConcurrentStreams == 0 {
 		c.MaxConcurrentStreams = 250
 	}
@@ -81,10 +88,6 @@ const (
 	// firstSettingsTimeout the wait for its SETTINGS after it (net/http's).
 	prefaceTimeout       = 10 * time.Second
 	firstSettingsTimeout = 2 * time.Second
-	// goAwayTimeout is how long a connection stays open after its GOAWAY,
-	// its client's frames read and dropped, unless the client closes it
-	// first (net/http's: see conn.linger).
-	goAwayTimeout = time.Second
 )
 
 const preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
