@@ -139,7 +139,7 @@ func (p *Proxy) Listen() error {
 	}
 	p.adminLn = ln
 	p.adminSrv = admin.NewServer(admin.Config{
-		Gatherer: p.metrics.Registry(), Ready: p.ready.Load,
+		Metrics: p.metrics.WritePrometheus, Ready: p.ready.Load,
 		Identity: p.cfg.Identity, ControllerID: p.cfg.ControllerID, Tap: p.tap, Pprof: p.cfg.Pprof,
 		Destinations: lister(p.cfg.Endpoints), Renew: renewer(p.cfg.Identity), Log: p.log,
 	})

@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -101,7 +100,7 @@ func newWorld(t *testing.T) *world {
 	}
 	w.proxyPort = ln.Addr().(*net.TCPAddr).Port
 	srv := admin.NewServer(admin.Config{
-		Gatherer: prometheus.NewRegistry(), Identity: source(t, mesh, webSPIFFE), ControllerID: ctrl,
+		Metrics: func(io.Writer) {}, Identity: source(t, mesh, webSPIFFE), ControllerID: ctrl,
 		Tap: w.hub, Renew: func() { w.renewed.Add(1) },
 	})
 	go srv.Serve(ln)

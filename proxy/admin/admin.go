@@ -3,14 +3,13 @@ package admin
 import (
 	"encoding/hex"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
 	"strconv"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/time/rate"
 
 	"github.com/meshctl/meshctl/internal/api"
@@ -22,8 +21,9 @@ import (
 
 // Config configures the admin endpoints.
 type Config struct {
-	// Gatherer is what /metrics serves. Required.
-	Gatherer prometheus.Gatherer
+	// Metrics writes what /metrics serves, in Prometheus's text format.
+	// Required.
+	Metrics func(w io.Writer)
 	// Ready reports whether the proxy can serve; /ready answers 503 until it
 	// does. Default: always ready.
 	Ready func() bool
@@ -74,7 +74,10 @@ func Handler(cfg Config) http.Handler {
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		cfg.Metrics(w)
+	})
 	mux.Handle("GET /identity", only(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		serveIdentity(w, cfg.Identity)
 	})))

@@ -15,8 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/meshctl/meshctl/internal/api"
 	"github.com/meshctl/meshctl/internal/certs"
 	"github.com/meshctl/meshctl/internal/netnstest"
@@ -72,7 +70,7 @@ func startAdmin(t *testing.T, id certs.Source, controller string) *adminServer {
 	t.Helper()
 	a := &adminServer{hub: tap.NewHub()}
 	cfg := Config{
-		Gatherer: prometheus.NewRegistry(), Identity: id, Tap: a.hub, Pprof: true,
+		Metrics: func(w io.Writer) { _, _ = io.WriteString(w, "up 1\n") }, Identity: id, Tap: a.hub, Pprof: true,
 		Renew: func() { a.renewed.Add(1) }, Destinations: noDestinations{},
 	}
 	if controller != "" {

@@ -1,6 +1,7 @@
 package httpproxy
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/meshctl/meshctl/proxy/endpoints"
 	"github.com/meshctl/meshctl/proxy/metrics"
@@ -87,7 +90,10 @@ func serve(t *testing.T, set *endpoints.Set, cfg Config) *testProxy {
 // counter reads a counter of the proxy's metrics with these labels (0 when absent).
 func (tp *testProxy) counter(t *testing.T, name string, labels map[string]string) float64 {
 	t.Helper()
-	fams, err := tp.metrics.Registry().Gather()
+	var buf bytes.Buffer
+	tp.metrics.WritePrometheus(&buf)
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(&buf)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,16 +7,25 @@
 // (a Host header, a path): a client must not be able to grow the proxy's
 // memory. On top of that the request series are capped (Config.MaxRoutes):
 // beyond the cap the one idle longest is dropped, and counted.
+//
+// The series live in a github.com/VictoriaMetrics/metrics set, written in
+// Prometheus's text format with each family's help: the Prometheus client
+// and the protobuf it links made the proxy's binary 2 MB larger and its
+// resident memory 1.8 MB larger (bench/PROFILE.md, step 7).
 package metrics
 
 import (
+	"bytes"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
+	vm "github.com/VictoriaMetrics/metrics"
 
 	"github.com/meshctl/meshctl/internal/spiffeid"
 )
@@ -37,31 +46,12 @@ const (
 	Failure = "failure"
 )
 
-var connLabelNames = []string{"direction", "tls", "client_id", "server_id", "dst_workload"}
-
-// Metrics holds the proxy's metric families in their own registry.
+// Metrics holds the proxy's metric series in their own set.
 type Metrics struct {
-	reg *prometheus.Registry
+	set *vm.Set
 
-	requests    *prometheus.CounterVec
-	responses   *prometheus.CounterVec
-	latency     *prometheus.HistogramVec
-	tcpOpen     *prometheus.CounterVec
-	tcpClose    *prometheus.CounterVec
-	tcpOpenNow  *prometheus.GaugeVec
-	tcpRead     *prometheus.CounterVec
-	tcpWrite    *prometheus.CounterVec
-	protoErrors *prometheus.CounterVec
-	tlsErrors   *prometheus.CounterVec
-	retries     *prometheus.CounterVec
-	exhausted   *prometheus.CounterVec
-	timeouts    *prometheus.CounterVec
-	unavailable *prometheus.CounterVec
-	mirrors     *prometheus.CounterVec
-	decisions   *prometheus.CounterVec
-	evicted     prometheus.Counter
-	plaintext   *prometheus.CounterVec
-	// decided caches the decisions' counters ([2]string → Counter): a
+	evicted *vm.Counter
+	// decided caches the decisions' counters ([2]string → *vm.Counter): a
 	// decision is counted on every inbound request.
 	decided sync.Map
 	// conns caches the connection counters' handles (ConnLabels →
@@ -107,84 +97,38 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// New creates the metric families and registers them, with the Go runtime
-// and process collectors, in a new registry.
+// New creates an empty set of the proxy's metrics.
 func New(cfg Config) *Metrics {
 	cfg = cfg.withDefaults()
-	reqLabels := append(append([]string{}, connLabelNames...), "authority")
-	rspLabels := append(append([]string{}, reqLabels...), "status_code", "classification")
+	// Without TYPE lines a scraper reads a histogram's buckets as unrelated
+	// untyped series. The setting is the library's, process-wide.
+	vm.ExposeMetadata(true)
 	m := &Metrics{
-		reg:             prometheus.NewRegistry(),
+		set:             vm.NewSet(),
 		routes:          routeTable{max: cfg.MaxRoutes, maxStatuses: cfg.MaxStatusesPerRoute, byKey: map[string]*Route{}},
 		maxDestinations: int64(cfg.MaxDestinations),
-		plaintext: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "plaintext_connections_total", Help: "Plaintext connections the proxy made to addresses in the cluster's networks, by reason: no_identity (discovery says the endpoint has no proxy), not_in_mesh (discovery says it is no pod or Service of the mesh, or an explicit upstream without an identity).",
-		}, []string{"direction", "reason"}),
-		evicted: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "metrics_series_evicted_total", Help: "Request metric label sets dropped to stay under the proxy's series cap (the one idle longest goes first).",
-		}),
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "request_total", Help: "HTTP requests received, by destination (authority: the Service name.namespace:port discovery gave, else the address the connection was for).",
-		}, reqLabels),
-		responses: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "response_total", Help: "HTTP responses completed, by status and classification (failure: 5xx, a non-zero grpc-status, or a broken stream).",
-		}, rspLabels),
-		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "response_latency_ms", Help: "Time from a request's arrival to its response headers, in milliseconds.",
-			Buckets: LatencyBucketsMs,
-		}, rspLabels),
-		tcpOpen: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tcp_open_total", Help: "Connections accepted.",
-		}, connLabelNames),
-		tcpClose: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tcp_close_total", Help: "Connections closed.",
-		}, connLabelNames),
-		tcpOpenNow: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "tcp_open_connections", Help: "Connections open now.",
-		}, connLabelNames),
-		tcpRead: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tcp_read_bytes_total", Help: "Bytes received from clients.",
-		}, connLabelNames),
-		tcpWrite: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tcp_write_bytes_total", Help: "Bytes sent to clients.",
-		}, connLabelNames),
-		protoErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "protocol_error_total", Help: "Malformed or abusive client input rejected, by protocol and error.",
-		}, []string{"direction", "protocol", "error"}),
-		tlsErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tls_error_total", Help: "Meshed connections that failed: handshakes (identity_mismatch, untrusted, expired, no_certificate, alpn, handshake, handshake_timeout) and plaintext refused on ports that require mutual TLS (plaintext_refused).",
-		}, []string{"direction", "reason"}),
-		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "retry_total", Help: "Requests sent again after a failed try, by destination (a Service and port).",
-		}, []string{"destination"}),
-		exhausted: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "retry_budget_exhausted_total", Help: "Retries the destination's policy asked for and its retry budget refused.",
-		}, []string{"destination"}),
-		timeouts: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "request_timeout_total", Help: "Requests (kind=request, answered 504 or DEADLINE_EXCEEDED) and tries (kind=try) that ran out of time.",
-		}, []string{"destination", "kind"}),
-		unavailable: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "balancer_unavailable_total", Help: "Requests answered 503 because no endpoint could take them in time (reason: no_endpoints, all_failing, queue_full), or 500 because their route has no backend with a weight (reason: no_backends).",
-		}, []string{"destination", "reason"}),
-		mirrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "mirror_requests_total", Help: "Copies of requests for a route's mirrors, by mirror Service and result: sent (answered below 500), failed (no endpoint, an error, a timeout or a 5xx), dropped (not sent: too many in flight, or a request body).",
-		}, []string{"destination", "result"}),
-		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "inbound_policy_decisions_total", Help: "Inbound requests and connections let in (allow), refused with 403 or a closed connection (deny) or 429 (rate_limited), by the rule that decided: an AuthorizationPolicy, default:<policy>, probe, rate-limit, rate-limit-per-client.",
-		}, []string{"decision", "rule"}),
 	}
-	m.reg.MustRegister(m.decisions, m.evicted, m.plaintext, m.requests, m.responses, m.latency, m.tcpOpen, m.tcpClose, m.tcpOpenNow,
-		m.tcpRead, m.tcpWrite, m.protoErrors, m.tlsErrors, m.retries, m.exhausted, m.timeouts, m.unavailable, m.mirrors,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.evicted = m.set.GetOrCreateCounter(familyEvicted)
 	return m
 }
 
-// Registry returns the registry to serve and to add more collectors to.
-func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+// WritePrometheus writes every series, with the Go runtime's and the
+// process's, in Prometheus's text format.
+func (m *Metrics) WritePrometheus(w io.Writer) {
+	var buf bytes.Buffer
+	m.set.WritePrometheus(&buf)
+	vm.WriteProcessMetrics(&buf)
+	writeWithHelp(w, buf.Bytes())
+}
+
+// count adds one to the counter of family with these label values.
+func (m *Metrics) count(family string, values ...string) {
+	m.set.GetOrCreateCounter(seriesName(family, values)).Inc()
+}
 
 // ProtocolError counts one rejected piece of client input.
 func (m *Metrics) ProtocolError(direction, protocol, kind string) {
-	m.protoErrors.WithLabelValues(direction, protocol, kind).Inc()
+	m.count(familyProtocolErrors, direction, protocol, kind)
 }
 
 // Reasons a connection to the cluster went out in plaintext.
@@ -199,27 +143,24 @@ const (
 // Plaintext counts a plaintext connection made to an address inside the
 // cluster's networks.
 func (m *Metrics) Plaintext(direction, reason string) {
-	m.plaintext.WithLabelValues(direction, reason).Inc()
+	m.count(familyPlaintext, direction, reason)
 }
 
 // TLSError counts one failed meshed connection.
 func (m *Metrics) TLSError(direction, reason string) {
-	m.tlsErrors.WithLabelValues(direction, reason).Inc()
+	m.count(familyTLSErrors, direction, reason)
 }
 
 // WatchCertificate exports the expiry of the certificate notAfter returns
 // (zero when there is none) as identity_cert_expiration_timestamp_seconds.
 func (m *Metrics) WatchCertificate(notAfter func() time.Time) {
-	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "identity_cert_expiration_timestamp_seconds",
-		Help: "When the proxy's workload certificate expires (Unix time).",
-	}, func() float64 {
+	m.set.GetOrCreateGauge(familyCertExpiry, func() float64 {
 		t := notAfter()
 		if t.IsZero() {
 			return 0
 		}
 		return float64(t.Unix())
-	}))
+	})
 }
 
 // InboundDecision counts an inbound policy decision.
@@ -227,33 +168,25 @@ func (m *Metrics) InboundDecision(decision, rule string) {
 	key := [2]string{decision, rule}
 	c, ok := m.decided.Load(key)
 	if !ok {
-		c, _ = m.decided.LoadOrStore(key, m.decisions.WithLabelValues(decision, rule))
+		c, _ = m.decided.LoadOrStore(key, m.set.GetOrCreateCounter(seriesName(familyDecisions, key[:])))
 	}
-	c.(prometheus.Counter).Inc()
+	c.(*vm.Counter).Inc()
 }
 
 // WatchEjected exports, per destination, the endpoints taken out for
 // failing (balancer_ejected_endpoints), asking each time it is scraped.
 func (m *Metrics) WatchEjected(count func(yield func(destination string, ejected int))) {
-	m.reg.MustRegister(&ejectedCollector{count: count})
-}
-
-var ejectedDesc = prometheus.NewDesc("balancer_ejected_endpoints",
-	"Endpoints out of balancing for failing (failure accrual or failed connections), by destination.",
-	[]string{"destination"}, nil)
-
-type ejectedCollector struct {
-	count func(yield func(string, int))
-}
-
-func (c *ejectedCollector) Describe(ch chan<- *prometheus.Desc) { ch <- ejectedDesc }
-
-func (c *ejectedCollector) Collect(ch chan<- prometheus.Metric) {
-	seen := map[string]int{}
-	c.count(func(dst string, n int) { seen[dst] += n })
-	for dst, n := range seen {
-		ch <- prometheus.MustNewConstMetric(ejectedDesc, prometheus.GaugeValue, float64(n), dst)
-	}
+	m.set.RegisterMetricsWriter(func(w io.Writer) {
+		seen := map[string]int{}
+		count(func(dst string, n int) { seen[dst] += n })
+		if len(seen) == 0 {
+			return
+		}
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s gauge\n", familyEjected, help[familyEjected], familyEjected)
+		for _, dst := range slices.Sorted(maps.Keys(seen)) {
+			fmt.Fprintf(w, "%s %d\n", seriesName(familyEjected, []string{dst}), seen[dst])
+		}
+	})
 }
 
 // ConnLabels are the label values fixed for a connection's lifetime.
@@ -296,9 +229,11 @@ func (m *Metrics) Open(l ConnLabels) *Conn {
 		v := l.values()
 		h, _ = m.conns.LoadOrStore(l, &connHandles{
 			m: m, labels: v,
-			opened: m.tcpOpen.WithLabelValues(v...),
-			read:   m.tcpRead.WithLabelValues(v...), write: m.tcpWrite.WithLabelValues(v...),
-			open: m.tcpOpenNow.WithLabelValues(v...), close: m.tcpClose.WithLabelValues(v...),
+			opened: m.set.GetOrCreateCounter(seriesName(familyTCPOpen, v)),
+			read:   m.set.GetOrCreateCounter(seriesName(familyTCPRead, v)),
+			write:  m.set.GetOrCreateCounter(seriesName(familyTCPWrite, v)),
+			open:   m.set.GetOrCreateGauge(seriesName(familyTCPOpenNow, v), nil),
+			close:  m.set.GetOrCreateCounter(seriesName(familyTCPClose, v)),
 		})
 	}
 	c := &Conn{connHandles: h.(*connHandles)}
@@ -311,18 +246,18 @@ func (m *Metrics) Open(l ConnLabels) *Conn {
 type connHandles struct {
 	m      *Metrics
 	labels []string
-	opened prometheus.Counter
-	read   prometheus.Counter
-	write  prometheus.Counter
-	open   prometheus.Gauge
-	close  prometheus.Counter
+	opened *vm.Counter
+	read   *vm.Counter
+	write  *vm.Counter
+	open   *vm.Gauge
+	close  *vm.Counter
 }
 
 // Read counts bytes received from the client.
-func (c *Conn) Read(n int) { c.read.Add(float64(n)) }
+func (c *Conn) Read(n int) { c.read.Add(n) }
 
 // Write counts bytes sent to the client.
-func (c *Conn) Write(n int) { c.write.Add(float64(n)) }
+func (c *Conn) Write(n int) { c.write.Add(n) }
 
 // Close counts the connection's end. Call it once.
 func (c *Conn) Close() {
@@ -344,22 +279,22 @@ func (c *Conn) ProtocolError(protocol, kind string) {
 
 // Retry counts a request sent again to destination.
 func (c *Conn) Retry(destination string) {
-	c.m.retries.WithLabelValues(c.m.destination(destination)).Inc()
+	c.m.count(familyRetries, c.m.destination(destination))
 }
 
 // RetryBudgetExhausted counts a retry the budget refused.
 func (c *Conn) RetryBudgetExhausted(destination string) {
-	c.m.exhausted.WithLabelValues(c.m.destination(destination)).Inc()
+	c.m.count(familyExhausted, c.m.destination(destination))
 }
 
 // Timeout counts a request or a try (kind) that ran out of time.
 func (c *Conn) Timeout(destination, kind string) {
-	c.m.timeouts.WithLabelValues(c.m.destination(destination), kind).Inc()
+	c.m.count(familyTimeouts, c.m.destination(destination), kind)
 }
 
 // Unavailable counts a request no endpoint could take, and why.
 func (c *Conn) Unavailable(destination, reason string) {
-	c.m.unavailable.WithLabelValues(c.m.destination(destination), reason).Inc()
+	c.m.count(familyUnavailable, c.m.destination(destination), reason)
 }
 
 // Mirror results, in metrics.
@@ -372,7 +307,7 @@ const (
 // Mirror counts a copy of a request for a mirror (destination: its
 // Service), by result (MirrorSent, MirrorFailed, MirrorDropped).
 func (c *Conn) Mirror(destination, result string) {
-	c.m.mirrors.WithLabelValues(c.m.destination(destination), result).Inc()
+	c.m.count(familyMirrors, c.m.destination(destination), result)
 }
 
 // destination is the label value for a destination: itself while fewer

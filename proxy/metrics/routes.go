@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
+	vm "github.com/VictoriaMetrics/metrics"
 
 	"github.com/meshctl/meshctl/internal/spiffeid"
 )
@@ -31,7 +31,7 @@ type Route struct {
 	m        *Metrics
 	key      string
 	labels   []string // connection labels + authority
-	requests prometheus.Counter
+	requests *vm.Counter
 	// lastUsed is when its last request came (Unix nanoseconds).
 	lastUsed atomic.Int64
 	// evicted is set when the route is dropped: holders must get a new one.
@@ -50,8 +50,8 @@ type responseKey struct {
 }
 
 type responseHandles struct {
-	count   prometheus.Counter
-	latency prometheus.Observer
+	count   *vm.Counter
+	latency *vm.PrometheusHistogram
 }
 
 // Route returns the request handles for destination on this connection.
@@ -110,7 +110,7 @@ func (m *Metrics) route(labels []string) *Route {
 	if len(t.byKey) >= t.max {
 		m.evictIdlest()
 	}
-	r := &Route{m: m, key: key, labels: labels, requests: m.requests.WithLabelValues(labels...)}
+	r := &Route{m: m, key: key, labels: labels, requests: m.set.GetOrCreateCounter(seriesName(familyRequests, labels))}
 	r.lastUsed.Store(time.Now().UnixNano())
 	t.byKey[key] = r
 	return r
@@ -143,12 +143,12 @@ func (m *Metrics) evict(r *Route) {
 	r.evicted.Store(true)
 	for k := range r.responses {
 		labels := r.responseLabels(k)
-		m.responses.DeleteLabelValues(labels...)
-		m.latency.DeleteLabelValues(labels...)
+		m.set.UnregisterMetric(seriesName(familyResponses, labels))
+		m.set.UnregisterMetric(seriesName(familyLatency, labels))
 	}
 	r.responses = nil
 	r.mu.Unlock()
-	m.requests.DeleteLabelValues(r.labels...)
+	m.set.UnregisterMetric(seriesName(familyRequests, r.labels))
 	m.evicted.Inc()
 }
 
@@ -174,7 +174,10 @@ func (r *Route) Response(status int, class string, latencyMs float64) {
 	}
 	if !ok {
 		labels := r.responseLabels(key)
-		h = responseHandles{count: r.m.responses.WithLabelValues(labels...), latency: r.m.latency.WithLabelValues(labels...)}
+		h = responseHandles{
+			count:   r.m.set.GetOrCreateCounter(seriesName(familyResponses, labels)),
+			latency: r.m.set.GetOrCreatePrometheusHistogramExt(seriesName(familyLatency, labels), LatencyBucketsMs),
+		}
 		if r.responses == nil {
 			r.responses = map[responseKey]responseHandles{}
 		}
@@ -182,7 +185,7 @@ func (r *Route) Response(status int, class string, latencyMs float64) {
 	}
 	r.mu.Unlock()
 	h.count.Inc()
-	h.latency.Observe(latencyMs)
+	h.latency.Update(latencyMs)
 }
 
 func (r *Route) responseLabels(k responseKey) []string {

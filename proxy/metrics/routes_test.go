@@ -11,10 +11,7 @@ import (
 // series counts the label sets of a family in the registry.
 func series(t *testing.T, m *Metrics, family string) int {
 	t.Helper()
-	mfs, err := m.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
+	mfs := gather(t, m)
 	for _, mf := range mfs {
 		if mf.GetName() == family {
 			return len(mf.GetMetric())
@@ -25,10 +22,7 @@ func series(t *testing.T, m *Metrics, family string) int {
 
 func counterValue(t *testing.T, m *Metrics, family string) float64 {
 	t.Helper()
-	mfs, err := m.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
+	mfs := gather(t, m)
 	sum := 0.0
 	for _, mf := range mfs {
 		if mf.GetName() == family {
@@ -86,7 +80,7 @@ func TestAnEvictedRouteMakesNoSeriesAgain(t *testing.T) {
 	inFlight.Request()
 	m.Open(ConnLabels{Direction: Outbound}).Route("b:80").Request() // evicts a
 	inFlight.Response(200, Success, 1)                              // its answer arrives late
-	mfs, _ := m.Registry().Gather()
+	mfs := gather(t, m)
 	for _, mf := range mfs {
 		for _, x := range mf.GetMetric() {
 			if hasLabel(x, "authority", "a:80") {
@@ -110,7 +104,7 @@ func TestStatusesBeyondTheCapAreOther(t *testing.T) {
 		t.Errorf("response_total has %d series, want 3 statuses + other", n)
 	}
 	var sb strings.Builder
-	mfs, _ := m.Registry().Gather()
+	mfs := gather(t, m)
 	for _, mf := range mfs {
 		if mf.GetName() == "response_total" {
 			for _, x := range mf.GetMetric() {
