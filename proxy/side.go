@@ -115,7 +115,9 @@ func (s *side) listen() error {
 			c.(h1Conn).metrics.ProtocolError("http1", strconv.Itoa(status))
 			s.log.Debug("HTTP/1 request refused", "client", c.RemoteAddr(), "status", status, "reason", reason)
 		},
-		Log: s.log,
+		// As serverConn's own reads decide (see CancelOnReset).
+		ClientGone: func(err error) bool { return clientGone(err, pc.AllowHalfClose) },
+		Log:        s.log,
 	}
 	return nil
 }
@@ -138,6 +140,7 @@ func (c h1Conn) CountRead(n int) { c.read(n) }
 func (s *side) handOffHTTP1(c net.Conn, buffered []byte) {
 	sc := c.(h1Conn).serverConn
 	sc.replay = buffered // counted when the HTTP/1 server read them
+	sc.info.ServerCancels.Store(false)
 	if !s.httpLn.push(sc) {
 		sc.Close() // shutting down
 	}
@@ -278,6 +281,7 @@ func (s *side) handle(c *net.TCPConn) {
 	switch proto {
 	case detect.HTTP1:
 		sc.info.Hooks = sc
+		sc.info.ServerCancels.Store(true)
 		// What detection read is counted as read now, as the replay of it
 		// through serverConn.Read counts it for net/http.
 		buffered := append([]byte(nil), sc.peeked...)

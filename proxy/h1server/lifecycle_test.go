@@ -3,6 +3,7 @@ package h1server
 import (
 	"bufio"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -79,6 +80,50 @@ func TestAGoneClientCancelsItsRequest(t *testing.T) {
 	c.Close()
 	if err := <-cancelled; err != nil {
 		t.Error("the request's context was not cancelled when its client went away")
+	}
+}
+
+// TestClientGoneDecidesWhatCancels: a server that lets clients half-close
+// (ClientGone says no to EOF) answers a client that closed its sending
+// side, its request's context never cancelled; the connection then ends.
+func TestClientGoneDecidesWhatCancels(t *testing.T) {
+	heard := make(chan error, 1)
+	addr, _ := serve(t, &Server{
+		ClientGone: func(err error) bool {
+			heard <- err
+			return !errors.Is(err, io.EOF)
+		},
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-heard: // the half-close was read while this ran
+			case <-time.After(10 * time.Second):
+			}
+			if err := r.Context().Err(); err != nil {
+				http.Error(w, "cancelled", http.StatusInternalServerError)
+				return
+			}
+			io.WriteString(w, "still here")
+		}),
+	})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+	c.(*net.TCPConn).CloseWrite()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	res, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	if res.StatusCode != http.StatusOK || string(body) != "still here" {
+		t.Errorf("a half-closed client got %d %q, want its answer", res.StatusCode, body)
+	}
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Errorf("the connection was kept after its client's EOF: %v", err)
 	}
 }
 

@@ -464,7 +464,9 @@ func (cc *conn) watch() {
 		}
 		if err != nil && !isTimeout(err) {
 			cc.bgGone = true
-			cc.bgCancel()
+			if gone := cc.s.ClientGone; gone == nil || gone(err) {
+				cc.bgCancel()
+			}
 		}
 	}()
 }

@@ -56,6 +56,12 @@ type Server struct {
 	// sooner, and is served without a new goroutine's stack growing again
 	// through the handler. Default: 20 ms; negative: at once.
 	HandOffAfter time.Duration
+	// ClientGone decides whether an error reading the connection while a
+	// handler runs means the client is gone, and the request's context is
+	// to be cancelled. Default: every error but a timeout (as net/http);
+	// a server that lets clients half-close says no to EOF. Either way the
+	// connection serves no further request.
+	ClientGone func(err error) bool
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}

@@ -2,6 +2,7 @@ package httpproxy
 
 import (
 	"context"
+	"sync/atomic"
 
 	"github.com/meshctl/meshctl/proxy/endpoints"
 	"github.com/meshctl/meshctl/proxy/metrics"
@@ -33,6 +34,12 @@ type ConnInfo struct {
 	Refuse string
 	// Hooks, when set, hear when each request's handling starts and ends.
 	Hooks RequestHooks
+	// ServerCancels says the server of the connection's HTTP/1 requests
+	// cancels their contexts exactly when the client is gone (a reset, or
+	// its end closed unless half-closes are allowed): ServeHTTP then needs
+	// no context of its own, cancelled through Hooks. Cleared when the
+	// connection moves to a server that cancels on any EOF (net/http's).
+	ServerCancels atomic.Bool
 }
 
 // RequestHooks follow the requests of an HTTP/1 connection, so the connection

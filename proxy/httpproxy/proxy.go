@@ -381,7 +381,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	ctx := r.Context()
-	if r.ProtoMajor == 1 {
+	if r.ProtoMajor == 1 && !info.ServerCancels.Load() {
 		// The connection decides when its client is gone (a reset, or EOF
 		// unless half-closes are allowed) and cancels the request then, so
 		// the upstream stops working on it; net/http's own cancellation on
