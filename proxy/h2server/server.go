@@ -48,9 +48,16 @@ type Config struct {
 	Log *slog.Logger
 	// NoYield makes the writer flush at once instead of yielding first.
 	NoYield bool
+	// WorkerIdle is how long a goroutine that ran a stream's handler waits
+	// for another stream's before it ends (see workers). Default: 1 s;
+	// negative: a goroutine per stream.
+	WorkerIdle time.Duration
 }
 
 func (c Config) withDefaults() Config {
+	if c.WorkerIdle == 0 {
+		c.WorkerIdle = time.Second
+	}
 	if c.GoAwayTimeout <= 0 {
 		c.GoAwayTimeout = time.Second
 	}
@@ -100,11 +107,14 @@ type Server struct {
 	conns    map[*conn]struct{}
 	shutdown bool
 	drained  chan struct{} // closed when the last connection ends after Shutdown
+
+	workers *workers
 }
 
 // New returns a Server.
 func New(cfg Config) *Server {
-	return &Server{cfg: cfg.withDefaults(), conns: map[*conn]struct{}{}}
+	cfg = cfg.withDefaults()
+	return &Server{cfg: cfg, conns: map[*conn]struct{}{}, workers: newWorkers(cfg.WorkerIdle)}
 }
 
 // ErrServerClosed is returned by ServeConn after Shutdown or Close.
@@ -198,6 +208,7 @@ func (srv *Server) forget(c *conn) {
 // finish, and returns when every connection has ended or ctx has; then
 // what is left is closed.
 func (srv *Server) Shutdown(ctx context.Context) error {
+	defer srv.workers.close()
 	srv.mu.Lock()
 	srv.shutdown = true
 	drained := srv.drained // a Shutdown already waiting
@@ -227,6 +238,7 @@ func (srv *Server) Shutdown(ctx context.Context) error {
 
 // Close closes every connection at once.
 func (srv *Server) Close() {
+	srv.workers.close()
 	srv.mu.Lock()
 	srv.shutdown = true
 	conns := make([]*conn, 0, len(srv.conns))

@@ -139,7 +139,7 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) (http2.ErrCode, error) {
 	}
 	s.req = req
 	c.streams[id] = s
-	go c.runHandler(s)
+	c.srv.workers.run(s)
 	return 0, nil
 }
 
