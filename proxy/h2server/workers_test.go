@@ -136,4 +136,3 @@ func goroutineExists(id uint64) bool {
 	buf = buf[:runtime.Stack(buf, true)]
 	return bytes.Contains(buf, []byte("goroutine "+strconv.FormatUint(id, 10)+" ["))
 }
-
