@@ -76,3 +76,12 @@ func TestConfigFlagErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestTheHeapIsSampledOnlyForPprof(t *testing.T) {
+	if got := memProfileRate(false, 512*1024); got != 0 {
+		t.Errorf("without --debug-pprof the heap is sampled every %d bytes, want never", got)
+	}
+	if got := memProfileRate(true, 512*1024); got != 512*1024 {
+		t.Errorf("with --debug-pprof the heap is sampled every %d bytes, want Go's 524288", got)
+	}
+}

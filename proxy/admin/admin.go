@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"compress/gzip"
 	"encoding/hex"
 	"encoding/json"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -74,9 +76,8 @@ func Handler(cfg Config) http.Handler {
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
-	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-		cfg.Metrics(w)
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		serveMetrics(w, r, cfg.Metrics)
 	})
 	mux.Handle("GET /identity", only(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		serveIdentity(w, cfg.Identity)
@@ -104,6 +105,43 @@ func Handler(cfg Config) http.Handler {
 		mux.Handle("/debug/pprof/goroutine", only(pprof.Handler("goroutine")))
 	}
 	return mux
+}
+
+// serveMetrics writes the metrics in Prometheus's text format, gzipped
+// when the client takes it (as Prometheus does: at the series cap the text
+// is megabytes).
+func serveMetrics(w http.ResponseWriter, r *http.Request, write func(io.Writer)) {
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	if !acceptsGzip(r.Header["Accept-Encoding"]) {
+		write(w)
+		return
+	}
+	w.Header().Set("Content-Encoding", "gzip")
+	w.Header().Add("Vary", "Accept-Encoding")
+	zw := gzip.NewWriter(w)
+	write(zw)
+	_ = zw.Close()
+}
+
+// acceptsGzip reports whether Accept-Encoding lists gzip, with a weight
+// above zero if it has one ("gzip", "gzip;q=0.5"; not "gzip;q=0").
+func acceptsGzip(values []string) bool {
+	for _, v := range values {
+		for part := range strings.SplitSeq(v, ",") {
+			coding, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+			if !strings.EqualFold(strings.TrimSpace(coding), "gzip") {
+				continue
+			}
+			q, found := strings.CutPrefix(strings.ReplaceAll(params, " ", ""), "q=")
+			if !found {
+				return true
+			}
+			if w, err := strconv.ParseFloat(q, 64); err == nil && w > 0 {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func serveDestinations(w http.ResponseWriter, l endpoints.Lister) {

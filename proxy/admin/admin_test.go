@@ -2,6 +2,7 @@ package admin
 
 import (
 	"bufio"
+	"compress/gzip"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -10,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -300,4 +302,48 @@ func get(c *http.Client, url string) (string, error) {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return string(b), err
+}
+
+// TestMetricsAreTextAndGzippedOnRequest: /metrics says it is the text
+// format, and is gzipped for a client that takes gzip (Prometheus).
+func TestMetricsAreTextAndGzippedOnRequest(t *testing.T) {
+	h := Handler(Config{Metrics: func(w io.Writer) { _, _ = io.WriteString(w, "up 1\n") }})
+	for _, gz := range []bool{false, true} {
+		req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
+		if gz {
+			req.Header.Set("Accept-Encoding", "deflate, gzip;q=1.0")
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if ct := rec.Header().Get("Content-Type"); !strings.HasPrefix(ct, "text/plain; version=0.0.4") {
+			t.Errorf("Content-Type %q", ct)
+		}
+		body := io.Reader(rec.Body)
+		if gz {
+			if rec.Header().Get("Content-Encoding") != "gzip" {
+				t.Fatal("not gzipped for a client that takes gzip")
+			}
+			zr, err := gzip.NewReader(rec.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body = zr
+		} else if rec.Header().Get("Content-Encoding") != "" {
+			t.Error("gzipped for a client that did not ask")
+		}
+		if b, _ := io.ReadAll(body); string(b) != "up 1\n" {
+			t.Errorf("gzip=%v: body %q", gz, b)
+		}
+	}
+}
+
+func TestAcceptsGzip(t *testing.T) {
+	for v, want := range map[string]bool{
+		"gzip": true, "GZIP": true, "br, gzip": true, "gzip;q=0.5": true, "gzip; q=1": true,
+		"gzip;q=0": false, "gzip;q=0.0": false, "identity": false, "": false, "xgzip": false,
+	} {
+		if got := acceptsGzip([]string{v}); got != want {
+			t.Errorf("Accept-Encoding %q: gzip %v, want %v", v, got, want)
+		}
+	}
 }

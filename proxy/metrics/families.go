@@ -96,16 +96,22 @@ var labelOrder = func() map[string][]int {
 }()
 
 // seriesName is the name of family's series with these label values (given
-// in labelNames' order): family{name="value",...}, the labels sorted by
-// name and the values escaped as the text format wants.
+// in labelNames' order): family{name="value",...}.
 func seriesName(family string, values []string) string {
+	return family + labelSet(family, values)
+}
+
+// labelSet is the label set of family's series with these label values
+// (given in labelNames' order): {name="value",...}, the labels sorted by
+// name, the values made valid UTF-8 (one invalid byte would make the whole
+// exposition unreadable) and escaped as the text format wants.
+func labelSet(family string, values []string) string {
 	names := labelNames[family]
 	if len(names) != len(values) {
 		panic("metrics: " + family + " takes " + strings.Join(names, ", "))
 	}
 	var b strings.Builder
-	b.Grow(len(family) + 2 + 16*len(values))
-	b.WriteString(family)
+	b.Grow(2 + 24*len(values))
 	b.WriteByte('{')
 	for n, i := range labelOrder[family] {
 		if n > 0 {
@@ -113,7 +119,7 @@ func seriesName(family string, values []string) string {
 		}
 		b.WriteString(names[i])
 		b.WriteString(`="`)
-		labelEscaper.WriteString(&b, values[i])
+		labelEscaper.WriteString(&b, strings.ToValidUTF8(values[i], "\uFFFD"))
 		b.WriteByte('"')
 	}
 	b.WriteByte('}')
@@ -123,27 +129,55 @@ func seriesName(family string, values []string) string {
 // labelEscaper escapes a label value for the text format.
 var labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
 
-// writeWithHelp writes the text exposition in to w, with each family's help
-// added to the HELP lines the library leaves empty.
-func writeWithHelp(w io.Writer, in []byte) {
-	var out bytes.Buffer
-	out.Grow(len(in) + 4096)
-	for len(in) > 0 {
-		line := in
-		if i := bytes.IndexByte(in, '\n'); i >= 0 {
-			line = in[:i+1]
-		}
-		in = in[len(line):]
-		family, ok := bytes.CutPrefix(bytes.TrimSuffix(line, []byte("\n")), []byte("# HELP "))
-		if text := help[string(family)]; ok && text != "" {
-			out.WriteString("# HELP ")
-			out.Write(family)
-			out.WriteByte(' ')
-			out.WriteString(text)
-			out.WriteByte('\n')
-			continue
-		}
-		out.Write(line)
+// helpWriter passes the text exposition on to w, adding each family's help
+// to the HELP lines the library leaves empty. It expects whole lines, but
+// keeps a line cut between two writes for the next.
+type helpWriter struct {
+	w       io.Writer
+	partial []byte
+	joined  []byte // partial and the next write, reused
+	err     error
+}
+
+func (h *helpWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	if len(h.partial) > 0 {
+		h.joined = append(append(h.joined[:0], h.partial...), p...)
+		p, h.partial = h.joined, h.partial[:0]
 	}
-	_, _ = w.Write(out.Bytes())
+	run := 0 // the start of the bytes not written yet
+	for i := 0; i < len(p); {
+		j := bytes.IndexByte(p[i:], '\n')
+		if j < 0 {
+			h.partial = append(h.partial[:0], p[i:]...)
+			p = p[:i]
+			break
+		}
+		end := i + j
+		if family, ok := bytes.CutPrefix(p[i:end], []byte("# HELP ")); ok {
+			if text := help[string(family)]; text != "" {
+				h.write(p[run:end])
+				h.write([]byte(" " + text))
+				run = end // its newline goes with what follows
+			}
+		}
+		i = end + 1
+	}
+	h.write(p[run:])
+	if h.err != nil {
+		return 0, h.err
+	}
+	return n, nil
+}
+
+func (h *helpWriter) write(b []byte) {
+	if h.err == nil && len(b) > 0 {
+		_, h.err = h.w.Write(b)
+	}
+}
+
+// flush writes what is left of a last line without its newline.
+func (h *helpWriter) flush() {
+	h.write(h.partial)
+	h.partial = nil
 }

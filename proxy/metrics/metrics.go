@@ -11,11 +11,13 @@
 // The series live in a github.com/VictoriaMetrics/metrics set, written in
 // Prometheus's text format with each family's help: the Prometheus client
 // and the protobuf it links made the proxy's binary 2 MB larger and its
-// resident memory 1.8 MB larger (bench/PROFILE.md, step 7).
+// resident memory 1.8 MB larger (bench/PROFILE.md, step 7). The request
+// series, the ones routes churn, are kept by the routes themselves and
+// written beside the set's (routewrite.go): the set drops a series by
+// searching all of them, which churn made quadratic.
 package metrics
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"maps"
@@ -32,7 +34,9 @@ import (
 
 // LatencyBucketsMs are the fixed latency histogram buckets, in milliseconds
 // (docs/DESIGN.md).
-var LatencyBucketsMs = []float64{1, 2, 3, 4, 5, 10, 20, 30, 40, 50, 100, 200, 300, 400, 500, 1000, 2000, 3000, 4000, 5000, 10000}
+var LatencyBucketsMs = latencyBounds[:]
+
+var latencyBounds = [...]float64{1, 2, 3, 4, 5, 10, 20, 30, 40, 50, 100, 200, 300, 400, 500, 1000, 2000, 3000, 4000, 5000, 10000}
 
 // Directions of traffic.
 const (
@@ -51,9 +55,14 @@ type Metrics struct {
 	set *vm.Set
 
 	evicted *vm.Counter
-	// decided caches the decisions' counters ([2]string → *vm.Counter): a
-	// decision is counted on every inbound request.
-	decided sync.Map
+	// counters caches the counters of the rarer families (retries,
+	// timeouts, errors, policy decisions: one is counted on every inbound
+	// request), so counting one allocates nothing.
+	countersMu sync.RWMutex
+	counters   map[counterKey]*vm.Counter
+	// ejected are WatchEjected's sources.
+	ejectedMu sync.Mutex
+	ejected   []func(yield func(destination string, ejected int))
 	// conns caches the connection counters' handles (ConnLabels →
 	// *connHandles), shared by every connection with the same labels. The
 	// TCP series are never deleted, so neither are these.
@@ -64,6 +73,12 @@ type Metrics struct {
 	destinations    sync.Map
 	ndestinations   atomic.Int64
 	maxDestinations int64
+}
+
+// counterKey names a counter of a family with up to three labels.
+type counterKey struct {
+	family  string
+	a, b, c string
 }
 
 // Config bounds the metrics' memory. The zero value takes the defaults.
@@ -105,25 +120,49 @@ func New(cfg Config) *Metrics {
 	vm.ExposeMetadata(true)
 	m := &Metrics{
 		set:             vm.NewSet(),
+		counters:        map[counterKey]*vm.Counter{},
 		routes:          routeTable{max: cfg.MaxRoutes, maxStatuses: cfg.MaxStatusesPerRoute, byKey: map[string]*Route{}},
 		maxDestinations: int64(cfg.MaxDestinations),
 	}
 	m.evicted = m.set.GetOrCreateCounter(familyEvicted)
+	m.set.RegisterMetricsWriter(m.writeRoutes)
+	m.set.RegisterMetricsWriter(m.writeEjected)
 	return m
 }
 
 // WritePrometheus writes every series, with the Go runtime's and the
 // process's, in Prometheus's text format.
 func (m *Metrics) WritePrometheus(w io.Writer) {
-	var buf bytes.Buffer
-	m.set.WritePrometheus(&buf)
-	vm.WriteProcessMetrics(&buf)
-	writeWithHelp(w, buf.Bytes())
+	hw := &helpWriter{w: w}
+	m.set.WritePrometheus(hw)
+	vm.WriteProcessMetrics(hw)
+	hw.flush()
 }
 
-// count adds one to the counter of family with these label values.
+// count adds one to the counter of family with these label values (at
+// most three).
 func (m *Metrics) count(family string, values ...string) {
-	m.set.GetOrCreateCounter(seriesName(family, values)).Inc()
+	key := counterKey{family: family}
+	switch len(values) {
+	case 3:
+		key.c = values[2]
+		fallthrough
+	case 2:
+		key.b = values[1]
+		fallthrough
+	case 1:
+		key.a = values[0]
+	}
+	m.countersMu.RLock()
+	c := m.counters[key]
+	m.countersMu.RUnlock()
+	if c == nil {
+		c = m.set.GetOrCreateCounter(seriesName(family, values))
+		m.countersMu.Lock()
+		m.counters[key] = c
+		m.countersMu.Unlock()
+	}
+	c.Inc()
 }
 
 // ProtocolError counts one rejected piece of client input.
@@ -165,28 +204,34 @@ func (m *Metrics) WatchCertificate(notAfter func() time.Time) {
 
 // InboundDecision counts an inbound policy decision.
 func (m *Metrics) InboundDecision(decision, rule string) {
-	key := [2]string{decision, rule}
-	c, ok := m.decided.Load(key)
-	if !ok {
-		c, _ = m.decided.LoadOrStore(key, m.set.GetOrCreateCounter(seriesName(familyDecisions, key[:])))
-	}
-	c.(*vm.Counter).Inc()
+	m.count(familyDecisions, decision, rule)
 }
 
 // WatchEjected exports, per destination, the endpoints taken out for
-// failing (balancer_ejected_endpoints), asking each time it is scraped.
+// failing (balancer_ejected_endpoints), asking count each time it is
+// scraped.
 func (m *Metrics) WatchEjected(count func(yield func(destination string, ejected int))) {
-	m.set.RegisterMetricsWriter(func(w io.Writer) {
-		seen := map[string]int{}
+	m.ejectedMu.Lock()
+	m.ejected = append(m.ejected, count)
+	m.ejectedMu.Unlock()
+}
+
+// writeEjected writes balancer_ejected_endpoints, summed over every source.
+func (m *Metrics) writeEjected(w io.Writer) {
+	m.ejectedMu.Lock()
+	sources := slices.Clone(m.ejected)
+	m.ejectedMu.Unlock()
+	seen := map[string]int{}
+	for _, count := range sources {
 		count(func(dst string, n int) { seen[dst] += n })
-		if len(seen) == 0 {
-			return
-		}
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s gauge\n", familyEjected, help[familyEjected], familyEjected)
-		for _, dst := range slices.Sorted(maps.Keys(seen)) {
-			fmt.Fprintf(w, "%s %d\n", seriesName(familyEjected, []string{dst}), seen[dst])
-		}
-	})
+	}
+	if len(seen) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s gauge\n", familyEjected, help[familyEjected], familyEjected)
+	for _, dst := range slices.Sorted(maps.Keys(seen)) {
+		fmt.Fprintf(w, "%s %d\n", seriesName(familyEjected, []string{dst}), seen[dst])
+	}
 }
 
 // ConnLabels are the label values fixed for a connection's lifetime.

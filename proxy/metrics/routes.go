@@ -2,14 +2,13 @@ package metrics
 
 import (
 	"cmp"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	vm "github.com/VictoriaMetrics/metrics"
 
 	"github.com/meshctl/meshctl/internal/spiffeid"
 )
@@ -26,22 +25,27 @@ type routeTable struct {
 }
 
 // Route records the requests to one destination over connections with the
-// same labels.
+// same labels. Its series live here rather than in the metrics' set, and
+// routeFamilies writes them: a route is dropped by deleting it from the
+// table, where the set's UnregisterMetric searches all its series (made
+// quadratic by churn).
 type Route struct {
-	m        *Metrics
-	key      string
-	labels   []string // connection labels + authority
-	requests *vm.Counter
+	m      *Metrics
+	key    string
+	labels []string // connection labels + authority
+	// series is the request series' label set, as the text format writes it.
+	series   string
+	requests atomic.Uint64
 	// lastUsed is when its last request came (Unix nanoseconds).
 	lastUsed atomic.Int64
 	// evicted is set when the route is dropped: holders must get a new one.
 	evicted atomic.Bool
 
-	// mu guards responses (the handles of the statuses seen so far) and
-	// makes eviction and the creation of response series exclusive, so an
-	// evicted route never makes a series again.
+	// mu guards responses (the statuses seen so far) and makes eviction and
+	// the creation of response series exclusive, so an evicted route never
+	// makes a series again.
 	mu        sync.Mutex
-	responses map[responseKey]responseHandles
+	responses map[responseKey]*responseStats
 }
 
 type responseKey struct {
@@ -49,9 +53,31 @@ type responseKey struct {
 	class  string
 }
 
-type responseHandles struct {
-	count   *vm.Counter
-	latency *vm.PrometheusHistogram
+// responseStats are the response count and latency histogram of one status
+// and classification of a route.
+type responseStats struct {
+	series string // the label set, as the text format writes it
+	count  atomic.Uint64
+	// buckets count the latencies in each of LatencyBucketsMs' ranges (not
+	// cumulated; above the last bound only count has them).
+	buckets [len(latencyBounds)]atomic.Uint64
+	// sumBits is the latencies' sum, a float64's bits.
+	sumBits atomic.Uint64
+}
+
+// observe counts one response of this latency.
+func (s *responseStats) observe(latencyMs float64) {
+	if i, _ := slices.BinarySearch(latencyBounds[:], latencyMs); i < len(latencyBounds) {
+		s.buckets[i].Add(1)
+	}
+	for {
+		old := s.sumBits.Load()
+		if s.sumBits.CompareAndSwap(old, math.Float64bits(math.Float64frombits(old)+latencyMs)) {
+			break
+		}
+	}
+	// Last, so that a scrape never sees more in a bucket than in count.
+	s.count.Add(1)
 }
 
 // Route returns the request handles for destination on this connection.
@@ -110,7 +136,7 @@ func (m *Metrics) route(labels []string) *Route {
 	if len(t.byKey) >= t.max {
 		m.evictIdlest()
 	}
-	r := &Route{m: m, key: key, labels: labels, requests: m.set.GetOrCreateCounter(seriesName(familyRequests, labels))}
+	r := &Route{m: m, key: key, labels: labels, series: labelSet(familyRequests, labels)}
 	r.lastUsed.Store(time.Now().UnixNano())
 	t.byKey[key] = r
 	return r
@@ -141,21 +167,15 @@ func (m *Metrics) evict(r *Route) {
 	delete(m.routes.byKey, r.key)
 	r.mu.Lock()
 	r.evicted.Store(true)
-	for k := range r.responses {
-		labels := r.responseLabels(k)
-		m.set.UnregisterMetric(seriesName(familyResponses, labels))
-		m.set.UnregisterMetric(seriesName(familyLatency, labels))
-	}
 	r.responses = nil
 	r.mu.Unlock()
-	m.set.UnregisterMetric(seriesName(familyRequests, r.labels))
 	m.evicted.Inc()
 }
 
 // Request counts a request.
 func (r *Route) Request() {
 	r.lastUsed.Store(time.Now().UnixNano())
-	r.requests.Inc()
+	r.requests.Add(1)
 }
 
 // Response counts a completed response and its latency (to the response
@@ -173,19 +193,14 @@ func (r *Route) Response(status int, class string, latencyMs float64) {
 		h, ok = r.responses[key]
 	}
 	if !ok {
-		labels := r.responseLabels(key)
-		h = responseHandles{
-			count:   r.m.set.GetOrCreateCounter(seriesName(familyResponses, labels)),
-			latency: r.m.set.GetOrCreatePrometheusHistogramExt(seriesName(familyLatency, labels), LatencyBucketsMs),
-		}
+		h = &responseStats{series: labelSet(familyResponses, r.responseLabels(key))}
 		if r.responses == nil {
-			r.responses = map[responseKey]responseHandles{}
+			r.responses = map[responseKey]*responseStats{}
 		}
 		r.responses[key] = h
 	}
 	r.mu.Unlock()
-	h.count.Inc()
-	h.latency.Update(latencyMs)
+	h.observe(latencyMs)
 }
 
 func (r *Route) responseLabels(k responseKey) []string {
