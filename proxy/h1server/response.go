@@ -145,7 +145,8 @@ func (w *response) commit(final bool) {
 	w.committed = true
 	h := w.header
 	w.length = -1
-	if cl := h.Get("Content-Length"); cl != "" {
+	if cl := h["Content-Length"]; len(cl) > 0 && cl[0] != "" {
+		cl := cl[0]
 		if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n >= 0 {
 			w.length = n
 		} else {

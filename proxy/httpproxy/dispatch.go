@@ -295,7 +295,7 @@ func retryable(pol retry.Policy, grpc bool, res *http.Response, err error, conne
 		return true
 	case grpc:
 		// Only a trailers-only answer says its status before its body.
-		code, err := strconv.Atoi(res.Header.Get("Grpc-Status"))
+		code, err := strconv.Atoi(headerValue(res.Header, "Grpc-Status"))
 		return err == nil && pol.GRPCCode(code)
 	}
 	return false
@@ -309,7 +309,7 @@ const (
 
 // isGRPC reports whether a request is a gRPC call.
 func isGRPC(h http.Header) bool {
-	return strings.HasPrefix(h.Get("Content-Type"), "application/grpc")
+	return strings.HasPrefix(headerValue(h, "Content-Type"), "application/grpc")
 }
 
 // drain discards what is left of a response that will not be used, so its

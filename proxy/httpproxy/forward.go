@@ -41,7 +41,7 @@ func upgradeType(h http.Header) string {
 	if !httpguts.HeaderValuesContainsToken(h["Connection"], "Upgrade") {
 		return ""
 	}
-	if up := h.Get("Upgrade"); strings.EqualFold(up, "websocket") {
+	if up := headerValue(h, "Upgrade"); strings.EqualFold(up, "websocket") {
 		return up
 	}
 	return ""

@@ -277,15 +277,15 @@ func PlaintextReason(set *endpoints.Set) string {
 // RoundTrip sends a request the way its endpoint and protocol need.
 func (p *Proxy) RoundTrip(r *http.Request) (*http.Response, error) {
 	ep, _ := endpointFrom(r.Context())
-	origProto := r.Header.Get(meshtls.OrigProtoHeader)
-	r.Header.Del(meshtls.OrigProtoHeader)
+	origProto := headerValue(r.Header, origProtoKey)
+	delete(r.Header, origProtoKey)
 	switch {
-	case ep.Meshed() && r.Header.Get("Upgrade") != "":
+	case ep.Meshed() && headerValue(r.Header, "Upgrade") != "":
 		// An upgraded connection is a byte stream of its own.
 		return p.meshOpaque.RoundTrip(r)
 	case ep.Meshed():
 		if r.ProtoMajor == 1 {
-			r.Header.Set(meshtls.OrigProtoHeader, "HTTP/1.1")
+			r.Header[origProtoKey] = []string{"HTTP/1.1"}
 		}
 		return roundTripH2(p.meshH2, r)
 	case r.ProtoMajor == 2 && origProto == "":
@@ -352,7 +352,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case rec.reached && info.Direction == metrics.Outbound:
 			route = info.Metrics.RouteTo(info.Upstream.Name(), rec.ep.Identity, rec.ep.Workload)
-		case info.Direction == metrics.Inbound && (!rec.reached || rec.Header().Get(proxyErrorHeader) != ""):
+		case info.Direction == metrics.Inbound && (!rec.reached || headerValue(rec.Header(), proxyErrorKey) != ""):
 			route = info.Metrics.Route("")
 		default:
 			route = info.Metrics.Route(info.Upstream.Name())
@@ -367,7 +367,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if info.ClientID == "" {
 		// Only a meshed peer says what protocol the request had at its
 		// application; from anyone else it would downgrade HTTP/2.
-		r.Header.Del(meshtls.OrigProtoHeader)
+		delete(r.Header, origProtoKey)
 	}
 	if info.Refuse != "" && !p.probe(info, r) {
 		info.Metrics.TLSError("plaintext_refused")
@@ -494,11 +494,27 @@ func classify(status int, h http.Header) string {
 }
 
 func grpcStatus(h http.Header) string {
-	if gs := h.Get("Grpc-Status"); gs != "" {
+	if gs := headerValue(h, "Grpc-Status"); gs != "" {
 		return gs
 	}
-	return h.Get(http.TrailerPrefix + "Grpc-Status")
+	return headerValue(h, http.TrailerPrefix+"Grpc-Status")
 }
+
+// headerValue is h.Get(key) for a key already canonical: Get canonicalizes its key
+// on every call (and allocates for one that is not), a few percent of a
+// hop's CPU on the request path.
+func headerValue(h http.Header, canonicalKey string) string {
+	if v := h[canonicalKey]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// The canonical forms of the mesh's own fields.
+var (
+	origProtoKey  = http.CanonicalHeaderKey(meshtls.OrigProtoHeader)
+	proxyErrorKey = http.CanonicalHeaderKey(proxyErrorHeader)
+)
 
 // buffers recycle the 32 KiB buffers bodies are copied through.
 var buffers = sync.Pool{New: func() any { b := make([]byte, 32*1024); return &b }}
