@@ -10,6 +10,7 @@ import (
 	"net/http/pprof"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -118,10 +119,16 @@ func serveMetrics(w http.ResponseWriter, r *http.Request, write func(io.Writer))
 	}
 	w.Header().Set("Content-Encoding", "gzip")
 	w.Header().Add("Vary", "Accept-Encoding")
-	zw := gzip.NewWriter(w)
+	zw := gzips.Get().(*gzip.Writer)
+	zw.Reset(w)
 	write(zw)
 	_ = zw.Close()
+	zw.Reset(nil)
+	gzips.Put(zw)
 }
+
+// gzips keeps the compressors between scrapes (each holds about 800 KB).
+var gzips = sync.Pool{New: func() any { return gzip.NewWriter(nil) }}
 
 // acceptsGzip reports whether Accept-Encoding lists gzip, with a weight
 // above zero if it has one ("gzip", "gzip;q=0.5"; not "gzip;q=0").
@@ -132,7 +139,7 @@ func acceptsGzip(values []string) bool {
 			if !strings.EqualFold(strings.TrimSpace(coding), "gzip") {
 				continue
 			}
-			q, found := strings.CutPrefix(strings.ReplaceAll(params, " ", ""), "q=")
+			q, found := strings.CutPrefix(strings.ToLower(strings.ReplaceAll(params, " ", "")), "q=")
 			if !found {
 				return true
 			}

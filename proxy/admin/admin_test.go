@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -331,8 +332,11 @@ func TestMetricsAreTextAndGzippedOnRequest(t *testing.T) {
 		} else if rec.Header().Get("Content-Encoding") != "" {
 			t.Error("gzipped for a client that did not ask")
 		}
-		if b, _ := io.ReadAll(body); string(b) != "up 1\n" {
-			t.Errorf("gzip=%v: body %q", gz, b)
+		if b, err := io.ReadAll(body); err != nil || string(b) != "up 1\n" {
+			t.Errorf("gzip=%v: body %q, %v", gz, b, err) // a gzip stream cut short fails here
+		}
+		if gz && !slices.Contains(rec.Header().Values("Vary"), "Accept-Encoding") {
+			t.Error("a gzipped answer without Vary: Accept-Encoding")
 		}
 	}
 }
@@ -340,7 +344,7 @@ func TestMetricsAreTextAndGzippedOnRequest(t *testing.T) {
 func TestAcceptsGzip(t *testing.T) {
 	for v, want := range map[string]bool{
 		"gzip": true, "GZIP": true, "br, gzip": true, "gzip;q=0.5": true, "gzip; q=1": true,
-		"gzip;q=0": false, "gzip;q=0.0": false, "identity": false, "": false, "xgzip": false,
+		"gzip;q=0": false, "gzip;q=0.0": false, "gzip;Q=0": false, "gzip; Q=0.7": true, "identity": false, "": false, "xgzip": false,
 	} {
 		if got := acceptsGzip([]string{v}); got != want {
 			t.Errorf("Accept-Encoding %q: gzip %v, want %v", v, got, want)

@@ -448,10 +448,12 @@ func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
 
 // watch reads the connection in the background while the handler runs, as
 // net/http does, to cancel the request when the client goes away. It is
-// started once the request's body has been read (or at once without one),
-// and only when nothing more of the client's is buffered.
+// started once the request's body has been read (or at once without one).
+// With a pipelined request already buffered it reads what comes after it:
+// a byte it gets goes after everything buffered (stopReaders), and a client
+// gone still cancels the request being served.
 func (cc *conn) watch() {
-	if cc.br.Buffered() > 0 || len(cc.src.pending) > 0 || cc.bgGot {
+	if cc.bgGot {
 		return
 	}
 	cc.bg.Add(1)

@@ -1,6 +1,9 @@
 package h2server
 
 import (
+	"context"
+	"runtime/pprof"
+	"slices"
 	"sync"
 	"time"
 )
@@ -9,59 +12,84 @@ import (
 // next stream once theirs is done. A stream then usually starts on a stack
 // already grown through the handler, instead of a new goroutine's 2 KiB
 // stack growing (and being copied) again on every request: with a
-// goroutine per stream, runtime.newstack took 5 % of the inbound hop's
+// goroutine per stream, runtime.newstack took 3–5 % of the inbound hop's
 // CPU. gRPC-Go's server offers the same (NumStreamWorkers).
 //
 // There is no queue: a stream goes to a worker only if one is waiting for
 // it, else to a new goroutine, so no stream ever waits for another's
-// handler.
+// handler. The worker idle the shortest takes it (last in, first out), so
+// the workers a burst made beyond what the load after it needs time out;
+// first in, first out, a trickle of requests kept them all.
 type workers struct {
-	// jobs hands a stream to a waiting worker (unbuffered).
-	jobs chan *stream
 	// idle is how long a worker waits for its next stream before it ends.
 	idle time.Duration
 
-	closeOnce sync.Once
-	closed    chan struct{}
-	wg        sync.WaitGroup
+	mu     sync.Mutex
+	ready  []*worker // waiting, most recently idle last
+	closed bool
 }
 
-func newWorkers(idle time.Duration) *workers {
-	return &workers{jobs: make(chan *stream), idle: idle, closed: make(chan struct{})}
-}
+// worker is one waiting goroutine's hand: run sends it one stream (the
+// buffer of one never blocks), close closes it.
+type worker struct{ jobs chan *stream }
+
+func newWorkers(idle time.Duration) *workers { return &workers{idle: idle} }
 
 // run serves s's request on a waiting worker, or on a new one.
 func (w *workers) run(s *stream) {
 	if w.idle > 0 {
-		select {
-		case w.jobs <- s:
+		w.mu.Lock()
+		if n := len(w.ready); n > 0 {
+			wk := w.ready[n-1]
+			w.ready[n-1] = nil
+			w.ready = w.ready[:n-1]
+			w.mu.Unlock()
+			wk.jobs <- s
 			return
-		default:
 		}
+		w.mu.Unlock()
 	}
-	w.wg.Add(1)
-	go w.work(s)
+	go w.work(&worker{jobs: make(chan *stream, 1)}, s)
 }
 
 // work serves s, then the streams handed to it, until it has waited idle
 // for one or the server is closed.
-func (w *workers) work(s *stream) {
-	defer w.wg.Done()
-	s.c.runHandler(s)
-	if w.idle <= 0 {
-		return
-	}
-	timer := time.NewTimer(w.idle)
-	defer timer.Stop()
-	for {
-		select {
-		case s = <-w.jobs:
-			s.c.runHandler(s)
+func (w *workers) work(wk *worker, s *stream) {
+	var timer *time.Timer
+	for s != nil {
+		s.c.runHandler(s)
+		// What a handler set for profiles (pprof.SetGoroutineLabels) must
+		// not label the next stream's.
+		pprof.SetGoroutineLabels(context.Background())
+		if w.idle <= 0 {
+			return
+		}
+		w.mu.Lock()
+		if w.closed {
+			w.mu.Unlock()
+			return
+		}
+		w.ready = append(w.ready, wk)
+		w.mu.Unlock()
+		if timer == nil {
+			timer = time.NewTimer(w.idle)
+			defer timer.Stop()
+		} else {
 			timer.Reset(w.idle)
+		}
+		select {
+		case s = <-wk.jobs:
 		case <-timer.C:
-			return
-		case <-w.closed:
-			return
+			w.mu.Lock()
+			i := slices.Index(w.ready, wk)
+			if i >= 0 {
+				w.ready = slices.Delete(w.ready, i, i+1)
+			}
+			w.mu.Unlock()
+			if i >= 0 {
+				return
+			}
+			s = <-wk.jobs // handed a stream as the timer fired (nil: closed)
 		}
 	}
 }
@@ -69,5 +97,14 @@ func (w *workers) work(s *stream) {
 // close ends the waiting workers, and those busy once their handler
 // returns; it does not wait for them.
 func (w *workers) close() {
-	w.closeOnce.Do(func() { close(w.closed) })
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return
+	}
+	w.closed = true
+	for _, wk := range w.ready {
+		close(wk.jobs)
+	}
+	w.ready = nil
 }

@@ -2,10 +2,14 @@ package h2server
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net/http"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -135,4 +139,84 @@ func goroutineExists(id uint64) bool {
 	buf := make([]byte, 1<<20)
 	buf = buf[:runtime.Stack(buf, true)]
 	return bytes.Contains(buf, []byte("goroutine "+strconv.FormatUint(id, 10)+" ["))
+}
+
+// countWorkers counts the goroutines in workers.work.
+func countWorkers() int {
+	buf := make([]byte, 16<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	return bytes.Count(buf, []byte("h2server.(*workers).work("))
+}
+
+// TestSurplusWorkersEndUnderATrickle: after a burst of 100 concurrent
+// streams, requests one at a time keep one worker busy and let the other 99
+// time out (with the oldest waiting worker taking each stream, the trickle
+// kept all 100).
+func TestSurplusWorkersEndUnderATrickle(t *testing.T) {
+	const burst = 100
+	var arrived sync.WaitGroup
+	arrived.Add(burst)
+	release := make(chan struct{})
+	addr, _, _ := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/burst" {
+			arrived.Done()
+			<-release
+		}
+		io.WriteString(w, "ok")
+	}), func(c *Config) { c.WorkerIdle = 300 * time.Millisecond })
+	rt := clients(t)["h2client"]
+	var done sync.WaitGroup
+	for range burst {
+		done.Add(1)
+		go func() {
+			defer done.Done()
+			req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/burst", nil)
+			do(t, rt, req)
+		}()
+	}
+	arrived.Wait()
+	close(release)
+	done.Wait()
+	before := countWorkers()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		get(t, rt, addr) // the trickle
+		n := countWorkers()
+		if n <= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d workers (from %d after the burst) still there under a trickle one request at a time", n, before)
+		}
+	}
+	if before < burst/2 {
+		t.Errorf("the burst left %d workers; the test needs most of its %d", before, burst)
+	}
+}
+
+// TestGoroutineLabelsEndWithTheirStream: labels a handler set for profiles
+// do not label the next stream's handler on the same worker.
+func TestGoroutineLabelsEndWithTheirStream(t *testing.T) {
+	addr, _, _ := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/label" {
+			pprof.SetGoroutineLabels(pprof.WithLabels(context.Background(), pprof.Labels("tenant", "a")))
+			io.WriteString(w, strconv.FormatUint(goroutineID(), 10))
+			return
+		}
+		var buf bytes.Buffer
+		_ = pprof.Lookup("goroutine").WriteTo(&buf, 1)
+		for _, e := range strings.Split(buf.String(), "\n\n") {
+			if strings.Contains(e, "TestGoroutineLabelsEndWithTheirStream") && strings.Contains(e, `"tenant":"a"`) {
+				io.WriteString(w, "labelled "+strconv.FormatUint(goroutineID(), 10))
+				return
+			}
+		}
+		io.WriteString(w, "clean "+strconv.FormatUint(goroutineID(), 10))
+	}))
+	rt := clients(t)["h2client"]
+	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/label", nil)
+	_, worker := do(t, rt, req)
+	if got := get(t, rt, addr); got != "clean "+worker {
+		t.Errorf("the next stream on worker %s: %q, want it clean on the same worker", worker, got)
+	}
 }

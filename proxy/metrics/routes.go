@@ -126,6 +126,9 @@ func (c *Conn) RouteTo(destination string, server spiffeid.ID, workload string) 
 // route returns the live route with these labels, making it (and dropping
 // the route idle longest when the table is full) if there is none.
 func (m *Metrics) route(labels []string) *Route {
+	for i, v := range labels {
+		labels[i] = strings.ToValidUTF8(v, "\uFFFD") // the key is the series written
+	}
 	key := strings.Join(labels, "\x00")
 	t := &m.routes
 	t.mu.Lock()
