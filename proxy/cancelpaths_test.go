@@ -23,7 +23,7 @@ func readFinal(br *bufio.Reader) (*http.Response, error) {
 // cancelled sends pre (answered fully first, if any) then req on one
 // connection, waits for req to reach the application, and ends the
 // connection by how (fin, rst, halfclose); it reports whether the
-// application's request was cancelled (within 1.5 s, when it answers), and
+// application's request was cancelled (within 5 s, when it answers), and
 // for a half-close whether the answer still came.
 func cancelled(t *testing.T, halfClose bool, pre, req, how string) (cancelled bool, answered bool) {
 	started := make(chan struct{}, 4)
@@ -38,7 +38,7 @@ func cancelled(t *testing.T, halfClose bool, pre, req, how string) (cancelled bo
 		select {
 		case <-r.Context().Done():
 			result <- true
-		case <-time.After(1500 * time.Millisecond):
+		case <-time.After(5 * time.Second):
 			io.WriteString(w, "answer")
 			result <- false
 		}
