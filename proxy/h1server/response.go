@@ -145,9 +145,9 @@ func (w *response) commit(final bool) {
 	w.committed = true
 	h := w.header
 	w.length = -1
+	// Looked up by its canonical key: Header.Get canonicalizes on every call.
 	if cl := h["Content-Length"]; len(cl) > 0 && cl[0] != "" {
-		cl := cl[0]
-		if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n >= 0 {
+		if n, err := strconv.ParseInt(cl[0], 10, 64); err == nil && n >= 0 {
 			w.length = n
 		} else {
 			delete(h, "Content-Length")
