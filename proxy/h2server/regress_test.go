@@ -208,3 +208,74 @@ func TestBodiesLongerThanTheirLengthGiveTheirWindowBack(t *testing.T) {
 		t.Fatal("the connection stalled: the window of the overlong bodies was not given back")
 	}
 }
+
+// signalConn tells, on writing, that the server has begun a write.
+type signalConn struct {
+	net.Conn
+	writing chan struct{}
+}
+
+func (c *signalConn) Write(p []byte) (int, error) {
+	select {
+	case c.writing <- struct{}{}:
+	default:
+	}
+	return c.Conn.Write(p)
+}
+
+// TestGoAwayQueuedDuringAFlushIsWritten: a connection error that comes
+// while the writer is still writing earlier frames (the client reads
+// slowly) queues its GOAWAY behind them. The writer used to see, after
+// that write, that the connection was to close and close it without
+// taking the GOAWAY from the queue: the client got EOF after
+// GoAwayTimeout and never its error (TestGoAwayIsNotLostToAReset failed
+// about 1 time in 20 under -race). A pipe makes the order certain here:
+// the server's write of its SETTINGS ack blocks until the client reads.
+func TestGoAwayQueuedDuringAFlushIsWritten(t *testing.T) {
+	srv := New(Config{Handler: http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}), ConnWindow: 65535})
+	t.Cleanup(srv.Close)
+	client, server := net.Pipe()
+	defer client.Close()
+	sc := &signalConn{Conn: server, writing: make(chan struct{}, 1)}
+	go func() { _ = srv.ServeConn(context.Background(), sc) }()
+	_ = client.SetDeadline(time.Now().Add(10 * time.Second))
+
+	if _, err := client.Write([]byte(http2.ClientPreface)); err != nil {
+		t.Fatal(err)
+	}
+	fr := http2.NewFramer(client, client)
+	if f, err := fr.ReadFrame(); err != nil {
+		t.Fatal(err)
+	} else if _, ok := f.(*http2.SettingsFrame); !ok {
+		t.Fatalf("first frame %T, want SETTINGS", f)
+	}
+	<-sc.writing // the server's SETTINGS, read above
+	if err := fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	select { // the writer is writing the SETTINGS ack, which nobody reads yet
+	case <-sc.writing:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the server did not write its SETTINGS ack")
+	}
+	if err := fr.WriteData(3, false, []byte("x")); err != nil { // a stream never opened: PROTOCOL_ERROR
+		t.Fatal(err)
+	}
+	// Read by the server only after it has queued its GOAWAY (it drains
+	// what the client sends after a connection error).
+	if err := fr.WritePing(false, [8]byte{}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("no GOAWAY before %v", err)
+		}
+		if ga, ok := f.(*http2.GoAwayFrame); ok {
+			if ga.ErrCode != http2.ErrCodeProtocol {
+				t.Errorf("GOAWAY %v, want PROTOCOL_ERROR", ga.ErrCode)
+			}
+			return
+		}
+	}
+}

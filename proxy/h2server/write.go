@@ -55,7 +55,20 @@ func (c *conn) writeLoop() {
 		}
 		c.mu.Lock()
 		closing := err != nil || (c.closeWhenDone && (c.err != nil || len(c.streams) == 0))
+		// What was queued while that write went out goes out before the
+		// close, and it holds the GOAWAY when the close was decided then:
+		// one batch, taken under the same lock as the decision.
+		last := closing && err == nil && c.take(&b)
 		c.mu.Unlock()
+		if last {
+			err = c.encode(&b)
+			c.mu.Lock()
+			c.complete(&b)
+			c.mu.Unlock()
+			if err == nil {
+				err = c.out.Flush()
+			}
+		}
 		if closing {
 			if err != nil || !c.linger() {
 				c.close(err)
