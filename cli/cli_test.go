@@ -50,8 +50,8 @@ func TestInstallDryRunPrintsWithoutACluster(t *testing.T) {
 		t.Fatalf("%v\n%s", err, stderr)
 	}
 	objs, err := kubeapply.Decode([]byte(out))
-	if err != nil || len(objs) != 24 {
-		t.Fatalf("printed %d objects (%v), want 24", len(objs), err)
+	if err != nil || len(objs) != 25 {
+		t.Fatalf("printed %d objects (%v), want 25", len(objs), err)
 	}
 	// The Gateway API CRDs, then meshctl's, then the rest.
 	for i, name := range append(gatewayapi.Names(), install.AuthorizationPolicyCRD) {
@@ -78,8 +78,8 @@ func TestInstallDryRunPrintsWithoutACluster(t *testing.T) {
 		Kind  string           `json:"kind"`
 		Items []map[string]any `json:"items"`
 	}
-	if err := json.Unmarshal([]byte(out), &list); err != nil || list.Kind != "List" || len(list.Items) != 25 {
-		t.Errorf("-o json --ha: a %s of %d items (%v), want a List of 25 (with the PodDisruptionBudget)", list.Kind, len(list.Items), err)
+	if err := json.Unmarshal([]byte(out), &list); err != nil || list.Kind != "List" || len(list.Items) != 26 {
+		t.Errorf("-o json --ha: a %s of %d items (%v), want a List of 26 (with the PodDisruptionBudget)", list.Kind, len(list.Items), err)
 	}
 
 	out, _, err = run(t, "", "install", "--dry-run", "--default-inbound-policy", "deny", "--kubeconfig", nowhere(t), "--trust-anchor-file", filepath.Join(t.TempDir(), "a.pem"))

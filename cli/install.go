@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
@@ -33,6 +34,11 @@ type installOptions struct {
 	dryRun     bool
 	wait       bool
 	timeout    time.Duration
+	// force lets an older meshctl replace a newer one's control plane.
+	force bool
+	// upgrade: the control plane must be installed already, and --dry-run
+	// prints what would change instead of the manifests.
+	upgrade bool
 }
 
 func (o *installOptions) validate() error {
@@ -98,8 +104,15 @@ is refused, never overwritten. With -o or --dry-run nothing is written: the
 printed issuer's anchor key is kept nowhere.
 
 Running it again changes nothing: the issuer, the trust roots and the webhook
-certificate in the cluster are kept as they are. Running a newer meshctl
-upgrades the control plane in place.
+certificate in the cluster are kept as they are, and so are the settings it
+was given, kept in the ConfigMap meshctl-install-settings: --trust-domain,
+--cluster-domain, --registry, --image-pull-policy, --ha,
+--identity-issuance-lifetime, --controller-log-level, --default-inbound-policy
+and --cluster-networks. One not given again keeps its installed value; one
+given replaces it. The images follow this meshctl's version unless --image-tag
+is given. Running a newer meshctl upgrades
+the control plane in place, as 'meshctl upgrade' does (see its help: what the
+new version no longer renders is deleted; a downgrade needs --force).
 
 It applies the objects itself (server-side apply, field manager "meshctl") and,
 with --wait (the default), shows progress until the control plane is ready.
@@ -114,13 +127,15 @@ With -o yaml|json or --dry-run it only prints them, the Gateway API CRDs first
     --identity-issuer-certificate-file issuer.pem --identity-issuer-key-file issuer-key.pem`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.validate(); err != nil {
-				return err
-			}
-			return runInstall(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			return runInstall(cmd.Context(), o, cmd.Flags(), cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
-	f := cmd.Flags()
+	o.addFlags(cmd.Flags())
+	return cmd
+}
+
+// addFlags adds install's (and upgrade's) flags.
+func (o *installOptions) addFlags(f *pflag.FlagSet) {
 	o.kube.addFlags(f)
 	f.StringVar(&o.values.Namespace, "control-plane-namespace", meshnames.Namespace, "namespace of the control plane")
 	f.StringVar(&o.values.TrustDomain, "trust-domain", meshnames.TrustDomain, "the mesh's trust domain (SPIFFE IDs spiffe://<trust-domain>/ns/<ns>/sa/<sa>)")
@@ -143,18 +158,53 @@ With -o yaml|json or --dry-run it only prints them, the Gateway API CRDs first
 	f.BoolVar(&o.dryRun, "dry-run", false, "print the manifests (as YAML unless -o json) instead of applying them")
 	f.BoolVar(&o.wait, "wait", true, "wait until the control plane is ready")
 	f.DurationVar(&o.timeout, "timeout", 5*time.Minute, "how long --wait waits")
-	return cmd
+	f.BoolVar(&o.force, "force", false, "replace the control plane of a newer meshctl with this older one's (a downgrade)")
 }
 
-func runInstall(ctx context.Context, o *installOptions, stdout, stderr io.Writer) error {
+// runInstall installs or upgrades the control plane. With flags (the
+// command's), the settings an earlier install kept are reused for every
+// setting flag not given.
+func runInstall(ctx context.Context, o *installOptions, flags *pflag.FlagSet, stdout, stderr io.Writer) error {
 	printOnly := o.dryRun || o.output != ""
+	diffOnly := o.upgrade && o.dryRun && o.output == ""
 	kc, connErr := o.kube.clients()
-	if connErr != nil && !printOnly {
+	if connErr != nil && (!printOnly || o.upgrade) {
 		return connErr
 	}
 	var client kubernetes.Interface
 	if connErr == nil {
 		client = kc.typed
+	}
+	if flags != nil {
+		var inst installed
+		if connErr == nil {
+			var err error
+			if inst, err = readInstalled(ctx, client, o.values.Namespace); err != nil {
+				if !printOnly {
+					return err
+				}
+				fmt.Fprintf(stderr, "Note: %v; printing with this run's flags only.\n", err)
+			}
+		}
+		if o.upgrade && !inst.present {
+			return fmt.Errorf("meshctl is not installed in namespace %s (no ConfigMap %s, no Deployment %s): install it with 'meshctl install'",
+				o.values.Namespace, meshnames.InstallSettingsConfigMap, meshnames.ServiceName)
+		}
+		keep, reused, changed, err := applyKept(flags, inst.kept, stderr)
+		if err != nil {
+			return err
+		}
+		if inst.present {
+			reportSettings(stderr, o.values.Namespace, inst, version.Version, reused, changed)
+			if err := checkDowngrade(inst.version, version.Version, o.force, stderr); err != nil {
+				return err
+			}
+		}
+		o.values.Settings = keep
+		// The flags, given or kept, as the command line would have them.
+		if err := o.validate(); err != nil {
+			return err
+		}
 	}
 	v := o.values.WithDefaults()
 	if err := v.ValidateSettings(); err != nil {
@@ -221,6 +271,9 @@ func runInstall(ctx context.Context, o *installOptions, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
+	if diffOnly {
+		return diffInstall(ctx, kc, objs, v.Namespace, stdout)
+	}
 	if printOnly {
 		// The Gateway API CRDs first, all of them: there is no cluster to
 		// ask which are missing.
@@ -282,6 +335,13 @@ func applyAndWait(ctx context.Context, kc *kubeClients, objs []runtime.Object, v
 	if err := removeFormerBindings(ctx, kc.typed); err != nil {
 		return err
 	}
+	old, err := stale(ctx, kc.metadata, v.Namespace, us)
+	if err != nil {
+		return err
+	}
+	if err := prune(ctx, kc.metadata, v.Namespace, old, stderr); err != nil {
+		return err
+	}
 	if !o.wait {
 		fmt.Fprintf(stdout, "meshctl %s applied (not waiting for it to be ready)\n", v.ImageTag)
 		return nil
@@ -333,3 +393,35 @@ func applyCRDs(ctx context.Context, kc *kubeClients, applier *kubeapply.Applier,
 // crdTimeout bounds the wait for CRDs to be established (it takes the API
 // server about a second).
 const crdTimeout = time.Minute
+
+// diffInstall prints what applying objs would change (upgrade --dry-run):
+// the Gateway API CRDs it would create, each object's changes, what it
+// would delete.
+func diffInstall(ctx context.Context, kc *kubeClients, objs []runtime.Object, ns string, w io.Writer) error {
+	us, err := install.Unstructured(objs)
+	if err != nil {
+		return err
+	}
+	applier, err := kubeapply.New(kc.config, fieldManager)
+	if err != nil {
+		return err
+	}
+	existing, err := installedCRDs(ctx, kc.metadata)
+	if err != nil {
+		return err
+	}
+	gateway, err := gatewayapi.CRDs()
+	if err != nil {
+		return err
+	}
+	for _, c := range gateway {
+		if _, ok := existing[c.GetName()]; !ok {
+			fmt.Fprintf(w, "+ CustomResourceDefinition %s (Gateway API %s, missing: would be created)\n", c.GetName(), gatewayapi.Version)
+		}
+	}
+	old, err := stale(ctx, kc.metadata, ns, us)
+	if err != nil {
+		return err
+	}
+	return printDiff(ctx, applier, us, old, w)
+}

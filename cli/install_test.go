@@ -43,7 +43,7 @@ func TestInstallThatOnlyPrintsWritesNoKeyFile(t *testing.T) {
 				o.anchorFile = anchor
 			}
 			var out, errOut bytes.Buffer
-			if err := runInstall(context.Background(), o, &out, &errOut); err != nil {
+			if err := runInstall(context.Background(), o, nil, &out, &errOut); err != nil {
 				t.Fatalf("%v\n%s", err, errOut.String())
 			}
 			if !strings.Contains(out.String(), install.WebhookName) {

@@ -77,6 +77,20 @@ func TestMeshctlInstallsChecksInjectsAndUninstalls(t *testing.T) {
 	home := t.TempDir()
 	t.Setenv("HOME", home) // for the meshctl processes: never the developer's ~/.meshctl
 	meshctl(t, false, "check", "--pre")
+	// Printing the manifests, against the real cluster, writes nothing:
+	// no trust-anchor key file, nothing in the cluster.
+	for _, only := range [][]string{{"--dry-run"}, {"-o", "yaml"}, {"-o", "json"}} {
+		meshctl(t, false, append([]string{"install"}, only...)...)
+		if entries, err := os.ReadDir(home); err != nil || len(entries) != 0 {
+			t.Errorf("install %v wrote under $HOME: %v (%v)", only, entries, err)
+		}
+	}
+	if _, err := cluster.client.CoreV1().Namespaces().Get(ctx, "meshctl", metav1.GetOptions{}); err == nil {
+		t.Error("install --dry-run / -o made the control plane's namespace")
+	}
+	if _, err := meshctl(t, true, "upgrade"); err == nil || !strings.Contains(err.Error(), "meshctl is not installed") {
+		t.Errorf("upgrade with nothing installed: %v, want a refusal saying so", err)
+	}
 	uninstalled := false
 	t.Cleanup(func() {
 		if !uninstalled {
@@ -187,6 +201,7 @@ func TestMeshctlInstallsChecksInjectsAndUninstalls(t *testing.T) {
 		t.Errorf("install --ha made no PodDisruptionBudget: %v", err)
 	}
 	meshctl(t, false, "check", "--proxy", "-n", ns, "--wait", "1m")
+	upgradeKeepsSettings(t)
 
 	// Uninstall leaves nothing behind but the trust anchor's file, and says
 	// so.
@@ -247,4 +262,76 @@ func webhookCAFromElsewhere() (string, error) {
 		return "", err
 	}
 	return base64.StdEncoding.EncodeToString(other.CABundle), nil
+}
+
+// upgradeKeepsSettings: with --ha installed, a re-run of install with one
+// other flag, and a bare upgrade, keep HA and the policy given; upgrade
+// --dry-run shows what --ha=false would change and changes nothing;
+// upgrade --ha=false deletes the PodDisruptionBudget the layout no longer
+// has, keeping the policy.
+func upgradeKeepsSettings(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	state := func() (replicas int32, policy string, pdb bool) {
+		t.Helper()
+		d, err := cluster.client.AppsV1().Deployments("meshctl").Get(ctx, "mesh-controller", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, arg := range d.Spec.Template.Spec.Containers[0].Args {
+			if v, ok := strings.CutPrefix(arg, "--default-inbound-policy="); ok {
+				policy = v
+			}
+		}
+		_, err = cluster.client.PolicyV1().PodDisruptionBudgets("meshctl").Get(ctx, "mesh-controller", metav1.GetOptions{})
+		return *d.Spec.Replicas, policy, err == nil
+	}
+	expect := func(when string, replicas int32, policy string, pdb bool) {
+		t.Helper()
+		r, p, b := state()
+		if r != replicas || p != policy || b != pdb {
+			t.Errorf("%s: %d replicas, default inbound policy %q, PodDisruptionBudget %v; want %d, %q, %v", when, r, p, b, replicas, policy, pdb)
+		}
+	}
+	_, stderr := meshctlStderr(t, "install", "--default-inbound-policy", "deny")
+	if !strings.Contains(stderr, "Keeping its settings: ") || !strings.Contains(stderr, "--ha=true") ||
+		!strings.Contains(stderr, "Changing --default-inbound-policy: all-unauthenticated (default) → deny") {
+		t.Errorf("install over an installed control plane did not say what it keeps and changes:\n%s", stderr)
+	}
+	expect("install --default-inbound-policy deny after install --ha", 3, "deny", true)
+	meshctl(t, false, "upgrade")
+	expect("a bare upgrade", 3, "deny", true)
+
+	diff, _ := meshctlStderr(t, "upgrade", "--dry-run", "--ha=false")
+	for _, want := range []string{"- PodDisruptionBudget meshctl/mesh-controller", "~ Deployment meshctl/mesh-controller", "-  replicas: 3", "+  replicas: 1", "Nothing was changed (dry run)"} {
+		if !strings.Contains(diff, want) {
+			t.Errorf("upgrade --dry-run --ha=false does not show %q:\n%s", want, diff)
+		}
+	}
+	if strings.Contains(diff, "BEGIN") {
+		t.Errorf("upgrade --dry-run printed a key or certificate:\n%s", diff)
+	}
+	expect("upgrade --dry-run --ha=false", 3, "deny", true)
+	if same, _ := meshctlStderr(t, "upgrade", "--dry-run"); !strings.Contains(same, "0 objects would change, 0 would be deleted") {
+		t.Errorf("upgrade --dry-run with nothing to change:\n%s", same)
+	}
+
+	meshctl(t, false, "upgrade", "--ha=false")
+	expect("upgrade --ha=false", 1, "deny", false)
+	meshctl(t, false, "upgrade", "--default-inbound-policy", "all-unauthenticated")
+	expect("upgrade --default-inbound-policy all-unauthenticated", 1, "all-unauthenticated", false)
+}
+
+// meshctlStderr runs meshctl, which must succeed, and returns its standard
+// output and error.
+func meshctlStderr(t *testing.T, args ...string) (string, string) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(cluster.local.RepoDir, "bin", "meshctl"), append(args, "--kubeconfig", cluster.local.Kubeconfig())...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("meshctl %s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
+	}
+	t.Logf("meshctl %s:\n%s%s", strings.Join(args, " "), stderr.String(), stdout.String())
+	return stdout.String(), stderr.String()
 }

@@ -2,6 +2,7 @@ package install
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/meshctl/meshctl/install/podpatch"
 	"github.com/meshctl/meshctl/internal/meshnames"
+	"github.com/meshctl/meshctl/internal/version"
 )
 
 // Render returns the control plane's objects in the order they are applied:
@@ -66,6 +68,7 @@ func Render(v Values) ([]runtime.Object, error) {
 				corev1.TLSCertKey: v.Webhook.CertPEM, corev1.TLSPrivateKeyKey: v.Webhook.KeyPEM, "ca.crt": v.Webhook.CABundle,
 			},
 		},
+		v.settingsConfigMap(),
 		v.service(),
 		v.deployment(),
 	)
@@ -83,6 +86,20 @@ func Render(v Values) ([]runtime.Object, error) {
 	// The APIService once its Service exists: the aggregator checks it at once.
 	objs = append(objs, v.apiService(), v.webhookConfiguration())
 	return objs, nil
+}
+
+// settingsConfigMap keeps what install was given and which meshctl gave it.
+func (v Values) settingsConfigMap() *corev1.ConfigMap {
+	settings := v.Settings
+	if settings == nil {
+		settings = map[string]string{}
+	}
+	data, _ := json.Marshal(settings) // a map of strings always marshals
+	return &corev1.ConfigMap{
+		TypeMeta:   typeMeta("v1", "ConfigMap"),
+		ObjectMeta: v.meta(v.Namespace, meshnames.InstallSettingsConfigMap, nil),
+		Data:       map[string]string{meshnames.SettingsKey: string(data), meshnames.InstalledVersionKey: version.Version},
+	}
 }
 
 func typeMeta(apiVersion, kind string) metav1.TypeMeta {

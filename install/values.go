@@ -62,6 +62,10 @@ type Values struct {
 	// or Service ranges lie outside the default must list them. Default:
 	// meshnames.DefaultClusterNetworks.
 	ClusterNetworks string
+	// Settings are the install flags the user gave (name to value), kept in
+	// meshnames.InstallSettingsConfigMap for the next install to reuse.
+	// Opaque here: the CLI reads and writes them.
+	Settings map[string]string
 	// Identity is the mesh's trust: required.
 	Identity Identity
 	// Webhook is the injector's serving certificate: required.

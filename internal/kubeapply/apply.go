@@ -74,23 +74,46 @@ func New(cfg *rest.Config, fieldManager string) (*Applier, error) {
 // Apply applies every object in order, taking ownership of conflicting fields.
 func (a *Applier) Apply(ctx context.Context, objs []*unstructured.Unstructured) error {
 	for _, obj := range objs {
-		gvk := obj.GroupVersionKind()
-		mapping, err := a.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-		if err != nil {
-			return fmt.Errorf("find resource for %s: %w", gvk, err)
-		}
-		var ri dynamic.ResourceInterface = a.client.Resource(mapping.Resource)
-		if mapping.Scope.Name() == meta.RESTScopeNameNamespace {
-			ns := obj.GetNamespace()
-			if ns == "" {
-				ns = "default"
-			}
-			ri = a.client.Resource(mapping.Resource).Namespace(ns)
-		}
-		_, err = ri.Apply(ctx, obj.GetName(), obj, metav1.ApplyOptions{FieldManager: a.FieldManager, Force: true})
-		if err != nil {
-			return fmt.Errorf("apply %s %s: %w", gvk.Kind, obj.GetName(), err)
+		if _, err := a.apply(ctx, obj, nil); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// DryRun applies obj with the API server's dry run and returns the object
+// as it would be stored (defaults filled in, admission run), storing
+// nothing.
+func (a *Applier) DryRun(ctx context.Context, obj *unstructured.Unstructured) (*unstructured.Unstructured, error) {
+	return a.apply(ctx, obj, []string{metav1.DryRunAll})
+}
+
+func (a *Applier) apply(ctx context.Context, obj *unstructured.Unstructured, dryRun []string) (*unstructured.Unstructured, error) {
+	ri, err := a.Resource(obj)
+	if err != nil {
+		return nil, err
+	}
+	out, err := ri.Apply(ctx, obj.GetName(), obj, metav1.ApplyOptions{FieldManager: a.FieldManager, Force: true, DryRun: dryRun})
+	if err != nil {
+		return nil, fmt.Errorf("apply %s %s: %w", obj.GetKind(), obj.GetName(), err)
+	}
+	return out, nil
+}
+
+// Resource is the client of obj's resource (in obj's namespace, "default"
+// when it has none, for a namespaced kind).
+func (a *Applier) Resource(obj *unstructured.Unstructured) (dynamic.ResourceInterface, error) {
+	gvk := obj.GroupVersionKind()
+	mapping, err := a.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	if err != nil {
+		return nil, fmt.Errorf("find resource for %s: %w", gvk, err)
+	}
+	if mapping.Scope.Name() != meta.RESTScopeNameNamespace {
+		return a.client.Resource(mapping.Resource), nil
+	}
+	ns := obj.GetNamespace()
+	if ns == "" {
+		ns = "default"
+	}
+	return a.client.Resource(mapping.Resource).Namespace(ns), nil
 }

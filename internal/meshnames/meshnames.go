@@ -52,6 +52,16 @@ const (
 	// RouteStatusController is the controllerName of the status.parents
 	// entries the controller writes on HTTPRoutes and GRPCRoutes.
 	RouteStatusController = "meshctl.io/mesh-controller"
+	// InstallSettingsConfigMap, in the control plane's namespace, keeps
+	// the settings install was given (SettingsKey) and the meshctl version
+	// that last installed (InstalledVersionKey): install and upgrade reuse
+	// them, so that a bare re-run changes nothing.
+	InstallSettingsConfigMap = "meshctl-install-settings"
+	// SettingsKey holds the settings, a JSON object of install's flag
+	// names to their values.
+	SettingsKey = "settings.json"
+	// InstalledVersionKey holds the version of meshctl that last installed.
+	InstalledVersionKey = "meshctl-version"
 	// FieldManager is the field manager the controller writes objects as
 	// (the trust bundle's copies, the routes' status).
 	FieldManager = "mesh-controller"
