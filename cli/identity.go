@@ -46,8 +46,11 @@ hang from, with no failed request:
   meshctl identity rotate-issuer         a new issuer, signed by the trust anchor you keep
   meshctl identity rotate-trust-anchor   a new trust anchor, in stages
 
-Both need the trust anchor's key, kept by meshctl install in
-~/.meshctl/<context>/trust-anchor.pem (or --trust-anchor-file).`,
+rotate-issuer needs the trust anchor's key, which meshctl install kept in
+~/.meshctl/<context>/trust-anchor.pem (or --trust-anchor-file; the
+cluster never holds it). rotate-trust-anchor does not: it makes a new anchor
+and writes the new key there, keeping an earlier file beside it. It is the way
+out when the anchor's key is lost: afterwards rotate-issuer works again.`,
 	}
 	cmd.AddCommand(newIdentityShowCommand(), newRotateIssuerCommand(), newRotateTrustAnchorCommand())
 	return cmd
@@ -76,7 +79,11 @@ func newRotateIssuerCommand() *cobra.Command {
 		Long: `Sign a new issuer with the trust anchor kept locally, put it in the Secret
 meshctl/mesh-issuer, ask every meshed proxy to renew its certificate from it,
 wait until all have, and check the mesh. Proxies keep serving throughout: the
-old and new certificates chain to the same trust anchor.`,
+old and new certificates chain to the same trust anchor.
+
+It needs the trust anchor's key (--trust-anchor-file, default
+~/.meshctl/<context>/trust-anchor.pem, where meshctl install kept it). If it
+is lost, 'meshctl identity rotate-trust-anchor' replaces the anchor without it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runRotateIssuer(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr())
@@ -93,6 +100,9 @@ func runRotateIssuer(ctx context.Context, o *rotateOptions, stdout, stderr io.Wr
 	}
 	client := kc.typed
 	anchor, err := loadAnchor(o.file())
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w\nrotate-issuer signs the new issuer with the trust anchor's key, which meshctl install kept in that file: give --trust-anchor-file where it is; if it is lost, 'meshctl identity rotate-trust-anchor' replaces the anchor without it (and keeps the new key there)", err)
+	}
 	if err != nil {
 		return err
 	}
@@ -104,7 +114,7 @@ func runRotateIssuer(ctx context.Context, o *rotateOptions, stdout, stderr io.Wr
 		return err
 	}
 	if !slices.ContainsFunc(roots, anchor.Cert.Equal) {
-		return fmt.Errorf("the trust anchor in %s is not one of the cluster's trust anchors (ConfigMap %s/%s): wrong file or wrong cluster", o.file(), o.namespace, meshnames.TrustRootsConfigMap)
+		return fmt.Errorf("the trust anchor in %s is not one of the cluster's trust anchors (ConfigMap %s/%s): wrong file or wrong cluster; if this cluster's anchor key is lost, 'meshctl identity rotate-trust-anchor' replaces the anchor without it", o.file(), o.namespace, meshnames.TrustRootsConfigMap)
 	}
 	start := time.Now()
 	fmt.Fprintln(stderr, "[1/2] signing a new issuer and putting it in place")

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"crypto/x509"
 	"encoding/json"
 	"io"
@@ -210,6 +211,28 @@ func TestKeepAnchorNeverReplacesAKey(t *testing.T) {
 		}
 		if !bytes.Equal(data, written[i]) {
 			t.Errorf("%s does not hold the key of rotation %d", name, i)
+		}
+	}
+}
+
+// TestRotateIssuerWithoutTheKeyPointsToTheWayOut: the anchor's key file
+// missing, rotate-issuer says what it needs and that rotate-trust-anchor
+// works without it.
+func TestRotateIssuerWithoutTheKeyPointsToTheWayOut(t *testing.T) {
+	o := &rotateOptions{anchorFile: filepath.Join(t.TempDir(), "lost.pem")}
+	o.kube.kubeconfig = nowhere(t)
+	var out, errOut bytes.Buffer
+	err := runRotateIssuer(context.Background(), o, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "lost.pem") || !strings.Contains(err.Error(), "meshctl identity rotate-trust-anchor") {
+		t.Errorf("rotate-issuer without the key file: %v", err)
+	}
+	for _, path := range [][]string{{"identity"}, {"identity", "rotate-issuer"}} {
+		cmd, _, err := NewRootCommand().Find(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(cmd.Long, "rotate-trust-anchor") || !strings.Contains(cmd.Long, "lost") {
+			t.Errorf("meshctl %s --help does not say rotate-trust-anchor is the way out when the key is lost:\n%s", cmd.CommandPath(), cmd.Long)
 		}
 	}
 }

@@ -131,7 +131,9 @@ web → greeter over gRPC) is mutual TLS between the pods' proxies.`)
 	fmt.Fprintf(out, `==> see it in a browser: the topology, golden metrics, identity and live requests
     bin/meshctl dashboard -n demo --kubeconfig %s
 (it opens your browser, or prints the address to open; Ctrl-C stops it)
-`, kubeconfig)
+==> the mesh's trust anchor key is in %s (never in the cluster); rotate the issuer with it:
+    bin/meshctl identity rotate-issuer --trust-anchor-file %s --kubeconfig %s
+`, kubeconfig, anchorFile, anchorFile, kubeconfig)
 	return nil
 }
 
