@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -17,7 +16,7 @@ type statOptions struct {
 	kube          kubeOptions
 	allNamespaces bool
 	window        time.Duration
-	from, to      string
+	peers         peerFlags
 	output        string
 }
 
@@ -30,10 +29,7 @@ func (o *statOptions) validate() error {
 	if o.window < time.Second {
 		return errors.New("-t must be at least 1s")
 	}
-	if o.from != "" && o.to != "" {
-		return errors.New("give --from or --to, not both")
-	}
-	return nil
+	return o.peers.validate()
 }
 
 func newStatCommand() *cobra.Command {
@@ -48,12 +44,14 @@ and histograms through the API server (pods/proxy, with your credentials) at the
 window's start and end; no Prometheus is needed. Latency percentiles are the
 upper bound of the histogram bucket that holds them (≤ that many ms).
 
---to restricts to requests the resource's pods sent to a workload or host;
---from to requests its pods received from a workload (by its ServiceAccount).`,
+Without --to it counts the requests the resources' pods receive.
+` + peerHelp,
 		Example: `  meshctl stat deploy -n demo
   meshctl stat deploy web -n demo -t 10s -o json
   meshctl stat ns -A
-  meshctl stat deploy/web -n demo --to api`,
+  meshctl stat deploy/load -n demo --to deploy/web
+  meshctl stat deploy/web -n demo --from sa/load
+  meshctl stat deploy/load -n demo --to svc/api --to-namespace shop`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := o.validate(); err != nil {
@@ -67,14 +65,17 @@ upper bound of the histogram bucket that holds them (≤ that many ms).
 	o.kube.addNamespaceFlag(f, "namespace of the resources (default: the context's)")
 	f.BoolVarP(&o.allNamespaces, "all-namespaces", "A", false, "resources in every namespace")
 	f.DurationVarP(&o.window, "time-window", "t", 30*time.Second, "how long to measure")
-	f.StringVar(&o.from, "from", "", "only requests received from this workload (ServiceAccount name)")
-	f.StringVar(&o.to, "to", "", "only requests sent to this workload or host")
+	o.peers.addFlags(f, true)
 	f.StringVarP(&o.output, "output", "o", "table", "table, wide or json")
 	return cmd
 }
 
 func runStat(ctx context.Context, o *statOptions, args []string, stdout, stderr io.Writer) error {
 	client, _, resources, err := resolveTarget(ctx, &o.kube, o.allNamespaces, args)
+	if err != nil {
+		return err
+	}
+	peers, err := o.peers.resolve(ctx, client, o.kube.defaultNamespace())
 	if err != nil {
 		return err
 	}
@@ -92,18 +93,7 @@ func runStat(ctx context.Context, o *statOptions, args []string, stdout, stderr 
 		}
 	}
 	scrape(ctx, client, resources, true)
-	keep := proxystats.Inbound
-	switch {
-	case o.to != "":
-		keep = func(s proxystats.Series) bool {
-			return s.Direction == "outbound" && (s.DstWorkload == o.to || strings.HasPrefix(s.Authority, o.to))
-		}
-	case o.from != "":
-		keep = func(s proxystats.Series) bool {
-			return s.Direction == "inbound" && strings.HasSuffix(s.ClientID, "/sa/"+o.from)
-		}
-	}
-	rows := proxystats.Stat(resources, o.window, keep)
+	rows := proxystats.Stat(resources, o.window, peers.series(proxystats.Inbound))
 	if o.output == "json" {
 		return proxystats.WriteJSON(stdout, rows)
 	}
@@ -113,6 +103,7 @@ func runStat(ctx context.Context, o *statOptions, args []string, stdout, stderr 
 type edgesOptions struct {
 	kube          kubeOptions
 	allNamespaces bool
+	peers         peerFlags
 	output        string
 }
 
@@ -124,14 +115,26 @@ func newEdgesCommand() *cobra.Command {
 		Long: `List the edges out of the resources of a type (deploy, pod, ns, svc): source,
 destination, their namespaces, and SECURED ✔ when every request went over mutual
 TLS with both identities known. It reads the proxies' metrics through the API
-server (pods/proxy); edges are what the proxies saw since they started.`,
-		Example: `  meshctl edges deploy -n demo`,
+server (pods/proxy); edges are what the proxies saw since they started.
+
+--to TYPE/NAME keeps the edges to that resource (deploy/, sa/, ns/ or svc/, in
+the target's namespace unless --to-namespace; exact, as in stat), --authority
+HOST[:PORT] those to that authority.`,
+		Example: `  meshctl edges deploy -n demo
+  meshctl edges deploy -n demo --to deploy/web`,
 		Args:    cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.output != "table" && o.output != "json" {
 				return fmt.Errorf("-o %q: want table or json", o.output)
 			}
+			if err := o.peers.validate(); err != nil {
+				return err
+			}
 			client, _, resources, err := resolveTarget(cmd.Context(), &o.kube, o.allNamespaces, args)
+			if err != nil {
+				return err
+			}
+			peers, err := o.peers.resolve(cmd.Context(), client, o.kube.defaultNamespace())
 			if err != nil {
 				return err
 			}
@@ -143,7 +146,7 @@ server (pods/proxy); edges are what the proxies saw since they started.`,
 					}
 				}
 			}
-			edges := proxystats.Edges(resources)
+			edges := proxystats.Edges(resources, peers.series(nil))
 			if o.output == "json" {
 				return writeJSON(cmd.OutOrStdout(), edges)
 			}
@@ -154,6 +157,7 @@ server (pods/proxy); edges are what the proxies saw since they started.`,
 	o.kube.addFlags(f)
 	o.kube.addNamespaceFlag(f, "namespace of the resources (default: the context's)")
 	f.BoolVarP(&o.allNamespaces, "all-namespaces", "A", false, "resources in every namespace")
+	o.peers.addFlags(f, false)
 	f.StringVarP(&o.output, "output", "o", "table", "table or json")
 	return cmd
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -24,7 +25,8 @@ const maxTapPods = 200
 type tapOptions struct {
 	kube          kubeOptions
 	allNamespaces bool
-	to, path      string
+	peers         peerFlags
+	path          string
 	method        string
 	maxRPS        int
 	output        string
@@ -35,10 +37,32 @@ func (o *tapOptions) addFlags(cmd *cobra.Command) {
 	o.kube.addFlags(f)
 	o.kube.addNamespaceFlag(f, "namespace of the target (default: the context's)")
 	f.BoolVarP(&o.allNamespaces, "all-namespaces", "A", false, "with ns: every namespace")
-	f.StringVar(&o.to, "to", "", "only requests to this authority (host[:port])")
+	o.peers.addFlags(f, true)
 	f.StringVar(&o.path, "path", "", "only requests whose path starts with this")
 	f.StringVar(&o.method, "method", "", "only requests with this method")
 	f.IntVar(&o.maxRPS, "max-rps", 100, "at most this many requests a second from each proxy")
+}
+
+// filter is what the proxies are asked to send, and checked again here.
+func (o *tapOptions) filter(ctx context.Context, client kubernetes.Interface) (tapstream.Filter, error) {
+	f := tapstream.Filter{Path: o.path, Method: o.method, MaxRPS: o.maxRPS}
+	peers, err := o.peers.resolve(ctx, client, o.kube.defaultNamespace())
+	if err != nil {
+		return f, err
+	}
+	if _, _, err := net.SplitHostPort(peers.authority); err == nil {
+		f.Authority = peers.authority // the proxies match it exactly
+	}
+	switch {
+	case peers.to != nil:
+		f.Direction, f.ServerIDPath = "outbound", peers.to.idPath
+	case peers.from != nil:
+		f.Direction, f.ClientIDPath = "inbound", peers.from.idPath
+	}
+	if peers.to != nil || peers.from != nil || peers.authority != "" {
+		f.Keep = peers.tapEvent
+	}
+	return f, nil
 }
 
 // tapPods resolves the target to the meshed pods to follow.
@@ -106,13 +130,20 @@ a request starts, "rsp" when its response headers come, "end" when it ends,
 with identities, authority, path, status, latency and bytes. -o json prints the
 events as they come. A pod that cannot be followed is named with the cause;
 the others keep streaming. Each proxy sends at most --max-rps requests a second
-and says how many it dropped beyond that.`,
+and says how many it dropped beyond that.
+
+` + peerHelp,
 		Example: `  meshctl tap deploy/web -n demo
-  meshctl tap deploy web -n demo --path /api --method GET -o json`,
+  meshctl tap deploy web -n demo --path /api --method GET -o json
+  meshctl tap deploy/load -n demo --to svc/web
+  meshctl tap deploy/web -n demo --from deploy/load`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.output != "" && o.output != "json" {
 				return fmt.Errorf("-o %q: want json (or nothing for lines)", o.output)
+			}
+			if err := o.peers.validate(); err != nil {
+				return err
 			}
 			return runTap(cmd.Context(), o, args, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
@@ -132,11 +163,15 @@ func runTap(ctx context.Context, o *tapOptions, args []string, stdout, stderr io
 		return err
 	}
 	streams := kc.typed
+	filter, err := o.filter(ctx, streams)
+	if err != nil {
+		return err
+	}
 	events := make(chan tapstream.PodEvent, 256)
 	failed := 0
 	done := make(chan struct{})
 	go func() {
-		tapstream.Follow(ctx, pods, openTap(streams), tapstream.Filter{Authority: o.to, Path: o.path, Method: o.method, MaxRPS: o.maxRPS}, events,
+		tapstream.Follow(ctx, pods, openTap(streams), filter, events,
 			func(p tapstream.Pod, err error) {
 				failed++
 				fmt.Fprintf(stderr, "pod %s/%s: %v\n", p.Namespace, p.Name, err)

@@ -36,9 +36,13 @@ sampled and scaled by what the proxies report they dropped.
 On a terminal it runs full screen: keys c, b, w, s and p sort by count, best,
 worst, success rate and path; q quits. When standard output is not a terminal,
 or with --once, it collects for --duration and prints once (-o table or json):
-what scripts and tests use.`,
+what scripts and tests use.
+
+It shows the requests the target's pods receive, or with --to those they send.
+` + peerHelp,
 		Example: `  meshctl top deploy/web -n demo
-  meshctl top deploy/web -n demo --once --duration 10s -o json`,
+  meshctl top deploy/web -n demo --once --duration 10s -o json
+  meshctl top deploy/load -n demo --to svc/web`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.output != "table" && o.output != "json" {
@@ -46,6 +50,9 @@ what scripts and tests use.`,
 			}
 			if o.duration <= 0 {
 				return errors.New("--duration must be above zero")
+			}
+			if err := o.tap.peers.validate(); err != nil {
+				return err
 			}
 			return runTop(cmd.Context(), o, args, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
@@ -71,11 +78,14 @@ func runTop(ctx context.Context, o *topOptions, args []string, stdout, stderr io
 	streams := kc.typed
 	live := !o.once && isTerminal(stdout)
 	direction := "inbound"
-	if o.tap.to != "" {
+	if o.tap.peers.to != "" {
 		direction = "outbound"
 	}
 	top := tapstream.NewTop(direction)
-	filter := tapstream.Filter{Authority: o.tap.to, Path: o.tap.path, Method: o.tap.method, MaxRPS: o.tap.maxRPS}
+	filter, err := o.tap.filter(ctx, streams)
+	if err != nil {
+		return err
+	}
 	if live {
 		follow := func(ctx context.Context, add func(tapstream.PodEvent), fail func(tapstream.Pod, error)) {
 			events := make(chan tapstream.PodEvent, 256)

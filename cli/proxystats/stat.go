@@ -195,10 +195,10 @@ type Traffic struct {
 	Latency                         Histogram
 }
 
-// Edges lists the edges out of the resources' pods, from their outbound
-// metrics (cumulative: every edge seen since the proxies started).
-func Edges(resources []Resource) []Edge {
-	traffic := EdgeTraffic(resources)
+// Edges lists the edges out of the resources' pods (of the series keep
+// takes, all when nil), from their outbound metrics (cumulative: every edge seen since the proxies started).
+func Edges(resources []Resource, keep Filter) []Edge {
+	traffic := EdgeTraffic(resources, keep)
 	out := make([]Edge, len(traffic))
 	for i, t := range traffic {
 		out[i] = t.Edge
@@ -206,11 +206,12 @@ func Edges(resources []Resource) []Edge {
 	return out
 }
 
-// EdgeTraffic is Edges with what crossed each edge, in total and in the
+// EdgeTraffic is Edges with what crossed each edge (of the series keep
+// takes, all when nil), in total and in the
 // window between the pods' Start and End samples. The source of an edge
 // is the resource, its destination the series' dst_workload, else its
 // authority.
-func EdgeTraffic(resources []Resource) []Traffic {
+func EdgeTraffic(resources []Resource, keep Filter) []Traffic {
 	type key struct{ srcNS, src, dstNS, dst string }
 	agg := map[key]*Traffic{}
 	for _, res := range resources {
@@ -220,7 +221,7 @@ func EdgeTraffic(resources []Resource) []Traffic {
 			}
 			d := Delta(p.Start, p.End)
 			for s, n := range p.End.Responses {
-				if s.Direction != "outbound" || noEndpoint(s) {
+				if s.Direction != "outbound" || noEndpoint(s) || (keep != nil && !keep(s)) {
 					continue
 				}
 				dst, dstNS := s.DstWorkload, namespaceOf(s)

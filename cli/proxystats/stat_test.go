@@ -136,7 +136,7 @@ func TestEdgesFromOutboundMetrics(t *testing.T) {
 			`direction="outbound",tls="false",client_id="",server_id="",dst_workload="",authority="starting.demo",status_code="503",classification="failure"`))},
 	}}
 	var b bytes.Buffer
-	if err := WriteEdges(&b, Edges([]Resource{web})); err != nil {
+	if err := WriteEdges(&b, Edges([]Resource{web}, nil)); err != nil {
 		t.Fatal(err)
 	}
 	golden(t, "edges", b.Bytes())

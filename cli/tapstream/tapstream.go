@@ -37,7 +37,17 @@ type Opener func(ctx context.Context, p Pod, query url.Values) (io.ReadCloser, e
 // Filter narrows what the proxies send.
 type Filter struct {
 	Authority, Path, Method string
-	MaxRPS                  int
+	// ClientIDPath and ServerIDPath keep the requests whose client's or
+	// server's SPIFFE ID has this path (/ns/NS/sa/SA), or a path that
+	// starts with it when it ends in "/" (/ns/NS/).
+	ClientIDPath, ServerIDPath string
+	// Direction keeps inbound or outbound requests only.
+	Direction string
+	MaxRPS    int
+	// Keep, if not nil, is asked of each request's start event again here,
+	// for proxies that do not know every filter above: a request it
+	// refuses is dropped whole (its later events too).
+	Keep func(Event) bool
 }
 
 func (f Filter) query() url.Values {
@@ -51,11 +61,23 @@ func (f Filter) query() url.Values {
 	if f.Method != "" {
 		q.Set("method", f.Method)
 	}
+	if f.ClientIDPath != "" {
+		q.Set("client_id_path", f.ClientIDPath)
+	}
+	if f.ServerIDPath != "" {
+		q.Set("server_id_path", f.ServerIDPath)
+	}
+	if f.Direction != "" {
+		q.Set("direction", f.Direction)
+	}
 	if f.MaxRPS > 0 {
 		q.Set("max_rps", fmt.Sprint(f.MaxRPS))
 	}
 	return q
 }
+
+// maxKept bounds the requests one stream's Keep remembers.
+const maxKept = 1 << 16
 
 // Follow streams every pod's events into events until ctx ends, calling
 // failed (from any goroutine, serialized) for each pod whose stream could
@@ -91,11 +113,27 @@ func Follow(ctx context.Context, pods []Pod, open Opener, f Filter, events chan<
 			defer stop()
 			s := bufio.NewScanner(rc)
 			s.Buffer(make([]byte, 64<<10), 1<<20)
+			kept := map[uint64]bool{} // requests whose start Keep took, until their end
 			for s.Scan() {
 				var e Event
 				if err := json.Unmarshal(s.Bytes(), &e); err != nil {
 					report(p, fmt.Errorf("a bad line in its tap stream: %w", err))
 					return
+				}
+				if f.Keep != nil && e.ID != 0 {
+					if e.Type == api.TapStart {
+						if !f.Keep(e) {
+							continue
+						}
+						if len(kept) >= maxKept { // ends lost: start again rather than grow
+							clear(kept)
+						}
+						kept[e.ID] = true
+					} else if !kept[e.ID] {
+						continue
+					} else if e.Type == api.TapEnd {
+						delete(kept, e.ID)
+					}
 				}
 				select {
 				case events <- PodEvent{Namespace: p.Namespace, Pod: p.Name, Workload: p.Workload, Event: e}:

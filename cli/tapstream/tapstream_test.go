@@ -3,6 +3,7 @@ package tapstream
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"errors"
 	"flag"
 	"io"
@@ -112,5 +113,39 @@ func TestTopCountsScalesSampledRowsAndMatchesGolden(t *testing.T) {
 	want, _ := os.ReadFile(path)
 	if !bytes.Equal(b.Bytes(), want) {
 		t.Errorf("top table differs from %s (-update to accept):\n%s", path, b.String())
+	}
+}
+
+// TestKeepDropsARefusedRequestWhole: a request whose start Keep refuses
+// shows nothing (neither its headers nor its end); the others show whole;
+// the identity filters go to the proxies in the query.
+func TestKeepDropsARefusedRequestWhole(t *testing.T) {
+	stream := lines(
+		`{"type":"start","id":1,"direction":"outbound","authority":"web:80","server_id":"spiffe://td/ns/demo/sa/web"}`,
+		`{"type":"start","id":2,"direction":"outbound","authority":"web-v2:80","server_id":"spiffe://td/ns/demo/sa/web-v2"}`,
+		`{"type":"headers","id":2,"status":200}`,
+		`{"type":"headers","id":1,"status":200}`,
+		`{"type":"end","id":2,"status":200}`,
+		`{"type":"end","id":1,"status":200}`,
+		`{"type":"dropped","count":3}`,
+	)
+	var q url.Values
+	open := func(ctx context.Context, p Pod, query url.Values) (io.ReadCloser, error) {
+		q = query
+		return io.NopCloser(strings.NewReader(stream)), nil
+	}
+	events := make(chan PodEvent, 100)
+	f := Filter{Direction: "outbound", ServerIDPath: "/ns/demo/sa/web", Keep: func(e Event) bool { return e.ServerID == "spiffe://td/ns/demo/sa/web" }}
+	Follow(context.Background(), []Pod{{"demo", "load-1", "load"}}, open, f, events, func(Pod, error) {}, nil)
+	close(events)
+	var got []string
+	for e := range events {
+		got = append(got, fmt.Sprintf("%s:%d", e.Type, e.ID))
+	}
+	if strings.Join(got, " ") != "start:1 headers:1 end:1 dropped:0" {
+		t.Errorf("events %v, want request 1 whole and the dropped count", got)
+	}
+	if q.Get("server_id_path") != "/ns/demo/sa/web" || q.Get("direction") != "outbound" {
+		t.Errorf("query %v", q)
 	}
 }

@@ -97,3 +97,26 @@ func FromCertificate(cert *x509.Certificate) (ID, error) {
 	}
 	return Parse(found[0])
 }
+
+// PathMatches says whether the path of the SPIFFE ID id (/ns/NS/sa/SA,
+// whatever its trust domain) is want, or starts with want when want ends
+// in "/" (/ns/NS/: every identity of a namespace). An empty want matches
+// every id, and no id at all.
+func PathMatches(want, id string) bool {
+	if want == "" {
+		return true
+	}
+	rest, ok := strings.CutPrefix(id, "spiffe://")
+	if !ok {
+		return false
+	}
+	i := strings.IndexByte(rest, '/')
+	if i < 0 {
+		return false
+	}
+	path := rest[i:]
+	if strings.HasSuffix(want, "/") {
+		return strings.HasPrefix(path, want)
+	}
+	return path == want
+}

@@ -214,7 +214,15 @@ func serveTap(w http.ResponseWriter, r *http.Request, hub *tap.Hub, defaultRPS i
 		}
 		maxRPS = n
 	}
-	t := hub.Subscribe(tap.Filter{Authority: q.Get("authority"), PathPrefix: q.Get("path"), Method: q.Get("method")}, maxRPS)
+	f := tap.Filter{Authority: q.Get("authority"), PathPrefix: q.Get("path"), Method: q.Get("method"),
+		Direction: q.Get("direction"), ClientIDPath: q.Get("client_id_path"), ServerIDPath: q.Get("server_id_path")}
+	switch f.Direction {
+	case "", "inbound", "outbound":
+	default:
+		http.Error(w, "direction must be inbound or outbound", http.StatusBadRequest)
+		return
+	}
+	t := hub.Subscribe(f, maxRPS)
 	defer hub.Unsubscribe(t)
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/meshctl/meshctl/internal/api"
+	"github.com/meshctl/meshctl/internal/spiffeid"
 )
 
 // Buffer is how many events a tap holds for its reader: at the default
@@ -24,11 +25,19 @@ type Filter struct {
 	Authority  string
 	PathPrefix string
 	Method     string
+	// Direction is inbound or outbound.
+	Direction string
+	// ClientIDPath and ServerIDPath match the path of the client's or
+	// server's SPIFFE ID (/ns/NS/sa/SA) exactly, or as a prefix when they
+	// end in "/" (/ns/NS/: a namespace).
+	ClientIDPath, ServerIDPath string
 }
 
 func (f Filter) match(e *api.TapEvent) bool {
 	return (f.Authority == "" || f.Authority == e.Authority) &&
 		(f.Method == "" || strings.EqualFold(f.Method, e.Method)) &&
+		(f.Direction == "" || f.Direction == e.Direction) &&
+		spiffeid.PathMatches(f.ClientIDPath, e.ClientID) && spiffeid.PathMatches(f.ServerIDPath, e.ServerID) &&
 		strings.HasPrefix(e.Path, f.PathPrefix)
 }
 
