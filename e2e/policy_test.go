@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"strings"
@@ -92,6 +93,7 @@ func TestPolicyOnTheCluster(t *testing.T) {
 			n0 = len(r)
 			return nil
 		})
+		toIsExact(t, canary) // while the load pod's proxy runs: its edges are read from it
 		shifted := time.Now()
 		applyTemplate(t, "policy-route.yaml", map[string]any{"Namespace": canary, "V1": 0, "V2": 100})
 		var tookEffect time.Duration
@@ -193,4 +195,40 @@ func TestPolicyOnTheCluster(t *testing.T) {
 			t.Errorf("%d × 200 and %d × 429 of %d, want about %.0f × 200 and the rest 429", ok, limited, final.Requests, want)
 		}
 	})
+}
+
+// toIsExact: web-v1 and web-v2 run as the same ServiceAccount behind the
+// Service web, and a load sends to both: edges --to deploy/web-v1 and
+// deploy/web-v2 tell them apart (by workload), --to svc/web takes both,
+// and --to deploy/web (no such Deployment) is refused, not matched as a
+// prefix of the two.
+func toIsExact(t *testing.T, ns string) {
+	t.Helper()
+	edgesTo := func(to string) map[string]float64 {
+		t.Helper()
+		out, _ := meshctl(t, false, "edges", "pod", "-n", ns, "--to", to, "-o", "json")
+		var edges []struct {
+			Dst      string  `json:"dst"`
+			Requests float64 `json:"requests"`
+		}
+		if err := json.Unmarshal([]byte(out), &edges); err != nil {
+			t.Fatalf("edges -o json: %v\n%s", err, out)
+		}
+		got := map[string]float64{}
+		for _, e := range edges {
+			got[e.Dst] += e.Requests
+		}
+		return got
+	}
+	v1, v2, both := edgesTo("deploy/web-v1"), edgesTo("deploy/web-v2"), edgesTo("svc/web")
+	if len(v1) != 1 || v1["web-v1"] == 0 || len(v2) != 1 || v2["web-v2"] == 0 {
+		t.Errorf("edges --to deploy/web-v1: %v; --to deploy/web-v2: %v; want each its own destination only", v1, v2)
+	}
+	// Read later, under load: at least as many.
+	if len(both) != 2 || both["web-v1"] < v1["web-v1"] || both["web-v2"] < v2["web-v2"] {
+		t.Errorf("edges --to svc/web: %v, want both versions, with at least the requests of each deploy/ (%v, %v)", both, v1, v2)
+	}
+	if _, err := meshctl(t, true, "edges", "pod", "-n", ns, "--to", "deploy/web"); err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Errorf("edges --to deploy/web (no such Deployment; web-v1 and web-v2 are): %v, want not found", err)
+	}
 }
