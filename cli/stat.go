@@ -122,7 +122,7 @@ the target's namespace unless --to-namespace; exact, as in stat), --authority
 HOST[:PORT] those to that authority.`,
 		Example: `  meshctl edges deploy -n demo
   meshctl edges deploy -n demo --to deploy/web`,
-		Args:    cobra.RangeArgs(1, 2),
+		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.output != "table" && o.output != "json" {
 				return fmt.Errorf("-o %q: want table or json", o.output)

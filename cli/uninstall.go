@@ -1,15 +1,18 @@
 package cli
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -18,6 +21,7 @@ import (
 	"github.com/meshctl/meshctl/install"
 	"github.com/meshctl/meshctl/install/gatewayapi"
 	"github.com/meshctl/meshctl/internal/meshnames"
+	"github.com/meshctl/meshctl/internal/policyapi"
 )
 
 type uninstallOptions struct {
@@ -25,6 +29,10 @@ type uninstallOptions struct {
 	namespace string
 	wait      bool
 	timeout   time.Duration
+	yes       bool
+	dryRun    bool
+	// stdin answers the confirmation when it is a terminal.
+	stdin io.Reader
 }
 
 func newUninstallCommand() *cobra.Command {
@@ -40,6 +48,10 @@ meshctl-admin-operator included) and its RoleBinding in kube-system, the control
 namespace, and the trust-bundle copies in meshed namespaces; then (once the
 controller is gone) the AuthorizationPolicy CRD, and with it every
 AuthorizationPolicy in every namespace.
+
+It lists all of that first (with how many AuthorizationPolicies, in which
+namespaces) and asks to confirm on a terminal; elsewhere (a script) it needs
+--yes. --dry-run lists it and removes nothing.
 
 The trust anchor's key file (~/.meshctl/<context>/trust-anchor.pem) stays:
 meshctl install into the same cluster reuses it.
@@ -57,8 +69,12 @@ expire. To un-mesh workloads, remove the annotation and restart them:
 
   kubectl get deploy -n NS -o yaml | meshctl uninject - | kubectl apply -f -
   kubectl rollout restart deploy -n NS`,
+		Example: `  meshctl uninstall --dry-run
+  meshctl uninstall
+  meshctl uninstall --yes`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.stdin = cmd.InOrStdin()
 			return runUninstall(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
@@ -66,7 +82,135 @@ expire. To un-mesh workloads, remove the annotation and restart them:
 	cmd.Flags().StringVar(&o.namespace, "control-plane-namespace", meshnames.Namespace, "namespace of the control plane")
 	cmd.Flags().BoolVar(&o.wait, "wait", true, "wait until the namespace is gone")
 	cmd.Flags().DurationVar(&o.timeout, "timeout", 3*time.Minute, "how long --wait waits")
+	cmd.Flags().BoolVarP(&o.yes, "yes", "y", false, "remove without asking (what scripts must pass)")
+	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false, "list what would be removed, and remove nothing")
 	return cmd
+}
+
+// removal is one object uninstall deletes.
+type removal struct {
+	what string
+	del  func(context.Context) error
+}
+
+// uninstallPlan is what uninstall would remove, in order.
+type uninstallPlan struct {
+	removals []removal
+	// namespace: the control plane's namespace exists.
+	namespace bool
+	// crd: the AuthorizationPolicy CRD exists; policies counts its objects
+	// by namespace.
+	crd      bool
+	policies map[string]int
+}
+
+func (p *uninstallPlan) empty() bool { return len(p.removals) == 0 && !p.namespace && !p.crd }
+
+// planUninstall lists what uninstall removes.
+func planUninstall(ctx context.Context, kc *kubeClients, ns string) (*uninstallPlan, error) {
+	client, dyn := kc.typed, kc.dynamic
+	selector := metav1.ListOptions{LabelSelector: install.PartOfLabel + "=" + install.PartOfValue}
+	p := &uninstallPlan{}
+	add := func(what string, del func(context.Context) error) {
+		p.removals = append(p.removals, removal{what, del})
+	}
+	apiServices := dyn.Resource(schema.GroupVersionResource{Group: "apiregistration.k8s.io", Version: "v1", Resource: "apiservices"})
+	services, err := apiServices.List(ctx, selector)
+	if err != nil {
+		return nil, fmt.Errorf("list the APIServices (is the cluster reachable and may you delete them?): %w", err)
+	}
+	for _, s := range services.Items {
+		add("APIService "+s.GetName(), func(ctx context.Context) error { return apiServices.Delete(ctx, s.GetName(), metav1.DeleteOptions{}) })
+	}
+	hooks, err := client.AdmissionregistrationV1().MutatingWebhookConfigurations().List(ctx, selector)
+	if err != nil {
+		return nil, fmt.Errorf("list the webhook configurations (is the cluster reachable and may you delete them?): %w", err)
+	}
+	for _, h := range hooks.Items {
+		add("MutatingWebhookConfiguration "+h.Name, func(ctx context.Context) error {
+			return client.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(ctx, h.Name, metav1.DeleteOptions{})
+		})
+	}
+	crbs, err := client.RbacV1().ClusterRoleBindings().List(ctx, selector)
+	if err != nil {
+		return nil, fmt.Errorf("list the ClusterRoleBindings: %w", err)
+	}
+	for _, b := range crbs.Items {
+		add("ClusterRoleBinding "+b.Name, func(ctx context.Context) error {
+			return client.RbacV1().ClusterRoleBindings().Delete(ctx, b.Name, metav1.DeleteOptions{})
+		})
+	}
+	crs, err := client.RbacV1().ClusterRoles().List(ctx, selector)
+	if err != nil {
+		return nil, fmt.Errorf("list the ClusterRoles: %w", err)
+	}
+	for _, r := range crs.Items {
+		add("ClusterRole "+r.Name, func(ctx context.Context) error {
+			return client.RbacV1().ClusterRoles().Delete(ctx, r.Name, metav1.DeleteOptions{})
+		})
+	}
+	rbs, err := client.RbacV1().RoleBindings(meshnames.AuthConfigMapNamespace).List(ctx, selector)
+	if err != nil {
+		return nil, fmt.Errorf("list the RoleBindings of %s: %w", meshnames.AuthConfigMapNamespace, err)
+	}
+	for _, b := range rbs.Items {
+		add("RoleBinding "+b.Namespace+"/"+b.Name, func(ctx context.Context) error {
+			return client.RbacV1().RoleBindings(b.Namespace).Delete(ctx, b.Name, metav1.DeleteOptions{})
+		})
+	}
+	copies, err := client.CoreV1().ConfigMaps("").List(ctx, metav1.ListOptions{LabelSelector: meshnames.TrustRootsCopyLabel + "=true"})
+	if err != nil {
+		return nil, fmt.Errorf("list the trust bundle's copies: %w", err)
+	}
+	for _, c := range copies.Items {
+		add("ConfigMap "+c.Namespace+"/"+c.Name, func(ctx context.Context) error {
+			return client.CoreV1().ConfigMaps(c.Namespace).Delete(ctx, c.Name, metav1.DeleteOptions{})
+		})
+	}
+	switch _, err := client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); {
+	case err == nil:
+		p.namespace = true
+	case !apierrors.IsNotFound(err):
+		return nil, fmt.Errorf("read namespace %s: %w", ns, err)
+	}
+	switch _, err := dyn.Resource(crdResource).Get(ctx, install.AuthorizationPolicyCRD, metav1.GetOptions{}); {
+	case err == nil:
+		p.crd = true
+		list, err := dyn.Resource(policyapi.GroupVersionResource).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("count the AuthorizationPolicies that uninstall would delete: %w", err)
+		}
+		p.policies = map[string]int{}
+		for _, item := range list.Items {
+			p.policies[item.GetNamespace()]++
+		}
+	case !apierrors.IsNotFound(err):
+		return nil, fmt.Errorf("read CRD %s: %w", install.AuthorizationPolicyCRD, err)
+	}
+	return p, nil
+}
+
+// print lists the plan.
+func (p *uninstallPlan) print(w io.Writer, ns string) {
+	for _, r := range p.removals {
+		fmt.Fprintf(w, "  %s\n", r.what)
+	}
+	if p.namespace {
+		fmt.Fprintf(w, "  Namespace %s, and everything in it (the controller, the issuer's key, the install's settings)\n", ns)
+	}
+	if p.crd {
+		n, where := 0, make([]string, 0, len(p.policies))
+		for pns, c := range p.policies {
+			n += c
+			where = append(where, fmt.Sprintf("%s (%d)", pns, c))
+		}
+		sort.Strings(where)
+		line := fmt.Sprintf("  CustomResourceDefinition %s, and with it every AuthorizationPolicy: %d", install.AuthorizationPolicyCRD, n)
+		if n > 0 {
+			line += " in " + strings.Join(where, ", ")
+		}
+		fmt.Fprintln(w, line)
+	}
 }
 
 func runUninstall(ctx context.Context, o *uninstallOptions, stdout, stderr io.Writer) error {
@@ -75,7 +219,25 @@ func runUninstall(ctx context.Context, o *uninstallOptions, stdout, stderr io.Wr
 		return err
 	}
 	client, dyn := kc.typed, kc.dynamic
-	selector := metav1.ListOptions{LabelSelector: install.PartOfLabel + "=" + install.PartOfValue}
+	plan, err := planUninstall(ctx, kc, o.namespace)
+	if err != nil {
+		return err
+	}
+	if plan.empty() {
+		fmt.Fprintln(stdout, "meshctl is not installed: nothing to remove")
+		return nil
+	}
+	if o.dryRun {
+		fmt.Fprintln(stdout, "meshctl uninstall would remove:")
+		plan.print(stdout, o.namespace)
+		fmt.Fprintln(stdout, "Nothing was removed (dry run).")
+		return nil
+	}
+	if !o.yes {
+		if err := confirmUninstall(plan, o, stdout, stderr); err != nil {
+			return err
+		}
+	}
 	var errs []error
 	deleted := 0
 	del := func(what string, err error) {
@@ -88,52 +250,8 @@ func runUninstall(ctx context.Context, o *uninstallOptions, stdout, stderr io.Wr
 			errs = append(errs, fmt.Errorf("delete %s: %w", what, err))
 		}
 	}
-	apiServices := dyn.Resource(schema.GroupVersionResource{Group: "apiregistration.k8s.io", Version: "v1", Resource: "apiservices"})
-	services, err := apiServices.List(ctx, selector)
-	if err != nil {
-		return fmt.Errorf("list the APIServices (is the cluster reachable and may you delete them?): %w", err)
-	}
-	for _, s := range services.Items {
-		del("APIService "+s.GetName(), apiServices.Delete(ctx, s.GetName(), metav1.DeleteOptions{}))
-	}
-	hooks, err := client.AdmissionregistrationV1().MutatingWebhookConfigurations().List(ctx, selector)
-	if err != nil {
-		return fmt.Errorf("list the webhook configurations (is the cluster reachable and may you delete them?): %w", err)
-	}
-	for _, h := range hooks.Items {
-		del("MutatingWebhookConfiguration "+h.Name, client.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(ctx, h.Name, metav1.DeleteOptions{}))
-	}
-	crbs, err := client.RbacV1().ClusterRoleBindings().List(ctx, selector)
-	if err != nil {
-		errs = append(errs, err)
-	} else {
-		for _, b := range crbs.Items {
-			del("ClusterRoleBinding "+b.Name, client.RbacV1().ClusterRoleBindings().Delete(ctx, b.Name, metav1.DeleteOptions{}))
-		}
-	}
-	crs, err := client.RbacV1().ClusterRoles().List(ctx, selector)
-	if err != nil {
-		errs = append(errs, err)
-	} else {
-		for _, r := range crs.Items {
-			del("ClusterRole "+r.Name, client.RbacV1().ClusterRoles().Delete(ctx, r.Name, metav1.DeleteOptions{}))
-		}
-	}
-	rbs, err := client.RbacV1().RoleBindings(meshnames.AuthConfigMapNamespace).List(ctx, selector)
-	if err != nil {
-		errs = append(errs, err)
-	} else {
-		for _, b := range rbs.Items {
-			del("RoleBinding "+b.Namespace+"/"+b.Name, client.RbacV1().RoleBindings(b.Namespace).Delete(ctx, b.Name, metav1.DeleteOptions{}))
-		}
-	}
-	copies, err := client.CoreV1().ConfigMaps("").List(ctx, metav1.ListOptions{LabelSelector: meshnames.TrustRootsCopyLabel + "=true"})
-	if err != nil {
-		errs = append(errs, err)
-	} else {
-		for _, c := range copies.Items {
-			del("ConfigMap "+c.Namespace+"/"+c.Name, client.CoreV1().ConfigMaps(c.Namespace).Delete(ctx, c.Name, metav1.DeleteOptions{}))
-		}
+	for _, r := range plan.removals {
+		del(r.what, r.del(ctx))
 	}
 	del("Namespace "+o.namespace, client.CoreV1().Namespaces().Delete(ctx, o.namespace, metav1.DeleteOptions{}))
 	if len(errs) > 0 {
@@ -214,4 +332,21 @@ func waitGone(ctx context.Context, client kubernetes.Interface, ns string) error
 		}
 		return false, nil
 	})
+}
+
+// confirmUninstall shows the plan and asks for "yes" on a terminal;
+// elsewhere it refuses, asking for --yes.
+func confirmUninstall(plan *uninstallPlan, o *uninstallOptions, stdout, stderr io.Writer) error {
+	f, ok := o.stdin.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) || !isTerminal(stdout) {
+		return fmt.Errorf("uninstall removes the control plane and every AuthorizationPolicy in the cluster: pass --yes to confirm (--dry-run lists what it removes)")
+	}
+	fmt.Fprintln(stderr, "meshctl uninstall will remove:")
+	plan.print(stderr, o.namespace)
+	fmt.Fprint(stderr, "Type yes to remove all of this: ")
+	line, _ := bufio.NewReader(f).ReadString('\n')
+	if strings.TrimSpace(line) != "yes" {
+		return errors.New("not confirmed: nothing was removed")
+	}
+	return nil
 }

@@ -97,7 +97,7 @@ func TestMeshctlInstallsChecksInjectsAndUninstalls(t *testing.T) {
 			if t.Failed() {
 				dumpNamespace(t, "meshctl")
 			}
-			meshctl(t, true, "uninstall")
+			meshctl(t, true, "uninstall", "--yes")
 		}
 	})
 	install := []string{"install", "--image-pull-policy", "Never"}
@@ -206,7 +206,22 @@ func TestMeshctlInstallsChecksInjectsAndUninstalls(t *testing.T) {
 	// Uninstall leaves nothing behind but the trust anchor's file, and says
 	// so.
 	roots := trustRoots(t)
-	out, _ := meshctl(t, false, "uninstall")
+	// Not on a terminal, without --yes: refused, nothing removed; --dry-run
+	// lists what would go, the policies' CRD and namespace included.
+	if _, err := meshctl(t, true, "uninstall"); err == nil || !strings.Contains(err.Error(), "pass --yes") {
+		t.Errorf("uninstall without --yes, not on a terminal: %v, want a refusal asking for --yes", err)
+	}
+	plan, _ := meshctl(t, false, "uninstall", "--dry-run")
+	for _, want := range []string{"MutatingWebhookConfiguration meshctl-proxy-injector", "Namespace meshctl", "CustomResourceDefinition authorizationpolicies.policy.meshctl.io, and with it every AuthorizationPolicy", "Nothing was removed (dry run)"} {
+		if !strings.Contains(plan, want) {
+			t.Errorf("uninstall --dry-run does not list %q:\n%s", want, plan)
+		}
+	}
+	if _, err := cluster.client.CoreV1().Namespaces().Get(ctx, "meshctl", metav1.GetOptions{}); err != nil {
+		t.Fatalf("the control plane's namespace after uninstall (refused) and uninstall --dry-run: %v", err)
+	}
+	meshctl(t, false, "check", "--wait", "1m")
+	out, _ := meshctl(t, false, "uninstall", "--yes")
 	uninstalled = true
 	if !strings.Contains(out, "The trust anchor's key stays in "+anchorFile) {
 		t.Errorf("uninstall did not say where the trust anchor's key stays (%s):\n%s", anchorFile, out)
@@ -237,7 +252,7 @@ func TestMeshctlInstallsChecksInjectsAndUninstalls(t *testing.T) {
 		t.Errorf("install after uninstall changed the trust anchor file (%v)", err)
 	}
 	meshctl(t, false, "check", "--wait", "1m")
-	meshctl(t, false, "uninstall")
+	meshctl(t, false, "uninstall", "--yes")
 	uninstalled = true
 	if _, err := os.Stat(anchorFile); err != nil {
 		t.Errorf("the trust anchor file after the second uninstall: %v", err)

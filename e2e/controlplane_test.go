@@ -62,7 +62,7 @@ func deployControlPlane(t *testing.T, leafLifetime string, issuer *ca.KeyPair, a
 		if t.Failed() {
 			dumpNamespace(t, "meshctl")
 		}
-		meshctl(t, false, "uninstall")
+		meshctl(t, false, "uninstall", "--yes")
 	})
 	meshctl(t, false, "install", "--image-pull-policy", "Never", "--identity-issuance-lifetime", leafLifetime,
 		"--identity-trust-anchors-file", filepath.Join(dir, "roots.pem"),

@@ -56,7 +56,7 @@ func TestRotationsUnderLoadLoseNoRequest(t *testing.T) {
 		if t.Failed() {
 			dumpNamespace(t, "meshctl")
 		}
-		meshctl(t, true, "uninstall")
+		meshctl(t, true, "uninstall", "--yes")
 	})
 	meshctl(t, false, "install", "--image-pull-policy", "Never", "--identity-issuance-lifetime", "90s", "--trust-anchor-file", anchorFile)
 	ns := meshedNamespace(t, "rotate")

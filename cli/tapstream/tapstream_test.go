@@ -3,9 +3,9 @@ package tapstream
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"net/url"
 	"os"

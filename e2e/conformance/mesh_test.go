@@ -50,7 +50,7 @@ func TestMeshConformance(t *testing.T) {
 		t.Fatal("KUBECONFIG is not set: run it with make conformance")
 	}
 	meshctl(t, repo, "install", "--image-pull-policy", "Never", "--trust-anchor-file", filepath.Join(t.TempDir(), "trust-anchor.pem"))
-	t.Cleanup(func() { meshctl(t, repo, "uninstall") })
+	t.Cleanup(func() { meshctl(t, repo, "uninstall", "--yes") })
 
 	reports := filepath.Join("reports", gatewayAPIVersion)
 	if err := os.MkdirAll(reports, 0o755); err != nil {
