@@ -205,6 +205,9 @@ func resolveResources(ctx context.Context, client kubernetes.Interface, ns, kind
 			if err != nil {
 				return nil, notFound(err)
 			}
+			if p.Status.Phase != corev1.PodRunning {
+				return nil, fmt.Errorf("pod %s/%s is %s, not Running: it has no proxy to read", p.Namespace, p.Name, p.Status.Phase)
+			}
 			pods = append(pods, *p)
 		} else {
 			list, err := client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
@@ -214,7 +217,9 @@ func resolveResources(ctx context.Context, client kubernetes.Interface, ns, kind
 			pods = list.Items
 		}
 		for _, p := range pods {
-			if p.DeletionTimestamp != nil {
+			// A finished pod (a Job's) has no proxy left to read: asking
+			// the API server for it waits out a dial to a dead address.
+			if p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning {
 				continue
 			}
 			_, meshed := p.Labels[meshnames.VersionLabel]
