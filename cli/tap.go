@@ -127,8 +127,12 @@ func newTapCommand() *cobra.Command {
 (through the controller's admin API, pods/tap in admin.meshctl.io, with your
 credentials: the ClusterRole meshctl-admin-viewer grants it): a "req" line when
 a request starts, "rsp" when its response headers come, "end" when it ends,
-with identities, authority, path, status, latency and bytes. -o json prints the
-events as they come. A pod that cannot be followed is named with the cause;
+with identities, authority, path, status, latency and bytes; the "end" line
+also says where the request went (endpoint=, the identity it proved), whether
+the hop was mutual TLS (tls=), its retries, and, when a proxy answered it
+itself, why (reason=): the policy rule of a 403 or 429, no endpoints, queue
+timeout, a meshed TLS failure such as an identity mismatch, retry budget
+exhausted. -o json prints the events as they come. A pod that cannot be followed is named with the cause;
 the others keep streaming. Each proxy sends at most --max-rps requests a second
 and says how many it dropped beyond that.
 
@@ -222,6 +226,21 @@ func rawTapLine(e tapstream.PodEvent) string {
 		line := fmt.Sprintf("end id=%s status=%d latency=%.1fms bytes=%d", id, e.Status, e.LatencyMs, e.Bytes)
 		if e.GRPCStatus != "" {
 			line += " grpc-status=" + e.GRPCStatus
+		}
+		if e.Endpoint != "" {
+			line += " endpoint=" + e.Endpoint
+		}
+		if e.ServerID != "" {
+			line += " dst=" + e.ServerID
+		}
+		if e.TLS != nil {
+			line += fmt.Sprintf(" tls=%t", *e.TLS)
+		}
+		if e.Retries > 0 {
+			line += fmt.Sprintf(" retries=%d", e.Retries)
+		}
+		if e.Reason != "" {
+			line += fmt.Sprintf(" reason=%q", e.Reason)
 		}
 		return line
 	case "dropped":

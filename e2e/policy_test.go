@@ -3,11 +3,17 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -135,7 +141,22 @@ func TestPolicyOnTheCluster(t *testing.T) {
 
 	t.Run("only the authorized ServiceAccount gets in", func(t *testing.T) {
 		client, _ := runLoad(t, load{Namespace: authz, Name: "as-client", Service: "server", RPS: 20, Count: 50, ServiceAccount: "client"}, 3*time.Minute)
+		// meshctl tap, from the intruder only, says why each was refused.
+		refusals := startTap(t, "deploy/server", "-n", authz, "--from", "sa/intruder")
 		intruder, _ := runLoad(t, load{Namespace: authz, Name: "as-intruder", Service: "server", RPS: 20, Count: 50, ServiceAccount: "intruder"}, 3*time.Minute)
+		ends := refusals.stop()
+		n403 := 0
+		for _, e := range ends {
+			if !strings.HasSuffix(e.ClientID, "/ns/"+authz+"/sa/intruder") {
+				t.Errorf("tap --from sa/intruder showed a request from %q", e.ClientID)
+			}
+			if e.Status == 403 && strings.HasPrefix(e.Reason, "unauthorized (") && e.TLS != nil && *e.TLS {
+				n403++
+			}
+		}
+		if n403 == 0 {
+			t.Errorf("tap showed no 403 with its reason (unauthorized (rule)) and tls=true among %d requests: %+v", len(ends), ends)
+		}
 		unmeshed, _ := runLoad(t, load{Namespace: authz, Name: "unmeshed", Service: "server", RPS: 20, Count: 50, Unmeshed: true}, 3*time.Minute)
 		t.Logf("default deny, one policy for ServiceAccount client: client %v, intruder (meshed) %v, unmeshed pod %v",
 			client.Statuses, intruder.Statuses, unmeshed.Statuses)
@@ -174,6 +195,26 @@ func TestPolicyOnTheCluster(t *testing.T) {
 			t.Logf("%s: allowed %v (probes %v), denied %v", p.Name, sumMatching(m, "inbound_policy_decisions_total{", "decision=allow"),
 				sumMatching(m, "inbound_policy_decisions_total{", "decision=allow", "rule=probe"), sumMatching(m, "inbound_policy_decisions_total{", "decision=deny"))
 		}
+		// A Service with no endpoint: the client's proxy answers 503, and
+		// tap says why.
+		if _, err := cluster.client.CoreV1().Services(authz).Create(context.Background(), &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: "nobody", Namespace: authz},
+			Spec:       corev1.ServiceSpec{Selector: map[string]string{"app": "nobody"}, Ports: []corev1.ServicePort{{Port: 80}}},
+		}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		pod := startLoad(t, load{Namespace: authz, Name: "to-nobody", Service: "nobody", RPS: 5, Count: 100, Concurrency: 4, ServiceAccount: "client"})
+		unavailable := startTap(t, "pod/"+pod, "-n", authz, "--to", "svc/nobody")
+		eventually(t, "tap to show a 503 with its reason", time.Minute, func(context.Context) error {
+			for _, e := range unavailable.ends() {
+				if e.Status == 503 && strings.Contains(e.Reason, "no endpoints") && e.Endpoint == "" {
+					return nil
+				}
+			}
+			return fmt.Errorf("ends so far: %+v", unavailable.ends())
+		})
+		unavailable.stop()
+
 		// meshctl check warns about the policy that selects nothing and the
 		// route that sends /nowhere to a Service that does not exist.
 		out, _ := meshctl(t, true, "check")
@@ -231,4 +272,79 @@ func toIsExact(t *testing.T, ns string) {
 	if _, err := meshctl(t, true, "edges", "pod", "-n", ns, "--to", "deploy/web"); err == nil || !strings.Contains(err.Error(), "not found") {
 		t.Errorf("edges --to deploy/web (no such Deployment; web-v1 and web-v2 are): %v, want not found", err)
 	}
+}
+
+// tapEnd is what these tests read of tap's end events (-o json).
+type tapEnd struct {
+	Type     string `json:"type"`
+	ID       uint64 `json:"id"`
+	Pod      string `json:"Pod"`
+	ClientID string `json:"client_id"`
+	Status   int    `json:"status"`
+	Endpoint string `json:"endpoint"`
+	TLS      *bool  `json:"tls"`
+	Retries  int    `json:"retries"`
+	Reason   string `json:"reason"`
+}
+
+// tapRun is a meshctl tap -o json running in the background.
+type tapRun struct {
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	out  []tapEnd
+	done chan struct{}
+}
+
+// startTap runs meshctl tap TARGET -o json with args, and waits until it
+// follows every pod.
+func startTap(t *testing.T, target string, args ...string) *tapRun {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(cluster.local.RepoDir, "bin", "meshctl"), append(append([]string{"tap", target, "-o", "json"}, args...), "--kubeconfig", cluster.local.Kubeconfig())...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r := &tapRun{cmd: cmd, done: make(chan struct{})}
+	t.Cleanup(func() { r.stop() })
+	go func() {
+		defer close(r.done)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			var e tapEnd
+			if json.Unmarshal(sc.Bytes(), &e) == nil && e.Type == "end" {
+				r.mu.Lock()
+				r.out = append(r.out, e)
+				r.mu.Unlock()
+			}
+		}
+	}()
+	line, err := bufio.NewReader(stderr).ReadString('\n')
+	if err != nil || !strings.Contains(line, "tapping") {
+		t.Fatalf("meshctl tap %s did not start: %q %v", target, line, err)
+	}
+	go func() { _, _ = io.Copy(io.Discard, stderr) }()
+	return r
+}
+
+func (r *tapRun) ends() []tapEnd {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]tapEnd(nil), r.out...)
+}
+
+// stop ends the tap and returns every end event it printed.
+func (r *tapRun) stop() []tapEnd {
+	if r.cmd.ProcessState == nil {
+		_ = r.cmd.Process.Signal(os.Interrupt)
+		<-r.done
+		_ = r.cmd.Wait()
+	}
+	return r.ends()
 }

@@ -78,4 +78,16 @@ type TapEvent struct {
 	Bytes int64 `json:"bytes,omitempty"`
 	// Count is the number of events dropped since the last line (dropped).
 	Count uint64 `json:"count,omitempty"`
+	// Endpoint is the address the answer came from, outbound (end).
+	Endpoint string `json:"endpoint,omitempty"`
+	// TLS says whether the hop was mutual TLS: outbound, to the endpoint;
+	// inbound, from the client (end).
+	TLS *bool `json:"tls,omitempty"`
+	// Retries counts the tries after the first (end).
+	Retries int `json:"retries,omitempty"`
+	// Reason says why a proxy answered the request itself, or refused to
+	// retry it: the policy rule of a 403 or 429, "no endpoints", "queue
+	// timeout", a meshed TLS failure, "retry budget exhausted", ... (end).
+	// Outbound, it also carries the server's proxy's own reason.
+	Reason string `json:"reason,omitempty"`
 }

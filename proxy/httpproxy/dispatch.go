@@ -152,11 +152,13 @@ func (p *Proxy) forward(ctx context.Context, rec *recorder, r *http.Request, inf
 					}
 					tryCtx.cancel()
 					info.Metrics.Retry(set.Name())
+					rec.retries++
 					lease = p.Own(next)
 					continue
 				}
 				next.Cancel()
 				info.Metrics.RetryBudgetExhausted(set.Name())
+				rec.budgetExhausted = true
 			}
 		}
 

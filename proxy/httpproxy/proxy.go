@@ -359,7 +359,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		route.Request()
 		route.Response(rec.status, class, rec.latencyMs())
-		rec.tapEnd()
+		rec.tapEnd(info)
 		if v != nil {
 			panic(v)
 		}
@@ -371,6 +371,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if info.Refuse != "" && !p.probe(info, r) {
 		info.Metrics.TLSError("plaintext_refused")
+		rec.reason = "plaintext refused: " + info.Refuse
 		http.Error(rec, "meshctl proxy: "+info.Refuse, http.StatusForbidden)
 		return
 	}
@@ -422,6 +423,7 @@ func refuse(rec *recorder, info *ConnInfo, d authz.Decision) {
 	if d.Status == http.StatusTooManyRequests {
 		h.Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(d.RetryAfter.Seconds())))))
 		h.Set(proxyErrorHeader, "rate limited")
+		rec.reason = "rate limited (" + d.Rule + ")"
 		http.Error(rec, "meshctl proxy: too many requests ("+d.Rule+")", d.Status)
 		return
 	}
@@ -430,6 +432,7 @@ func refuse(rec *recorder, info *ConnInfo, d authz.Decision) {
 		who = "an unauthenticated client"
 	}
 	h.Set(proxyErrorHeader, "unauthorized")
+	rec.reason = "unauthorized (" + d.Rule + ")"
 	http.Error(rec, "meshctl proxy: "+who+" is not authorized here ("+d.Rule+")", d.Status)
 }
 

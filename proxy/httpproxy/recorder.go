@@ -4,12 +4,14 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/meshctl/meshctl/internal/api"
 	"github.com/meshctl/meshctl/proxy/endpoints"
+	"github.com/meshctl/meshctl/proxy/metrics"
 	"github.com/meshctl/meshctl/proxy/tap"
 )
 
@@ -28,6 +30,12 @@ type recorder struct {
 
 	ep      endpoints.Endpoint // where the answer came from, when reached
 	reached bool
+
+	// For the tap: the tries after the first, whether the budget refused
+	// one, and why the proxy answered itself (beyond meshctl-proxy-error).
+	retries         int
+	budgetExhausted bool
+	reason          string
 }
 
 func (r *recorder) WriteHeader(code int) {
@@ -85,15 +93,35 @@ func (r *recorder) tapStart(hub *tap.Hub, info *ConnInfo, req *http.Request) {
 	})
 }
 
-// tapEnd publishes the request's end, if it is being tapped.
-func (r *recorder) tapEnd() {
+// tapEnd publishes the request's end, if it is being tapped: with where
+// it went, whether over mutual TLS, its retries, and why the proxy (this
+// one, or the server's) answered it itself.
+func (r *recorder) tapEnd(info *ConnInfo) {
 	if r.tap == nil {
 		return
 	}
-	r.tap.Publish(api.TapEvent{
+	e := api.TapEvent{
 		Type: api.TapEnd, ID: r.tapID, Time: time.Now().UTC(), Status: r.status,
 		GRPCStatus: grpcStatus(r.Header()), LatencyMs: ms(time.Since(r.start)), Bytes: r.bytes,
-	})
+		Retries: r.retries, Reason: r.reason,
+	}
+	if e.Reason == "" {
+		e.Reason = headerValue(r.Header(), proxyErrorKey)
+	}
+	if r.budgetExhausted {
+		e.Reason = strings.TrimPrefix(e.Reason+"; retry budget exhausted", "; ")
+	}
+	var tls bool
+	if info.Direction == metrics.Inbound {
+		tls = info.ClientID != ""
+	} else if r.reached {
+		e.Endpoint = r.ep.Addr
+		if r.ep.Meshed() {
+			tls, e.ServerID = true, r.ep.Identity.String()
+		}
+	}
+	e.TLS = &tls
+	r.tap.Publish(e)
 }
 
 // bodyReader is the request body handed to the upstream transport: it

@@ -1,0 +1,54 @@
+package httpproxy
+
+import (
+	"testing"
+	"time"
+
+	"github.com/meshctl/meshctl/internal/api"
+	"github.com/meshctl/meshctl/proxy/tap"
+)
+
+// tapEnd waits for the next request's end on a tap.
+func tapEnd(t *testing.T, sub *tap.Tap) api.TapEvent {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case e := <-sub.Events():
+			if e.Type == api.TapEnd {
+				return e
+			}
+		case <-deadline:
+			t.Fatal("no end event on the tap")
+		}
+	}
+}
+
+// TestTapSaysWhereAndWhy: a tapped request's end says which endpoint
+// answered, whether over mutual TLS, how many retries it took, and, when
+// the proxy answered it itself, why.
+func TestTapSaysWhereAndWhy(t *testing.T) {
+	hub := tap.NewHub()
+	sub := hub.Subscribe(tap.Filter{}, 1000)
+	defer hub.Unsubscribe(sub)
+
+	b, _ := failing(t, 1, 500)
+	tp := serve(t, destination(t, "web.shop:80", map[string]string{"retry.meshctl.io/budget-min-per-second": "1000"},
+		route(b.addr, nil, &api.RouteRetry{Codes: []int{500}, Attempts: 2}), b.addr), Config{Tap: hub})
+	time.Sleep(50 * time.Millisecond) // the budget fills
+	if res, _ := get(t, tp.url+"/"); res.StatusCode != 200 {
+		t.Fatalf("status %d", res.StatusCode)
+	}
+	e := tapEnd(t, sub)
+	if e.Status != 200 || e.Retries != 1 || e.Endpoint != b.addr || e.TLS == nil || *e.TLS || e.Reason != "" {
+		t.Errorf("end of a request retried once: status %d, retries %d, endpoint %q (want %q), tls %v, reason %q", e.Status, e.Retries, e.Endpoint, b.addr, e.TLS, e.Reason)
+	}
+
+	none := serve(t, destination(t, "gone.shop:80", nil, nil), Config{Tap: hub})
+	if res, _ := get(t, none.url+"/"); res.StatusCode != 503 {
+		t.Fatalf("no endpoints: status %d", res.StatusCode)
+	}
+	if e := tapEnd(t, sub); e.Status != 503 || e.Reason != "no endpoints" || e.Endpoint != "" {
+		t.Errorf("end of a request with no endpoint: status %d, reason %q, endpoint %q", e.Status, e.Reason, e.Endpoint)
+	}
+}
