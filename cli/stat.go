@@ -103,6 +103,7 @@ func runStat(ctx context.Context, o *statOptions, args []string, stdout, stderr 
 type edgesOptions struct {
 	kube          kubeOptions
 	allNamespaces bool
+	window        time.Duration
 	peers         peerFlags
 	output        string
 }
@@ -114,50 +115,92 @@ func newEdgesCommand() *cobra.Command {
 		Short: "Who talks to whom, and whether it is secured",
 		Long: `List the edges out of the resources of a type (deploy, pod, ns, svc): source,
 destination, their namespaces, and SECURED ✔ when every request went over mutual
-TLS with both identities known. It reads the proxies' metrics through the API
-server (pods/proxy); edges are what the proxies saw since they started.
+TLS with the destination's identity verified. Clients without a proxy that call
+the resources show as edges from "(unmeshed clients)", never secured. It reads
+the proxies' metrics through the API server (pods/proxy).
+
+The edges are those with requests in the last -t (10s by default: it reads the
+proxies at its start and its end), so a fixed edge shows secured at once;
+-t 0 answers at once with every edge since the proxies started.
+
+-o wide adds the requests, the identities the destination proved, and why an
+edge is not secured: the destination is not meshed, plaintext to a meshed
+destination (a skipped or opaque port), TLS without a verified identity, or a
+client without a proxy.
 
 --to TYPE/NAME keeps the edges to that resource (deploy/, sa/, ns/ or svc/, in
 the target's namespace unless --to-namespace; exact, as in stat), --authority
 HOST[:PORT] those to that authority.`,
 		Example: `  meshctl edges deploy -n demo
-  meshctl edges deploy -n demo --to deploy/web`,
+  meshctl edges deploy -n demo -o wide -t 30s
+  meshctl edges deploy -n demo -t 0 --to deploy/web`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if o.output != "table" && o.output != "json" {
-				return fmt.Errorf("-o %q: want table or json", o.output)
+			switch o.output {
+			case "table", "wide", "json":
+			default:
+				return fmt.Errorf("-o %q: want table, wide or json", o.output)
+			}
+			if o.window < 0 {
+				return errors.New("-t must not be negative")
 			}
 			if err := o.peers.validate(); err != nil {
 				return err
 			}
-			client, _, resources, err := resolveTarget(cmd.Context(), &o.kube, o.allNamespaces, args)
-			if err != nil {
-				return err
-			}
-			peers, err := o.peers.resolve(cmd.Context(), client, o.kube.defaultNamespace())
-			if err != nil {
-				return err
-			}
-			scrape(cmd.Context(), client, resources, true)
-			for _, r := range resources {
-				for _, p := range r.Pods {
-					if p.Err != nil {
-						fmt.Fprintf(cmd.ErrOrStderr(), "warning: pod %s/%s: %v\n", p.Namespace, p.Name, p.Err)
-					}
-				}
-			}
-			edges := proxystats.Edges(resources, peers.series(nil))
-			if o.output == "json" {
-				return writeJSON(cmd.OutOrStdout(), edges)
-			}
-			return proxystats.WriteEdges(cmd.OutOrStdout(), edges)
+			return runEdges(cmd.Context(), o, args, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	f := cmd.Flags()
 	o.kube.addFlags(f)
 	o.kube.addNamespaceFlag(f, "namespace of the resources (default: the context's)")
 	f.BoolVarP(&o.allNamespaces, "all-namespaces", "A", false, "resources in every namespace")
+	f.DurationVarP(&o.window, "time-window", "t", 10*time.Second, "the edges with requests in this last window (0: since the proxies started, at once)")
 	o.peers.addFlags(f, false)
-	f.StringVarP(&o.output, "output", "o", "table", "table or json")
+	f.StringVarP(&o.output, "output", "o", "table", "table, wide or json")
 	return cmd
+}
+
+func runEdges(ctx context.Context, o *edgesOptions, args []string, stdout, stderr io.Writer) error {
+	client, _, resources, err := resolveTarget(ctx, &o.kube, o.allNamespaces, args)
+	if err != nil {
+		return err
+	}
+	peers, err := o.peers.resolve(ctx, client, o.kube.defaultNamespace())
+	if err != nil {
+		return err
+	}
+	if o.window > 0 {
+		scrape(ctx, client, resources, false)
+		fmt.Fprintf(stderr, "measuring for %s ...\n", o.window)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(o.window):
+		}
+		for _, r := range resources {
+			for _, p := range r.Pods {
+				p.Err = nil // a pod not read at the start is said below
+			}
+		}
+	}
+	scrape(ctx, client, resources, true)
+	for _, r := range resources {
+		for _, p := range r.Pods {
+			switch {
+			case p.Err != nil:
+				fmt.Fprintf(stderr, "warning: pod %s/%s: %v\n", p.Namespace, p.Name, p.Err)
+			case o.window > 0 && p.Start == nil && p.End != nil:
+				fmt.Fprintf(stderr, "warning: pod %s/%s: not read at the window's start: left out\n", p.Namespace, p.Name)
+				p.End = nil
+			case o.window > 0 && p.End != nil:
+				// The window only: what happened between the two reads.
+				p.End, p.Start = proxystats.Delta(p.Start, p.End), nil
+			}
+		}
+	}
+	edges := proxystats.Edges(resources, peers.series(nil))
+	if o.output == "json" {
+		return writeJSON(stdout, edges)
+	}
+	return proxystats.WriteEdges(stdout, edges, o.output == "wide")
 }

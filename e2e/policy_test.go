@@ -169,6 +169,30 @@ func TestPolicyOnTheCluster(t *testing.T) {
 		if unmeshed.Statuses["403"] != 50 {
 			t.Errorf("the unmeshed pod got %v, want 50 × 403", unmeshed.Statuses)
 		}
+		// meshctl edges shows the unmeshed pod's 50 requests as an edge of
+		// their own, not secured, and says why; the kubelet's probes (also
+		// plaintext) are not counted as clients.
+		edgesOut, _ := meshctl(t, false, "edges", "deploy/server", "-n", authz, "-t", "0", "-o", "json")
+		var edges []struct {
+			Src, Dst, Reason string
+			Secured          bool
+			Requests         float64
+		}
+		if err := json.Unmarshal([]byte(edgesOut), &edges); err != nil {
+			t.Fatalf("edges -o json: %v\n%s", err, edgesOut)
+		}
+		found := false
+		for _, e := range edges {
+			if e.Src == "(unmeshed clients)" && e.Dst == "server" {
+				found = true
+				if e.Secured || e.Requests != 50 || e.Reason != "client not meshed: plaintext" {
+					t.Errorf("the unmeshed clients' edge into server: %+v, want 50 requests (the unmeshed pod's; no probe), not secured, and why", e)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("edges deploy/server shows no edge from unmeshed clients: %s", edgesOut)
+		}
 		// The kubelet's probes still pass: the server pods stayed Ready.
 		pods, err := cluster.client.CoreV1().Pods(authz).List(context.Background(), metav1.ListOptions{LabelSelector: "app=server"})
 		if err != nil {
@@ -274,7 +298,8 @@ func toIsExact(t *testing.T, ns string) {
 	}
 }
 
-// tapEnd is what these tests read of tap's end events (-o json).
+// tapEnd is what these tests read of tap's events (-o json): an end, with
+// the client its start named.
 type tapEnd struct {
 	Type     string `json:"type"`
 	ID       uint64 `json:"id"`
@@ -289,10 +314,11 @@ type tapEnd struct {
 
 // tapRun is a meshctl tap -o json running in the background.
 type tapRun struct {
-	cmd  *exec.Cmd
-	mu   sync.Mutex
-	out  []tapEnd
-	done chan struct{}
+	cmd     *exec.Cmd
+	mu      sync.Mutex
+	out     []tapEnd
+	clients map[string]string // pod/id → the client of its start event
+	done    chan struct{}
 }
 
 // startTap runs meshctl tap TARGET -o json with args, and waits until it
@@ -311,18 +337,26 @@ func startTap(t *testing.T, target string, args ...string) *tapRun {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	r := &tapRun{cmd: cmd, done: make(chan struct{})}
+	r := &tapRun{cmd: cmd, done: make(chan struct{}), clients: map[string]string{}}
 	t.Cleanup(func() { r.stop() })
 	go func() {
 		defer close(r.done)
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
 			var e tapEnd
-			if json.Unmarshal(sc.Bytes(), &e) == nil && e.Type == "end" {
-				r.mu.Lock()
-				r.out = append(r.out, e)
-				r.mu.Unlock()
+			if json.Unmarshal(sc.Bytes(), &e) != nil {
+				continue
 			}
+			key := fmt.Sprintf("%s/%d", e.Pod, e.ID)
+			r.mu.Lock()
+			switch e.Type {
+			case "start":
+				r.clients[key] = e.ClientID
+			case "end":
+				e.ClientID = r.clients[key] // the end says no client: its start did
+				r.out = append(r.out, e)
+			}
+			r.mu.Unlock()
 		}
 	}()
 	line, err := bufio.NewReader(stderr).ReadString('\n')

@@ -119,7 +119,7 @@ func buildGraph(namespace string, snap *Snapshot, interval time.Duration, now ti
 			g.Edges = append(g.Edges, Edge{ID: g.Nodes[src].ID + ">" + n.ID, Source: g.Nodes[src].ID, Target: n.ID, Stats: unmeshed.stats(interval)})
 		}
 	}
-	for _, t := range proxystats.EdgeTraffic(snap.Workloads, nil) {
+	for _, t := range proxystats.EdgeTraffic(snap.Workloads, nil, false) {
 		src := workloadID(t.SrcNamespace, t.Src)
 		var dst string
 		if t.ToWorkload {

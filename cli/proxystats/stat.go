@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/meshctl/meshctl/internal/meshnames"
 )
 
 // Pod is one pod of a resource, with its proxy's samples (nil when it has
@@ -178,6 +181,40 @@ type Edge struct {
 	// server's identity checked (the client's own is its proxy's).
 	Secured  bool    `json:"secured"`
 	Requests float64 `json:"requests"`
+	// DstIDs are the identities the destination proved (sorted).
+	DstIDs []string `json:"dst_ids,omitempty"`
+	// Reason says why an edge is not secured.
+	Reason string `json:"reason,omitempty"`
+}
+
+// Reasons an edge is not secured.
+const (
+	// ReasonNotMeshed: the destination has no proxy (or is outside the
+	// cluster), so the hop was plaintext.
+	ReasonNotMeshed = "destination not meshed: plaintext"
+	// ReasonPlaintextToMeshed: the destination is meshed but the hop was
+	// plaintext (a skipped port, opaque traffic, a client-side opt-out).
+	ReasonPlaintextToMeshed = "plaintext to a meshed destination (a skipped or opaque port?)"
+	// ReasonNoIdentity: TLS without a verified server identity.
+	ReasonNoIdentity = "TLS without a verified server identity"
+	// ReasonClientNotMeshed: an inbound edge from clients without a proxy.
+	ReasonClientNotMeshed = "client not meshed: plaintext"
+	// UnmeshedClients names the source of inbound edges from clients
+	// without a proxy (their proxies' metrics do not say who they are).
+	UnmeshedClients = "(unmeshed clients)"
+)
+
+// reasonOf is why a series' requests were not secured ("" when they were).
+func reasonOf(s Series) string {
+	switch {
+	case s.TLS && s.ServerID != "":
+		return ""
+	case s.TLS:
+		return ReasonNoIdentity
+	case s.DstWorkload != "":
+		return ReasonPlaintextToMeshed
+	}
+	return ReasonNotMeshed
 }
 
 // Traffic is an edge and what crossed it.
@@ -198,7 +235,7 @@ type Traffic struct {
 // Edges lists the edges out of the resources' pods (of the series keep
 // takes, all when nil), from their outbound metrics (cumulative: every edge seen since the proxies started).
 func Edges(resources []Resource, keep Filter) []Edge {
-	traffic := EdgeTraffic(resources, keep)
+	traffic := EdgeTraffic(resources, keep, true)
 	out := make([]Edge, len(traffic))
 	for i, t := range traffic {
 		out[i] = t.Edge
@@ -207,11 +244,12 @@ func Edges(resources []Resource, keep Filter) []Edge {
 }
 
 // EdgeTraffic is Edges with what crossed each edge (of the series keep
-// takes, all when nil), in total and in the
+// takes, all when nil; withInbound adds the edges from unmeshed clients
+// into the resources), in total and in the
 // window between the pods' Start and End samples. The source of an edge
 // is the resource, its destination the series' dst_workload, else its
 // authority.
-func EdgeTraffic(resources []Resource, keep Filter) []Traffic {
+func EdgeTraffic(resources []Resource, keep Filter, withInbound bool) []Traffic {
 	type key struct{ srcNS, src, dstNS, dst string }
 	agg := map[key]*Traffic{}
 	for _, res := range resources {
@@ -244,11 +282,42 @@ func EdgeTraffic(resources []Resource, keep Filter) []Traffic {
 				if h, ok := d.Latency[s]; ok {
 					e.Latency = add(e.Latency, h)
 				}
-				if !s.TLS || s.ServerID == "" {
+				if r := reasonOf(s); r != "" {
 					e.Secured = false
+					e.Reason = r
+				} else if !slices.Contains(e.DstIDs, s.ServerID) {
+					e.DstIDs = append(e.DstIDs, s.ServerID)
+				}
+			}
+			if !withInbound {
+				continue
+			}
+			// Inbound, the requests of clients without a proxy: an edge of
+			// their own into the resource, never secured.
+			for s, n := range p.End.Responses {
+				if s.Direction != "inbound" || s.TLS || s.ClientID != "" || s.Authority == meshnames.ProbeAuthority || (keep != nil && !keep(s)) {
+					continue
+				}
+				k := key{"", UnmeshedClients, p.Namespace, res.Name}
+				e := agg[k]
+				if e == nil {
+					e = &Traffic{Edge: Edge{Src: UnmeshedClients, DstNamespace: p.Namespace, Dst: res.Name, Reason: ReasonClientNotMeshed}, ToWorkload: true}
+					agg[k] = e
+				}
+				e.Requests += n
+				e.WindowRequests += d.Responses[s]
+				if s.Success {
+					e.Successes += n
+					e.WindowSuccesses += d.Responses[s]
+				}
+				if h, ok := d.Latency[s]; ok {
+					e.Latency = add(e.Latency, h)
 				}
 			}
 		}
+	}
+	for _, e := range agg {
+		slices.Sort(e.DstIDs)
 	}
 	out := make([]Traffic, 0, len(agg))
 	for _, e := range agg {
@@ -281,16 +350,33 @@ func namespaceOf(s Series) string {
 	return ""
 }
 
-// WriteEdges prints edges as `meshctl edges` does.
-func WriteEdges(w io.Writer, edges []Edge) error {
+// WriteEdges prints edges as `meshctl edges` does; wide adds the requests,
+// the identities the destination proved and why an edge is not secured.
+func WriteEdges(w io.Writer, edges []Edge, wide bool) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 3, ' ', 0)
-	fmt.Fprintln(tw, "SRC\tDST\tSRC_NS\tDST_NS\tSECURED")
+	if wide {
+		fmt.Fprintln(tw, "SRC\tDST\tSRC_NS\tDST_NS\tSECURED\tREQUESTS\tDST_ID\tWHY NOT SECURED")
+	} else {
+		fmt.Fprintln(tw, "SRC\tDST\tSRC_NS\tDST_NS\tSECURED")
+	}
 	for _, e := range edges {
 		secured := "×"
 		if e.Secured {
 			secured = "✔"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Src, e.Dst, e.SrcNamespace, e.DstNamespace, secured)
+		if !wide {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Src, e.Dst, dash(e.SrcNamespace), e.DstNamespace, secured)
+			continue
+		}
+		ids := strings.Join(e.DstIDs, ",")
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.0f\t%s\t%s\n", e.Src, e.Dst, dash(e.SrcNamespace), e.DstNamespace, secured, e.Requests, dash(ids), dash(e.Reason))
 	}
 	return tw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/meshctl/meshctl/internal/meshnames"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -136,7 +138,7 @@ func TestEdgesFromOutboundMetrics(t *testing.T) {
 			`direction="outbound",tls="false",client_id="",server_id="",dst_workload="",authority="starting.demo",status_code="503",classification="failure"`))},
 	}}
 	var b bytes.Buffer
-	if err := WriteEdges(&b, Edges([]Resource{web}, nil)); err != nil {
+	if err := WriteEdges(&b, Edges([]Resource{web}, nil), false); err != nil {
 		t.Fatal(err)
 	}
 	golden(t, "edges", b.Bytes())
@@ -181,4 +183,54 @@ func TestParseReadsPlaintextConnections(t *testing.T) {
 	if s.Plaintext["no_identity"] != 3 || s.Plaintext["not_in_mesh"] != 2 {
 		t.Errorf("plaintext by reason %v, want no_identity 3, not_in_mesh 2", s.Plaintext)
 	}
+}
+
+// TestEdgesSayWhyAndAWindowForgetsWhatWasFixed: each kind of unsecured
+// edge says why; clients without a proxy make an edge into the resource;
+// and over a window (a Delta) an edge fixed since the proxy started shows
+// secured, where the count since the start still has its plaintext past.
+func TestEdgesSayWhyAndAWindowForgetsWhatWasFixed(t *testing.T) {
+	out := func(tls bool, server, workload, authority string) Series {
+		return Series{Direction: "outbound", TLS: tls, ServerID: server, DstWorkload: workload, Authority: authority, Status: "200", Success: true}
+	}
+	api := out(true, "spiffe://td/ns/demo/sa/api", "api", "api.demo.svc.cluster.local:80")
+	apiPlain := out(false, "", "api", "api.demo.svc.cluster.local:80")
+	legacy := out(false, "", "", "legacy:80")
+	noID := out(true, "", "", "tls.example:443")
+	unmeshedIn := Series{Direction: "inbound", Authority: "web:80", Status: "200", Success: true}
+	probes := Series{Direction: "inbound", Authority: meshnames.ProbeAuthority, Status: "200", Success: true} // not clients
+	start := &Sample{Started: 1, Responses: map[Series]float64{apiPlain: 40, api: 10, legacy: 5, noID: 1, unmeshedIn: 3, probes: 100}}
+	end := &Sample{Started: 1, Responses: map[Series]float64{apiPlain: 40, api: 30, legacy: 9, noID: 2, unmeshedIn: 7, probes: 200}}
+	res := func(s, e *Sample) []Resource {
+		return []Resource{{Kind: "deployment", Namespace: "demo", Name: "web", Pods: []*Pod{{Namespace: "demo", Name: "web-1", Meshed: true, Start: s, End: e}}}}
+	}
+	byDst := func(edges []Edge) map[string]Edge {
+		m := map[string]Edge{}
+		for _, e := range edges {
+			m[e.Src+">"+e.Dst] = e
+		}
+		return m
+	}
+	all := byDst(Edges(res(nil, end), nil))
+	for dst, want := range map[string]string{"web>api": ReasonPlaintextToMeshed, "web>legacy:80": ReasonNotMeshed, "web>tls.example:443": ReasonNoIdentity, UnmeshedClients + ">web": ReasonClientNotMeshed} {
+		if e, ok := all[dst]; !ok || e.Secured || e.Reason != want {
+			t.Errorf("since the start, %s: %+v, want not secured because %q", dst, e, want)
+		}
+	}
+	if e := all[UnmeshedClients+">web"]; e.Requests != 7 || e.DstNamespace != "demo" {
+		t.Errorf("the unmeshed clients' edge: %+v", e)
+	}
+	// Over the window: api's plaintext series did not grow.
+	win := byDst(Edges(res(nil, Delta(start, end)), nil))
+	if e := win["web>api"]; !e.Secured || e.Reason != "" || e.Requests != 20 || len(e.DstIDs) != 1 || e.DstIDs[0] != "spiffe://td/ns/demo/sa/api" {
+		t.Errorf("over the window, web>api: %+v, want secured, 20 requests, its identity", e)
+	}
+	if e := win["web>legacy:80"]; e.Secured || e.Requests != 4 {
+		t.Errorf("over the window, web>legacy: %+v", e)
+	}
+	var b bytes.Buffer
+	if err := WriteEdges(&b, Edges(res(nil, end), nil), true); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "edges-wide", b.Bytes())
 }

@@ -84,6 +84,10 @@ const (
 	// InitContainerName is the injected init container that writes the
 	// redirect rules.
 	InitContainerName = "mesh-init"
+	// ProbeAuthority is the authority label of the inbound metric series
+	// that count the kubelet's declared probes (plaintext from the node),
+	// so that they are not taken for unmeshed clients.
+	ProbeAuthority = "kubelet-probe"
 	// DefaultClusterNetworks are the private address ranges pods and
 	// Services are taken from unless told otherwise (those Linkerd assumes
 	// too): CIDRs separated by commas.

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/meshctl/meshctl/internal/certs"
+	"github.com/meshctl/meshctl/internal/meshnames"
 	"github.com/meshctl/meshctl/internal/spiffeid"
 	"github.com/meshctl/meshctl/proxy/authz"
 	"github.com/meshctl/meshctl/proxy/endpoints"
@@ -354,6 +355,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			route = info.Metrics.RouteTo(info.Upstream.Name(), rec.ep.Identity, rec.ep.Workload)
 		case info.Direction == metrics.Inbound && (!rec.reached || headerValue(rec.Header(), proxyErrorKey) != ""):
 			route = info.Metrics.Route("")
+		case info.Direction == metrics.Inbound && info.ClientID == "" && info.FromNode && p.probe(info, r):
+			route = info.Metrics.Route(meshnames.ProbeAuthority)
 		default:
 			route = info.Metrics.Route(info.Upstream.Name())
 		}
