@@ -271,7 +271,7 @@ func toIsExact(t *testing.T, ns string) {
 	t.Helper()
 	edgesTo := func(to string) map[string]float64 {
 		t.Helper()
-		out, _ := meshctl(t, false, "edges", "pod", "-n", ns, "--to", to, "-o", "json")
+		out, _ := meshctl(t, false, "edges", "pod", "-n", ns, "--to", to, "-t", "0", "-o", "json")
 		var edges []struct {
 			Dst      string  `json:"dst"`
 			Requests float64 `json:"requests"`
@@ -293,7 +293,7 @@ func toIsExact(t *testing.T, ns string) {
 	if len(both) != 2 || both["web-v1"] < v1["web-v1"] || both["web-v2"] < v2["web-v2"] {
 		t.Errorf("edges --to svc/web: %v, want both versions, with at least the requests of each deploy/ (%v, %v)", both, v1, v2)
 	}
-	if _, err := meshctl(t, true, "edges", "pod", "-n", ns, "--to", "deploy/web"); err == nil || !strings.Contains(err.Error(), "not found") {
+	if _, err := meshctl(t, true, "edges", "pod", "-n", ns, "--to", "deploy/web", "-t", "0"); err == nil || !strings.Contains(err.Error(), "not found") {
 		t.Errorf("edges --to deploy/web (no such Deployment; web-v1 and web-v2 are): %v, want not found", err)
 	}
 }
