@@ -53,7 +53,10 @@ hint under every failure. The exit status is 0 only when nothing failed.
                              nothing (warnings)
   meshctl check --proxy      and every meshed pod's proxy (-n to one namespace)
 
---wait retries failing checks until the time is up; -o json is for scripts.`,
+Each result is printed as soon as it is known. A failing check is retried
+until --wait (2m by default; 0: once) is up, saying what it waits for: right
+after install or a rollout, check waits for the mesh to settle rather than
+fail. -o json is for scripts.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := o.validate(); err != nil {
@@ -68,7 +71,7 @@ hint under every failure. The exit status is 0 only when nothing failed.
 	f.StringVar(&o.controlNS, "control-plane-namespace", meshnames.Namespace, "namespace of the control plane")
 	f.BoolVar(&o.pre, "pre", false, "check the cluster before installing")
 	f.BoolVar(&o.proxy, "proxy", false, "also check every meshed pod's proxy")
-	f.DurationVar(&o.wait, "wait", 0, "retry failing checks for up to this long, e.g. 2m")
+	f.DurationVar(&o.wait, "wait", 2*time.Minute, "retry failing checks for up to this long (0: run each once)")
 	f.StringVarP(&o.output, "output", "o", "table", "table or json")
 	return cmd
 }
@@ -93,14 +96,17 @@ func runCheck(ctx context.Context, o *checkOptions, stdout, stderr io.Writer) er
 		}
 	}
 	opts := healthcheck.Options{Wait: o.wait}
+	var table *healthcheck.Table
 	if o.output == "table" {
-		opts.Progress = stderr
+		// Each result as soon as it is known, not all at the end.
+		table = healthcheck.NewTable(stdout)
+		opts.Progress, opts.Done = stderr, table.Add
 	}
 	results := healthcheck.Run(ctx, env, cats, opts)
 	if o.output == "json" {
 		err = healthcheck.WriteJSON(stdout, results)
 	} else {
-		err = healthcheck.WriteTable(stdout, results)
+		err = table.Finish(results)
 	}
 	if err != nil {
 		return err

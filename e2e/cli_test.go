@@ -51,7 +51,7 @@ func installedState(t *testing.T) string {
 // marked × and its hint shown.
 func checkFails(t *testing.T, check, hint string, args ...string) {
 	t.Helper()
-	out, err := meshctl(t, true, append([]string{"check"}, args...)...)
+	out, err := meshctl(t, true, append([]string{"check", "--wait", "0"}, args...)...)
 	if err == nil {
 		t.Errorf("meshctl check passed; want %q to fail", check)
 	}
@@ -120,6 +120,16 @@ func TestMeshctlInstallsChecksInjectsAndUninstalls(t *testing.T) {
 	applyTemplate(t, "meshed-client.yaml", map[string]string{"Namespace": ns})
 	waitReady(t, ns, "web", 3*time.Minute)
 	waitReady(t, ns, "client", 3*time.Minute)
+	// Marked for injection after its pods started: check names them.
+	annotateNamespace(t, ns, "meshctl.io/inject", "enabled")
+	checked, _ := meshctl(t, false, "check", "--wait", "0")
+	if i := strings.Index(checked, "‼ pods of namespaces marked for injection have their proxy"); i < 0 || !strings.Contains(checked[i:], "4 pods run without a proxy: "+ns+"/") {
+		t.Errorf("check does not warn about the 4 pods without a proxy in %s, marked for injection:\n%s", ns, checked)
+	}
+	if _, err := cluster.client.CoreV1().Namespaces().Patch(ctx, ns, types.JSONPatchType,
+		[]byte(`[{"op": "remove", "path": "/metadata/annotations/meshctl.io~1inject"}]`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	pipeline := fmt.Sprintf("%s get deploy -n %s -o yaml | %s inject - | %s apply -f -",
 		kubectl, ns, filepath.Join(cluster.local.RepoDir, "bin", "meshctl"), kubectl)
 	if out, err := exec.Command("sh", "-c", pipeline).CombinedOutput(); err != nil {

@@ -72,6 +72,11 @@ func ControlPlane() Category {
 				return nil
 			},
 		},
+		{
+			Name: "pods of namespaces marked for injection have their proxy",
+			Hint: "they were created while the injector was unreachable (or before the namespace was marked): re-create them, e.g. kubectl rollout restart deploy -n NS",
+			Run:  uninjectedPods,
+		},
 	}}
 }
 

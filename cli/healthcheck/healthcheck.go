@@ -97,6 +97,8 @@ type Options struct {
 	RetryEvery time.Duration
 	// Progress, when set, receives a line whenever a check is retried.
 	Progress io.Writer
+	// Done, when set, is called with each result as soon as it is known.
+	Done func(Result)
 }
 
 // Run runs the categories in order and returns every result.
@@ -113,6 +115,9 @@ func Run(ctx context.Context, env *Env, cats []Category, opts Options) []Result 
 			if stopped != "" {
 				r.Status, r.Detail = Skipped, "not run: "+stopped
 				results = append(results, r)
+				if opts.Done != nil {
+					opts.Done(r)
+				}
 				continue
 			}
 			err := runOne(ctx, env, c)
@@ -140,6 +145,9 @@ func Run(ctx context.Context, env *Env, cats []Category, opts Options) []Result 
 				}
 			}
 			results = append(results, r)
+			if opts.Done != nil {
+				opts.Done(r)
+			}
 		}
 	}
 	return results
@@ -175,31 +183,57 @@ var symbols = map[Status]string{OK: "✔", Warning: "‼", Error: "×", Skipped:
 
 // WriteTable prints the results grouped by category, with hints under failures.
 func WriteTable(w io.Writer, results []Result) error {
-	var b strings.Builder
-	cat := ""
+	t := NewTable(w)
 	for _, r := range results {
-		if r.Category != cat {
-			if cat != "" {
-				b.WriteString("\n")
-			}
-			cat = r.Category
-			b.WriteString(cat + "\n" + strings.Repeat("-", len(cat)) + "\n")
-		}
-		fmt.Fprintf(&b, "%s %s\n", symbols[r.Status], r.Name)
-		if r.Detail != "" {
-			fmt.Fprintf(&b, "    %s\n", r.Detail)
-		}
-		if r.Hint != "" {
-			fmt.Fprintf(&b, "    hint: %s\n", r.Hint)
-		}
+		t.Add(r)
 	}
+	return t.Finish(results)
+}
+
+// Table prints results as they come, grouped by category (they come in
+// category order), then the status line.
+type Table struct {
+	w   io.Writer
+	cat string
+	err error
+}
+
+// NewTable starts a table on w.
+func NewTable(w io.Writer) *Table { return &Table{w: w} }
+
+// Add prints one result (and its category's heading when it is the first).
+func (t *Table) Add(r Result) {
+	var b strings.Builder
+	if r.Category != t.cat {
+		if t.cat != "" {
+			b.WriteString("\n")
+		}
+		t.cat = r.Category
+		b.WriteString(t.cat + "\n" + strings.Repeat("-", len(t.cat)) + "\n")
+	}
+	fmt.Fprintf(&b, "%s %s\n", symbols[r.Status], r.Name)
+	if r.Detail != "" {
+		fmt.Fprintf(&b, "    %s\n", r.Detail)
+	}
+	if r.Hint != "" {
+		fmt.Fprintf(&b, "    hint: %s\n", r.Hint)
+	}
+	if t.err == nil {
+		_, t.err = io.WriteString(t.w, b.String())
+	}
+}
+
+// Finish prints the status line of all results, and returns the first
+// write error.
+func (t *Table) Finish(results []Result) error {
 	status := "✔"
 	if !Passed(results) {
 		status = "×"
 	}
-	fmt.Fprintf(&b, "\nStatus check results are %s\n", status)
-	_, err := io.WriteString(w, b.String())
-	return err
+	if t.err == nil {
+		_, t.err = fmt.Fprintf(t.w, "\nStatus check results are %s\n", status)
+	}
+	return t.err
 }
 
 // WriteJSON prints the results for scripts.

@@ -17,6 +17,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 	"sigs.k8s.io/yaml"
 
+	"github.com/meshctl/meshctl/internal/meshnames"
 	"github.com/meshctl/meshctl/internal/policyapi"
 )
 
@@ -226,5 +227,38 @@ func TestPolicyChecksOnAFakeCluster(t *testing.T) {
 		if r.Status != OK || !strings.Contains(r.Detail, "not installed") {
 			t.Errorf("%s without its CRD: %+v, want ok with a note", r.Name, r)
 		}
+	}
+}
+
+// TestUninjectedPodsAreNamed: in a namespace marked for injection, a
+// running pod without a proxy (created while the injector was away) is
+// named; pods with one, opted out, on the host network, finished, or in
+// unmarked namespaces are not.
+func TestUninjectedPodsAreNamed(t *testing.T) {
+	pod := func(ns, name string, mod func(*corev1.Pod)) *corev1.Pod {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{}, Annotations: map[string]string{}},
+			Status: corev1.PodStatus{Phase: corev1.PodRunning}}
+		if mod != nil {
+			mod(p)
+		}
+		return p
+	}
+	marked := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop", Annotations: map[string]string{meshnames.InjectAnnotation: "enabled"}}}
+	plain := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "other"}}
+	client := kubefake.NewClientset(marked, plain,
+		pod("shop", "missed", nil),
+		pod("shop", "meshed", func(p *corev1.Pod) { p.Labels[meshnames.VersionLabel] = "v1" }),
+		pod("shop", "opted-out", func(p *corev1.Pod) { p.Annotations[meshnames.InjectAnnotation] = "disabled" }),
+		pod("shop", "labelled-out", func(p *corev1.Pod) { p.Labels[meshnames.DisabledLabel] = "disabled" }),
+		pod("shop", "host", func(p *corev1.Pod) { p.Spec.HostNetwork = true }),
+		pod("shop", "done", func(p *corev1.Pod) { p.Status.Phase = corev1.PodSucceeded }),
+		pod("other", "unmarked", nil),
+	)
+	err := uninjectedPods(context.Background(), &Env{Client: client, Namespace: "meshctl"})
+	if err == nil || !isWarn(err) || err.Error() != "1 pods run without a proxy: shop/missed" {
+		t.Errorf("got %v, want a warning naming shop/missed only", err)
+	}
+	if err := uninjectedPods(context.Background(), &Env{Client: kubefake.NewClientset(marked, pod("shop", "meshed", func(p *corev1.Pod) { p.Labels[meshnames.VersionLabel] = "v1" }))}); err != nil {
+		t.Errorf("all injected: %v", err)
 	}
 }

@@ -182,3 +182,43 @@ func plaintextFinding(pod string, byReason map[string]float64) string {
 	}
 	return fmt.Sprintf("%s: %.0f plaintext connections into the cluster (%s)", pod, total, strings.Join(parts, ", "))
 }
+
+// maxNamed bounds the pods a check names in its detail.
+const maxNamed = 10
+
+// uninjectedPods warns about running pods without a proxy in namespaces
+// annotated meshctl.io/inject=enabled that did not opt out (their own
+// annotation or label disabled, or host networking, which the injector
+// skips).
+func uninjectedPods(ctx context.Context, env *Env) error {
+	nss, err := env.Client.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	var missing []string
+	for _, ns := range nss.Items {
+		if ns.Annotations[meshnames.InjectAnnotation] != "enabled" || ns.Name == env.Namespace {
+			continue
+		}
+		pods, err := env.Client.CoreV1().Pods(ns.Name).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		for _, p := range pods.Items {
+			if p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning || p.Spec.HostNetwork ||
+				p.Labels[meshnames.VersionLabel] != "" || p.Annotations[meshnames.InjectAnnotation] == "disabled" ||
+				p.Labels[meshnames.DisabledLabel] == "disabled" {
+				continue
+			}
+			missing = append(missing, p.Namespace+"/"+p.Name)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	named := missing
+	if len(named) > maxNamed {
+		named = append(named[:maxNamed:maxNamed], fmt.Sprintf("and %d more", len(missing)-maxNamed))
+	}
+	return Warnf("%d pods run without a proxy: %s", len(missing), strings.Join(named, ", "))
+}
