@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/meshctl/meshctl/identity/ca"
 	"github.com/meshctl/meshctl/install"
 	"github.com/meshctl/meshctl/install/gatewayapi"
+	"github.com/meshctl/meshctl/internal/command"
 	"github.com/meshctl/meshctl/internal/kubeapply"
 )
 
@@ -197,4 +199,41 @@ func TestCommandsExplainBadUse(t *testing.T) {
 	if err != nil || !strings.HasPrefix(out, "Client version: ") {
 		t.Errorf("version --client: %q %v", out, err)
 	}
+}
+
+// TestExitStatusesScriptsCanTrust: a bad command line exits 2 before
+// anything is done (not even connecting), whatever the command.
+func TestExitStatusesScriptsCanTrust(t *testing.T) {
+	kc := nowhere(t)
+	for _, args := range [][]string{
+		{"stat", "widget"},
+		{"stat", "deploy", "--to", "web"},
+		{"stat", "deploy", "--to", "pod/web-1"},
+		{"stat", "deploy", "--from", "svc/web"},
+		{"stat", "deploy", "--to", "deploy/a", "--from", "deploy/b"},
+		{"stat", "deploy", "-o", "yaml"},
+		{"edges", "deploy", "-t", "-1s"},
+		{"tap", "deploy/web", "-o", "yaml"},
+		{"top", "deploy/web", "--duration", "0s"},
+		{"check", "--pre", "--proxy"},
+		{"install", "--default-inbound-policy", "maybe", "--dry-run"},
+		{"stat"},
+		{"nosuch"},
+		{"stat", "deploy", "--nosuch"},
+	} {
+		root := NewRootCommand()
+		root.SetArgs(append(args, "--kubeconfig", kc))
+		root.SetOut(io.Discard)
+		root.SetErr(io.Discard)
+		err := root.ExecuteContext(context.Background())
+		if got := command.ExitStatus(err); got != command.ExitUsage && !(got == command.ExitFailure && isCobraUsage(err)) {
+			t.Errorf("meshctl %v: exit status %d (%v), want %d", args, got, err, command.ExitUsage)
+		}
+	}
+}
+
+// isCobraUsage: cobra's own errors (unknown command or flag, argument
+// counts) become usage errors in command.Execute, not here.
+func isCobraUsage(err error) bool {
+	return err != nil && (strings.Contains(err.Error(), "unknown") || strings.Contains(err.Error(), "arg(s)"))
 }

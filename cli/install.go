@@ -17,6 +17,7 @@ import (
 	"github.com/meshctl/meshctl/install"
 	"github.com/meshctl/meshctl/install/gatewayapi"
 	"github.com/meshctl/meshctl/install/podpatch"
+	"github.com/meshctl/meshctl/internal/command"
 	"github.com/meshctl/meshctl/internal/kubeapply"
 	"github.com/meshctl/meshctl/internal/meshnames"
 	"github.com/meshctl/meshctl/internal/version"
@@ -187,8 +188,8 @@ func runInstall(ctx context.Context, o *installOptions, flags *pflag.FlagSet, st
 			}
 		}
 		if o.upgrade && !inst.present {
-			return fmt.Errorf("meshctl is not installed in namespace %s (no ConfigMap %s, no Deployment %s): install it with 'meshctl install'",
-				o.values.Namespace, meshnames.InstallSettingsConfigMap, meshnames.ServiceName)
+			return command.NotFound(fmt.Errorf("meshctl is not installed in namespace %s (no ConfigMap %s, no Deployment %s): install it with 'meshctl install'",
+				o.values.Namespace, meshnames.InstallSettingsConfigMap, meshnames.ServiceName))
 		}
 		keep, reused, changed, err := applyKept(flags, inst.kept, stderr)
 		if err != nil {
@@ -203,7 +204,7 @@ func runInstall(ctx context.Context, o *installOptions, flags *pflag.FlagSet, st
 		o.values.Settings = keep
 		// The flags, given or kept, as the command line would have them.
 		if err := o.validate(); err != nil {
-			return err
+			return command.Usage(err)
 		}
 	}
 	v := o.values.WithDefaults()

@@ -7,11 +7,13 @@ import (
 	"strings"
 
 	"github.com/spf13/pflag"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/meshctl/meshctl/cli/proxystats"
 	"github.com/meshctl/meshctl/cli/tapstream"
+	"github.com/meshctl/meshctl/internal/command"
 	"github.com/meshctl/meshctl/internal/meshnames"
 	"github.com/meshctl/meshctl/internal/spiffeid"
 )
@@ -50,13 +52,23 @@ func (p *peerFlags) addFlags(fs *pflag.FlagSet, from bool) {
 
 func (p *peerFlags) validate() error {
 	if p.from != "" && p.to != "" {
-		return fmt.Errorf("give --from or --to, not both")
+		return command.Usagef("give --from or --to, not both")
 	}
 	if p.toNamespace != "" && p.to == "" {
-		return fmt.Errorf("--to-namespace needs --to")
+		return command.Usagef("--to-namespace needs --to")
 	}
 	if p.fromNamespace != "" && p.from == "" {
-		return fmt.Errorf("--from-namespace needs --from")
+		return command.Usagef("--from-namespace needs --from")
+	}
+	if p.to != "" {
+		if _, _, err := parsePeer("--to", p.to); err != nil {
+			return err
+		}
+	}
+	if p.from != "" {
+		if _, _, err := parsePeer("--from", p.from); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -76,13 +88,16 @@ type peer struct {
 // resolvePeer reads --to or --from (flag names which) as TYPE/NAME in ns,
 // asking the cluster what identity a Deployment's pods run as.
 func resolvePeer(ctx context.Context, client kubernetes.Interface, flag, value, ns, clusterDomain string) (*peer, error) {
-	kind, name, ok := strings.Cut(value, "/")
-	if !ok || name == "" || strings.Contains(name, "/") {
-		return nil, fmt.Errorf("%s %q: want TYPE/NAME (deploy/NAME, sa/NAME, ns/NAME or svc/NAME)", flag, value)
+	kind, name, err := parsePeer(flag, value)
+	if err != nil {
+		return nil, err
 	}
-	switch strings.ToLower(kind) {
-	case "deploy", "deployment", "deployments":
+	switch kind {
+	case "deploy":
 		d, err := client.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil, command.NotFound(fmt.Errorf("%s %s: %w", flag, value, err))
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%s %s: %w", flag, value, err)
 		}
@@ -91,20 +106,38 @@ func resolvePeer(ctx context.Context, client kubernetes.Interface, flag, value, 
 			sa = "default"
 		}
 		return &peer{idPath: "/ns/" + ns + "/sa/" + sa, workload: name}, nil
-	case "sa", "serviceaccount", "serviceaccounts":
+	case "sa":
 		return &peer{idPath: "/ns/" + ns + "/sa/" + name}, nil
-	case "ns", "namespace", "namespaces":
+	case "ns":
 		return &peer{idPath: "/ns/" + name + "/"}, nil
+	}
+	svc := name + "." + ns + ".svc"
+	return &peer{hosts: []string{name, name + "." + ns, svc, svc + "." + clusterDomain, svc + "." + clusterDomain + "."}}, nil
+}
+
+// parsePeer reads --to's or --from's TYPE/NAME, the type as deploy, sa,
+// ns or svc.
+func parsePeer(flag, value string) (kind, name string, err error) {
+	kind, name, ok := strings.Cut(value, "/")
+	if !ok || name == "" || strings.Contains(name, "/") {
+		return "", "", command.Usagef("%s %q: want TYPE/NAME (deploy/NAME, sa/NAME, ns/NAME or svc/NAME)", flag, value)
+	}
+	switch strings.ToLower(kind) {
+	case "deploy", "deployment", "deployments":
+		return "deploy", name, nil
+	case "sa", "serviceaccount", "serviceaccounts":
+		return "sa", name, nil
+	case "ns", "namespace", "namespaces":
+		return "ns", name, nil
 	case "svc", "service", "services":
 		if flag != "--to" {
-			return nil, fmt.Errorf("%s %s: a Service sends no requests; give the deploy/, sa/ or ns/ that does", flag, value)
+			return "", "", command.Usagef("%s %s: a Service sends no requests; give the deploy/, sa/ or ns/ that does", flag, value)
 		}
-		svc := name + "." + ns + ".svc"
-		return &peer{hosts: []string{name, name + "." + ns, svc, svc + "." + clusterDomain, svc + "." + clusterDomain + "."}}, nil
+		return "svc", name, nil
 	case "po", "pod", "pods":
-		return nil, fmt.Errorf("%s %s: the proxies count requests by workload and identity, not by pod: give the pod's deploy/ or sa/", flag, value)
+		return "", "", command.Usagef("%s %s: the proxies count requests by workload and identity, not by pod: give the pod's deploy/ or sa/", flag, value)
 	}
-	return nil, fmt.Errorf("%s %q: unknown type %q: want deploy, sa, ns or svc", flag, value, kind)
+	return "", "", command.Usagef("%s %q: unknown type %q: want deploy, sa, ns or svc", flag, value, kind)
 }
 
 // matchID says whether a SPIFFE ID is one of the peer's identities.

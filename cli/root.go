@@ -2,6 +2,8 @@ package cli
 
 import (
 	"github.com/spf13/cobra"
+
+	"github.com/meshctl/meshctl/internal/command"
 )
 
 // NewRootCommand returns the meshctl command tree.
@@ -13,7 +15,9 @@ func NewRootCommand() *cobra.Command {
 
 The mesh puts a small proxy beside every meshed pod. The proxies encrypt and
 authenticate traffic between pods with mutual TLS, balance requests, and report
-what they see; meshctl reads it straight from them, with no Prometheus to run.`,
+what they see; meshctl reads it straight from them, with no Prometheus to run.
+
+` + command.ExitCodesHelp,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -10,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/meshctl/meshctl/cli/proxystats"
+	"github.com/meshctl/meshctl/internal/command"
 )
 
 type statOptions struct {
@@ -24,10 +24,10 @@ func (o *statOptions) validate() error {
 	switch o.output {
 	case "table", "wide", "json":
 	default:
-		return fmt.Errorf("-o %q: want table, wide or json", o.output)
+		return command.Usagef("-o %q: want table, wide or json", o.output)
 	}
 	if o.window < time.Second {
-		return errors.New("-t must be at least 1s")
+		return command.Usagef("-t must be at least 1s")
 	}
 	return o.peers.validate()
 }
@@ -139,10 +139,10 @@ HOST[:PORT] those to that authority.`,
 			switch o.output {
 			case "table", "wide", "json":
 			default:
-				return fmt.Errorf("-o %q: want table, wide or json", o.output)
+				return command.Usagef("-o %q: want table, wide or json", o.output)
 			}
 			if o.window < 0 {
-				return errors.New("-t must not be negative")
+				return command.Usagef("-t must not be negative")
 			}
 			if err := o.peers.validate(); err != nil {
 				return err

@@ -16,6 +16,7 @@ import (
 	"github.com/meshctl/meshctl/cli/proxystats"
 	"github.com/meshctl/meshctl/cli/tapstream"
 	"github.com/meshctl/meshctl/internal/adminclient"
+	"github.com/meshctl/meshctl/internal/command"
 	"github.com/meshctl/meshctl/internal/meshnames"
 )
 
@@ -144,7 +145,7 @@ and says how many it dropped beyond that.
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.output != "" && o.output != "json" {
-				return fmt.Errorf("-o %q: want json (or nothing for lines)", o.output)
+				return command.Usagef("-o %q: want json (or nothing for lines)", o.output)
 			}
 			if err := o.peers.validate(); err != nil {
 				return err

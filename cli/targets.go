@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/meshctl/meshctl/cli/proxystats"
+	"github.com/meshctl/meshctl/internal/command"
 	"github.com/meshctl/meshctl/internal/meshnames"
 )
 
@@ -29,18 +30,18 @@ func resourceKind(s string) (string, error) {
 	case "svc", "service", "services":
 		return "service", nil
 	}
-	return "", fmt.Errorf("unknown resource type %q: want deploy, pod, ns or svc", s)
+	return "", command.Usagef("unknown resource type %q: want deploy, pod, ns or svc", s)
 }
 
 // parseTarget reads "TYPE [NAME]" or "TYPE/NAME".
 func parseTarget(args []string) (kind, name string, err error) {
 	if len(args) == 0 || len(args) > 2 {
-		return "", "", fmt.Errorf("give a resource type and optionally a name: deploy [NAME], pod/NAME, ns, svc")
+		return "", "", command.Usagef("give a resource type and optionally a name: deploy [NAME], pod/NAME, ns, svc")
 	}
 	t := args[0]
 	if k, n, ok := strings.Cut(t, "/"); ok {
 		if len(args) == 2 {
-			return "", "", fmt.Errorf("give either TYPE/NAME or TYPE NAME")
+			return "", "", command.Usagef("give either TYPE/NAME or TYPE NAME")
 		}
 		t, name = k, n
 	} else if len(args) == 2 {
@@ -109,7 +110,7 @@ func resolveResources(ctx context.Context, client kubernetes.Interface, ns, kind
 			if where == "" {
 				where = "any namespace"
 			}
-			return fmt.Errorf("%s %q not found in %s", kind, name, where)
+			return command.NotFound(fmt.Errorf("%s %q not found in %s", kind, name, where))
 		}
 		return err
 	}

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/meshctl/meshctl/cli/tapstream"
+	"github.com/meshctl/meshctl/internal/command"
 )
 
 type topOptions struct {
@@ -46,10 +46,10 @@ It shows the requests the target's pods receive, or with --to those they send.
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.output != "table" && o.output != "json" {
-				return fmt.Errorf("-o %q: want table or json", o.output)
+				return command.Usagef("-o %q: want table or json", o.output)
 			}
 			if o.duration <= 0 {
-				return errors.New("--duration must be above zero")
+				return command.Usagef("--duration must be above zero")
 			}
 			if err := o.tap.peers.validate(); err != nil {
 				return err

@@ -20,6 +20,7 @@ import (
 
 	"github.com/meshctl/meshctl/install"
 	"github.com/meshctl/meshctl/install/gatewayapi"
+	"github.com/meshctl/meshctl/internal/command"
 	"github.com/meshctl/meshctl/internal/meshnames"
 	"github.com/meshctl/meshctl/internal/policyapi"
 )
@@ -339,7 +340,7 @@ func waitGone(ctx context.Context, client kubernetes.Interface, ns string) error
 func confirmUninstall(plan *uninstallPlan, o *uninstallOptions, stdout, stderr io.Writer) error {
 	f, ok := o.stdin.(*os.File)
 	if !ok || !term.IsTerminal(int(f.Fd())) || !isTerminal(stdout) {
-		return fmt.Errorf("uninstall removes the control plane and every AuthorizationPolicy in the cluster: pass --yes to confirm (--dry-run lists what it removes)")
+		return command.Usagef("uninstall removes the control plane and every AuthorizationPolicy in the cluster: pass --yes to confirm (--dry-run lists what it removes)")
 	}
 	fmt.Fprintln(stderr, "meshctl uninstall will remove:")
 	plan.print(stderr, o.namespace)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"syscall"
 	"testing"
@@ -14,7 +15,11 @@ import (
 
 func TestExecuteExitStatusAndError(t *testing.T) {
 	fail := &cobra.Command{Use: "fail", RunE: func(*cobra.Command, []string) error { return errors.New("boom") }}
-	ok := &cobra.Command{Use: "ok", RunE: func(*cobra.Command, []string) error { return nil }}
+	ok := &cobra.Command{Use: "ok", Args: cobra.NoArgs, RunE: func(*cobra.Command, []string) error { return nil }}
+	bad := &cobra.Command{Use: "bad", RunE: func(*cobra.Command, []string) error { return Usagef("-o %q: want json", "x") }}
+	gone := &cobra.Command{Use: "gone", RunE: func(*cobra.Command, []string) error {
+		return fmt.Errorf("reading it: %w", NotFound(errors.New(`deployment "web" not found`)))
+	}}
 	for _, tc := range []struct {
 		args   []string
 		status int
@@ -22,9 +27,15 @@ func TestExecuteExitStatusAndError(t *testing.T) {
 	}{
 		{[]string{"ok"}, 0, ""},
 		{[]string{"fail"}, 1, "Error: boom\n"},
-		{[]string{"nosuch"}, 1, "Error: unknown command \"nosuch\" for \"bin\"\n"},
+		{[]string{"nosuch"}, 2, "Error: unknown command \"nosuch\" for \"bin\"\n"},
+		{[]string{"ok", "--nosuch"}, 2, "Error: unknown flag: --nosuch\n"},
+		{[]string{"ok", "extra"}, 2, "Error: unknown command \"extra\" for \"bin ok\"\n"},
+		{[]string{"bad"}, 2, "Error: -o \"x\": want json\n"},
+		{[]string{"gone"}, 3, "Error: reading it: deployment \"web\" not found\n"},
 	} {
-		root := Root("bin", "short", "long", fail, ok)
+		root := Root("bin", "short", "long", fail, ok, bad, gone)
+		hooked := false // a root's own hook still runs, and a failure after it is no usage error
+		root.PersistentPreRunE = func(*cobra.Command, []string) error { hooked = true; return nil }
 		var out, errb bytes.Buffer
 		root.SetOut(&out)
 		root.SetErr(&errb)
@@ -34,6 +45,9 @@ func TestExecuteExitStatusAndError(t *testing.T) {
 		}
 		if out.Len() != 0 {
 			t.Errorf("%v: printed usage %q", tc.args, out.String())
+		}
+		if ran := tc.status != 2 || tc.args[0] == "bad"; hooked != ran {
+			t.Errorf("%v: the root's PersistentPreRunE ran %v", tc.args, hooked)
 		}
 	}
 }
