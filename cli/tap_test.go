@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/meshctl/meshctl/cli/tapstream"
+	"github.com/meshctl/meshctl/internal/api"
 )
 
 // hostilePath clears the screen, rings the bell and opens a C1 control
@@ -79,5 +80,28 @@ func TestLiveTopViewPrintsNoControlCharacters(t *testing.T) {
 	}
 	if !strings.Contains(view, `/a\x1b[2J\x07b\x9b`) || !strings.Contains(view, `("\x1b[2J")`) {
 		t.Errorf("the live view does not show the escaped path and error:\n%s", view)
+	}
+}
+
+// TestEndpointsTable: destinations sorted, endpoints sorted, an unmeshed
+// endpoint's identity a dash, a destination without endpoints said so.
+func TestEndpointsTable(t *testing.T) {
+	var b strings.Builder
+	err := writeEndpoints(&b, map[string][]api.DestinationEndpoint{
+		"web.demo.svc.cluster.local:80":  {{Addr: "10.0.0.9:8080", Identity: "spiffe://td/ns/demo/sa/web"}, {Addr: "10.0.0.2:8080", Identity: "spiffe://td/ns/demo/sa/web"}},
+		"db.demo.svc.cluster.local:5432": {{Addr: "10.0.0.5:5432", Opaque: true}},
+		"gone.demo.svc.cluster.local:80": {},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `DESTINATION                      ENDPOINT        IDENTITY                     OPAQUE
+db.demo.svc.cluster.local:5432   10.0.0.5:5432   -                            true
+gone.demo.svc.cluster.local:80   (none)          -                            -
+web.demo.svc.cluster.local:80    10.0.0.2:8080   spiffe://td/ns/demo/sa/web   false
+web.demo.svc.cluster.local:80    10.0.0.9:8080   spiffe://td/ns/demo/sa/web   false
+`
+	if b.String() != want {
+		t.Errorf("got:\n%s\nwant:\n%s", b.String(), want)
 	}
 }

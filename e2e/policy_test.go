@@ -100,6 +100,7 @@ func TestPolicyOnTheCluster(t *testing.T) {
 			return nil
 		})
 		toIsExact(t, canary) // while the load pod's proxy runs: its edges are read from it
+		diagnosticsOfTheLoad(t, canary, pod)
 		shifted := time.Now()
 		applyTemplate(t, "policy-route.yaml", map[string]any{"Namespace": canary, "V1": 0, "V2": 100})
 		var tookEffect time.Duration
@@ -381,4 +382,36 @@ func (r *tapRun) stop() []tapEnd {
 		_ = r.cmd.Wait()
 	}
 	return r.ends()
+}
+
+// diagnosticsOfTheLoad: the load pod's proxy shows the Service it calls
+// with web's endpoints (meshed: each with its identity), and its raw
+// metrics; a destination it never called is not found.
+func diagnosticsOfTheLoad(t *testing.T, ns, pod string) {
+	t.Helper()
+	authority := "web." + ns + ".svc.cluster.local:80"
+	out, _ := meshctl(t, false, "diagnostics", "endpoints", "pod/"+pod, "-n", ns, authority, "-o", "json")
+	var dsts map[string][]struct {
+		Addr     string `json:"addr"`
+		Identity string `json:"identity"`
+	}
+	if err := json.Unmarshal([]byte(out), &dsts); err != nil {
+		t.Fatalf("diagnostics endpoints -o json: %v\n%s", err, out)
+	}
+	eps := dsts[authority]
+	if len(dsts) != 1 || len(eps) < 2 {
+		t.Errorf("diagnostics endpoints %s: %v, want that destination only, with web-v1's and web-v2's endpoints", authority, dsts)
+	}
+	for _, e := range eps {
+		if !strings.HasSuffix(e.Identity, "/ns/"+ns+"/sa/default") {
+			t.Errorf("endpoint %s has identity %q, want web's (ServiceAccount default of %s)", e.Addr, e.Identity, ns)
+		}
+	}
+	if _, err := meshctl(t, true, "diagnostics", "endpoints", "pod/"+pod, "-n", ns, "nowhere:80"); err == nil || !strings.Contains(err.Error(), "knows no destination nowhere:80") {
+		t.Errorf("diagnostics endpoints for a destination never called: %v", err)
+	}
+	metrics, _ := meshctl(t, false, "diagnostics", "proxy-metrics", "pod/"+pod, "-n", ns)
+	if !strings.HasPrefix(metrics, "# pod "+ns+"/"+pod+"\n") || !strings.Contains(metrics, "response_total{") {
+		t.Errorf("diagnostics proxy-metrics: %.300s", metrics)
+	}
 }

@@ -1,0 +1,195 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/meshctl/meshctl/internal/adminclient"
+	"github.com/meshctl/meshctl/internal/api"
+	"github.com/meshctl/meshctl/internal/command"
+	"github.com/meshctl/meshctl/internal/meshnames"
+)
+
+func newDiagnosticsCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "diagnostics",
+		Short: "What a proxy knows: its endpoints, its raw metrics",
+		Long: `Read what a meshed pod's proxy holds, to see why a request went where it went:
+
+  meshctl diagnostics endpoints pod/NAME [AUTHORITY]   the destinations and endpoints it balances over
+  meshctl diagnostics proxy-metrics TARGET             its metrics, as Prometheus text
+
+` + command.ExitCodesHelp,
+	}
+	cmd.AddCommand(newDiagnosticsEndpointsCommand(), newDiagnosticsMetricsCommand())
+	return cmd
+}
+
+type diagnosticsEndpointsOptions struct {
+	kube   kubeOptions
+	output string
+}
+
+func newDiagnosticsEndpointsCommand() *cobra.Command {
+	o := &diagnosticsEndpointsOptions{}
+	cmd := &cobra.Command{
+		Use:   "endpoints pod/NAME [AUTHORITY]",
+		Short: "The destinations and endpoints a pod's proxy balances over",
+		Long: `List every destination a pod's proxy has asked discovery about (a Service's
+host:port, or an address), and the endpoints it knows for each: address, the
+identity the endpoint must prove over mutual TLS (- when it is not meshed, and
+so reached in plaintext), and whether its port is opaque (TCP without protocol
+detection). AUTHORITY keeps one destination (host:port; any port when none is
+given). Read through the controller's admin API (pods/destinations in
+admin.meshctl.io: the ClusterRole meshctl-admin-viewer grants it).`,
+		Example: `  meshctl diagnostics endpoints pod/load-7d9f -n demo
+  meshctl diagnostics endpoints pod/load-7d9f -n demo web.demo.svc.cluster.local:80 -o json`,
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.output != "table" && o.output != "json" {
+				return command.Usagef("-o %q: want table or json", o.output)
+			}
+			kind, name, err := parseTarget(args[:1])
+			if err != nil {
+				return err
+			}
+			if kind != "pod" || name == "" {
+				return command.Usagef("give a pod: pod/NAME")
+			}
+			authority := ""
+			if len(args) == 2 {
+				authority = args[1]
+			}
+			return runDiagnosticsEndpoints(cmd.Context(), o, name, authority, cmd.OutOrStdout())
+		},
+	}
+	o.kube.addFlags(cmd.Flags())
+	o.kube.addNamespaceFlag(cmd.Flags(), "the pod's namespace (default: the context's)")
+	cmd.Flags().StringVarP(&o.output, "output", "o", "table", "table or json")
+	return cmd
+}
+
+func runDiagnosticsEndpoints(ctx context.Context, o *diagnosticsEndpointsOptions, name, authority string, stdout io.Writer) error {
+	kc, err := o.kube.clients()
+	if err != nil {
+		return err
+	}
+	ns := o.kube.defaultNamespace()
+	pod, err := kc.typed.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return command.NotFound(fmt.Errorf("pod %s/%s not found", ns, name))
+	}
+	if err != nil {
+		return fmt.Errorf("pod %s/%s: %w", ns, name, err)
+	}
+	if !hasProxy(pod.Spec.InitContainers) {
+		return fmt.Errorf("pod %s/%s has no proxy (it is not meshed)", ns, name)
+	}
+	raw, err := adminclient.Do(ctx, kc.typed.CoreV1().RESTClient(), ns, name, meshnames.AdminDestinations)
+	if err != nil {
+		return fmt.Errorf("pod %s/%s: %w", ns, name, adminclient.Explain(err, meshnames.AdminDestinations))
+	}
+	var dsts map[string][]api.DestinationEndpoint
+	if err := json.Unmarshal(raw, &dsts); err != nil {
+		return fmt.Errorf("pod %s/%s: its /destinations: %w", ns, name, err)
+	}
+	if authority != "" {
+		kept := map[string][]api.DestinationEndpoint{}
+		for dst, eps := range dsts {
+			if matchAuthorityFlag(authority, dst) {
+				kept[dst] = eps
+			}
+		}
+		if len(kept) == 0 {
+			return command.NotFound(fmt.Errorf("pod %s/%s's proxy knows no destination %s (it asks discovery on the first request to one); it knows %d others", ns, name, authority, len(dsts)))
+		}
+		dsts = kept
+	}
+	if o.output == "json" {
+		return writeJSON(stdout, dsts)
+	}
+	return writeEndpoints(stdout, dsts)
+}
+
+// writeEndpoints prints destinations and their endpoints, sorted.
+func writeEndpoints(w io.Writer, dsts map[string][]api.DestinationEndpoint) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 3, ' ', 0)
+	fmt.Fprintln(tw, "DESTINATION\tENDPOINT\tIDENTITY\tOPAQUE")
+	names := make([]string, 0, len(dsts))
+	for d := range dsts {
+		names = append(names, d)
+	}
+	slices.Sort(names)
+	for _, d := range names {
+		eps := slices.Clone(dsts[d])
+		slices.SortFunc(eps, func(a, b api.DestinationEndpoint) int { return strings.Compare(a.Addr, b.Addr) })
+		if len(eps) == 0 {
+			fmt.Fprintf(tw, "%s\t(none)\t-\t-\n", d)
+		}
+		for _, e := range eps {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%t\n", d, e.Addr, orDash(e.Identity), e.Opaque)
+		}
+	}
+	return tw.Flush()
+}
+
+type diagnosticsMetricsOptions struct {
+	kube          kubeOptions
+	allNamespaces bool
+}
+
+func newDiagnosticsMetricsCommand() *cobra.Command {
+	o := &diagnosticsMetricsOptions{}
+	cmd := &cobra.Command{
+		Use:   "proxy-metrics TARGET",
+		Short: "The raw metrics of the target's proxies",
+		Long: `Print the metrics of every meshed pod of the target (deploy/NAME, pod/NAME,
+ns/NAME, svc/NAME), as the proxies serve them (Prometheus text), each under a
+"# pod NAMESPACE/NAME" line. Read through the API server (pods/proxy, port 4191).`,
+		Example: `  meshctl diagnostics proxy-metrics deploy/web -n demo
+  meshctl diagnostics proxy-metrics pod/web-5d7ff55cf9-abcde -n demo | grep response_total`,
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			client, _, resources, err := resolveTarget(ctx, &o.kube, o.allNamespaces, args)
+			if err != nil {
+				return err
+			}
+			read := 0
+			for _, r := range resources {
+				for _, p := range r.Pods {
+					if !p.Meshed {
+						continue
+					}
+					raw, err := client.CoreV1().Pods(p.Namespace).ProxyGet("http", p.Name, proxyAdminPort, "/metrics", nil).DoRaw(ctx)
+					if err != nil {
+						fmt.Fprintf(cmd.ErrOrStderr(), "warning: pod %s/%s: %v\n", p.Namespace, p.Name, explainProxyError(err))
+						continue
+					}
+					read++
+					fmt.Fprintf(cmd.OutOrStdout(), "# pod %s/%s\n", p.Namespace, p.Name)
+					if _, err := cmd.OutOrStdout().Write(raw); err != nil {
+						return err
+					}
+				}
+			}
+			if read == 0 {
+				return fmt.Errorf("no meshed pod's proxy could be read behind %s", strings.Join(args, " "))
+			}
+			return nil
+		},
+	}
+	o.kube.addFlags(cmd.Flags())
+	o.kube.addNamespaceFlag(cmd.Flags(), "namespace of the target (default: the context's)")
+	cmd.Flags().BoolVarP(&o.allNamespaces, "all-namespaces", "A", false, "with ns: every namespace")
+	return cmd
+}
