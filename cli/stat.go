@@ -18,6 +18,7 @@ type statOptions struct {
 	window        time.Duration
 	peers         peerFlags
 	output        string
+	watch         bool
 }
 
 func (o *statOptions) validate() error {
@@ -44,11 +45,15 @@ and histograms through the API server (pods/proxy, with your credentials) at the
 window's start and end; no Prometheus is needed. Latency percentiles are the
 upper bound of the histogram bucket that holds them (≤ that many ms).
 
+It waits -t (10s by default) for its figures; -w/--watch goes on, printing
+each window's (a table under the time, or one JSON array a window).
+
 Without --to it counts the requests the resources' pods receive.
 ` + peerHelp,
 		Example: `  meshctl stat deploy -n demo
   meshctl stat deploy web -n demo -t 10s -o json
   meshctl stat ns -A
+  meshctl stat deploy -n demo -w -t 5s
   meshctl stat deploy/load -n demo --to deploy/web
   meshctl stat deploy/web -n demo --from sa/load
   meshctl stat deploy/load -n demo --to svc/api --to-namespace shop`,
@@ -64,7 +69,8 @@ Without --to it counts the requests the resources' pods receive.
 	o.kube.addFlags(f)
 	o.kube.addNamespaceFlag(f, "namespace of the resources (default: the context's)")
 	f.BoolVarP(&o.allNamespaces, "all-namespaces", "A", false, "resources in every namespace")
-	f.DurationVarP(&o.window, "time-window", "t", 30*time.Second, "how long to measure")
+	f.DurationVarP(&o.window, "time-window", "t", 10*time.Second, "how long to measure (with -w: each time)")
+	f.BoolVarP(&o.watch, "watch", "w", false, "measure again and again, printing each window's figures (Ctrl-C stops)")
 	o.peers.addFlags(f, true)
 	f.StringVarP(&o.output, "output", "o", "table", "table, wide or json")
 	return cmd
@@ -80,24 +86,48 @@ func runStat(ctx context.Context, o *statOptions, args []string, stdout, stderr 
 		return err
 	}
 	scrape(ctx, client, resources, false)
-	fmt.Fprintf(stderr, "measuring for %s ...\n", o.window)
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(o.window):
+	if o.watch {
+		fmt.Fprintf(stderr, "measuring every %s (Ctrl-C stops) ...\n", o.window)
+	} else {
+		fmt.Fprintf(stderr, "measuring for %s ...\n", o.window)
 	}
-	// Read again, without the first read's errors.
-	for _, r := range resources {
-		for _, p := range r.Pods {
-			p.Err = nil
+	for {
+		select {
+		case <-ctx.Done():
+			if o.watch {
+				return nil // stopped, as asked
+			}
+			return ctx.Err()
+		case <-time.After(o.window):
+		}
+		// Read again, without the first read's errors.
+		for _, r := range resources {
+			for _, p := range r.Pods {
+				p.Err = nil
+			}
+		}
+		scrape(ctx, client, resources, true)
+		rows := proxystats.Stat(resources, o.window, peers.series(proxystats.Inbound))
+		if o.watch && o.output != "json" {
+			fmt.Fprintf(stdout, "\n%s\n", time.Now().Format(time.TimeOnly))
+		}
+		if o.output == "json" {
+			err = proxystats.WriteJSON(stdout, rows)
+		} else {
+			err = proxystats.WriteTable(stdout, rows, o.output == "wide")
+		}
+		if err != nil || !o.watch {
+			return err
+		}
+		// The next window starts where this one ended.
+		for _, r := range resources {
+			for _, p := range r.Pods {
+				if p.End != nil {
+					p.Start, p.End = p.End, nil
+				}
+			}
 		}
 	}
-	scrape(ctx, client, resources, true)
-	rows := proxystats.Stat(resources, o.window, peers.series(proxystats.Inbound))
-	if o.output == "json" {
-		return proxystats.WriteJSON(stdout, rows)
-	}
-	return proxystats.WriteTable(stdout, rows, o.output == "wide")
 }
 
 type edgesOptions struct {

@@ -3,11 +3,15 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -44,6 +48,24 @@ func TestObservabilityWithFiftyPodsAndWithoutPermission(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(out), &rows); err != nil || len(rows) != 1 || rows[0].Meshed != 50 || rows[0].Pods != 50 || len(rows[0].Errors) != 0 {
 		t.Errorf("stat over 50 pods: %+v (%v)", rows, err)
+	}
+	// stat -w prints a window's figures again and again, and Ctrl-C ends
+	// it cleanly.
+	watch := exec.Command(filepath.Join(cluster.local.RepoDir, "bin", "meshctl"), "stat", "deploy", "web", "-n", ns, "-w", "-t", "1s", "-o", "json", "--kubeconfig", cluster.local.Kubeconfig())
+	var watched lockedBuffer
+	watch.Stdout = &watched
+	if err := watch.Start(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "stat -w to print three windows", time.Minute, func(context.Context) error {
+		if n := strings.Count(watched.String(), `"meshed": 50`); n < 3 {
+			return fmt.Errorf("%d windows so far", n)
+		}
+		return nil
+	})
+	_ = watch.Process.Signal(os.Interrupt)
+	if err := watch.Wait(); err != nil {
+		t.Errorf("stat -w stopped by Ctrl-C: %v, want exit status 0", err)
 	}
 	start := time.Now()
 	meshctl(t, false, "top", "deploy/web", "-n", ns, "--once", "--duration", "3s", "-o", "json")
@@ -141,4 +163,22 @@ func viewerKubeconfig(t *testing.T, ns string) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// lockedBuffer is a buffer a command writes while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
