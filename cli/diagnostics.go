@@ -5,13 +5,17 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/meshctl/meshctl/internal/adminclient"
 	"github.com/meshctl/meshctl/internal/api"
@@ -48,8 +52,11 @@ func newDiagnosticsEndpointsCommand() *cobra.Command {
 host:port, or an address), and the endpoints it knows for each: address, the
 identity the endpoint must prove over mutual TLS (- when it is not meshed, and
 so reached in plaintext), and whether its port is opaque (TCP without protocol
-detection). AUTHORITY keeps one destination (host:port; any port when none is
-given). Read through the controller's admin API (pods/destinations in
+detection). The proxy knows destinations by the address the application
+connected to (a Service's cluster IP and port); the SERVICE column names the
+Service there. AUTHORITY keeps one destination: an address, or a Service's
+name (NAME, NAME.NAMESPACE, NAME.NAMESPACE.svc.cluster.local), with or without
+a port. Read through the controller's admin API (pods/destinations in
 admin.meshctl.io: the ClusterRole meshctl-admin-viewer grants it).`,
 		Example: `  meshctl diagnostics endpoints pod/load-7d9f -n demo
   meshctl diagnostics endpoints pod/load-7d9f -n demo web.demo.svc.cluster.local:80 -o json`,
@@ -98,45 +105,101 @@ func runDiagnosticsEndpoints(ctx context.Context, o *diagnosticsEndpointsOptions
 	if err != nil {
 		return fmt.Errorf("pod %s/%s: %w", ns, name, adminclient.Explain(err, meshnames.AdminDestinations))
 	}
-	var dsts map[string][]api.DestinationEndpoint
-	if err := json.Unmarshal(raw, &dsts); err != nil {
+	var raw2 map[string][]api.DestinationEndpoint
+	if err := json.Unmarshal(raw, &raw2); err != nil {
 		return fmt.Errorf("pod %s/%s: its /destinations: %w", ns, name, err)
 	}
-	if authority != "" {
-		kept := map[string][]api.DestinationEndpoint{}
-		for dst, eps := range dsts {
-			if matchAuthorityFlag(authority, dst) {
-				kept[dst] = eps
-			}
-		}
-		if len(kept) == 0 {
-			return command.NotFound(fmt.Errorf("pod %s/%s's proxy knows no destination %s (it asks discovery on the first request to one); it knows %d others", ns, name, authority, len(dsts)))
-		}
-		dsts = kept
+	services := serviceAddrs(ctx, kc.typed)
+	dsts := make([]destinationView, 0, len(raw2))
+	for dst, eps := range raw2 {
+		dsts = append(dsts, destinationView{Destination: dst, Service: services[hostOf(dst)], Endpoints: eps})
 	}
+	if authority != "" {
+		want, err := authorityAddrs(ctx, kc.typed, authority, ns)
+		if err != nil {
+			return err
+		}
+		dsts = slices.DeleteFunc(dsts, func(d destinationView) bool { return !want(d.Destination) })
+		if len(dsts) == 0 {
+			return command.NotFound(fmt.Errorf("pod %s/%s's proxy knows no destination %s (it asks discovery on the first request to one); it knows %d others", ns, name, authority, len(raw2)))
+		}
+	}
+	slices.SortFunc(dsts, func(a, b destinationView) int { return strings.Compare(a.Destination, b.Destination) })
 	if o.output == "json" {
 		return writeJSON(stdout, dsts)
 	}
 	return writeEndpoints(stdout, dsts)
 }
 
-// writeEndpoints prints destinations and their endpoints, sorted.
-func writeEndpoints(w io.Writer, dsts map[string][]api.DestinationEndpoint) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 3, ' ', 0)
-	fmt.Fprintln(tw, "DESTINATION\tENDPOINT\tIDENTITY\tOPAQUE")
-	names := make([]string, 0, len(dsts))
-	for d := range dsts {
-		names = append(names, d)
+// destinationView is one destination a proxy knows: the original
+// destination address its requests had, the Service at that address, and
+// the endpoints.
+type destinationView struct {
+	Destination string                    `json:"destination"`
+	Service     string                    `json:"service,omitempty"`
+	Endpoints   []api.DestinationEndpoint `json:"endpoints"`
+}
+
+// serviceAddrs maps the cluster's Service IPs to "name.namespace" (empty
+// when Services may not be listed).
+func serviceAddrs(ctx context.Context, client kubernetes.Interface) map[string]string {
+	out := map[string]string{}
+	list, err := client.CoreV1().Services("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return out
 	}
-	slices.Sort(names)
-	for _, d := range names {
-		eps := slices.Clone(dsts[d])
+	for _, svc := range list.Items {
+		for _, ip := range svc.Spec.ClusterIPs {
+			if ip != "" && ip != corev1.ClusterIPNone {
+				out[ip] = svc.Name + "." + svc.Namespace
+			}
+		}
+	}
+	return out
+}
+
+// authorityAddrs reads AUTHORITY (an address, or a Service's name: NAME,
+// NAME.NS, NAME.NS.svc[.DOMAIN], with or without a port) into a test of
+// the destination addresses it names.
+func authorityAddrs(ctx context.Context, client kubernetes.Interface, authority, ns string) (func(string) bool, error) {
+	host, port := authority, ""
+	if h, p, err := net.SplitHostPort(authority); err == nil {
+		host, port = h, p
+	}
+	samePort := func(dst string) bool {
+		_, p, _ := net.SplitHostPort(dst)
+		return port == "" || p == port
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return func(dst string) bool { return hostOf(dst) == host && samePort(dst) }, nil
+	}
+	name, rest, _ := strings.Cut(strings.TrimSuffix(host, "."), ".")
+	if svcNS, _, _ := strings.Cut(rest, "."); svcNS != "" {
+		ns = svcNS
+	}
+	svc, err := client.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, command.NotFound(fmt.Errorf("%s: no Service %s in namespace %s", authority, name, ns))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", authority, err)
+	}
+	ips := svc.Spec.ClusterIPs
+	return func(dst string) bool { return slices.Contains(ips, hostOf(dst)) && samePort(dst) }, nil
+}
+
+// writeEndpoints prints destinations and their endpoints, sorted.
+func writeEndpoints(w io.Writer, dsts []destinationView) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 3, ' ', 0)
+	fmt.Fprintln(tw, "DESTINATION\tSERVICE\tENDPOINT\tIDENTITY\tOPAQUE")
+	for _, d := range dsts {
+		eps := slices.Clone(d.Endpoints)
 		slices.SortFunc(eps, func(a, b api.DestinationEndpoint) int { return strings.Compare(a.Addr, b.Addr) })
 		if len(eps) == 0 {
-			fmt.Fprintf(tw, "%s\t(none)\t-\t-\n", d)
+			fmt.Fprintf(tw, "%s\t%s\t(none)\t-\t-\n", d.Destination, orDash(d.Service))
 		}
 		for _, e := range eps {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%t\n", d, e.Addr, orDash(e.Identity), e.Opaque)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%t\n", d.Destination, orDash(d.Service), e.Addr, orDash(e.Identity), e.Opaque)
 		}
 	}
 	return tw.Flush()

@@ -6,11 +6,13 @@ import (
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/meshctl/meshctl/cli/proxystats"
 	"github.com/meshctl/meshctl/cli/tapstream"
+	"github.com/meshctl/meshctl/internal/command"
 )
 
 func deployment(ns, name, sa string) *appsv1.Deployment {
@@ -124,5 +126,39 @@ func TestPeersMatchExactly(t *testing.T) {
 		if err := bad.validate(); err == nil {
 			t.Errorf("%+v: no refusal", bad)
 		}
+	}
+}
+
+// TestAuthorityNamesAServiceAddress: diagnostics endpoints' AUTHORITY, as
+// an address or as a Service's name in any of its forms, with or without a
+// port, picks the destinations (original addresses) it names.
+func TestAuthorityNamesAServiceAddress(t *testing.T) {
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "web"}, Spec: corev1.ServiceSpec{ClusterIP: "10.96.0.9", ClusterIPs: []string{"10.96.0.9"}}}
+	client := fake.NewClientset(svc)
+	for authority, want := range map[string][]string{
+		"web":                           {"10.96.0.9:80", "10.96.0.9:8080"},
+		"web:80":                        {"10.96.0.9:80"},
+		"web.demo:8080":                 {"10.96.0.9:8080"},
+		"web.demo.svc.cluster.local:80": {"10.96.0.9:80"},
+		"web.demo.svc.cluster.local.":   {"10.96.0.9:80", "10.96.0.9:8080"},
+		"10.96.0.9:80":                  {"10.96.0.9:80"},
+		"10.96.0.99":                    nil,
+	} {
+		match, err := authorityAddrs(context.Background(), client, authority, "demo")
+		if err != nil {
+			t.Fatalf("%s: %v", authority, err)
+		}
+		var got []string
+		for _, dst := range []string{"10.96.0.9:80", "10.96.0.9:8080", "10.96.0.10:80"} {
+			if match(dst) {
+				got = append(got, dst)
+			}
+		}
+		if strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Errorf("%s: %v, want %v", authority, got, want)
+		}
+	}
+	if _, err := authorityAddrs(context.Background(), client, "api.demo:80", "demo"); command.ExitStatus(err) != command.ExitNotFound {
+		t.Errorf("a Service that does not exist: %v", err)
 	}
 }

@@ -83,23 +83,24 @@ func TestLiveTopViewPrintsNoControlCharacters(t *testing.T) {
 	}
 }
 
-// TestEndpointsTable: destinations sorted, endpoints sorted, an unmeshed
-// endpoint's identity a dash, a destination without endpoints said so.
+// TestEndpointsTable: endpoints sorted, an unmeshed endpoint's identity a
+// dash, a destination without endpoints said so, the Service named.
 func TestEndpointsTable(t *testing.T) {
 	var b strings.Builder
-	err := writeEndpoints(&b, map[string][]api.DestinationEndpoint{
-		"web.demo.svc.cluster.local:80":  {{Addr: "10.0.0.9:8080", Identity: "spiffe://td/ns/demo/sa/web"}, {Addr: "10.0.0.2:8080", Identity: "spiffe://td/ns/demo/sa/web"}},
-		"db.demo.svc.cluster.local:5432": {{Addr: "10.0.0.5:5432", Opaque: true}},
-		"gone.demo.svc.cluster.local:80": {},
+	err := writeEndpoints(&b, []destinationView{
+		{Destination: "10.96.0.5:5432", Service: "db.demo", Endpoints: []api.DestinationEndpoint{{Addr: "10.0.0.5:5432", Opaque: true}}},
+		{Destination: "10.96.0.7:80", Endpoints: []api.DestinationEndpoint{}},
+		{Destination: "10.96.0.9:80", Service: "web.demo", Endpoints: []api.DestinationEndpoint{
+			{Addr: "10.0.0.9:8080", Identity: "spiffe://td/ns/demo/sa/web"}, {Addr: "10.0.0.2:8080", Identity: "spiffe://td/ns/demo/sa/web"}}},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `DESTINATION                      ENDPOINT        IDENTITY                     OPAQUE
-db.demo.svc.cluster.local:5432   10.0.0.5:5432   -                            true
-gone.demo.svc.cluster.local:80   (none)          -                            -
-web.demo.svc.cluster.local:80    10.0.0.2:8080   spiffe://td/ns/demo/sa/web   false
-web.demo.svc.cluster.local:80    10.0.0.9:8080   spiffe://td/ns/demo/sa/web   false
+	want := `DESTINATION      SERVICE    ENDPOINT        IDENTITY                     OPAQUE
+10.96.0.5:5432   db.demo    10.0.0.5:5432   -                            true
+10.96.0.7:80     -          (none)          -                            -
+10.96.0.9:80     web.demo   10.0.0.2:8080   spiffe://td/ns/demo/sa/web   false
+10.96.0.9:80     web.demo   10.0.0.9:8080   spiffe://td/ns/demo/sa/web   false
 `
 	if b.String() != want {
 		t.Errorf("got:\n%s\nwant:\n%s", b.String(), want)

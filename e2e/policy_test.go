@@ -391,23 +391,26 @@ func diagnosticsOfTheLoad(t *testing.T, ns, pod string) {
 	t.Helper()
 	authority := "web." + ns + ".svc.cluster.local:80"
 	out, _ := meshctl(t, false, "diagnostics", "endpoints", "pod/"+pod, "-n", ns, authority, "-o", "json")
-	var dsts map[string][]struct {
-		Addr     string `json:"addr"`
-		Identity string `json:"identity"`
+	var dsts []struct {
+		Destination string `json:"destination"`
+		Service     string `json:"service"`
+		Endpoints   []struct {
+			Addr     string `json:"addr"`
+			Identity string `json:"identity"`
+		} `json:"endpoints"`
 	}
 	if err := json.Unmarshal([]byte(out), &dsts); err != nil {
 		t.Fatalf("diagnostics endpoints -o json: %v\n%s", err, out)
 	}
-	eps := dsts[authority]
-	if len(dsts) != 1 || len(eps) < 2 {
-		t.Errorf("diagnostics endpoints %s: %v, want that destination only, with web-v1's and web-v2's endpoints", authority, dsts)
+	if len(dsts) != 1 || dsts[0].Service != "web."+ns || len(dsts[0].Endpoints) < 2 {
+		t.Fatalf("diagnostics endpoints %s: %+v, want Service web's address only, with web-v1's and web-v2's endpoints", authority, dsts)
 	}
-	for _, e := range eps {
+	for _, e := range dsts[0].Endpoints {
 		if !strings.HasSuffix(e.Identity, "/ns/"+ns+"/sa/default") {
 			t.Errorf("endpoint %s has identity %q, want web's (ServiceAccount default of %s)", e.Addr, e.Identity, ns)
 		}
 	}
-	if _, err := meshctl(t, true, "diagnostics", "endpoints", "pod/"+pod, "-n", ns, "nowhere:80"); err == nil || !strings.Contains(err.Error(), "knows no destination nowhere:80") {
+	if _, err := meshctl(t, true, "diagnostics", "endpoints", "pod/"+pod, "-n", ns, "10.255.255.1:80"); err == nil || !strings.Contains(err.Error(), "knows no destination 10.255.255.1:80") {
 		t.Errorf("diagnostics endpoints for a destination never called: %v", err)
 	}
 	metrics, _ := meshctl(t, false, "diagnostics", "proxy-metrics", "pod/"+pod, "-n", ns)
