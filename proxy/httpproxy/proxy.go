@@ -353,10 +353,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case rec.reached && info.Direction == metrics.Outbound:
 			route = info.Metrics.RouteTo(info.Upstream.Name(), rec.ep.Identity, rec.ep.Workload)
+		case info.Direction == metrics.Inbound && info.ClientID == "" && info.FromNode && p.probe(info, r):
+			// Answered or not (the application may not listen yet).
+			route = info.Metrics.Route(meshnames.ProbeAuthority)
 		case info.Direction == metrics.Inbound && (!rec.reached || headerValue(rec.Header(), proxyErrorKey) != ""):
 			route = info.Metrics.Route("")
-		case info.Direction == metrics.Inbound && info.ClientID == "" && info.FromNode && p.probe(info, r):
-			route = info.Metrics.Route(meshnames.ProbeAuthority)
 		default:
 			route = info.Metrics.Route(info.Upstream.Name())
 		}
@@ -464,8 +465,12 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, ep endpoint
 		reason = "meshed TLS " + strings.ReplaceAll(me.Reason, "_", " ")
 	}
 	if r.Context().Err() == nil {
+		identity := "" // a plaintext endpoint proves none
+		if ep.Meshed() {
+			identity = ep.Identity.String()
+		}
 		p.warn("request failed: the upstream could not be reached or broke off", "status", status, "endpoint", ep.Addr,
-			"identity", ep.Identity.String(), "method", r.Method, "path", r.URL.Path, "refused", errors.Is(err, syscall.ECONNREFUSED), "error", err)
+			"identity", identity, "method", r.Method, "path", r.URL.Path, "refused", errors.Is(err, syscall.ECONNREFUSED), "error", err)
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set(proxyErrorHeader, reason)
