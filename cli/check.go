@@ -74,6 +74,7 @@ fail. -o json is for scripts.`,
 	f.BoolVar(&o.proxy, "proxy", false, "also check every meshed pod's proxy")
 	f.DurationVar(&o.wait, "wait", 2*time.Minute, "retry failing checks for up to this long (0: run each once)")
 	f.StringVarP(&o.output, "output", "o", "table", "table or json")
+	addCompletions(cmd, &o.kube, "table", "json")
 	return cmd
 }
 

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/meshctl/meshctl/identity/ca"
 	"github.com/meshctl/meshctl/install"
 	"github.com/meshctl/meshctl/install/gatewayapi"
@@ -236,4 +238,34 @@ func TestExitStatusesScriptsCanTrust(t *testing.T) {
 // counts) become usage errors in command.Execute, not here.
 func isCobraUsage(err error) bool {
 	return err != nil && (strings.Contains(err.Error(), "unknown") || strings.Contains(err.Error(), "arg(s)"))
+}
+
+// TestCompletionOffersValuesAndTypes: -o, --sort, the target's types and
+// --to's kinds complete without a cluster (names need one).
+func TestCompletionOffersValuesAndTypes(t *testing.T) {
+	for args, want := range map[string][]string{
+		"stat deploy -o ":        {"table", "wide", "json"},
+		"top deploy/web --sort ": {"count", "best", "worst", "success", "path"},
+		"stat ":                  {"deploy", "pod", "ns", "svc"},
+		"stat deploy --to ":      {"deploy/", "sa/", "ns/", "svc/"},
+		"tap deploy/web --from ": {"deploy/", "sa/", "ns/"},
+	} {
+		root := NewRootCommand()
+		var out strings.Builder
+		root.SetOut(&out)
+		root.SetErr(io.Discard)
+		words := strings.Fields(args)
+		if strings.HasSuffix(args, " ") {
+			words = append(words, "")
+		}
+		root.SetArgs(append([]string{cobra.ShellCompRequestCmd}, words...))
+		if err := root.Execute(); err != nil {
+			t.Fatalf("%q: %v", args, err)
+		}
+		for _, w := range want {
+			if !strings.Contains(out.String(), w+"\n") {
+				t.Errorf("completing %q: %q, want %q among them", args, out.String(), w)
+			}
+		}
+	}
 }

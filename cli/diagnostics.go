@@ -82,6 +82,8 @@ admin.meshctl.io: the ClusterRole meshctl-admin-viewer grants it).`,
 	o.kube.addFlags(cmd.Flags())
 	o.kube.addNamespaceFlag(cmd.Flags(), "the pod's namespace (default: the context's)")
 	cmd.Flags().StringVarP(&o.output, "output", "o", "table", "table or json")
+	cmd.ValidArgsFunction = completeTarget(&o.kube)
+	addCompletions(cmd, &o.kube, "table", "json")
 	return cmd
 }
 
@@ -254,5 +256,7 @@ ns/NAME, svc/NAME), as the proxies serve them (Prometheus text), each under a
 	o.kube.addFlags(cmd.Flags())
 	o.kube.addNamespaceFlag(cmd.Flags(), "namespace of the target (default: the context's)")
 	cmd.Flags().BoolVarP(&o.allNamespaces, "all-namespaces", "A", false, "with ns: every namespace")
+	cmd.ValidArgsFunction = completeTarget(&o.kube)
+	addCompletions(cmd, &o.kube)
 	return cmd
 }

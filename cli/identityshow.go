@@ -44,6 +44,8 @@ meshctl-admin-viewer grants it), which relays to the proxy over mutual TLS.`,
 	o.kube.addFlags(cmd.Flags())
 	o.kube.addNamespaceFlag(cmd.Flags(), "the pod's namespace (default: the context's)")
 	cmd.Flags().StringVarP(&o.output, "output", "o", "table", "table or json")
+	cmd.ValidArgsFunction = completeTarget(&o.kube)
+	addCompletions(cmd, &o.kube, "table", "json")
 	return cmd
 }
 

@@ -73,6 +73,8 @@ Without --to it counts the requests the resources' pods receive.
 	f.BoolVarP(&o.watch, "watch", "w", false, "measure again and again, printing each window's figures (Ctrl-C stops)")
 	o.peers.addFlags(f, true)
 	f.StringVarP(&o.output, "output", "o", "table", "table, wide or json")
+	cmd.ValidArgsFunction = completeTarget(&o.kube)
+	addCompletions(cmd, &o.kube, "table", "wide", "json")
 	return cmd
 }
 
@@ -187,6 +189,8 @@ HOST[:PORT] those to that authority.`,
 	f.DurationVarP(&o.window, "time-window", "t", 10*time.Second, "the edges with requests in this last window (0: since the proxies started, at once)")
 	o.peers.addFlags(f, false)
 	f.StringVarP(&o.output, "output", "o", "table", "table, wide or json")
+	cmd.ValidArgsFunction = completeTarget(&o.kube)
+	addCompletions(cmd, &o.kube, "table", "wide", "json")
 	return cmd
 }
 

@@ -155,6 +155,8 @@ and says how many it dropped beyond that.
 	}
 	o.addFlags(cmd)
 	cmd.Flags().StringVarP(&o.output, "output", "o", "", "json: one event per line, as JSON")
+	cmd.ValidArgsFunction = completeTarget(&o.kube)
+	addCompletions(cmd, &o.kube, "json")
 	return cmd
 }
 

@@ -63,6 +63,9 @@ It shows the requests the target's pods receive, or with --to those they send.
 	f.DurationVar(&o.duration, "duration", 10*time.Second, "with --once (or no terminal): how long to collect")
 	f.StringVarP(&o.output, "output", "o", "table", "with --once: table or json")
 	f.StringVar(&o.sortBy, "sort", "count", "count, best, worst, success or path")
+	cmd.ValidArgsFunction = completeTarget(&o.tap.kube)
+	addCompletions(cmd, &o.tap.kube, "table", "json")
+	_ = cmd.RegisterFlagCompletionFunc("sort", completeWords("count", "best", "worst", "success", "path"))
 	return cmd
 }
 

@@ -120,6 +120,11 @@ func TestMeshctlInstallsChecksInjectsAndUninstalls(t *testing.T) {
 	applyTemplate(t, "meshed-client.yaml", map[string]string{"Namespace": ns})
 	waitReady(t, ns, "web", 3*time.Minute)
 	waitReady(t, ns, "client", 3*time.Minute)
+	// Shell completion names the cluster's resources.
+	complete := exec.Command(filepath.Join(cluster.local.RepoDir, "bin", "meshctl"), "__complete", "stat", "--kubeconfig", cluster.local.Kubeconfig(), "-n", ns, "deploy/")
+	if out, err := complete.Output(); err != nil || !strings.Contains(string(out), "deploy/web\n") || !strings.Contains(string(out), "deploy/client\n") {
+		t.Errorf("completing stat deploy/ in %s: %q (%v), want deploy/web and deploy/client", ns, out, err)
+	}
 	// Marked for injection after its pods started: check names them.
 	annotateNamespace(t, ns, "meshctl.io/inject", "enabled")
 	checked, _ := meshctl(t, false, "check", "--wait", "0")
