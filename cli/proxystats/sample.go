@@ -50,6 +50,16 @@ type Sample struct {
 	// Plaintext counts the plaintext connections the proxy made into the
 	// cluster's networks, by reason (no_identity, not_in_mesh).
 	Plaintext map[string]float64
+	// Decisions counts the inbound policy's decisions by rule and decision
+	// (allow, deny, rate_limited).
+	Decisions map[Decision]float64
+}
+
+// Decision is a rule of the inbound policy (an AuthorizationPolicy's
+// namespace/name, default:<policy>, probe, rate-limit, ...) and what it
+// decided.
+type Decision struct {
+	Rule, Decision string
 }
 
 // Parse reads a proxy's Prometheus text exposition.
@@ -59,7 +69,7 @@ func Parse(r io.Reader) (*Sample, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse the proxy's metrics: %w", err)
 	}
-	s := &Sample{Responses: map[Series]float64{}, Latency: map[Series]Histogram{}, OpenConns: map[string]float64{}, Plaintext: map[string]float64{}}
+	s := &Sample{Responses: map[Series]float64{}, Latency: map[Series]Histogram{}, OpenConns: map[string]float64{}, Plaintext: map[string]float64{}, Decisions: map[Decision]float64{}}
 	if f := fams["process_start_time_seconds"]; f != nil && len(f.Metric) > 0 {
 		s.Started = f.Metric[0].GetGauge().GetValue()
 	}
@@ -87,6 +97,11 @@ func Parse(r io.Reader) (*Sample, error) {
 	if f := fams["plaintext_connections_total"]; f != nil {
 		for _, m := range f.Metric {
 			s.Plaintext[label(m, "reason")] += m.GetCounter().GetValue()
+		}
+	}
+	if f := fams["inbound_policy_decisions_total"]; f != nil {
+		for _, m := range f.Metric {
+			s.Decisions[Decision{Rule: label(m, "rule"), Decision: label(m, "decision")}] += m.GetCounter().GetValue()
 		}
 	}
 	if f := fams["tcp_open_connections"]; f != nil {

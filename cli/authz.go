@@ -1,0 +1,387 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/meshctl/meshctl/cli/proxystats"
+	"github.com/meshctl/meshctl/internal/command"
+	"github.com/meshctl/meshctl/internal/meshnames"
+	"github.com/meshctl/meshctl/internal/policyapi"
+)
+
+type authzOptions struct {
+	kube      kubeOptions
+	controlNS string
+	window    time.Duration
+	output    string
+}
+
+func newAuthzCommand() *cobra.Command {
+	o := &authzOptions{}
+	cmd := &cobra.Command{
+		Use:   "authz TARGET",
+		Short: "Which authorization applies to a workload's ports, and what it decided",
+		Long: `Show, for the pods of TARGET (deploy/NAME, pod/NAME, svc/NAME), what decides who
+gets in on each port: the AuthorizationPolicies that select them (with their
+paths and clients), or, on a port that none covers, the default inbound policy
+(and where it comes from: the pod's annotation, its namespace's, or install's
+--default-inbound-policy). Then what the proxies decided over the last -t (10s;
+-t 0: since they started): requests and connections allowed, denied and rate
+limited per second, by the rule that decided (an AuthorizationPolicy,
+default:<policy>, probe, rate-limit, rate-limit-per-client).
+
+` + command.ExitCodesHelp,
+		Example: `  meshctl authz deploy/web -n shop
+  meshctl authz deploy/web -n shop -t 0 -o json`,
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.output != "table" && o.output != "json" {
+				return command.Usagef("-o %q: want table or json", o.output)
+			}
+			if o.window < 0 {
+				return command.Usagef("-t must not be negative")
+			}
+			return runAuthz(cmd.Context(), o, args, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	f := cmd.Flags()
+	o.kube.addFlags(f)
+	o.kube.addNamespaceFlag(f, "namespace of the target (default: the context's)")
+	f.StringVar(&o.controlNS, "control-plane-namespace", meshnames.Namespace, "namespace of the control plane (for install's default inbound policy)")
+	f.DurationVarP(&o.window, "time-window", "t", 10*time.Second, "the decisions of this last window (0: since the proxies started, at once)")
+	f.StringVarP(&o.output, "output", "o", "table", "table or json")
+	cmd.ValidArgsFunction = completeTarget(&o.kube)
+	addCompletions(cmd, &o.kube, "table", "json")
+	return cmd
+}
+
+// authzReport is what authz prints.
+type authzReport struct {
+	Default       authzDefault   `json:"default"`
+	Ports         []authzPort    `json:"ports"`
+	Decisions     []authzRate    `json:"decisions"`
+	WindowSeconds float64        `json:"window_seconds,omitempty"`
+	Policies      []authzPolicy  `json:"policies"`
+	Errors        []string       `json:"errors,omitempty"`
+	pods          []*corev1.Pod  // the target's
+	byName        map[string]int // policy name → index in Policies
+}
+
+type authzDefault struct {
+	Policy string `json:"policy"`
+	Source string `json:"source"`
+}
+
+type authzPort struct {
+	Port int `json:"port"`
+	// Policies cover the port; none: the default decides.
+	Policies []string `json:"policies,omitempty"`
+	Default  string   `json:"default,omitempty"`
+}
+
+type authzPolicy struct {
+	Name         string   `json:"name"`
+	Port         string   `json:"port,omitempty"`
+	PathPrefixes []string `json:"path_prefixes,omitempty"`
+	From         []string `json:"from"`
+}
+
+type authzRate struct {
+	Rule        string  `json:"rule"`
+	Allowed     float64 `json:"allowed"`
+	Denied      float64 `json:"denied"`
+	RateLimited float64 `json:"rate_limited"`
+}
+
+func runAuthz(ctx context.Context, o *authzOptions, args []string, stdout, stderr io.Writer) error {
+	client, kind, resources, err := resolveTarget(ctx, &o.kube, false, args)
+	if err != nil {
+		return err
+	}
+	if kind == "namespace" {
+		return command.Usagef("authz takes a workload: deploy/NAME, pod/NAME or svc/NAME")
+	}
+	kc, err := o.kube.clients()
+	if err != nil {
+		return err
+	}
+	ns := o.kube.defaultNamespace()
+	r := &authzReport{byName: map[string]int{}}
+	list, err := client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	want := map[string]bool{}
+	for _, res := range resources {
+		for _, p := range res.Pods {
+			want[p.Name] = true
+		}
+	}
+	for i := range list.Items {
+		if want[list.Items[i].Name] {
+			r.pods = append(r.pods, &list.Items[i])
+		}
+	}
+	if r.Default, err = defaultPolicyOf(ctx, client, o.controlNS, ns, r.pods); err != nil {
+		return err
+	}
+	if err := r.selectPolicies(ctx, kc.dynamic, ns); err != nil {
+		return err
+	}
+	r.coverPorts()
+
+	if o.window > 0 {
+		scrape(ctx, client, resources, false)
+		fmt.Fprintf(stderr, "measuring for %s ...\n", o.window)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(o.window):
+		}
+		for _, res := range resources {
+			for _, p := range res.Pods {
+				p.Err = nil
+			}
+		}
+	}
+	scrape(ctx, client, resources, true)
+	r.rates(resources, o.window)
+	if o.output == "json" {
+		return writeJSON(stdout, r)
+	}
+	return r.write(stdout, stderr)
+}
+
+// defaultPolicyOf is the default inbound policy of the pods and where it
+// comes from: the pods' annotation, their namespace's, or install's.
+func defaultPolicyOf(ctx context.Context, client kubernetes.Interface, controlNS, ns string, pods []*corev1.Pod) (authzDefault, error) {
+	seen := map[string]bool{}
+	for _, p := range pods {
+		if v := p.Annotations[meshnames.DefaultPolicyAnnotation]; v != "" {
+			seen[v] = true
+		}
+	}
+	if len(seen) > 0 {
+		var vals []string
+		for v := range seen {
+			vals = append(vals, v)
+		}
+		slices.Sort(vals)
+		return authzDefault{Policy: strings.Join(vals, ","), Source: "the pods' annotation " + meshnames.DefaultPolicyAnnotation}, nil
+	}
+	n, err := client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+	if err != nil {
+		return authzDefault{}, fmt.Errorf("namespace %s: %w", ns, err)
+	}
+	if v := n.Annotations[meshnames.DefaultPolicyAnnotation]; v != "" {
+		return authzDefault{Policy: v, Source: "namespace " + ns + "'s annotation " + meshnames.DefaultPolicyAnnotation}, nil
+	}
+	d, err := client.AppsV1().Deployments(controlNS).Get(ctx, meshnames.ServiceName, metav1.GetOptions{})
+	if err == nil {
+		for _, c := range d.Spec.Template.Spec.Containers {
+			for _, a := range c.Args {
+				if v, ok := strings.CutPrefix(a, "--default-inbound-policy="); ok {
+					return authzDefault{Policy: v, Source: "meshctl install --default-inbound-policy"}, nil
+				}
+			}
+		}
+	}
+	return authzDefault{Policy: meshnames.DefaultAllUnauthenticated, Source: "the mesh's default"}, nil
+}
+
+// selectPolicies finds the AuthorizationPolicies of ns that select one of
+// the pods.
+func (r *authzReport) selectPolicies(ctx context.Context, dyn dynamic.Interface, ns string) error {
+	list, err := dyn.Resource(policyapi.GroupVersionResource).Namespace(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return fmt.Errorf("list the AuthorizationPolicies of %s: %w", ns, err)
+	}
+	r.Policies = []authzPolicy{}
+	for _, item := range list.Items {
+		var ap policyapi.AuthorizationPolicy
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(item.Object, &ap); err != nil {
+			r.Errors = append(r.Errors, fmt.Sprintf("AuthorizationPolicy %s/%s: %v", ns, item.GetName(), err))
+			continue
+		}
+		sel, err := metav1.LabelSelectorAsSelector(&ap.Spec.PodSelector)
+		if err != nil {
+			r.Errors = append(r.Errors, fmt.Sprintf("AuthorizationPolicy %s/%s: %v", ns, ap.Name, err))
+			continue
+		}
+		if !slices.ContainsFunc(r.pods, func(p *corev1.Pod) bool { return sel.Matches(labels.Set(p.Labels)) }) {
+			continue
+		}
+		pol := authzPolicy{Name: ns + "/" + ap.Name, PathPrefixes: ap.Spec.PathPrefixes, From: []string{}}
+		if ap.Spec.Port != nil {
+			pol.Port = ap.Spec.Port.String()
+		}
+		for _, c := range ap.Spec.From {
+			switch {
+			case c.SPIFFEID != "":
+				pol.From = append(pol.From, c.SPIFFEID)
+			case c.ServiceAccount != nil:
+				sans := c.ServiceAccount.Namespace
+				if sans == "" {
+					sans = ns
+				}
+				pol.From = append(pol.From, "sa/"+c.ServiceAccount.Name+" -n "+sans)
+			}
+		}
+		r.byName[pol.Name] = len(r.Policies)
+		r.Policies = append(r.Policies, pol)
+	}
+	return nil
+}
+
+// coverPorts lists the pods' ports with the policies covering each (a
+// policy's named port resolved on the pods' containers).
+func (r *authzReport) coverPorts() {
+	ports := map[int]string{} // number → name
+	for _, p := range r.pods {
+		for _, c := range p.Spec.Containers {
+			for _, cp := range c.Ports {
+				ports[int(cp.ContainerPort)] = cp.Name
+			}
+		}
+	}
+	for _, pol := range r.Policies {
+		if n, err := strconv.Atoi(pol.Port); err == nil {
+			if _, ok := ports[n]; !ok {
+				ports[n] = ""
+			}
+		}
+	}
+	numbers := make([]int, 0, len(ports))
+	for n := range ports {
+		numbers = append(numbers, n)
+	}
+	slices.Sort(numbers)
+	r.Ports = []authzPort{}
+	for _, n := range numbers {
+		ap := authzPort{Port: n}
+		for _, pol := range r.Policies {
+			if pol.Port == "" || pol.Port == strconv.Itoa(n) || (ports[n] != "" && pol.Port == ports[n]) {
+				ap.Policies = append(ap.Policies, pol.Name)
+			}
+		}
+		if len(ap.Policies) == 0 {
+			ap.Default = r.Default.Policy
+		}
+		r.Ports = append(r.Ports, ap)
+	}
+}
+
+// rates adds up the pods' decisions over the window (everything since
+// their start when window is 0, or for a proxy that restarted).
+func (r *authzReport) rates(resources []proxystats.Resource, window time.Duration) {
+	sum := map[string]*authzRate{}
+	for _, res := range resources {
+		for _, p := range res.Pods {
+			if p.Err != nil {
+				r.Errors = append(r.Errors, "pod "+p.Namespace+"/"+p.Name+": "+p.Err.Error())
+				continue
+			}
+			if p.End == nil || (window > 0 && p.Start == nil) {
+				continue
+			}
+			for d, n := range p.End.Decisions {
+				if window > 0 && p.Start.Started == p.End.Started {
+					n -= p.Start.Decisions[d]
+				}
+				if n <= 0 {
+					continue
+				}
+				a := sum[d.Rule]
+				if a == nil {
+					a = &authzRate{Rule: d.Rule}
+					sum[d.Rule] = a
+				}
+				switch d.Decision {
+				case "allow":
+					a.Allowed += n
+				case "deny":
+					a.Denied += n
+				case "rate_limited":
+					a.RateLimited += n
+				}
+			}
+		}
+	}
+	r.Decisions = []authzRate{}
+	r.WindowSeconds = window.Seconds()
+	for _, a := range sum {
+		if window > 0 {
+			s := window.Seconds()
+			a.Allowed, a.Denied, a.RateLimited = a.Allowed/s, a.Denied/s, a.RateLimited/s
+		}
+		r.Decisions = append(r.Decisions, *a)
+	}
+	slices.SortFunc(r.Decisions, func(a, b authzRate) int { return strings.Compare(a.Rule, b.Rule) })
+}
+
+func (r *authzReport) write(w, warn io.Writer) error {
+	fmt.Fprintf(w, "Default inbound policy: %s (from %s)\n\n", r.Default.Policy, r.Default.Source)
+	tw := tabwriter.NewWriter(w, 0, 4, 3, ' ', 0)
+	fmt.Fprintln(tw, "PORT\tDECIDED BY")
+	for _, p := range r.Ports {
+		by := "default: " + p.Default
+		if len(p.Policies) > 0 {
+			by = strings.Join(p.Policies, ", ")
+		}
+		fmt.Fprintf(tw, "%d\t%s\n", p.Port, by)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(r.Policies) > 0 {
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 4, 3, ' ', 0)
+		fmt.Fprintln(tw, "AUTHORIZATION POLICY\tPORT\tPATHS\tFROM")
+		for _, p := range r.Policies {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.Name, orDash(p.Port), orDash(strings.Join(p.PathPrefixes, ",")), orDash(strings.Join(p.From, ", ")))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	unit := "/s"
+	if r.WindowSeconds == 0 {
+		unit = " (since start)"
+	}
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 4, 3, ' ', 0)
+	fmt.Fprintf(tw, "RULE\tALLOWED%s\tDENIED%s\tRATE LIMITED%s\n", unit, unit, unit)
+	for _, d := range r.Decisions {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", d.Rule, rate(d.Allowed), rate(d.Denied), rate(d.RateLimited))
+	}
+	if len(r.Decisions) == 0 {
+		fmt.Fprintln(tw, "(none)\t\t\t")
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, e := range r.Errors {
+		fmt.Fprintf(warn, "warning: %s\n", e)
+	}
+	return nil
+}
+
+func rate(v float64) string {
+	return strconv.FormatFloat(math.Round(v*10)/10, 'f', -1, 64)
+}
