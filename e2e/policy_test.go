@@ -194,6 +194,34 @@ func TestPolicyOnTheCluster(t *testing.T) {
 		if !found {
 			t.Errorf("edges deploy/server shows no edge from unmeshed clients: %s", edgesOut)
 		}
+		// meshctl authz says what decides on server's port, and what the
+		// proxies decided: the client's 50 allowed by the policy, the
+		// intruder's and the unmeshed pod's 100 denied by it (it covers the
+		// port, so the default does not decide there).
+		authzOut, _ := meshctl(t, false, "authz", "deploy/server", "-n", authz, "-t", "0", "-o", "json")
+		var report struct {
+			Default struct{ Policy, Source string }
+			Ports   []struct {
+				Port     int
+				Policies []string
+			}
+			Decisions []struct {
+				Rule            string
+				Allowed, Denied float64
+			}
+		}
+		if err := json.Unmarshal([]byte(authzOut), &report); err != nil {
+			t.Fatalf("authz -o json: %v\n%s", err, authzOut)
+		}
+		decided := map[string][2]float64{}
+		for _, d := range report.Decisions {
+			decided[d.Rule] = [2]float64{d.Allowed, d.Denied}
+		}
+		if report.Default.Policy != "deny" || !strings.Contains(report.Default.Source, "namespace "+authz) ||
+			len(report.Ports) != 1 || report.Ports[0].Port != 8080 || len(report.Ports[0].Policies) != 1 || report.Ports[0].Policies[0] != authz+"/server-from-client" ||
+			decided[authz+"/server-from-client"] != [2]float64{50, 100} || decided["probe"][0] == 0 {
+			t.Errorf("authz deploy/server: %+v, want deny from the namespace, port 8080 decided by server-from-client (50 allowed, 100 denied: the intruder's and the unmeshed pod's), probes allowed", report)
+		}
 		// The kubelet's probes still pass: the server pods stayed Ready.
 		pods, err := cluster.client.CoreV1().Pods(authz).List(context.Background(), metav1.ListOptions{LabelSelector: "app=server"})
 		if err != nil {
