@@ -21,6 +21,6 @@ what they see; meshctl reads it straight from them, with no Prometheus to run.
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newInstallCommand(), newUpgradeCommand(), newCheckCommand(), newUninstallCommand(), newInjectCommand(), newUninjectCommand(), newIdentityCommand(), newStatCommand(), newEdgesCommand(), newTapCommand(), newTopCommand(), newDiagnosticsCommand(), newAuthzCommand(), newDashboardCommand(), newVersionCommand())
+	root.AddCommand(newInstallCommand(), newUpgradeCommand(), newCheckCommand(), newUninstallCommand(), newInjectCommand(), newUninjectCommand(), newIdentityCommand(), newStatCommand(), newEdgesCommand(), newTapCommand(), newTopCommand(), newDiagnosticsCommand(), newAuthzCommand(), newRoutesCommand(), newDashboardCommand(), newVersionCommand())
 	return root
 }

@@ -116,6 +116,7 @@ func TestPolicyOnTheCluster(t *testing.T) {
 			tookEffect, clean = time.Since(shifted), len(r)-1
 			return nil
 		})
+		routesAfterTheShift(t, canary) // while the load goes on
 		final := waitFinal(t, canary, pod, 2*time.Minute)
 		// The change reaches the proxies in milliseconds; what is measured is
 		// the first whole 1 s report without web-v1, read every 250 ms.
@@ -444,5 +445,38 @@ func diagnosticsOfTheLoad(t *testing.T, ns, pod string) {
 	metrics, _ := meshctl(t, false, "diagnostics", "proxy-metrics", "pod/"+pod, "-n", ns)
 	if !strings.HasPrefix(metrics, "# pod "+ns+"/"+pod+"\n") || !strings.Contains(metrics, "response_total{") {
 		t.Errorf("diagnostics proxy-metrics: %.300s", metrics)
+	}
+}
+
+// routesAfterTheShift: meshctl routes shows the route's rule with web-v1
+// at weight 0 and web-v2 at 100, accepted, and the load's requests going
+// to web-v2 only.
+func routesAfterTheShift(t *testing.T, ns string) {
+	t.Helper()
+	out, _ := meshctl(t, false, "routes", "svc/web", "-n", ns, "-t", "3s", "-o", "json")
+	var backends []struct {
+		Backend   string   `json:"backend"`
+		Weight    int32    `json:"weight"`
+		Percent   float64  `json:"percent"`
+		Workloads []string `json:"workloads"`
+		Accepted  string   `json:"accepted"`
+		RPS       float64  `json:"rps"`
+	}
+	if err := json.Unmarshal([]byte(out), &backends); err != nil {
+		t.Fatalf("routes -o json: %v\n%s", err, out)
+	}
+	got := map[string]float64{}
+	for _, b := range backends {
+		got[b.Backend] = b.RPS
+		if b.Accepted != "True" {
+			t.Errorf("backend %s: route accepted %q", b.Backend, b.Accepted)
+		}
+		want := map[string]int32{ns + "/web-v1:80": 0, ns + "/web-v2:80": 100}[b.Backend]
+		if b.Weight != want || len(b.Workloads) != 1 {
+			t.Errorf("backend %+v, want weight %d and its workload", b, want)
+		}
+	}
+	if len(backends) != 2 || got[ns+"/web-v1:80"] != 0 || got[ns+"/web-v2:80"] < 50 {
+		t.Errorf("routes svc/web after the shift: %+v, want web-v1 at 0 requests/s and web-v2 taking the load's 100/s", backends)
 	}
 }
