@@ -40,6 +40,9 @@ type installOptions struct {
 	// upgrade: the control plane must be installed already, and --dry-run
 	// prints what would change instead of the manifests.
 	upgrade bool
+	// skipPrune: the installed control plane kept no settings (an older
+	// meshctl): nothing is deleted this time.
+	skipPrune bool
 }
 
 func (o *installOptions) validate() error {
@@ -178,14 +181,20 @@ func runInstall(ctx context.Context, o *installOptions, flags *pflag.FlagSet, st
 	}
 	if flags != nil {
 		var inst installed
+		var readErr error
 		if connErr == nil {
-			var err error
-			if inst, err = readInstalled(ctx, client, o.values.Namespace); err != nil {
+			if inst, readErr = readInstalled(ctx, client, o.values.Namespace); readErr != nil {
 				if !printOnly {
-					return err
+					return readErr
 				}
-				fmt.Fprintf(stderr, "Note: %v; printing with this run's flags only.\n", err)
+				if !o.upgrade {
+					fmt.Fprintf(stderr, "Note: %v; printing with this run's flags only.\n", readErr)
+				}
 			}
+		}
+		o.skipPrune = inst.legacy // what an older meshctl applied is pruned once its settings are kept
+		if o.upgrade && readErr != nil {
+			return readErr // not "not installed": it could not be read
 		}
 		if o.upgrade && !inst.present {
 			return command.NotFound(fmt.Errorf("meshctl is not installed in namespace %s (no ConfigMap %s, no Deployment %s): install it with 'meshctl install'",
@@ -204,6 +213,9 @@ func runInstall(ctx context.Context, o *installOptions, flags *pflag.FlagSet, st
 		o.values.Settings = keep
 		// The flags, given or kept, as the command line would have them.
 		if err := o.validate(); err != nil {
+			if len(reused) > 0 {
+				return command.Usage(fmt.Errorf("%w (given, or kept in ConfigMap %s/%s: give the flag to replace a kept value)", err, o.values.Namespace, meshnames.InstallSettingsConfigMap))
+			}
 			return command.Usage(err)
 		}
 	}
@@ -273,7 +285,7 @@ func runInstall(ctx context.Context, o *installOptions, flags *pflag.FlagSet, st
 		return err
 	}
 	if diffOnly {
-		return diffInstall(ctx, kc, objs, v.Namespace, stdout)
+		return diffInstall(ctx, kc, objs, v.Namespace, !o.skipPrune, stdout)
 	}
 	if printOnly {
 		// The Gateway API CRDs first, all of them: there is no cluster to
@@ -336,12 +348,14 @@ func applyAndWait(ctx context.Context, kc *kubeClients, objs []runtime.Object, v
 	if err := removeFormerBindings(ctx, kc.typed); err != nil {
 		return err
 	}
-	old, err := stale(ctx, kc.metadata, v.Namespace, us)
-	if err != nil {
-		return err
-	}
-	if err := prune(ctx, kc.metadata, v.Namespace, old, stderr); err != nil {
-		return err
+	if !o.skipPrune {
+		old, err := stale(ctx, kc.metadata, v.Namespace, us)
+		if err != nil {
+			return err
+		}
+		if err := prune(ctx, kc.metadata, v.Namespace, old, stderr); err != nil {
+			return err
+		}
 	}
 	if !o.wait {
 		fmt.Fprintf(stdout, "meshctl %s applied (not waiting for it to be ready)\n", v.ImageTag)
@@ -398,7 +412,7 @@ const crdTimeout = time.Minute
 // diffInstall prints what applying objs would change (upgrade --dry-run):
 // the Gateway API CRDs it would create, each object's changes, what it
 // would delete.
-func diffInstall(ctx context.Context, kc *kubeClients, objs []runtime.Object, ns string, w io.Writer) error {
+func diffInstall(ctx context.Context, kc *kubeClients, objs []runtime.Object, ns string, pruning bool, w io.Writer) error {
 	us, err := install.Unstructured(objs)
 	if err != nil {
 		return err
@@ -420,9 +434,11 @@ func diffInstall(ctx context.Context, kc *kubeClients, objs []runtime.Object, ns
 			fmt.Fprintf(w, "+ CustomResourceDefinition %s (Gateway API %s, missing: would be created)\n", c.GetName(), gatewayapi.Version)
 		}
 	}
-	old, err := stale(ctx, kc.metadata, ns, us)
-	if err != nil {
-		return err
+	var old []objectRef
+	if pruning {
+		if old, err = stale(ctx, kc.metadata, ns, us); err != nil {
+			return err
+		}
 	}
 	return printDiff(ctx, applier, us, old, w)
 }

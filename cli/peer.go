@@ -248,7 +248,7 @@ func (r resolvedPeers) tapEvent(e tapstream.Event) bool {
 		if r.to.hosts != nil {
 			return r.to.matchAuthority(e.Authority)
 		}
-		return r.to.matchID(e.ServerID)
+		return true // the identity is known at the end (KeepEnd)
 	case r.from != nil:
 		return e.Direction == "inbound" && r.from.matchID(e.ClientID)
 	}

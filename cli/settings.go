@@ -7,9 +7,12 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/spf13/pflag"
+	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilversion "k8s.io/apimachinery/pkg/util/version"
@@ -33,7 +36,7 @@ var settingFlags = []string{
 var runFlags = []string{
 	"kubeconfig", "context", "control-plane-namespace", "image-tag",
 	"identity-trust-anchors-file", "identity-issuer-certificate-file", "identity-issuer-key-file",
-	"trust-anchor-file", "output", "dry-run", "wait", "timeout", "force", "prune",
+	"trust-anchor-file", "output", "dry-run", "wait", "timeout", "force",
 }
 
 // installed is what the cluster says of an earlier install.
@@ -72,7 +75,54 @@ func readInstalled(ctx context.Context, client kubernetes.Interface, ns string) 
 	case err != nil:
 		return installed{}, fmt.Errorf("look for the installed controller (Deployment %s/%s): %w", ns, meshnames.ServiceName, err)
 	}
-	return installed{version: d.Labels[install.VersionLabel], present: true, legacy: true}, nil
+	return installed{kept: legacySettings(d), version: d.Labels[install.VersionLabel], present: true, legacy: true}, nil
+}
+
+// legacySettings reads the settings of a control plane installed before
+// they were kept from its controller's Deployment: its arguments, its
+// replicas and its image.
+func legacySettings(d *appsv1.Deployment) map[string]string {
+	kept := map[string]string{}
+	if len(d.Spec.Template.Spec.Containers) == 0 {
+		return kept
+	}
+	c := d.Spec.Template.Spec.Containers[0]
+	for _, a := range c.Args {
+		name, val, ok := strings.Cut(strings.TrimPrefix(a, "--"), "=")
+		if !ok {
+			continue
+		}
+		if flag, ok := legacyArgs[name]; ok {
+			kept[flag] = val
+		}
+	}
+	if d.Spec.Replicas != nil {
+		kept["ha"] = strconv.FormatBool(*d.Spec.Replicas > 1)
+	}
+	img := c.Image // <registry>/controller:<tag>, maybe @<digest>
+	if i := strings.LastIndex(img, "@"); i >= 0 {
+		img = img[:i]
+	}
+	if i := strings.LastIndex(img, ":"); i > strings.LastIndex(img, "/") {
+		img = img[:i]
+	}
+	if registry, ok := strings.CutSuffix(img, "/controller"); ok && registry != "" {
+		kept["registry"] = registry
+	}
+	if c.ImagePullPolicy != "" {
+		kept["image-pull-policy"] = string(c.ImagePullPolicy)
+	}
+	return kept
+}
+
+// legacyArgs maps the controller's arguments to install's setting flags.
+var legacyArgs = map[string]string{
+	"trust-domain":           "trust-domain",
+	"cluster-domain":         "cluster-domain",
+	"leaf-lifetime":          "identity-issuance-lifetime",
+	"log-level":              "controller-log-level",
+	"default-inbound-policy": "default-inbound-policy",
+	"cluster-networks":       "cluster-networks",
 }
 
 // settingChange is one setting of this run against the installed one.
@@ -90,17 +140,17 @@ func applyKept(fs *pflag.FlagSet, kept map[string]string, warn io.Writer) (keep 
 	for _, name := range slices.Sorted(maps.Keys(kept)) {
 		val := kept[name]
 		if !slices.Contains(settingFlags, name) || fs.Lookup(name) == nil {
-			fmt.Fprintf(warn, "Warning: the installed setting --%s=%s is not a setting of this meshctl: dropped\n", name, val)
+			fmt.Fprintf(warn, "Warning: the installed setting --%s=%s is not a setting of this meshctl: dropped\n", shown(name), shown(val))
 			continue
 		}
 		if fs.Changed(name) {
 			continue
 		}
 		if err := fs.Set(name, val); err != nil {
-			return nil, nil, nil, fmt.Errorf("the installed setting --%s=%s: %w; give --%s to replace it", name, val, err, name)
+			return nil, nil, nil, fmt.Errorf("the installed setting --%s=%s (ConfigMap %s): %w; give --%s to replace it", name, shown(val), meshnames.InstallSettingsConfigMap, err, name)
 		}
 		keep[name] = val
-		reused = append(reused, fmt.Sprintf("--%s=%s", name, val))
+		reused = append(reused, fmt.Sprintf("--%s=%s", name, shown(val)))
 	}
 	for _, name := range settingFlags {
 		f := fs.Lookup(name)
@@ -117,7 +167,7 @@ func applyKept(fs *pflag.FlagSet, kept map[string]string, warn io.Writer) (keep 
 			if !was {
 				from += " (default)"
 			}
-			changed = append(changed, settingChange{name: name, from: from, to: now})
+			changed = append(changed, settingChange{name: name, from: shown(from), to: shown(now)})
 		}
 	}
 	return keep, reused, changed, nil
@@ -128,7 +178,7 @@ func applyKept(fs *pflag.FlagSet, kept map[string]string, warn io.Writer) (keep 
 func reportSettings(w io.Writer, ns string, inst installed, thisVersion string, reused []string, changed []settingChange) {
 	switch {
 	case inst.legacy:
-		fmt.Fprintf(w, "meshctl %s is installed in namespace %s but kept no settings (a meshctl older than this one installed it): flags not given take their defaults.\n", orUnknown(inst.version), ns)
+		fmt.Fprintf(w, "meshctl %s is installed in namespace %s and kept no settings (a meshctl older than this one installed it): they are read from its controller (arguments, replicas, image); nothing it no longer renders is deleted this time.\n", orUnknown(inst.version), ns)
 	case inst.version == thisVersion:
 		fmt.Fprintf(w, "meshctl %s is installed in namespace %s: applying it again.\n", thisVersion, ns)
 	default:
@@ -171,4 +221,21 @@ func checkDowngrade(installedVersion, thisVersion string, force bool, warn io.Wr
 	}
 	return fmt.Errorf("meshctl %s is installed and this meshctl is %s, older: a downgrade may not understand what the newer version set up. Use meshctl %s or newer, or pass --force to downgrade anyway",
 		installedVersion, thisVersion, installedVersion)
+}
+
+// shown is a kept value fit for a terminal: quoted when it holds anything
+// but printable characters, cut when long (the ConfigMap may be anyone's
+// with write access to the namespace).
+func shown(v string) string {
+	const most = 200
+	cut := ""
+	if len(v) > most {
+		v, cut = v[:most], "…"
+	}
+	for _, r := range v {
+		if !unicode.IsPrint(r) || r == '"' {
+			return strconv.Quote(v) + cut
+		}
+	}
+	return v + cut
 }

@@ -2,11 +2,18 @@ package cli
 
 import (
 	"bytes"
+	"context"
+	"io"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/pflag"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/meshctl/meshctl/install"
 )
@@ -155,5 +162,29 @@ func TestEveryRenderedKindCanBePruned(t *testing.T) {
 		if !found {
 			t.Errorf("%s is rendered but never pruned", refOf(u))
 		}
+	}
+}
+
+// TestALegacyInstallKeepsWhatItRuns: a control plane installed before
+// settings were kept has them read from its controller, so that the first
+// upgrade keeps deny and HA (it turned them back to the defaults).
+func TestALegacyInstallKeepsWhatItRuns(t *testing.T) {
+	replicas := int32(3)
+	d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: "meshctl", Name: "mesh-controller", Labels: map[string]string{install.VersionLabel: "v0.9.0"}}}
+	d.Spec.Replicas = &replicas
+	d.Spec.Template.Spec.Containers = []corev1.Container{{Name: "controller", Image: "registry.example:5000/mesh/controller:v0.9.0", ImagePullPolicy: corev1.PullAlways,
+		Args: []string{"run", "--namespace=meshctl", "--default-inbound-policy=deny", "--leaf-lifetime=12h0m0s", "--log-level=debug", "--cluster-networks=10.0.0.0/8", "--proxy-image=x"}}}
+	inst, err := readInstalled(context.Background(), fake.NewClientset(d), "meshctl")
+	if err != nil || !inst.legacy || inst.version != "v0.9.0" {
+		t.Fatalf("%+v %v", inst, err)
+	}
+	fs, o := installFlags(t)
+	if _, _, _, err := applyKept(fs, inst.kept, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	v := o.values
+	if v.DefaultInboundPolicy != "deny" || !v.HA || v.Registry != "registry.example:5000/mesh" || v.ImagePullPolicy != "Always" ||
+		v.LeafLifetime != 12*time.Hour || v.LogLevel != "debug" || v.ClusterNetworks != "10.0.0.0/8" {
+		t.Errorf("values from a legacy install: %+v", v)
 	}
 }

@@ -51,19 +51,30 @@ func (o *tapOptions) filter(ctx context.Context, client kubernetes.Interface) (t
 	if err != nil {
 		return f, err
 	}
+	return tapFilter(peers, f), nil
+}
+
+// tapFilter adds to f what the proxies are asked and what is checked here
+// for the flags resolved in peers.
+func tapFilter(peers resolvedPeers, f tapstream.Filter) tapstream.Filter {
 	if _, _, err := net.SplitHostPort(peers.authority); err == nil {
 		f.Authority = peers.authority // the proxies match it exactly
 	}
 	switch {
 	case peers.to != nil:
-		f.Direction, f.ServerIDPath = "outbound", peers.to.idPath
+		// The identity a destination proves is known at a request's end
+		// (the endpoint chosen), not at its start: decided there.
+		f.Direction = "outbound"
 	case peers.from != nil:
 		f.Direction, f.ClientIDPath = "inbound", peers.from.idPath
 	}
 	if peers.to != nil || peers.from != nil || peers.authority != "" {
 		f.Keep = peers.tapEvent
 	}
-	return f, nil
+	if peers.to != nil && peers.to.idPath != "" {
+		f.KeepEnd = func(_, end tapstream.Event) bool { return peers.to.matchID(end.ServerID) }
+	}
+	return f
 }
 
 // tapPods resolves the target to the meshed pods to follow.
@@ -133,7 +144,11 @@ also says where the request went (endpoint=, the identity it proved), whether
 the hop was mutual TLS (tls=), its retries, and, when a proxy answered it
 itself, why (reason=): the policy rule of a 403 or 429, no endpoints, queue
 timeout, a meshed TLS failure such as an identity mismatch, retry budget
-exhausted. -o json prints the events as they come. A pod that cannot be followed is named with the cause;
+exhausted. -o json prints the events as they come. With --to deploy/, sa/ or
+ns/, a request is shown when it ends: the identity its destination proved is
+known only then (tap tells workloads apart by identity only: two Deployments
+running as one ServiceAccount look the same to it; stat and edges use the
+workload too). A pod that cannot be followed is named with the cause;
 the others keep streaming. Each proxy sends at most --max-rps requests a second
 and says how many it dropped beyond that.
 

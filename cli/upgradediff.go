@@ -83,21 +83,36 @@ func diffText(obj *unstructured.Unstructured) string {
 		unstructured.RemoveNestedField(o.Object, "metadata", "annotations")
 	}
 	if o.GetKind() == "Secret" {
-		if data, ok := o.Object["data"].(map[string]any); ok {
-			for k, v := range data {
-				s, _ := v.(string)
-				raw, err := base64.StdEncoding.DecodeString(s)
-				if err != nil {
-					raw = []byte(s)
-				}
-				sum := sha256.Sum256(raw)
-				data[k] = fmt.Sprintf("(%d bytes, sha256 %x…)", len(raw), sum[:6])
-			}
-		}
+		// Values as digests: data (base64), stringData, and annotations
+		// (kubectl's last-applied-configuration holds the whole Secret).
+		digest(o.Object, true, "data")
+		digest(o.Object, false, "stringData")
+		digest(o.Object, false, "metadata", "annotations")
 	}
 	out, err := yaml.Marshal(o.Object)
 	if err != nil {
 		return fmt.Sprintf("(cannot print: %v)\n", err)
 	}
 	return string(out)
+}
+
+// digest replaces the values of the map at path in obj with their size and
+// a short SHA-256 (of the decoded bytes when b64).
+func digest(obj map[string]any, b64 bool, path ...string) {
+	m, ok, _ := unstructured.NestedMap(obj, path...)
+	if !ok {
+		return
+	}
+	for k, v := range m {
+		s, _ := v.(string)
+		raw := []byte(s)
+		if b64 {
+			if d, err := base64.StdEncoding.DecodeString(s); err == nil {
+				raw = d
+			}
+		}
+		sum := sha256.Sum256(raw)
+		m[k] = fmt.Sprintf("(%d bytes, sha256 %x…)", len(raw), sum[:6])
+	}
+	_ = unstructured.SetNestedMap(obj, m, path...)
 }

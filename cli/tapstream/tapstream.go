@@ -48,6 +48,10 @@ type Filter struct {
 	// for proxies that do not know every filter above: a request it
 	// refuses is dropped whole (its later events too).
 	Keep func(Event) bool
+	// KeepEnd, if not nil, decides on each request once it has ended, with
+	// its start and end events (the end says which endpoint answered and
+	// the identity it proved): the request's events are held until then.
+	KeepEnd func(start, end Event) bool
 }
 
 func (f Filter) query() url.Values {
@@ -113,12 +117,40 @@ func Follow(ctx context.Context, pods []Pod, open Opener, f Filter, events chan<
 			defer stop()
 			s := bufio.NewScanner(rc)
 			s.Buffer(make([]byte, 64<<10), 1<<20)
-			kept := map[uint64]bool{} // requests whose start Keep took, until their end
+			kept := map[uint64]bool{}    // requests whose start Keep took, until their end
+			held := map[uint64][]Event{} // requests waiting for their end (KeepEnd)
 			for s.Scan() {
 				var e Event
 				if err := json.Unmarshal(s.Bytes(), &e); err != nil {
 					report(p, fmt.Errorf("a bad line in its tap stream: %w", err))
 					return
+				}
+				if f.KeepEnd != nil && e.ID != 0 {
+					switch {
+					case e.Type == api.TapStart:
+						if len(held) >= maxKept { // ends lost: start again rather than grow
+							clear(held)
+						}
+						held[e.ID] = []Event{e}
+						continue
+					case held[e.ID] == nil:
+						continue
+					case e.Type != api.TapEnd:
+						held[e.ID] = append(held[e.ID], e)
+						continue
+					}
+					batch := append(held[e.ID], e)
+					delete(held, e.ID)
+					if !f.KeepEnd(batch[0], e) {
+						continue
+					}
+					for _, ev := range batch[:len(batch)-1] {
+						select {
+						case events <- PodEvent{Namespace: p.Namespace, Pod: p.Name, Workload: p.Workload, Event: ev}:
+						case <-ctx.Done():
+							return
+						}
+					}
 				}
 				if f.Keep != nil && e.ID != 0 {
 					if e.Type == api.TapStart {

@@ -149,3 +149,31 @@ func TestKeepDropsARefusedRequestWhole(t *testing.T) {
 		t.Errorf("query %v", q)
 	}
 }
+
+// TestKeepEndDecidesOnTheProvenIdentity: with KeepEnd, a request is held
+// until its end, then shown whole if the identity its end proved is kept
+// (the start knows no endpoint yet), and dropped whole otherwise.
+func TestKeepEndDecidesOnTheProvenIdentity(t *testing.T) {
+	stream := lines(
+		`{"type":"start","id":1,"direction":"outbound","authority":"web:80"}`,
+		`{"type":"headers","id":1,"status":200}`,
+		`{"type":"start","id":2,"direction":"outbound","authority":"web:80"}`,
+		`{"type":"end","id":2,"status":200,"server_id":"spiffe://td/ns/demo/sa/web-v2"}`,
+		`{"type":"end","id":1,"status":200,"server_id":"spiffe://td/ns/demo/sa/web"}`,
+		`{"type":"headers","id":3,"status":200}`,
+	)
+	open := func(context.Context, Pod, url.Values) (io.ReadCloser, error) {
+		return io.NopCloser(strings.NewReader(stream)), nil
+	}
+	events := make(chan PodEvent, 100)
+	f := Filter{KeepEnd: func(_, end Event) bool { return end.ServerID == "spiffe://td/ns/demo/sa/web" }}
+	Follow(context.Background(), []Pod{{"demo", "load-1", "load"}}, open, f, events, func(Pod, error) {}, nil)
+	close(events)
+	var got []string
+	for e := range events {
+		got = append(got, fmt.Sprintf("%s:%d", e.Type, e.ID))
+	}
+	if strings.Join(got, " ") != "start:1 headers:1 end:1" {
+		t.Errorf("events %v, want request 1 whole, and nothing of request 2 or of 3 (no start)", got)
+	}
+}
