@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/pflag"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/meshctl/meshctl/cli/proxystats"
@@ -60,14 +61,16 @@ func (p *peerFlags) validate() error {
 	if p.fromNamespace != "" && p.from == "" {
 		return command.Usagef("--from-namespace needs --from")
 	}
-	if p.to != "" {
-		if _, _, err := parsePeer("--to", p.to); err != nil {
+	for _, f := range []struct{ flag, value, namespace string }{{"--to", p.to, p.toNamespace}, {"--from", p.from, p.fromNamespace}} {
+		if f.value == "" {
+			continue
+		}
+		kind, _, err := parsePeer(f.flag, f.value)
+		if err != nil {
 			return err
 		}
-	}
-	if p.from != "" {
-		if _, _, err := parsePeer("--from", p.from); err != nil {
-			return err
+		if kind == "ns" && f.namespace != "" {
+			return command.Usagef("%s %s names a namespace: %s-namespace does not go with it", f.flag, f.value, f.flag)
 		}
 	}
 	return nil
@@ -86,8 +89,9 @@ type peer struct {
 }
 
 // resolvePeer reads --to or --from (flag names which) as TYPE/NAME in ns,
-// asking the cluster what identity a Deployment's pods run as.
-func resolvePeer(ctx context.Context, client kubernetes.Interface, flag, value, ns, clusterDomain string) (*peer, error) {
+// asking the cluster what identity a Deployment's pods run as;
+// sameNamespace says ns is the target's (a Service's bare name means it).
+func resolvePeer(ctx context.Context, client kubernetes.Interface, flag, value, ns, clusterDomain string, sameNamespace bool) (*peer, error) {
 	kind, name, err := parsePeer(flag, value)
 	if err != nil {
 		return nil, err
@@ -112,7 +116,12 @@ func resolvePeer(ctx context.Context, client kubernetes.Interface, flag, value, 
 		return &peer{idPath: "/ns/" + name + "/"}, nil
 	}
 	svc := name + "." + ns + ".svc"
-	return &peer{hosts: []string{name, name + "." + ns, svc, svc + "." + clusterDomain, svc + "." + clusterDomain + "."}}, nil
+	hosts := []string{name + "." + ns, svc, svc + "." + clusterDomain, svc + "." + clusterDomain + "."}
+	if sameNamespace {
+		// The bare name is the Service only for clients of its namespace.
+		hosts = append(hosts, name)
+	}
+	return &peer{hosts: hosts}, nil
 }
 
 // parsePeer reads --to's or --from's TYPE/NAME, the type as deploy, sa,
@@ -121,6 +130,9 @@ func parsePeer(flag, value string) (kind, name string, err error) {
 	kind, name, ok := strings.Cut(value, "/")
 	if !ok || name == "" || strings.Contains(name, "/") {
 		return "", "", command.Usagef("%s %q: want TYPE/NAME (deploy/NAME, sa/NAME, ns/NAME or svc/NAME)", flag, value)
+	}
+	if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 || strings.Contains(name, ".") && strings.EqualFold(kind, "svc") {
+		return "", "", command.Usagef("%s %q: %q is no Kubernetes name (the namespace goes in %s-namespace)", flag, value, name, flag)
 	}
 	switch strings.ToLower(kind) {
 	case "deploy", "deployment", "deployments":
@@ -188,7 +200,7 @@ func (p *peerFlags) resolve(ctx context.Context, client kubernetes.Interface, ns
 		if toNS == "" {
 			toNS = ns
 		}
-		if r.to, err = resolvePeer(ctx, client, "--to", p.to, toNS, clusterDomainOf(ctx, client)); err != nil {
+		if r.to, err = resolvePeer(ctx, client, "--to", p.to, toNS, clusterDomainOf(ctx, client), toNS == ns); err != nil {
 			return r, err
 		}
 	}
@@ -197,7 +209,7 @@ func (p *peerFlags) resolve(ctx context.Context, client kubernetes.Interface, ns
 		if fromNS == "" {
 			fromNS = ns
 		}
-		if r.from, err = resolvePeer(ctx, client, "--from", p.from, fromNS, ""); err != nil {
+		if r.from, err = resolvePeer(ctx, client, "--from", p.from, fromNS, "", fromNS == ns); err != nil {
 			return r, err
 		}
 	}

@@ -109,10 +109,13 @@ func TestPeersMatchExactly(t *testing.T) {
 		}
 	}
 	for value, want := range map[string]string{
-		"web":        "want TYPE/NAME",
-		"pod/web-1":  "not by pod",
-		"rs/web-abc": "unknown type",
-		"deploy/":    "want TYPE/NAME",
+		"web":          "want TYPE/NAME",
+		"pod/web-1":    "not by pod",
+		"rs/web-abc":   "unknown type",
+		"deploy/":      "want TYPE/NAME",
+		"svc/web.shop": "no Kubernetes name",
+		"sa/a b":       "no Kubernetes name",
+		"SA/..":        "no Kubernetes name",
 	} {
 		if _, err := (&peerFlags{to: value}).resolve(ctx, client, "demo"); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("--to %s: %v, want %q", value, err, want)
@@ -121,7 +124,15 @@ func TestPeersMatchExactly(t *testing.T) {
 	if _, err := (&peerFlags{from: "svc/web"}).resolve(ctx, client, "demo"); err == nil || !strings.Contains(err.Error(), "sends no requests") {
 		t.Errorf("--from svc/web: %v", err)
 	}
-	for _, bad := range []peerFlags{{to: "deploy/a", from: "deploy/b"}, {toNamespace: "x"}, {fromNamespace: "x"}} {
+	// Another namespace's Service: its bare name is the caller's own.
+	other, err := (&peerFlags{to: "svc/web", toNamespace: "shop"}).resolve(ctx, client, "demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keep := other.series(nil); keep(out("web:80", "", "")) || !keep(out("web.shop:80", "", "")) {
+		t.Error("--to svc/web --to-namespace shop: the bare name web (demo's own) kept, or web.shop not")
+	}
+	for _, bad := range []peerFlags{{to: "deploy/a", from: "deploy/b"}, {toNamespace: "x"}, {fromNamespace: "x"}, {to: "ns/a", toNamespace: "b"}} {
 		if err := bad.validate(); err == nil {
 			t.Errorf("%+v: no refusal", bad)
 		}

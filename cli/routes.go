@@ -154,7 +154,7 @@ func runRoutes(ctx context.Context, o *routesOptions, name string, stdout, stder
 		}
 	}
 	scrape(ctx, client, resources, true)
-	target, err := resolvePeer(ctx, client, "--to", "svc/"+name, ns, clusterDomainOf(ctx, client))
+	target, err := resolvePeer(ctx, client, "--to", "svc/"+name, ns, clusterDomainOf(ctx, client), true)
 	if err != nil {
 		return err
 	}

@@ -215,6 +215,12 @@ func checkDowngrade(installedVersion, thisVersion string, force bool, warn io.Wr
 	if !now.LessThan(was) {
 		return nil
 	}
+	if now.PreRelease() != "" && now.Major() == was.Major() && now.Minor() == was.Minor() && now.Patch() == was.Patch() {
+		// v1.3.0-5-gabc (git describe): built after v1.3.0, or a release
+		// candidate of it: not a downgrade to refuse.
+		fmt.Fprintf(warn, "Warning: meshctl %s is a pre-release or development build of the installed %s; going on.\n", thisVersion, installedVersion)
+		return nil
+	}
 	if force {
 		fmt.Fprintf(warn, "Warning: downgrading meshctl %s to %s (--force).\n", installedVersion, thisVersion)
 		return nil

@@ -168,7 +168,9 @@ func planUninstall(ctx context.Context, kc *kubeClients, ns string) (*uninstallP
 			return client.CoreV1().ConfigMaps(c.Namespace).Delete(ctx, c.Name, metav1.DeleteOptions{})
 		})
 	}
-	switch _, err := client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); {
+	switch n, err := client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); {
+	case err == nil && n.Labels[install.PartOfLabel] != install.PartOfValue:
+		return nil, fmt.Errorf("namespace %s is not meshctl's (no label %s=%s): uninstall deletes only a control plane's namespace; check --control-plane-namespace", ns, install.PartOfLabel, install.PartOfValue)
 	case err == nil:
 		p.namespace = true
 	case !apierrors.IsNotFound(err):

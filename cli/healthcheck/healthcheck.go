@@ -78,6 +78,10 @@ func Notef(format string, args ...any) error { return &Note{Msg: fmt.Sprintf(for
 type Category struct {
 	Name   string
 	Checks []Check
+	// Settled: its checks say how things are, not how they are becoming
+	// (reaching the API, its version, permissions): --wait does not retry
+	// them.
+	Settled bool
 }
 
 // Result is a check's outcome, as printed.
@@ -121,7 +125,7 @@ func Run(ctx context.Context, env *Env, cats []Category, opts Options) []Result 
 				continue
 			}
 			err := runOne(ctx, env, c)
-			for err != nil && !isWarn(err) && !isNote(err) && time.Now().Before(deadline) && ctx.Err() == nil {
+			for err != nil && !cat.Settled && !isWarn(err) && !isNote(err) && time.Now().Before(deadline) && ctx.Err() == nil {
 				if opts.Progress != nil {
 					fmt.Fprintf(opts.Progress, "  waiting: %s: %v\n", c.Name, err)
 				}

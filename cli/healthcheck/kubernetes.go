@@ -20,7 +20,7 @@ const minMinor = 29
 
 // KubernetesAPI checks the cluster can be used at all.
 func KubernetesAPI() Category {
-	return Category{Name: "kubernetes-api", Checks: []Check{
+	return Category{Settled: true, Name: "kubernetes-api", Checks: []Check{
 		{
 			Name:  "can reach the Kubernetes API",
 			Hint:  "check --kubeconfig/--context and that the cluster is up (kubectl get nodes)",

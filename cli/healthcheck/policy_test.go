@@ -2,9 +2,11 @@ package healthcheck
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -253,12 +255,39 @@ func TestUninjectedPodsAreNamed(t *testing.T) {
 		pod("shop", "host", func(p *corev1.Pod) { p.Spec.HostNetwork = true }),
 		pod("shop", "done", func(p *corev1.Pod) { p.Status.Phase = corev1.PodSucceeded }),
 		pod("other", "unmarked", nil),
+		pod("other", "asked", func(p *corev1.Pod) { p.Annotations[meshnames.InjectAnnotation] = "enabled" }),
+		pod("kube-system", "coredns", nil),
+		pod("meshctl", "controller", nil),
 	)
+	kubeSystem := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "kube-system", Annotations: map[string]string{meshnames.InjectAnnotation: "enabled"}}}
+	if err := client.Tracker().Add(kubeSystem); err != nil {
+		t.Fatal(err)
+	}
 	err := uninjectedPods(context.Background(), &Env{Client: client, Namespace: "meshctl"})
-	if err == nil || !isWarn(err) || err.Error() != "1 pods run without a proxy: shop/missed" {
-		t.Errorf("got %v, want a warning naming shop/missed only", err)
+	if err == nil || !isWarn(err) || err.Error() != "2 pods run without a proxy: other/asked, shop/missed" {
+		t.Errorf("got %v, want a warning naming other/asked (its own annotation) and shop/missed only", err)
 	}
 	if err := uninjectedPods(context.Background(), &Env{Client: kubefake.NewClientset(marked, pod("shop", "meshed", func(p *corev1.Pod) { p.Labels[meshnames.VersionLabel] = "v1" }))}); err != nil {
 		t.Errorf("all injected: %v", err)
+	}
+}
+
+// TestSettledChecksAreNotWaitedFor: --wait retries a failing check that
+// can settle, never one of a settled category (the API unreachable, its
+// version, permissions): those fail at once.
+func TestSettledChecksAreNotWaitedFor(t *testing.T) {
+	calls := map[string]int{}
+	failing := func(name string) Check {
+		return Check{Name: name, Run: func(context.Context, *Env) error { calls[name]++; return errors.New("no") }}
+	}
+	cats := []Category{{Name: "api", Settled: true, Checks: []Check{failing("reach")}}, {Name: "pods", Checks: []Check{failing("ready")}}}
+	start := time.Now()
+	var done []Result
+	Run(context.Background(), &Env{}, cats, Options{Wait: 300 * time.Millisecond, RetryEvery: 50 * time.Millisecond, Done: func(r Result) { done = append(done, r) }})
+	if calls["reach"] != 1 || calls["ready"] < 3 || time.Since(start) > 5*time.Second {
+		t.Errorf("runs: %v in %v; want the settled check once, the other retried until --wait", calls, time.Since(start))
+	}
+	if len(done) != 2 || done[0].Name != "reach" || done[1].Name != "ready" {
+		t.Errorf("results as they came: %+v", done)
 	}
 }

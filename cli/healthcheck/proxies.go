@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshctl/meshctl/cli/proxystats"
+	"github.com/meshctl/meshctl/install/podpatch"
 	"github.com/meshctl/meshctl/internal/adminclient"
 	"github.com/meshctl/meshctl/internal/api"
 	"github.com/meshctl/meshctl/internal/meshnames"
@@ -195,21 +196,24 @@ func uninjectedPods(ctx context.Context, env *Env) error {
 	if err != nil {
 		return err
 	}
-	var missing []string
+	nsAnnotation := map[string]string{}
 	for _, ns := range nss.Items {
-		if ns.Annotations[meshnames.InjectAnnotation] != "enabled" || ns.Name == env.Namespace {
+		nsAnnotation[ns.Name] = ns.Annotations[meshnames.InjectAnnotation]
+	}
+	pods, err := env.Client.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	var missing []string
+	for _, p := range pods.Items {
+		// The webhook's own rules: never kube-system nor the control
+		// plane; not pods labelled out; the pod's annotation over its
+		// namespace's; host-network pods are skipped.
+		if p.Namespace == "kube-system" || p.Namespace == env.Namespace || p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning ||
+			p.Spec.HostNetwork || p.Labels[meshnames.VersionLabel] != "" || p.Labels[meshnames.DisabledLabel] == "disabled" {
 			continue
 		}
-		pods, err := env.Client.CoreV1().Pods(ns.Name).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			return err
-		}
-		for _, p := range pods.Items {
-			if p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning || p.Spec.HostNetwork ||
-				p.Labels[meshnames.VersionLabel] != "" || p.Annotations[meshnames.InjectAnnotation] == "disabled" ||
-				p.Labels[meshnames.DisabledLabel] == "disabled" {
-				continue
-			}
+		if wanted, err := podpatch.Wanted(p.Annotations[meshnames.InjectAnnotation], nsAnnotation[p.Namespace]); err == nil && wanted {
 			missing = append(missing, p.Namespace+"/"+p.Name)
 		}
 	}
@@ -220,5 +224,9 @@ func uninjectedPods(ctx context.Context, env *Env) error {
 	if len(named) > maxNamed {
 		named = append(named[:maxNamed:maxNamed], fmt.Sprintf("and %d more", len(missing)-maxNamed))
 	}
-	return Warnf("%d pods run without a proxy: %s", len(missing), strings.Join(named, ", "))
+	what := "pods run"
+	if len(missing) == 1 {
+		what = "pod runs"
+	}
+	return Warnf("%d %s without a proxy: %s", len(missing), what, strings.Join(named, ", "))
 }

@@ -204,6 +204,9 @@ const (
 	UnmeshedClients = "(unmeshed clients)"
 )
 
+// reasonRank orders the reasons an edge is not secured, the worst last.
+var reasonRank = map[string]int{ReasonNoIdentity: 1, ReasonPlaintextToMeshed: 2, ReasonNotMeshed: 3}
+
 // reasonOf is why a series' requests were not secured ("" when they were).
 func reasonOf(s Series) string {
 	switch {
@@ -284,7 +287,9 @@ func EdgeTraffic(resources []Resource, keep Filter, withInbound bool) []Traffic 
 				}
 				if r := reasonOf(s); r != "" {
 					e.Secured = false
-					e.Reason = r
+					if reasonRank[r] > reasonRank[e.Reason] { // the worst, whatever the order of the series
+						e.Reason = r
+					}
 				} else if !slices.Contains(e.DstIDs, s.ServerID) {
 					e.DstIDs = append(e.DstIDs, s.ServerID)
 				}

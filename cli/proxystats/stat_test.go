@@ -228,6 +228,13 @@ func TestEdgesSayWhyAndAWindowForgetsWhatWasFixed(t *testing.T) {
 	if e := win["web>legacy:80"]; e.Secured || e.Requests != 4 {
 		t.Errorf("over the window, web>legacy: %+v", e)
 	}
+	// Two reasons on one edge: the worst, every time (not the map's order).
+	mixed := &Sample{Started: 1, Responses: map[Series]float64{out(true, "", "", "x.demo:80"): 1, out(false, "", "", "x.demo:80"): 1}}
+	for range 50 {
+		if e := byDst(Edges(res(nil, mixed), nil))["web>x.demo:80"]; e.Reason != ReasonNotMeshed {
+			t.Fatalf("an edge with two reasons says %q, want the worst, %q", e.Reason, ReasonNotMeshed)
+		}
+	}
 	var b bytes.Buffer
 	if err := WriteEdges(&b, Edges(res(nil, end), nil), true); err != nil {
 		t.Fatal(err)

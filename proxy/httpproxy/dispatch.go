@@ -55,14 +55,14 @@ func (p *Proxy) forward(ctx context.Context, rec *recorder, r *http.Request, inf
 		if backend == nil {
 			info.Metrics.Unavailable(set.Name(), "no_backends")
 			p.warn("request failed: its route has no backend to send it to", "destination", set.Name(), "route", route.Name)
-			rec.Header().Set(proxyErrorHeader, "no backends")
+			proxyError(rec, "no backends")
 			http.Error(rec, "meshctl proxy: the request's route has no backend to send it to", http.StatusInternalServerError)
 			return endpoints.Endpoint{}, false
 		}
 		if backend.Invalid {
 			info.Metrics.Unavailable(set.Name(), "invalid_backend")
 			p.warn("request failed: its route's backend names no Service port", "destination", set.Name(), "route", route.Name, "backend", backend.Name)
-			rec.Header().Set(proxyErrorHeader, "invalid backend")
+			proxyError(rec, "invalid backend")
 			http.Error(rec, "meshctl proxy: the request's route sent it to a backend that names no Service port", http.StatusInternalServerError)
 			return endpoints.Endpoint{}, false
 		}
@@ -249,7 +249,7 @@ func backoff(ctx context.Context, d time.Duration) bool {
 // no fault of the proxy's).
 func noRoute(rec *recorder, grpc bool) {
 	h := rec.Header()
-	h.Set(proxyErrorHeader, "no route")
+	proxyError(rec, "no route")
 	if grpc {
 		h.Set("Content-Type", "application/grpc")
 		h.Set("Grpc-Status", strconv.Itoa(grpcUnimplemented))
@@ -343,9 +343,9 @@ func (p *Proxy) unavailable(ctx context.Context, rec *recorder, info *ConnInfo, 
 		p.warn("request failed: no endpoint could take it", "destination", set.Name(), "reason", reason, "error", err)
 	}
 	if reason == "no_endpoints" {
-		rec.Header().Set(proxyErrorHeader, "no endpoints")
+		proxyError(rec, "no endpoints")
 	} else {
-		rec.Header().Set(proxyErrorHeader, strings.ReplaceAll(reason, "_", " "))
+		proxyError(rec, strings.ReplaceAll(reason, "_", " "))
 	}
 	http.Error(rec, "meshctl proxy: "+err.Error(), http.StatusServiceUnavailable)
 }
@@ -354,7 +354,7 @@ func (p *Proxy) unavailable(ctx context.Context, rec *recorder, info *ConnInfo, 
 // DEADLINE_EXCEEDED status its clients understand.
 func (p *Proxy) timeout(rec *recorder, grpc bool, what string) {
 	h := rec.Header()
-	h.Set(proxyErrorHeader, what)
+	proxyError(rec, what)
 	if grpc {
 		h.Set("Content-Type", "application/grpc")
 		h.Set("Grpc-Status", strconv.Itoa(grpcDeadlineExceeded))

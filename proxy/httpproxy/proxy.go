@@ -414,6 +414,15 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // unreachable or failing upstreams), with their reason.
 const proxyErrorHeader = "meshctl-proxy-error"
 
+// proxyError marks an answer the proxy gives itself, for its client (the
+// meshctl-proxy-error header) and for tap.
+func proxyError(w http.ResponseWriter, reason string) {
+	w.Header().Set(proxyErrorHeader, reason)
+	if rec, ok := w.(*recorder); ok && rec.reason == "" {
+		rec.reason = reason
+	}
+}
+
 // probe reports whether r is one of the kubelet's declared probes (the only
 // plaintext let through where mutual TLS is required).
 func (p *Proxy) probe(info *ConnInfo, r *http.Request) bool {
@@ -426,7 +435,7 @@ func refuse(rec *recorder, info *ConnInfo, d authz.Decision) {
 	h := rec.Header()
 	if d.Status == http.StatusTooManyRequests {
 		h.Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(d.RetryAfter.Seconds())))))
-		h.Set(proxyErrorHeader, "rate limited")
+		proxyError(rec, "rate limited")
 		rec.reason = "rate limited (" + d.Rule + ")"
 		http.Error(rec, "meshctl proxy: too many requests ("+d.Rule+")", d.Status)
 		return
@@ -435,7 +444,7 @@ func refuse(rec *recorder, info *ConnInfo, d authz.Decision) {
 	if who == "" {
 		who = "an unauthenticated client"
 	}
-	h.Set(proxyErrorHeader, "unauthorized")
+	proxyError(rec, "unauthorized")
 	rec.reason = "unauthorized (" + d.Rule + ")"
 	http.Error(rec, "meshctl proxy: "+who+" is not authorized here ("+d.Rule+")", d.Status)
 }
@@ -473,7 +482,7 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, ep endpoint
 			"identity", identity, "method", r.Method, "path", r.URL.Path, "refused", errors.Is(err, syscall.ECONNREFUSED), "error", err)
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set(proxyErrorHeader, reason)
+	proxyError(w, reason)
 	w.WriteHeader(status)
 	_, _ = w.Write([]byte("meshctl proxy: " + reason + "\n"))
 }

@@ -105,7 +105,9 @@ func (r *recorder) tapEnd(info *ConnInfo) {
 		GRPCStatus: grpcStatus(r.Header()), LatencyMs: ms(time.Since(r.start)), Bytes: r.bytes,
 		Retries: r.retries, Reason: r.reason,
 	}
-	if e.Reason == "" {
+	if e.Reason == "" && r.reached && r.ep.Meshed() {
+		// The server's proxy's reason; an unmeshed upstream's header
+		// would be the application's word, not the mesh's.
 		e.Reason = headerValue(r.Header(), proxyErrorKey)
 	}
 	if r.budgetExhausted {

@@ -1,6 +1,7 @@
 package httpproxy
 
 import (
+	"net/http"
 	"testing"
 	"time"
 
@@ -50,5 +51,19 @@ func TestTapSaysWhereAndWhy(t *testing.T) {
 	}
 	if e := tapEnd(t, sub); e.Status != 503 || e.Reason != "no endpoints" || e.Endpoint != "" {
 		t.Errorf("end of a request with no endpoint: status %d, reason %q, endpoint %q", e.Status, e.Reason, e.Endpoint)
+	}
+
+	// An application (not meshed) cannot speak for the mesh: its own
+	// meshctl-proxy-error header is no reason.
+	forger := newEcho(t, "forger", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("meshctl-proxy-error", "unauthorized (a rule that does not exist)")
+		w.WriteHeader(403)
+	})
+	fp := serve(t, destination(t, "forger.shop:80", nil, nil, forger.addr), Config{Tap: hub})
+	if res, _ := get(t, fp.url+"/"); res.StatusCode != 403 {
+		t.Fatalf("forger: status %d", res.StatusCode)
+	}
+	if e := tapEnd(t, sub); e.Status != 403 || e.Reason != "" {
+		t.Errorf("a plaintext upstream's own header taken as the reason: %q", e.Reason)
 	}
 }
