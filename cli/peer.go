@@ -38,8 +38,9 @@ const peerHelp = `--to TYPE/NAME keeps the requests the target's pods sent to th
                 NAME.NS.svc or NAME.NS.svc.<cluster domain>, any port
 The resource is in the target's namespace unless --to-namespace/--from-namespace
 says otherwise. A destination's identity is known only over mutual TLS: --to
-deploy/ or sa/ leaves out plaintext requests. --authority HOST[:PORT] keeps the
-requests with that authority (any port when none is given).`
+deploy/ or sa/ leaves out plaintext requests. svc/ matches the authority the
+request was sent with (its Host). --authority HOST[:PORT] keeps the requests
+with that authority (any port when none is given; case does not matter).`
 
 func (p *peerFlags) addFlags(fs *pflag.FlagSet, from bool) {
 	fs.StringVar(&p.to, "to", "", "only requests sent to this resource: deploy/NAME, sa/NAME, ns/NAME or svc/NAME (exact)")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -57,9 +56,7 @@ func (o *tapOptions) filter(ctx context.Context, client kubernetes.Interface) (t
 // tapFilter adds to f what the proxies are asked and what is checked here
 // for the flags resolved in peers.
 func tapFilter(peers resolvedPeers, f tapstream.Filter) tapstream.Filter {
-	if _, _, err := net.SplitHostPort(peers.authority); err == nil {
-		f.Authority = peers.authority // the proxies match it exactly
-	}
+	f.Authority = peers.authority // host:port, or a host at any port
 	switch {
 	case peers.to != nil:
 		// The identity a destination proves is known at a request's end

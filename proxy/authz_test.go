@@ -12,6 +12,7 @@ import (
 	"github.com/meshctl/meshctl/internal/api"
 	"github.com/meshctl/meshctl/internal/meshnames"
 	"github.com/meshctl/meshctl/proxy/authz"
+	"github.com/meshctl/meshctl/proxy/tap"
 )
 
 func TestInboundPolicyRefusesAndRateLimits(t *testing.T) {
@@ -25,6 +26,17 @@ func TestInboundPolicyRefusesAndRateLimits(t *testing.T) {
 	r := startProxy(t, Config{Inbound: &SideConfig{Listen: "127.0.0.1:0", Upstream: addr}, InboundPolicy: g,
 		AdminAllow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
 	c := h1Client()
+	taps := r.p.tap.Subscribe(tap.Filter{}, 1000) // what tap says of each refusal
+	defer r.p.tap.Unsubscribe(taps)
+	reasons := func() map[string]int {
+		out := map[string]int{}
+		for len(taps.Events()) > 0 {
+			if e := <-taps.Events(); e.Type == api.TapEnd {
+				out[strconv.Itoa(e.Status)+" "+e.Reason]++
+			}
+		}
+		return out
+	}
 	status := func(path string) (int, http.Header) {
 		res, err := c.Get("http://" + r.inbound() + path)
 		if err != nil {
@@ -41,6 +53,9 @@ func TestInboundPolicyRefusesAndRateLimits(t *testing.T) {
 	}
 	if app.hits.Load() != 1 {
 		t.Errorf("the application saw %d requests, want only the probe", app.hits.Load())
+	}
+	if got := reasons(); got["403 unauthorized (default:deny)"] != 1 || got["200 "] != 1 {
+		t.Errorf("tap's ends: %v, want the 403 with its rule and the probe's 200 with none", got)
 	}
 	// A TCP connection that is not HTTP is closed.
 	conn, err := net.Dial("tcp", r.inbound())
@@ -71,6 +86,9 @@ func TestInboundPolicyRefusesAndRateLimits(t *testing.T) {
 	}
 	if codes[200] < 5 || codes[200] > 6 || codes[429] < 14 || retryAfter != "1" {
 		t.Errorf("20 requests at a 5/s limit: %v, Retry-After %q; want 5 × 200, the rest 429 with Retry-After 1", codes, retryAfter)
+	}
+	if got := reasons(); got["429 rate limited (rate-limit)"] != codes[429] {
+		t.Errorf("tap's ends: %v, want each of the %d 429s with its rule", got, codes[429])
 	}
 	fams := scrape(t, r)
 	if metricValue(fams, "inbound_policy_decisions_total", map[string]string{"decision": "deny"}) < 2 ||

@@ -6,6 +6,7 @@
 package tap
 
 import (
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -34,11 +35,27 @@ type Filter struct {
 }
 
 func (f Filter) match(e *api.TapEvent) bool {
-	return (f.Authority == "" || f.Authority == e.Authority) &&
+	return authorityMatches(f.Authority, e.Authority) &&
 		(f.Method == "" || strings.EqualFold(f.Method, e.Method)) &&
 		(f.Direction == "" || f.Direction == e.Direction) &&
 		spiffeid.PathMatches(f.ClientIDPath, e.ClientID) && spiffeid.PathMatches(f.ServerIDPath, e.ServerID) &&
 		strings.HasPrefix(e.Path, f.PathPrefix)
+}
+
+// authorityMatches: want is the authority, or (without a port) its host;
+// case does not matter.
+func authorityMatches(want, authority string) bool {
+	if want == "" || strings.EqualFold(want, authority) {
+		return true
+	}
+	if strings.Contains(want, ":") && !strings.HasPrefix(want, "[") {
+		return false // host:port, not equal
+	}
+	host, _, err := net.SplitHostPort(authority)
+	if err != nil {
+		host = authority
+	}
+	return strings.EqualFold(strings.Trim(want, "[]"), host)
 }
 
 // Tap is one subscriber.

@@ -14,6 +14,9 @@ func TestFilterMatchesIdentitiesExactly(t *testing.T) {
 	ev := func(dir, client, server string) api.TapEvent {
 		return api.TapEvent{Type: api.TapStart, Direction: dir, ClientID: client, ServerID: server, Path: "/"}
 	}
+	withAuthority := func(a string) api.TapEvent {
+		return api.TapEvent{Type: api.TapStart, Direction: "outbound", Authority: a, Path: "/"}
+	}
 	web, webV2, other := "spiffe://td/ns/demo/sa/web", "spiffe://td/ns/demo/sa/web-v2", "spiffe://td/ns/demo2/sa/web"
 	for _, tc := range []struct {
 		f   Filter
@@ -31,6 +34,11 @@ func TestFilterMatchesIdentitiesExactly(t *testing.T) {
 		{Filter{ClientIDPath: "/ns/demo/sa/web"}, ev("inbound", "", ""), false},
 		{Filter{Direction: "inbound"}, ev("outbound", "", web), false},
 		{Filter{Direction: "outbound"}, ev("outbound", "", web), true},
+		{Filter{Authority: "web"}, withAuthority("web:80"), true},
+		{Filter{Authority: "WEB:80"}, withAuthority("web:80"), true},
+		{Filter{Authority: "web:80"}, withAuthority("web:8080"), false},
+		{Filter{Authority: "web"}, withAuthority("web-v2:80"), false},
+		{Filter{Authority: "web"}, withAuthority("web"), true},
 	} {
 		if got := tc.f.match(&tc.e); got != tc.hit {
 			t.Errorf("%+v on %s %s→%s: %v, want %v", tc.f, tc.e.Direction, tc.e.ClientID, tc.e.ServerID, got, tc.hit)
