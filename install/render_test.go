@@ -97,3 +97,22 @@ func TestRenderRefusesBadValues(t *testing.T) {
 		}
 	}
 }
+
+// TestSettingsRefuseWhatCannotBeAnImageOrADomain: the registry and the
+// domains end up in image references and arguments: a value with spaces,
+// upper case, control characters or a tag is refused.
+func TestSettingsRefuseWhatCannotBeAnImageOrADomain(t *testing.T) {
+	for _, ok := range []string{"meshctl", "ghcr.io/example/meshctl", "localhost:5000/mesh", "registry.example:5000/a/b-c_d.e"} {
+		if err := (Values{Registry: ok}).ValidateSettings(); err != nil {
+			t.Errorf("registry %q: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"Registry.example/x", "evil.example/x y", "x/\x1b[8m", "ghcr.io/x:v1", "/x", "x/"} {
+		if err := (Values{Registry: bad}).ValidateSettings(); err == nil {
+			t.Errorf("registry %q accepted", bad)
+		}
+	}
+	if err := (Values{TrustDomain: "Cluster Local"}).ValidateSettings(); err == nil {
+		t.Error("a trust domain with a space accepted")
+	}
+}

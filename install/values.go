@@ -3,7 +3,11 @@ package install
 import (
 	"errors"
 	"fmt"
+	"regexp"
+	"strings"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/meshctl/meshctl/install/podpatch"
 	"github.com/meshctl/meshctl/internal/meshnames"
@@ -155,6 +159,14 @@ func (v Values) ValidateSettings() error {
 	if _, err := podpatch.ParseClusterNetworks(v.ClusterNetworks); err != nil {
 		return fmt.Errorf("install: cluster networks: %w", err)
 	}
+	if !registryPattern.MatchString(v.Registry) {
+		return fmt.Errorf("install: registry %q: want [HOST[:PORT]/]PATH in lower case, e.g. ghcr.io/example/meshctl", v.Registry)
+	}
+	for what, d := range map[string]string{"trust domain": v.TrustDomain, "cluster domain": v.ClusterDomain} {
+		if errs := validation.IsDNS1123Subdomain(d); len(errs) > 0 {
+			return fmt.Errorf("install: %s %q: %s", what, d, strings.Join(errs, "; "))
+		}
+	}
 	if v.LeafLifetime < time.Minute {
 		return fmt.Errorf("install: a leaf lifetime of %v is too short (at least 1m)", v.LeafLifetime)
 	}
@@ -163,6 +175,10 @@ func (v Values) ValidateSettings() error {
 	}
 	return nil
 }
+
+// registryPattern is what an image's registry and path may be: lower-case
+// host (with an optional port) and path components.
+var registryPattern = regexp.MustCompile(`^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]{1,5})?(/[a-z0-9]+([._-]+[a-z0-9]+)*)*$`)
 
 // ControllerImage is the controller's image reference.
 func (v Values) ControllerImage() string {
