@@ -98,7 +98,7 @@ func runRoutes(ctx context.Context, o *routesOptions, name string, stdout, stder
 	client := kc.typed
 	ns := o.kube.defaultNamespace()
 	if _, err := client.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{}); apierrors.IsNotFound(err) {
-		return command.NotFound(fmt.Errorf("Service %s/%s not found", ns, name))
+		return command.NotFound(fmt.Errorf("service %s/%s not found", ns, name))
 	} else if err != nil {
 		return err
 	}
