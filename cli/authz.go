@@ -146,21 +146,9 @@ func runAuthz(ctx context.Context, o *authzOptions, args []string, stdout, stder
 	}
 	r.coverPorts()
 
-	if o.window > 0 {
-		scrape(ctx, client, resources, false)
-		fmt.Fprintf(stderr, "measuring for %s ...\n", o.window)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(o.window):
-		}
-		for _, res := range resources {
-			for _, p := range res.Pods {
-				p.Err = nil
-			}
-		}
+	if err := sampleWindow(ctx, client, resources, o.window, stderr); err != nil {
+		return err
 	}
-	scrape(ctx, client, resources, true)
 	r.rates(resources, o.window)
 	if o.output == "json" {
 		return writeJSON(stdout, r)

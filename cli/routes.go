@@ -141,19 +141,9 @@ func runRoutes(ctx context.Context, o *routesOptions, name string, stdout, stder
 		}
 		resources = append(resources, res...)
 	}
-	scrape(ctx, client, resources, false)
-	fmt.Fprintf(stderr, "measuring for %s ...\n", o.window)
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(o.window):
+	if err := sampleWindow(ctx, client, resources, o.window, stderr); err != nil {
+		return err
 	}
-	for _, r := range resources {
-		for _, p := range r.Pods {
-			p.Err = nil
-		}
-	}
-	scrape(ctx, client, resources, true)
 	target, err := resolvePeer(ctx, client, "--to", "svc/"+name, ns, clusterDomainOf(ctx, client), true)
 	if err != nil {
 		return err

@@ -203,21 +203,9 @@ func runEdges(ctx context.Context, o *edgesOptions, args []string, stdout, stder
 	if err != nil {
 		return err
 	}
-	if o.window > 0 {
-		scrape(ctx, client, resources, false)
-		fmt.Fprintf(stderr, "measuring for %s ...\n", o.window)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(o.window):
-		}
-		for _, r := range resources {
-			for _, p := range r.Pods {
-				p.Err = nil // a pod not read at the start is said below
-			}
-		}
+	if err := sampleWindow(ctx, client, resources, o.window, stderr); err != nil {
+		return err
 	}
-	scrape(ctx, client, resources, true)
 	for _, r := range resources {
 		for _, p := range r.Pods {
 			switch {

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -270,6 +272,29 @@ func scrape(ctx context.Context, client kubernetes.Interface, resources []proxys
 		}
 	}
 	wg.Wait()
+}
+
+// sampleWindow reads the pods' proxies at the start of a window (when it
+// is above zero), waits it out saying so on progress, and reads them again
+// at its end: each pod's error is its last read's (a pod not read at the
+// start has no Start sample).
+func sampleWindow(ctx context.Context, client kubernetes.Interface, resources []proxystats.Resource, window time.Duration, progress io.Writer) error {
+	if window > 0 {
+		scrape(ctx, client, resources, false)
+		fmt.Fprintf(progress, "measuring for %s ...\n", window)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(window):
+		}
+		for _, r := range resources {
+			for _, p := range r.Pods {
+				p.Err = nil
+			}
+		}
+	}
+	scrape(ctx, client, resources, true)
+	return nil
 }
 
 // explainProxyError says what to do about a failed pods/proxy call.
