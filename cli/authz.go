@@ -73,14 +73,13 @@ default:<policy>, probe, rate-limit, rate-limit-per-client).
 
 // authzReport is what authz prints.
 type authzReport struct {
-	Default       authzDefault   `json:"default"`
-	Ports         []authzPort    `json:"ports"`
-	Decisions     []authzRate    `json:"decisions"`
-	WindowSeconds float64        `json:"window_seconds,omitempty"`
-	Policies      []authzPolicy  `json:"policies"`
-	Errors        []string       `json:"errors,omitempty"`
-	pods          []*corev1.Pod  // the target's
-	byName        map[string]int // policy name → index in Policies
+	Default       authzDefault  `json:"default"`
+	Ports         []authzPort   `json:"ports"`
+	Decisions     []authzRate   `json:"decisions"`
+	WindowSeconds float64       `json:"window_seconds,omitempty"`
+	Policies      []authzPolicy `json:"policies"`
+	Errors        []string      `json:"errors,omitempty"`
+	pods          []*corev1.Pod // the target's
 }
 
 type authzDefault struct {
@@ -122,7 +121,7 @@ func runAuthz(ctx context.Context, o *authzOptions, args []string, stdout, stder
 		return err
 	}
 	ns := o.kube.defaultNamespace()
-	r := &authzReport{byName: map[string]int{}}
+	r := &authzReport{}
 	list, err := client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return err
@@ -231,7 +230,6 @@ func (r *authzReport) selectPolicies(ctx context.Context, dyn dynamic.Interface,
 				pol.From = append(pol.From, "sa/"+c.ServiceAccount.Name+" -n "+sans)
 			}
 		}
-		r.byName[pol.Name] = len(r.Policies)
 		r.Policies = append(r.Policies, pol)
 	}
 	return nil

@@ -57,7 +57,7 @@ func TestAuthzSaysWhatDecidesEachPort(t *testing.T) {
 		policy("by-number", map[string]string{"app": "web"}, int64(7070), "ops"),
 		policy("elsewhere", map[string]string{"app": "db"}, nil, "web"),
 	)
-	r := &authzReport{byName: map[string]int{}, pods: []*corev1.Pod{pod}}
+	r := &authzReport{pods: []*corev1.Pod{pod}}
 	var err error
 	if r.Default, err = defaultPolicyOf(ctx, fake.NewClientset(ns), "meshctl", "shop", r.pods); err != nil {
 		t.Fatal(err)

@@ -171,7 +171,7 @@ func routeBackends(ctx context.Context, client kubernetes.Interface, routes []ga
 		for ri, rule := range r.Spec.Rules {
 			var sum int32
 			for _, b := range rule.BackendRefs {
-				sum += weight(b)
+				sum += gamma.BackendWeight(b)
 			}
 			for _, b := range rule.BackendRefs {
 				bns := r.Namespace
@@ -183,9 +183,9 @@ func routeBackends(ctx context.Context, client kubernetes.Interface, routes []ga
 					backend += ":" + strconv.Itoa(int(*b.Port))
 				}
 				rb := &routeBackend{Route: r.Namespace + "/" + r.Name, Rule: ri, Matches: matchesOf(rule.Matches), Accepted: accepted,
-					Backend: backend, Weight: weight(b), Workloads: []string{}}
+					Backend: backend, Weight: gamma.BackendWeight(b), Workloads: []string{}}
 				if sum > 0 {
-					rb.Percent = 100 * float64(weight(b)) / float64(sum)
+					rb.Percent = 100 * float64(gamma.BackendWeight(b)) / float64(sum)
 				}
 				if gamma.IsService(b.Group, b.Kind, "Service") {
 					rb.Workloads = workloadsBehind(ctx, client, bns, string(b.Name))
@@ -195,14 +195,6 @@ func routeBackends(ctx context.Context, client kubernetes.Interface, routes []ga
 		}
 	}
 	return out
-}
-
-// weight is a backendRef's weight (1 when unset, as the Gateway API says).
-func weight(b gatewayv1.HTTPBackendRef) int32 {
-	if b.Weight == nil {
-		return 1
-	}
-	return max(*b.Weight, 0)
 }
 
 // acceptance is the route's Accepted condition for the Service, as the

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/labels"
-	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/meshctl/meshctl/cli/proxystats"
 	"github.com/meshctl/meshctl/internal/gamma"
@@ -159,7 +158,7 @@ func routeSplits(snap *Snapshot) []Split {
 		for ri, rule := range r.Spec.Rules {
 			var sum int32
 			for _, b := range rule.BackendRefs {
-				sum += weight(b)
+				sum += gamma.BackendWeight(b)
 			}
 			for _, b := range rule.BackendRefs {
 				if !gamma.IsService(b.Group, b.Kind, "Service") {
@@ -172,27 +171,19 @@ func routeSplits(snap *Snapshot) []Split {
 				backend := ns + "/" + string(b.Name)
 				pct := 0.0
 				if sum > 0 {
-					pct = 100 * float64(weight(b)) / float64(sum)
+					pct = 100 * float64(gamma.BackendWeight(b)) / float64(sum)
 				}
 				for _, parent := range parents {
 					out = append(out, Split{
 						ID:    r.Namespace + "/" + r.Name + "#" + strconv.Itoa(ri) + ">" + backend + "@" + parent,
 						Route: r.Namespace + "/" + r.Name, Service: parent, Backend: backend,
-						Targets: backendWorkloads(snap, ns, string(b.Name)), Weight: weight(b), Percent: pct,
+						Targets: backendWorkloads(snap, ns, string(b.Name)), Weight: gamma.BackendWeight(b), Percent: pct,
 					})
 				}
 			}
 		}
 	}
 	return out
-}
-
-// weight is a backendRef's weight (1 when unset, as the Gateway API says).
-func weight(b gatewayv1.HTTPBackendRef) int32 {
-	if b.Weight == nil {
-		return 1
-	}
-	return max(*b.Weight, 0)
 }
 
 // backendWorkloads are the node IDs of the workloads with a running pod

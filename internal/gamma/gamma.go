@@ -37,3 +37,12 @@ func ParentNamespace(routeNS string, p gatewayv1.ParentReference) string {
 	}
 	return routeNS
 }
+
+// BackendWeight is a backendRef's weight: 1 when unset, as the Gateway API
+// says, and never below 0.
+func BackendWeight(b gatewayv1.HTTPBackendRef) int32 {
+	if b.Weight == nil {
+		return 1
+	}
+	return max(*b.Weight, 0)
+}
