@@ -19,7 +19,7 @@ import (
 
 // The e2e report: figures the suite measures (latencies, durations, memory)
 // that are measurements of this machine rather than behaviour, written as
-// JSON at the end of the run. The README quotes them with the report's date;
+// JSON at the end of the run. The docs quote them with the report's date;
 // the tests assert only bounds a real regression would cross.
 var report = struct {
 	sync.Mutex
@@ -72,7 +72,7 @@ func orNone(bound string) string {
 
 // reportFile is where the suite writes its report: $E2E_REPORT, or
 // e2e/reports/e2e-report.json, which is committed like the conformance
-// suite's reports so that the README can quote it.
+// suite's reports so that the docs can quote it.
 func reportFile(repo string) string {
 	if p := os.Getenv("E2E_REPORT"); p != "" {
 		return p

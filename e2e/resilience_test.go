@@ -180,7 +180,7 @@ func TestResilienceOnTheCluster(t *testing.T) {
 			t.Fatalf("want every replica to get some and no errors: %+v", final)
 		}
 		// Peak-EWMA picks the +50 ms replica only to measure it again (a
-		// handful of requests in 3,000; one in the README's run); round robin
+		// handful of requests in 3,000; one in the run docs/reliability.md quotes); round robin
 		// would give it 1,000 and a latency-blind power of two choices about
 		// 333. 1 % catches either, with room for a re-measure or two.
 		measure(t, "resilience.slow_replica_requests_of_3000", float64(slow), "requests", "<= 30")
