@@ -27,12 +27,11 @@ import (
 
 type authzOptions struct {
 	kube      kubeOptions
-	controlNS string
 	window    time.Duration
 	output    string
 }
 
-func newAuthzCommand() *cobra.Command {
+func newAuthzCommand(g *globalOptions) *cobra.Command {
 	o := &authzOptions{}
 	cmd := &cobra.Command{
 		Use:   "authz TARGET",
@@ -61,9 +60,8 @@ default:<policy>, probe, rate-limit, rate-limit-per-client).
 		},
 	}
 	f := cmd.Flags()
-	o.kube.addFlags(f)
+	o.kube.use(g)
 	o.kube.addNamespaceFlag(f, "namespace of the target (default: the context's)")
-	f.StringVar(&o.controlNS, "control-plane-namespace", meshnames.Namespace, "namespace of the control plane (for install's default inbound policy)")
 	f.DurationVarP(&o.window, "time-window", "t", 10*time.Second, "the decisions of this last window (0: since the proxies started, at once)")
 	f.StringVarP(&o.output, "output", "o", "table", "table or json")
 	cmd.ValidArgsFunction = completeTarget(&o.kube)
@@ -137,7 +135,7 @@ func runAuthz(ctx context.Context, o *authzOptions, args []string, stdout, stder
 			r.pods = append(r.pods, &list.Items[i])
 		}
 	}
-	if r.Default, err = defaultPolicyOf(ctx, client, o.controlNS, ns, r.pods); err != nil {
+	if r.Default, err = defaultPolicyOf(ctx, client, o.kube.controlNS(), ns, r.pods); err != nil {
 		return err
 	}
 	if err := r.selectPolicies(ctx, kc.dynamic, ns); err != nil {

@@ -11,13 +11,11 @@ import (
 
 	"github.com/meshctl/meshctl/cli/healthcheck"
 	"github.com/meshctl/meshctl/internal/command"
-	"github.com/meshctl/meshctl/internal/meshnames"
 	"github.com/meshctl/meshctl/internal/version"
 )
 
 type checkOptions struct {
 	kube      kubeOptions
-	controlNS string
 	pre       bool
 	proxy     bool
 	wait      time.Duration
@@ -40,7 +38,7 @@ func (o *checkOptions) validate() error {
 // errChecksFailed makes the exit status non-zero once the report is printed.
 var errChecksFailed = errors.New("some checks failed")
 
-func newCheckCommand() *cobra.Command {
+func newCheckCommand(g *globalOptions) *cobra.Command {
 	o := &checkOptions{}
 	cmd := &cobra.Command{
 		Use:   "check",
@@ -67,9 +65,8 @@ fail. -o json is for scripts.`,
 		},
 	}
 	f := cmd.Flags()
-	o.kube.addFlags(f)
+	o.kube.use(g)
 	o.kube.addNamespaceFlag(f, "with --proxy: check only this namespace's pods (default: all namespaces)")
-	f.StringVar(&o.controlNS, "control-plane-namespace", meshnames.Namespace, "namespace of the control plane")
 	f.BoolVar(&o.pre, "pre", false, "check the cluster before installing")
 	f.BoolVar(&o.proxy, "proxy", false, "also check every meshed pod's proxy")
 	f.DurationVar(&o.wait, "wait", 2*time.Minute, "retry failing checks for up to this long (0: run each once)")
@@ -84,7 +81,7 @@ func runCheck(ctx context.Context, o *checkOptions, stdout, stderr io.Writer) er
 		return err
 	}
 	env := &healthcheck.Env{
-		Config: kc.config, Client: kc.typed, Dynamic: kc.dynamic, Namespace: o.controlNS, ProxyNamespace: o.kube.namespace,
+		Config: kc.config, Client: kc.typed, Dynamic: kc.dynamic, Namespace: o.kube.controlNS(), ProxyNamespace: o.kube.namespace,
 		Version: version.Version, Now: time.Now(),
 	}
 	cats := []healthcheck.Category{healthcheck.KubernetesAPI()}

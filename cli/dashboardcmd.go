@@ -20,7 +20,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/meshctl/meshctl/cli/dashboard"
-	"github.com/meshctl/meshctl/internal/meshnames"
 	"github.com/meshctl/meshctl/internal/version"
 )
 
@@ -41,7 +40,6 @@ type dashboardOptions struct {
 	port          int
 	noBrowser     bool
 	refresh       time.Duration
-	controlNS     string
 }
 
 func (o *dashboardOptions) validate() error {
@@ -61,7 +59,7 @@ func (o *dashboardOptions) validate() error {
 	return nil
 }
 
-func newDashboardCommand() *cobra.Command {
+func newDashboardCommand(g *globalOptions) *cobra.Command {
 	o := &dashboardOptions{}
 	cmd := &cobra.Command{
 		Use:   "dashboard",
@@ -103,14 +101,13 @@ with Ctrl-C.`,
 		},
 	}
 	f := cmd.Flags()
-	o.kube.addFlags(f)
+	o.kube.use(g)
 	o.kube.addNamespaceFlag(f, "the namespace shown first (default: the context's)")
 	f.BoolVarP(&o.allNamespaces, "all-namespaces", "A", false, "show every namespace first")
 	f.StringVar(&o.address, "address", "127.0.0.1", "IP address to listen on")
 	f.IntVar(&o.port, "port", dashboardPort, "port to listen on (0: any free port)")
 	f.BoolVar(&o.noBrowser, "no-browser", false, "print the URL, do not open a browser")
 	f.DurationVar(&o.refresh, "refresh", 5*time.Second, "how often metrics are scraped")
-	f.StringVar(&o.controlNS, "control-plane-namespace", meshnames.Namespace, "namespace of the control plane")
 	return cmd
 }
 
@@ -127,7 +124,7 @@ func runDashboard(ctx context.Context, o *dashboardOptions, stdout, stderr io.Wr
 	if !o.allNamespaces {
 		ns = o.kube.defaultNamespace()
 	}
-	src := &kubeSource{kc: kc, streams: streams, controlNS: o.controlNS}
+	src := &kubeSource{kc: kc, streams: streams, controlNS: o.kube.controlNS()}
 	if _, err := src.Namespaces(ctx); err != nil {
 		return fmt.Errorf("cannot read the cluster: %w", err)
 	}

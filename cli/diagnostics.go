@@ -23,7 +23,7 @@ import (
 	"github.com/meshctl/meshctl/internal/meshnames"
 )
 
-func newDiagnosticsCommand() *cobra.Command {
+func newDiagnosticsCommand(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "diagnostics",
 		Short: "What a proxy knows: its endpoints, its raw metrics",
@@ -34,7 +34,7 @@ func newDiagnosticsCommand() *cobra.Command {
 
 ` + command.ExitCodesHelp,
 	}
-	cmd.AddCommand(newDiagnosticsEndpointsCommand(), newDiagnosticsMetricsCommand())
+	cmd.AddCommand(newDiagnosticsEndpointsCommand(g), newDiagnosticsMetricsCommand(g))
 	return cmd
 }
 
@@ -43,7 +43,7 @@ type diagnosticsEndpointsOptions struct {
 	output string
 }
 
-func newDiagnosticsEndpointsCommand() *cobra.Command {
+func newDiagnosticsEndpointsCommand(g *globalOptions) *cobra.Command {
 	o := &diagnosticsEndpointsOptions{}
 	cmd := &cobra.Command{
 		Use:   "endpoints pod/NAME [AUTHORITY]",
@@ -79,7 +79,7 @@ admin.meshctl.io: the ClusterRole meshctl-admin-viewer grants it).`,
 			return runDiagnosticsEndpoints(cmd.Context(), o, name, authority, cmd.OutOrStdout())
 		},
 	}
-	o.kube.addFlags(cmd.Flags())
+	o.kube.use(g)
 	o.kube.addNamespaceFlag(cmd.Flags(), "the pod's namespace (default: the context's)")
 	cmd.Flags().StringVarP(&o.output, "output", "o", "table", "table or json")
 	cmd.ValidArgsFunction = completeTarget(&o.kube)
@@ -212,7 +212,7 @@ type diagnosticsMetricsOptions struct {
 	allNamespaces bool
 }
 
-func newDiagnosticsMetricsCommand() *cobra.Command {
+func newDiagnosticsMetricsCommand(g *globalOptions) *cobra.Command {
 	o := &diagnosticsMetricsOptions{}
 	cmd := &cobra.Command{
 		Use:   "proxy-metrics TARGET",
@@ -253,7 +253,7 @@ ns/NAME, svc/NAME), as the proxies serve them (Prometheus text), each under a
 			return nil
 		},
 	}
-	o.kube.addFlags(cmd.Flags())
+	o.kube.use(g)
 	o.kube.addNamespaceFlag(cmd.Flags(), "namespace of the target (default: the context's)")
 	cmd.Flags().BoolVarP(&o.allNamespaces, "all-namespaces", "A", false, "with ns: every namespace")
 	cmd.ValidArgsFunction = completeTarget(&o.kube)

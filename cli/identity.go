@@ -30,12 +30,11 @@ import (
 
 type rotateOptions struct {
 	kube       kubeOptions
-	namespace  string
 	anchorFile string
 	timeout    time.Duration
 }
 
-func newIdentityCommand() *cobra.Command {
+func newIdentityCommand(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "identity",
 		Short: "Show proxies' certificates; rotate the mesh's issuer and trust anchor",
@@ -52,14 +51,13 @@ cluster never holds it). rotate-trust-anchor does not: it makes a new anchor
 and writes the new key there, keeping an earlier file beside it. It is the way
 out when the anchor's key is lost: afterwards rotate-issuer works again.`,
 	}
-	cmd.AddCommand(newIdentityShowCommand(), newRotateIssuerCommand(), newRotateTrustAnchorCommand())
+	cmd.AddCommand(newIdentityShowCommand(g), newRotateIssuerCommand(g), newRotateTrustAnchorCommand(g))
 	return cmd
 }
 
-func (o *rotateOptions) addFlags(cmd *cobra.Command) {
+func (o *rotateOptions) addFlags(cmd *cobra.Command, g *globalOptions) {
 	f := cmd.Flags()
-	o.kube.addFlags(f)
-	f.StringVar(&o.namespace, "control-plane-namespace", meshnames.Namespace, "namespace of the control plane")
+	o.kube.use(g)
 	f.StringVar(&o.anchorFile, "trust-anchor-file", "", "the trust anchor's certificate and key (default ~/.meshctl/<context>/trust-anchor.pem)")
 	f.DurationVar(&o.timeout, "timeout", 10*time.Minute, "how long each stage may wait for the proxies")
 }
@@ -71,7 +69,7 @@ func (o *rotateOptions) file() string {
 	return defaultAnchorFile(o.kube.contextName())
 }
 
-func newRotateIssuerCommand() *cobra.Command {
+func newRotateIssuerCommand(g *globalOptions) *cobra.Command {
 	o := &rotateOptions{}
 	cmd := &cobra.Command{
 		Use:   "rotate-issuer",
@@ -89,7 +87,7 @@ is lost, 'meshctl identity rotate-trust-anchor' replaces the anchor without it.`
 			return runRotateIssuer(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
-	o.addFlags(cmd)
+	o.addFlags(cmd, g)
 	return cmd
 }
 
@@ -109,16 +107,16 @@ func runRotateIssuer(ctx context.Context, o *rotateOptions, stdout, stderr io.Wr
 	if err := mayFollowProxies(ctx, client); err != nil {
 		return err
 	}
-	roots, err := clusterRoots(ctx, client, o.namespace)
+	roots, err := clusterRoots(ctx, client, o.kube.controlNS())
 	if err != nil {
 		return err
 	}
 	if !slices.ContainsFunc(roots, anchor.Cert.Equal) {
-		return fmt.Errorf("the trust anchor in %s is not one of the cluster's trust anchors (ConfigMap %s/%s): wrong file or wrong cluster; if this cluster's anchor key is lost, 'meshctl identity rotate-trust-anchor' replaces the anchor without it", o.file(), o.namespace, meshnames.TrustRootsConfigMap)
+		return fmt.Errorf("the trust anchor in %s is not one of the cluster's trust anchors (ConfigMap %s/%s): wrong file or wrong cluster; if this cluster's anchor key is lost, 'meshctl identity rotate-trust-anchor' replaces the anchor without it", o.file(), o.kube.controlNS(), meshnames.TrustRootsConfigMap)
 	}
 	start := time.Now()
 	fmt.Fprintln(stderr, "[1/2] signing a new issuer and putting it in place")
-	issuer, err := putNewIssuer(ctx, client, o.namespace, anchor, roots)
+	issuer, err := putNewIssuer(ctx, client, o.kube.controlNS(), anchor, roots)
 	if err != nil {
 		return err
 	}
@@ -126,10 +124,10 @@ func runRotateIssuer(ctx context.Context, o *rotateOptions, stdout, stderr io.Wr
 	if err := o.waitProxies(ctx, client, "on the new issuer", onIssuer(issuer), true, stderr); err != nil {
 		return err
 	}
-	return finish(ctx, client, o.namespace, fmt.Sprintf("issuer rotated in %s", time.Since(start).Round(time.Second)), stdout)
+	return finish(ctx, client, o.kube.controlNS(), fmt.Sprintf("issuer rotated in %s", time.Since(start).Round(time.Second)), stdout)
 }
 
-func newRotateTrustAnchorCommand() *cobra.Command {
+func newRotateTrustAnchorCommand(g *globalOptions) *cobra.Command {
 	o := &rotateOptions{}
 	cmd := &cobra.Command{
 		Use:   "rotate-trust-anchor",
@@ -151,7 +149,7 @@ rotate-issuer (if stage 2 did not complete) and by hand for stage 3.`,
 			return runRotateTrustAnchor(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
-	o.addFlags(cmd)
+	o.addFlags(cmd, g)
 	return cmd
 }
 
@@ -165,7 +163,7 @@ func runRotateTrustAnchor(ctx context.Context, o *rotateOptions, stdout, stderr 
 	if err := rotateTrustAnchor(ctx, o, client, stderr); err != nil {
 		return err
 	}
-	return finish(ctx, client, o.namespace, fmt.Sprintf("trust anchor rotated in %s", time.Since(start).Round(time.Second)), stdout)
+	return finish(ctx, client, o.kube.controlNS(), fmt.Sprintf("trust anchor rotated in %s", time.Since(start).Round(time.Second)), stdout)
 }
 
 // rotateTrustAnchor makes a new anchor and moves every proxy to it in the
@@ -174,11 +172,11 @@ func rotateTrustAnchor(ctx context.Context, o *rotateOptions, client kubernetes.
 	if err := mayFollowProxies(ctx, client); err != nil {
 		return err
 	}
-	roots, err := clusterRoots(ctx, client, o.namespace)
+	roots, err := clusterRoots(ctx, client, o.kube.controlNS())
 	if err != nil {
 		return err
 	}
-	td := trustDomain(ctx, client, o.namespace)
+	td := trustDomain(ctx, client, o.kube.controlNS())
 	// The new file is marked as this cluster's, for a later meshctl install
 	// (after an uninstall) to reuse; without the mark it would refuse it.
 	var mark *anchorMark
@@ -202,7 +200,7 @@ func rotateTrustAnchor(ctx context.Context, o *rotateOptions, client kubernetes.
 	}
 
 	fmt.Fprintln(stderr, "[1/3] adding the new trust anchor to the trust bundle")
-	if err := putRoots(ctx, client, o.namespace, append(roots, anchor.Cert)); err != nil {
+	if err := putRoots(ctx, client, o.kube.controlNS(), append(roots, anchor.Cert)); err != nil {
 		return err
 	}
 	// Proxies take their trust roots from the controller (never from the
@@ -215,7 +213,7 @@ func rotateTrustAnchor(ctx context.Context, o *rotateOptions, client kubernetes.
 		return err
 	}
 	fmt.Fprintln(stderr, "[2/3] signing a new issuer with the new anchor")
-	issuer, err := putNewIssuer(ctx, client, o.namespace, anchor, append(roots, anchor.Cert))
+	issuer, err := putNewIssuer(ctx, client, o.kube.controlNS(), anchor, append(roots, anchor.Cert))
 	if err != nil {
 		return err
 	}
@@ -223,7 +221,7 @@ func rotateTrustAnchor(ctx context.Context, o *rotateOptions, client kubernetes.
 		return err
 	}
 	fmt.Fprintln(stderr, "[3/3] removing the old trust anchors from the trust bundle")
-	if err := putRoots(ctx, client, o.namespace, []*x509.Certificate{anchor.Cert}); err != nil {
+	if err := putRoots(ctx, client, o.kube.controlNS(), []*x509.Certificate{anchor.Cert}); err != nil {
 		return err
 	}
 	return o.waitProxies(ctx, client, "trust only the new anchor", func(id proxyIdentity) bool {

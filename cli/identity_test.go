@@ -154,7 +154,7 @@ func TestRotateTrustAnchorHasEveryProxyRenewAtEachStage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := &rotateOptions{namespace: "meshctl", anchorFile: filepath.Join(t.TempDir(), "trust-anchor.pem"), timeout: 20 * time.Second}
+	o := &rotateOptions{anchorFile: filepath.Join(t.TempDir(), "trust-anchor.pem"), timeout: 20 * time.Second}
 	if err := rotateTrustAnchor(t.Context(), o, client, io.Discard); err != nil {
 		t.Fatalf("rotate-trust-anchor: %v", err)
 	}
@@ -220,7 +220,7 @@ func TestKeepAnchorNeverReplacesAKey(t *testing.T) {
 // works without it.
 func TestRotateIssuerWithoutTheKeyPointsToTheWayOut(t *testing.T) {
 	o := &rotateOptions{anchorFile: filepath.Join(t.TempDir(), "lost.pem")}
-	o.kube.kubeconfig = nowhere(t)
+	o.kube.use(&globalOptions{kubeconfig: nowhere(t)})
 	var out, errOut bytes.Buffer
 	err := runRotateIssuer(context.Background(), o, &out, &errOut)
 	if err == nil || !strings.Contains(err.Error(), "lost.pem") || !strings.Contains(err.Error(), "meshctl identity rotate-trust-anchor") {

@@ -16,7 +16,7 @@ type identityShowOptions struct {
 	output string
 }
 
-func newIdentityShowCommand() *cobra.Command {
+func newIdentityShowCommand(g *globalOptions) *cobra.Command {
 	o := &identityShowOptions{}
 	cmd := &cobra.Command{
 		Use:   "show pod/NAME",
@@ -41,7 +41,7 @@ meshctl-admin-viewer grants it), which relays to the proxy over mutual TLS.`,
 			return runIdentityShow(cmd.Context(), o, name, cmd.OutOrStdout())
 		},
 	}
-	o.kube.addFlags(cmd.Flags())
+	o.kube.use(g)
 	o.kube.addNamespaceFlag(cmd.Flags(), "the pod's namespace (default: the context's)")
 	cmd.Flags().StringVarP(&o.output, "output", "o", "table", "table or json")
 	cmd.ValidArgsFunction = completeTarget(&o.kube)

@@ -33,7 +33,7 @@ var proxyConfigFlags = []struct{ flag, annotation, usage string }{
 	{"opaque-ports", meshnames.OpaquePorts, "ports proxied as TCP without protocol detection, e.g. 5432,6379"},
 }
 
-func newInjectCommand() *cobra.Command {
+func newInjectCommand(g *globalOptions) *cobra.Command {
 	o := &injectOptions{proxyConfig: map[string]*string{}}
 	cmd := &cobra.Command{
 		Use:   "inject (FILE | DIR | URL | -)...",
@@ -62,6 +62,7 @@ code the injector runs.`,
 					opts.Annotations[f.annotation] = v
 				}
 			}
+			o.values.Namespace = g.controlNS
 			opts.Injector = injectorConfig(o.values)
 			return runTransform(cmd.Context(), args, opts, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
@@ -74,7 +75,6 @@ code the injector runs.`,
 	f.StringVar(&o.values.Registry, "registry", "meshctl", "with --manual: registry and path of the proxy image")
 	f.StringVar(&o.values.ImageTag, "image-tag", version.Version, "with --manual: tag of the proxy image")
 	f.StringVar(&o.values.ImagePullPolicy, "image-pull-policy", "IfNotPresent", "with --manual: pull policy of the proxy image")
-	f.StringVar(&o.values.Namespace, "control-plane-namespace", meshnames.Namespace, "with --manual: namespace of the control plane")
 	f.StringVar(&o.values.TrustDomain, "trust-domain", meshnames.TrustDomain, "with --manual: the mesh's trust domain")
 	f.StringVar(&o.values.ClusterDomain, "cluster-domain", meshnames.ClusterDomain, "with --manual: the cluster's DNS domain")
 	return cmd

@@ -64,7 +64,7 @@ func (o *installOptions) validate() error {
 	return nil
 }
 
-func newInstallCommand() *cobra.Command {
+func newInstallCommand(g *globalOptions) *cobra.Command {
 	o := &installOptions{}
 	cmd := &cobra.Command{
 		Use:   "install",
@@ -134,14 +134,13 @@ With -o yaml|json or --dry-run it only prints them, the Gateway API CRDs first
 			return runInstall(cmd.Context(), o, cmd.Flags(), cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
-	o.addFlags(cmd.Flags())
+	o.addFlags(cmd.Flags(), g)
 	return cmd
 }
 
 // addFlags adds install's (and upgrade's) flags.
-func (o *installOptions) addFlags(f *pflag.FlagSet) {
-	o.kube.addFlags(f)
-	f.StringVar(&o.values.Namespace, "control-plane-namespace", meshnames.Namespace, "namespace of the control plane")
+func (o *installOptions) addFlags(f *pflag.FlagSet, g *globalOptions) {
+	o.kube.use(g)
 	f.StringVar(&o.values.TrustDomain, "trust-domain", meshnames.TrustDomain, "the mesh's trust domain (SPIFFE IDs spiffe://<trust-domain>/ns/<ns>/sa/<sa>)")
 	f.StringVar(&o.values.ClusterDomain, "cluster-domain", meshnames.ClusterDomain, "the cluster's DNS domain")
 	f.StringVar(&o.values.Registry, "registry", "meshctl", "registry and path of the images (<registry>/controller, <registry>/proxy)")
@@ -169,6 +168,7 @@ func (o *installOptions) addFlags(f *pflag.FlagSet) {
 // command's), the settings an earlier install kept are reused for every
 // setting flag not given.
 func runInstall(ctx context.Context, o *installOptions, flags *pflag.FlagSet, stdout, stderr io.Writer) error {
+	o.values.Namespace = o.kube.controlNS()
 	printOnly := o.dryRun || o.output != ""
 	diffOnly := o.upgrade && o.dryRun && o.output == ""
 	kc, connErr := o.kube.clients()

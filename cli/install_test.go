@@ -38,7 +38,7 @@ func TestInstallThatOnlyPrintsWritesNoKeyFile(t *testing.T) {
 			t.Setenv("HOME", home)
 			anchor := filepath.Join(t.TempDir(), "keys", "anchor.pem")
 			o := &installOptions{dryRun: tc.dryRun, output: tc.output, timeout: time.Minute}
-			o.kube.kubeconfig = nowhere(t)
+			o.kube.use(&globalOptions{kubeconfig: nowhere(t)})
 			if tc.flag {
 				o.anchorFile = anchor
 			}
@@ -246,11 +246,11 @@ func TestUpgradeRemovesTheAuthDelegatorBinding(t *testing.T) {
 // is not a list of CIDRs is refused before anything is done.
 func TestInstallPassesTheClusterNetworksOn(t *testing.T) {
 	t.Setenv("HOME", t.TempDir())
-	cmd := newInstallCommand()
+	cmd := NewRootCommand()
 	var out, errOut bytes.Buffer
 	cmd.SetOut(&out)
 	cmd.SetErr(&errOut)
-	cmd.SetArgs([]string{"--cluster-networks", "198.18.0.0/15, 10.32.0.0/12", "--dry-run", "--kubeconfig", nowhere(t)})
+	cmd.SetArgs([]string{"install", "--cluster-networks", "198.18.0.0/15, 10.32.0.0/12", "--dry-run", "--kubeconfig", nowhere(t)})
 	if err := cmd.ExecuteContext(context.Background()); err != nil {
 		t.Fatalf("%v\n%s", err, errOut.String())
 	}
@@ -258,10 +258,10 @@ func TestInstallPassesTheClusterNetworksOn(t *testing.T) {
 		t.Errorf("the controller's arguments lack the cluster networks:\n%.3000s", out.String())
 	}
 	for _, bad := range []string{"10.0.0.0", "", "10.0.0.0/8;fd00::/8"} {
-		cmd := newInstallCommand()
+		cmd := NewRootCommand()
 		cmd.SetOut(&out)
 		cmd.SetErr(&errOut)
-		cmd.SetArgs([]string{"--cluster-networks", bad, "--dry-run", "--kubeconfig", nowhere(t)})
+		cmd.SetArgs([]string{"install", "--cluster-networks", bad, "--dry-run", "--kubeconfig", nowhere(t)})
 		if err := cmd.ExecuteContext(context.Background()); err == nil || !strings.Contains(err.Error(), "--cluster-networks") {
 			t.Errorf("--cluster-networks %q: %v, want a refusal", bad, err)
 		}

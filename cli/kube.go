@@ -11,20 +11,50 @@ import (
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/meshctl/meshctl/internal/meshnames"
 )
 
-// kubeOptions are kubectl's connection flags: --kubeconfig (else
-// $KUBECONFIG, else ~/.kube/config), --context and -n/--namespace.
-type kubeOptions struct {
+// globalOptions are the root command's flags, which every command takes:
+// kubectl's --kubeconfig (else $KUBECONFIG, else ~/.kube/config) and
+// --context, and --control-plane-namespace.
+type globalOptions struct {
 	kubeconfig string
 	context    string
-	namespace  string
+	controlNS  string
 }
 
-func (k *kubeOptions) addFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&k.kubeconfig, "kubeconfig", "", "path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
-	fs.StringVar(&k.context, "context", "", "the kubeconfig context to use (default: its current context)")
+func (g *globalOptions) addFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&g.kubeconfig, "kubeconfig", "", "path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
+	fs.StringVar(&g.context, "context", "", "the kubeconfig context to use (default: its current context)")
+	fs.StringVar(&g.controlNS, "control-plane-namespace", meshnames.Namespace, "namespace of meshctl's control plane")
 }
+
+// kubeOptions are a command's connection: the root's flags and its own
+// -n/--namespace, where it has one.
+type kubeOptions struct {
+	global    *globalOptions
+	namespace string
+}
+
+// use makes the command connect with the root's flags.
+func (k *kubeOptions) use(g *globalOptions) { k.global = g }
+
+// flags are the root's flags (their defaults when the command was built
+// without a root, as some tests do).
+func (k *kubeOptions) flags() globalOptions {
+	var g globalOptions
+	if k.global != nil {
+		g = *k.global
+	}
+	if g.controlNS == "" {
+		g.controlNS = meshnames.Namespace
+	}
+	return g
+}
+
+// controlNS is the control plane's namespace (--control-plane-namespace).
+func (k *kubeOptions) controlNS() string { return k.flags().controlNS }
 
 func (k *kubeOptions) addNamespaceFlag(fs *pflag.FlagSet, usage string) {
 	fs.StringVarP(&k.namespace, "namespace", "n", "", usage)
@@ -32,8 +62,9 @@ func (k *kubeOptions) addNamespaceFlag(fs *pflag.FlagSet, usage string) {
 
 func (k *kubeOptions) clientConfig() clientcmd.ClientConfig {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	rules.ExplicitPath = k.kubeconfig
-	overrides := &clientcmd.ConfigOverrides{CurrentContext: k.context}
+	g := k.flags()
+	rules.ExplicitPath = g.kubeconfig
+	overrides := &clientcmd.ConfigOverrides{CurrentContext: g.context}
 	if k.namespace != "" {
 		overrides.Context.Namespace = k.namespace
 	}
@@ -103,8 +134,8 @@ func newKubeClients(cfg *rest.Config) (*kubeClients, error) {
 
 // contextName is the kubeconfig context in use ("" when unknown).
 func (k *kubeOptions) contextName() string {
-	if k.context != "" {
-		return k.context
+	if c := k.flags().context; c != "" {
+		return c
 	}
 	raw, err := k.clientConfig().RawConfig()
 	if err != nil {

@@ -10,7 +10,7 @@ import (
 // config (its timeout, QPS and burst); long streams have no request timeout;
 // no kubeconfig at all says what to do.
 func TestClientsShareOneConnection(t *testing.T) {
-	k := &kubeOptions{kubeconfig: nowhere(t)}
+	k := &kubeOptions{global: &globalOptions{kubeconfig: nowhere(t)}}
 	kc, err := k.clients()
 	if err != nil {
 		t.Fatal(err)

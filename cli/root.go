@@ -21,6 +21,8 @@ what they see; meshctl reads it straight from them, with no Prometheus to run.
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newInstallCommand(), newUpgradeCommand(), newCheckCommand(), newUninstallCommand(), newInjectCommand(), newUninjectCommand(), newIdentityCommand(), newStatCommand(), newEdgesCommand(), newTapCommand(), newTopCommand(), newDiagnosticsCommand(), newAuthzCommand(), newRoutesCommand(), newDashboardCommand(), newVersionCommand())
+	g := &globalOptions{}
+	g.addFlags(root.PersistentFlags())
+	root.AddCommand(newInstallCommand(g), newUpgradeCommand(g), newCheckCommand(g), newUninstallCommand(g), newInjectCommand(g), newUninjectCommand(), newIdentityCommand(g), newStatCommand(g), newEdgesCommand(g), newTapCommand(g), newTopCommand(g), newDiagnosticsCommand(g), newAuthzCommand(g), newRoutesCommand(g), newDashboardCommand(g), newVersionCommand(g))
 	return root
 }

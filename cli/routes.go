@@ -29,7 +29,7 @@ type routesOptions struct {
 	output string
 }
 
-func newRoutesCommand() *cobra.Command {
+func newRoutesCommand(g *globalOptions) *cobra.Command {
 	o := &routesOptions{}
 	cmd := &cobra.Command{
 		Use:   "routes svc/NAME",
@@ -63,7 +63,7 @@ p50 latency (the upper bound of the histogram bucket holding it).
 		},
 	}
 	f := cmd.Flags()
-	o.kube.addFlags(f)
+	o.kube.use(g)
 	o.kube.addNamespaceFlag(f, "the Service's namespace (default: the context's)")
 	f.DurationVarP(&o.window, "time-window", "t", 10*time.Second, "how long to measure the backends")
 	f.StringVarP(&o.output, "output", "o", "table", "table or json")

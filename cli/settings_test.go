@@ -28,12 +28,14 @@ func TestEveryInstallFlagIsASettingOrARunFlag(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.Flags().VisitAll(func(f *pflag.Flag) {
+		class := func(f *pflag.Flag) {
 			setting, run := slices.Contains(settingFlags, f.Name), slices.Contains(runFlags, f.Name)
 			if setting == run {
 				t.Errorf("%s --%s: a setting %v, a run flag %v; want exactly one", cmd, f.Name, setting, run)
 			}
-		})
+		}
+		c.Flags().VisitAll(class)
+		c.InheritedFlags().VisitAll(class) // the root's
 	}
 	for _, name := range settingFlags {
 		c, _, _ := NewRootCommand().Find([]string{"install"})
@@ -47,7 +49,7 @@ func installFlags(t *testing.T, args ...string) (*pflag.FlagSet, *installOptions
 	t.Helper()
 	o := &installOptions{}
 	fs := pflag.NewFlagSet("install", pflag.ContinueOnError)
-	o.addFlags(fs)
+	o.addFlags(fs, &globalOptions{})
 	if err := fs.Parse(args); err != nil {
 		t.Fatal(err)
 	}

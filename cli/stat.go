@@ -33,7 +33,7 @@ func (o *statOptions) validate() error {
 	return o.peers.validate()
 }
 
-func newStatCommand() *cobra.Command {
+func newStatCommand(g *globalOptions) *cobra.Command {
 	o := &statOptions{}
 	cmd := &cobra.Command{
 		Use:   "stat TYPE [NAME]",
@@ -66,7 +66,7 @@ Without --to it counts the requests the resources' pods receive.
 		},
 	}
 	f := cmd.Flags()
-	o.kube.addFlags(f)
+	o.kube.use(g)
 	o.kube.addNamespaceFlag(f, "namespace of the resources (default: the context's)")
 	f.BoolVarP(&o.allNamespaces, "all-namespaces", "A", false, "resources in every namespace")
 	f.DurationVarP(&o.window, "time-window", "t", 10*time.Second, "how long to measure (with -w: each time)")
@@ -140,7 +140,7 @@ type edgesOptions struct {
 	output        string
 }
 
-func newEdgesCommand() *cobra.Command {
+func newEdgesCommand(g *globalOptions) *cobra.Command {
 	o := &edgesOptions{}
 	cmd := &cobra.Command{
 		Use:   "edges TYPE",
@@ -183,7 +183,7 @@ HOST[:PORT] those to that authority.`,
 		},
 	}
 	f := cmd.Flags()
-	o.kube.addFlags(f)
+	o.kube.use(g)
 	o.kube.addNamespaceFlag(f, "namespace of the resources (default: the context's)")
 	f.BoolVarP(&o.allNamespaces, "all-namespaces", "A", false, "resources in every namespace")
 	f.DurationVarP(&o.window, "time-window", "t", 10*time.Second, "the edges with requests in this last window (0: since the proxies started, at once)")

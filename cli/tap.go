@@ -32,9 +32,9 @@ type tapOptions struct {
 	output        string
 }
 
-func (o *tapOptions) addFlags(cmd *cobra.Command) {
+func (o *tapOptions) addFlags(cmd *cobra.Command, g *globalOptions) {
 	f := cmd.Flags()
-	o.kube.addFlags(f)
+	o.kube.use(g)
 	o.kube.addNamespaceFlag(f, "namespace of the target (default: the context's)")
 	f.BoolVarP(&o.allNamespaces, "all-namespaces", "A", false, "with ns: every namespace")
 	o.peers.addFlags(f, true)
@@ -127,7 +127,7 @@ func openTap(client kubernetes.Interface) tapstream.Opener {
 	}
 }
 
-func newTapCommand() *cobra.Command {
+func newTapCommand(g *globalOptions) *cobra.Command {
 	o := &tapOptions{}
 	cmd := &cobra.Command{
 		Use:   "tap TARGET",
@@ -165,7 +165,7 @@ and says how many it dropped beyond that.
 			return runTap(cmd.Context(), o, args, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
-	o.addFlags(cmd)
+	o.addFlags(cmd, g)
 	cmd.Flags().StringVarP(&o.output, "output", "o", "", "json: one event per line, as JSON")
 	cmd.ValidArgsFunction = completeTarget(&o.kube)
 	addCompletions(cmd, &o.kube, "json")

@@ -22,7 +22,7 @@ type topOptions struct {
 	sortBy   string
 }
 
-func newTopCommand() *cobra.Command {
+func newTopCommand(g *globalOptions) *cobra.Command {
 	o := &topOptions{}
 	cmd := &cobra.Command{
 		Use:   "top TARGET",
@@ -57,7 +57,7 @@ It shows the requests the target's pods receive, or with --to those they send.
 			return runTop(cmd.Context(), o, args, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
-	o.tap.addFlags(cmd)
+	o.tap.addFlags(cmd, g)
 	f := cmd.Flags()
 	f.BoolVar(&o.once, "once", false, "collect for --duration, print once, and exit")
 	f.DurationVar(&o.duration, "duration", 10*time.Second, "with --once (or no terminal): how long to collect")

@@ -27,7 +27,6 @@ import (
 
 type uninstallOptions struct {
 	kube      kubeOptions
-	namespace string
 	wait      bool
 	timeout   time.Duration
 	yes       bool
@@ -36,7 +35,7 @@ type uninstallOptions struct {
 	stdin io.Reader
 }
 
-func newUninstallCommand() *cobra.Command {
+func newUninstallCommand(g *globalOptions) *cobra.Command {
 	o := &uninstallOptions{}
 	cmd := &cobra.Command{
 		Use:   "uninstall",
@@ -79,8 +78,7 @@ expire. To un-mesh workloads, remove the annotation and restart them:
 			return runUninstall(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
-	o.kube.addFlags(cmd.Flags())
-	cmd.Flags().StringVar(&o.namespace, "control-plane-namespace", meshnames.Namespace, "namespace of the control plane")
+	o.kube.use(g)
 	cmd.Flags().BoolVar(&o.wait, "wait", true, "wait until the namespace is gone")
 	cmd.Flags().DurationVar(&o.timeout, "timeout", 3*time.Minute, "how long --wait waits")
 	cmd.Flags().BoolVarP(&o.yes, "yes", "y", false, "remove without asking (what scripts must pass)")
@@ -222,7 +220,7 @@ func runUninstall(ctx context.Context, o *uninstallOptions, stdout, stderr io.Wr
 		return err
 	}
 	client, dyn := kc.typed, kc.dynamic
-	plan, err := planUninstall(ctx, kc, o.namespace)
+	plan, err := planUninstall(ctx, kc, o.kube.controlNS())
 	if err != nil {
 		return err
 	}
@@ -232,7 +230,7 @@ func runUninstall(ctx context.Context, o *uninstallOptions, stdout, stderr io.Wr
 	}
 	if o.dryRun {
 		fmt.Fprintln(stdout, "meshctl uninstall would remove:")
-		plan.print(stdout, o.namespace)
+		plan.print(stdout, o.kube.controlNS())
 		fmt.Fprintln(stdout, "Nothing was removed (dry run).")
 		return nil
 	}
@@ -256,7 +254,7 @@ func runUninstall(ctx context.Context, o *uninstallOptions, stdout, stderr io.Wr
 	for _, r := range plan.removals {
 		del(r.what, r.del(ctx))
 	}
-	del("Namespace "+o.namespace, client.CoreV1().Namespaces().Delete(ctx, o.namespace, metav1.DeleteOptions{}))
+	del("Namespace "+o.kube.controlNS(), client.CoreV1().Namespaces().Delete(ctx, o.kube.controlNS(), metav1.DeleteOptions{}))
 	if len(errs) > 0 {
 		return fmt.Errorf("uninstall is incomplete (run it again once fixed): %w", errors.Join(errs...))
 	}
@@ -266,16 +264,16 @@ func runUninstall(ctx context.Context, o *uninstallOptions, stdout, stderr io.Wr
 	if o.wait && deleted > 0 {
 		wctx, cancel := context.WithTimeout(ctx, o.timeout)
 		defer cancel()
-		fmt.Fprintf(stderr, "  waiting for namespace %s to go\n", o.namespace)
-		if err := waitGone(wctx, client, o.namespace); err != nil {
-			return fmt.Errorf("namespace %s is still terminating (run uninstall again to finish, the AuthorizationPolicy CRD included): %w", o.namespace, err)
+		fmt.Fprintf(stderr, "  waiting for namespace %s to go\n", o.kube.controlNS())
+		if err := waitGone(wctx, client, o.kube.controlNS()); err != nil {
+			return fmt.Errorf("namespace %s is still terminating (run uninstall again to finish, the AuthorizationPolicy CRD included): %w", o.kube.controlNS(), err)
 		}
 	}
 	var crd bool
 	if !o.wait && deleted > 0 {
 		// Not waiting for the controller to go: the policies stay until it has.
 		fmt.Fprintf(stderr, "  kept CustomResourceDefinition %s while the controller may still run: run 'meshctl uninstall' again once namespace %s is gone to remove it\n",
-			install.AuthorizationPolicyCRD, o.namespace)
+			install.AuthorizationPolicyCRD, o.kube.controlNS())
 	} else if crd, err = deleteAuthorizationPolicyCRD(ctx, dyn); err != nil {
 		return fmt.Errorf("uninstall is incomplete (run it again once fixed): %w", err)
 	}
@@ -345,7 +343,7 @@ func confirmUninstall(plan *uninstallPlan, o *uninstallOptions, stdout, stderr i
 		return command.Usagef("uninstall removes the control plane and every AuthorizationPolicy in the cluster: pass --yes to confirm (--dry-run lists what it removes)")
 	}
 	fmt.Fprintln(stderr, "meshctl uninstall will remove:")
-	plan.print(stderr, o.namespace)
+	plan.print(stderr, o.kube.controlNS())
 	fmt.Fprint(stderr, "Type yes to remove all of this: ")
 	line, _ := bufio.NewReader(f).ReadString('\n')
 	if strings.TrimSpace(line) != "yes" {

@@ -4,7 +4,7 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func newUpgradeCommand() *cobra.Command {
+func newUpgradeCommand(g *globalOptions) *cobra.Command {
 	o := &installOptions{upgrade: true}
 	cmd := &cobra.Command{
 		Use:   "upgrade",
@@ -42,7 +42,7 @@ digests), then what would be deleted. -o yaml|json prints the manifests.
 			return runInstall(cmd.Context(), o, cmd.Flags(), cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
-	o.addFlags(cmd.Flags())
+	o.addFlags(cmd.Flags(), g)
 	cmd.Flags().Lookup("dry-run").Usage = "print what would change (diffs against the cluster) instead of changing it"
 	return cmd
 }

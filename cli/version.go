@@ -15,11 +15,10 @@ import (
 
 type versionOptions struct {
 	kube       kubeOptions
-	namespace  string
 	clientOnly bool
 }
 
-func newVersionCommand() *cobra.Command {
+func newVersionCommand(g *globalOptions) *cobra.Command {
 	o := &versionOptions{}
 	cmd := &cobra.Command{
 		Use:   "version",
@@ -29,8 +28,7 @@ func newVersionCommand() *cobra.Command {
 			return runVersion(cmd.Context(), o, cmd.OutOrStdout())
 		},
 	}
-	o.kube.addFlags(cmd.Flags())
-	cmd.Flags().StringVar(&o.namespace, "control-plane-namespace", meshnames.Namespace, "namespace of the control plane")
+	o.kube.use(g)
 	cmd.Flags().BoolVar(&o.clientOnly, "client", false, "print only the client's version")
 	return cmd
 }
@@ -40,7 +38,7 @@ func runVersion(ctx context.Context, o *versionOptions, stdout io.Writer) error 
 	if o.clientOnly {
 		return nil
 	}
-	fmt.Fprintf(stdout, "Control plane version: %s\n", controlPlaneVersion(ctx, &o.kube, o.namespace))
+	fmt.Fprintf(stdout, "Control plane version: %s\n", controlPlaneVersion(ctx, &o.kube, o.kube.controlNS()))
 	return nil
 }
 
