@@ -26,9 +26,9 @@ import (
 )
 
 type authzOptions struct {
-	kube      kubeOptions
-	window    time.Duration
-	output    string
+	kube   kubeOptions
+	window time.Duration
+	output string
 }
 
 func newAuthzCommand(g *globalOptions) *cobra.Command {

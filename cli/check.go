@@ -15,11 +15,11 @@ import (
 )
 
 type checkOptions struct {
-	kube      kubeOptions
-	pre       bool
-	proxy     bool
-	wait      time.Duration
-	output    string
+	kube   kubeOptions
+	pre    bool
+	proxy  bool
+	wait   time.Duration
+	output string
 }
 
 func (o *checkOptions) validate() error {

@@ -26,11 +26,11 @@ import (
 )
 
 type uninstallOptions struct {
-	kube      kubeOptions
-	wait      bool
-	timeout   time.Duration
-	yes       bool
-	dryRun    bool
+	kube    kubeOptions
+	wait    bool
+	timeout time.Duration
+	yes     bool
+	dryRun  bool
 	// stdin answers the confirmation when it is a terminal.
 	stdin io.Reader
 }
