@@ -50,8 +50,8 @@ default:<policy>, probe, rate-limit, rate-limit-per-client).
   meshctl authz deploy/web -n shop -t 0 -o json`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if o.output != "table" && o.output != "json" {
-				return command.Usagef("-o %q: want table or json", o.output)
+			if err := checkOutput(o.output); err != nil {
+				return err
 			}
 			if o.window < 0 {
 				return command.Usagef("-t must not be negative")
@@ -63,9 +63,9 @@ default:<policy>, probe, rate-limit, rate-limit-per-client).
 	o.kube.use(g)
 	o.kube.addNamespaceFlag(f, "namespace of the target (default: the context's)")
 	f.DurationVarP(&o.window, "time-window", "t", 10*time.Second, "the decisions of this last window (0: since the proxies started, at once)")
-	f.StringVarP(&o.output, "output", "o", "table", "table or json")
+	addOutputFlag(f, &o.output, "")
 	cmd.ValidArgsFunction = completeTarget(&o.kube)
-	addCompletions(cmd, &o.kube, "table", "json")
+	addCompletions(cmd, &o.kube)
 	return cmd
 }
 
@@ -107,7 +107,7 @@ type authzRate struct {
 }
 
 func runAuthz(ctx context.Context, o *authzOptions, args []string, stdout, stderr io.Writer) error {
-	client, kind, resources, err := resolveTarget(ctx, &o.kube, false, args)
+	client, kind, resources, err := resolveTarget(ctx, &o.kube, false, "", args)
 	if err != nil {
 		return err
 	}
@@ -147,10 +147,15 @@ func runAuthz(ctx context.Context, o *authzOptions, args []string, stdout, stder
 		return err
 	}
 	r.rates(resources, o.window)
-	if o.output == "json" {
-		return writeJSON(stdout, r)
+	return printAuthz(stdout, stderr, o.output, r)
+}
+
+// printAuthz prints authz's report in format (-o); warnings go to warn.
+func printAuthz(w, warn io.Writer, format string, r *authzReport) error {
+	if structured(format) {
+		return writeStructured(w, format, r)
 	}
-	return r.write(stdout, stderr)
+	return r.write(w, warn)
 }
 
 // defaultPolicyOf is the default inbound policy of the pods and where it

@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"time"
 
@@ -23,8 +22,8 @@ type checkOptions struct {
 }
 
 func (o *checkOptions) validate() error {
-	if o.output != "table" && o.output != "json" {
-		return fmt.Errorf("-o %q: want table or json", o.output)
+	if err := checkOutput(o.output); err != nil {
+		return err
 	}
 	if o.pre && o.proxy {
 		return errors.New("--pre and --proxy do not go together: there are no proxies before install")
@@ -70,8 +69,8 @@ fail. -o json is for scripts.`,
 	f.BoolVar(&o.pre, "pre", false, "check the cluster before installing")
 	f.BoolVar(&o.proxy, "proxy", false, "also check every meshed pod's proxy")
 	f.DurationVar(&o.wait, "wait", 2*time.Minute, "retry failing checks for up to this long (0: run each once)")
-	f.StringVarP(&o.output, "output", "o", "table", "table or json")
-	addCompletions(cmd, &o.kube, "table", "json")
+	addOutputFlag(f, &o.output, "")
+	addCompletions(cmd, &o.kube)
 	return cmd
 }
 
@@ -96,14 +95,14 @@ func runCheck(ctx context.Context, o *checkOptions, stdout, stderr io.Writer) er
 	}
 	opts := healthcheck.Options{Wait: o.wait}
 	var table *healthcheck.Table
-	if o.output == "table" {
+	if !structured(o.output) {
 		// Each result as soon as it is known, not all at the end.
 		table = healthcheck.NewTable(stdout)
 		opts.Progress, opts.Done = stderr, table.Add
 	}
 	results := healthcheck.Run(ctx, env, cats, opts)
-	if o.output == "json" {
-		err = healthcheck.WriteJSON(stdout, results)
+	if structured(o.output) {
+		err = writeStructured(stdout, o.output, healthcheck.NewReport(results))
 	} else {
 		err = table.Finish(results)
 	}

@@ -181,7 +181,7 @@ func TestCommandsExplainBadUse(t *testing.T) {
 		args []string
 		want string
 	}{
-		"check output":    {[]string{"check", "-o", "xml"}, "want table or json"},
+		"check output":    {[]string{"check", "-o", "xml"}, "want table, wide, json or yaml"},
 		"check pre+proxy": {[]string{"check", "--pre", "--proxy"}, "do not go together"},
 		"no cluster":      {[]string{"check", "--kubeconfig", "/nonexistent/kubeconfig"}, "no such file"},
 		"rotate no file":  {[]string{"identity", "rotate-issuer", "--kubeconfig", "KUBE", "--trust-anchor-file", "/nonexistent.pem"}, "trust anchor file"},
@@ -213,9 +213,9 @@ func TestExitStatusesScriptsCanTrust(t *testing.T) {
 		{"stat", "deploy", "--to", "pod/web-1"},
 		{"stat", "deploy", "--from", "svc/web"},
 		{"stat", "deploy", "--to", "deploy/a", "--from", "deploy/b"},
-		{"stat", "deploy", "-o", "yaml"},
+		{"stat", "deploy", "-o", "xml"},
 		{"edges", "deploy", "-t", "-1s"},
-		{"tap", "deploy/web", "-o", "yaml"},
+		{"tap", "deploy/web", "-o", "xml"},
 		{"top", "deploy/web", "--duration", "0s"},
 		{"check", "--pre", "--proxy"},
 		{"install", "--default-inbound-policy", "maybe", "--dry-run"},

@@ -143,8 +143,9 @@ func prefixed(prefix string, names []string) []string {
 	return out
 }
 
-// addCompletions registers the completions of the flags a command has.
-func addCompletions(cmd *cobra.Command, k *kubeOptions, outputs ...string) {
+// addCompletions registers the completions of the flags a command has
+// (-o: the read commands' formats).
+func addCompletions(cmd *cobra.Command, k *kubeOptions) {
 	f := cmd.Flags()
 	if f.Lookup("namespace") != nil {
 		_ = cmd.RegisterFlagCompletionFunc("namespace", completeNamespaces(k))
@@ -160,7 +161,7 @@ func addCompletions(cmd *cobra.Command, k *kubeOptions, outputs ...string) {
 			_ = cmd.RegisterFlagCompletionFunc(ns, completeNamespaces(k))
 		}
 	}
-	if f.Lookup("output") != nil && len(outputs) > 0 {
-		_ = cmd.RegisterFlagCompletionFunc("output", completeWords(outputs...))
+	if f.Lookup("output") != nil {
+		_ = cmd.RegisterFlagCompletionFunc("output", completeWords(outputFormats...))
 	}
 }

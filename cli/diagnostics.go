@@ -62,8 +62,8 @@ admin.meshctl.io: the ClusterRole meshctl-admin-viewer grants it).`,
   meshctl diagnostics endpoints pod/load-7d9f -n demo web.demo.svc.cluster.local:80 -o json`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if o.output != "table" && o.output != "json" {
-				return command.Usagef("-o %q: want table or json", o.output)
+			if err := checkOutput(o.output); err != nil {
+				return err
 			}
 			kind, name, err := parseTarget(args[:1])
 			if err != nil {
@@ -81,9 +81,9 @@ admin.meshctl.io: the ClusterRole meshctl-admin-viewer grants it).`,
 	}
 	o.kube.use(g)
 	o.kube.addNamespaceFlag(cmd.Flags(), "the pod's namespace (default: the context's)")
-	cmd.Flags().StringVarP(&o.output, "output", "o", "table", "table or json")
+	addOutputFlag(cmd.Flags(), &o.output, "")
 	cmd.ValidArgsFunction = completeTarget(&o.kube)
-	addCompletions(cmd, &o.kube, "table", "json")
+	addCompletions(cmd, &o.kube)
 	return cmd
 }
 
@@ -127,10 +127,15 @@ func runDiagnosticsEndpoints(ctx context.Context, o *diagnosticsEndpointsOptions
 		}
 	}
 	slices.SortFunc(dsts, func(a, b destinationView) int { return strings.Compare(a.Destination, b.Destination) })
-	if o.output == "json" {
-		return writeJSON(stdout, dsts)
+	return printEndpoints(stdout, o.output, dsts)
+}
+
+// printEndpoints prints a proxy's destinations in format (-o).
+func printEndpoints(w io.Writer, format string, dsts []destinationView) error {
+	if structured(format) {
+		return writeStructured(w, format, dsts)
 	}
-	return writeEndpoints(stdout, dsts)
+	return writeEndpoints(w, dsts)
 }
 
 // destinationView is one destination a proxy knows: the original
@@ -210,6 +215,7 @@ func writeEndpoints(w io.Writer, dsts []destinationView) error {
 type diagnosticsMetricsOptions struct {
 	kube          kubeOptions
 	allNamespaces bool
+	selector      string
 }
 
 func newDiagnosticsMetricsCommand(g *globalOptions) *cobra.Command {
@@ -225,7 +231,7 @@ ns/NAME, svc/NAME), as the proxies serve them (Prometheus text), each under a
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			client, _, resources, err := resolveTarget(ctx, &o.kube, o.allNamespaces, args)
+			client, _, resources, err := resolveTarget(ctx, &o.kube, o.allNamespaces, o.selector, args)
 			if err != nil {
 				return err
 			}
@@ -256,6 +262,7 @@ ns/NAME, svc/NAME), as the proxies serve them (Prometheus text), each under a
 	o.kube.use(g)
 	o.kube.addNamespaceFlag(cmd.Flags(), "namespace of the target (default: the context's)")
 	cmd.Flags().BoolVarP(&o.allNamespaces, "all-namespaces", "A", false, "with ns: every namespace")
+	addSelectorFlag(cmd.Flags(), &o.selector)
 	cmd.ValidArgsFunction = completeTarget(&o.kube)
 	addCompletions(cmd, &o.kube)
 	return cmd

@@ -28,8 +28,8 @@ meshctl-admin-viewer grants it), which relays to the proxy over mutual TLS.`,
 		Example: `  meshctl identity show pod/web-5d7ff55cf9-abcde -n demo`,
 		Args:    cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if o.output != "table" && o.output != "json" {
-				return fmt.Errorf("-o %q: want table or json", o.output)
+			if err := checkOutput(o.output); err != nil {
+				return err
 			}
 			kind, name, err := parseTarget(args)
 			if err != nil {
@@ -43,9 +43,9 @@ meshctl-admin-viewer grants it), which relays to the proxy over mutual TLS.`,
 	}
 	o.kube.use(g)
 	o.kube.addNamespaceFlag(cmd.Flags(), "the pod's namespace (default: the context's)")
-	cmd.Flags().StringVarP(&o.output, "output", "o", "table", "table or json")
+	addOutputFlag(cmd.Flags(), &o.output, "")
 	cmd.ValidArgsFunction = completeTarget(&o.kube)
-	addCompletions(cmd, &o.kube, "table", "json")
+	addCompletions(cmd, &o.kube)
 	return cmd
 }
 
@@ -67,16 +67,22 @@ func runIdentityShow(ctx context.Context, o *identityShowOptions, name string, s
 	if err != nil {
 		return fmt.Errorf("pod %s/%s: %w", ns, name, err)
 	}
-	if o.output == "json" {
-		return writeJSON(stdout, id)
+	return printIdentity(stdout, o.output, ns+"/"+name, id, time.Now())
+}
+
+// printIdentity prints the certificate of a pod's proxy in format (-o),
+// its remaining life counted from now.
+func printIdentity(w io.Writer, format, pod string, id proxyIdentity, now time.Time) error {
+	if structured(format) {
+		return writeStructured(w, format, id)
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "Pod:\t%s/%s\n", ns, name)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "Pod:\t%s\n", pod)
 	fmt.Fprintf(tw, "SPIFFE ID:\t%s\n", id.SPIFFEID)
 	fmt.Fprintf(tw, "Serial:\t%s\n", id.Serial)
 	fmt.Fprintf(tw, "Issuer (SHA-256):\t%s\n", id.IssuerFingerprint)
 	fmt.Fprintf(tw, "Valid:\t%s → %s\n", id.NotBefore.UTC().Format(time.RFC3339), id.NotAfter.UTC().Format(time.RFC3339))
-	fmt.Fprintf(tw, "Remaining:\t%s\n", time.Until(id.NotAfter).Round(time.Second))
+	fmt.Fprintf(tw, "Remaining:\t%s\n", id.NotAfter.Sub(now).Round(time.Second))
 	for i, r := range id.TrustRootFingerprints {
 		label := ""
 		if i == 0 {

@@ -46,8 +46,8 @@ p50 latency (the upper bound of the histogram bucket holding it).
   meshctl routes svc/web -n shop -t 30s -o json`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if o.output != "table" && o.output != "json" {
-				return command.Usagef("-o %q: want table or json", o.output)
+			if err := checkOutput(o.output); err != nil {
+				return err
 			}
 			if o.window <= 0 {
 				return command.Usagef("-t must be above zero")
@@ -66,9 +66,9 @@ p50 latency (the upper bound of the histogram bucket holding it).
 	o.kube.use(g)
 	o.kube.addNamespaceFlag(f, "the Service's namespace (default: the context's)")
 	f.DurationVarP(&o.window, "time-window", "t", 10*time.Second, "how long to measure the backends")
-	f.StringVarP(&o.output, "output", "o", "table", "table or json")
+	addOutputFlag(f, &o.output, "")
 	cmd.ValidArgsFunction = completeTarget(&o.kube)
-	addCompletions(cmd, &o.kube, "table", "json")
+	addCompletions(cmd, &o.kube)
 	return cmd
 }
 
@@ -135,7 +135,7 @@ func runRoutes(ctx context.Context, o *routesOptions, name string, stdout, stder
 	}
 	var resources []proxystats.Resource
 	for space := range spaces {
-		res, err := resolveResources(ctx, client, space, "namespace", space)
+		res, err := resolveResources(ctx, client, space, "namespace", space, "")
 		if err != nil {
 			return err
 		}
@@ -149,10 +149,15 @@ func runRoutes(ctx context.Context, o *routesOptions, name string, stdout, stder
 		return err
 	}
 	measureBackends(backends, resources, target, o.window)
-	if o.output == "json" {
-		return writeJSON(stdout, backends)
+	return printRoutes(stdout, o.output, backends)
+}
+
+// printRoutes prints the backends of routes in format (-o).
+func printRoutes(w io.Writer, format string, backends []*routeBackend) error {
+	if structured(format) {
+		return writeStructured(w, format, backends)
 	}
-	return writeRoutes(stdout, backends)
+	return writeRoutes(w, backends)
 }
 
 // routeOf says whether r names Service ns/name as a parent.

@@ -15,6 +15,7 @@ import (
 type statOptions struct {
 	kube          kubeOptions
 	allNamespaces bool
+	selector      string
 	window        time.Duration
 	peers         peerFlags
 	output        string
@@ -22,10 +23,8 @@ type statOptions struct {
 }
 
 func (o *statOptions) validate() error {
-	switch o.output {
-	case "table", "wide", "json":
-	default:
-		return command.Usagef("-o %q: want table, wide or json", o.output)
+	if err := checkOutput(o.output); err != nil {
+		return err
 	}
 	if o.window < time.Second {
 		return command.Usagef("-t must be at least 1s")
@@ -69,17 +68,18 @@ Without --to it counts the requests the resources' pods receive.
 	o.kube.use(g)
 	o.kube.addNamespaceFlag(f, "namespace of the resources (default: the context's)")
 	f.BoolVarP(&o.allNamespaces, "all-namespaces", "A", false, "resources in every namespace")
+	addSelectorFlag(f, &o.selector)
 	f.DurationVarP(&o.window, "time-window", "t", 10*time.Second, "how long to measure (with -w: each time)")
 	f.BoolVarP(&o.watch, "watch", "w", false, "measure again and again, printing each window's figures (Ctrl-C stops)")
 	o.peers.addFlags(f, true)
-	f.StringVarP(&o.output, "output", "o", "table", "table, wide or json")
+	addOutputFlag(f, &o.output, "the namespace and the request count")
 	cmd.ValidArgsFunction = completeTarget(&o.kube)
-	addCompletions(cmd, &o.kube, "table", "wide", "json")
+	addCompletions(cmd, &o.kube)
 	return cmd
 }
 
 func runStat(ctx context.Context, o *statOptions, args []string, stdout, stderr io.Writer) error {
-	client, _, resources, err := resolveTarget(ctx, &o.kube, o.allNamespaces, args)
+	client, _, resources, err := resolveTarget(ctx, &o.kube, o.allNamespaces, o.selector, args)
 	if err != nil {
 		return err
 	}
@@ -110,15 +110,10 @@ func runStat(ctx context.Context, o *statOptions, args []string, stdout, stderr 
 		}
 		scrape(ctx, client, resources, true)
 		rows := proxystats.Stat(resources, o.window, peers.series(proxystats.Inbound))
-		if o.watch && o.output != "json" {
+		if o.watch && !structured(o.output) {
 			fmt.Fprintf(stdout, "\n%s\n", time.Now().Format(time.TimeOnly))
 		}
-		if o.output == "json" {
-			err = proxystats.WriteJSON(stdout, rows)
-		} else {
-			err = proxystats.WriteTable(stdout, rows, o.output == "wide")
-		}
-		if err != nil || !o.watch {
+		if err := printStat(stdout, stderr, o.output, rows, o.allNamespaces); err != nil || !o.watch {
 			return err
 		}
 		// The next window starts where this one ended.
@@ -135,6 +130,7 @@ func runStat(ctx context.Context, o *statOptions, args []string, stdout, stderr 
 type edgesOptions struct {
 	kube          kubeOptions
 	allNamespaces bool
+	selector      string
 	window        time.Duration
 	peers         peerFlags
 	output        string
@@ -168,10 +164,8 @@ HOST[:PORT] those to that authority.`,
   meshctl edges deploy -n demo -t 0 --to deploy/web`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			switch o.output {
-			case "table", "wide", "json":
-			default:
-				return command.Usagef("-o %q: want table, wide or json", o.output)
+			if err := checkOutput(o.output); err != nil {
+				return err
 			}
 			if o.window < 0 {
 				return command.Usagef("-t must not be negative")
@@ -186,16 +180,17 @@ HOST[:PORT] those to that authority.`,
 	o.kube.use(g)
 	o.kube.addNamespaceFlag(f, "namespace of the resources (default: the context's)")
 	f.BoolVarP(&o.allNamespaces, "all-namespaces", "A", false, "resources in every namespace")
+	addSelectorFlag(f, &o.selector)
 	f.DurationVarP(&o.window, "time-window", "t", 10*time.Second, "the edges with requests in this last window (0: since the proxies started, at once)")
 	o.peers.addFlags(f, false)
-	f.StringVarP(&o.output, "output", "o", "table", "table, wide or json")
+	addOutputFlag(f, &o.output, "requests, the destination's identities and why an edge is not secured")
 	cmd.ValidArgsFunction = completeTarget(&o.kube)
-	addCompletions(cmd, &o.kube, "table", "wide", "json")
+	addCompletions(cmd, &o.kube)
 	return cmd
 }
 
 func runEdges(ctx context.Context, o *edgesOptions, args []string, stdout, stderr io.Writer) error {
-	client, _, resources, err := resolveTarget(ctx, &o.kube, o.allNamespaces, args)
+	client, _, resources, err := resolveTarget(ctx, &o.kube, o.allNamespaces, o.selector, args)
 	if err != nil {
 		return err
 	}
@@ -220,9 +215,25 @@ func runEdges(ctx context.Context, o *edgesOptions, args []string, stdout, stder
 			}
 		}
 	}
-	edges := proxystats.Edges(resources, peers.series(nil))
-	if o.output == "json" {
-		return writeJSON(stdout, edges)
+	return printEdges(stdout, o.output, proxystats.Edges(resources, peers.series(nil)))
+}
+
+// printStat prints stat's rows in format (-o), with a NAMESPACE column
+// when allNamespaces (-A); warnings go to warn.
+func printStat(w, warn io.Writer, format string, rows []proxystats.Row, allNamespaces bool) error {
+	switch format {
+	case outputJSON:
+		return writeJSON(w, rows)
+	case outputYAML:
+		return writeYAMLDocument(w, rows) // -w: one document a window
 	}
-	return proxystats.WriteEdges(stdout, edges, o.output == "wide")
+	return proxystats.WriteTable(w, warn, rows, proxystats.TableOptions{Namespace: allNamespaces, Wide: format == outputWide})
+}
+
+// printEdges prints edges in format (-o).
+func printEdges(w io.Writer, format string, edges []proxystats.Edge) error {
+	if structured(format) {
+		return writeStructured(w, format, edges)
+	}
+	return proxystats.WriteEdges(w, edges, format == outputWide)
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/meshctl/meshctl/cli/proxystats"
 	"github.com/meshctl/meshctl/cli/tapstream"
 	"github.com/meshctl/meshctl/internal/adminclient"
-	"github.com/meshctl/meshctl/internal/command"
 	"github.com/meshctl/meshctl/internal/meshnames"
 )
 
@@ -25,6 +24,7 @@ const maxTapPods = 200
 type tapOptions struct {
 	kube          kubeOptions
 	allNamespaces bool
+	selector      string
 	peers         peerFlags
 	path          string
 	method        string
@@ -37,6 +37,7 @@ func (o *tapOptions) addFlags(cmd *cobra.Command, g *globalOptions) {
 	o.kube.use(g)
 	o.kube.addNamespaceFlag(f, "namespace of the target (default: the context's)")
 	f.BoolVarP(&o.allNamespaces, "all-namespaces", "A", false, "with ns: every namespace")
+	addSelectorFlag(f, &o.selector)
 	o.peers.addFlags(f, true)
 	f.StringVar(&o.path, "path", "", "only requests whose path starts with this")
 	f.StringVar(&o.method, "method", "", "only requests with this method")
@@ -76,7 +77,7 @@ func tapFilter(peers resolvedPeers, f tapstream.Filter) tapstream.Filter {
 
 // tapPods resolves the target to the meshed pods to follow.
 func (o *tapOptions) tapPods(ctx context.Context, args []string, stderr io.Writer) ([]tapstream.Pod, error) {
-	_, kind, resources, err := resolveTarget(ctx, &o.kube, o.allNamespaces, args)
+	_, kind, resources, err := resolveTarget(ctx, &o.kube, o.allNamespaces, o.selector, args)
 	if err != nil {
 		return nil, err
 	}
@@ -141,7 +142,10 @@ also says where the request went (endpoint=, the identity it proved), whether
 the hop was mutual TLS (tls=), its retries, and, when a proxy answered it
 itself, why (reason=): the policy rule of a 403 or 429, no endpoints, queue
 timeout, a meshed TLS failure such as an identity mismatch, retry budget
-exhausted. -o json prints the events as they come. With --to deploy/, sa/ or
+exhausted. -o wide adds the pods at both ends (src_pod=, dst_pod=: an inbound
+request's client pod by its address, an outbound one's destination pod at its
+end; naming them lists pods in every namespace). -o json and -o yaml print the
+events as they come, one JSON line or YAML document each. With --to deploy/, sa/ or
 ns/, a request is shown when it ends: the identity its destination proved is
 known only then (tap tells workloads apart by identity only: two Deployments
 running as one ServiceAccount look the same to it; stat and edges use the
@@ -156,8 +160,8 @@ and says how many it dropped beyond that.
   meshctl tap deploy/web -n demo --from deploy/load`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if o.output != "" && o.output != "json" {
-				return command.Usagef("-o %q: want json (or nothing for lines)", o.output)
+			if err := checkOutput(o.output); err != nil {
+				return err
 			}
 			if err := o.peers.validate(); err != nil {
 				return err
@@ -166,9 +170,10 @@ and says how many it dropped beyond that.
 		},
 	}
 	o.addFlags(cmd, g)
-	cmd.Flags().StringVarP(&o.output, "output", "o", "", "json: one event per line, as JSON")
+	addOutputFlag(cmd.Flags(), &o.output, "the pods at both ends")
+	cmd.Flags().Lookup("output").Usage = "table (a line per event), " + strings.TrimPrefix(cmd.Flags().Lookup("output").Usage, "table, ") + ": one JSON line or YAML document per event"
 	cmd.ValidArgsFunction = completeTarget(&o.kube)
-	addCompletions(cmd, &o.kube, "json")
+	addCompletions(cmd, &o.kube)
 	return cmd
 }
 
@@ -185,6 +190,10 @@ func runTap(ctx context.Context, o *tapOptions, args []string, stdout, stderr io
 	filter, err := o.filter(ctx, streams)
 	if err != nil {
 		return err
+	}
+	var names *podNames
+	if o.output == outputWide {
+		names = newPodNames(kc.typed, stderr)
 	}
 	events := make(chan tapstream.PodEvent, 256)
 	failed := 0
@@ -205,19 +214,31 @@ func runTap(ctx context.Context, o *tapOptions, args []string, stdout, stderr io
 			}
 			return nil
 		case e := <-events:
-			if o.output == "json" {
-				if err := writeJSONLine(stdout, e); err != nil {
-					return err
-				}
-				continue
-			}
-			if line := tapLine(e); line != "" {
-				if _, err := fmt.Fprintln(stdout, line); err != nil {
-					return err
-				}
+			if err := printTapEvent(ctx, stdout, o.output, names, e); err != nil {
+				return err
 			}
 		}
 	}
+}
+
+// printTapEvent prints one event in format (-o): a line (table; wide
+// with the pods names names), a JSON line or a YAML document.
+func printTapEvent(ctx context.Context, w io.Writer, format string, names *podNames, e tapstream.PodEvent) error {
+	switch format {
+	case outputJSON:
+		return writeJSONLine(w, e)
+	case outputYAML:
+		return writeYAMLDocument(w, e)
+	}
+	line := tapLine(e)
+	if line == "" {
+		return nil
+	}
+	if format == outputWide {
+		line += tapstream.Printable(wideTapFields(ctx, names, e))
+	}
+	_, err := fmt.Fprintln(w, line)
+	return err
 }
 
 // tapLine formats an event the way `meshctl tap` prints it, made
@@ -260,6 +281,21 @@ func rawTapLine(e tapstream.PodEvent) string {
 		return line
 	case "dropped":
 		return fmt.Sprintf("# %s dropped %d requests (over --max-rps)", e.Pod, e.Count)
+	}
+	return ""
+}
+
+// wideTapFields are what -o wide adds to a tap line: the pods at both ends
+// where they are known (an outbound request's destination pod at its end).
+func wideTapFields(ctx context.Context, names *podNames, e tapstream.PodEvent) string {
+	self := e.Namespace + "/" + e.Pod
+	switch {
+	case e.Type == "start" && e.Direction == "inbound":
+		return " src_pod=" + orDash(names.name(ctx, e.ClientAddr)) + " dst_pod=" + self
+	case e.Type == "start":
+		return " src_pod=" + self
+	case e.Type == "end" && e.Endpoint != "":
+		return " dst_pod=" + orDash(names.name(ctx, e.Endpoint))
 	}
 	return ""
 }

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/spf13/pflag"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -53,12 +54,26 @@ func parseTarget(args []string) (kind, name string, err error) {
 	return kind, name, err
 }
 
+// addSelectorFlag adds -l/--selector, kubectl's label selector.
+func addSelectorFlag(f *pflag.FlagSet, p *string) {
+	f.StringVarP(p, "selector", "l", "", "only resources with these labels (a label selector: app=web,tier!=db; the TYPE's own labels: a namespace's for ns)")
+}
+
 // resolveTarget reads "TYPE [NAME]", connects, and finds the resources in
-// the namespace (-n, the context's) or in every namespace (-A).
-func resolveTarget(ctx context.Context, kube *kubeOptions, all bool, args []string) (kubernetes.Interface, string, []proxystats.Resource, error) {
+// the namespace (-n, the context's) or in every namespace (-A), those
+// whose labels match selector (-l) when it is not "".
+func resolveTarget(ctx context.Context, kube *kubeOptions, all bool, selector string, args []string) (kubernetes.Interface, string, []proxystats.Resource, error) {
 	kind, name, err := parseTarget(args)
 	if err != nil {
 		return nil, "", nil, err
+	}
+	if selector != "" {
+		if name != "" {
+			return nil, "", nil, command.Usagef("give a NAME or -l, not both")
+		}
+		if _, err := labels.Parse(selector); err != nil {
+			return nil, "", nil, command.Usagef("-l %q: %v", selector, err)
+		}
 	}
 	kc, err := kube.clients()
 	if err != nil {
@@ -69,11 +84,14 @@ func resolveTarget(ctx context.Context, kube *kubeOptions, all bool, args []stri
 	if all {
 		ns = ""
 	}
-	resources, err := resolveResources(ctx, client, ns, kind, name)
+	resources, err := resolveResources(ctx, client, ns, kind, name, selector)
 	if err != nil {
 		return nil, "", nil, err
 	}
 	if len(resources) == 0 {
+		if selector != "" {
+			return nil, "", nil, command.NotFound(fmt.Errorf("no %s with labels %s found in %s", kind, selector, nsOrAll(ns)))
+		}
 		return nil, "", nil, fmt.Errorf("no %s found in %s", kind, nsOrAll(ns))
 	}
 	return client, kind, resources, nil
@@ -86,10 +104,11 @@ func nsOrAll(ns string) string {
 	return "namespace " + ns
 }
 
-// resolveResources finds the resources (one when named) and their pods.
-// ns "" means every namespace.
-func resolveResources(ctx context.Context, client kubernetes.Interface, ns, kind, name string) ([]proxystats.Resource, error) {
+// resolveResources finds the resources (one when named; else those whose
+// labels match selector) and their pods. ns "" means every namespace.
+func resolveResources(ctx context.Context, client kubernetes.Interface, ns, kind, name, selector string) ([]proxystats.Resource, error) {
 	var out []proxystats.Resource
+	listOpts := metav1.ListOptions{LabelSelector: selector}
 	podsFor := func(namespace string, sel labels.Selector) ([]*proxystats.Pod, error) {
 		list, err := client.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
 		if err != nil {
@@ -131,7 +150,7 @@ func resolveResources(ctx context.Context, client kubernetes.Interface, ns, kind
 			}
 			items, selectors[d.Namespace+"/"+d.Name] = append(items, d), sel
 		} else {
-			list, err := client.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{})
+			list, err := client.AppsV1().Deployments(ns).List(ctx, listOpts)
 			if err != nil {
 				return nil, err
 			}
@@ -160,7 +179,7 @@ func resolveResources(ctx context.Context, client kubernetes.Interface, ns, kind
 			}
 			svcs = append(svcs, *s)
 		} else {
-			list, err := client.CoreV1().Services(ns).List(ctx, metav1.ListOptions{})
+			list, err := client.CoreV1().Services(ns).List(ctx, listOpts)
 			if err != nil {
 				return nil, err
 			}
@@ -183,10 +202,10 @@ func resolveResources(ctx context.Context, client kubernetes.Interface, ns, kind
 				return nil, notFound(err)
 			}
 			names = []string{name}
-		} else if ns != "" {
+		} else if ns != "" && selector == "" {
 			names = []string{ns}
 		} else {
-			list, err := client.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+			list, err := client.CoreV1().Namespaces().List(ctx, listOpts)
 			if err != nil {
 				return nil, err
 			}
@@ -213,7 +232,7 @@ func resolveResources(ctx context.Context, client kubernetes.Interface, ns, kind
 			}
 			pods = append(pods, *p)
 		} else {
-			list, err := client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+			list, err := client.CoreV1().Pods(ns).List(ctx, listOpts)
 			if err != nil {
 				return nil, err
 			}

@@ -45,8 +45,8 @@ It shows the requests the target's pods receive, or with --to those they send.
   meshctl top deploy/load -n demo --to svc/web`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if o.output != "table" && o.output != "json" {
-				return command.Usagef("-o %q: want table or json", o.output)
+			if err := checkOutput(o.output); err != nil {
+				return err
 			}
 			if o.duration <= 0 {
 				return command.Usagef("--duration must be above zero")
@@ -61,10 +61,11 @@ It shows the requests the target's pods receive, or with --to those they send.
 	f := cmd.Flags()
 	f.BoolVar(&o.once, "once", false, "collect for --duration, print once, and exit")
 	f.DurationVar(&o.duration, "duration", 10*time.Second, "with --once (or no terminal): how long to collect")
-	f.StringVarP(&o.output, "output", "o", "table", "with --once: table or json")
+	addOutputFlag(f, &o.output, "")
+	f.Lookup("output").Usage = "with --once: " + f.Lookup("output").Usage
 	f.StringVar(&o.sortBy, "sort", "count", "count, best, worst, success or path")
 	cmd.ValidArgsFunction = completeTarget(&o.tap.kube)
-	addCompletions(cmd, &o.tap.kube, "table", "json")
+	addCompletions(cmd, &o.tap.kube)
 	_ = cmd.RegisterFlagCompletionFunc("sort", completeWords("count", "best", "worst", "success", "path"))
 	return cmd
 }
@@ -132,10 +133,18 @@ func runTop(ctx context.Context, o *topOptions, args []string, stdout, stderr io
 					drained = true
 				}
 			}
-			if o.output == "json" {
-				return tapstream.WriteJSON(stdout, top.Rows(o.sortBy))
-			}
-			return tapstream.WriteTable(stdout, top.Rows(o.sortBy))
+			return printTop(stdout, o.output, top.Rows(o.sortBy))
 		}
 	}
+}
+
+// printTop prints top --once's rows in format (-o).
+func printTop(w io.Writer, format string, rows []tapstream.Row) error {
+	switch format {
+	case outputJSON:
+		return tapstream.WriteJSON(w, rows)
+	case outputYAML:
+		return writeYAML(w, rows)
+	}
+	return tapstream.WriteTable(w, rows)
 }

@@ -16,6 +16,14 @@ import (
 type versionOptions struct {
 	kube       kubeOptions
 	clientOnly bool
+	output     string
+}
+
+// versions is what version prints.
+type versions struct {
+	Client string `json:"client_version"`
+	// ControlPlane is "" with --client.
+	ControlPlane string `json:"control_plane_version,omitempty"`
 }
 
 func newVersionCommand(g *globalOptions) *cobra.Command {
@@ -25,20 +33,34 @@ func newVersionCommand(g *globalOptions) *cobra.Command {
 		Short: "Print the client's and the control plane's versions",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(o.output); err != nil {
+				return err
+			}
 			return runVersion(cmd.Context(), o, cmd.OutOrStdout())
 		},
 	}
 	o.kube.use(g)
 	cmd.Flags().BoolVar(&o.clientOnly, "client", false, "print only the client's version")
+	addOutputFlag(cmd.Flags(), &o.output, "")
 	return cmd
 }
 
 func runVersion(ctx context.Context, o *versionOptions, stdout io.Writer) error {
-	fmt.Fprintf(stdout, "Client version: %s\n", version.Version)
-	if o.clientOnly {
-		return nil
+	v := versions{Client: version.Version}
+	if !o.clientOnly {
+		v.ControlPlane = controlPlaneVersion(ctx, &o.kube, o.kube.controlNS())
 	}
-	fmt.Fprintf(stdout, "Control plane version: %s\n", controlPlaneVersion(ctx, &o.kube, o.kube.controlNS()))
+	return writeVersions(stdout, o.output, v)
+}
+
+func writeVersions(w io.Writer, format string, v versions) error {
+	if structured(format) {
+		return writeStructured(w, format, v)
+	}
+	fmt.Fprintf(w, "Client version: %s\n", v.Client)
+	if v.ControlPlane != "" {
+		fmt.Fprintf(w, "Control plane version: %s\n", v.ControlPlane)
+	}
 	return nil
 }
 

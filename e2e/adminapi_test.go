@@ -74,9 +74,13 @@ func TestAdminAPIOnTheCluster(t *testing.T) {
 		if !strings.Contains(out, `"source": "`+ns+`/client"`) {
 			t.Errorf("top saw no request from %s/client:\n%s", ns, out)
 		}
-		out, stderr := meshctlWith(t, cluster.local.Kubeconfig(), 8*time.Second, "tap", "deploy/web", "-n", ns)
-		if !strings.Contains(out, "src="+clientID) {
-			t.Errorf("tap showed no request from %s:\n%s\n%s", clientID, out, stderr)
+		out, stderr := meshctlWith(t, cluster.local.Kubeconfig(), 8*time.Second, "tap", "deploy/web", "-n", ns, "-o", "wide")
+		if !strings.Contains(out, "src="+clientID) || !strings.Contains(out, "src_pod="+ns+"/client-") || !strings.Contains(out, "dst_pod="+ns+"/"+web) {
+			t.Errorf("tap -o wide showed no request from %s (pod %s/client-…) to pod %s/%s:\n%s\n%s", clientID, ns, ns, web, out, stderr)
+		}
+		out, stderr = meshctlWith(t, cluster.local.Kubeconfig(), 8*time.Second, "tap", "deploy/client", "-n", ns, "-o", "yaml")
+		if !strings.Contains(out, "---\n") || !strings.Contains(out, "type: end") || !strings.Contains(out, "server_id: "+webID) {
+			t.Errorf("tap deploy/client -o yaml: want YAML documents, ends proving %s:\n%s\n%s", webID, out, stderr)
 		}
 		if _, err := meshctl(t, false, "check", "--proxy", "-n", ns); err != nil {
 			t.Error(err)

@@ -326,6 +326,24 @@ func toIsExact(t *testing.T, ns string) {
 	if _, err := meshctl(t, true, "edges", "pod", "-n", ns, "--to", "deploy/web", "-t", "0"); err == nil || !strings.Contains(err.Error(), "not found") {
 		t.Errorf("edges --to deploy/web (no such Deployment; web-v1 and web-v2 are): %v, want not found", err)
 	}
+	// -l selects by the Deployments' own labels; -A adds a NAMESPACE column.
+	out, _ := meshctl(t, false, "stat", "deploy", "-n", ns, "-l", "app=web,version=v2", "-t", "1s", "-o", "yaml")
+	if !strings.Contains(out, "name: web-v2") || strings.Contains(out, "name: web-v1") || strings.Contains(out, "name: load") {
+		t.Errorf("stat deploy -l app=web,version=v2 -o yaml: want web-v2 alone:\n%s", out)
+	}
+	out, _ = meshctl(t, false, "stat", "deploy", "-A", "-l", "app=web", "-t", "1s")
+	lines, mine := strings.Split(strings.TrimSpace(out), "\n"), 0
+	for _, l := range lines {
+		if strings.HasPrefix(l, ns+" ") {
+			mine++
+		}
+	}
+	if !strings.HasPrefix(lines[0], "NAMESPACE") || mine != 2 {
+		t.Errorf("stat deploy -A -l app=web: want a NAMESPACE column and web-v1 and web-v2 of %s:\n%s", ns, out)
+	}
+	if _, err := meshctl(t, true, "stat", "deploy", "-n", ns, "-l", "app=nothing"); err == nil || !strings.Contains(err.Error(), "no deployment with labels app=nothing") {
+		t.Errorf("stat -l matching nothing: %v, want it said", err)
+	}
 }
 
 // tapEnd is what these tests read of tap's events (-o json): an end, with
@@ -333,7 +351,7 @@ func toIsExact(t *testing.T, ns string) {
 type tapEnd struct {
 	Type     string `json:"type"`
 	ID       uint64 `json:"id"`
-	Pod      string `json:"Pod"`
+	Pod      string `json:"pod"`
 	ClientID string `json:"client_id"`
 	Status   int    `json:"status"`
 	Endpoint string `json:"endpoint"`

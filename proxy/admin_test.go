@@ -69,6 +69,9 @@ func TestTapStreamsFilteredEventsAndSaysWhatItDropped(t *testing.T) {
 	if got[0].Type != api.TapStart || got[0].Path != "/tapped/one" || got[0].Method != "GET" || got[0].ClientID != clientSPIFFE || got[0].Direction != "inbound" {
 		t.Errorf("start event %+v", got[0])
 	}
+	if ap, err := netip.ParseAddrPort(got[0].ClientAddr); err != nil || !ap.Addr().IsLoopback() {
+		t.Errorf("inbound start event's client address %q: want the client proxy's, on loopback", got[0].ClientAddr)
+	}
 	if got[1].Type != api.TapHeaders || got[1].Status != 200 {
 		t.Errorf("headers event %+v", got[1])
 	}

@@ -244,8 +244,15 @@ func (t *Table) Finish(results []Result) error {
 func WriteJSON(w io.Writer, results []Result) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	return enc.Encode(struct {
-		Success bool     `json:"success"`
-		Checks  []Result `json:"checks"`
-	}{Passed(results), results})
+	return enc.Encode(NewReport(results))
 }
+
+// Report is what check prints for scripts: whether every check passed,
+// and each result.
+type Report struct {
+	Success bool     `json:"success"`
+	Checks  []Result `json:"checks"`
+}
+
+// NewReport makes the report of results.
+func NewReport(results []Result) Report { return Report{Passed(results), results} }

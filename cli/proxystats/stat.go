@@ -130,13 +130,25 @@ func Stat(resources []Resource, window time.Duration, keep Filter) []Row {
 	return rows
 }
 
-// WriteTable prints rows as `meshctl stat` does; wide adds the namespace
-// and the request count.
-func WriteTable(w io.Writer, rows []Row, wide bool) error {
+// TableOptions shape stat's table.
+type TableOptions struct {
+	// Namespace adds a NAMESPACE column first (-A).
+	Namespace bool
+	// Wide adds the request count, and the NAMESPACE column.
+	Wide bool
+}
+
+// WriteTable prints rows as `meshctl stat` does to w, and a warning for
+// each pod that could not be read to warn (stderr).
+func WriteTable(w, warn io.Writer, rows []Row, opts TableOptions) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 3, ' ', 0)
+	wide, namespace := opts.Wide, opts.Namespace || opts.Wide
 	head := "NAME\tMESHED\tSUCCESS\tRPS\tLATENCY_P50\tLATENCY_P95\tLATENCY_P99\tTCP_CONN"
+	if namespace {
+		head = "NAMESPACE\t" + head
+	}
 	if wide {
-		head = "NAMESPACE\t" + head + "\tREQUESTS"
+		head += "\tREQUESTS"
 	}
 	fmt.Fprintln(tw, head)
 	for _, r := range rows {
@@ -146,8 +158,11 @@ func WriteTable(w io.Writer, rows []Row, wide bool) error {
 		}
 		line := fmt.Sprintf("%s\t%d/%d\t%s\t%.1f\t%s\t%s\t%s\t%.0f", r.Name, r.Meshed, r.Pods, success, r.RPS,
 			FormatMs(r.P50, r.Bounds), FormatMs(r.P95, r.Bounds), FormatMs(r.P99, r.Bounds), r.TCPConns)
+		if namespace {
+			line = r.Namespace + "\t" + line
+		}
 		if wide {
-			line = r.Namespace + "\t" + line + fmt.Sprintf("\t%.0f", r.Requests)
+			line += fmt.Sprintf("\t%.0f", r.Requests)
 		}
 		fmt.Fprintln(tw, line)
 	}
@@ -156,7 +171,7 @@ func WriteTable(w io.Writer, rows []Row, wide bool) error {
 	}
 	for _, r := range rows {
 		for _, e := range r.Errors {
-			if _, err := fmt.Fprintln(w, "warning: "+e); err != nil {
+			if _, err := fmt.Fprintln(warn, "warning: "+e); err != nil {
 				return err
 			}
 		}

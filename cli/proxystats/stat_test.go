@@ -117,7 +117,7 @@ func TestStatRowsMatchGolden(t *testing.T) {
 		t.Errorf("web: %+v", w)
 	}
 	var b bytes.Buffer
-	if err := WriteTable(&b, rows, false); err != nil {
+	if err := WriteTable(&b, &b, rows, TableOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	b.WriteString("---\n")

@@ -22,7 +22,9 @@ type Event = api.TapEvent
 
 // PodEvent is an event and the pod whose proxy saw it.
 type PodEvent struct {
-	Namespace, Pod, Workload string
+	Namespace string `json:"namespace"`
+	Pod       string `json:"pod"`
+	Workload  string `json:"workload,omitempty"`
 	Event
 }
 

@@ -68,6 +68,9 @@ type TapEvent struct {
 	// proved; empty for a side that proved none (start).
 	ClientID string `json:"client_id,omitempty"`
 	ServerID string `json:"server_id,omitempty"`
+	// ClientAddr is the address the request came from (start, inbound):
+	// the client pod's, or whatever connected to the pod.
+	ClientAddr string `json:"client_addr,omitempty"`
 	// Status is the HTTP status (headers, end); 0 when the request failed without one.
 	Status int `json:"status,omitempty"`
 	// GRPCStatus is the grpc-status a gRPC response ended with.

@@ -86,11 +86,15 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 // tapStart publishes the request's start and arranges the rest.
 func (r *recorder) tapStart(hub *tap.Hub, info *ConnInfo, req *http.Request) {
 	r.tap, r.tapID = hub, hub.NextID()
-	hub.Publish(api.TapEvent{
+	e := api.TapEvent{
 		Type: api.TapStart, ID: r.tapID, Time: r.start.UTC(), Direction: info.Direction,
 		Method: req.Method, Authority: req.Host, Path: req.URL.Path,
 		ClientID: info.ClientID, ServerID: info.ServerID,
-	})
+	}
+	if info.Direction == metrics.Inbound {
+		e.ClientAddr = req.RemoteAddr
+	}
+	hub.Publish(e)
 }
 
 // tapEnd publishes the request's end, if it is being tapped: with where
