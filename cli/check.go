@@ -17,8 +17,9 @@ type checkOptions struct {
 	kube   kubeOptions
 	pre    bool
 	proxy  bool
-	wait   time.Duration
-	output string
+	wait    bool
+	timeout time.Duration
+	output  string
 }
 
 func (o *checkOptions) validate() error {
@@ -28,8 +29,8 @@ func (o *checkOptions) validate() error {
 	if o.pre && o.proxy {
 		return errors.New("--pre and --proxy do not go together: there are no proxies before install")
 	}
-	if o.wait < 0 {
-		return errors.New("--wait must not be negative")
+	if o.timeout < 0 {
+		return errors.New("--timeout must not be negative")
 	}
 	return nil
 }
@@ -52,9 +53,10 @@ hint under every failure. The exit status is 0 only when nothing failed.
   meshctl check --proxy      and every meshed pod's proxy (-n to one namespace)
 
 Each result is printed as soon as it is known. A failing check is retried
-until --wait (2m by default; 0: once) is up, saying what it waits for: right
-after install or a rollout, check waits for the mesh to settle rather than
-fail. -o json is for scripts.`,
+for up to --timeout (2m) while --wait (the default), saying what it waits for:
+right after install or a rollout, check waits for the mesh to settle rather
+than fail. --wait=false runs each check once. -o json and -o yaml are for
+scripts.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := o.validate(); err != nil {
@@ -68,7 +70,8 @@ fail. -o json is for scripts.`,
 	o.kube.addNamespaceFlag(f, "with --proxy: check only this namespace's pods (default: all namespaces)")
 	f.BoolVar(&o.pre, "pre", false, "check the cluster before installing")
 	f.BoolVar(&o.proxy, "proxy", false, "also check every meshed pod's proxy")
-	f.DurationVar(&o.wait, "wait", 2*time.Minute, "retry failing checks for up to this long (0: run each once)")
+	f.BoolVar(&o.wait, "wait", true, "retry failing checks until they pass or --timeout is up (false: run each once)")
+	f.DurationVar(&o.timeout, "timeout", 2*time.Minute, "how long --wait waits")
 	addOutputFlag(f, &o.output, "")
 	addCompletions(cmd, &o.kube)
 	return cmd
@@ -93,7 +96,10 @@ func runCheck(ctx context.Context, o *checkOptions, stdout, stderr io.Writer) er
 			cats = append(cats, healthcheck.Proxies())
 		}
 	}
-	opts := healthcheck.Options{Wait: o.wait}
+	opts := healthcheck.Options{}
+	if o.wait {
+		opts.Wait = o.timeout
+	}
 	var table *healthcheck.Table
 	if !structured(o.output) {
 		// Each result as soon as it is known, not all at the end.

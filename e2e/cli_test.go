@@ -51,7 +51,7 @@ func installedState(t *testing.T) string {
 // marked × and its hint shown.
 func checkFails(t *testing.T, check, hint string, args ...string) {
 	t.Helper()
-	out, err := meshctl(t, true, append([]string{"check", "--wait", "0"}, args...)...)
+	out, err := meshctl(t, true, append([]string{"check", "--wait=false"}, args...)...)
 	if err == nil {
 		t.Errorf("meshctl check passed; want %q to fail", check)
 	}
@@ -127,7 +127,7 @@ func TestMeshctlInstallsChecksInjectsAndUninstalls(t *testing.T) {
 	}
 	// Marked for injection after its pods started: check names them.
 	annotateNamespace(t, ns, "meshctl.io/inject", "enabled")
-	checked, _ := meshctl(t, false, "check", "--wait", "0")
+	checked, _ := meshctl(t, false, "check", "--wait=false")
 	if i := strings.Index(checked, "‼ pods of namespaces marked for injection have their proxy"); i < 0 || !strings.Contains(checked[i:], "4 pods run without a proxy: "+ns+"/") {
 		t.Errorf("check does not warn about the 4 pods without a proxy in %s, marked for injection:\n%s", ns, checked)
 	}
@@ -166,7 +166,7 @@ func TestMeshctlInstallsChecksInjectsAndUninstalls(t *testing.T) {
 	waitReady(t, ns, "client", 3*time.Minute)
 	clientPod := podsOf(t, ns, "app=client")[0]
 	waitMeshedResponses(t, ns, clientPod, "web", 10)
-	meshctl(t, false, "check", "--proxy", "-n", ns, "--wait", "1m")
+	meshctl(t, false, "check", "--proxy", "-n", ns, "--timeout", "1m")
 
 	// Break things on purpose: each shows as its check, with its hint.
 	scale(t, "meshctl", "mesh-controller", 0)
@@ -178,7 +178,7 @@ func TestMeshctlInstallsChecksInjectsAndUninstalls(t *testing.T) {
 	})
 	checkFails(t, "controller pods are ready", "see why: kubectl -n meshctl describe pods")
 	scale(t, "meshctl", "mesh-controller", 1)
-	meshctl(t, false, "check", "--wait", "2m")
+	meshctl(t, false, "check", "--timeout", "2m")
 
 	issuer, err := cluster.client.CoreV1().Secrets("meshctl").Get(ctx, "mesh-issuer", metav1.GetOptions{})
 	if err != nil {
@@ -203,7 +203,7 @@ func TestMeshctlInstallsChecksInjectsAndUninstalls(t *testing.T) {
 	}
 	checkFails(t, "the proxy injector is reachable with a valid certificate", "re-create the webhook's certificate and CA bundle: meshctl install")
 	meshctl(t, false, install...) // puts the right CA bundle back
-	meshctl(t, false, "check", "--wait", "1m")
+	meshctl(t, false, "check", "--timeout", "1m")
 
 	// Upgrade in place to the HA layout: 3 replicas and a disruption budget.
 	meshctl(t, false, append(install, "--ha")...)
@@ -215,7 +215,7 @@ func TestMeshctlInstallsChecksInjectsAndUninstalls(t *testing.T) {
 	if _, err := cluster.client.PolicyV1().PodDisruptionBudgets("meshctl").Get(ctx, "mesh-controller", metav1.GetOptions{}); err != nil {
 		t.Errorf("install --ha made no PodDisruptionBudget: %v", err)
 	}
-	meshctl(t, false, "check", "--proxy", "-n", ns, "--wait", "1m")
+	meshctl(t, false, "check", "--proxy", "-n", ns, "--timeout", "1m")
 	upgradeKeepsSettings(t)
 
 	// Uninstall leaves nothing behind but the trust anchor's file, and says
@@ -235,7 +235,7 @@ func TestMeshctlInstallsChecksInjectsAndUninstalls(t *testing.T) {
 	if _, err := cluster.client.CoreV1().Namespaces().Get(ctx, "meshctl", metav1.GetOptions{}); err != nil {
 		t.Fatalf("the control plane's namespace after uninstall (refused) and uninstall --dry-run: %v", err)
 	}
-	meshctl(t, false, "check", "--wait", "1m")
+	meshctl(t, false, "check", "--timeout", "1m")
 	out, _ := meshctl(t, false, "uninstall", "--yes")
 	uninstalled = true
 	if !strings.Contains(out, "The trust anchor's key stays in "+anchorFile) {
@@ -266,7 +266,7 @@ func TestMeshctlInstallsChecksInjectsAndUninstalls(t *testing.T) {
 	if now, err := os.ReadFile(anchorFile); err != nil || !bytes.Equal(now, kept) {
 		t.Errorf("install after uninstall changed the trust anchor file (%v)", err)
 	}
-	meshctl(t, false, "check", "--wait", "1m")
+	meshctl(t, false, "check", "--timeout", "1m")
 	meshctl(t, false, "uninstall", "--yes")
 	uninstalled = true
 	if _, err := os.Stat(anchorFile); err != nil {

@@ -130,7 +130,7 @@ func checkDashboardAPI(t *testing.T, u *url.URL, token, ns string, anchor, issue
 	if code := dashboardAPI(t, u, token, "/api/health", &h); code != http.StatusOK {
 		t.Fatalf("the health page: %d", code)
 	}
-	out, _ := meshctl(t, true, "check", "--proxy", "--wait", "0", "-o", "json")
+	out, _ := meshctl(t, true, "check", "--proxy", "--wait=false", "-o", "json")
 	var cli struct {
 		Success bool                 `json:"success"`
 		Checks  []healthcheck.Result `json:"checks"`

@@ -91,7 +91,7 @@ func TestRotationsUnderLoadLoseNoRequest(t *testing.T) {
 	if anchorTook > 30*time.Second {
 		t.Errorf("rotate-trust-anchor took %s, want at most 30 s (about 7 s measured here: its three stages renew every proxy at once)", anchorTook.Round(time.Second))
 	}
-	meshctl(t, false, "check", "--proxy", "--wait", "1m")
+	meshctl(t, false, "check", "--proxy", "--timeout", "1m")
 
 	// A few more seconds of traffic on the new anchor alone, then count.
 	eventually(t, "three more load reports", time.Minute, func(ctx context.Context) error {

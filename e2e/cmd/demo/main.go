@@ -119,7 +119,7 @@ func run(ctx context.Context, kubeconfig string, meshctl cli, anchorFile string,
 	fmt.Fprintln(out, `The proxies balance requests, not connections: the one keep-alive client
 reaches every web replica, and every hop (load → web → api over HTTP/1,
 web → greeter over gRPC) is mutual TLS between the pods' proxies.`)
-	if err := meshctl.run(ctx, out, "check", "--proxy", "-n", "demo", "--wait", "2m"); err != nil {
+	if err := meshctl.run(ctx, out, "check", "--proxy", "-n", "demo", "--timeout", "2m"); err != nil {
 		return err
 	}
 	if err := meshctl.run(ctx, out, "stat", "deploy", "-n", "demo", "-t", "10s"); err != nil {
