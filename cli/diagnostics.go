@@ -26,15 +26,16 @@ import (
 func newDiagnosticsCommand(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "diagnostics",
-		Short: "What a proxy knows: its endpoints, its raw metrics",
+		Short: "What a proxy knows: its endpoints, its inbound policy, its raw metrics",
 		Long: `Read what a meshed pod's proxy holds, to see why a request went where it went:
 
   meshctl diagnostics endpoints pod/NAME [AUTHORITY]   the destinations and endpoints it balances over
+  meshctl diagnostics policy pod/NAME [PORT]           the inbound policy it enforces, per port
   meshctl diagnostics proxy-metrics TARGET             its metrics, as Prometheus text
 
 ` + command.ExitCodesHelp,
 	}
-	cmd.AddCommand(newDiagnosticsEndpointsCommand(g), newDiagnosticsMetricsCommand(g))
+	cmd.AddCommand(newDiagnosticsEndpointsCommand(g), newDiagnosticsPolicyCommand(g), newDiagnosticsMetricsCommand(g))
 	return cmd
 }
 
@@ -93,15 +94,8 @@ func runDiagnosticsEndpoints(ctx context.Context, o *diagnosticsEndpointsOptions
 		return err
 	}
 	ns := o.kube.defaultNamespace()
-	pod, err := kc.typed.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return command.NotFound(fmt.Errorf("pod %s/%s not found", ns, name))
-	}
-	if err != nil {
-		return fmt.Errorf("pod %s/%s: %w", ns, name, err)
-	}
-	if !hasProxy(pod.Spec.InitContainers) {
-		return fmt.Errorf("pod %s/%s has no proxy (it is not meshed)", ns, name)
+	if _, err := meshedPod(ctx, kc.typed, ns, name); err != nil {
+		return err
 	}
 	raw, err := adminclient.Do(ctx, kc.typed.CoreV1().RESTClient(), ns, name, meshnames.AdminDestinations)
 	if err != nil {
@@ -136,6 +130,21 @@ func printEndpoints(w io.Writer, format string, dsts []destinationView) error {
 		return writeStructured(w, format, dsts)
 	}
 	return writeEndpoints(w, dsts)
+}
+
+// meshedPod reads pod ns/name, which must have a proxy.
+func meshedPod(ctx context.Context, client kubernetes.Interface, ns, name string) (*corev1.Pod, error) {
+	pod, err := client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, command.NotFound(fmt.Errorf("pod %s/%s not found", ns, name))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("pod %s/%s: %w", ns, name, err)
+	}
+	if !hasProxy(pod.Spec.InitContainers) {
+		return nil, fmt.Errorf("pod %s/%s has no proxy (it is not meshed)", ns, name)
+	}
+	return pod, nil
 }
 
 // destinationView is one destination a proxy knows: the original

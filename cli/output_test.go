@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"slices"
 	"flag"
 	"io"
 	"math"
@@ -20,6 +22,7 @@ import (
 	"github.com/meshctl/meshctl/cli/proxystats"
 	"github.com/meshctl/meshctl/cli/tapstream"
 	"github.com/meshctl/meshctl/internal/api"
+	"github.com/meshctl/meshctl/internal/command"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -92,6 +95,13 @@ var outputFixtures = map[string]func(w, warn io.Writer, format string) error{
 			{Destination: "10.96.0.20:5432", Service: "db.shop", Endpoints: []api.DestinationEndpoint{{Addr: "10.244.0.9:5432", Identity: "spiffe://cluster.local/ns/shop/sa/db", Opaque: true}}},
 		})
 	},
+	"diagnostics-policy": func(w, _ io.Writer, format string) error {
+		v, err := policyView("shop/web-2", fixturePolicy, map[int]string{8080: "http", 9090: ""}, "")
+		if err != nil {
+			return err
+		}
+		return printPolicy(w, format, v)
+	},
 	"identity-show": func(w, _ io.Writer, format string) error {
 		from := time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
 		return printIdentity(w, format, "shop/web-2", proxyIdentity{
@@ -117,6 +127,49 @@ var outputFixtures = map[string]func(w, warn io.Writer, format string) error{
 	"version": func(w, _ io.Writer, format string) error {
 		return writeVersions(w, format, versions{Client: "v1.2.3", ControlPlane: "v1.2.2"})
 	},
+}
+
+var fixturePolicy = api.InboundPolicy{
+	Default: "deny",
+	Rules: []api.AuthorizationRule{
+		{Name: "shop/web-from-load", Port: 8080, PathPrefixes: []string{"/api"}, Identities: []string{"spiffe://cluster.local/ns/shop/sa/load"}},
+		{Name: "shop/any-meshed", Port: 8080, Identities: []string{"*"}},
+		{Name: "shop/admin", Port: 7070, Identities: []string{"spiffe://cluster.local/ns/ops/sa/admin"}},
+	},
+	Probes:    []api.Probe{{Port: 8080, Path: "/healthz"}, {Port: 9090}},
+	RateLimit: 100,
+}
+
+// TestPolicyViewPerPort: every container port, and the ports rules and
+// probes name, each with what decides there; PORT by number or name; a
+// name the pod lacks is not found, a bad number bad usage.
+func TestPolicyViewPerPort(t *testing.T) {
+	ports := map[int]string{8080: "http", 9090: ""}
+	v, err := policyView("shop/web-2", fixturePolicy, ports, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range v.Ports {
+		got = append(got, fmt.Sprintf("%d:%d rules:%s:%d probes", p.Port, len(p.Rules), p.Default, len(p.Probes)))
+	}
+	if want := []string{"7070:1 rules::0 probes", "8080:2 rules::1 probes", "9090:0 rules:deny:1 probes"}; !slices.Equal(got, want) {
+		t.Errorf("ports %v, want %v", got, want)
+	}
+	for _, port := range []string{"http", "8080"} {
+		if v, err := policyView("shop/web-2", fixturePolicy, ports, port); err != nil || len(v.Ports) != 1 || v.Ports[0].Port != 8080 || len(v.Ports[0].Rules) != 2 {
+			t.Errorf("PORT %s: %+v, %v", port, v.Ports, err)
+		}
+	}
+	if v, err := policyView("shop/web-2", fixturePolicy, ports, "6000"); err != nil || len(v.Ports) != 1 || v.Ports[0].Default != "deny" {
+		t.Errorf("PORT 6000 (no container port, no rule): %+v, %v; want the default", v.Ports, err)
+	}
+	if _, err := policyView("shop/web-2", fixturePolicy, ports, "grpc"); command.ExitStatus(err) != 3 {
+		t.Errorf("PORT grpc (no such name): %v, want not found", err)
+	}
+	if _, err := policyView("shop/web-2", fixturePolicy, ports, "70000"); command.ExitStatus(err) != 2 {
+		t.Errorf("PORT 70000: %v, want bad usage", err)
+	}
 }
 
 // fixedPodNames names addresses from a table, never asking a cluster.

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -227,6 +228,26 @@ func TestPolicyOnTheCluster(t *testing.T) {
 		pods, err := cluster.client.CoreV1().Pods(authz).List(context.Background(), metav1.ListOptions{LabelSelector: "app=server"})
 		if err != nil {
 			t.Fatal(err)
+		}
+		// diagnostics policy shows what a server proxy holds: port http
+		// (8080) decided by server-from-client for the client's identity.
+		held, _ := meshctl(t, false, "diagnostics", "policy", "pod/"+pods.Items[0].Name, "-n", authz, "http", "-o", "json")
+		var view struct {
+			Default string `json:"default"`
+			Ports   []struct {
+				Port  int `json:"port"`
+				Rules []struct {
+					Name       string   `json:"name"`
+					Identities []string `json:"identities"`
+				} `json:"rules"`
+			} `json:"ports"`
+		}
+		if err := json.Unmarshal([]byte(held), &view); err != nil {
+			t.Fatalf("diagnostics policy -o json: %v\n%s", err, held)
+		}
+		if view.Default != "deny" || len(view.Ports) != 1 || view.Ports[0].Port != 8080 || len(view.Ports[0].Rules) != 1 ||
+			view.Ports[0].Rules[0].Name != authz+"/server-from-client" || !slices.Equal(view.Ports[0].Rules[0].Identities, []string{"spiffe://cluster.local/ns/" + authz + "/sa/client"}) {
+			t.Errorf("diagnostics policy pod/%s http: %+v, want deny, port 8080 decided by server-from-client for sa/client", pods.Items[0].Name, view)
 		}
 		for _, p := range pods.Items {
 			ready := false

@@ -32,7 +32,7 @@ const (
 func (v Values) adminAPIRBAC() []runtime.Object {
 	view := rbacv1.PolicyRule{
 		APIGroups: []string{meshnames.AdminGroup},
-		Resources: []string{meshnames.AdminResource + "/" + meshnames.AdminTap, meshnames.AdminResource + "/" + meshnames.AdminIdentity, meshnames.AdminResource + "/" + meshnames.AdminDestinations},
+		Resources: []string{meshnames.AdminResource + "/" + meshnames.AdminTap, meshnames.AdminResource + "/" + meshnames.AdminIdentity, meshnames.AdminResource + "/" + meshnames.AdminDestinations, meshnames.AdminResource + "/" + meshnames.AdminPolicy},
 		Verbs:     []string{meshnames.VerbGet, meshnames.VerbWatch},
 	}
 	renew := rbacv1.PolicyRule{

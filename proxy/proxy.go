@@ -15,8 +15,10 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/meshctl/meshctl/internal/api"
 	"github.com/meshctl/meshctl/internal/certs"
 	"github.com/meshctl/meshctl/proxy/admin"
+	"github.com/meshctl/meshctl/proxy/authz"
 	"github.com/meshctl/meshctl/proxy/endpoints"
 	"github.com/meshctl/meshctl/proxy/httpproxy"
 	"github.com/meshctl/meshctl/proxy/meshtls"
@@ -141,9 +143,25 @@ func (p *Proxy) Listen() error {
 	p.adminSrv = admin.NewServer(admin.Config{
 		Metrics: p.metrics.WritePrometheus, Ready: p.ready.Load,
 		Identity: p.cfg.Identity, ControllerID: p.cfg.ControllerID, Tap: p.tap, Pprof: p.cfg.Pprof,
-		Destinations: lister(p.cfg.Endpoints), Renew: renewer(p.cfg.Identity), Log: p.log,
+		Destinations: lister(p.cfg.Endpoints), Policy: policyOf(p.cfg.InboundPolicy), Renew: renewer(p.cfg.Identity), Log: p.log,
 	})
 	return nil
+}
+
+// policyOf returns the guard's policy for /policy, once it has one; nil
+// without a guard.
+func policyOf(g *authz.Guard) func() (api.InboundPolicy, bool) {
+	if g == nil {
+		return nil
+	}
+	return func() (api.InboundPolicy, bool) {
+		select {
+		case <-g.Ready():
+			return g.Policy(), true
+		default:
+			return api.InboundPolicy{}, false
+		}
+	}
 }
 
 // renewer returns the identity's early renewal, if it has one.

@@ -232,7 +232,7 @@ func TestDiscoveryDocuments(t *testing.T) {
 	if resources.Kind != "APIResourceList" || resources.GroupVersion != "admin.meshctl.io/v1alpha1" {
 		t.Errorf("the version: %+v", resources)
 	}
-	want := map[string]string{"pods/tap": "get,watch", "pods/identity": "get", "pods/destinations": "get", "pods/renew": "create"}
+	want := map[string]string{"pods/tap": "get,watch", "pods/identity": "get", "pods/destinations": "get", "pods/policy": "get", "pods/renew": "create"}
 	for _, r := range resources.APIResources {
 		if !r.Namespaced || strings.Join(r.Verbs, ",") != want[r.Name] {
 			t.Errorf("resource %+v", r)

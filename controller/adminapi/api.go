@@ -21,6 +21,7 @@ var subresources = []subresource{
 	{meshnames.AdminTap, "Tap", http.MethodGet, []string{meshnames.VerbGet, meshnames.VerbWatch}},
 	{meshnames.AdminIdentity, "Identity", http.MethodGet, []string{meshnames.VerbGet}},
 	{meshnames.AdminDestinations, "Destinations", http.MethodGet, []string{meshnames.VerbGet}},
+	{meshnames.AdminPolicy, "Policy", http.MethodGet, []string{meshnames.VerbGet}},
 	{meshnames.AdminRenew, "Renew", http.MethodPost, []string{meshnames.VerbCreate}},
 }
 

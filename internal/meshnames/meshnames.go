@@ -195,6 +195,8 @@ const (
 	AdminIdentity = "identity"
 	// AdminDestinations are what the proxy's discovery follows (GET, JSON).
 	AdminDestinations = "destinations"
+	// AdminPolicy is the inbound policy the proxy enforces (GET, JSON).
+	AdminPolicy = "policy"
 	// AdminRenew asks the proxy for a new certificate now (POST).
 	AdminRenew = "renew"
 )

@@ -51,6 +51,9 @@ type Config struct {
 	// Destinations, when set, lists the outbound destinations the proxy
 	// follows and their endpoints, for /destinations (sensitive).
 	Destinations endpoints.Lister
+	// Policy, when set, is the pod's inbound policy the proxy enforces,
+	// for /policy (sensitive); ok is false until the controller sent it.
+	Policy func() (policy api.InboundPolicy, ok bool)
 	// Log receives refusals (warn). Default: discard.
 	Log *slog.Logger
 }
@@ -93,6 +96,11 @@ func Handler(cfg Config) http.Handler {
 	if cfg.Destinations != nil {
 		mux.Handle("GET /destinations", only(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			serveDestinations(w, cfg.Destinations)
+		})))
+	}
+	if cfg.Policy != nil {
+		mux.Handle("GET /policy", only(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			servePolicy(w, cfg.Policy)
 		})))
 	}
 	mux.Handle("GET /tap", only(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -168,6 +176,20 @@ func serveDestinations(w http.ResponseWriter, l endpoints.Lister) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(out)
+}
+
+// servePolicy answers the inbound policy, or 503 while the proxy waits
+// for it.
+func servePolicy(w http.ResponseWriter, policy func() (api.InboundPolicy, bool)) {
+	p, ok := policy()
+	if !ok {
+		http.Error(w, "the proxy has not received its pod's inbound policy from the controller yet: it admits nothing until then", http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(p)
 }
 
 func serveIdentity(w http.ResponseWriter, src certs.Source) {

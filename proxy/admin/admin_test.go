@@ -75,6 +75,7 @@ func startAdmin(t *testing.T, id certs.Source, controller string) *adminServer {
 	cfg := Config{
 		Metrics: func(w io.Writer) { _, _ = io.WriteString(w, "up 1\n") }, Identity: id, Tap: a.hub, Pprof: true,
 		Renew: func() { a.renewed.Add(1) }, Destinations: noDestinations{},
+		Policy: func() (api.InboundPolicy, bool) { return api.InboundPolicy{Default: "deny"}, true },
 	}
 	if controller != "" {
 		cfg.ControllerID = mustID(t, controller)
@@ -147,7 +148,7 @@ func status(t *testing.T, c *http.Client, method, url string) (int, error) {
 }
 
 // TestSensitiveEndpointsAnswerOnlyLoopbackAndTheController: /identity, /tap,
-// /destinations, POST /renew and pprof answer a plaintext client on
+// /destinations, /policy, POST /renew and pprof answer a plaintext client on
 // loopback and the controller over mutual TLS, and refuse (403) a plaintext
 // client from the node's address and another workload's valid mesh
 // certificate; /metrics answers all of them.
@@ -159,7 +160,7 @@ func TestSensitiveEndpointsAnswerOnlyLoopbackAndTheController(t *testing.T) {
 	loopback := net.IPv4(127, 0, 0, 1)
 
 	sensitive := []struct{ method, path string }{
-		{"GET", "/identity"}, {"GET", "/tap"}, {"GET", "/destinations"}, {"POST", "/renew"}, {"GET", "/debug/pprof/"},
+		{"GET", "/identity"}, {"GET", "/tap"}, {"GET", "/destinations"}, {"GET", "/policy"}, {"POST", "/renew"}, {"GET", "/debug/pprof/"},
 	}
 	for _, tc := range []struct {
 		name    string
