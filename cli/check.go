@@ -14,9 +14,9 @@ import (
 )
 
 type checkOptions struct {
-	kube   kubeOptions
-	pre    bool
-	proxy  bool
+	kube    kubeOptions
+	pre     bool
+	proxy   bool
 	wait    bool
 	timeout time.Duration
 	output  string

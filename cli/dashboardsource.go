@@ -116,7 +116,7 @@ func (k *kubeSource) Snapshot(ctx context.Context, ns string) (*dashboard.Snapsh
 		snap.Workloads[j].Pods = append(snap.Workloads[j].Pods, &proxystats.Pod{Namespace: p.Namespace, Name: p.Name, Workload: name, Meshed: meshed})
 		snap.PodLabels[p.Namespace+"/"+p.Name] = p.Labels
 	}
-	scrape(ctx, client, snap.Workloads, true)
+	scrape(ctx, client, snap.Workloads, true, nil)
 	svcs, err := client.CoreV1().Services(ns).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		snap.Errors = append(snap.Errors, fmt.Sprintf("list the Services: %v", err))

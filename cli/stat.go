@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/meshctl/meshctl/cli/proxystats"
 	"github.com/meshctl/meshctl/internal/command"
@@ -20,6 +21,9 @@ type statOptions struct {
 	peers         peerFlags
 	output        string
 	watch         bool
+	// lastMinute: neither -t nor -w given, so the proxies' own last minute
+	// answers at once.
+	lastMinute bool
 }
 
 func (o *statOptions) validate() error {
@@ -44,8 +48,12 @@ and histograms through the API server (pods/proxy, with your credentials) at the
 window's start and end; no Prometheus is needed. Latency percentiles are the
 upper bound of the histogram bucket that holds them (≤ that many ms).
 
-It waits -t (10s by default) for its figures; -w/--watch goes on, printing
-each window's (a table under the time, or one JSON array a window).
+Without -t it answers at once for the last minute, as the proxies keep it
+(their own snapshots, every 15 s: the last 45 to 60 s, or since a proxy
+started; JSON's window_seconds says how long). With -t it measures a window
+of its own, reading at its start and end; -w/--watch goes on, printing each
+window's figures (a table under the time, or one JSON array or YAML document
+a window).
 
 Without --to it counts the requests the resources' pods receive.
 ` + peerHelp,
@@ -61,6 +69,7 @@ Without --to it counts the requests the resources' pods receive.
 			if err := o.validate(); err != nil {
 				return err
 			}
+			o.lastMinute = !cmd.Flags().Changed("time-window") && !o.watch
 			return runStat(cmd.Context(), o, args, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
@@ -69,7 +78,7 @@ Without --to it counts the requests the resources' pods receive.
 	o.kube.addNamespaceFlag(f, "namespace of the resources (default: the context's)")
 	f.BoolVarP(&o.allNamespaces, "all-namespaces", "A", false, "resources in every namespace")
 	addSelectorFlag(f, &o.selector)
-	f.DurationVarP(&o.window, "time-window", "t", 10*time.Second, "how long to measure (with -w: each time)")
+	f.DurationVarP(&o.window, "time-window", "t", 10*time.Second, "measure a window of this length (with -w: each time); without -t and -w: the proxies' last minute, at once")
 	f.BoolVarP(&o.watch, "watch", "w", false, "measure again and again, printing each window's figures (Ctrl-C stops)")
 	o.peers.addFlags(f, true)
 	addOutputFlag(f, &o.output, "the namespace and the request count")
@@ -87,7 +96,13 @@ func runStat(ctx context.Context, o *statOptions, args []string, stdout, stderr 
 	if err != nil {
 		return err
 	}
-	scrape(ctx, client, resources, false)
+	if o.lastMinute {
+		if rows, ok := lastMinute(ctx, client, resources, peers, stderr); ok {
+			return printStat(stdout, stderr, o.output, rows, o.allNamespaces)
+		}
+		fmt.Fprintln(stderr, "some proxies keep no window of their last minute (older than this meshctl): measuring one")
+	}
+	scrape(ctx, client, resources, false, nil)
 	if o.watch {
 		fmt.Fprintf(stderr, "measuring every %s (Ctrl-C stops) ...\n", o.window)
 	} else {
@@ -108,7 +123,7 @@ func runStat(ctx context.Context, o *statOptions, args []string, stdout, stderr 
 				p.Err = nil
 			}
 		}
-		scrape(ctx, client, resources, true)
+		scrape(ctx, client, resources, true, nil)
 		rows := proxystats.Stat(resources, o.window, peers.series(proxystats.Inbound))
 		if o.watch && !structured(o.output) {
 			fmt.Fprintf(stdout, "\n%s\n", time.Now().Format(time.TimeOnly))
@@ -236,4 +251,25 @@ func printEdges(w io.Writer, format string, edges []proxystats.Edge) error {
 		return writeStructured(w, format, edges)
 	}
 	return proxystats.WriteEdges(w, edges, format == outputWide)
+}
+
+// lastMinute reads what the resources' proxies kept of their last minute;
+// ok is false when a proxy keeps no window (an older one), so that stat
+// measures one itself.
+func lastMinute(ctx context.Context, client kubernetes.Interface, resources []proxystats.Resource, peers resolvedPeers, progress io.Writer) ([]proxystats.Row, bool) {
+	scrape(ctx, client, resources, true, map[string]string{"window": "60s"})
+	for _, r := range resources {
+		for _, p := range r.Pods {
+			if p.End != nil && p.End.Window == 0 {
+				for _, r := range resources {
+					for _, p := range r.Pods {
+						p.End, p.Err = nil, nil
+					}
+				}
+				return nil, false
+			}
+		}
+	}
+	fmt.Fprintln(progress, "the last minute, as the proxies keep it (-t 10s measures a window of its own)")
+	return proxystats.Stat(resources, 0, peers.series(proxystats.Inbound)), true
 }

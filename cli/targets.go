@@ -257,9 +257,9 @@ func resolveResources(ctx context.Context, client kubernetes.Interface, ns, kind
 const scrapeConcurrency = 16
 
 // scrape reads every meshed pod's metrics, at most scrapeConcurrency at a
-// time; a pod that cannot be read gets an error naming the cause, the
-// others are read regardless.
-func scrape(ctx context.Context, client kubernetes.Interface, resources []proxystats.Resource, end bool) {
+// time, with the query params (nil: none); a pod that cannot be read gets
+// an error naming the cause, the others are read regardless.
+func scrape(ctx context.Context, client kubernetes.Interface, resources []proxystats.Resource, end bool, params map[string]string) {
 	sem := make(chan struct{}, scrapeConcurrency)
 	var wg sync.WaitGroup
 	for _, res := range resources {
@@ -272,7 +272,7 @@ func scrape(ctx context.Context, client kubernetes.Interface, resources []proxys
 			go func() {
 				defer wg.Done()
 				defer func() { <-sem }()
-				raw, err := client.CoreV1().Pods(p.Namespace).ProxyGet("http", p.Name, proxyAdminPort, "/metrics", nil).DoRaw(ctx)
+				raw, err := client.CoreV1().Pods(p.Namespace).ProxyGet("http", p.Name, proxyAdminPort, "/metrics", params).DoRaw(ctx)
 				if err != nil {
 					p.Err = explainProxyError(err)
 					return
@@ -299,7 +299,7 @@ func scrape(ctx context.Context, client kubernetes.Interface, resources []proxys
 // start has no Start sample).
 func sampleWindow(ctx context.Context, client kubernetes.Interface, resources []proxystats.Resource, window time.Duration, progress io.Writer) error {
 	if window > 0 {
-		scrape(ctx, client, resources, false)
+		scrape(ctx, client, resources, false, nil)
 		fmt.Fprintf(progress, "measuring for %s ...\n", window)
 		select {
 		case <-ctx.Done():
@@ -312,7 +312,7 @@ func sampleWindow(ctx context.Context, client kubernetes.Interface, resources []
 			}
 		}
 	}
-	scrape(ctx, client, resources, true)
+	scrape(ctx, client, resources, true, nil)
 	return nil
 }
 

@@ -115,6 +115,34 @@ func TestStatMatchesWhatTheLoadGeneratorSaw(t *testing.T) {
 		t.Errorf("stat's p99 bucket %v, the true p99 (150 ms) is in the bucket up to %v", got.P99, bucketOf(150))
 	}
 
+	// Without -t, stat answers at once with the proxies' last minute (their
+	// own snapshots): a part of the same load, its success rate alike.
+	instant := exec.Command(bin, "stat", "deploy", "web", "-n", ns, "-o", "json", "--kubeconfig", cluster.local.Kubeconfig())
+	var instantOut, instantErr bytes.Buffer
+	instant.Stdout, instant.Stderr = &instantOut, &instantErr
+	if err := instant.Run(); err != nil {
+		t.Fatalf("meshctl stat (last minute): %v\n%s", err, instantErr.String())
+	}
+	var last []struct {
+		statRow
+		WindowSeconds float64 `json:"window_seconds"`
+		RPS           float64 `json:"rps"`
+	}
+	if err := json.Unmarshal(instantOut.Bytes(), &last); err != nil || len(last) != 1 {
+		t.Fatalf("meshctl stat -o json (last minute): %v\n%s", err, instantOut.String())
+	}
+	l := last[0]
+	t.Logf("meshctl stat, last minute: %.0f requests over %.1f s (%.1f/s), success %.2f%%; stderr %q", l.Requests, l.WindowSeconds, l.RPS, 100*deref(l.SuccessRate), instantErr.String())
+	measure(t, "stat.last_minute_window_s", l.WindowSeconds, "s", "45..60 (snapshots every 15 s)")
+	if strings.Contains(instantErr.String(), "measuring") || !strings.Contains(instantErr.String(), "last minute") {
+		t.Errorf("stat without -t measured a window instead of answering with the last minute: %q", instantErr.String())
+	}
+	if l.WindowSeconds < 44 || l.WindowSeconds > 61 || l.Requests > float64(final.Requests) ||
+		(l.Requests >= 200 && math.Abs(deref(l.SuccessRate)-trueRate) > 0.03) {
+		t.Errorf("stat's last minute: %.0f requests over %.1f s at %.2f/s, success %v; want a 45–60 s window, at most the %d sent, success near %.4f",
+			l.Requests, l.WindowSeconds, l.RPS, l.SuccessRate, final.Requests, trueRate)
+	}
+
 	if err := top.Wait(); err != nil {
 		t.Fatalf("meshctl top: %v\n%s", err, topOut.String())
 	}

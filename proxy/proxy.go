@@ -141,7 +141,7 @@ func (p *Proxy) Listen() error {
 	}
 	p.adminLn = ln
 	p.adminSrv = admin.NewServer(admin.Config{
-		Metrics: p.metrics.WritePrometheus, Ready: p.ready.Load,
+		Metrics: p.metrics.WritePrometheus, MetricsWindow: p.metrics.WriteWindow, Ready: p.ready.Load,
 		Identity: p.cfg.Identity, ControllerID: p.cfg.ControllerID, Tap: p.tap, Pprof: p.cfg.Pprof,
 		Destinations: lister(p.cfg.Endpoints), Policy: policyOf(p.cfg.InboundPolicy), Renew: renewer(p.cfg.Identity), Log: p.log,
 	})
@@ -210,6 +210,13 @@ func (p *Proxy) Run(ctx context.Context) error {
 		return err
 	}
 	errc := make(chan error, len(p.sides)+1)
+	windowsCtx, stopWindows := context.WithCancel(ctx)
+	windowsDone := make(chan struct{})
+	go func() {
+		defer close(windowsDone)
+		p.metrics.RunWindows(windowsCtx)
+	}()
+	defer func() { stopWindows(); <-windowsDone }()
 	go func() {
 		if err := p.adminSrv.Serve(p.adminLn); !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("admin server: %w", err)

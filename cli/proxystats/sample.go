@@ -53,6 +53,9 @@ type Sample struct {
 	// Decisions counts the inbound policy's decisions by rule and decision
 	// (allow, deny, rate_limited).
 	Decisions map[Decision]float64
+	// Window is the seconds the request metrics cover when the proxy was
+	// asked for a window (/metrics?window=); 0: since it started.
+	Window float64
 }
 
 // Decision is a rule of the inbound policy (an AuthorizationPolicy's
@@ -72,6 +75,9 @@ func Parse(r io.Reader) (*Sample, error) {
 	s := &Sample{Responses: map[Series]float64{}, Latency: map[Series]Histogram{}, OpenConns: map[string]float64{}, Plaintext: map[string]float64{}, Decisions: map[Decision]float64{}}
 	if f := fams["process_start_time_seconds"]; f != nil && len(f.Metric) > 0 {
 		s.Started = f.Metric[0].GetGauge().GetValue()
+	}
+	if f := fams["metrics_window_seconds"]; f != nil && len(f.Metric) > 0 {
+		s.Window = f.Metric[0].GetGauge().GetValue()
 	}
 	if f := fams["response_total"]; f != nil {
 		for _, m := range f.Metric {

@@ -46,6 +46,9 @@ type Row struct {
 	// SuccessRate is 0..1, NaN (null in JSON) without requests.
 	SuccessRate float64 `json:"-"`
 	RPS         float64 `json:"rps"`
+	// WindowSeconds is how long the figures cover (the longest of the
+	// pods' own windows when they kept them).
+	WindowSeconds float64 `json:"window_seconds"`
 	// P50, P95 and P99 are histogram bucket upper bounds in ms (NaN: no data).
 	P50, P95, P99 float64   `json:"-"`
 	TCPConns      float64   `json:"tcp_connections"`
@@ -77,11 +80,13 @@ type Filter func(Series) bool
 // Inbound counts what the resource's pods served.
 func Inbound(s Series) bool { return s.Direction == "inbound" }
 
-// Stat computes a row per resource over a window.
+// Stat computes a row per resource over a window: the time between each
+// pod's Start and End samples, or, when window is 0, the window each End
+// sample covers by itself (a proxy asked for its last minute).
 func Stat(resources []Resource, window time.Duration, keep Filter) []Row {
 	rows := make([]Row, 0, len(resources))
 	for _, res := range resources {
-		row := Row{Namespace: res.Namespace, Kind: res.Kind, Name: res.Name, Pods: len(res.Pods), SuccessRate: math.NaN()}
+		row := Row{Namespace: res.Namespace, Kind: res.Kind, Name: res.Name, Pods: len(res.Pods), SuccessRate: math.NaN(), WindowSeconds: window.Seconds()}
 		var hist Histogram
 		for _, p := range res.Pods {
 			if p.Meshed {
@@ -95,14 +100,20 @@ func Stat(resources []Resource, window time.Duration, keep Filter) []Row {
 				continue
 			}
 			d := Delta(p.Start, p.End)
+			var requests float64
 			for s, n := range d.Responses {
 				if !keep(s) {
 					continue
 				}
-				row.Requests += n
+				requests += n
 				if s.Success {
 					row.Successes += n
 				}
+			}
+			row.Requests += requests
+			if window == 0 && p.End.Window > 0 {
+				row.RPS += requests / p.End.Window
+				row.WindowSeconds = max(row.WindowSeconds, p.End.Window)
 			}
 			for s, h := range d.Latency {
 				if keep(s) {

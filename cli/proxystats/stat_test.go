@@ -241,3 +241,25 @@ func TestEdgesSayWhyAndAWindowForgetsWhatWasFixed(t *testing.T) {
 	}
 	golden(t, "edges-wide", b.Bytes())
 }
+
+// TestStatOverThePodsOwnWindows: with no window of its own (0), stat
+// takes each pod's rate over the window its proxy kept: 60 requests in 60 s
+// and 30 in 30 s are 1 + 1 per second, not 90 over one window.
+func TestStatOverThePodsOwnWindows(t *testing.T) {
+	ok := Series{Direction: "inbound", Authority: "web:80", Status: "200", Success: true}
+	failed := Series{Direction: "inbound", Authority: "web:80", Status: "500"}
+	sample := func(window, ok200, failed500 float64) *Sample {
+		return &Sample{Window: window, Responses: map[Series]float64{ok: ok200, failed: failed500}, Latency: map[Series]Histogram{}, OpenConns: map[string]float64{}}
+	}
+	res := []Resource{{Kind: "deployment", Namespace: "shop", Name: "web", Pods: []*Pod{
+		{Namespace: "shop", Name: "web-1", Meshed: true, End: sample(60, 57, 3)},
+		{Namespace: "shop", Name: "web-2", Meshed: true, End: sample(30, 30, 0)},
+	}}}
+	rows := Stat(res, 0, func(Series) bool { return true })
+	if len(rows) != 1 || rows[0].RPS != 2 || rows[0].Requests != 90 || rows[0].SuccessRate != 87.0/90 || rows[0].WindowSeconds != 60 {
+		t.Errorf("rows %+v, want 2 requests/s, 90 requests, 87/90 success, a 60 s window", rows)
+	}
+	if rows := Stat(res, 10*time.Second, func(Series) bool { return true }); rows[0].RPS != 9 || rows[0].WindowSeconds != 10 {
+		t.Errorf("over a window of stat's own (10 s): %v requests/s in %v s, want 9 in 10", rows[0].RPS, rows[0].WindowSeconds)
+	}
+}

@@ -27,6 +27,10 @@ type Config struct {
 	// Metrics writes what /metrics serves, in Prometheus's text format.
 	// Required.
 	Metrics func(w io.Writer)
+	// MetricsWindow, when set, writes them with the request metrics of the
+	// last window only, for /metrics?window=DURATION (at most an hour;
+	// what is kept decides: a minute).
+	MetricsWindow func(w io.Writer, window time.Duration)
 	// Ready reports whether the proxy can serve; /ready answers 503 until it
 	// does. Default: always ready.
 	Ready func() bool
@@ -81,7 +85,16 @@ func Handler(cfg Config) http.Handler {
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
-		serveMetrics(w, r, cfg.Metrics)
+		write := cfg.Metrics
+		if q := r.URL.Query().Get("window"); q != "" && cfg.MetricsWindow != nil {
+			d, err := time.ParseDuration(q)
+			if err != nil || d <= 0 || d > time.Hour {
+				http.Error(w, "window: want a duration over 0 and at most 1h, such as 60s", http.StatusBadRequest)
+				return
+			}
+			write = func(w io.Writer) { cfg.MetricsWindow(w, d) }
+		}
+		serveMetrics(w, r, write)
 	})
 	mux.Handle("GET /identity", only(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		serveIdentity(w, cfg.Identity)

@@ -352,3 +352,35 @@ func TestAcceptsGzip(t *testing.T) {
 		}
 	}
 }
+
+// TestMetricsWindowIsAskedForWithADuration: /metrics?window= answers the
+// windowed exposition; a window that is no duration, or over an hour, is
+// 400; without the parameter, the cumulative one.
+func TestMetricsWindowIsAskedForWithADuration(t *testing.T) {
+	var asked time.Duration
+	h := Handler(Config{
+		Metrics:       func(w io.Writer) { _, _ = io.WriteString(w, "all 1\n") },
+		MetricsWindow: func(w io.Writer, d time.Duration) { asked = d; _, _ = io.WriteString(w, "window 1\n") },
+	})
+	for _, tc := range []struct {
+		query  string
+		status int
+		body   string
+	}{
+		{"", 200, "all 1\n"},
+		{"?window=60s", 200, "window 1\n"},
+		{"?window=1m30s", 200, "window 1\n"},
+		{"?window=soon", 400, ""},
+		{"?window=-1s", 400, ""},
+		{"?window=2h", 400, ""},
+	} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics"+tc.query, nil))
+		if rec.Code != tc.status || (tc.body != "" && rec.Body.String() != tc.body) {
+			t.Errorf("/metrics%s: %d %q, want %d %q", tc.query, rec.Code, rec.Body.String(), tc.status, tc.body)
+		}
+	}
+	if asked != 90*time.Second {
+		t.Errorf("the last window asked for was %s, want 1m30s", asked)
+	}
+}

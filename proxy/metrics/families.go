@@ -58,6 +58,7 @@ var labelNames = map[string][]string{
 var help = map[string]string{
 	familyPlaintext:      "Plaintext connections the proxy made to addresses in the cluster's networks, by reason: no_identity (discovery says the endpoint has no proxy), not_in_mesh (discovery says it is no pod or Service of the mesh, or an explicit upstream without an identity).",
 	familyEvicted:        "Request metric label sets dropped to stay under the proxy's series cap (the one idle longest goes first).",
+	FamilyWindow:         "Seconds the request metrics of this exposition cover (with /metrics?window=: the last minute at most, from snapshots every 15 s).",
 	familyRequests:       "HTTP requests received, by destination (authority: the Service name.namespace:port discovery gave, else the address the connection was for).",
 	familyResponses:      "HTTP responses completed, by status and classification (failure: 5xx, a non-zero grpc-status, or a broken stream).",
 	familyLatency:        "Time from a request's arrival to its response headers, in milliseconds.",

@@ -68,6 +68,8 @@ type Metrics struct {
 	// TCP series are never deleted, so neither are these.
 	conns  sync.Map
 	routes routeTable
+	// windows are the snapshots of the request metrics (WriteWindow).
+	windows windows
 	// destinations holds the destination label values in use (string →
 	// struct{}), at most maxDestinations of them (counted by ndestinations).
 	destinations    sync.Map
@@ -124,8 +126,8 @@ func New(cfg Config) *Metrics {
 		routes:          routeTable{max: cfg.MaxRoutes, maxStatuses: cfg.MaxStatusesPerRoute, byKey: map[string]*Route{}},
 		maxDestinations: int64(cfg.MaxDestinations),
 	}
+	m.windows.started = time.Now()
 	m.evicted = m.set.GetOrCreateCounter(familyEvicted)
-	m.set.RegisterMetricsWriter(m.writeRoutes)
 	m.set.RegisterMetricsWriter(m.writeEjected)
 	return m
 }
@@ -133,8 +135,14 @@ func New(cfg Config) *Metrics {
 // WritePrometheus writes every series, with the Go runtime's and the
 // process's, in Prometheus's text format.
 func (m *Metrics) WritePrometheus(w io.Writer) {
-	hw := &helpWriter{w: w}
+	m.write(&helpWriter{w: w}, nil)
+}
+
+// write writes every series, the request metrics since base when it is
+// not nil.
+func (m *Metrics) write(hw *helpWriter, base *windowBase) {
 	m.set.WritePrometheus(hw)
+	m.writeRoutes(hw, base)
 	vm.WriteProcessMetrics(hw)
 	hw.flush()
 }

@@ -4,24 +4,35 @@ import (
 	"bufio"
 	"cmp"
 	"io"
-	"math"
 	"slices"
 	"strconv"
 )
 
-// writeRoutes writes the request metrics of every live route: request_total,
-// response_total and the response_latency_ms histogram. A route evicted while
-// it is written may appear one last time.
-func (m *Metrics) writeRoutes(w io.Writer) {
+// liveRoutes are the routes in the table now.
+func (m *Metrics) liveRoutes() []*Route {
 	t := &m.routes
 	t.mu.Lock()
+	defer t.mu.Unlock()
 	routes := make([]*Route, 0, len(t.byKey))
 	for _, r := range t.byKey {
 		routes = append(routes, r)
 	}
-	t.mu.Unlock()
+	return routes
+}
+
+// writeRoutes writes the request metrics of every live route: request_total,
+// response_total and the response_latency_ms histogram; with a base (one
+// of the windows' slots), what was counted since it. A route evicted while
+// it is written may appear one last time. Callers with a base hold
+// m.windows.mu.
+func (m *Metrics) writeRoutes(w io.Writer, base *windowBase) {
+	routes := m.liveRoutes()
 	if len(routes) == 0 {
 		return
+	}
+	slot := -1
+	if base != nil {
+		slot = base.slot
 	}
 	slices.SortFunc(routes, func(a, b *Route) int { return cmp.Compare(a.series, b.series) })
 	var stats []*responseStats
@@ -38,30 +49,49 @@ func (m *Metrics) writeRoutes(w io.Writer) {
 	var num []byte
 	writeHead(bw, familyRequests, "counter")
 	for _, r := range routes {
-		num = writeSample(bw, num, familyRequests, r.series, r.requests.Load())
+		v := r.requests.Load()
+		if slot >= 0 {
+			v = since(v, r.past[slot])
+		}
+		num = writeSample(bw, num, familyRequests, r.series, v)
 	}
 	if len(stats) > 0 {
 		writeHead(bw, familyLatency, "histogram")
-		for _, s := range stats {
-			count := s.count.Load()
+		counts := make([]uint64, len(stats))
+		for j, s := range stats {
+			count, sum := s.count.Load(), s.sum()
+			var past *snapshot
+			if slot >= 0 {
+				past = &s.past[slot]
+				count, sum = since(count, past.count), sum-past.sum
+			}
+			counts[j] = count
 			var cumulative uint64
 			for i := range latencyBounds {
-				cumulative += s.buckets[i].Load()
+				b := s.buckets[i].Load()
+				if past != nil {
+					b = since(b, past.buckets[i])
+				}
+				cumulative += b
 				num = writeBucket(bw, num, s.series, latencyLe[i], min(cumulative, count))
 			}
 			num = writeBucket(bw, num, s.series, "+Inf", count)
 			bw.WriteString(familyLatency + "_sum" + s.series + " ")
-			bw.Write(strconv.AppendFloat(num[:0], math.Float64frombits(s.sumBits.Load()), 'g', -1, 64))
+			bw.Write(strconv.AppendFloat(num[:0], max(sum, 0), 'g', -1, 64))
 			bw.WriteByte('\n')
 			num = writeSample(bw, num, familyLatency+"_count", s.series, count)
 		}
 		writeHead(bw, familyResponses, "counter")
-		for _, s := range stats {
-			num = writeSample(bw, num, familyResponses, s.series, s.count.Load())
+		for j, s := range stats {
+			num = writeSample(bw, num, familyResponses, s.series, counts[j])
 		}
 	}
 	_ = bw.Flush()
 }
+
+// since is what a counter now at v counted after a snapshot of it (kept in
+// 32 bits: the difference is taken modulo 2³²).
+func since(v uint64, past uint32) uint64 { return uint64(uint32(v) - past) }
 
 // latencyLe are the latency buckets' bounds as their le labels say them.
 var latencyLe = func() (le [len(latencyBounds)]string) {
