@@ -36,8 +36,8 @@ type Route struct {
 	// series is the request series' label set, as the text format writes it.
 	series   string
 	requests atomic.Uint64
-	// past are requests at the last windowSlots ticks (windows.mu).
-	past [windowSlots]uint32
+	// past are requests at the last windowSlots ticks.
+	past [windowSlots]atomic.Uint32
 	// lastUsed is when its last request came (Unix nanoseconds).
 	lastUsed atomic.Int64
 	// evicted is set when the route is dropped: holders must get a new one.
@@ -65,7 +65,7 @@ type responseStats struct {
 	buckets [len(latencyBounds)]atomic.Uint64
 	// sumBits is the latencies' sum, a float64's bits.
 	sumBits atomic.Uint64
-	// past are its values at the last windowSlots ticks (windows.mu).
+	// past are its values at the last windowSlots ticks.
 	past [windowSlots]snapshot
 }
 

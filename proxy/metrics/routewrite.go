@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"cmp"
 	"io"
+	"math"
 	"slices"
 	"strconv"
 )
@@ -23,8 +24,7 @@ func (m *Metrics) liveRoutes() []*Route {
 // writeRoutes writes the request metrics of every live route: request_total,
 // response_total and the response_latency_ms histogram; with a base (one
 // of the windows' slots), what was counted since it. A route evicted while
-// it is written may appear one last time. Callers with a base hold
-// m.windows.mu.
+// it is written may appear one last time.
 func (m *Metrics) writeRoutes(w io.Writer, base *windowBase) {
 	routes := m.liveRoutes()
 	if len(routes) == 0 {
@@ -51,7 +51,7 @@ func (m *Metrics) writeRoutes(w io.Writer, base *windowBase) {
 	for _, r := range routes {
 		v := r.requests.Load()
 		if slot >= 0 {
-			v = since(v, r.past[slot])
+			v = since(v, r.past[slot].Load())
 		}
 		num = writeSample(bw, num, familyRequests, r.series, v)
 	}
@@ -63,14 +63,14 @@ func (m *Metrics) writeRoutes(w io.Writer, base *windowBase) {
 			var past *snapshot
 			if slot >= 0 {
 				past = &s.past[slot]
-				count, sum = since(count, past.count), sum-past.sum
+				count, sum = since(count, past.count.Load()), sum-math.Float64frombits(past.sumBits.Load())
 			}
 			counts[j] = count
 			var cumulative uint64
 			for i := range latencyBounds {
 				b := s.buckets[i].Load()
 				if past != nil {
-					b = since(b, past.buckets[i])
+					b = since(b, past.buckets[i].Load())
 				}
 				cumulative += b
 				num = writeBucket(bw, num, s.series, latencyLe[i], min(cumulative, count))

@@ -150,3 +150,30 @@ func BenchmarkWindowTick(b *testing.B) {
 		m.tick(now)
 	}
 }
+
+// TestATickDoesNotMoveAWritesBase: a write that chose its base keeps it
+// while the next tick is taken (the slot that tick writes is never a
+// base), so a scrape that overlaps a tick is not half one window, half
+// another.
+func TestATickDoesNotMoveAWritesBase(t *testing.T) {
+	m := New(Config{})
+	r := m.Open(ConnLabels{Direction: Inbound}).Route("web.shop:80")
+	now := time.Now()
+	for i := range windowBases {
+		r.Request()
+		m.tick(now.Add(time.Duration(i-windowBases) * windowEvery))
+	}
+	r.Request()
+	b := m.base(now, time.Minute) // the oldest kept: 1 request before it, 4 after
+	m.tick(now)                   // during the write
+	var buf bytes.Buffer
+	m.write(&helpWriter{w: &buf}, &b)
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fams[familyRequests].GetMetric()[0].GetCounter().GetValue(); got != 4 {
+		t.Errorf("requests since the base chosen before a tick: %v, want 4", got)
+	}
+}
