@@ -25,6 +25,15 @@ var subresources = []subresource{
 	{meshnames.AdminRenew, "Renew", http.MethodPost, []string{meshnames.VerbCreate}},
 }
 
+// subresourceNames lists the subresources, comma-separated.
+func subresourceNames() string {
+	names := make([]string, len(subresources))
+	for i, s := range subresources {
+		names[i] = s.name
+	}
+	return strings.Join(names, ",")
+}
+
 func lookup(name string) (subresource, bool) {
 	for _, s := range subresources {
 		if s.name == name {

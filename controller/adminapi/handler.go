@@ -137,7 +137,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	t, ok, err := parsePath(r.Method, r.URL.Path)
 	switch {
 	case !ok:
-		status(w, http.StatusNotFound, metav1.StatusReasonNotFound, fmt.Sprintf("%s serves only namespaces/NS/pods/NAME/{tap,identity,destinations,renew}", meshnames.AdminGroupVersion), nil)
+		status(w, http.StatusNotFound, metav1.StatusReasonNotFound, fmt.Sprintf("%s serves only namespaces/NS/pods/NAME/{%s}", meshnames.AdminGroupVersion, subresourceNames()), nil)
 		return
 	case err != nil:
 		status(w, http.StatusBadRequest, metav1.StatusReasonBadRequest, err.Error(), nil)

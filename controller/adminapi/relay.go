@@ -85,7 +85,7 @@ func (rl relay) serve(w http.ResponseWriter, r *http.Request, pod *corev1.Pod, t
 			// The proxy refused the controller itself: not the user's doing.
 			code = http.StatusBadGateway
 		}
-		return &errRelay{code, fmt.Sprintf("the proxy of pod %s/%s answered %s: %s", pod.Namespace, pod.Name, resp.Status, trimNewline(line))}
+		return &errRelay{code, fmt.Sprintf("%s%s/%s answered %s: %s", meshnames.AdminProxyAnswered, pod.Namespace, pod.Name, resp.Status, trimNewline(line))}
 	}
 	if ct := resp.Header.Get("Content-Type"); ct != "" {
 		w.Header().Set("Content-Type", ct)

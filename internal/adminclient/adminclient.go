@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/rest"
@@ -62,6 +63,13 @@ func Explain(err error, sub string) error {
 	code := 0
 	if errors.As(err, &st) {
 		code = int(st.Status().Code)
+	}
+	if st != nil && strings.HasPrefix(st.Status().Message, meshnames.AdminProxyAnswered) {
+		// The proxy's own answer, relayed: it says why.
+		if code == http.StatusNotFound {
+			return fmt.Errorf("%s: a proxy older than this meshctl serves no %s; restart the pod for this version's proxy", st.Status().Message, sub)
+		}
+		return errors.New(st.Status().Message)
 	}
 	role, verb := meshnames.AdminViewerClusterRole, meshnames.VerbGet
 	switch sub {

@@ -197,6 +197,10 @@ const (
 	AdminDestinations = "destinations"
 	// AdminPolicy is the inbound policy the proxy enforces (GET, JSON).
 	AdminPolicy = "policy"
+
+	// AdminProxyAnswered starts the message of an admin API error that is
+	// the proxy's own answer, relayed (its status is the proxy's).
+	AdminProxyAnswered = "the proxy of pod "
 	// AdminRenew asks the proxy for a new certificate now (POST).
 	AdminRenew = "renew"
 )

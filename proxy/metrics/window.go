@@ -102,22 +102,21 @@ type windowBase struct {
 }
 
 // base picks the window's start for one of want: the newest of the last
-// windowBases ticks at least want old, else the oldest of them, else when
-// counting began.
+// windowBases ticks at least want old; else, while fewer ticks were taken
+// (nothing is lost yet), when counting began; else the oldest tick kept.
 func (m *Metrics) base(now time.Time, want time.Duration) windowBase {
 	w := &m.windows
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	b := windowBase{slot: -1, seconds: now.Sub(w.started).Seconds()}
+	start := windowBase{slot: -1, seconds: now.Sub(w.started).Seconds()}
 	kept := min(w.ticks, windowBases)
 	for i := uint64(1); i <= kept; i++ { // newest first
 		slot := int((w.ticks - i) % windowSlots)
-		b = windowBase{slot: slot, seconds: now.Sub(w.at[slot]).Seconds()}
-		if now.Sub(w.at[slot]) >= want {
-			break
+		if age := now.Sub(w.at[slot]); age >= want || (i == kept && w.ticks >= windowBases) {
+			return windowBase{slot: slot, seconds: age.Seconds()}
 		}
 	}
-	return b
+	return start
 }
 
 // WriteWindow writes what WritePrometheus does, but with the request

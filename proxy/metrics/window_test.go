@@ -62,6 +62,7 @@ func figures(fams map[string]*dto.MetricFamily) windowFigures {
 // cumulative /metrics as it was.
 func TestWindowCountsOnlyTheLastMinute(t *testing.T) {
 	m := New(Config{})
+	m.windows.started = time.Now().Add(-80 * time.Second)
 	r := m.Open(ConnLabels{Direction: Inbound}).Route("web.shop:80")
 	serve := func(n int, latencyMs float64) {
 		for range n {
@@ -70,8 +71,8 @@ func TestWindowCountsOnlyTheLastMinute(t *testing.T) {
 		}
 	}
 	serve(5, 3)
-	if f := figures(windowed(t, m, time.Minute)); f.requests != 5 || f.responses != 5 || f.le5 != 5 || f.seconds > 5 {
-		t.Errorf("before any snapshot: %+v, want all 5 since counting began, a few seconds", f)
+	if f := figures(windowed(t, m, time.Minute)); f.requests != 5 || f.responses != 5 || f.le5 != 5 || math.Abs(f.seconds-80) > 5 {
+		t.Errorf("before any snapshot: %+v, want all 5 since counting began, 80 s ago", f)
 	}
 	now := time.Now()
 	m.tick(now.Add(-70 * time.Second))
@@ -85,8 +86,8 @@ func TestWindowCountsOnlyTheLastMinute(t *testing.T) {
 	if f := figures(windowed(t, m, 30*time.Second)); f.requests != 1 || f.responses != 0 || math.Abs(f.seconds-40) > 5 {
 		t.Errorf("the last 30 s: %+v, want the 1 request since the snapshot 40 s old", f)
 	}
-	if f := figures(windowed(t, m, 5*time.Minute)); f.requests != 3 || math.Abs(f.seconds-70) > 5 {
-		t.Errorf("5 minutes (more than is kept): %+v, want the oldest snapshot's window", f)
+	if f := figures(windowed(t, m, 5*time.Minute)); f.requests != 8 || math.Abs(f.seconds-80) > 5 {
+		t.Errorf("5 minutes, with fewer snapshots than are kept: %+v, want all 8 since counting began (nothing is lost yet)", f)
 	}
 	if got := counterValue(t, m, familyRequests); got != 8 {
 		t.Errorf("cumulative request_total %v, want 8", got)
@@ -105,6 +106,27 @@ func TestWindowCountsOnlyTheLastMinute(t *testing.T) {
 	if f := figures(windowed(t, m, time.Minute)); f.requests != 0 || math.Abs(f.seconds-40) > 5 {
 		t.Errorf("after the ring turned: %+v, want nothing since the oldest kept snapshot (40 s)", f)
 	}
+	// The latency sum is windowed too.
+	if s := windowed(t, m, 30*time.Second)[familyLatency].GetMetric()[0].GetHistogram().GetSampleSum(); s != 0 {
+		t.Errorf("windowed latency sum %v, want 0 (nothing answered since)", s)
+	}
+}
+
+// TestAYoungProxysWindowIsSinceItStarted: a proxy 50 s old with one
+// snapshot (35 s old) answers for its whole life, not the 35 s since.
+func TestAYoungProxysWindowIsSinceItStarted(t *testing.T) {
+	m := New(Config{})
+	now := time.Now()
+	m.windows.started = now.Add(-50 * time.Second)
+	r := m.Open(ConnLabels{Direction: Inbound}).Route("web.shop:80")
+	for range 10 {
+		r.Request()
+	}
+	m.tick(now.Add(-35 * time.Second))
+	r.Request()
+	if f := figures(windowed(t, m, time.Minute)); f.requests != 11 || math.Abs(f.seconds-50) > 5 {
+		t.Errorf("a proxy 50 s old: %+v, want its 11 requests over 50 s", f)
+	}
 }
 
 // TestWindowDifferencesWrap: counts are kept in 32 bits; a counter that
@@ -112,6 +134,10 @@ func TestWindowCountsOnlyTheLastMinute(t *testing.T) {
 func TestWindowDifferencesWrap(t *testing.T) {
 	if got := since(1<<32+5, math.MaxUint32-1); got != 7 {
 		t.Errorf("since(2³²+5, 2³²-2) = %d, want 7", got)
+	}
+	atSnapshot := uint64(1<<33 - 2) // already past 2³² when the snapshot was taken
+	if got := since(1<<33+3, uint32(atSnapshot)); got != 5 {
+		t.Errorf("since(2³³+3, (2³³-2) mod 2³²) = %d, want 5", got)
 	}
 	if got := since(12, 12); got != 0 {
 		t.Errorf("since(12, 12) = %d", got)
