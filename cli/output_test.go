@@ -174,11 +174,12 @@ func TestPolicyViewPerPort(t *testing.T) {
 
 // fixedPodNames names addresses from a table, never asking a cluster.
 func fixedPodNames(names map[string]string) *podNames {
-	cache, _ := lru.New[string, string](len(names) + 1)
+	cache, _ := lru.New[string, podName](len(names) + 1)
+	now := time.Now()
 	for addr, name := range names {
-		cache.Add(addr, name)
+		cache.Add(addr, podName{name: name, at: now})
 	}
-	return &podNames{cache: cache, warn: io.Discard}
+	return &podNames{cache: cache, warn: io.Discard, now: func() time.Time { return now }}
 }
 
 // TestEveryReadCommandPrintsEveryFormat holds the shapes of every read
