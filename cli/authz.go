@@ -155,7 +155,7 @@ func printAuthz(w, warn io.Writer, format string, r *authzReport) error {
 	if structured(format) {
 		return writeStructured(w, format, r)
 	}
-	return r.write(w, warn)
+	return writePrintable(w, func(w io.Writer) error { return r.write(w, warn) })
 }
 
 // defaultPolicyOf is the default inbound policy of the pods and where it

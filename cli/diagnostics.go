@@ -129,7 +129,7 @@ func printEndpoints(w io.Writer, format string, dsts []destinationView) error {
 	if structured(format) {
 		return writeStructured(w, format, dsts)
 	}
-	return writeEndpoints(w, dsts)
+	return writePrintable(w, func(w io.Writer) error { return writeEndpoints(w, dsts) })
 }
 
 // meshedPod reads pod ns/name, which must have a proxy.

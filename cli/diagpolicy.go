@@ -193,6 +193,10 @@ func printPolicy(w io.Writer, format string, v podPolicy) error {
 	if structured(format) {
 		return writeStructured(w, format, v)
 	}
+	return writePrintable(w, func(w io.Writer) error { return writePolicyTable(w, v) })
+}
+
+func writePolicyTable(w io.Writer, v podPolicy) error {
 	fmt.Fprintf(w, "Pod %s: inbound policy as its proxy holds it\n", v.Pod)
 	fmt.Fprintf(w, "Default (ports no AuthorizationPolicy covers): %s\n", v.Default)
 	if v.RateLimit > 0 || v.RateLimitPerClient > 0 {

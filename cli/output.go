@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 
 	"github.com/spf13/pflag"
 	"sigs.k8s.io/yaml"
@@ -56,12 +57,10 @@ func writeStructured(w io.Writer, format string, v any) error {
 	return writeJSON(w, v)
 }
 
-// writeJSON prints v, indented, for scripts.
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
+// writeJSON prints v, indented, for scripts, with the controls terminals
+// act on escaped (tapstream.WriteJSONIndented): the same value to a
+// parser.
+func writeJSON(w io.Writer, v any) error { return tapstream.WriteJSONIndented(w, v) }
 
 // writeYAML prints v as YAML with the names its JSON has. Strings are made
 // printable first (tapstream.Printable): YAML writes bidirectional and
@@ -97,6 +96,23 @@ func writeYAMLDocument(w io.Writer, v any) error {
 		return err
 	}
 	return writeYAML(w, v)
+}
+
+// writePrintable prints what render writes as a table, each line made
+// printable (tapstream.Printable): cells come from the cluster's objects
+// (an AuthorizationPolicy's paths, a route's matches), whose authors must
+// not write to the terminal of whoever reads them.
+func writePrintable(w io.Writer, render func(io.Writer) error) error {
+	var buf bytes.Buffer
+	if err := render(&buf); err != nil {
+		return err
+	}
+	for line := range strings.Lines(buf.String()) {
+		if _, err := io.WriteString(w, tapstream.Printable(strings.TrimSuffix(line, "\n"))+"\n"); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // printableStrings returns doc (decoded JSON) with every string, keys

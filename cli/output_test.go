@@ -132,7 +132,7 @@ var outputFixtures = map[string]func(w, warn io.Writer, format string) error{
 var fixturePolicy = api.InboundPolicy{
 	Default: "deny",
 	Rules: []api.AuthorizationRule{
-		{Name: "shop/web-from-load", Port: 8080, PathPrefixes: []string{"/api"}, Identities: []string{"spiffe://cluster.local/ns/shop/sa/load"}},
+		{Name: "shop/web-from-load", Port: 8080, PathPrefixes: []string{"/api", "/x\u202e\x1b[31m"}, Identities: []string{"spiffe://cluster.local/ns/shop/sa/load"}},
 		{Name: "shop/any-meshed", Port: 8080, Identities: []string{"*"}},
 		{Name: "shop/admin", Port: 7070, Identities: []string{"spiffe://cluster.local/ns/ops/sa/admin"}},
 	},
@@ -222,8 +222,8 @@ func TestEveryReadCommandPrintsEveryFormat(t *testing.T) {
 				if format == outputJSON {
 					checkSnakeCase(t, out.Bytes())
 				}
-				if strings.ContainsRune(out.String(), '\u202e') {
-					t.Errorf("-o %s printed a bidirectional override raw", format)
+				if strings.ContainsRune(out.String(), '\u202e') || strings.ContainsRune(out.String(), '\x1b') {
+					t.Errorf("-o %s printed a bidirectional override or an escape raw", format)
 				}
 			})
 		}

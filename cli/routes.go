@@ -157,7 +157,7 @@ func printRoutes(w io.Writer, format string, backends []*routeBackend) error {
 	if structured(format) {
 		return writeStructured(w, format, backends)
 	}
-	return writeRoutes(w, backends)
+	return writePrintable(w, func(w io.Writer) error { return writeRoutes(w, backends) })
 }
 
 // routeOf says whether r names Service ns/name as a parent.

@@ -94,6 +94,10 @@ func writeJSON(w io.Writer, v any, indent bool) error {
 	return err
 }
 
+// WriteJSONIndented writes v as indented JSON, safe for a terminal (see
+// Printable): what every meshctl command prints with -o json.
+func WriteJSONIndented(w io.Writer, v any) error { return writeJSON(w, v, true) }
+
 // WriteJSONLine writes v as one line of JSON, safe for a terminal (see
 // Printable).
 func WriteJSONLine(w io.Writer, v any) error { return writeJSON(w, v, false) }
