@@ -222,6 +222,13 @@ func TestExitStatusesScriptsCanTrust(t *testing.T) {
 		{"stat"},
 		{"nosuch"},
 		{"stat", "deploy", "--nosuch"},
+		{"stat", "deploy", "-l", "bad selector(("},
+		{"stat", "deploy/web", "-l", "app=web"},
+		{"edges", "deploy", "-l", "=x"},
+		{"tap", "deploy", "web", "-l", "app=web"},
+		{"diagnostics", "policy", "pod/web-1", "99999"},
+		{"diagnostics", "policy", "deploy/web"},
+		{"check", "--timeout", "-1s"},
 	} {
 		root := NewRootCommand()
 		root.SetArgs(append(args, "--kubeconfig", kc))
@@ -230,6 +237,28 @@ func TestExitStatusesScriptsCanTrust(t *testing.T) {
 		err := root.ExecuteContext(context.Background())
 		if got := command.ExitStatus(err); got != command.ExitUsage && !(got == command.ExitFailure && isCobraUsage(err)) {
 			t.Errorf("meshctl %v: exit status %d (%v), want %d", args, got, err, command.ExitUsage)
+		}
+	}
+}
+
+// TestEveryReadCommandRefusesAnUnknownFormat: -o takes table, wide, json
+// or yaml on every read command, and anything else is bad usage (exit 2)
+// before connecting: a typo never prints a table that a script then parses.
+func TestEveryReadCommandRefusesAnUnknownFormat(t *testing.T) {
+	kc := nowhere(t)
+	for _, args := range [][]string{
+		{"stat", "deploy"}, {"edges", "deploy"}, {"tap", "deploy/web"}, {"top", "deploy/web", "--once"},
+		{"authz", "deploy/web"}, {"routes", "svc/web"}, {"diagnostics", "endpoints", "pod/web-1"},
+		{"diagnostics", "policy", "pod/web-1"}, {"identity", "show", "pod/web-1"}, {"check"}, {"version"},
+	} {
+		for _, format := range []string{"jsno", "xml", ""} {
+			root := NewRootCommand()
+			root.SetArgs(append(args, "-o", format, "--kubeconfig", kc))
+			root.SetOut(io.Discard)
+			root.SetErr(io.Discard)
+			if err := root.ExecuteContext(context.Background()); command.ExitStatus(err) != command.ExitUsage {
+				t.Errorf("meshctl %v -o %q: exit status %d (%v), want %d", args, format, command.ExitStatus(err), err, command.ExitUsage)
+			}
 		}
 	}
 }

@@ -270,7 +270,7 @@ ns/NAME, svc/NAME), as the proxies serve them (Prometheus text), each under a
 	}
 	o.kube.use(g)
 	o.kube.addNamespaceFlag(cmd.Flags(), "namespace of the target (default: the context's)")
-	cmd.Flags().BoolVarP(&o.allNamespaces, "all-namespaces", "A", false, "with ns: every namespace")
+	cmd.Flags().BoolVarP(&o.allNamespaces, "all-namespaces", "A", false, "every namespace (with ns, or with a TYPE and no NAME)")
 	addSelectorFlag(cmd.Flags(), &o.selector)
 	cmd.ValidArgsFunction = completeTarget(&o.kube)
 	addCompletions(cmd, &o.kube)

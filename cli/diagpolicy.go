@@ -57,6 +57,9 @@ grants it).`,
 			port := ""
 			if len(args) == 2 {
 				port = args[1]
+				if n, err := strconv.Atoi(port); err == nil && (n < 1 || n > 65535) {
+					return command.Usagef("port %q: want 1-65535 or a container port's name", port)
+				}
 			}
 			return runDiagnosticsPolicy(cmd.Context(), o, name, port, cmd.OutOrStdout())
 		},

@@ -74,7 +74,10 @@ func runIdentityShow(ctx context.Context, o *identityShowOptions, name string, s
 // its remaining life counted from now.
 func printIdentity(w io.Writer, format, pod string, id proxyIdentity, now time.Time) error {
 	if structured(format) {
-		return writeStructured(w, format, id)
+		return writeStructured(w, format, struct {
+			Pod string `json:"pod"`
+			proxyIdentity
+		}{pod, id})
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "Pod:\t%s\n", pod)

@@ -37,7 +37,7 @@ var outputFixtures = map[string]func(w, warn io.Writer, format string) error{
 			{Namespace: "shop", Kind: "deployment", Name: "idle", Meshed: 1, Pods: 2, SuccessRate: math.NaN(), P50: math.NaN(), P95: math.NaN(), P99: math.NaN(), Bounds: bounds,
 				Errors: []string{"pod shop/idle-1: no proxy"}},
 		}
-		return printStat(w, warn, format, rows, true)
+		return printStat(w, warn, format, rows, true, false)
 	},
 	"edges": func(w, _ io.Writer, format string) error {
 		return printEdges(w, format, []proxystats.Edge{

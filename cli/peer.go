@@ -192,8 +192,9 @@ type resolvedPeers struct {
 	authority string
 }
 
-// resolve reads the flags; ns is the target's namespace.
-func (p *peerFlags) resolve(ctx context.Context, client kubernetes.Interface, ns string) (resolvedPeers, error) {
+// resolve reads the flags; ns is the target's namespace, controlNS the
+// control plane's (whose settings say the cluster's domain).
+func (p *peerFlags) resolve(ctx context.Context, client kubernetes.Interface, ns, controlNS string) (resolvedPeers, error) {
 	r := resolvedPeers{authority: p.authority}
 	var err error
 	if p.to != "" {
@@ -201,7 +202,7 @@ func (p *peerFlags) resolve(ctx context.Context, client kubernetes.Interface, ns
 		if toNS == "" {
 			toNS = ns
 		}
-		if r.to, err = resolvePeer(ctx, client, "--to", p.to, toNS, clusterDomainOf(ctx, client), toNS == ns); err != nil {
+		if r.to, err = resolvePeer(ctx, client, "--to", p.to, toNS, clusterDomainOf(ctx, client, controlNS), toNS == ns); err != nil {
 			return r, err
 		}
 	}
@@ -270,8 +271,8 @@ func (r resolvedPeers) tapEvent(e tapstream.Event) bool {
 
 // clusterDomainOf is the cluster's DNS domain as install recorded it, else
 // the default.
-func clusterDomainOf(ctx context.Context, client kubernetes.Interface) string {
-	inst, err := readInstalled(ctx, client, meshnames.Namespace)
+func clusterDomainOf(ctx context.Context, client kubernetes.Interface, controlNS string) string {
+	inst, err := readInstalled(ctx, client, controlNS)
 	if err == nil {
 		if d := inst.kept["cluster-domain"]; d != "" {
 			return d

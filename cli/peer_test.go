@@ -75,7 +75,7 @@ func TestPeersMatchExactly(t *testing.T) {
 			[]proxystats.Series{out("web:8080", "", "")},
 			[]proxystats.Series{out("web:80", "", "")}},
 	} {
-		r, err := tc.flags.resolve(ctx, client, "demo")
+		r, err := tc.flags.resolve(ctx, client, "demo", "meshctl")
 		if tc.flags.toNamespace == "other" {
 			if err == nil || !strings.Contains(err.Error(), "not found") {
 				t.Errorf("%+v: %v, want the Deployment not found", tc.flags, err)
@@ -117,15 +117,15 @@ func TestPeersMatchExactly(t *testing.T) {
 		"sa/a b":       "no Kubernetes name",
 		"SA/..":        "no Kubernetes name",
 	} {
-		if _, err := (&peerFlags{to: value}).resolve(ctx, client, "demo"); err == nil || !strings.Contains(err.Error(), want) {
+		if _, err := (&peerFlags{to: value}).resolve(ctx, client, "demo", "meshctl"); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("--to %s: %v, want %q", value, err, want)
 		}
 	}
-	if _, err := (&peerFlags{from: "svc/web"}).resolve(ctx, client, "demo"); err == nil || !strings.Contains(err.Error(), "sends no requests") {
+	if _, err := (&peerFlags{from: "svc/web"}).resolve(ctx, client, "demo", "meshctl"); err == nil || !strings.Contains(err.Error(), "sends no requests") {
 		t.Errorf("--from svc/web: %v", err)
 	}
 	// Another namespace's Service: its bare name is the caller's own.
-	other, err := (&peerFlags{to: "svc/web", toNamespace: "shop"}).resolve(ctx, client, "demo")
+	other, err := (&peerFlags{to: "svc/web", toNamespace: "shop"}).resolve(ctx, client, "demo", "meshctl")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -144,7 +144,7 @@ func runRoutes(ctx context.Context, o *routesOptions, name string, stdout, stder
 	if err := sampleWindow(ctx, client, resources, o.window, stderr); err != nil {
 		return err
 	}
-	target, err := resolvePeer(ctx, client, "--to", "svc/"+name, ns, clusterDomainOf(ctx, client), true)
+	target, err := resolvePeer(ctx, client, "--to", "svc/"+name, ns, clusterDomainOf(ctx, client, o.kube.controlNS()), true)
 	if err != nil {
 		return err
 	}

@@ -42,10 +42,10 @@ func newStatCommand(g *globalOptions) *cobra.Command {
 		Use:   "stat TYPE [NAME]",
 		Short: "Success rate, request rate, latency and connections per resource",
 		Long: `Show, per resource (deploy, pod, ns, svc), how many of its pods are meshed and what
-its proxies served over a time window: success rate, requests per second,
-latency percentiles and open TCP connections. It reads the proxies' own counters
-and histograms through the API server (pods/proxy, with your credentials) at the
-window's start and end; no Prometheus is needed. Latency percentiles are the
+its proxies served lately: success rate, requests per second, latency
+percentiles and open TCP connections. It reads the proxies' own counters and
+histograms through the API server (pods/proxy, with your credentials); no
+Prometheus is needed. Latency percentiles are the
 upper bound of the histogram bucket that holds them (≤ that many ms).
 
 Without -t it answers at once for the last minute, as the proxies keep it
@@ -78,7 +78,7 @@ Without --to it counts the requests the resources' pods receive.
 	o.kube.addNamespaceFlag(f, "namespace of the resources (default: the context's)")
 	f.BoolVarP(&o.allNamespaces, "all-namespaces", "A", false, "resources in every namespace")
 	addSelectorFlag(f, &o.selector)
-	f.DurationVarP(&o.window, "time-window", "t", 10*time.Second, "measure a window of this length (with -w: each time); without -t and -w: the proxies' last minute, at once")
+	f.DurationVarP(&o.window, "time-window", "t", 10*time.Second, "measure a window of this length (with -w: each time; the default is for -w); without -t or -w: the proxies' last minute, at once")
 	f.BoolVarP(&o.watch, "watch", "w", false, "measure again and again, printing each window's figures (Ctrl-C stops)")
 	o.peers.addFlags(f, true)
 	addOutputFlag(f, &o.output, "the namespace and the request count")
@@ -92,13 +92,13 @@ func runStat(ctx context.Context, o *statOptions, args []string, stdout, stderr 
 	if err != nil {
 		return err
 	}
-	peers, err := o.peers.resolve(ctx, client, o.kube.defaultNamespace())
+	peers, err := o.peers.resolve(ctx, client, o.kube.defaultNamespace(), o.kube.controlNS())
 	if err != nil {
 		return err
 	}
 	if o.lastMinute {
 		if rows, ok := lastMinute(ctx, client, resources, peers, stderr); ok {
-			return printStat(stdout, stderr, o.output, rows, o.allNamespaces)
+			return printStat(stdout, stderr, o.output, rows, o.allNamespaces, false)
 		}
 		fmt.Fprintln(stderr, "some proxies keep no window of their last minute (older than this meshctl): measuring one")
 	}
@@ -128,7 +128,7 @@ func runStat(ctx context.Context, o *statOptions, args []string, stdout, stderr 
 		if o.watch && !structured(o.output) {
 			fmt.Fprintf(stdout, "\n%s\n", time.Now().Format(time.TimeOnly))
 		}
-		if err := printStat(stdout, stderr, o.output, rows, o.allNamespaces); err != nil || !o.watch {
+		if err := printStat(stdout, stderr, o.output, rows, o.allNamespaces, o.watch); err != nil || !o.watch {
 			return err
 		}
 		// The next window starts where this one ended.
@@ -209,7 +209,7 @@ func runEdges(ctx context.Context, o *edgesOptions, args []string, stdout, stder
 	if err != nil {
 		return err
 	}
-	peers, err := o.peers.resolve(ctx, client, o.kube.defaultNamespace())
+	peers, err := o.peers.resolve(ctx, client, o.kube.defaultNamespace(), o.kube.controlNS())
 	if err != nil {
 		return err
 	}
@@ -235,12 +235,14 @@ func runEdges(ctx context.Context, o *edgesOptions, args []string, stdout, stder
 
 // printStat prints stat's rows in format (-o), with a NAMESPACE column
 // when allNamespaces (-A); warnings go to warn.
-func printStat(w, warn io.Writer, format string, rows []proxystats.Row, allNamespaces bool) error {
-	switch format {
-	case outputJSON:
+func printStat(w, warn io.Writer, format string, rows []proxystats.Row, allNamespaces, watch bool) error {
+	switch {
+	case format == outputJSON:
 		return writeJSON(w, rows)
-	case outputYAML:
-		return writeYAMLDocument(w, rows) // -w: one document a window
+	case format == outputYAML && watch:
+		return writeYAMLDocument(w, rows) // one document a window
+	case format == outputYAML:
+		return writeYAML(w, rows)
 	}
 	return proxystats.WriteTable(w, warn, rows, proxystats.TableOptions{Namespace: allNamespaces, Wide: format == outputWide})
 }

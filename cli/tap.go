@@ -36,7 +36,7 @@ func (o *tapOptions) addFlags(cmd *cobra.Command, g *globalOptions) {
 	f := cmd.Flags()
 	o.kube.use(g)
 	o.kube.addNamespaceFlag(f, "namespace of the target (default: the context's)")
-	f.BoolVarP(&o.allNamespaces, "all-namespaces", "A", false, "with ns: every namespace")
+	f.BoolVarP(&o.allNamespaces, "all-namespaces", "A", false, "every namespace (with ns, or with a TYPE and no NAME)")
 	addSelectorFlag(f, &o.selector)
 	o.peers.addFlags(f, true)
 	f.StringVar(&o.path, "path", "", "only requests whose path starts with this")
@@ -47,7 +47,7 @@ func (o *tapOptions) addFlags(cmd *cobra.Command, g *globalOptions) {
 // filter is what the proxies are asked to send, and checked again here.
 func (o *tapOptions) filter(ctx context.Context, client kubernetes.Interface) (tapstream.Filter, error) {
 	f := tapstream.Filter{Path: o.path, Method: o.method, MaxRPS: o.maxRPS}
-	peers, err := o.peers.resolve(ctx, client, o.kube.defaultNamespace())
+	peers, err := o.peers.resolve(ctx, client, o.kube.defaultNamespace(), o.kube.controlNS())
 	if err != nil {
 		return f, err
 	}

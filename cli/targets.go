@@ -89,10 +89,15 @@ func resolveTarget(ctx context.Context, kube *kubeOptions, all bool, selector st
 		return nil, "", nil, err
 	}
 	if len(resources) == 0 {
+		what := kind
 		if selector != "" {
-			return nil, "", nil, command.NotFound(fmt.Errorf("no %s with labels %s found in %s", kind, selector, nsOrAll(ns)))
+			what += " with labels " + selector
 		}
-		return nil, "", nil, fmt.Errorf("no %s found in %s", kind, nsOrAll(ns))
+		hint := ""
+		if ns != "" {
+			hint = " (-n NAMESPACE or -A to look elsewhere)"
+		}
+		return nil, "", nil, command.NotFound(fmt.Errorf("no %s found in %s%s", what, nsOrAll(ns), hint))
 	}
 	return client, kind, resources, nil
 }

@@ -35,7 +35,7 @@ sampled and scaled by what the proxies report they dropped.
 
 On a terminal it runs full screen: keys c, b, w, s and p sort by count, best,
 worst, success rate and path; q quits. When standard output is not a terminal,
-or with --once, it collects for --duration and prints once (-o table or json):
+or with --once, it collects for --duration and prints once (-o table, wide, json or yaml):
 what scripts and tests use.
 
 It shows the requests the target's pods receive, or with --to those they send.
@@ -50,6 +50,9 @@ It shows the requests the target's pods receive, or with --to those they send.
 			}
 			if o.duration <= 0 {
 				return command.Usagef("--duration must be above zero")
+			}
+			if cmd.Flags().Changed("output") && !o.once && isTerminal(cmd.OutOrStdout()) {
+				return command.Usagef("-o is for --once (on a terminal, top shows its live view)")
 			}
 			if err := o.tap.peers.validate(); err != nil {
 				return err

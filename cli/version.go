@@ -6,9 +6,11 @@ import (
 	"io"
 
 	"github.com/spf13/cobra"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshctl/meshctl/install"
+	"github.com/meshctl/meshctl/internal/command"
 	"github.com/meshctl/meshctl/internal/meshnames"
 	"github.com/meshctl/meshctl/internal/version"
 )
@@ -47,10 +49,14 @@ func newVersionCommand(g *globalOptions) *cobra.Command {
 
 func runVersion(ctx context.Context, o *versionOptions, stdout io.Writer) error {
 	v := versions{Client: version.Version}
+	var err error
 	if !o.clientOnly {
-		v.ControlPlane = controlPlaneVersion(ctx, &o.kube, o.kube.controlNS())
+		v.ControlPlane, err = controlPlaneVersion(ctx, &o.kube, o.kube.controlNS())
 	}
-	return writeVersions(stdout, o.output, v)
+	if werr := writeVersions(stdout, o.output, v); werr != nil {
+		return werr
+	}
+	return err
 }
 
 func writeVersions(w io.Writer, format string, v versions) error {
@@ -65,18 +71,22 @@ func writeVersions(w io.Writer, format string, v versions) error {
 }
 
 // controlPlaneVersion reads the controller Deployment's version label, or
-// says why it cannot.
-func controlPlaneVersion(ctx context.Context, kube *kubeOptions, ns string) string {
+// says why it cannot: with an error when the cluster cannot be read (exit
+// status 1) or has no control plane (3).
+func controlPlaneVersion(ctx context.Context, kube *kubeOptions, ns string) (string, error) {
 	kc, err := kube.clients()
 	if err != nil {
-		return "unavailable (" + err.Error() + ")"
+		return "unavailable", fmt.Errorf("the control plane's version: %w", err)
 	}
 	d, err := kc.typed.AppsV1().Deployments(ns).Get(ctx, meshnames.ServiceName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return "not installed", command.NotFound(fmt.Errorf("no control plane in namespace %s (Deployment %s): not installed, or --control-plane-namespace", ns, meshnames.ServiceName))
+	}
 	if err != nil {
-		return "unavailable (" + err.Error() + ")"
+		return "unavailable", fmt.Errorf("the control plane's version: %w", err)
 	}
 	if v := d.Labels[install.VersionLabel]; v != "" {
-		return v
+		return v, nil
 	}
-	return "unknown (the Deployment has no " + install.VersionLabel + " label)"
+	return "unknown (the Deployment has no " + install.VersionLabel + " label)", nil
 }

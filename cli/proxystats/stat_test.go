@@ -263,3 +263,18 @@ func TestStatOverThePodsOwnWindows(t *testing.T) {
 		t.Errorf("over a window of stat's own (10 s): %v requests/s in %v s, want 9 in 10", rows[0].RPS, rows[0].WindowSeconds)
 	}
 }
+
+// TestParseReadsTheWindow: a windowed exposition's metrics_window_seconds
+// is the sample's window; a cumulative one has none.
+func TestParseReadsTheWindow(t *testing.T) {
+	cumulative := "# TYPE response_total counter\n" +
+		`response_total{authority="web:80",classification="success",direction="inbound",status_code="200",tls="true"} 7` + "\n"
+	s, err := Parse(strings.NewReader("# TYPE metrics_window_seconds gauge\nmetrics_window_seconds 58.5\n" + cumulative))
+	if err != nil || s.Window != 58.5 {
+		t.Errorf("windowed: window %v, %v; want 58.5", s.Window, err)
+	}
+	s, err = Parse(strings.NewReader(cumulative))
+	if err != nil || s.Window != 0 {
+		t.Errorf("cumulative: window %v, %v; want 0", s.Window, err)
+	}
+}
