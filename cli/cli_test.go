@@ -298,3 +298,15 @@ func TestCompletionOffersValuesAndTypes(t *testing.T) {
 		}
 	}
 }
+
+// TestVersionClientNeedsNoCluster: version --client never connects; its
+// JSON has the client's version only.
+func TestVersionClientNeedsNoCluster(t *testing.T) {
+	out, _, err := run(t, "", "version", "--client", "-o", "json", "--kubeconfig", nowhere(t))
+	if err != nil || !strings.Contains(out, `"client_version"`) || strings.Contains(out, "control_plane") {
+		t.Errorf("version --client -o json: %v\n%s", err, out)
+	}
+	if _, _, err := run(t, "", "version", "--kubeconfig", nowhere(t)); command.ExitStatus(err) != command.ExitFailure {
+		t.Errorf("version with no cluster to read: %v, want exit status 1", err)
+	}
+}

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -33,5 +35,54 @@ func TestClientsShareOneConnection(t *testing.T) {
 	_, err = (&kubeOptions{}).clients()
 	if err == nil || !strings.Contains(err.Error(), "pass --kubeconfig") {
 		t.Errorf("no kubeconfig: %v, want a hint", err)
+	}
+}
+
+// TestRootFlagsReachEveryCommand: --kubeconfig, --context and
+// --control-plane-namespace are the root's, given before or after the
+// command's name, and each command connects with them.
+func TestRootFlagsReachEveryCommand(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(path, []byte(`apiVersion: v1
+kind: Config
+clusters: [{name: a, cluster: {server: "https://127.0.0.1:1"}}, {name: b, cluster: {server: "https://127.0.0.2:2"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: ctx-a, context: {cluster: a, user: u}}, {name: ctx-b, context: {cluster: b, user: u, namespace: shop}}]
+current-context: ctx-a
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"--kubeconfig", path, "--context", "ctx-b", "--control-plane-namespace", "mesh-system", "stat", "deploy"},
+		{"stat", "deploy", "--kubeconfig", path, "--context", "ctx-b", "--control-plane-namespace", "mesh-system"},
+	} {
+		root := NewRootCommand()
+		cmd, rest, err := root.Find(args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.ParseFlags(rest); err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		// Only the root's flags reach a command's kubeOptions: read them
+		// back through the global options the command was built with.
+		g := &globalOptions{}
+		for _, name := range []string{"kubeconfig", "context", "control-plane-namespace"} {
+			if f := cmd.Flags().Lookup(name); f == nil {
+				t.Fatalf("%v: no --%s", args, name)
+			}
+		}
+		g.kubeconfig, _ = cmd.Flags().GetString("kubeconfig")
+		g.context, _ = cmd.Flags().GetString("context")
+		g.controlNS, _ = cmd.Flags().GetString("control-plane-namespace")
+		k := &kubeOptions{global: g}
+		cfg, err := k.restConfig()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Host != "https://127.0.0.2:2" || k.defaultNamespace() != "shop" || k.controlNS() != "mesh-system" || k.contextName() != "ctx-b" {
+			t.Errorf("%v: host %s, namespace %s, control plane %s, context %s; want ctx-b's cluster and namespace, mesh-system",
+				args, cfg.Host, k.defaultNamespace(), k.controlNS(), k.contextName())
+		}
 	}
 }

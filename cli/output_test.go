@@ -135,6 +135,7 @@ var fixturePolicy = api.InboundPolicy{
 		{Name: "shop/web-from-load", Port: 8080, PathPrefixes: []string{"/api", "/x\u202e\x1b[31m"}, Identities: []string{"spiffe://cluster.local/ns/shop/sa/load"}},
 		{Name: "shop/any-meshed", Port: 8080, Identities: []string{"*"}},
 		{Name: "shop/admin", Port: 7070, Identities: []string{"spiffe://cluster.local/ns/ops/sa/admin"}},
+		{Name: "shop/monitoring", PathPrefixes: []string{"/metrics"}, Identities: []string{"spiffe://cluster.local/ns/ops/sa/prometheus"}},
 	},
 	Probes:    []api.Probe{{Port: 8080, Path: "/healthz"}, {Port: 9090}},
 	RateLimit: 100,
@@ -153,16 +154,22 @@ func TestPolicyViewPerPort(t *testing.T) {
 	for _, p := range v.Ports {
 		got = append(got, fmt.Sprintf("%d:%d rules:%s:%d probes", p.Port, len(p.Rules), p.Default, len(p.Probes)))
 	}
-	if want := []string{"7070:1 rules::0 probes", "8080:2 rules::1 probes", "9090:0 rules:deny:1 probes"}; !slices.Equal(got, want) {
+	// shop/monitoring covers every port (port 0): no port is left to the default.
+	if want := []string{"7070:2 rules::0 probes", "8080:3 rules::1 probes", "9090:1 rules::1 probes"}; !slices.Equal(got, want) {
 		t.Errorf("ports %v, want %v", got, want)
 	}
 	for _, port := range []string{"http", "8080"} {
-		if v, err := policyView("shop/web-2", fixturePolicy, ports, port); err != nil || len(v.Ports) != 1 || v.Ports[0].Port != 8080 || len(v.Ports[0].Rules) != 2 {
+		if v, err := policyView("shop/web-2", fixturePolicy, ports, port); err != nil || len(v.Ports) != 1 || v.Ports[0].Port != 8080 || v.Ports[0].Name != "http" || len(v.Ports[0].Rules) != 3 {
 			t.Errorf("PORT %s: %+v, %v", port, v.Ports, err)
 		}
 	}
-	if v, err := policyView("shop/web-2", fixturePolicy, ports, "6000"); err != nil || len(v.Ports) != 1 || v.Ports[0].Default != "deny" {
-		t.Errorf("PORT 6000 (no container port, no rule): %+v, %v; want the default", v.Ports, err)
+	if v, err := policyView("shop/web-2", fixturePolicy, ports, "6000"); err != nil || len(v.Ports) != 1 || len(v.Ports[0].Rules) != 1 || v.Ports[0].Default != "" {
+		t.Errorf("PORT 6000 (no container port, no rule of its own): %+v, %v; want the every-port rule", v.Ports, err)
+	}
+	noAll := fixturePolicy
+	noAll.Rules = fixturePolicy.Rules[:3]
+	if v, err := policyView("shop/web-2", noAll, ports, "6000"); err != nil || len(v.Ports) != 1 || v.Ports[0].Default != "deny" {
+		t.Errorf("PORT 6000 without an every-port rule: %+v, %v; want the default", v.Ports, err)
 	}
 	if _, err := policyView("shop/web-2", fixturePolicy, ports, "grpc"); command.ExitStatus(err) != 3 {
 		t.Errorf("PORT grpc (no such name): %v, want not found", err)
