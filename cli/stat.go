@@ -272,6 +272,6 @@ func lastMinute(ctx context.Context, client kubernetes.Interface, resources []pr
 			}
 		}
 	}
-	fmt.Fprintln(progress, "the last minute, as the proxies keep it (-t 10s measures a window of its own)")
+	fmt.Fprintln(progress, "showing the last minute, as the proxies keep it; -t 10s measures a new window")
 	return proxystats.Stat(resources, 0, peers.series(proxystats.Inbound)), true
 }

@@ -80,7 +80,8 @@ type Filter func(Series) bool
 // Inbound counts what the resource's pods served.
 func Inbound(s Series) bool { return s.Direction == "inbound" }
 
-// Stat computes a row per resource over a window: the time between each
+// Stat computes a row per resource over a window (the kubelet's probes are
+// not counted: they are no client's requests): the time between each
 // pod's Start and End samples, or, when window is 0, the window each End
 // sample covers by itself (a proxy asked for its last minute).
 func Stat(resources []Resource, window time.Duration, keep Filter) []Row {
@@ -102,7 +103,7 @@ func Stat(resources []Resource, window time.Duration, keep Filter) []Row {
 			d := Delta(p.Start, p.End)
 			var requests float64
 			for s, n := range d.Responses {
-				if !keep(s) {
+				if !keep(s) || s.Authority == meshnames.ProbeAuthority {
 					continue
 				}
 				requests += n
@@ -116,7 +117,7 @@ func Stat(resources []Resource, window time.Duration, keep Filter) []Row {
 				row.WindowSeconds = max(row.WindowSeconds, p.End.Window)
 			}
 			for s, h := range d.Latency {
-				if keep(s) {
+				if keep(s) && s.Authority != meshnames.ProbeAuthority {
 					hist = add(hist, h)
 				}
 			}

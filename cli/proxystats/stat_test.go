@@ -244,12 +244,14 @@ func TestEdgesSayWhyAndAWindowForgetsWhatWasFixed(t *testing.T) {
 
 // TestStatOverThePodsOwnWindows: with no window of its own (0), stat
 // takes each pod's rate over the window its proxy kept: 60 requests in 60 s
-// and 30 in 30 s are 1 + 1 per second, not 90 over one window.
+// and 30 in 30 s are 1 + 1 per second, not 90 over one window. The
+// kubelet's probes (failing while a pod starts) are no client's requests.
 func TestStatOverThePodsOwnWindows(t *testing.T) {
 	ok := Series{Direction: "inbound", Authority: "web:80", Status: "200", Success: true}
 	failed := Series{Direction: "inbound", Authority: "web:80", Status: "500"}
 	sample := func(window, ok200, failed500 float64) *Sample {
-		return &Sample{Window: window, Responses: map[Series]float64{ok: ok200, failed: failed500}, Latency: map[Series]Histogram{}, OpenConns: map[string]float64{}}
+		probe := Series{Direction: "inbound", Authority: meshnames.ProbeAuthority, Status: "502"} // no client's: not counted
+		return &Sample{Window: window, Responses: map[Series]float64{ok: ok200, failed: failed500, probe: 4}, Latency: map[Series]Histogram{}, OpenConns: map[string]float64{}}
 	}
 	res := []Resource{{Kind: "deployment", Namespace: "shop", Name: "web", Pods: []*Pod{
 		{Namespace: "shop", Name: "web-1", Meshed: true, End: sample(60, 57, 3)},

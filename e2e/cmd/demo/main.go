@@ -116,8 +116,8 @@ func run(ctx context.Context, kubeconfig string, meshctl cli, anchorFile string,
 		return err
 	}
 	fmt.Fprintln(out, line)
-	fmt.Fprintln(out, `The proxies balance requests, not connections: the one keep-alive client
-reaches every web replica, and every hop (load → web → api over HTTP/1,
+	fmt.Fprintln(out, `The proxies balance requests, not connections: the one keep-alive client's
+requests are spread over the web replicas (the quickest get more), and every hop (load → web → api over HTTP/1,
 web → greeter over gRPC) is mutual TLS between the pods' proxies.`)
 	if err := meshctl.run(ctx, out, "check", "--proxy", "-n", "demo", "--timeout", "2m"); err != nil {
 		return err
