@@ -33,10 +33,10 @@ func TestExplainSaysWhatToDo(t *testing.T) {
 		{"no APIService", statusError(404, metav1.StatusReasonNotFound, "the server could not find the requested resource", nil), meshnames.AdminTap, []string{"is meshctl installed", "meshctl check"}},
 		{"aggregator down", statusError(503, metav1.StatusReasonServiceUnavailable, "service unavailable", nil), meshnames.AdminTap, []string{"is not available", "meshctl check"}},
 		{"the proxy waits for its policy", statusError(http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable,
-			meshnames.AdminProxyAnswered + "demo/web-1 answered 503 Service Unavailable: the proxy has not received its pod's inbound policy from the controller yet", pod),
+			meshnames.AdminProxyAnswered+"demo/web-1 answered 503 Service Unavailable: the proxy has not received its pod's inbound policy from the controller yet", pod),
 			meshnames.AdminPolicy, []string{"has not received its pod's inbound policy"}},
 		{"an older proxy", statusError(http.StatusNotFound, metav1.StatusReasonNotFound,
-			meshnames.AdminProxyAnswered + "demo/web-1 answered 404 Not Found: 404 page not found", pod),
+			meshnames.AdminProxyAnswered+"demo/web-1 answered 404 Not Found: 404 page not found", pod),
 			meshnames.AdminPolicy, []string{"older than this meshctl", "restart the pod"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
