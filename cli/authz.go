@@ -26,18 +26,20 @@ import (
 )
 
 type authzOptions struct {
-	kube   kubeOptions
-	window time.Duration
-	output string
+	kube     kubeOptions
+	window   time.Duration
+	output   string
+	selector string
 }
 
 func newAuthzCommand(g *globalOptions) *cobra.Command {
 	o := &authzOptions{}
 	cmd := &cobra.Command{
-		Use:   "authz TARGET",
+		Use:   "authz TARGET | TYPE -l SELECTOR",
 		Short: "Which authorization applies to a workload's ports, and what it decided",
-		Long: `Show, for the pods of TARGET (deploy/NAME, pod/NAME, svc/NAME), what decides who
-gets in on each port: the AuthorizationPolicies that select them (with their
+		Long: `Show, for the pods of TARGET (deploy/NAME, pod/NAME, svc/NAME; or a TYPE with
+-l: the pods of every such resource with those labels, taken together), what
+decides who gets in on each port: the AuthorizationPolicies that select them (with their
 paths and clients), or, on a port that none covers, the default inbound policy
 (and where it comes from: the pod's annotation, its namespace's, or install's
 --default-inbound-policy). Then what the proxies decided over the last -t (10s;
@@ -47,7 +49,8 @@ default:<policy>, probe, rate-limit, rate-limit-per-client).
 
 ` + command.ExitCodesHelp,
 		Example: `  meshctl authz deploy/web -n shop
-  meshctl authz deploy/web -n shop -t 0 -o json`,
+  meshctl authz deploy/web -n shop -t 0 -o json
+  meshctl authz pod -l app=web,version=v2 -n shop`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkOutput(o.output); err != nil {
@@ -64,6 +67,7 @@ default:<policy>, probe, rate-limit, rate-limit-per-client).
 	o.kube.addNamespaceFlag(f, "namespace of the target (default: the context's)")
 	f.DurationVarP(&o.window, "time-window", "t", 10*time.Second, "the decisions of this last window (0: since the proxies started, at once)")
 	addOutputFlag(f, &o.output, "")
+	addSelectorFlag(f, &o.selector)
 	cmd.ValidArgsFunction = completeTarget(&o.kube)
 	addCompletions(cmd, &o.kube)
 	return cmd
@@ -107,12 +111,19 @@ type authzRate struct {
 }
 
 func runAuthz(ctx context.Context, o *authzOptions, args []string, stdout, stderr io.Writer) error {
-	client, kind, resources, err := resolveTarget(ctx, &o.kube, false, "", args)
+	kind, name, err := parseTarget(args)
 	if err != nil {
 		return err
 	}
 	if kind == "namespace" {
-		return command.Usagef("authz takes a workload: deploy/NAME, pod/NAME or svc/NAME")
+		return command.Usagef("authz takes a workload: deploy/NAME, pod/NAME or svc/NAME (or a TYPE with -l)")
+	}
+	if name == "" && o.selector == "" {
+		return command.Usagef("give a NAME (%s/NAME) or -l SELECTOR", kind)
+	}
+	client, _, resources, err := resolveTarget(ctx, &o.kube, false, o.selector, args)
+	if err != nil {
+		return err
 	}
 	kc, err := o.kube.clients()
 	if err != nil {

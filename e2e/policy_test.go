@@ -224,6 +224,25 @@ func TestPolicyOnTheCluster(t *testing.T) {
 			decided[authz+"/server-from-client"] != [2]float64{50, 100} || decided["probe"][0] == 0 {
 			t.Errorf("authz deploy/server: %+v, want deny from the namespace, port 8080 decided by server-from-client (50 allowed, 100 denied: the intruder's and the unmeshed pod's), probes allowed", report)
 		}
+		// The same pods chosen by their labels (-l) get the same answer on
+		// what decides; labels no pod has are not found (exit 3).
+		bySelector, _ := meshctl(t, false, "authz", "pod", "-l", "app=server", "-n", authz, "-t", "0", "-o", "json")
+		var selected struct {
+			Default struct{ Policy string }
+			Ports   []struct {
+				Port     int
+				Policies []string
+			}
+		}
+		if err := json.Unmarshal([]byte(bySelector), &selected); err != nil {
+			t.Fatalf("authz pod -l app=server -o json: %v\n%s", err, bySelector)
+		}
+		if selected.Default.Policy != "deny" || len(selected.Ports) != 1 || selected.Ports[0].Port != 8080 || !slices.Equal(selected.Ports[0].Policies, []string{authz + "/server-from-client"}) {
+			t.Errorf("authz pod -l app=server: %s, want what authz deploy/server said of the default and port 8080", bySelector)
+		}
+		if _, err := meshctl(t, true, "authz", "pod", "-l", "app=nothing", "-n", authz); err == nil || !strings.Contains(err.Error(), "exit status 3") {
+			t.Errorf("authz pod -l app=nothing: %v, want exit status 3", err)
+		}
 		// The kubelet's probes still pass: the server pods stayed Ready.
 		pods, err := cluster.client.CoreV1().Pods(authz).List(context.Background(), metav1.ListOptions{LabelSelector: "app=server"})
 		if err != nil {
@@ -364,6 +383,34 @@ func toIsExact(t *testing.T, ns string) {
 	}
 	if _, err := meshctl(t, true, "stat", "deploy", "-n", ns, "-l", "app=nothing"); err == nil || !strings.Contains(err.Error(), "no deployment with labels app=nothing") {
 		t.Errorf("stat -l matching nothing: %v, want it said", err)
+	}
+	// -l on the other kinds: pods and Services by their own labels, a
+	// namespace by its (the API server's kubernetes.io/metadata.name).
+	names := func(args ...string) []string {
+		t.Helper()
+		out, _ := meshctl(t, false, append([]string{"stat"}, append(args, "-t", "1s", "-o", "json")...)...)
+		var rows []struct {
+			Namespace string `json:"namespace"`
+			Name      string `json:"name"`
+		}
+		if err := json.Unmarshal([]byte(out), &rows); err != nil {
+			t.Fatalf("stat %v -o json: %v\n%s", args, err, out)
+		}
+		var got []string
+		for _, r := range rows {
+			got = append(got, r.Name)
+		}
+		slices.Sort(got)
+		return got
+	}
+	if got := names("svc", "-n", ns, "-l", "app=web"); !slices.Equal(got, []string{"web-v1", "web-v2"}) {
+		t.Errorf("stat svc -l app=web: %v, want web-v1 and web-v2 (Service web has no labels)", got)
+	}
+	if got := names("pod", "-n", ns, "-l", "version=v1"); len(got) != 1 || !strings.HasPrefix(got[0], "web-v1-") {
+		t.Errorf("stat pod -l version=v1: %v, want web-v1's one pod", got)
+	}
+	if got := names("ns", "-A", "-l", "kubernetes.io/metadata.name="+ns); !slices.Equal(got, []string{ns}) {
+		t.Errorf("stat ns -A -l kubernetes.io/metadata.name=%s: %v, want that namespace alone", ns, got)
 	}
 }
 
