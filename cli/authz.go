@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -158,6 +159,9 @@ func runAuthz(ctx context.Context, o *authzOptions, args []string, stdout, stder
 		return err
 	}
 	r.rates(resources, o.window)
+	if r.Default.Policy == defaultUnknown && r.defaultFromProxies(resources) {
+		r.coverPorts()
+	}
 	return printAuthz(stdout, stderr, o.output, r)
 }
 
@@ -186,7 +190,13 @@ func defaultPolicyOf(ctx context.Context, client kubernetes.Interface, controlNS
 		slices.Sort(vals)
 		return authzDefault{Policy: strings.Join(vals, ","), Source: "the pods' annotation " + meshnames.DefaultPolicyAnnotation}, nil
 	}
+	// A user bound in one namespace may not read it (namespaces are
+	// cluster-scoped) nor the control plane's Deployment: then the default
+	// is unknown, and said so, rather than guessed.
 	n, err := client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+	if apierrors.IsForbidden(err) {
+		return authzDefault{Policy: defaultUnknown, Source: "namespace " + ns + " cannot be read (RBAC: get on namespaces; meshctl diagnostics policy POD shows what a proxy holds)"}, nil
+	}
 	if err != nil {
 		return authzDefault{}, fmt.Errorf("namespace %s: %w", ns, err)
 	}
@@ -194,17 +204,51 @@ func defaultPolicyOf(ctx context.Context, client kubernetes.Interface, controlNS
 		return authzDefault{Policy: v, Source: "namespace " + ns + "'s annotation " + meshnames.DefaultPolicyAnnotation}, nil
 	}
 	d, err := client.AppsV1().Deployments(controlNS).Get(ctx, meshnames.ServiceName, metav1.GetOptions{})
-	if err == nil {
-		for _, c := range d.Spec.Template.Spec.Containers {
-			for _, a := range c.Args {
-				if v, ok := strings.CutPrefix(a, "--default-inbound-policy="); ok {
-					return authzDefault{Policy: v, Source: "meshctl install --default-inbound-policy"}, nil
-				}
+	switch {
+	case apierrors.IsNotFound(err):
+		return authzDefault{Policy: meshnames.DefaultAllUnauthenticated, Source: "the mesh's default (no control plane in " + controlNS + ")"}, nil
+	case err != nil:
+		return authzDefault{Policy: defaultUnknown, Source: "install's --default-inbound-policy cannot be read: " + err.Error() + " (meshctl diagnostics policy POD shows what a proxy holds)"}, nil
+	}
+	for _, c := range d.Spec.Template.Spec.Containers {
+		for _, a := range c.Args {
+			if v, ok := strings.CutPrefix(a, "--default-inbound-policy="); ok {
+				return authzDefault{Policy: v, Source: "meshctl install --default-inbound-policy"}, nil
 			}
 		}
 	}
 	return authzDefault{Policy: meshnames.DefaultAllUnauthenticated, Source: "the mesh's default"}, nil
 }
+
+// defaultFromProxies takes the default from the proxies' own decisions
+// (their rule default:POLICY, since they started) when they agree on one,
+// and reports whether it did.
+func (r *authzReport) defaultFromProxies(resources []proxystats.Resource) bool {
+	seen := map[string]bool{}
+	for _, res := range resources {
+		for _, p := range res.Pods {
+			if p.End == nil {
+				continue
+			}
+			for d := range p.End.Decisions {
+				if v, ok := strings.CutPrefix(d.Rule, "default:"); ok {
+					seen[v] = true
+				}
+			}
+		}
+	}
+	if len(seen) != 1 {
+		return false
+	}
+	for v := range seen {
+		r.Default = authzDefault{Policy: v, Source: "the proxies' decisions (rule default:" + v + "; " + r.Default.Source + ")"}
+	}
+	return true
+}
+
+// defaultUnknown is the default inbound policy authz shows when the user
+// may not read where it comes from.
+const defaultUnknown = "unknown"
 
 // selectPolicies finds the AuthorizationPolicies of ns that select one of
 // the pods.

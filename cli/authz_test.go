@@ -114,3 +114,30 @@ func TestAuthzSaysWhatDecidesEachPort(t *testing.T) {
 		}
 	}
 }
+
+// TestAuthzTakesTheDefaultFromTheProxiesWhenItCannotReadIt: a user who may
+// not read where the default comes from gets the one the proxies decided by,
+// when they agree, and "unknown" when they do not.
+func TestAuthzTakesTheDefaultFromTheProxiesWhenItCannotReadIt(t *testing.T) {
+	pod := func(rules ...string) *proxystats.Pod {
+		s := &proxystats.Sample{Decisions: map[proxystats.Decision]float64{}}
+		for _, r := range rules {
+			s.Decisions[proxystats.Decision{Rule: r, Decision: "allow"}] = 1
+		}
+		return &proxystats.Pod{End: s}
+	}
+	for _, c := range []struct {
+		pods []*proxystats.Pod
+		want string
+	}{
+		{[]*proxystats.Pod{pod("probe", "default:deny"), pod("default:deny")}, "deny"},
+		{[]*proxystats.Pod{pod("default:deny"), pod("default:all-authenticated")}, defaultUnknown},
+		{[]*proxystats.Pod{pod("shop/by-name")}, defaultUnknown},
+	} {
+		r := &authzReport{Default: authzDefault{Policy: defaultUnknown, Source: "cannot be read"}}
+		r.defaultFromProxies([]proxystats.Resource{{Pods: c.pods}})
+		if r.Default.Policy != c.want {
+			t.Errorf("%+v: default %q, want %q", c.pods, r.Default.Policy, c.want)
+		}
+	}
+}

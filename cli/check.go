@@ -32,6 +32,9 @@ func (o *checkOptions) validate() error {
 	if o.timeout < 0 {
 		return errors.New("--timeout must not be negative")
 	}
+	if o.kube.namespace != "" && !o.proxy {
+		return errors.New("-n chooses the namespace of --proxy's pods: give --proxy too (the control plane's namespace is --control-plane-namespace)")
+	}
 	return nil
 }
 
@@ -44,7 +47,9 @@ func newCheckCommand(g *globalOptions) *cobra.Command {
 		Use:   "check",
 		Short: "Check that the mesh works, and say what to do when it does not",
 		Long: `Run grouped checks and print each as ✔ (passed), ‼ (warning) or × (failed), with a
-hint under every failure. The exit status is 0 only when nothing failed.
+hint under every failure, or ? when your RBAC does not let meshctl look (the
+API server's refusal names what is missing; the status line counts them). The
+exit status is 0 only when nothing failed.
 
   meshctl check --pre        before install: the cluster can run the mesh, you may install it
   meshctl check              the control plane: pods, control API, webhook, identity, versions;

@@ -234,6 +234,17 @@ func TestExitStatusesScriptsCanTrust(t *testing.T) {
 		{"diagnostics", "policy", "pod/web-1", "99999"},
 		{"diagnostics", "policy", "deploy/web"},
 		{"check", "--timeout", "-1s"},
+		{"check", "-n", "shop"},
+		{"upgrade", "-o", "wide"},
+		{"upgrade", "--identity-issuer-key-file", "k.pem"},
+		{"upgrade", "--trust-anchor-file", "a.pem"},
+		{"install", "-o", "table"},
+		{"install", "--timeout", "0s"},
+		{"dashboard", "--port", "-1"},
+		{"tap", "deploy/web", "--max-rps", "0"},
+		{"top", "deploy/web", "--sort", "bogus"},
+		{"top", "deploy/web", "--max-rps", "-5"},
+		{"identity", "show", "deploy/web"},
 	} {
 		root := NewRootCommand()
 		root.SetArgs(append(args, "--kubeconfig", kc))

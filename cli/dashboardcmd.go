@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/meshctl/meshctl/cli/dashboard"
+	"github.com/meshctl/meshctl/internal/command"
 	"github.com/meshctl/meshctl/internal/version"
 )
 
@@ -95,7 +96,7 @@ with Ctrl-C.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := o.validate(); err != nil {
-				return err
+				return command.Usage(err)
 			}
 			return runDashboard(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},

@@ -8,7 +8,10 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/meshctl/meshctl/internal/command"
 )
 
 type identityShowOptions struct {
@@ -36,7 +39,7 @@ meshctl-admin-viewer grants it), which relays to the proxy over mutual TLS.`,
 				return err
 			}
 			if kind != "pod" || name == "" {
-				return fmt.Errorf("give a pod: pod/NAME")
+				return command.Usagef("give a pod: pod/NAME")
 			}
 			return runIdentityShow(cmd.Context(), o, name, cmd.OutOrStdout())
 		},
@@ -57,6 +60,9 @@ func runIdentityShow(ctx context.Context, o *identityShowOptions, name string, s
 	client := kc.typed
 	ns := o.kube.defaultNamespace()
 	pod, err := client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return command.NotFound(fmt.Errorf("pod %s/%s not found", ns, name))
+	}
 	if err != nil {
 		return fmt.Errorf("pod %s/%s: %w", ns, name, err)
 	}

@@ -45,7 +45,9 @@ type installOptions struct {
 	skipPrune bool
 }
 
-func (o *installOptions) validate() error {
+// validateRun checks the flags of this run alone (not kept as settings),
+// before connecting.
+func (o *installOptions) validateRun() error {
 	switch o.output {
 	case "", "yaml", "json":
 	default:
@@ -53,6 +55,13 @@ func (o *installOptions) validate() error {
 	}
 	if o.timeout <= 0 {
 		return errors.New("--timeout must be above zero")
+	}
+	return nil
+}
+
+func (o *installOptions) validate() error {
+	if err := o.validateRun(); err != nil {
+		return err
 	}
 	if !meshnames.ValidDefaultPolicy(o.values.DefaultInboundPolicy) {
 		return fmt.Errorf("--default-inbound-policy %q: want %s, %s or %s", o.values.DefaultInboundPolicy,
@@ -168,6 +177,9 @@ func (o *installOptions) addFlags(f *pflag.FlagSet, g *globalOptions) {
 // command's), the settings an earlier install kept are reused for every
 // setting flag not given.
 func runInstall(ctx context.Context, o *installOptions, flags *pflag.FlagSet, stdout, stderr io.Writer) error {
+	if err := o.validateRun(); err != nil {
+		return command.Usage(err)
+	}
 	o.values.Namespace = o.kube.controlNS()
 	printOnly := o.dryRun || o.output != ""
 	diffOnly := o.upgrade && o.dryRun && o.output == ""

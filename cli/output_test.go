@@ -57,7 +57,7 @@ var outputFixtures = map[string]func(w, warn io.Writer, format string) error{
 			{Namespace: "shop", Pod: "load-1", Event: api.TapEvent{Type: api.TapStart, ID: 7, Time: at, Direction: "outbound", Method: "POST", Authority: "web.shop:80", Path: "/orders"}},
 			{Namespace: "shop", Pod: "load-1", Event: api.TapEvent{Type: api.TapEnd, ID: 7, Time: at, Status: 200, LatencyMs: 3.2, Bytes: 12, Endpoint: "10.244.0.7:8080",
 				ServerID: "spiffe://cluster.local/ns/shop/sa/web", TLS: &yes, Retries: 1}},
-			{Namespace: "shop", Pod: "load-1", Event: api.TapEvent{Type: api.TapEnd, ID: 8, Time: at, Status: 503, Endpoint: "203.0.113.5:80", Reason: "queue timeout"}},
+			{Namespace: "shop", Pod: "load-1", Event: api.TapEvent{Type: api.TapEnd, ID: 8, Time: at, Status: 503, Endpoint: "203.0.113.5:80", Reason: "all failing"}},
 			{Namespace: "shop", Pod: "load-1", Event: api.TapEvent{Type: api.TapDropped, Time: at, Count: 12}},
 		} {
 			if err := printTapEvent(context.Background(), w, format, names, e); err != nil {

@@ -123,6 +123,10 @@ func runRoutes(ctx context.Context, o *routesOptions, name string, stdout, stder
 		}
 	}
 	if len(routes) == 0 {
+		if structured(o.output) { // an empty list, for scripts
+			fmt.Fprintf(stderr, "No HTTPRoute names Service %s/%s as its parent: its requests go to its own endpoints.\n", ns, name)
+			return printRoutes(stdout, o.output, []*routeBackend{})
+		}
 		fmt.Fprintf(stdout, "No HTTPRoute names Service %s/%s as its parent: its requests go to its own endpoints.\n", ns, name)
 		return nil
 	}

@@ -154,7 +154,7 @@ type edgesOptions struct {
 func newEdgesCommand(g *globalOptions) *cobra.Command {
 	o := &edgesOptions{}
 	cmd := &cobra.Command{
-		Use:   "edges TYPE",
+		Use:   "edges TYPE [NAME]",
 		Short: "Who talks to whom, and whether it is secured",
 		Long: `List the edges out of the resources of a type (deploy, pod, ns, svc): source,
 destination, their namespaces, and SECURED ✔ when every request went over mutual
@@ -173,7 +173,8 @@ client without a proxy.
 
 --to TYPE/NAME keeps the edges to that resource (deploy/, sa/, ns/ or svc/, in
 the target's namespace unless --to-namespace; exact, as in stat), --authority
-HOST[:PORT] those to that authority.`,
+HOST[:PORT] those to that authority. The sources are the resources given, so
+edges takes no --from: name the source instead (edges deploy/load).`,
 		Example: `  meshctl edges deploy -n demo
   meshctl edges deploy -n demo -o wide -t 30s
   meshctl edges deploy -n demo -t 0 --to deploy/web`,

@@ -15,6 +15,7 @@ import (
 	"github.com/meshctl/meshctl/cli/proxystats"
 	"github.com/meshctl/meshctl/cli/tapstream"
 	"github.com/meshctl/meshctl/internal/adminclient"
+	"github.com/meshctl/meshctl/internal/command"
 	"github.com/meshctl/meshctl/internal/meshnames"
 )
 
@@ -42,6 +43,14 @@ func (o *tapOptions) addFlags(cmd *cobra.Command, g *globalOptions) {
 	f.StringVar(&o.path, "path", "", "only requests whose path starts with this")
 	f.StringVar(&o.method, "method", "", "only requests with this method")
 	f.IntVar(&o.maxRPS, "max-rps", 100, "at most this many requests a second from each proxy")
+}
+
+// validate checks the flags tap and top share, before connecting.
+func (o *tapOptions) validate() error {
+	if o.maxRPS <= 0 {
+		return command.Usagef("--max-rps %d: want at least 1", o.maxRPS)
+	}
+	return o.peers.validate()
 }
 
 // filter is what the proxies are asked to send, and checked again here.
@@ -140,9 +149,10 @@ a request starts, "rsp" when its response headers come, "end" when it ends,
 with identities, authority, path, status, latency and bytes; the "end" line
 also says where the request went (endpoint=, the identity it proved), whether
 the hop was mutual TLS (tls=), its retries, and, when a proxy answered it
-itself, why (reason=): the policy rule of a 403 or 429, no endpoints, queue
-timeout, a meshed TLS failure such as an identity mismatch, retry budget
-exhausted. -o wide adds the pods at both ends (src_pod=, dst_pod=: an inbound
+itself, why (reason=): the policy rule of a 403 or 429; for a 503 no
+endpoints, all failing (every endpoint ejected) or queue full, after the queue
+timeout (3s); request timeout (504); a meshed TLS failure such as an identity
+mismatch (502); retry budget exhausted. -o wide adds the pods at both ends (src_pod=, dst_pod=: an inbound
 request's client pod by its address, an outbound one's destination pod at its
 end; naming them lists pods in every namespace). -o json and -o yaml print the
 events as they come, one JSON line or YAML document each. With --to deploy/, sa/ or
@@ -163,7 +173,7 @@ and says how many it dropped beyond that.
 			if err := checkOutput(o.output); err != nil {
 				return err
 			}
-			if err := o.peers.validate(); err != nil {
+			if err := o.validate(); err != nil {
 				return err
 			}
 			return runTap(cmd.Context(), o, args, cmd.OutOrStdout(), cmd.ErrOrStderr())

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -54,7 +55,10 @@ It shows the requests the target's pods receive, or with --to those they send.
 			if cmd.Flags().Changed("output") && !o.once && isTerminal(cmd.OutOrStdout()) {
 				return command.Usagef("-o is for --once (on a terminal, top shows its live view)")
 			}
-			if err := o.tap.peers.validate(); err != nil {
+			if !slices.Contains(tapstream.SortKeys, o.sortBy) {
+				return command.Usagef("--sort %q: want one of %s", o.sortBy, strings.Join(tapstream.SortKeys, ", "))
+			}
+			if err := o.tap.validate(); err != nil {
 				return err
 			}
 			return runTop(cmd.Context(), o, args, cmd.OutOrStdout(), cmd.ErrOrStderr())
@@ -66,10 +70,10 @@ It shows the requests the target's pods receive, or with --to those they send.
 	f.DurationVar(&o.duration, "duration", 10*time.Second, "with --once (or no terminal): how long to collect")
 	addOutputFlag(f, &o.output, "")
 	f.Lookup("output").Usage = "with --once: " + f.Lookup("output").Usage
-	f.StringVar(&o.sortBy, "sort", "count", "count, best, worst, success or path")
+	f.StringVar(&o.sortBy, "sort", "count", strings.Join(tapstream.SortKeys, ", "))
 	cmd.ValidArgsFunction = completeTarget(&o.tap.kube)
 	addCompletions(cmd, &o.tap.kube)
-	_ = cmd.RegisterFlagCompletionFunc("sort", completeWords("count", "best", "worst", "success", "path"))
+	_ = cmd.RegisterFlagCompletionFunc("sort", completeWords(tapstream.SortKeys...))
 	return cmd
 }
 

@@ -2,6 +2,8 @@ package cli
 
 import (
 	"github.com/spf13/cobra"
+
+	"github.com/meshctl/meshctl/internal/command"
 )
 
 func newUpgradeCommand(g *globalOptions) *cobra.Command {
@@ -19,7 +21,8 @@ meshctl-install-settings of the control plane's namespace. Upgrade reuses every
 one of them that is not given again: a bare 'meshctl upgrade' changes only the
 version. A flag given replaces its setting from then on (--ha=false turns HA
 off). The images follow this meshctl's version unless --image-tag is given.
-The issuer, the trust roots and the webhook certificate are kept as they are.
+The issuer, the trust roots and the webhook certificate are kept as they are
+(the --identity-* flags are refused: 'meshctl identity' rotates them).
 
 What the new version no longer renders (the PodDisruptionBudget once --ha is
 off, say) is deleted: only objects labelled app.kubernetes.io/part-of=meshctl
@@ -39,10 +42,22 @@ digests), then what would be deleted. -o yaml|json prints the manifests.
   meshctl upgrade --default-inbound-policy all-authenticated`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			for _, name := range identityFlags {
+				if cmd.Flags().Changed(name) {
+					return command.Usagef("--%s: upgrade keeps the mesh's identity; change it without downtime with 'meshctl identity rotate-issuer' or 'meshctl identity rotate-trust-anchor'", name)
+				}
+			}
 			return runInstall(cmd.Context(), o, cmd.Flags(), cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
 	o.addFlags(cmd.Flags(), g)
+	for _, name := range identityFlags {
+		_ = cmd.Flags().MarkHidden(name)
+	}
 	cmd.Flags().Lookup("dry-run").Usage = "print what would change (diffs against the cluster) instead of changing it"
 	return cmd
 }
+
+// identityFlags are install's flags that bring or place the mesh's
+// identity: upgrade keeps it, so it refuses them.
+var identityFlags = []string{"identity-trust-anchors-file", "identity-issuer-certificate-file", "identity-issuer-key-file", "trust-anchor-file"}

@@ -85,6 +85,9 @@ func TestAdminAPIOnTheCluster(t *testing.T) {
 		if _, err := meshctl(t, false, "check", "--proxy", "-n", ns); err != nil {
 			t.Error(err)
 		}
+		if _, err := meshctl(t, true, "identity", "show", "pod/no-such-pod", "-n", ns); err == nil || !strings.Contains(err.Error(), "exit status 3") {
+			t.Errorf("identity show of a pod that does not exist: %v, want exit status 3 (not found)", err)
+		}
 	})
 
 	t.Run("a tap outlives the API server's request timeout", func(t *testing.T) {
@@ -129,6 +132,47 @@ func TestAdminAPIOnTheCluster(t *testing.T) {
 		_, err = adminclient.Do(context.Background(), sa.CoreV1().RESTClient(), ns, web, meshnames.AdminRenew)
 		if err = adminclient.Explain(err, meshnames.AdminRenew); err == nil || !strings.Contains(err.Error(), meshnames.AdminOperatorClusterRole) {
 			t.Errorf("a viewer renewing: %v, want a refusal naming %s", err, meshnames.AdminOperatorClusterRole)
+		}
+	})
+
+	t.Run("the README's bindings are enough for every read command", func(t *testing.T) {
+		kubeconfig := readmeUser(t, ns, "alice")
+		client := podsOf(t, ns, "app=client")[0]
+		commands := [][]string{
+			{"stat", "deploy/web", "-t", "1s"},
+			{"edges", "deploy", "-t", "0"},
+			{"authz", "deploy/web", "-t", "0", "-o", "json"},
+			{"routes", "svc/web", "-t", "1s", "-o", "json"},
+			{"top", "deploy/web", "--once", "--duration", "3s", "-o", "json"},
+			{"identity", "show", "pod/" + web},
+			{"diagnostics", "endpoints", "pod/" + client},
+			{"diagnostics", "policy", "pod/" + web},
+			{"diagnostics", "proxy-metrics", "pod/" + web},
+			{"check", "--proxy", "-n", ns, "--wait=false"},
+		}
+		eventually(t, "the bindings to take effect", 30*time.Second, func(ctx context.Context) error {
+			_, stderr, err := meshctlAs(t, kubeconfig, time.Minute, "identity", "show", "pod/"+web)
+			if err != nil {
+				return fmt.Errorf("%v: %s", err, stderr)
+			}
+			return nil
+		})
+		for _, args := range commands {
+			out, stderr, err := meshctlAs(t, kubeconfig, time.Minute, args...)
+			if err != nil || strings.Contains(strings.ToLower(stderr), "forbidden") {
+				t.Errorf("meshctl %s as a user bound as the README says: %v\n%s", strings.Join(args, " "), err, stderr)
+			}
+			if args[0] == "authz" && (!strings.Contains(out, `"policy": "all-unauthenticated"`) || !strings.Contains(out, "the proxies' decisions")) {
+				t.Errorf("authz by a user who may not read the controller's Deployment: want the default the proxies decided by, said so, not guessed:\n%s", out)
+			}
+			if args[0] == "check" && !strings.Contains(out, "? the control plane namespace exists") {
+				t.Errorf("check --proxy by a user who may not read the control plane: want its checks marked ?, not failed:\n%s", out)
+			}
+		}
+		// tap runs until interrupted: its requests are the proof.
+		out, stderr := meshctlWith(t, kubeconfig, 8*time.Second, "tap", "deploy/web")
+		if !strings.Contains(out, "src="+clientID) || strings.Contains(strings.ToLower(stderr), "forbidden") {
+			t.Errorf("tap as a user bound as the README says: no request from %s:\n%s\n%s", clientID, out, stderr)
 		}
 	})
 
@@ -183,6 +227,13 @@ func TestAdminAPIOnTheCluster(t *testing.T) {
 // it: tap runs until then) and returns its standard output and error.
 func meshctlWith(t *testing.T, kubeconfig string, d time.Duration, args ...string) (stdout, stderr string) {
 	t.Helper()
+	stdout, stderr, _ = meshctlAs(t, kubeconfig, d, args...)
+	return stdout, stderr
+}
+
+// meshctlAs is meshctlWith that also returns how the command ended.
+func meshctlAs(t *testing.T, kubeconfig string, d time.Duration, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
 	bin := filepath.Join(cluster.local.RepoDir, "bin", "meshctl")
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
@@ -191,9 +242,9 @@ func meshctlWith(t *testing.T, kubeconfig string, d time.Duration, args ...strin
 	cmd.WaitDelay = 5 * time.Second
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
+	err = cmd.Run()
 	t.Logf("meshctl %s: %v\n%s%s", strings.Join(args, " "), err, errb.String(), out.String())
-	return out.String(), errb.String()
+	return out.String(), errb.String(), err
 }
 
 // serviceAccountKubeconfig makes a ServiceAccount that may read pods and
@@ -223,6 +274,44 @@ func serviceAccountKubeconfig(t *testing.T, ns, name string) (string, *rest.Conf
 	if _, err := cluster.client.RbacV1().RoleBindings(ns).Create(ctx, binding, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	return tokenKubeconfig(t, ns, name)
+}
+
+// readmeUser makes a ServiceAccount bound in ns as the README's "Use it on
+// your own cluster" says a user of the read commands is (view, get on
+// pods/proxy, meshctl-admin-viewer) and returns a kubeconfig for it.
+func readmeUser(t *testing.T, ns, name string) string {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := cluster.client.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	bind(t, ns, name, "view")
+	role := &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Name: name + "-proxy-metrics"},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods/proxy"}, Verbs: []string{"get"}}},
+	}
+	if _, err := cluster.client.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	b := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: role.Name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: name, Namespace: ns}},
+	}
+	if _, err := cluster.client.RbacV1().RoleBindings(ns).Create(ctx, b, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	bind(t, ns, name, meshnames.AdminViewerClusterRole)
+	path, _ := tokenKubeconfig(t, ns, name)
+	return path
+}
+
+// tokenKubeconfig writes a kubeconfig with a token for the ServiceAccount
+// ns/name, its namespace the context's.
+func tokenKubeconfig(t *testing.T, ns, name string) (string, *rest.Config) {
+	t.Helper()
+	ctx := context.Background()
 	expiry := int64(3600)
 	tok, err := cluster.client.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name,
 		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &expiry}}, metav1.CreateOptions{})

@@ -8,6 +8,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/meshctl/meshctl/internal/meshnames"
+	"github.com/meshctl/meshctl/internal/policyapi"
 )
 
 // Names of the aggregated admin API's objects (package adminapi).
@@ -26,7 +27,8 @@ const (
 // adminAPIRBAC lets the controller read the front proxy's settings (the
 // built-in Role meshnames.AuthReaderRole, bound in kube-system), and defines
 // the two ClusterRoles users are bound to: meshnames.AdminViewerClusterRole (tap,
-// identity, destinations) and meshnames.AdminOperatorClusterRole (those, and
+// identity, destinations, policy; and reading AuthorizationPolicies and
+// HTTPRoutes, for authz and routes) and meshnames.AdminOperatorClusterRole (those, and
 // renew). The controller's SubjectAccessReviews come with its TokenReviews
 // (rbac). Bound in a namespace, a ClusterRole grants its pods only.
 func (v Values) adminAPIRBAC() []runtime.Object {
@@ -34,6 +36,13 @@ func (v Values) adminAPIRBAC() []runtime.Object {
 		APIGroups: []string{meshnames.AdminGroup},
 		Resources: []string{meshnames.AdminResource + "/" + meshnames.AdminTap, meshnames.AdminResource + "/" + meshnames.AdminIdentity, meshnames.AdminResource + "/" + meshnames.AdminDestinations, meshnames.AdminResource + "/" + meshnames.AdminPolicy},
 		Verbs:     []string{meshnames.VerbGet, meshnames.VerbWatch},
+	}
+	// What authz and routes read, which the built-in ClusterRole view
+	// does not aggregate: the mesh's policies and Gateway API routes.
+	readPolicy := rbacv1.PolicyRule{
+		APIGroups: []string{policyapi.Group, GatewayAPIGroup},
+		Resources: []string{policyapi.Resource, "httproutes", "grpcroutes"},
+		Verbs:     []string{meshnames.VerbGet, "list", meshnames.VerbWatch},
 	}
 	renew := rbacv1.PolicyRule{
 		APIGroups: []string{meshnames.AdminGroup},
@@ -50,12 +59,12 @@ func (v Values) adminAPIRBAC() []runtime.Object {
 		&rbacv1.ClusterRole{
 			TypeMeta:   typeMeta("rbac.authorization.k8s.io/v1", "ClusterRole"),
 			ObjectMeta: v.meta("", meshnames.AdminViewerClusterRole, nil),
-			Rules:      []rbacv1.PolicyRule{view},
+			Rules:      []rbacv1.PolicyRule{view, readPolicy},
 		},
 		&rbacv1.ClusterRole{
 			TypeMeta:   typeMeta("rbac.authorization.k8s.io/v1", "ClusterRole"),
 			ObjectMeta: v.meta("", meshnames.AdminOperatorClusterRole, nil),
-			Rules:      []rbacv1.PolicyRule{view, renew},
+			Rules:      []rbacv1.PolicyRule{view, readPolicy, renew},
 		},
 	}
 }

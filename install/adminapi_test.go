@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/meshctl/meshctl/internal/meshnames"
+	"github.com/meshctl/meshctl/internal/policyapi"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -89,6 +90,12 @@ func TestAdminAPIIsRegisteredAndGranted(t *testing.T) {
 		}
 		if got := grants(r.Rules, meshnames.AdminGroup, c.sub, c.verb); got != c.want {
 			t.Errorf("%s: %s %s = %v, want %v", c.role, c.verb, c.sub, got, c.want)
+		}
+	}
+	// authz and routes read policies and routes, which view does not grant.
+	for _, role := range []string{meshnames.AdminViewerClusterRole, meshnames.AdminOperatorClusterRole} {
+		if !grants(roles[role].Rules, policyapi.Group, policyapi.Resource, "list") || !grants(roles[role].Rules, GatewayAPIGroup, "httproutes", "list") {
+			t.Errorf("%s may not list AuthorizationPolicies and HTTPRoutes: %+v", role, roles[role].Rules)
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -26,7 +27,13 @@ const (
 	Warning Status = "warning"
 	Error   Status = "error"
 	Skipped Status = "skipped"
+	// Forbidden: the user's RBAC does not let the check look; it does not
+	// fail `meshctl check` (the status line counts them).
+	Forbidden Status = "forbidden"
 )
+
+// ForbiddenHint is the hint under a check the user may not run.
+const ForbiddenHint = "your RBAC does not allow this check (the detail names what it needs): a cluster admin's check covers it"
 
 // Env is what checks read.
 type Env struct {
@@ -125,7 +132,7 @@ func Run(ctx context.Context, env *Env, cats []Category, opts Options) []Result 
 				continue
 			}
 			err := runOne(ctx, env, c)
-			for err != nil && !cat.Settled && !isWarn(err) && !isNote(err) && time.Now().Before(deadline) && ctx.Err() == nil {
+			for err != nil && !cat.Settled && !isWarn(err) && !isNote(err) && !apierrors.IsForbidden(err) && time.Now().Before(deadline) && ctx.Err() == nil {
 				if opts.Progress != nil {
 					fmt.Fprintf(opts.Progress, "  waiting: %s: %v\n", c.Name, err)
 				}
@@ -142,6 +149,10 @@ func Run(ctx context.Context, env *Env, cats []Category, opts Options) []Result 
 				r.Status, r.Detail = OK, err.Error()
 			case isWarn(err):
 				r.Status, r.Detail, r.Hint = Warning, err.Error(), c.Hint
+			case apierrors.IsForbidden(err):
+				// The user may not look: not a failure of the mesh, and
+				// no reason to stop the checks the user may run.
+				r.Status, r.Detail, r.Hint = Forbidden, "cannot check: "+err.Error(), ForbiddenHint
 			default:
 				r.Status, r.Detail, r.Hint = Error, err.Error(), c.Hint
 				if c.Fatal {
@@ -183,7 +194,7 @@ func Passed(results []Result) bool {
 	return true
 }
 
-var symbols = map[Status]string{OK: "✔", Warning: "‼", Error: "×", Skipped: "-"}
+var symbols = map[Status]string{OK: "✔", Warning: "‼", Error: "×", Skipped: "-", Forbidden: "?"}
 
 // WriteTable prints the results grouped by category, with hints under failures.
 func WriteTable(w io.Writer, results []Result) error {
@@ -233,6 +244,15 @@ func (t *Table) Finish(results []Result) error {
 	status := "✔"
 	if !Passed(results) {
 		status = "×"
+	}
+	forbidden := 0
+	for _, r := range results {
+		if r.Status == Forbidden {
+			forbidden++
+		}
+	}
+	if forbidden > 0 {
+		status += fmt.Sprintf(" (%d of %d checks not run: your RBAC does not allow them)", forbidden, len(results))
 	}
 	if t.err == nil {
 		_, t.err = fmt.Fprintf(t.w, "\nStatus check results are %s\n", status)

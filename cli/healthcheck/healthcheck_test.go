@@ -5,10 +5,15 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -115,5 +120,35 @@ func TestPlaintextFinding(t *testing.T) {
 	got := plaintextFinding("demo/web-1", map[string]float64{"not_in_mesh": 2, "no_identity": 10})
 	if want := "demo/web-1: 12 plaintext connections into the cluster (no_identity 10, not_in_mesh 2)"; got != want {
 		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+// TestAForbiddenCheckIsNotAFailure: a check the user's RBAC does not let
+// look is shown as such (with what it needed), is not retried, stops
+// nothing even when fatal, does not fail check, and the status line counts
+// it; the checks after it run.
+func TestAForbiddenCheckIsNotAFailure(t *testing.T) {
+	tries, ran := 0, false
+	forbidden := apierrors.NewForbidden(schema.GroupResource{Resource: "namespaces"}, "meshctl", errors.New("no RBAC"))
+	cats := []Category{{Name: "c", Checks: []Check{
+		{Name: "may not look", Hint: "install it", Fatal: true, Run: func(context.Context, *Env) error {
+			tries++
+			return fmt.Errorf("the namespace: %w", forbidden)
+		}},
+		{Name: "runs anyway", Run: func(context.Context, *Env) error { ran = true; return nil }},
+	}}}
+	results := Run(context.Background(), &Env{}, cats, Options{Wait: 50 * time.Millisecond, RetryEvery: time.Millisecond})
+	if results[0].Status != Forbidden || results[0].Hint != ForbiddenHint || !strings.Contains(results[0].Detail, `cannot get resource`) && !strings.Contains(results[0].Detail, "forbidden") {
+		t.Errorf("the forbidden check: %+v, want status %s, the RBAC hint, the API server's words", results[0], Forbidden)
+	}
+	if tries != 1 || !ran || !Passed(results) {
+		t.Errorf("tried %d times (want 1), the next check ran: %v (want true), passed: %v (want true)", tries, ran, Passed(results))
+	}
+	var b bytes.Buffer
+	if err := WriteTable(&b, results); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "? may not look") || !strings.Contains(b.String(), "Status check results are ✔ (1 of 2 checks not run: your RBAC does not allow them)") {
+		t.Errorf("table:\n%s", b.String())
 	}
 }

@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -59,12 +60,15 @@ func routesAccepted(ctx context.Context, env *Env) error {
 		kind     string
 		required bool
 	}{{httpRoutes, "HTTPRoute", true}, {grpcRoutes, "GRPCRoute", false}} {
-		list, err := env.Dynamic.Resource(res.gvr).List(ctx, metav1.ListOptions{})
+		list, err := listVisible(ctx, env, res.gvr)
 		if apierrors.IsNotFound(err) {
 			if res.required {
 				return Notef("the Gateway API's HTTPRoute (v1) is not installed: no routes to check")
 			}
 			continue
+		}
+		if apierrors.IsForbidden(err) {
+			return fmt.Errorf("list %ss: %w", res.kind, err)
 		}
 		if err != nil {
 			return Warnf("cannot list %ss: %v", res.kind, err)
@@ -123,10 +127,23 @@ func routeFindings(name string, obj map[string]any) []string {
 	return out
 }
 
+// listVisible lists gvr in every namespace or, for a user who may not and
+// checks one namespace's proxies (check --proxy -n), in that namespace.
+func listVisible(ctx context.Context, env *Env, gvr schema.GroupVersionResource) (*unstructured.UnstructuredList, error) {
+	list, err := env.Dynamic.Resource(gvr).List(ctx, metav1.ListOptions{})
+	if apierrors.IsForbidden(err) && env.ProxyNamespace != "" {
+		return env.Dynamic.Resource(gvr).Namespace(env.ProxyNamespace).List(ctx, metav1.ListOptions{})
+	}
+	return list, err
+}
+
 func policiesSelectPods(ctx context.Context, env *Env) error {
-	list, err := env.Dynamic.Resource(policyapi.GroupVersionResource).List(ctx, metav1.ListOptions{})
+	list, err := listVisible(ctx, env, policyapi.GroupVersionResource)
 	if apierrors.IsNotFound(err) {
 		return Notef("the AuthorizationPolicy CRD is not installed (meshctl install adds it): no policies to check")
+	}
+	if apierrors.IsForbidden(err) {
+		return fmt.Errorf("list AuthorizationPolicies: %w", err)
 	}
 	if err != nil {
 		return Warnf("cannot list AuthorizationPolicies: %v", err)

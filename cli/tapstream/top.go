@@ -163,6 +163,9 @@ func (t *Top) Rows(sortBy string) []Row {
 	return out
 }
 
+// SortKeys are what Rows sorts by: the first is the default.
+var SortKeys = []string{"count", "best", "worst", "success", "path"}
+
 // WriteTable prints the rows as `meshctl top` does, their fields made
 // Printable: they come from the clients' requests.
 func WriteTable(w io.Writer, rows []Row) error {

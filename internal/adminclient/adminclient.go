@@ -109,6 +109,9 @@ func Available(ctx context.Context, api rest.Interface) (ok bool, why string, er
 		return false, "", errors.New("no REST client to read the APIService with")
 	}
 	raw, err := c.Get().AbsPath("/apis/apiregistration.k8s.io/v1/apiservices/" + meshnames.AdminAPIServiceName).DoRaw(ctx)
+	if apierrors.IsForbidden(err) {
+		return false, "", fmt.Errorf("APIService %s: you may not read it (RBAC: get on apiservices in apiregistration.k8s.io): %w", meshnames.AdminAPIServiceName, err)
+	}
 	if err != nil {
 		return false, "", err
 	}
