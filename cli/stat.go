@@ -217,21 +217,27 @@ func runEdges(ctx context.Context, o *edgesOptions, args []string, stdout, stder
 	if err := sampleWindow(ctx, client, resources, o.window, stderr); err != nil {
 		return err
 	}
+	keepWindow(resources, o.window, stderr)
+	return printEdges(stdout, o.output, proxystats.Edges(resources, peers.series(nil)))
+}
+
+// keepWindow leaves in each pod's End only what happened in the window
+// (between its two reads) when window is above zero, leaving out a pod not
+// read at its start; pods that could not be read are named on warn.
+func keepWindow(resources []proxystats.Resource, window time.Duration, warn io.Writer) {
 	for _, r := range resources {
 		for _, p := range r.Pods {
 			switch {
 			case p.Err != nil:
-				fmt.Fprintf(stderr, "warning: pod %s/%s: %v\n", p.Namespace, p.Name, p.Err)
-			case o.window > 0 && p.Start == nil && p.End != nil:
-				fmt.Fprintf(stderr, "warning: pod %s/%s: not read at the window's start: left out\n", p.Namespace, p.Name)
+				fmt.Fprintf(warn, "warning: pod %s/%s: %v\n", p.Namespace, p.Name, p.Err)
+			case window > 0 && p.Start == nil && p.End != nil:
+				fmt.Fprintf(warn, "warning: pod %s/%s: not read at the window's start: left out\n", p.Namespace, p.Name)
 				p.End = nil
-			case o.window > 0 && p.End != nil:
-				// The window only: what happened between the two reads.
+			case window > 0 && p.End != nil:
 				p.End, p.Start = proxystats.Delta(p.Start, p.End), nil
 			}
 		}
 	}
-	return printEdges(stdout, o.output, proxystats.Edges(resources, peers.series(nil)))
 }
 
 // printStat prints stat's rows in format (-o), with a NAMESPACE column

@@ -53,6 +53,27 @@ func TestTapSaysWhereAndWhy(t *testing.T) {
 		t.Errorf("end of a request with no endpoint: status %d, reason %q, endpoint %q", e.Status, e.Reason, e.Endpoint)
 	}
 
+	// A retry the budget does not allow: the failure, and why it was not retried.
+	nb, _ := failing(t, 1, 500)
+	np := serve(t, destination(t, "broke.shop:80", map[string]string{"retry.meshctl.io/budget-min-per-second": "0.001", "retry.meshctl.io/budget-ratio": "0.001"},
+		route(nb.addr, nil, &api.RouteRetry{Codes: []int{500}, Attempts: 2}), nb.addr), Config{Tap: hub})
+	if res, _ := get(t, np.url+"/"); res.StatusCode != 500 {
+		t.Fatalf("budget exhausted: status %d", res.StatusCode)
+	}
+	if e := tapEnd(t, sub); e.Status != 500 || e.Retries != 0 || e.Reason != "retry budget exhausted" {
+		t.Errorf("end of a request whose retry the budget refused: status %d, retries %d, reason %q", e.Status, e.Retries, e.Reason)
+	}
+
+	// A request that outlives its timeout: 504, and the reason.
+	sb := slow(t, 1, 2*time.Second)
+	sp := serve(t, destination(t, "slow.shop:80", nil, route(sb.addr, &api.RouteTimeouts{RequestMs: 100}, nil), sb.addr), Config{Tap: hub})
+	if res, _ := get(t, sp.url+"/"); res.StatusCode != 504 {
+		t.Fatalf("timeout: status %d", res.StatusCode)
+	}
+	if e := tapEnd(t, sub); e.Status != 504 || e.Reason != "request timeout" {
+		t.Errorf("end of a request that timed out: status %d, reason %q", e.Status, e.Reason)
+	}
+
 	// An application (not meshed) cannot speak for the mesh: its own
 	// meshctl-proxy-error header is no reason.
 	forger := newEcho(t, "forger", func(w http.ResponseWriter, r *http.Request) {
