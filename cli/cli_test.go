@@ -294,6 +294,9 @@ func TestCompletionOffersValuesAndTypes(t *testing.T) {
 		"stat ":                  {"deploy", "pod", "ns", "svc"},
 		"stat deploy --to ":      {"deploy/", "sa/", "ns/", "svc/"},
 		"tap deploy/web --from ": {"deploy/", "sa/", "ns/"},
+		"identity show ":         {"pod/"},
+		"routes ":                {"svc/"},
+		"diagnostics policy ":    {"pod/"},
 	} {
 		root := NewRootCommand()
 		var out strings.Builder
@@ -311,6 +314,10 @@ func TestCompletionOffersValuesAndTypes(t *testing.T) {
 			if !strings.Contains(out.String(), w+"\n") {
 				t.Errorf("completing %q: %q, want %q among them", args, out.String(), w)
 			}
+		}
+		// A command that takes one kind is offered that kind alone.
+		if len(want) == 1 && strings.HasSuffix(want[0], "/") && strings.Count(out.String(), "/\n") != 1 {
+			t.Errorf("completing %q: %q, want %q alone", args, out.String(), want[0])
 		}
 	}
 }

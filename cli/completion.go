@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"time"
 
@@ -85,24 +86,40 @@ func completeNamespaces(k *kubeOptions) completeFn {
 }
 
 // completeTarget offers a target's TYPE (deploy, pod, ns, svc), then its
-// names: TYPE/NAME in one word, or NAME as the second argument.
-func completeTarget(k *kubeOptions) completeFn {
+// names: TYPE/NAME in one word, or NAME as the second argument. Given
+// types, a command that takes one resource of those: only TYPE/ of them.
+func completeTarget(k *kubeOptions, types ...string) completeFn {
+	bare := len(types) == 0 // a TYPE alone is a target too
+	if bare {
+		types = []string{"deploy", "pod", "ns", "svc"}
+	}
 	return func(cmd *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+		allowed := func(t string) (string, bool) {
+			kind, err := resourceKind(t)
+			return kind, err == nil && slices.ContainsFunc(types, func(a string) bool { k, _ := resourceKind(a); return k == kind })
+		}
 		switch {
 		case len(args) == 0 && !strings.Contains(toComplete, "/"):
-			return []string{"deploy", "pod", "ns", "svc", "deploy/", "pod/", "ns/", "svc/"}, cobra.ShellCompDirectiveNoFileComp | cobra.ShellCompDirectiveNoSpace
+			var out []string
+			if bare {
+				out = append(out, types...)
+			}
+			for _, t := range types {
+				out = append(out, t+"/")
+			}
+			return out, cobra.ShellCompDirectiveNoFileComp | cobra.ShellCompDirectiveNoSpace
 		case len(args) == 0:
 			t, _, _ := strings.Cut(toComplete, "/")
-			kind, err := resourceKind(t)
-			if err != nil {
+			kind, ok := allowed(t)
+			if !ok {
 				return nil, cobra.ShellCompDirectiveNoFileComp
 			}
 			return prefixed(t+"/", withClient(cmd, k, func(ctx context.Context, c kubernetes.Interface) []string {
 				return namesOf(ctx, c, kind, k.defaultNamespace())
 			})), cobra.ShellCompDirectiveNoFileComp
 		case len(args) == 1 && !strings.Contains(args[0], "/"):
-			kind, err := resourceKind(args[0])
-			if err != nil {
+			kind, ok := allowed(args[0])
+			if !ok {
 				return nil, cobra.ShellCompDirectiveNoFileComp
 			}
 			return withClient(cmd, k, func(ctx context.Context, c kubernetes.Interface) []string {

@@ -83,7 +83,7 @@ admin.meshctl.io: the ClusterRole meshctl-admin-viewer grants it).`,
 	o.kube.use(g)
 	o.kube.addNamespaceFlag(cmd.Flags(), "the pod's namespace (default: the context's)")
 	addOutputFlag(cmd.Flags(), &o.output, "")
-	cmd.ValidArgsFunction = completeTarget(&o.kube)
+	cmd.ValidArgsFunction = completeTarget(&o.kube, "pod")
 	addCompletions(cmd, &o.kube)
 	return cmd
 }

@@ -67,7 +67,7 @@ grants it).`,
 	o.kube.use(g)
 	o.kube.addNamespaceFlag(cmd.Flags(), "namespace of the pod (default: the context's)")
 	addOutputFlag(cmd.Flags(), &o.output, "")
-	cmd.ValidArgsFunction = completeTarget(&o.kube)
+	cmd.ValidArgsFunction = completeTarget(&o.kube, "pod")
 	addCompletions(cmd, &o.kube)
 	return cmd
 }

@@ -47,7 +47,7 @@ meshctl-admin-viewer grants it), which relays to the proxy over mutual TLS.`,
 	o.kube.use(g)
 	o.kube.addNamespaceFlag(cmd.Flags(), "the pod's namespace (default: the context's)")
 	addOutputFlag(cmd.Flags(), &o.output, "")
-	cmd.ValidArgsFunction = completeTarget(&o.kube)
+	cmd.ValidArgsFunction = completeTarget(&o.kube, "pod")
 	addCompletions(cmd, &o.kube)
 	return cmd
 }

@@ -67,7 +67,7 @@ p50 latency (the upper bound of the histogram bucket holding it).
 	o.kube.addNamespaceFlag(f, "the Service's namespace (default: the context's)")
 	f.DurationVarP(&o.window, "time-window", "t", 10*time.Second, "how long to measure the backends")
 	addOutputFlag(f, &o.output, "")
-	cmd.ValidArgsFunction = completeTarget(&o.kube)
+	cmd.ValidArgsFunction = completeTarget(&o.kube, "svc")
 	addCompletions(cmd, &o.kube)
 	return cmd
 }
