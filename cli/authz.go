@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -176,19 +177,26 @@ func printAuthz(w, warn io.Writer, format string, r *authzReport) error {
 // defaultPolicyOf is the default inbound policy of the pods and where it
 // comes from: the pods' annotation, their namespace's, or install's.
 func defaultPolicyOf(ctx context.Context, client kubernetes.Interface, controlNS, ns string, pods []*corev1.Pod) (authzDefault, error) {
-	seen := map[string]bool{}
+	seen, unannotated := map[string]bool{}, 0
 	for _, p := range pods {
 		if v := p.Annotations[meshnames.DefaultPolicyAnnotation]; v != "" {
 			seen[v] = true
+		} else {
+			unannotated++
 		}
 	}
 	if len(seen) > 0 {
-		var vals []string
-		for v := range seen {
-			vals = append(vals, v)
+		source := "the pods' annotation " + meshnames.DefaultPolicyAnnotation
+		if unannotated > 0 { // the others' default comes from elsewhere
+			rest, err := defaultPolicyOf(ctx, client, controlNS, ns, nil)
+			if err != nil {
+				return authzDefault{}, err
+			}
+			seen[rest.Policy] = true
+			source = fmt.Sprintf("the annotation %s on %d of the %d pods; for the others, %s", meshnames.DefaultPolicyAnnotation, len(pods)-unannotated, len(pods), rest.Source)
 		}
-		slices.Sort(vals)
-		return authzDefault{Policy: strings.Join(vals, ","), Source: "the pods' annotation " + meshnames.DefaultPolicyAnnotation}, nil
+		vals := slices.Sorted(maps.Keys(seen))
+		return authzDefault{Policy: strings.Join(vals, ","), Source: source}, nil
 	}
 	// A user bound in one namespace may not read it (namespaces are
 	// cluster-scoped) nor the control plane's Deployment: then the default
@@ -241,7 +249,7 @@ func (r *authzReport) defaultFromProxies(resources []proxystats.Resource) bool {
 		return false
 	}
 	for v := range seen {
-		r.Default = authzDefault{Policy: v, Source: "the proxies' decisions (rule default:" + v + "; " + r.Default.Source + ")"}
+		r.Default = authzDefault{Policy: v, Source: "the proxies' decisions since they started (rule default:" + v + "; " + r.Default.Source + ")"}
 	}
 	return true
 }

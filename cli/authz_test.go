@@ -141,3 +141,22 @@ func TestAuthzTakesTheDefaultFromTheProxiesWhenItCannotReadIt(t *testing.T) {
 		}
 	}
 }
+
+// TestAuthzSaysWhenOnlySomePodsCarryTheDefault: -l can select pods of which
+// some carry the annotation: the others' default is shown beside it.
+func TestAuthzSaysWhenOnlySomePodsCarryTheDefault(t *testing.T) {
+	annotated := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "a", Namespace: "shop", Annotations: map[string]string{meshnames.DefaultPolicyAnnotation: meshnames.DefaultDeny}}}
+	plain := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "b", Namespace: "shop"}}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}
+	d, err := defaultPolicyOf(context.Background(), fake.NewClientset(ns), "meshctl", "shop", []*corev1.Pod{annotated, plain})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Policy != "all-unauthenticated,deny" || !strings.Contains(d.Source, "on 1 of the 2 pods") || !strings.Contains(d.Source, "no control plane in meshctl") {
+		t.Errorf("default %+v, want both values and where each comes from", d)
+	}
+	d, _ = defaultPolicyOf(context.Background(), fake.NewClientset(ns), "meshctl", "shop", []*corev1.Pod{annotated})
+	if d.Policy != "deny" || strings.Contains(d.Source, "others") {
+		t.Errorf("every pod annotated: %+v", d)
+	}
+}

@@ -49,7 +49,8 @@ func newCheckCommand(g *globalOptions) *cobra.Command {
 		Long: `Run grouped checks and print each as ✔ (passed), ‼ (warning) or × (failed), with a
 hint under every failure, or ? when your RBAC does not let meshctl look (the
 API server's refusal names what is missing; the status line counts them). The
-exit status is 0 only when nothing failed.
+exit status is 0 only when nothing failed; a ? fails a check of the whole mesh,
+not one scoped to a namespace (--proxy -n NS: it vouches for what you may read).
 
   meshctl check --pre        before install: the cluster can run the mesh, you may install it
   meshctl check              the control plane: pods, control API, webhook, identity, versions;
@@ -112,15 +113,18 @@ func runCheck(ctx context.Context, o *checkOptions, stdout, stderr io.Writer) er
 		opts.Progress, opts.Done = stderr, table.Add
 	}
 	results := healthcheck.Run(ctx, env, cats, opts)
+	// Scoped to a namespace's proxies, check vouches for what the user may
+	// read; of the whole mesh, a check it could not run has not passed.
+	scoped := o.kube.namespace != ""
 	if structured(o.output) {
-		err = writeStructured(stdout, o.output, healthcheck.NewReport(results))
+		err = writeStructured(stdout, o.output, healthcheck.NewReport(results, scoped))
 	} else {
-		err = table.Finish(results)
+		err = table.Finish(results, scoped)
 	}
 	if err != nil {
 		return err
 	}
-	if !healthcheck.Passed(results) {
+	if !healthcheck.Passed(results, scoped) {
 		return errChecksFailed
 	}
 	return nil

@@ -238,6 +238,8 @@ func TestExitStatusesScriptsCanTrust(t *testing.T) {
 		{"upgrade", "-o", "wide"},
 		{"upgrade", "--identity-issuer-key-file", "k.pem"},
 		{"upgrade", "--trust-anchor-file", "a.pem"},
+		{"upgrade", "--identity-trust-anchors-file", "a.pem"},
+		{"upgrade", "--identity-issuer-certificate-file", "i.pem"},
 		{"install", "-o", "table"},
 		{"install", "--timeout", "0s"},
 		{"dashboard", "--port", "-1"},
@@ -316,9 +318,18 @@ func TestCompletionOffersValuesAndTypes(t *testing.T) {
 			}
 		}
 		// A command that takes one kind is offered that kind alone.
-		if len(want) == 1 && strings.HasSuffix(want[0], "/") && strings.Count(out.String(), "/\n") != 1 {
+		if len(want) == 1 && strings.HasSuffix(want[0], "/") && !strings.HasPrefix(out.String(), want[0]+"\n:") {
 			t.Errorf("completing %q: %q, want %q alone", args, out.String(), want[0])
 		}
+	}
+	// Nor are names of another kind offered (no cluster is asked).
+	root := NewRootCommand()
+	var out strings.Builder
+	root.SetOut(&out)
+	root.SetErr(io.Discard)
+	root.SetArgs([]string{cobra.ShellCompRequestCmd, "identity", "show", "deploy/", "--kubeconfig", nowhere(t)})
+	if err := root.Execute(); err != nil || !strings.HasPrefix(out.String(), ":") {
+		t.Errorf("completing identity show deploy/: %q (%v), want nothing offered", out.String(), err)
 	}
 }
 

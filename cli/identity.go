@@ -249,10 +249,10 @@ func onIssuer(issuer *ca.KeyPair) func(proxyIdentity) bool {
 func finish(ctx context.Context, client kubernetes.Interface, ns, summary string, stdout io.Writer) error {
 	env := &healthcheck.Env{Client: client, Namespace: ns, Version: version.Version, Now: time.Now()}
 	results := healthcheck.Run(ctx, env, []healthcheck.Category{healthcheck.Identity(), healthcheck.Proxies()}, healthcheck.Options{Wait: time.Minute})
-	if err := healthcheck.WriteTable(stdout, results); err != nil {
+	if err := healthcheck.WriteTable(stdout, results, false); err != nil {
 		return err
 	}
-	if !healthcheck.Passed(results) {
+	if !healthcheck.Passed(results, false) {
 		return errChecksFailed
 	}
 	fmt.Fprintln(stdout, "✔ "+summary)

@@ -116,13 +116,13 @@ var outputFixtures = map[string]func(w, warn io.Writer, format string) error{
 			{Category: "proxies", Name: "every proxy is ready", Status: healthcheck.Error, Detail: "shop/web-2 is not ready", Hint: "kubectl logs -n shop web-2 -c mesh-proxy"},
 		}
 		if structured(format) {
-			return writeStructured(w, format, healthcheck.NewReport(results))
+			return writeStructured(w, format, healthcheck.NewReport(results, false))
 		}
 		table := healthcheck.NewTable(w)
 		for _, r := range results {
 			table.Add(r)
 		}
-		return table.Finish(results)
+		return table.Finish(results, false)
 	},
 	"version": func(w, _ io.Writer, format string) error {
 		return writeVersions(w, format, versions{Client: "v1.2.3", ControlPlane: "v1.2.2"})

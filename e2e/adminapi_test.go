@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -162,10 +163,13 @@ func TestAdminAPIOnTheCluster(t *testing.T) {
 			if err != nil || strings.Contains(strings.ToLower(stderr), "forbidden") {
 				t.Errorf("meshctl %s as a user bound as the README says: %v\n%s", strings.Join(args, " "), err, stderr)
 			}
-			if args[0] == "authz" && (!strings.Contains(out, `"policy": "all-unauthenticated"`) || !strings.Contains(out, "the proxies' decisions")) {
+			if slices.Contains(args, "json") && !json.Valid([]byte(out)) {
+				t.Errorf("meshctl %s: not JSON:\n%s", strings.Join(args, " "), out)
+			}
+			if args[0] == "authz" && (!strings.Contains(out, `"policy": "all-unauthenticated"`) || !strings.Contains(out, "the proxies' decisions") || strings.Contains(out, `"default": "unknown"`)) {
 				t.Errorf("authz by a user who may not read the controller's Deployment: want the default the proxies decided by, said so, not guessed:\n%s", out)
 			}
-			if args[0] == "check" && !strings.Contains(out, "? the control plane namespace exists") {
+			if args[0] == "check" && (!strings.Contains(out, "? the control plane namespace exists") || !strings.Contains(out, "Status check results are ‼ (")) {
 				t.Errorf("check --proxy by a user who may not read the control plane: want its checks marked ?, not failed:\n%s", out)
 			}
 		}

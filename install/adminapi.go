@@ -39,10 +39,15 @@ func (v Values) adminAPIRBAC() []runtime.Object {
 	}
 	// What authz and routes read, which the built-in ClusterRole view
 	// does not aggregate: the mesh's policies and Gateway API routes.
-	readPolicy := rbacv1.PolicyRule{
-		APIGroups: []string{policyapi.Group, GatewayAPIGroup},
-		Resources: []string{policyapi.Resource, "httproutes", "grpcroutes"},
-		Verbs:     []string{meshnames.VerbGet, "list", meshnames.VerbWatch},
+	readPolicies := rbacv1.PolicyRule{
+		APIGroups: []string{policyapi.Group},
+		Resources: []string{policyapi.Resource},
+		Verbs:     []string{meshnames.VerbGet, "list"},
+	}
+	readRoutes := rbacv1.PolicyRule{
+		APIGroups: []string{GatewayAPIGroup},
+		Resources: []string{"httproutes", "grpcroutes"},
+		Verbs:     []string{meshnames.VerbGet, "list"},
 	}
 	renew := rbacv1.PolicyRule{
 		APIGroups: []string{meshnames.AdminGroup},
@@ -59,12 +64,12 @@ func (v Values) adminAPIRBAC() []runtime.Object {
 		&rbacv1.ClusterRole{
 			TypeMeta:   typeMeta("rbac.authorization.k8s.io/v1", "ClusterRole"),
 			ObjectMeta: v.meta("", meshnames.AdminViewerClusterRole, nil),
-			Rules:      []rbacv1.PolicyRule{view, readPolicy},
+			Rules:      []rbacv1.PolicyRule{view, readPolicies, readRoutes},
 		},
 		&rbacv1.ClusterRole{
 			TypeMeta:   typeMeta("rbac.authorization.k8s.io/v1", "ClusterRole"),
 			ObjectMeta: v.meta("", meshnames.AdminOperatorClusterRole, nil),
-			Rules:      []rbacv1.PolicyRule{view, readPolicy, renew},
+			Rules:      []rbacv1.PolicyRule{view, readPolicies, readRoutes, renew},
 		},
 	}
 }

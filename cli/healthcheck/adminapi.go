@@ -24,7 +24,9 @@ func adminAPICheck() Check {
 }
 
 func adminAPIAvailable(ctx context.Context, env *Env) error {
-	ok, why, err := adminclient.Available(ctx, env.Client.Discovery().RESTClient())
+	// Through a client that decodes the API server's refusals (the
+	// discovery client's leaves their message as "unknown").
+	ok, why, err := adminclient.Available(ctx, env.Client.CoreV1().RESTClient())
 	switch {
 	case apierrors.IsNotFound(err):
 		return fmt.Errorf("APIService %s does not exist", meshnames.AdminAPIServiceName)

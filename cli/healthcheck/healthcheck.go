@@ -7,8 +7,11 @@ package healthcheck
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"regexp"
 	"strings"
 	"time"
 
@@ -132,7 +135,7 @@ func Run(ctx context.Context, env *Env, cats []Category, opts Options) []Result 
 				continue
 			}
 			err := runOne(ctx, env, c)
-			for err != nil && !cat.Settled && !isWarn(err) && !isNote(err) && !apierrors.IsForbidden(err) && time.Now().Before(deadline) && ctx.Err() == nil {
+			for err != nil && !cat.Settled && !isWarn(err) && !isNote(err) && !NotAllowed(err) && time.Now().Before(deadline) && ctx.Err() == nil {
 				if opts.Progress != nil {
 					fmt.Fprintf(opts.Progress, "  waiting: %s: %v\n", c.Name, err)
 				}
@@ -149,7 +152,7 @@ func Run(ctx context.Context, env *Env, cats []Category, opts Options) []Result 
 				r.Status, r.Detail = OK, err.Error()
 			case isWarn(err):
 				r.Status, r.Detail, r.Hint = Warning, err.Error(), c.Hint
-			case apierrors.IsForbidden(err):
+			case NotAllowed(err):
 				// The user may not look: not a failure of the mesh, and
 				// no reason to stop the checks the user may run.
 				r.Status, r.Detail, r.Hint = Forbidden, "cannot check: "+err.Error(), ForbiddenHint
@@ -184,10 +187,29 @@ func isNote(err error) bool {
 	return ok
 }
 
-// Passed reports whether no check failed (warnings and skips aside).
-func Passed(results []Result) bool {
+// NotAllowed reports whether err is the user's authorization refusal: a
+// 403 from the API server's RBAC (or the admin API's) whose message says
+// the user cannot do the verb; not an admission refusal (Pod Security, a
+// quota, a webhook), nor a 403 from behind the API server's proxy.
+func NotAllowed(err error) bool {
+	var st apierrors.APIStatus
+	if !errors.As(err, &st) || st.Status().Code != http.StatusForbidden {
+		return false
+	}
+	return authzRefusal.MatchString(st.Status().Message)
+}
+
+// authzRefusal is how the RBAC authorizer (User "…" cannot get resource …)
+// and the admin API (user "…" cannot get pods/tap …) say no.
+var authzRefusal = regexp.MustCompile(`(?i)\buser "[^"]*" cannot [a-z]+ `)
+
+// Passed reports whether no check failed (warnings and skips aside) and,
+// unless tolerateNotAllowed, none could not be run for want of RBAC: a
+// check of the whole mesh that could not look has not passed, while one
+// scoped to a namespace (check --proxy -n) vouches only for what it may read.
+func Passed(results []Result, tolerateNotAllowed bool) bool {
 	for _, r := range results {
-		if r.Status == Error {
+		if r.Status == Error || (r.Status == Forbidden && !tolerateNotAllowed) {
 			return false
 		}
 	}
@@ -196,13 +218,14 @@ func Passed(results []Result) bool {
 
 var symbols = map[Status]string{OK: "✔", Warning: "‼", Error: "×", Skipped: "-", Forbidden: "?"}
 
-// WriteTable prints the results grouped by category, with hints under failures.
-func WriteTable(w io.Writer, results []Result) error {
+// WriteTable prints the results grouped by category, with hints under
+// failures (passed as Passed with tolerateNotAllowed says).
+func WriteTable(w io.Writer, results []Result, tolerateNotAllowed bool) error {
 	t := NewTable(w)
 	for _, r := range results {
 		t.Add(r)
 	}
-	return t.Finish(results)
+	return t.Finish(results, tolerateNotAllowed)
 }
 
 // Table prints results as they come, grouped by category (they come in
@@ -238,18 +261,21 @@ func (t *Table) Add(r Result) {
 	}
 }
 
-// Finish prints the status line of all results, and returns the first
-// write error.
-func (t *Table) Finish(results []Result) error {
+// Finish prints the status line of all results (passed as Passed with
+// tolerateNotAllowed says), and returns the first write error.
+func (t *Table) Finish(results []Result, tolerateNotAllowed bool) error {
 	status := "✔"
-	if !Passed(results) {
-		status = "×"
-	}
 	forbidden := 0
 	for _, r := range results {
 		if r.Status == Forbidden {
 			forbidden++
 		}
+	}
+	switch {
+	case !Passed(results, tolerateNotAllowed):
+		status = "×"
+	case forbidden > 0:
+		status = "‼"
 	}
 	if forbidden > 0 {
 		status += fmt.Sprintf(" (%d of %d checks not run: your RBAC does not allow them)", forbidden, len(results))
@@ -264,7 +290,7 @@ func (t *Table) Finish(results []Result) error {
 func WriteJSON(w io.Writer, results []Result) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	return enc.Encode(NewReport(results))
+	return enc.Encode(NewReport(results, false))
 }
 
 // Report is what check prints for scripts: whether every check passed,
@@ -274,5 +300,8 @@ type Report struct {
 	Checks  []Result `json:"checks"`
 }
 
-// NewReport makes the report of results.
-func NewReport(results []Result) Report { return Report{Passed(results), results} }
+// NewReport makes the report of results (passed as Passed with
+// tolerateNotAllowed says).
+func NewReport(results []Result, tolerateNotAllowed bool) Report {
+	return Report{Passed(results, tolerateNotAllowed), results}
+}

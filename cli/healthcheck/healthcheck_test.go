@@ -13,6 +13,7 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
@@ -54,7 +55,7 @@ func TestRunRetriesWarnsAndStopsAfterAFatalFailure(t *testing.T) {
 	if tries != 3 {
 		t.Errorf("the flaky check ran %d times, want 3", tries)
 	}
-	if Passed(results) {
+	if Passed(results, false) {
 		t.Error("Passed with a failure")
 	}
 
@@ -72,7 +73,7 @@ func TestOutputFormatsMatchGolden(t *testing.T) {
 	tries := 0
 	results := Run(context.Background(), &Env{}, sampleCategories(&tries), Options{Wait: 100 * time.Millisecond, RetryEvery: time.Millisecond})
 	for name, write := range map[string]func(*bytes.Buffer) error{
-		"table": func(b *bytes.Buffer) error { return WriteTable(b, results) },
+		"table": func(b *bytes.Buffer) error { return WriteTable(b, results, false) },
 		"json":  func(b *bytes.Buffer) error { return WriteJSON(b, results) },
 	} {
 		var b bytes.Buffer
@@ -123,32 +124,68 @@ func TestPlaintextFinding(t *testing.T) {
 	}
 }
 
-// TestAForbiddenCheckIsNotAFailure: a check the user's RBAC does not let
-// look is shown as such (with what it needed), is not retried, stops
-// nothing even when fatal, does not fail check, and the status line counts
-// it; the checks after it run.
-func TestAForbiddenCheckIsNotAFailure(t *testing.T) {
+// TestACheckTheUserMayNotRunIsSaidSo: a check refused by the user's RBAC
+// is shown as such (with what it needed), is not retried and stops nothing
+// even when fatal; scoped to a namespace (check --proxy -n) it does not fail
+// check, and of the whole mesh it does; the status line counts them.
+func TestACheckTheUserMayNotRunIsSaidSo(t *testing.T) {
 	tries, ran := 0, false
-	forbidden := apierrors.NewForbidden(schema.GroupResource{Resource: "namespaces"}, "meshctl", errors.New("no RBAC"))
+	rbac := apierrors.NewForbidden(schema.GroupResource{Resource: "namespaces"}, "meshctl",
+		errors.New(`User "system:serviceaccount:shop:alice" cannot get resource "namespaces" in API group "" in the namespace "meshctl"`))
 	cats := []Category{{Name: "c", Checks: []Check{
 		{Name: "may not look", Hint: "install it", Fatal: true, Run: func(context.Context, *Env) error {
 			tries++
-			return fmt.Errorf("the namespace: %w", forbidden)
+			return fmt.Errorf("the namespace: %w", rbac)
 		}},
 		{Name: "runs anyway", Run: func(context.Context, *Env) error { ran = true; return nil }},
 	}}}
 	results := Run(context.Background(), &Env{}, cats, Options{Wait: 50 * time.Millisecond, RetryEvery: time.Millisecond})
-	if results[0].Status != Forbidden || results[0].Hint != ForbiddenHint || !strings.Contains(results[0].Detail, `cannot get resource`) && !strings.Contains(results[0].Detail, "forbidden") {
-		t.Errorf("the forbidden check: %+v, want status %s, the RBAC hint, the API server's words", results[0], Forbidden)
+	if results[0].Status != Forbidden || results[0].Hint != ForbiddenHint || !strings.Contains(results[0].Detail, "cannot get resource") {
+		t.Errorf("the refused check: %+v, want status %s, the RBAC hint, the API server's words", results[0], Forbidden)
 	}
-	if tries != 1 || !ran || !Passed(results) {
-		t.Errorf("tried %d times (want 1), the next check ran: %v (want true), passed: %v (want true)", tries, ran, Passed(results))
+	if tries != 1 || !ran {
+		t.Errorf("tried %d times (want 1), the next check ran: %v (want true)", tries, ran)
 	}
-	var b bytes.Buffer
-	if err := WriteTable(&b, results); err != nil {
-		t.Fatal(err)
+	for _, c := range []struct {
+		scoped bool
+		line   string
+	}{
+		{true, "Status check results are ‼ (1 of 2 checks not run: your RBAC does not allow them)"},
+		{false, "Status check results are × (1 of 2 checks not run: your RBAC does not allow them)"},
+	} {
+		if Passed(results, c.scoped) != c.scoped {
+			t.Errorf("scoped %v: passed %v", c.scoped, Passed(results, c.scoped))
+		}
+		var b bytes.Buffer
+		if err := WriteTable(&b, results, c.scoped); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(b.String(), "? may not look") || !strings.Contains(b.String(), c.line) {
+			t.Errorf("scoped %v: table:\n%s", c.scoped, b.String())
+		}
 	}
-	if !strings.Contains(b.String(), "? may not look") || !strings.Contains(b.String(), "Status check results are ✔ (1 of 2 checks not run: your RBAC does not allow them)") {
-		t.Errorf("table:\n%s", b.String())
+}
+
+// TestOnlyTheUsersAuthorizationIsNotAllowed: a 403 is the user's missing
+// permission only when the authorizer says the user cannot do the verb;
+// an admission refusal or a 403 from behind the API server is a failure.
+func TestOnlyTheUsersAuthorizationIsNotAllowed(t *testing.T) {
+	gr := schema.GroupResource{Resource: "pods"}
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{apierrors.NewForbidden(gr, "x", errors.New(`User "alice" cannot create resource "pods" in API group "" in the namespace "default"`)), true},
+		{fmt.Errorf("wrapped: %w", apierrors.NewForbidden(gr, "", errors.New(`user "alice" cannot get pods/tap in admin.meshctl.io`))), true},
+		{apierrors.NewForbidden(gr, "x", errors.New(`violates PodSecurity "restricted:latest": allowPrivilegeEscalation != false`)), false},
+		{apierrors.NewForbidden(gr, "x", errors.New(`admission webhook "validate.kyverno.svc" denied the request`)), false},
+		{apierrors.NewForbidden(gr, "x", errors.New(`exceeded quota: pods, requested: pods=1, used: pods=10, limited: pods=10`)), false},
+		{&apierrors.StatusError{ErrStatus: metav1.Status{Code: 403, Message: "unknown"}}, false},
+		{apierrors.NewUnauthorized(`User "alice" cannot get resource`), false},
+		{errors.New(`User "alice" cannot get resource "pods"`), false},
+	} {
+		if got := NotAllowed(c.err); got != c.want {
+			t.Errorf("NotAllowed(%v) = %v, want %v", c.err, got, c.want)
+		}
 	}
 }

@@ -55,29 +55,33 @@ func Policy() Category {
 // routes again: the controller is what decides.
 func routesAccepted(ctx context.Context, env *Env) error {
 	var findings []string
+	scope := ""
 	for _, res := range []struct {
 		gvr      schema.GroupVersionResource
 		kind     string
 		required bool
 	}{{httpRoutes, "HTTPRoute", true}, {grpcRoutes, "GRPCRoute", false}} {
-		list, err := listVisible(ctx, env, res.gvr)
+		list, narrowed, err := listVisible(ctx, env, res.gvr)
 		if apierrors.IsNotFound(err) {
 			if res.required {
 				return Notef("the Gateway API's HTTPRoute (v1) is not installed: no routes to check")
 			}
 			continue
 		}
-		if apierrors.IsForbidden(err) {
+		if NotAllowed(err) {
 			return fmt.Errorf("list %ss: %w", res.kind, err)
 		}
 		if err != nil {
 			return Warnf("cannot list %ss: %v", res.kind, err)
 		}
+		if narrowed {
+			scope = "routes checked in namespace " + env.ProxyNamespace + " only: you may not list them in every namespace"
+		}
 		for _, u := range list.Items {
 			findings = append(findings, routeFindings(u.GetNamespace()+"/"+u.GetName(), u.Object)...)
 		}
 	}
-	return warnAbout(findings)
+	return warnAbout(findings, scope)
 }
 
 // routeFindings names what is wrong with a route according to the
@@ -128,21 +132,23 @@ func routeFindings(name string, obj map[string]any) []string {
 }
 
 // listVisible lists gvr in every namespace or, for a user who may not and
-// checks one namespace's proxies (check --proxy -n), in that namespace.
-func listVisible(ctx context.Context, env *Env, gvr schema.GroupVersionResource) (*unstructured.UnstructuredList, error) {
-	list, err := env.Dynamic.Resource(gvr).List(ctx, metav1.ListOptions{})
-	if apierrors.IsForbidden(err) && env.ProxyNamespace != "" {
-		return env.Dynamic.Resource(gvr).Namespace(env.ProxyNamespace).List(ctx, metav1.ListOptions{})
+// checks one namespace's proxies (check --proxy -n), in that namespace
+// (narrowed).
+func listVisible(ctx context.Context, env *Env, gvr schema.GroupVersionResource) (list *unstructured.UnstructuredList, narrowed bool, err error) {
+	list, err = env.Dynamic.Resource(gvr).List(ctx, metav1.ListOptions{})
+	if NotAllowed(err) && env.ProxyNamespace != "" {
+		list, err = env.Dynamic.Resource(gvr).Namespace(env.ProxyNamespace).List(ctx, metav1.ListOptions{})
+		return list, true, err
 	}
-	return list, err
+	return list, false, err
 }
 
 func policiesSelectPods(ctx context.Context, env *Env) error {
-	list, err := listVisible(ctx, env, policyapi.GroupVersionResource)
+	list, narrowed, err := listVisible(ctx, env, policyapi.GroupVersionResource)
 	if apierrors.IsNotFound(err) {
 		return Notef("the AuthorizationPolicy CRD is not installed (meshctl install adds it): no policies to check")
 	}
-	if apierrors.IsForbidden(err) {
+	if NotAllowed(err) {
 		return fmt.Errorf("list AuthorizationPolicies: %w", err)
 	}
 	if err != nil {
@@ -167,7 +173,11 @@ func policiesSelectPods(ctx context.Context, env *Env) error {
 		}
 		pods[p.Namespace] = list.Items
 	}
-	return warnAbout(append(findings, policyFindings(policies, pods)...))
+	scope := ""
+	if narrowed {
+		scope = "AuthorizationPolicies checked in namespace " + env.ProxyNamespace + " only: you may not list them in every namespace"
+	}
+	return warnAbout(append(findings, policyFindings(policies, pods)...), scope)
 }
 
 // policyFindings names every policy whose podSelector selects no live pod
@@ -232,14 +242,20 @@ func hasPort(p *corev1.Pod, port intstr.IntOrString) bool {
 }
 
 // warnAbout turns findings into a warning listing at most maxFindings.
-func warnAbout(findings []string) error {
+func warnAbout(findings []string, scope string) error {
 	if len(findings) == 0 {
+		if scope != "" {
+			return Notef("%s", scope)
+		}
 		return nil
 	}
 	more := ""
 	if len(findings) > maxFindings {
 		more = fmt.Sprintf("; and %d more", len(findings)-maxFindings)
 		findings = findings[:maxFindings]
+	}
+	if scope != "" {
+		more += " (" + scope + ")"
 	}
 	return Warnf("%s%s", strings.Join(findings, "; "), more)
 }

@@ -171,16 +171,23 @@ func indent(s string) string {
 }
 
 func TestWarnAboutCapsTheList(t *testing.T) {
-	if warnAbout(nil) != nil {
+	if warnAbout(nil, "") != nil {
 		t.Error("no findings is not a success")
 	}
 	var many []string
 	for range maxFindings + 3 {
 		many = append(many, "x")
 	}
-	err := warnAbout(many)
+	err := warnAbout(many, "")
 	if !isWarn(err) || !strings.HasSuffix(err.Error(), "; and 3 more") || strings.Count(err.Error(), "x") != maxFindings {
 		t.Errorf("warnAbout(%d findings) = %v", len(many), err)
+	}
+	// A check narrowed to one namespace says so, with or without findings.
+	if err := warnAbout(nil, "in shop only"); !isNote(err) || err.Error() != "in shop only" {
+		t.Errorf("warnAbout(none, narrowed) = %v, want a note saying so", err)
+	}
+	if err := warnAbout([]string{"x"}, "in shop only"); !isWarn(err) || !strings.HasSuffix(err.Error(), "(in shop only)") {
+		t.Errorf("warnAbout(a finding, narrowed) = %v", err)
 	}
 }
 

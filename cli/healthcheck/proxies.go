@@ -165,7 +165,7 @@ func proxiesPlaintext(ctx context.Context, env *Env) error {
 	if len(unread) > 0 {
 		findings = append(findings, "metrics not read: "+strings.Join(unread, ", "))
 	}
-	return warnAbout(findings)
+	return warnAbout(findings, "")
 }
 
 // plaintextFinding describes one proxy's plaintext connections, "" when none.
