@@ -21,6 +21,7 @@ import (
 	"github.com/meshctl/meshctl/proxy/authz"
 	"github.com/meshctl/meshctl/proxy/endpoints"
 	"github.com/meshctl/meshctl/proxy/httpproxy"
+	"github.com/meshctl/meshctl/proxy/memtrim"
 	"github.com/meshctl/meshctl/proxy/meshtls"
 	"github.com/meshctl/meshctl/proxy/metrics"
 	"github.com/meshctl/meshctl/proxy/tap"
@@ -217,6 +218,13 @@ func (p *Proxy) Run(ctx context.Context) error {
 		p.metrics.RunWindows(windowsCtx)
 	}()
 	defer func() { stopWindows(); <-windowsDone }()
+	// Memory is given back when the proxy goes quiet after work.
+	trimDone := make(chan struct{})
+	go func() {
+		defer close(trimDone)
+		(&memtrim.Trimmer{Log: p.log}).Run(windowsCtx)
+	}()
+	defer func() { stopWindows(); <-trimDone }()
 	go func() {
 		if err := p.adminSrv.Serve(p.adminLn); !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("admin server: %w", err)
