@@ -91,7 +91,7 @@ func (t *Trimmer) Tick() bool {
 	// What the trim itself allocated is not work.
 	t.last = t.allocated()
 	t.lastTrim = t.last
-	if t.Log != nil {
+	if t.Log != nil && t.Log.Enabled(context.Background(), slog.LevelDebug) {
 		t.Log.Debug("returned idle memory to the kernel", "allocated_since_last_mb", float64(since)/(1<<20), "took", time.Since(start))
 	}
 	return true
