@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshctl/meshctl/install"
+	"github.com/meshctl/meshctl/internal/adminclient"
 	"github.com/meshctl/meshctl/internal/meshnames"
 )
 
@@ -86,7 +87,7 @@ func ControlPlane() Category {
 func controlAPIAnswers(ctx context.Context, env *Env) error {
 	svc := env.Client.CoreV1().Services(env.Namespace)
 	body, err := svc.ProxyGet("https", meshnames.ServiceName, meshnames.ControlPortName, "/v1/destinations", map[string]string{"target": "10.0.0.1:80"}).DoRaw(ctx)
-	if NotAllowed(err) {
+	if err := adminclient.StatusOf(body, err); NotAllowed(err) {
 		return fmt.Errorf("the control API through the API server's service proxy: %w", err)
 	}
 	if !bytes.Contains(body, []byte("no_client_certificate")) {

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 
 	"github.com/meshctl/meshctl/internal/meshnames"
@@ -99,6 +100,18 @@ func Explain(err error, sub string) error {
 	return fmt.Errorf("the admin API: %w", err)
 }
 
+// StatusOf is err, the error of a raw request (DoRaw) whose body is raw,
+// as the API server's Status when raw is one: a raw request's error keeps
+// the Status's message as "unknown", and with it what the refusal said (a
+// 403's "User … cannot get …").
+func StatusOf(raw []byte, err error) error {
+	var st metav1.Status
+	if err == nil || json.Unmarshal(raw, &st) != nil || st.Kind != "Status" || st.Code == 0 {
+		return err
+	}
+	return &apierrors.StatusError{ErrStatus: st}
+}
+
 // Available reads the APIService's Available condition: whether the API
 // server's aggregator reaches the controller's API. why is the condition's
 // reason and message when it is not; err is set when the APIService could
@@ -109,11 +122,8 @@ func Available(ctx context.Context, api rest.Interface) (ok bool, why string, er
 		return false, "", errors.New("no REST client to read the APIService with")
 	}
 	raw, err := c.Get().AbsPath("/apis/apiregistration.k8s.io/v1/apiservices/" + meshnames.AdminAPIServiceName).DoRaw(ctx)
-	if apierrors.IsForbidden(err) {
-		return false, "", fmt.Errorf("APIService %s: you may not read it (RBAC: get on apiservices in apiregistration.k8s.io): %w", meshnames.AdminAPIServiceName, err)
-	}
 	if err != nil {
-		return false, "", err
+		return false, "", fmt.Errorf("APIService %s: %w", meshnames.AdminAPIServiceName, StatusOf(raw, err))
 	}
 	var svc struct {
 		Status struct {

@@ -52,3 +52,20 @@ func TestExplainSaysWhatToDo(t *testing.T) {
 		})
 	}
 }
+
+// TestStatusOfKeepsWhatTheRefusalSaid: a raw request's error becomes the
+// API server's Status when the body is one, and stays as it was otherwise.
+func TestStatusOfKeepsWhatTheRefusalSaid(t *testing.T) {
+	raw := []byte(`{"kind":"Status","apiVersion":"v1","status":"Failure","message":"services \"x\" is forbidden: User \"alice\" cannot get resource \"services/proxy\"","reason":"Forbidden","code":403}`)
+	opaque := &apierrors.StatusError{ErrStatus: metav1.Status{Code: 403, Message: "unknown"}}
+	err := StatusOf(raw, opaque)
+	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), `User "alice" cannot get resource`) {
+		t.Errorf("StatusOf(a Status body) = %v", err)
+	}
+	if got := StatusOf([]byte("forbidden, says the app"), opaque); got != opaque {
+		t.Errorf("StatusOf(a plain body) = %v, want the error as it was", got)
+	}
+	if StatusOf(raw, nil) != nil {
+		t.Error("StatusOf(no error) is an error")
+	}
+}
