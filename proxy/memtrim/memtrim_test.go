@@ -1,6 +1,7 @@
 package memtrim
 
 import (
+	"runtime"
 	"runtime/metrics"
 	"testing"
 )
@@ -56,12 +57,11 @@ func TestTrimCollectsAndReleases(t *testing.T) {
 	}
 	tr := &Trimmer{}
 	tr.Tick()
-	var keep [][]byte
+	var work [][]byte
 	for range 64 {
-		keep = append(keep, make([]byte, 256<<10)) // 16 MiB of work
+		work = append(work, make([]byte, 256<<10)) // 16 MiB of work
 	}
-	keep = nil
-	_ = keep
+	runtime.KeepAlive(work)
 	tr.Tick() // busy
 	forced0, _ := read()
 	if !tr.Tick() {
