@@ -85,3 +85,16 @@ func TestTheHeapIsSampledOnlyForPprof(t *testing.T) {
 		t.Errorf("with --debug-pprof the heap is sampled every %d bytes, want Go's 524288", got)
 	}
 }
+
+// TestTheProxysCollectorTargetYieldsToGOGC: the proxy's own target unless
+// the environment's GOGC is given (Go has applied that one already).
+func TestTheProxysCollectorTargetYieldsToGOGC(t *testing.T) {
+	if p, set := gcPercent(""); !set || p != defaultGCPercent {
+		t.Errorf("no GOGC: %d, %v; want %d, set", p, set, defaultGCPercent)
+	}
+	for _, v := range []string{"100", "off", "200"} {
+		if _, set := gcPercent(v); set {
+			t.Errorf("GOGC=%s: the proxy overrides it", v)
+		}
+	}
+}
